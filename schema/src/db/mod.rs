@@ -1,0 +1,329 @@
+//! The database layer: one pool over SQLite or PostgreSQL, the migrations, and the queries.
+//!
+//! Each query is written once inside [`db_run!`], which expands it once per backend, so PostgreSQL
+//! stays fully async and SQLite runs on the blocking pool. Query functions take `&mut DbConn`, and
+//! [`DbConn::transaction`] wraps any sequence of them in one write transaction.
+//!
+//! - [`schema`]: the hand-written Diesel tables shared by both backends.
+//! - [`models`]: row structs (`User`) and insert structs (`NewUser<'a>`).
+//! - [`users`], [`sessions`]: the query functions, returning `QueryResult`.
+
+pub mod models;
+pub mod schema;
+pub mod sessions;
+pub mod users;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::SqliteConnection;
+use diesel::connection::AnsiTransactionManager as SyncAnsiTransactionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+    TransactionManager,
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
+
+use crate::Error;
+
+/// SQLite through diesel-async's blocking wrapper.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+/// Serialises migrations across instances that start together (an arbitrary, fixed key).
+const MIGRATION_LOCK_KEY: i64 = 0x0c10_0dba_5e00_0001;
+
+/// Set on every SQLite connection. `busy_timeout` must come before `journal_mode=WAL`.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+
+/// Which database a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL, for production and several instances.
+    Postgres,
+    /// Embedded SQLite, the zero-setup default (one instance).
+    Sqlite,
+}
+
+/// What the pool needs to know.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// `postgres://…` or `sqlite://path/to/file.db`.
+    pub url: String,
+    /// Upper bound of open connections.
+    pub max_connections: usize,
+    /// How long a request waits for a free connection before failing with `UNAVAILABLE`.
+    pub acquire_timeout: Duration,
+}
+
+/// A pool of connections to one backend.
+#[derive(Clone)]
+pub enum DbPool {
+    /// PostgreSQL through tokio-postgres.
+    Pg(Pool<AsyncPgConnection>),
+    /// SQLite in WAL mode.
+    Sqlite(Pool<SqliteConn>),
+}
+
+/// One checked-out connection, passed to the query functions.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one request; boxing would add an allocation per checkout"
+)]
+pub enum DbConn {
+    /// A PostgreSQL connection.
+    Pg(Object<AsyncPgConnection>),
+    /// A SQLite connection.
+    Sqlite(Object<SqliteConn>),
+}
+
+/// Failure to open the database at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is neither `postgres://` nor `sqlite://`.
+    #[error("database_url: expected `postgres://…` or `sqlite://path`, got `{0}`")]
+    BadUrl(String),
+    /// The pool could not be built or the first connection failed.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(String),
+}
+
+impl Backend {
+    /// The backend a URL names.
+    pub fn of_url(url: &str) -> Result<Self, ConnectError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else {
+            Err(ConnectError::BadUrl(url.to_owned()))
+        }
+    }
+}
+
+/// The file path in a `sqlite://path` or `sqlite:path` URL.
+pub fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+}
+
+impl DbPool {
+    /// Opens the pool, runs pending migrations, and checks one connection.
+    pub async fn connect_and_migrate(config: &DbConfig) -> Result<Self, ConnectError> {
+        let pool = match Backend::of_url(&config.url)? {
+            Backend::Postgres => {
+                migrate_pg(&config.url).await?;
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(&config.url);
+                DbPool::Pg(build_pool(manager, config)?)
+            }
+            Backend::Sqlite => {
+                let path = sqlite_path(&config.url).to_owned();
+                if let Some(parent) = Path::new(&path)
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        ConnectError::Connect(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+                migrate_sqlite(&path).await?;
+                let mut manager_config = ManagerConfig::<SqliteConn>::default();
+                manager_config.recycling_method = RecyclingMethod::Fast;
+                manager_config.custom_setup =
+                    Box::new(|url| establish_sqlite(url.to_owned()).boxed());
+                let manager = AsyncDieselConnectionManager::new_with_config(path, manager_config);
+                DbPool::Sqlite(build_pool(manager, config)?)
+            }
+        };
+        pool.ping()
+            .await
+            .map_err(|e| ConnectError::Connect(e.to_string()))?;
+        Ok(pool)
+    }
+
+    /// Which backend this pool talks to.
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbPool::Pg(_) => Backend::Postgres,
+            DbPool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Checks out a connection, waiting at most the configured acquire timeout.
+    pub async fn get(&self) -> Result<DbConn, Error> {
+        match self {
+            DbPool::Pg(pool) => pool.get().await.map(DbConn::Pg).map_err(pool_error),
+            DbPool::Sqlite(pool) => pool.get().await.map(DbConn::Sqlite).map_err(pool_error),
+        }
+    }
+
+    /// A round trip to the database, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let mut conn = self.get().await?;
+        db_run!(&mut conn, |c| {
+            diesel::sql_query("SELECT 1").execute(c).await?;
+        });
+        Ok(())
+    }
+
+    /// `(in use, max)` connections, for metrics.
+    pub fn usage(&self) -> (usize, usize) {
+        let status = match self {
+            DbPool::Pg(pool) => pool.status(),
+            DbPool::Sqlite(pool) => pool.status(),
+        };
+        (
+            status.size.saturating_sub(status.available),
+            status.max_size,
+        )
+    }
+}
+
+fn pool_error(e: PoolError) -> Error {
+    match e {
+        PoolError::Timeout(_) => Error::Unavailable("no free database connection".into()),
+        PoolError::Backend(e) => Error::Unavailable(format!("database connection failed: {e}")),
+        other => Error::Internal(format!("database pool: {other}")),
+    }
+}
+
+fn build_pool<C>(
+    manager: AsyncDieselConnectionManager<C>,
+    config: &DbConfig,
+) -> Result<Pool<C>, ConnectError>
+where
+    C: Send + 'static,
+    AsyncDieselConnectionManager<C>: deadpool::managed::Manager<Type = C>,
+{
+    Pool::builder(manager)
+        .max_size(config.max_connections.max(1))
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(config.acquire_timeout))
+        .create_timeout(Some(config.acquire_timeout))
+        .build()
+        .map_err(|e| ConnectError::Connect(e.to_string()))
+}
+
+async fn establish_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
+    let mut conn = SqliteConn::establish(&path).await?;
+    conn.batch_execute(SQLITE_PRAGMAS)
+        .await
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+async fn migrate_sqlite(path: &str) -> Result<(), ConnectError> {
+    let conn = establish_sqlite(path.to_owned())
+        .await
+        .map_err(|e| ConnectError::Connect(format!("{path}: {e}")))?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    harness
+        .run_pending_migrations(SQLITE_MIGRATIONS)
+        .map_err(|e| ConnectError::Migrate(e.to_string()))?;
+    Ok(())
+}
+
+/// Runs the Postgres migrations on one dedicated connection that holds an advisory lock, so that
+/// several instances starting together migrate once.
+async fn migrate_pg(url: &str) -> Result<(), ConnectError> {
+    let mut conn = AsyncPgConnection::establish(url)
+        .await
+        .map_err(|e| ConnectError::Connect(e.to_string()))?;
+    let lock = format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})");
+    conn.batch_execute(&lock)
+        .await
+        .map_err(|e| ConnectError::Migrate(format!("advisory lock: {e}")))?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let result = harness
+        .run_pending_migrations(PG_MIGRATIONS)
+        .map(|_| ())
+        .map_err(|e| ConnectError::Migrate(e.to_string()));
+    let mut conn = harness.into_inner();
+    let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})");
+    // The lock also goes away with the connection, which is dropped right after.
+    let _ = conn.batch_execute(&unlock).await;
+    result
+}
+
+impl DbConn {
+    /// Runs `body` inside a write transaction on this connection: commit on `Ok`, roll back on
+    /// `Err`. Query functions taking `&mut DbConn` compose inside it. SQLite uses
+    /// `BEGIN IMMEDIATE`, so the write lock is taken up front (waiting up to `busy_timeout`) and a
+    /// transaction that reads before it writes never fails on upgrade.
+    pub async fn transaction<T>(
+        &mut self,
+        body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        match self {
+            DbConn::Pg(c) => {
+                <diesel_async::AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::begin_transaction(&mut **c).await?;
+            }
+            DbConn::Sqlite(c) => {
+                c.spawn_blocking(|inner| {
+                    SyncAnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
+                })
+                .await?;
+            }
+        }
+        let result = body(self).await;
+        match self {
+            DbConn::Pg(c) => finish_tx(&mut **c, result).await,
+            DbConn::Sqlite(c) => finish_tx(&mut **c, result).await,
+        }
+    }
+}
+
+/// Commits on `Ok` and rolls back on `Err`. A connection whose rollback failed is left marked
+/// broken, and the pool discards it.
+async fn finish_tx<C, T>(conn: &mut C, result: Result<T, Error>) -> Result<T, Error>
+where
+    C: AsyncConnection,
+{
+    match result {
+        Ok(value) => {
+            <C::TransactionManager as TransactionManager<C>>::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) =
+                <C::TransactionManager as TransactionManager<C>>::rollback_transaction(conn).await
+            {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs `$body` with `$c` bound to the backend connection inside `$conn` (a `&mut DbConn`).
+/// The body is compiled once per backend.
+#[macro_export]
+macro_rules! db_run {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Pg(obj) => {
+                let $c: &mut ::diesel_async::AsyncPgConnection = &mut **obj;
+                $body
+            }
+            $crate::db::DbConn::Sqlite(obj) => {
+                let $c: &mut $crate::db::SqliteConn = &mut **obj;
+                $body
+            }
+        }
+    };
+}
+
+pub use crate::db_run;

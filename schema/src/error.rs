@@ -1,0 +1,116 @@
+//! The one error type of this crate, and the stable codes clients see in `extensions.code`.
+//!
+//! Resolvers return `Result<T, Error>` and use `?`; async-graphql keeps the value as the error's
+//! source, and [`crate::graphql::errors`] turns it into a GraphQL error in exactly one place.
+
+use std::fmt;
+
+/// Everything that can go wrong in a service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No valid credentials came with the request.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The viewer is known but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing asked for does not exist (or is not visible to the viewer).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The input is out of range or malformed; `field` names the argument when there is one.
+    #[error("{message}")]
+    BadInput {
+        /// The input field at fault, in GraphQL spelling (`email`, `input.password`).
+        field: Option<&'static str>,
+        /// What was expected.
+        message: String,
+    },
+    /// The change collides with existing data (for example an email already registered).
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency is temporarily unavailable (the pool is exhausted, the database is down).
+    #[error("service temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// A database error nobody expected.
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+    /// Any other bug or broken invariant.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The stable `extensions.code` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Missing, invalid or expired credentials.
+    Unauthenticated,
+    /// Authenticated, but not allowed.
+    Forbidden,
+    /// No such object for this viewer.
+    NotFound,
+    /// Input out of range or malformed.
+    BadUserInput,
+    /// Collides with existing data.
+    Conflict,
+    /// Try again later.
+    Unavailable,
+    /// A bug on our side; the message is opaque and carries a request id.
+    Internal,
+}
+
+impl Code {
+    /// The string clients match on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::NotFound => "NOT_FOUND",
+            Code::BadUserInput => "BAD_USER_INPUT",
+            Code::Conflict => "CONFLICT",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Error {
+    /// A `BAD_USER_INPUT` error about one field.
+    pub fn bad_input(field: &'static str, message: impl Into<String>) -> Self {
+        Error::BadInput {
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+
+    /// `UNAUTHENTICATED` with the standard message.
+    pub fn unauthenticated() -> Self {
+        Error::Unauthenticated("authentication required".into())
+    }
+
+    /// The code this error is reported with.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::Forbidden(_) => Code::Forbidden,
+            Error::NotFound(_) => Code::NotFound,
+            Error::BadInput { .. } => Code::BadUserInput,
+            Error::Conflict(_) => Code::Conflict,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Database(_) | Error::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+/// Whether a Diesel error is a unique-constraint violation (an expected conflict, not a bug).
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

@@ -1,0 +1,119 @@
+//! Sign-up, sign-in and the session lifecycle.
+
+use async_graphql::{Context, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::ContextExt;
+use crate::Error;
+use crate::db::models::User;
+use crate::services::auth::{self, AuthTokens};
+
+/// Tokens for a new or refreshed session.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// Send as `Authorization: Bearer <accessToken>` (HTTP) or in the WebSocket `connection_init`
+    /// payload. Short-lived.
+    pub access_token: String,
+    /// When `accessToken` expires.
+    pub access_token_expires_at: DateTime<Utc>,
+    /// Single-use: trade it for new tokens with `refreshSession`. Reusing one ends the session.
+    pub refresh_token: String,
+    /// When `refreshToken` expires.
+    pub refresh_token_expires_at: DateTime<Utc>,
+    /// The signed-in user.
+    pub user: User,
+}
+
+impl From<AuthTokens> for AuthPayload {
+    fn from(t: AuthTokens) -> Self {
+        Self {
+            access_token: t.access_token,
+            access_token_expires_at: t.access_token_expires_at,
+            refresh_token: t.refresh_token,
+            refresh_token_expires_at: t.refresh_token_expires_at,
+            user: t.user,
+        }
+    }
+}
+
+/// A new account.
+#[derive(InputObject)]
+pub struct RegisterInput {
+    /// Becomes the login; stored lower-cased.
+    pub email: String,
+    /// 8–128 characters.
+    pub password: String,
+    /// 1–64 characters.
+    pub display_name: String,
+}
+
+/// Credentials.
+#[derive(InputObject)]
+pub struct LoginInput {
+    /// The account's email.
+    pub email: String,
+    /// The account's password.
+    pub password: String,
+}
+
+/// Authentication mutations.
+#[derive(Default)]
+pub struct AuthMutation;
+
+#[Object]
+impl AuthMutation {
+    /// Creates an account with the `USER` role and signs it in.
+    async fn register(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterInput,
+    ) -> Result<AuthPayload, Error> {
+        let meta = ctx.request_meta();
+        auth::register(
+            ctx.app()?,
+            &meta,
+            &input.email,
+            &input.password,
+            &input.display_name,
+        )
+        .await
+        .map(Into::into)
+    }
+
+    /// Signs in. A wrong email and a wrong password get the same `UNAUTHENTICATED` error.
+    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload, Error> {
+        let meta = ctx.request_meta();
+        auth::login(ctx.app()?, &meta, &input.email, &input.password)
+            .await
+            .map(Into::into)
+    }
+
+    /// Trades a refresh token for new tokens. Each refresh token works once; presenting a used
+    /// one revokes the whole session.
+    async fn refresh_session(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> Result<AuthPayload, Error> {
+        auth::refresh(ctx.app()?, &refresh_token)
+            .await
+            .map(Into::into)
+    }
+
+    /// Ends the current session; its tokens stop working at once.
+    async fn logout(&self, ctx: &Context<'_>) -> Result<bool, Error> {
+        auth::logout(ctx.app()?, ctx.viewer()?).await?;
+        Ok(true)
+    }
+
+    /// Changes the password and ends every other session of the account.
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> Result<bool, Error> {
+        auth::change_password(ctx.app()?, ctx.viewer()?, &current_password, &new_password).await?;
+        Ok(true)
+    }
+}

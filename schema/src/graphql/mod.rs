@@ -1,0 +1,97 @@
+//! The GraphQL schema: roots merged from one file per domain, typed accessors for context data,
+//! and the schema builder with its limits.
+//!
+//! - [`users`]: `User`, `me`, `user`, `users`, profile and admin mutations.
+//! - [`auth`]: `register`, `login`, `refreshSession`, `logout`, `changePassword`.
+//! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.
+
+pub mod auth;
+pub mod errors;
+pub mod users;
+
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+
+use crate::Error;
+use crate::services::{App, Auth, RequestMeta, Viewer};
+
+/// The root query: every domain's queries merged.
+#[derive(MergedObject, Default)]
+pub struct Query(users::UsersQuery);
+
+/// The root mutation: every domain's mutations merged.
+#[derive(MergedObject, Default)]
+pub struct Mutation(auth::AuthMutation, users::UsersMutation);
+
+/// The executable schema.
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Query-shape limits, from config.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Deepest selection nesting.
+    pub max_depth: usize,
+    /// Highest complexity score (each field counts 1 unless it says otherwise).
+    pub max_complexity: usize,
+    /// Most aliased fields in one document.
+    pub max_aliases: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_depth: 12,
+            max_complexity: 1000,
+            max_aliases: 30,
+        }
+    }
+}
+
+/// Builds the schema with the process-wide state attached.
+pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(app)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .extension(errors::ErrorPolicy {
+            max_aliases: limits.max_aliases,
+        })
+        .finish()
+}
+
+/// The schema's SDL, without any state (for snapshots and `cloudbase-ai schema`).
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+/// Typed access to context data; resolvers never use `data_unchecked`.
+pub trait ContextExt {
+    /// The process-wide services.
+    fn app(&self) -> Result<&App, Error>;
+    /// Who is asking, or `UNAUTHENTICATED`.
+    fn viewer(&self) -> Result<&Viewer, Error>;
+    /// The request's id, address and user agent.
+    fn request_meta(&self) -> RequestMeta;
+}
+
+impl ContextExt for Context<'_> {
+    fn app(&self) -> Result<&App, Error> {
+        self.data::<Arc<App>>()
+            .map(Arc::as_ref)
+            .map_err(|_| Error::Internal("schema built without App".into()))
+    }
+
+    fn viewer(&self) -> Result<&Viewer, Error> {
+        match self.data_opt::<Auth>() {
+            Some(auth) => auth.viewer(),
+            None => Err(Error::unauthenticated()),
+        }
+    }
+
+    fn request_meta(&self) -> RequestMeta {
+        self.data_opt::<RequestMeta>().cloned().unwrap_or_default()
+    }
+}

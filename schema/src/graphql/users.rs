@@ -1,0 +1,167 @@
+//! `User`, the viewer's own profile, and the admin's user management.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object};
+use chrono::{DateTime, Utc};
+
+use super::ContextExt;
+use crate::Error;
+use crate::db::models::User;
+use crate::services::Role;
+use crate::services::users::{self, ProfileUpdate};
+
+/// An account.
+#[Object]
+impl User {
+    /// Stable id (a UUIDv7, so ids sort by creation time).
+    async fn id(&self) -> ID {
+        ID(self.id.clone())
+    }
+
+    /// Lower-cased email, used to log in.
+    async fn email(&self) -> &str {
+        &self.email
+    }
+
+    /// Name shown in the UI.
+    async fn display_name(&self) -> &str {
+        &self.display_name
+    }
+
+    /// An http(s) URL of the avatar image.
+    async fn avatar_url(&self) -> Option<&str> {
+        self.avatar_url.as_deref()
+    }
+
+    /// Free-form client settings (a JSON object), for frontends to keep preferences in.
+    async fn settings(&self) -> Json<&serde_json::Value> {
+        Json(&self.settings)
+    }
+
+    /// `USER` or `ADMIN`.
+    async fn role(&self) -> Result<Role, Error> {
+        Role::parse(&self.role)
+            .ok_or_else(|| Error::Internal(format!("user {} has unknown role", self.id)))
+    }
+
+    /// Whether an admin has disabled the account.
+    async fn disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+
+    /// When the account was disabled, if it is.
+    async fn disabled_at(&self) -> Option<DateTime<Utc>> {
+        self.disabled_at.map(|t| t.and_utc())
+    }
+
+    /// When the account was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.created_at.and_utc()
+    }
+
+    /// When the account last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at.and_utc()
+    }
+}
+
+/// User queries.
+#[derive(Default)]
+pub struct UsersQuery;
+
+#[Object]
+impl UsersQuery {
+    /// The signed-in user.
+    async fn me(&self, ctx: &Context<'_>) -> Result<User, Error> {
+        let viewer = ctx.viewer()?;
+        users::get(ctx.app()?, viewer, &viewer.user_id).await
+    }
+
+    /// One user: yourself, or anyone for an admin.
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<User, Error> {
+        users::get(ctx.app()?, ctx.viewer()?, &id).await
+    }
+
+    /// All users, newest first (admin only). `search` matches email or display name.
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1–100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Case-insensitive substring of email or display name.")] search: Option<
+            String,
+        >,
+    ) -> Result<Connection<String, User, EmptyFields, EmptyFields>, Error> {
+        let page = users::list(
+            ctx.app()?,
+            ctx.viewer()?,
+            first,
+            after.as_deref(),
+            search.as_deref(),
+        )
+        .await?;
+        let mut connection = Connection::new(after.is_some(), page.has_next_page);
+        connection.edges.extend(
+            page.users
+                .into_iter()
+                .map(|user| Edge::new(user.id.clone(), user)),
+        );
+        Ok(connection)
+    }
+}
+
+/// Changes to the signed-in user's profile. Omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateProfileInput {
+    /// 1–64 characters.
+    pub display_name: Option<String>,
+    /// An absolute http(s) URL; `null` clears it.
+    pub avatar_url: MaybeUndefined<String>,
+    /// A JSON object of at most 16 KiB; replaces the stored one.
+    pub settings: Option<Json<serde_json::Value>>,
+}
+
+/// User mutations.
+#[derive(Default)]
+pub struct UsersMutation;
+
+#[Object]
+impl UsersMutation {
+    /// Updates the signed-in user's profile.
+    async fn update_profile(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateProfileInput,
+    ) -> Result<User, Error> {
+        let update = ProfileUpdate {
+            display_name: input.display_name,
+            avatar_url: match input.avatar_url {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(url) => Some(Some(url)),
+            },
+            settings: input.settings.map(|Json(v)| v),
+        };
+        users::update_profile(ctx.app()?, ctx.viewer()?, update).await
+    }
+
+    /// Sets a user's role (admin only; not your own).
+    async fn set_user_role(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        role: Role,
+    ) -> Result<User, Error> {
+        users::set_role(ctx.app()?, ctx.viewer()?, &user_id, role).await
+    }
+
+    /// Disables a user (admin only): their sessions end and their tokens stop working at once.
+    async fn disable_user(&self, ctx: &Context<'_>, user_id: ID) -> Result<User, Error> {
+        users::set_disabled(ctx.app()?, ctx.viewer()?, &user_id, true).await
+    }
+
+    /// Re-enables a disabled user (admin only). They log in again.
+    async fn enable_user(&self, ctx: &Context<'_>, user_id: ID) -> Result<User, Error> {
+        users::set_disabled(ctx.app()?, ctx.viewer()?, &user_id, false).await
+    }
+}

@@ -1,0 +1,20 @@
+//! The GraphQL schema of CloudBase AI, the services behind it, and the database layer.
+//!
+//! Requests flow one way: a resolver in [`graphql`] checks who is asking, calls one function in
+//! [`services`], and that function talks to the database through [`db`].
+//!
+//! - [`error`]: the crate's one error enum and its stable `extensions.code`s.
+//! - [`clock`]: the injectable clock every service reads the time from.
+//! - [`db`]: the two-backend pool (SQLite or PostgreSQL), migrations, `schema.rs`, models and queries.
+//! - [`services`]: the workflows with side effects (accounts, sessions, tokens, users).
+//! - [`graphql`]: the async-graphql types and resolvers, split by domain, and the schema builder.
+
+pub mod clock;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod services;
+
+pub use error::Error;
+pub use graphql::{AppSchema, Limits, build_schema, sdl};
+pub use services::App;

@@ -1,0 +1,376 @@
+//! Sessions and credentials: register, login, refresh-token rotation, logout, password change,
+//! and [`authenticate`], which every request with a bearer token goes through.
+//!
+//! A session is one login. Its refresh tokens rotate: each is single-use, and presenting a used one
+//! again (a stolen copy, or a replay) revokes the whole session. Access tokens carry the session id,
+//! and `authenticate` checks the session and the user on every request, so logout, a password
+//! change or disabling a user takes effect at once.
+
+use chrono::{DateTime, Utc};
+
+use super::{App, tokens, users, validate};
+use crate::Error;
+use crate::db::models::{NewRefreshToken, NewSession, User};
+use crate::db::{DbConn, sessions, users as user_queries};
+
+/// A user's role.
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An ordinary user: sees only their own data.
+    User,
+    /// Manages users, prices, budgets, plugins; sees everything.
+    Admin,
+}
+
+impl Role {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "USER",
+            Role::Admin => "ADMIN",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "USER" => Some(Role::User),
+            "ADMIN" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    /// The user.
+    pub user_id: String,
+    /// The session behind the access token.
+    pub session_id: String,
+    /// The role as stored now (not as it was when the token was signed).
+    pub role: Role,
+}
+
+impl Viewer {
+    /// Whether the viewer is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// `FORBIDDEN` unless the viewer is an admin.
+    pub fn require_admin(&self) -> Result<&Self, Error> {
+        if self.is_admin() {
+            Ok(self)
+        } else {
+            Err(Error::Forbidden("this needs the ADMIN role".into()))
+        }
+    }
+
+    /// `FORBIDDEN` unless the viewer is `user_id` or an admin.
+    pub fn require_self_or_admin(&self, user_id: &str) -> Result<&Self, Error> {
+        if self.is_admin() || self.user_id == user_id {
+            Ok(self)
+        } else {
+            Err(Error::Forbidden(
+                "you can only access your own account".into(),
+            ))
+        }
+    }
+}
+
+/// Who is asking, as decided once per request.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// No credentials were sent.
+    Anonymous,
+    /// Credentials were sent and rejected; the message says why.
+    Rejected(String),
+    /// A valid, live session.
+    User(Viewer),
+}
+
+impl Auth {
+    /// The viewer, or `UNAUTHENTICATED`.
+    pub fn viewer(&self) -> Result<&Viewer, Error> {
+        match self {
+            Auth::User(v) => Ok(v),
+            Auth::Anonymous => Err(Error::unauthenticated()),
+            Auth::Rejected(why) => Err(Error::Unauthenticated(why.clone())),
+        }
+    }
+}
+
+/// Facts about the HTTP request, for sessions, logs and the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    /// Also sent back in `x-request-id`.
+    pub request_id: String,
+    /// The peer address.
+    pub client_ip: Option<String>,
+    /// The `User-Agent` header, truncated.
+    pub user_agent: Option<String>,
+}
+
+/// What login, register and refresh return.
+#[derive(Debug)]
+pub struct AuthTokens {
+    /// A JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// When the access token expires.
+    pub access_token_expires_at: DateTime<Utc>,
+    /// Single-use; trade it for new tokens with `refreshSession`.
+    pub refresh_token: String,
+    /// When the refresh token expires.
+    pub refresh_token_expires_at: DateTime<Utc>,
+    /// The signed-in user.
+    pub user: User,
+}
+
+/// Creates an account with the `USER` role and signs it in.
+pub async fn register(
+    app: &App,
+    meta: &RequestMeta,
+    email: &str,
+    password: &str,
+    display_name: &str,
+) -> Result<AuthTokens, Error> {
+    let user = users::create(app, email, password, display_name, Role::User).await?;
+    tracing::info!(user.id = %user.id, "user registered");
+    let mut conn = app.db.get().await?;
+    open_session(app, &mut conn, user, meta).await
+}
+
+/// Signs in. The error is the same whether the email is unknown or the password is wrong, and it
+/// takes the same time.
+pub async fn login(
+    app: &App,
+    meta: &RequestMeta,
+    email: &str,
+    password: &str,
+) -> Result<AuthTokens, Error> {
+    let rejected = || Error::Unauthenticated("invalid email or password".into());
+    let Ok(email) = validate::email("input.email", email) else {
+        app.passwords.verify_dummy(password).await?;
+        return Err(rejected());
+    };
+    let mut conn = app.db.get().await?;
+    let Some(user) = user_queries::find_by_email(&mut conn, &email).await? else {
+        app.passwords.verify_dummy(password).await?;
+        tracing::info!(client_ip = ?meta.client_ip, "login failed: unknown email");
+        return Err(rejected());
+    };
+    if !app.passwords.verify(password, &user.password_hash).await? {
+        tracing::info!(user.id = %user.id, client_ip = ?meta.client_ip, "login failed: wrong password");
+        return Err(rejected());
+    }
+    if user.disabled_at.is_some() {
+        return Err(Error::Forbidden("this account is disabled".into()));
+    }
+    tracing::info!(user.id = %user.id, "user logged in");
+    open_session(app, &mut conn, user, meta).await
+}
+
+/// Starts a session for `user` and issues its first tokens.
+async fn open_session(
+    app: &App,
+    conn: &mut DbConn,
+    user: User,
+    meta: &RequestMeta,
+) -> Result<AuthTokens, Error> {
+    let now = app.clock.now();
+    let session_id = uuid::Uuid::now_v7().to_string();
+    let expires_at = now + app.tokens.refresh_ttl;
+    let user_agent = meta.user_agent.as_deref();
+    let client_ip = meta.client_ip.as_deref();
+    let (refresh_token, refresh_hash) = tokens::new_refresh_token();
+    conn.transaction(async |tx| {
+        let new_session = NewSession {
+            id: &session_id,
+            user_id: &user.id,
+            created_at: now.naive_utc(),
+            last_refreshed_at: now.naive_utc(),
+            expires_at: expires_at.naive_utc(),
+            user_agent,
+            client_ip,
+        };
+        sessions::insert(tx, &new_session).await?;
+        insert_refresh(tx, &session_id, &refresh_hash, now, expires_at).await
+    })
+    .await?;
+    let (access_token, access_expires_at) = app.tokens.issue_access(&user.id, &session_id, now)?;
+    Ok(AuthTokens {
+        access_token,
+        access_token_expires_at: access_expires_at,
+        refresh_token,
+        refresh_token_expires_at: expires_at,
+        user,
+    })
+}
+
+async fn insert_refresh(
+    conn: &mut DbConn,
+    session_id: &str,
+    hash: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<(), Error> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let new = NewRefreshToken {
+        id: &id,
+        session_id,
+        token_hash: hash,
+        created_at: now.naive_utc(),
+        expires_at: expires_at.naive_utc(),
+    };
+    sessions::insert_refresh_token(conn, &new).await?;
+    Ok(())
+}
+
+/// How a refresh attempt ended inside its transaction.
+enum Rotation {
+    Rotated(Box<AuthTokens>),
+    Reused(String),
+    Rejected(&'static str),
+}
+
+/// Trades a refresh token for new tokens. The old token is consumed atomically, so of two
+/// concurrent refreshes with one token exactly one wins; presenting a used token revokes the
+/// session (reuse detection).
+pub async fn refresh(app: &App, refresh_token: &str) -> Result<AuthTokens, Error> {
+    let now = app.clock.now();
+    let hash = tokens::hash_refresh_token(refresh_token.trim());
+    let mut conn = app.db.get().await?;
+    let outcome = conn
+        .transaction(async |tx| {
+            let Some(session_id) =
+                sessions::consume_refresh_token(tx, &hash, now.naive_utc()).await?
+            else {
+                return Ok(match sessions::refresh_token_state(tx, &hash).await? {
+                    Some((session_id, Some(_used), _)) => Rotation::Reused(session_id),
+                    Some(_) => Rotation::Rejected("refresh token expired"),
+                    None => Rotation::Rejected("invalid refresh token"),
+                });
+            };
+            let session = sessions::find(tx, &session_id).await?;
+            if session.revoked_at.is_some() || session.expires_at <= now.naive_utc() {
+                return Ok(Rotation::Rejected("session has ended; log in again"));
+            }
+            let user = user_queries::find(tx, &session.user_id).await?;
+            if user.disabled_at.is_some() {
+                return Ok(Rotation::Rejected("this account is disabled"));
+            }
+            let expires_at = now + app.tokens.refresh_ttl;
+            let (token, new_hash) = tokens::new_refresh_token();
+            insert_refresh(tx, &session_id, &new_hash, now, expires_at).await?;
+            sessions::touch(tx, &session_id, now.naive_utc(), expires_at.naive_utc()).await?;
+            let (access_token, access_expires_at) =
+                app.tokens.issue_access(&user.id, &session_id, now)?;
+            Ok(Rotation::Rotated(Box::new(AuthTokens {
+                access_token,
+                access_token_expires_at: access_expires_at,
+                refresh_token: token,
+                refresh_token_expires_at: expires_at,
+                user,
+            })))
+        })
+        .await?;
+    match outcome {
+        Rotation::Rotated(tokens) => Ok(*tokens),
+        Rotation::Rejected(why) => Err(Error::Unauthenticated(why.into())),
+        Rotation::Reused(session_id) => {
+            sessions::revoke(
+                &mut conn,
+                &session_id,
+                now.naive_utc(),
+                "refresh_token_reuse",
+            )
+            .await?;
+            tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
+            Err(Error::Unauthenticated(
+                "refresh token was already used; the session has been revoked".into(),
+            ))
+        }
+    }
+}
+
+/// Ends the viewer's session. Its access and refresh tokens stop working at once.
+pub async fn logout(app: &App, viewer: &Viewer) -> Result<(), Error> {
+    let mut conn = app.db.get().await?;
+    sessions::revoke(&mut conn, &viewer.session_id, app.now(), "logout").await?;
+    Ok(())
+}
+
+/// Changes the viewer's password after checking the current one, and revokes every other session.
+pub async fn change_password(
+    app: &App,
+    viewer: &Viewer,
+    current: &str,
+    new: &str,
+) -> Result<(), Error> {
+    validate::password("newPassword", new)?;
+    let mut conn = app.db.get().await?;
+    let user = user_queries::find(&mut conn, &viewer.user_id).await?;
+    if !app.passwords.verify(current, &user.password_hash).await? {
+        return Err(Error::bad_input(
+            "currentPassword",
+            "current password is wrong",
+        ));
+    }
+    let hash = app.passwords.hash(new).await?;
+    let now = app.now();
+    conn.transaction(async |tx| {
+        user_queries::set_password_hash(tx, &user.id, &hash, now).await?;
+        sessions::revoke_all_for_user(
+            tx,
+            &user.id,
+            Some(&viewer.session_id),
+            now,
+            "password_changed",
+        )
+        .await?;
+        Ok(())
+    })
+    .await?;
+    tracing::info!(user.id = %user.id, "password changed; other sessions revoked");
+    Ok(())
+}
+
+/// Turns an `Authorization` header value into an [`Auth`]: the token must be a valid, unexpired
+/// JWT, its session must be live, and its user enabled.
+pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Auth, Error> {
+    let Some(header) = authorization.map(str::trim).filter(|h| !h.is_empty()) else {
+        return Ok(Auth::Anonymous);
+    };
+    let token = match header.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => {
+            return Ok(Auth::Rejected(
+                "expected `Authorization: Bearer <token>`".into(),
+            ));
+        }
+    };
+    let claims = match app.tokens.verify_access(token) {
+        Ok(c) => c,
+        Err(e) => return Ok(Auth::Rejected(e.to_string())),
+    };
+    let mut conn = app.db.get().await?;
+    let Some((role, disabled_at, revoked_at)) =
+        sessions::access_state(&mut conn, &claims.sub, &claims.sid).await?
+    else {
+        return Ok(Auth::Rejected("session not found".into()));
+    };
+    if revoked_at.is_some() {
+        return Ok(Auth::Rejected("session has ended; log in again".into()));
+    }
+    if disabled_at.is_some() {
+        return Ok(Auth::Rejected("this account is disabled".into()));
+    }
+    let role = Role::parse(&role)
+        .ok_or_else(|| Error::Internal(format!("user {} has unknown role {role}", claims.sub)))?;
+    Ok(Auth::User(Viewer {
+        user_id: claims.sub,
+        session_id: claims.sid,
+        role,
+    }))
+}

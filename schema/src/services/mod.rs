@@ -1,0 +1,51 @@
+//! The workflows: every function with side effects lives in exactly one place here.
+//!
+//! - [`auth`]: register, login, refresh-token rotation, logout, password change, and the check
+//!   that turns an access token into a [`Viewer`].
+//! - [`users`]: profiles and the admin's user management.
+//! - [`passwords`]: argon2id hashing off the async threads.
+//! - [`tokens`]: JWT access tokens and opaque refresh tokens.
+//! - [`validate`]: input rules shared by the services (email, password, names, URLs, paging).
+
+pub mod auth;
+pub mod passwords;
+pub mod tokens;
+pub mod users;
+pub mod validate;
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::db::DbPool;
+
+pub use auth::{Auth, RequestMeta, Role, Viewer};
+pub use tokens::TokenSettings;
+
+/// Process-wide state shared by every request: built once at start-up and handed to the schema
+/// with `.data(..)`.
+pub struct App {
+    /// The database.
+    pub db: DbPool,
+    /// Signing key and lifetimes of tokens.
+    pub tokens: TokenSettings,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    passwords: passwords::Passwords,
+}
+
+impl App {
+    /// Wires the services together.
+    pub fn new(db: DbPool, tokens: TokenSettings, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            db,
+            tokens,
+            clock,
+            passwords: passwords::Passwords::default(),
+        }
+    }
+
+    /// The current time as the database stores it (UTC, microseconds).
+    pub fn now(&self) -> chrono::NaiveDateTime {
+        self.clock.now().naive_utc()
+    }
+}

@@ -1,0 +1,230 @@
+//! Input rules. Each returns a `BAD_USER_INPUT` error naming the field and what was expected.
+
+use crate::Error;
+
+/// Longest email accepted (RFC 5321 path limit).
+pub const EMAIL_MAX: usize = 254;
+/// Password length bounds, in characters.
+pub const PASSWORD_MIN: usize = 8;
+/// Upper bound, so hashing cost stays bounded.
+pub const PASSWORD_MAX: usize = 128;
+/// Display name bounds, in characters.
+pub const NAME_MAX: usize = 64;
+/// Avatar URL bound, in bytes.
+pub const URL_MAX: usize = 2048;
+/// Settings JSON bound, serialized, in bytes.
+pub const SETTINGS_MAX: usize = 16 * 1024;
+/// Page size bounds for connections.
+pub const PAGE_MAX: i32 = 100;
+
+/// Trims and lower-cases an email, and checks its shape.
+pub fn email(field: &'static str, raw: &str) -> Result<String, Error> {
+    let email = raw.trim().to_lowercase();
+    let bad = |why: &str| {
+        Err(Error::bad_input(
+            field,
+            format!("{why}; expected an address like name@example.com"),
+        ))
+    };
+    if email.is_empty() {
+        return bad("email is empty");
+    }
+    if email.len() > EMAIL_MAX {
+        return bad("email is longer than 254 characters");
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("email contains spaces or control characters");
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return bad("email has no @");
+    };
+    if local.is_empty() || local.len() > 64 || domain.contains('@') {
+        return bad("email has an invalid local part");
+    }
+    let labels_ok = domain
+        .split('.')
+        .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+    if !domain.contains('.') || !labels_ok {
+        return bad("email has an invalid domain");
+    }
+    Ok(email)
+}
+
+/// Checks a new password's length and content.
+pub fn password(field: &'static str, raw: &str) -> Result<(), Error> {
+    let chars = raw.chars().count();
+    if chars < PASSWORD_MIN {
+        return Err(Error::bad_input(
+            field,
+            format!("password must be at least {PASSWORD_MIN} characters"),
+        ));
+    }
+    if chars > PASSWORD_MAX {
+        return Err(Error::bad_input(
+            field,
+            format!("password must be at most {PASSWORD_MAX} characters"),
+        ));
+    }
+    if raw.trim().is_empty() {
+        return Err(Error::bad_input(field, "password must not be only spaces"));
+    }
+    Ok(())
+}
+
+/// Trims a display name and checks it is 1–64 printable characters.
+pub fn display_name(field: &'static str, raw: &str) -> Result<String, Error> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(Error::bad_input(field, "display name must not be empty"));
+    }
+    if name.chars().count() > NAME_MAX {
+        return Err(Error::bad_input(
+            field,
+            format!("display name must be at most {NAME_MAX} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::bad_input(
+            field,
+            "display name must not contain control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks an avatar URL: absolute `http` or `https`, no spaces, at most 2048 bytes.
+pub fn url(field: &'static str, raw: &str) -> Result<String, Error> {
+    let url = raw.trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
+    if !host_ok || url.len() > URL_MAX || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::bad_input(
+            field,
+            "expected an absolute http(s) URL of at most 2048 characters",
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+/// Checks free-form settings: a JSON object of at most 16 KiB.
+pub fn settings(field: &'static str, value: &serde_json::Value) -> Result<(), Error> {
+    if !value.is_object() {
+        return Err(Error::bad_input(field, "settings must be a JSON object"));
+    }
+    let size = serde_json::to_vec(value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > SETTINGS_MAX {
+        return Err(Error::bad_input(
+            field,
+            format!("settings must be at most {SETTINGS_MAX} bytes of JSON"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a connection's `first` argument (default 20, 1–100).
+pub fn page_size(first: Option<i32>) -> Result<i64, Error> {
+    match first {
+        None => Ok(20),
+        Some(n) if (1..=PAGE_MAX).contains(&n) => Ok(i64::from(n)),
+        Some(_) => Err(Error::bad_input(
+            "first",
+            format!("first must be between 1 and {PAGE_MAX}"),
+        )),
+    }
+}
+
+/// Checks an id argument has the shape of a UUID (so junk gets a clear error, not "not found").
+pub fn id(field: &'static str, raw: &str) -> Result<(), Error> {
+    uuid::Uuid::parse_str(raw)
+        .map(|_| ())
+        .map_err(|_| Error::bad_input(field, "expected an id (a UUID)"))
+}
+
+/// Turns a search string into a case-insensitive LIKE pattern (`%`, `_` and `\` escaped with `\`).
+pub fn like_pattern(field: &'static str, raw: &str) -> Result<Option<String>, Error> {
+    let q = raw.trim();
+    if q.is_empty() {
+        return Ok(None);
+    }
+    if q.chars().count() > 100 {
+        return Err(Error::bad_input(
+            field,
+            "search must be at most 100 characters",
+        ));
+    }
+    let mut pattern = String::with_capacity(q.len() + 2);
+    pattern.push('%');
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    Ok(Some(pattern))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(
+            email("email", "  Ada@Example.COM ").unwrap(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "ada@@example.com",
+            "ada@-x.com",
+            "ada@example..com",
+        ] {
+            assert!(email("email", bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn passwords_have_bounds() {
+        assert!(password("p", "short").is_err());
+        assert!(password("p", "        ").is_err());
+        assert!(password("p", &"x".repeat(129)).is_err());
+        assert!(password("p", "long enough").is_ok());
+        assert!(
+            password("p", "密码密码密码密码").is_ok(),
+            "length counts characters, not bytes"
+        );
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(
+            like_pattern("q", " A_b%c\\ ").unwrap().as_deref(),
+            Some("%a\\_b\\%c\\\\%")
+        );
+        assert_eq!(like_pattern("q", "   ").unwrap(), None);
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http() {
+        assert!(url("u", "https://example.com/a.png").is_ok());
+        for bad in [
+            "ftp://x",
+            "https://",
+            "javascript:alert(1)",
+            "https:///x",
+            "https://a b",
+        ] {
+            assert!(url("u", bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

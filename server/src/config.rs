@@ -1,0 +1,325 @@
+//! Typed configuration, loaded once at start-up.
+//!
+//! Precedence: built-in defaults < the TOML file (`--config` or `CLOUDBASE_CONFIG`) < environment.
+//! Environment keys are `CLOUDBASE_<KEY>`, with `__` between a section and its key
+//! (`CLOUDBASE_GRAPHQL__MAX_DEPTH=8`), plus `DATABASE_URL`. Errors name the key and what was expected.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// `dev` or `prod`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Local development: generated JWT key, introspection for everyone.
+    Dev,
+    /// Production: an explicit JWT secret is required, introspection is for admins.
+    Prod,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A secret string: never printed, never serialized in clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `dev` (default) or `prod`.
+    pub env: Environment,
+    /// Listen address (`CLOUDBASE_LISTEN`).
+    pub listen: SocketAddr,
+    /// Where SQLite and the generated dev JWT key live.
+    pub data_dir: PathBuf,
+    /// `postgres://…` or `sqlite://path` (`DATABASE_URL`); default `sqlite://<data_dir>/cloudbase.db`.
+    pub database_url: Option<String>,
+    /// HMAC key for access tokens, at least 32 bytes. Required in `prod`; generated in `dev`.
+    pub jwt_secret: Option<Secret>,
+    /// Creates this admin on a first start with no users (`CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL`).
+    pub bootstrap_admin_email: Option<String>,
+    /// The bootstrap admin's password (`CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD`).
+    pub bootstrap_admin_password: Option<Secret>,
+    /// `pretty` or `json`.
+    pub log_format: LogFormat,
+    /// Database pool settings.
+    pub database: DatabaseConfig,
+    /// Token lifetimes.
+    pub auth: AuthConfig,
+    /// HTTP limits.
+    pub http: HttpConfig,
+    /// GraphQL limits.
+    pub graphql: GraphqlConfig,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Most open connections.
+    pub max_connections: usize,
+    /// How long a request waits for a connection, in milliseconds.
+    pub acquire_timeout_ms: u64,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Access-token lifetime in seconds (default 900, 15 minutes).
+    pub access_token_ttl_secs: u64,
+    /// Refresh-token lifetime in seconds (default 30 days); also how long an idle session lives.
+    pub refresh_token_ttl_secs: u64,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest a GraphQL request may run, in seconds.
+    pub request_timeout_secs: u64,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+/// `[graphql]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphqlConfig {
+    /// Deepest nesting of selections.
+    pub max_depth: usize,
+    /// Highest complexity score.
+    pub max_complexity: usize,
+    /// Most aliases in one document.
+    pub max_aliases: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            env: Environment::Dev,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            jwt_secret: None,
+            bootstrap_admin_email: None,
+            bootstrap_admin_password: None,
+            log_format: LogFormat::Pretty,
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            http: HttpConfig::default(),
+            graphql: GraphqlConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl Default for GraphqlConfig {
+    fn default() -> Self {
+        let limits = cloudbase_schema::Limits::default();
+        Self {
+            max_depth: limits.max_depth,
+            max_complexity: limits.max_complexity,
+            max_aliases: limits.max_aliases,
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment did not parse into the expected types.
+    #[error("{0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value parsed but is not acceptable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The config key, dotted.
+        key: &'static str,
+        /// What was expected.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the process environment; then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid(
+                    "config",
+                    format!("config file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment
+            .merge(
+                Env::prefixed("CLOUDBASE_")
+                    .filter(|key| key != "config" && key != "log")
+                    .split("__"),
+            )
+            .merge(Env::raw().only(&["DATABASE_URL"]));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        cloudbase_schema::db::Backend::of_url(&self.database_url())
+            .map_err(|e| invalid("database_url", e.to_string()))?;
+        if self.env == Environment::Prod {
+            match &self.jwt_secret {
+                None => {
+                    return Err(invalid(
+                        "jwt_secret",
+                        "required when env = \"prod\"; set CLOUDBASE_JWT_SECRET to at least 32 random bytes",
+                    ));
+                }
+                Some(s) if s.expose().len() < 32 => {
+                    return Err(invalid("jwt_secret", "must be at least 32 bytes long"));
+                }
+                Some(_) => {}
+            }
+        }
+        if self
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < 32)
+        {
+            return Err(invalid("jwt_secret", "must be at least 32 bytes long"));
+        }
+        if self.bootstrap_admin_email.is_some() != self.bootstrap_admin_password.is_some() {
+            return Err(invalid(
+                "bootstrap_admin_email",
+                "set both bootstrap_admin_email and bootstrap_admin_password, or neither",
+            ));
+        }
+        let positive: [(&'static str, u64); 8] = [
+            (
+                "database.max_connections",
+                self.database.max_connections as u64,
+            ),
+            (
+                "database.acquire_timeout_ms",
+                self.database.acquire_timeout_ms,
+            ),
+            (
+                "auth.access_token_ttl_secs",
+                self.auth.access_token_ttl_secs,
+            ),
+            (
+                "auth.refresh_token_ttl_secs",
+                self.auth.refresh_token_ttl_secs,
+            ),
+            ("http.max_body_bytes", self.http.max_body_bytes as u64),
+            ("http.request_timeout_secs", self.http.request_timeout_secs),
+            ("graphql.max_depth", self.graphql.max_depth as u64),
+            ("graphql.max_complexity", self.graphql.max_complexity as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL in force.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("cloudbase.db").display()))
+    }
+
+    /// The GraphQL limits.
+    pub fn limits(&self) -> cloudbase_schema::Limits {
+        cloudbase_schema::Limits {
+            max_depth: self.graphql.max_depth,
+            max_complexity: self.graphql.max_complexity,
+            max_aliases: self.graphql.max_aliases,
+        }
+    }
+}

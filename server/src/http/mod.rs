@@ -1,0 +1,97 @@
+//! The axum router and the middleware every request passes through.
+//!
+//! - [`graphql`]: `GET`/`POST /graphql`, per the GraphQL-over-HTTP spec.
+//! - [`playground`]: the embedded, offline GraphiQL page.
+//! - [`health`]: `/healthz` (alive) and `/readyz` (database reachable).
+//! - [`error`]: JSON error responses outside GraphQL execution.
+
+pub mod error;
+pub mod graphql;
+pub mod health;
+pub mod playground;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{Redirect, Response};
+use axum::routing::get;
+use cloudbase_schema::{App, AppSchema, build_schema};
+
+use crate::config::{Config, Environment};
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The executable schema (holds the `App`).
+    pub schema: AppSchema,
+    /// The services.
+    pub app: Arc<App>,
+    /// Introspection for everyone in `dev`, admins only in `prod`.
+    pub env: Environment,
+    /// Longest a GraphQL request may run.
+    pub request_timeout: Duration,
+    /// Take the client address from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+}
+
+/// The id of one HTTP request, also sent back as `x-request-id`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Builds the router.
+pub fn router(app: Arc<App>, config: &Config) -> Router {
+    let state = HttpState {
+        schema: build_schema(app.clone(), config.limits()),
+        app,
+        env: config.env,
+        request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+        trust_forwarded_for: config.http.trust_forwarded_for,
+    };
+    Router::new()
+        .route(
+            "/graphql",
+            get(graphql::get_handler).post(graphql::post_handler),
+        )
+        .route("/playground", get(playground::index))
+        .route("/playground/", get(playground::index))
+        .route("/playground/assets/{*file}", get(playground::asset))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/", get(|| async { Redirect::temporary("/playground") }))
+        .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Gives every request an id (the caller's `x-request-id` if it is sane, else a UUIDv7), and
+/// logs one line per request.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = response.status().as_u16();
+    tracing::debug!(request.id = %id, %method, %path, status, latency_ms, "request");
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

@@ -1,0 +1,17 @@
+//! The `cloudbase-ai` server: configuration, start-up, and the HTTP surface.
+//!
+//! `main.rs` is the CLI; everything it runs lives here so tests start the server the same way
+//! (`run(config, listener, shutdown)`).
+//!
+//! - [`config`]: typed config: defaults < `cloudbase.toml` < `CLOUDBASE_*` / `DATABASE_URL`.
+//! - [`startup`]: connects and migrates the database, resolves secrets, builds the services.
+//! - [`http`]: the axum router: `/graphql`, `/playground`, `/healthz`, `/readyz`.
+//! - [`telemetry`]: tracing subscriber set-up.
+
+pub mod config;
+pub mod http;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::{run, run_with_clock};

@@ -1,0 +1,217 @@
+//! `cloudbase-ai`: the CloudBase AI server and its admin commands.
+
+use std::io::{BufRead as _, IsTerminal as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use cloudbase_schema::clock::SystemClock;
+use cloudbase_schema::services::{Role, users};
+use cloudbase_server::config::Config;
+use cloudbase_server::{startup, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "cloudbase-ai",
+    version,
+    about = "One GraphQL API in front of your team's LLM use"
+)]
+struct Cli {
+    /// A TOML config file (env: CLOUDBASE_CONFIG).
+    #[arg(long, global = true, env = "CLOUDBASE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the GraphQL schema (SDL).
+    Schema,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password comes from CLOUDBASE_USER_PASSWORD, from stdin
+    /// (`--password-stdin`), or from a prompt; never from a flag.
+    Create {
+        /// Login email.
+        #[arg(long)]
+        email: String,
+        /// `user` or `admin`.
+        #[arg(long, value_enum, default_value_t = RoleArg::User)]
+        role: RoleArg,
+        /// Shown in the UI (default: the part of the email before @).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration, then print it with secrets redacted.
+    Check,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    User,
+    Admin,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            telemetry::init(config.log_format);
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("listen: cannot bind {}", config.listen))?;
+            startup::run(config, listener, shutdown_signal()).await
+        }
+        Command::Migrate => {
+            telemetry::init(config.log_format);
+            startup::connect(&config).await?;
+            println!(
+                "migrations are up to date ({})",
+                redact_url(&config.database_url())
+            );
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    role,
+                    display_name,
+                    password_stdin,
+                },
+        } => {
+            let password = read_password(password_stdin)?;
+            let app = startup::build_app(&config, Arc::new(SystemClock)).await?;
+            let role = match role {
+                RoleArg::User => Role::User,
+                RoleArg::Admin => Role::Admin,
+            };
+            let name = display_name
+                .unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_owned());
+            let user = users::create(&app, &email, &password, &name, role)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "created {} ({}) with role {}",
+                user.email, user.id, user.role
+            );
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let rendered = toml::to_string_pretty(&config).context("rendering the config")?;
+            println!(
+                "# configuration is valid\n# database: {}\n{rendered}",
+                redact_url(&config.database_url())
+            );
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", cloudbase_schema::sdl());
+            Ok(())
+        }
+    }
+}
+
+/// Hides a password in a database URL.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:[redacted]{}", &url[..scheme], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("CLOUDBASE_USER_PASSWORD") {
+        return Ok(p);
+    }
+    if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        let password = line.trim_end_matches(['\r', '\n']).to_owned();
+        anyhow::ensure!(!password.is_empty(), "no password on stdin");
+        return Ok(password);
+    }
+    let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+    let second = rpassword::prompt_password("Repeat password: ").context("reading the password")?;
+    anyhow::ensure!(first == second, "the passwords do not match");
+    Ok(first)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,127 @@
+//! Start-up: secrets, the database, the services, the bootstrap admin, then serving.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use cloudbase_schema::clock::{Clock, SystemClock};
+use cloudbase_schema::db::{DbConfig, DbPool};
+use cloudbase_schema::services::{App, TokenSettings, tokens, users};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Environment};
+use crate::http;
+
+/// Serves until `shutdown` resolves. Tests and `main` start the server the same way.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with_clock(config, Arc::new(SystemClock), listener, shutdown).await
+}
+
+/// [`run`] with an injected clock (tests move time).
+pub async fn run_with_clock(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = Arc::new(build_app(&config, clock).await?);
+    bootstrap_admin(&config, &app).await?;
+    let router = http::router(app, &config);
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    tracing::info!(%addr, env = ?config.env, backend = ?config_backend(&config), "serving");
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn config_backend(config: &Config) -> Option<cloudbase_schema::db::Backend> {
+    cloudbase_schema::db::Backend::of_url(&config.database_url()).ok()
+}
+
+/// Opens (and migrates) the database and wires the services.
+pub async fn build_app(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+    let secret = jwt_secret(config)?;
+    let db = connect(config).await?;
+    let tokens = TokenSettings::new(
+        secret.as_bytes(),
+        chrono::Duration::seconds(
+            i64::try_from(config.auth.access_token_ttl_secs).unwrap_or(i64::MAX / 2),
+        ),
+        chrono::Duration::seconds(
+            i64::try_from(config.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
+        ),
+    );
+    Ok(App::new(db, tokens, clock))
+}
+
+/// Opens the pool and runs pending migrations.
+pub async fn connect(config: &Config) -> anyhow::Result<DbPool> {
+    let db_config = DbConfig {
+        url: config.database_url(),
+        max_connections: config.database.max_connections,
+        acquire_timeout: std::time::Duration::from_millis(config.database.acquire_timeout_ms),
+    };
+    DbPool::connect_and_migrate(&db_config)
+        .await
+        .context("opening the database")
+}
+
+/// The JWT key: from config, or in `dev` generated once and kept in `<data_dir>/jwt-secret`.
+fn jwt_secret(config: &Config) -> anyhow::Result<String> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.expose().to_owned());
+    }
+    if config.env == Environment::Prod {
+        anyhow::bail!("jwt_secret: required when env = \"prod\" (set CLOUDBASE_JWT_SECRET)");
+    }
+    let path = config.data_dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= 32 {
+            return Ok(existing.to_owned());
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let secret = tokens::random_secret();
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a development JWT key");
+    Ok(secret)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+async fn bootstrap_admin(config: &Config, app: &App) -> anyhow::Result<()> {
+    if let (Some(email), Some(password)) = (
+        &config.bootstrap_admin_email,
+        &config.bootstrap_admin_password,
+    ) {
+        users::ensure_bootstrap_admin(app, email, password.expose())
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrap_admin_email: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! User management by admins, and data isolation between users.
+
+use serde_json::json;
+
+use crate::support::{TestApp, error_code};
+
+const USERS: &str = "query($first: Int, $after: String, $search: String) {
+  users(first: $first, after: $after, search: $search) {
+    edges { cursor node { id email role disabled } }
+    pageInfo { hasNextPage endCursor }
+  }
+}";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bootstrap_admin_exists_once() {
+    let mut app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let me = app
+        .gql_ok(Some(&token), "{ me { role email } }", json!({}))
+        .await;
+    assert_eq!(me["me"]["role"], "ADMIN");
+    // A second start with users present creates nobody new, and the data survives the restart.
+    app.restart_with(|c| {
+        c.bootstrap_admin_email = Some("second-admin@cloudbase.test".into());
+    })
+    .await;
+    let second = app
+        .login(
+            "second-admin@cloudbase.test",
+            crate::support::ADMIN_PASSWORD,
+        )
+        .await;
+    assert_eq!(error_code(&second), "UNAUTHENTICATED");
+    let again = app.admin_token().await;
+    let still = app.gql_ok(Some(&again), "{ me { role } }", json!({})).await;
+    assert_eq!(still["me"]["role"], "ADMIN");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_is_paginated_and_searchable() {
+    let app = TestApp::spawn().await;
+    for i in 0..5 {
+        app.register(&format!("member{i}@example.com"), "member-password")
+            .await;
+    }
+    app.register("other@corp.example", "member-password").await;
+    let admin = app.admin_token().await;
+
+    let page1 = app.gql_ok(Some(&admin), USERS, json!({"first": 4})).await;
+    let edges = page1["users"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 4);
+    assert_eq!(page1["users"]["pageInfo"]["hasNextPage"], true);
+    assert_eq!(
+        edges[0]["node"]["email"], "other@corp.example",
+        "newest first"
+    );
+    let after = page1["users"]["pageInfo"]["endCursor"].clone();
+    let page2 = app
+        .gql_ok(Some(&admin), USERS, json!({"first": 4, "after": after}))
+        .await;
+    let edges2 = page2["users"]["edges"].as_array().unwrap();
+    assert_eq!(edges2.len(), 3, "5 members + 1 other + the admin = 7 users");
+    assert_eq!(page2["users"]["pageInfo"]["hasNextPage"], false);
+    let mut seen: Vec<_> = edges
+        .iter()
+        .chain(edges2)
+        .map(|e| e["node"]["id"].clone())
+        .collect();
+    seen.dedup();
+    assert_eq!(seen.len(), 7, "no user on two pages");
+
+    let found = app
+        .gql_ok(Some(&admin), USERS, json!({"search": "MEMBER3"}))
+        .await;
+    let emails: Vec<_> = found["users"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["email"].clone())
+        .collect();
+    assert_eq!(emails, vec![json!("member3@example.com")]);
+    let none = app
+        .gql_ok(Some(&admin), USERS, json!({"search": "%"}))
+        .await;
+    assert_eq!(
+        none["users"]["edges"].as_array().unwrap().len(),
+        0,
+        "% is a literal, not a wildcard"
+    );
+
+    for bad in [
+        json!({"first": 0}),
+        json!({"first": 101}),
+        json!({"after": "junk"}),
+    ] {
+        let body = app.gql(Some(&admin), USERS, bad).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_cannot_see_or_change_each_other() {
+    let app = TestApp::spawn().await;
+    let (alice, _, alice_id) = app.register("alice@example.com", "alice-password").await;
+    let (_, _, bob_id) = app.register("bob@example.com", "bob-password").await;
+
+    let own = app
+        .gql_ok(
+            Some(&alice),
+            "query($id: ID!) { user(id: $id) { email } }",
+            json!({"id": alice_id}),
+        )
+        .await;
+    assert_eq!(own["user"]["email"], "alice@example.com");
+    let other = app
+        .gql(
+            Some(&alice),
+            "query($id: ID!) { user(id: $id) { email } }",
+            json!({"id": bob_id}),
+        )
+        .await;
+    assert_eq!(error_code(&other), "FORBIDDEN");
+    assert_eq!(
+        other["data"],
+        serde_json::Value::Null,
+        "nothing of bob leaks"
+    );
+
+    let list = app.gql(Some(&alice), USERS, json!({})).await;
+    assert_eq!(error_code(&list), "FORBIDDEN");
+    for q in [
+        "mutation($u: ID!) { disableUser(userId: $u) { id } }",
+        "mutation($u: ID!) { enableUser(userId: $u) { id } }",
+        "mutation($u: ID!) { setUserRole(userId: $u, role: ADMIN) { id } }",
+    ] {
+        let body = app.gql(Some(&alice), q, json!({"u": bob_id})).await;
+        assert_eq!(error_code(&body), "FORBIDDEN", "{q}");
+    }
+    let anon = app.gql(None, "{ me { id } }", json!({})).await;
+    assert_eq!(error_code(&anon), "UNAUTHENTICATED");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabling_a_user_stops_their_tokens_at_once() {
+    let app = TestApp::spawn().await;
+    let (token, refresh, id) = app
+        .register("mallory@example.com", "mallory-password")
+        .await;
+    let admin = app.admin_token().await;
+
+    let disabled = app
+        .gql_ok(
+            Some(&admin),
+            "mutation($u: ID!) { disableUser(userId: $u) { disabled disabledAt } }",
+            json!({"u": id}),
+        )
+        .await;
+    assert_eq!(disabled["disableUser"]["disabled"], true);
+
+    let me = app.gql(Some(&token), "{ me { id } }", json!({})).await;
+    assert_eq!(error_code(&me), "UNAUTHENTICATED");
+    let r = app
+        .gql(
+            None,
+            "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken } }",
+            json!({"t": refresh}),
+        )
+        .await;
+    assert_eq!(error_code(&r), "UNAUTHENTICATED");
+    let login = app.login("mallory@example.com", "mallory-password").await;
+    assert_eq!(
+        error_code(&login),
+        "FORBIDDEN",
+        "the right password on a disabled account"
+    );
+
+    app.gql_ok(
+        Some(&admin),
+        "mutation($u: ID!) { enableUser(userId: $u) { disabled } }",
+        json!({"u": id}),
+    )
+    .await;
+    let again = app.login("mallory@example.com", "mallory-password").await;
+    assert!(again.get("errors").is_none(), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_change_and_apply_immediately() {
+    let app = TestApp::spawn().await;
+    let (token, _, id) = app.register("promoted@example.com", "promoted-pw").await;
+    let admin = app.admin_token().await;
+    assert_eq!(
+        error_code(&app.gql(Some(&token), USERS, json!({})).await),
+        "FORBIDDEN"
+    );
+
+    let set = app
+        .gql_ok(
+            Some(&admin),
+            "mutation($u: ID!) { setUserRole(userId: $u, role: ADMIN) { role } }",
+            json!({"u": id}),
+        )
+        .await;
+    assert_eq!(set["setUserRole"]["role"], "ADMIN");
+    // The same access token now carries the new role: roles are read per request, not from the JWT.
+    app.gql_ok(Some(&token), USERS, json!({})).await;
+
+    let admin_id = app.gql_ok(Some(&admin), "{ me { id } }", json!({})).await["me"]["id"].clone();
+    for q in [
+        "mutation($u: ID!) { setUserRole(userId: $u, role: USER) { id } }",
+        "mutation($u: ID!) { disableUser(userId: $u) { id } }",
+    ] {
+        let body = app.gql(Some(&admin), q, json!({"u": admin_id})).await;
+        assert_eq!(
+            error_code(&body),
+            "BAD_USER_INPUT",
+            "admins cannot lock themselves out: {body}"
+        );
+    }
+    let missing = app
+        .gql(
+            Some(&admin),
+            "mutation($u: ID!) { disableUser(userId: $u) { id } }",
+            json!({"u": uuid::Uuid::now_v7().to_string()}),
+        )
+        .await;
+    assert_eq!(error_code(&missing), "NOT_FOUND");
+}

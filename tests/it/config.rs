@@ -1,0 +1,100 @@
+//! Configuration: precedence (defaults < file < environment) and errors that name the key.
+
+use cloudbase_server::config::{Config, Environment};
+use figment::Jail;
+
+fn load_error(toml: &str) -> String {
+    let mut message = String::new();
+    Jail::expect_with(|jail| {
+        jail.create_file("cloudbase.toml", toml)?;
+        message = Config::load(Some(std::path::Path::new("cloudbase.toml")))
+            .expect_err("config should be rejected")
+            .to_string();
+        Ok(())
+    });
+    message
+}
+
+#[test]
+fn file_then_environment_override_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "cloudbase.toml",
+            r#"
+                listen = "127.0.0.1:9000"
+                data_dir = "/srv/cloudbase"
+                [graphql]
+                max_depth = 7
+                [auth]
+                access_token_ttl_secs = 600
+            "#,
+        )?;
+        jail.set_env("CLOUDBASE_LISTEN", "127.0.0.1:9100");
+        jail.set_env("CLOUDBASE_GRAPHQL__MAX_ALIASES", "5");
+        jail.set_env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test");
+        let config = Config::load(Some(std::path::Path::new("cloudbase.toml"))).unwrap();
+        assert_eq!(config.listen.port(), 9100, "environment beats the file");
+        assert_eq!(config.graphql.max_depth, 7, "the file beats defaults");
+        assert_eq!(config.graphql.max_aliases, 5);
+        assert_eq!(config.auth.access_token_ttl_secs, 600);
+        assert_eq!(
+            config.auth.refresh_token_ttl_secs,
+            30 * 24 * 3600,
+            "defaults fill the rest"
+        );
+        assert_eq!(
+            config.database_url(),
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
+        assert_eq!(config.env, Environment::Dev);
+        Ok(())
+    });
+}
+
+#[test]
+fn default_database_is_sqlite_in_the_data_dir() {
+    Jail::expect_with(|_| {
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.database_url(), "sqlite://data/cloudbase.db");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        Ok(())
+    });
+}
+
+#[test]
+fn errors_name_the_key() {
+    assert!(load_error(r#"listen = "not an address""#).contains("listen"));
+    assert!(load_error("lissten = \"127.0.0.1:1\"").contains("lissten"));
+    assert!(load_error("[graphql]\nmax_depth = 0").contains("graphql.max_depth"));
+    assert!(load_error("[graphql]\nmax_depth = \"deep\"").contains("max_depth"));
+    assert!(load_error(r#"database_url = "mysql://x""#).contains("database_url"));
+    assert!(load_error(r#"env = "staging""#).contains("env"));
+}
+
+#[test]
+fn prod_requires_a_jwt_secret() {
+    let message = load_error(r#"env = "prod""#);
+    assert!(message.contains("jwt_secret"), "{message}");
+    let short = load_error("env = \"prod\"\njwt_secret = \"short\"");
+    assert!(short.contains("at least 32 bytes"), "{short}");
+    Jail::expect_with(|jail| {
+        jail.set_env("CLOUDBASE_ENV", "prod");
+        jail.set_env("CLOUDBASE_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.env, Environment::Prod);
+        // Secrets never print.
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+        assert!(
+            !toml::to_string(&config)
+                .unwrap()
+                .contains("0123456789abcdef")
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_missing_config_file_is_an_error() {
+    let err = Config::load(Some(std::path::Path::new("/nonexistent/cloudbase.toml"))).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/cloudbase.toml"));
+}

@@ -1,0 +1,283 @@
+//! `TestApp`: the real server on `127.0.0.1:0` against a fresh database.
+//!
+//! SQLite (a new file in a temp dir) by default; with `TEST_DATABASE_URL` set, a fresh PostgreSQL
+//! database created for the test and dropped after it. Under `CI=true` an unreachable Postgres
+//! fails the test rather than skipping it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cloudbase_server::config::{Config, Secret};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub const ADMIN_EMAIL: &str = "admin@cloudbase.test";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+enum TestDb {
+    Sqlite,
+    Postgres { admin_url: String, name: String },
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub config: Config,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+/// Replaces the database name in a Postgres URL.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let cut = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{}", &base[..cut], name);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+async fn create_pg_database(admin_url: &str) -> String {
+    let name = format!("cbt_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = match AsyncPgConnection::establish(admin_url).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "TEST_DATABASE_URL is set but PostgreSQL is unreachable ({admin_url}): {e}. \
+             Start PostgreSQL or unset TEST_DATABASE_URL to run on SQLite."
+        ),
+    };
+    conn.batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    name
+}
+
+fn drop_pg_database(admin_url: String, name: String) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            if let Ok(mut conn) = AsyncPgConnection::establish(&admin_url).await {
+                let _ = conn
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        });
+    })
+    .join();
+}
+
+impl TestApp {
+    /// A server with the defaults and a bootstrap admin.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A server whose config `tweak` may change.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, database_url) = match std::env::var("TEST_DATABASE_URL") {
+            Ok(admin_url) if !admin_url.is_empty() => {
+                let name = create_pg_database(&admin_url).await;
+                let url = with_database(&admin_url, &name);
+                (TestDb::Postgres { admin_url, name }, url)
+            }
+            _ => (
+                TestDb::Sqlite,
+                format!("sqlite://{}", dir.path().join("test.db").display()),
+            ),
+        };
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            database_url: Some(database_url),
+            jwt_secret: Some(Secret::new("test-secret-test-secret-test-secret-0123")),
+            bootstrap_admin_email: Some(ADMIN_EMAIL.into()),
+            bootstrap_admin_password: Some(Secret::new(ADMIN_PASSWORD)),
+            ..Config::default()
+        };
+        config.database.max_connections = 8;
+        tweak(&mut config);
+        Self::start(config, db, dir).await
+    }
+
+    async fn start(config: Config, db: TestDb, dir: tempfile::TempDir) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(cloudbase_server::run(
+            config.clone(),
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let app = TestApp {
+            addr,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            config,
+            shutdown: Some(tx),
+            server: Some(server),
+            db,
+            _dir: dir,
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(server) = &self.server
+                && server.is_finished()
+            {
+                panic!("the server stopped during start-up (see the log above)");
+            }
+            if let Ok(r) = self.client.get(self.url("/readyz")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "server not ready within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.db, TestDb::Postgres { .. })
+    }
+
+    /// Stops the server and waits for it (for restart tests).
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    /// Stops the server and starts it again on the same database and data dir, with `tweak`
+    /// applied to the config.
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Config)) {
+        self.stop().await;
+        tweak(&mut self.config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        self.addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        self.server = Some(tokio::spawn(cloudbase_server::run(
+            self.config.clone(),
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        )));
+        self.shutdown = Some(tx);
+        self.wait_ready().await;
+    }
+
+    /// POSTs a GraphQL request and returns the JSON body (asserting a 200).
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(self.url("/graphql"))
+            .header("accept", "application/json")
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("POST /graphql");
+        assert_eq!(response.status(), 200, "POST /graphql status");
+        response.json().await.expect("JSON body")
+    }
+
+    /// Like [`gql`], and asserts there are no errors; returns `data`.
+    pub async fn gql_ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = self.gql(token, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Registers a user; returns (access token, refresh token, user id).
+    pub async fn register(&self, email: &str, password: &str) -> (String, String, String) {
+        let data = self
+            .gql_ok(
+                None,
+                "mutation($input: RegisterInput!) { register(input: $input) { accessToken refreshToken user { id } } }",
+                json!({ "input": { "email": email, "password": password, "displayName": "Test User" } }),
+            )
+            .await;
+        let r = &data["register"];
+        (
+            r["accessToken"].as_str().unwrap().to_owned(),
+            r["refreshToken"].as_str().unwrap().to_owned(),
+            r["user"]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Logs in; returns the raw response body.
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        self.gql(
+            None,
+            "mutation($input: LoginInput!) { login(input: $input) { accessToken refreshToken user { id role } } }",
+            json!({ "input": { "email": email, "password": password } }),
+        )
+        .await
+    }
+
+    /// The bootstrap admin's access token.
+    pub async fn admin_token(&self) -> String {
+        let body = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        body["data"]["login"]["accessToken"]
+            .as_str()
+            .unwrap_or_else(|| panic!("admin login failed: {body}"))
+            .to_owned()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        if let TestDb::Postgres { admin_url, name } = &self.db {
+            drop_pg_database(admin_url.clone(), name.clone());
+        }
+    }
+}
+
+/// The `extensions.code` of the first error.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}
