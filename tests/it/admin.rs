@@ -226,3 +226,62 @@ async fn roles_change_and_apply_immediately() {
         .await;
     assert_eq!(error_code(&missing), "NOT_FOUND");
 }
+
+/// Three instances start at once on one fresh PostgreSQL database: migrations run once under the
+/// advisory lock, exactly one bootstrap admin exists, and a session ended on one instance is
+/// ended on all of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_start_together_on_postgres() {
+    if std::env::var("TEST_DATABASE_URL").is_err() {
+        eprintln!(
+            "instances_start_together_on_postgres: PostgreSQL only (set TEST_DATABASE_URL); .ci/run does"
+        );
+        return;
+    }
+    let (app, peers) = TestApp::spawn_cluster(3).await;
+    let token = app.admin_token().await;
+    let list = |url: String, token: String| {
+        let client = app.client.clone();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({ "query": "{ users { edges { node { email role } } } }" }))
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    for peer in &peers {
+        let body = list(peer.url("/graphql"), token.clone()).await;
+        let edges = body["data"]["users"]["edges"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"));
+        assert_eq!(
+            edges.len(),
+            1,
+            "one bootstrap admin, whoever won the race: {body}"
+        );
+    }
+    let out: serde_json::Value = app
+        .client
+        .post(peers[0].url("/graphql"))
+        .bearer_auth(&token)
+        .json(&json!({ "query": "mutation { logout }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(out["data"]["logout"], true);
+    let after = list(peers[1].url("/graphql"), token.clone()).await;
+    assert_eq!(
+        error_code(&after),
+        "UNAUTHENTICATED",
+        "logout on one instance holds on all"
+    );
+}

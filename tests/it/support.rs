@@ -88,6 +88,27 @@ impl TestApp {
 
     /// A server whose config `tweak` may change.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let (config, db, dir) = Self::prepare(tweak).await;
+        Self::start(config, db, dir).await
+    }
+
+    /// `n` servers started at the same moment on one fresh database (PostgreSQL only: SQLite is
+    /// single-instance by design). The first owns the database; the others are peers.
+    pub async fn spawn_cluster(n: usize) -> (Self, Vec<Peer>) {
+        let (config, db, dir) = Self::prepare(|_| {}).await;
+        assert!(
+            matches!(db, TestDb::Postgres { .. }),
+            "clusters need TEST_DATABASE_URL"
+        );
+        let peers = (1..n).map(|_| Peer::start(config.clone()));
+        let (first, peers) = tokio::join!(
+            Self::start(config.clone(), db, dir),
+            futures_util::future::join_all(peers)
+        );
+        (first, peers)
+    }
+
+    async fn prepare(tweak: impl FnOnce(&mut Config)) -> (Config, TestDb, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
         let (db, database_url) = match std::env::var("TEST_DATABASE_URL") {
             Ok(admin_url) if !admin_url.is_empty() => {
@@ -110,7 +131,7 @@ impl TestApp {
         };
         config.database.max_connections = 8;
         tweak(&mut config);
-        Self::start(config, db, dir).await
+        (config, db, dir)
     }
 
     async fn start(config: Config, db: TestDb, dir: tempfile::TempDir) -> Self {
@@ -272,6 +293,59 @@ impl Drop for TestApp {
         if let TestDb::Postgres { admin_url, name } = &self.db {
             drop_pg_database(admin_url.clone(), name.clone());
         }
+    }
+}
+
+/// Another server on the same database as a [`TestApp`]; stopped when dropped.
+pub struct Peer {
+    pub addr: SocketAddr,
+    _shutdown: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Peer {
+    async fn start(config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(cloudbase_server::run(config, listener, async move {
+            let _ = rx.await;
+        }));
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                !server.is_finished(),
+                "a peer stopped during start-up (see the log above)"
+            );
+            if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "peer not ready within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Peer {
+            addr,
+            _shutdown: tx,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }
 

@@ -43,16 +43,23 @@ pub async fn create(
     })
 }
 
-/// Creates the first admin from config when the database has no users at all. Returns whether it did.
+/// Creates the first admin from config when the database has no users at all. Returns whether it
+/// did. Safe when several instances start together: the loser of the race finds the admin made.
 pub async fn ensure_bootstrap_admin(app: &App, email: &str, password: &str) -> Result<bool, Error> {
     let mut conn = app.db.get().await?;
     if queries::any_exists(&mut conn).await? {
         return Ok(false);
     }
     drop(conn);
-    let user = create(app, email, password, "Administrator", Role::Admin).await?;
-    tracing::info!(user.id = %user.id, "bootstrap admin created");
-    Ok(true)
+    match create(app, email, password, "Administrator", Role::Admin).await {
+        Ok(user) => {
+            tracing::info!(user.id = %user.id, "bootstrap admin created");
+            Ok(true)
+        }
+        // Another instance starting at the same time created it first.
+        Err(Error::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// One user, visible to that user and to admins.
