@@ -28,6 +28,15 @@ pub enum Error {
     /// The change collides with existing data (for example an email already registered).
     #[error("{0}")]
     Conflict(String),
+    /// The AI provider or channel failed or refused (auth, quota, outage, bad answer).
+    #[error("{0}")]
+    Upstream(String),
+    /// A plugin misbehaved (panicked, returned garbage); the server kept serving.
+    #[error("{0}")]
+    Plugin(String),
+    /// Something took longer than its deadline.
+    #[error("{0}")]
+    Timeout(String),
     /// A dependency is temporarily unavailable (the pool is exhausted, the database is down).
     #[error("service temporarily unavailable: {0}")]
     Unavailable(String),
@@ -52,6 +61,12 @@ pub enum Code {
     BadUserInput,
     /// Collides with existing data.
     Conflict,
+    /// The provider or channel failed.
+    UpstreamFailed,
+    /// A plugin misbehaved.
+    PluginFailed,
+    /// A deadline passed.
+    Timeout,
     /// Try again later.
     Unavailable,
     /// A bug on our side; the message is opaque and carries a request id.
@@ -67,6 +82,9 @@ impl Code {
             Code::NotFound => "NOT_FOUND",
             Code::BadUserInput => "BAD_USER_INPUT",
             Code::Conflict => "CONFLICT",
+            Code::UpstreamFailed => "UPSTREAM_FAILED",
+            Code::PluginFailed => "PLUGIN_FAILED",
+            Code::Timeout => "TIMEOUT",
             Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
         }
@@ -101,6 +119,9 @@ impl Error {
             Error::NotFound(_) => Code::NotFound,
             Error::BadInput { .. } => Code::BadUserInput,
             Error::Conflict(_) => Code::Conflict,
+            Error::Upstream(_) => Code::UpstreamFailed,
+            Error::Plugin(_) => Code::PluginFailed,
+            Error::Timeout(_) => Code::Timeout,
             Error::Unavailable(_) => Code::Unavailable,
             Error::Database(_) | Error::Internal(_) => Code::Internal,
         }

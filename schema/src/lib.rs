@@ -6,6 +6,7 @@
 //! - [`error`]: the crate's one error enum and its stable `extensions.code`s.
 //! - [`clock`]: the injectable clock every service reads the time from.
 //! - [`db`]: the two-backend pool (SQLite or PostgreSQL), migrations, `schema.rs`, models and queries.
+//! - [`plugins`]: the plugin host as services see it (the server implements it).
 //! - [`services`]: the workflows with side effects (accounts, sessions, tokens, users).
 //! - [`graphql`]: the async-graphql types and resolvers, split by domain, and the schema builder.
 
@@ -13,6 +14,7 @@ pub mod clock;
 pub mod db;
 pub mod error;
 pub mod graphql;
+pub mod plugins;
 pub mod services;
 
 pub use error::Error;

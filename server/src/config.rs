@@ -4,6 +4,7 @@
 //! Environment keys are `CLOUDBASE_<KEY>`, with `__` between a section and its key
 //! (`CLOUDBASE_GRAPHQL__MAX_DEPTH=8`), plus `DATABASE_URL`. Errors name the key and what was expected.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -94,6 +95,90 @@ pub struct Config {
     pub http: HttpConfig,
     /// GraphQL limits.
     pub graphql: GraphqlConfig,
+    /// Where plugin libraries are loaded from (`CLOUDBASE_PLUGINS_DIR`); default: the folder of
+    /// the `cloudbase-ai` executable, where `cargo build` puts the first-party plugins.
+    pub plugins_dir: Option<PathBuf>,
+    /// Longest a single call into a plugin may take, in milliseconds.
+    pub plugin_call_timeout_ms: u64,
+    /// Plugin instances by name: `[plugins.<instance>]`.
+    pub plugins: BTreeMap<String, PluginInstanceConfig>,
+    /// Chat defaults.
+    pub chat: ChatConfig,
+    /// An extra price file (same format as `schema/data/prices.toml`), applied at start-up.
+    pub prices_file: Option<PathBuf>,
+}
+
+/// `[chat]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Provider instance used when a chat names none.
+    pub default_provider: String,
+    /// Model used when a chat names none.
+    pub default_model: String,
+    /// Keep prompts and replies in call records too (they are always in conversations).
+    pub log_prompts: bool,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        let defaults = cloudbase_schema::services::chat::ChatSettings::default();
+        Self {
+            default_provider: defaults.default_provider,
+            default_model: defaults.default_model,
+            log_prompts: defaults.log_prompts,
+        }
+    }
+}
+
+/// `[plugins.<instance>]`: one configured instance of a plugin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginInstanceConfig {
+    /// The plugin's name (from its manifest), e.g. `kimi`.
+    pub plugin: String,
+    /// `false` lists the instance as `DISABLED` without creating it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The plugin's own settings, validated against its JSON Schema.
+    #[serde(default = "empty_object")]
+    pub settings: serde_json::Value,
+    /// Secret name → the environment variable holding it, e.g. `api_key = "MOONSHOT_API_KEY"`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// Upstream request timeouts (providers and HTTP notifiers).
+    #[serde(default)]
+    pub timeouts: UpstreamTimeouts,
+}
+
+/// How long the host waits on an upstream service.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTimeouts {
+    /// TCP and TLS connect, in milliseconds.
+    pub connect_ms: u64,
+    /// Until the response headers (the first byte), in milliseconds.
+    pub first_byte_ms: u64,
+    /// The whole request, body included, in milliseconds.
+    pub total_ms: u64,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: 10_000,
+            first_byte_ms: 60_000,
+            total_ms: 300_000,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 /// `[database]`
@@ -155,6 +240,11 @@ impl Default for Config {
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             graphql: GraphqlConfig::default(),
+            plugins_dir: None,
+            plugin_call_timeout_ms: 10_000,
+            plugins: BTreeMap::new(),
+            chat: ChatConfig::default(),
+            prices_file: None,
         }
     }
 }
@@ -277,7 +367,7 @@ impl Config {
                 "set both bootstrap_admin_email and bootstrap_admin_password, or neither",
             ));
         }
-        let positive: [(&'static str, u64); 8] = [
+        let positive: [(&'static str, u64); 9] = [
             (
                 "database.max_connections",
                 self.database.max_connections as u64,
@@ -298,6 +388,7 @@ impl Config {
             ("http.request_timeout_secs", self.http.request_timeout_secs),
             ("graphql.max_depth", self.graphql.max_depth as u64),
             ("graphql.max_complexity", self.graphql.max_complexity as u64),
+            ("plugin_call_timeout_ms", self.plugin_call_timeout_ms),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -312,6 +403,16 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("cloudbase.db").display()))
+    }
+
+    /// The plugins folder in force: `plugins_dir`, or the executable's folder.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.plugins_dir.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| PathBuf::from("."))
+        })
     }
 
     /// The GraphQL limits.

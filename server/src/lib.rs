@@ -6,10 +6,12 @@
 //! - [`config`]: typed config: defaults < `cloudbase.toml` < `CLOUDBASE_*` / `DATABASE_URL`.
 //! - [`startup`]: connects and migrates the database, resolves secrets, builds the services.
 //! - [`http`]: the axum router: `/graphql`, `/playground`, `/healthz`, `/readyz`.
+//! - [`plugins`]: the plugin host: loading libraries, instances, calls, and their I/O.
 //! - [`telemetry`]: tracing subscriber set-up.
 
 pub mod config;
 pub mod http;
+pub mod plugins;
 pub mod startup;
 pub mod telemetry;
 

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cloudbase_schema::clock::SystemClock;
 use cloudbase_schema::services::{Role, users};
 use cloudbase_server::config::Config;
+use cloudbase_server::plugins::Registry;
 use cloudbase_server::{startup, telemetry};
 
 #[derive(Parser)]
@@ -127,7 +128,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let password = read_password(password_stdin)?;
-            let app = startup::build_app(&config, Arc::new(SystemClock)).await?;
+            let app =
+                startup::build_app(&config, Arc::new(SystemClock), Arc::new(Registry::empty()))
+                    .await?;
             let role = match role {
                 RoleArg::User => Role::User,
                 RoleArg::Admin => Role::Admin,

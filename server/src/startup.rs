@@ -7,11 +7,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use cloudbase_schema::clock::{Clock, SystemClock};
 use cloudbase_schema::db::{DbConfig, DbPool};
-use cloudbase_schema::services::{App, TokenSettings, tokens, users};
+use cloudbase_schema::plugins::PluginHost;
+use cloudbase_schema::services::chat::ChatSettings;
+use cloudbase_schema::services::{App, TokenSettings, pricing, tokens, users};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Environment};
 use crate::http;
+use crate::plugins::Registry;
 
 /// Serves until `shutdown` resolves. Tests and `main` start the server the same way.
 pub async fn run(
@@ -29,7 +32,8 @@ pub async fn run_with_clock(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = Arc::new(build_app(&config, clock).await?);
+    let plugins = Arc::new(Registry::load(&config).await);
+    let app = Arc::new(build_app(&config, clock, plugins).await?);
     bootstrap_admin(&config, &app).await?;
     let router = http::router(app, &config);
     let addr = listener
@@ -52,7 +56,11 @@ fn config_backend(config: &Config) -> Option<cloudbase_schema::db::Backend> {
 }
 
 /// Opens (and migrates) the database and wires the services.
-pub async fn build_app(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+pub async fn build_app(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    plugins: Arc<dyn PluginHost>,
+) -> anyhow::Result<App> {
     let secret = jwt_secret(config)?;
     let db = connect(config).await?;
     let tokens = TokenSettings::new(
@@ -64,7 +72,33 @@ pub async fn build_app(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result
             i64::try_from(config.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
         ),
     );
-    Ok(App::new(db, tokens, clock))
+    let mut app = App::new(db, tokens, clock, plugins);
+    app.chat = ChatSettings {
+        default_provider: config.chat.default_provider.clone(),
+        default_model: config.chat.default_model.clone(),
+        log_prompts: config.chat.log_prompts,
+    };
+    seed_prices(config, &app).await?;
+    Ok(app)
+}
+
+/// Adds the shipped prices, and those of `prices_file`, that are not in the database yet.
+async fn seed_prices(config: &Config, app: &App) -> anyhow::Result<()> {
+    let added = pricing::seed(app, pricing::SEED)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding prices: {e}"))?;
+    let mut extra = 0;
+    if let Some(path) = &config.prices_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("prices_file: cannot read {}", path.display()))?;
+        extra = pricing::seed(app, &text)
+            .await
+            .map_err(|e| anyhow::anyhow!("prices_file {}: {e}", path.display()))?;
+    }
+    if added + extra > 0 {
+        tracing::info!(added = added + extra, "price rows seeded");
+    }
+    Ok(())
 }
 
 /// Opens the pool and runs pending migrations.

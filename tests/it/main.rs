@@ -7,6 +7,10 @@
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
 //! - [`pages`]: the playground and health probes.
 //! - [`config`]: configuration loading and its errors.
+//! - [`plugins`]: loading, robustness, notifications, and Kimi against a local upstream.
+//! - [`chat`], [`conversations`]: AI calls plain and streamed, records, prices, history.
+//! - [`upstream`], [`receivers`], [`ws`]: a local OpenAI-compatible upstream, notification
+//!   receivers, and a `graphql-transport-ws` client.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,8 +23,14 @@
 
 mod accounts;
 mod admin;
+mod chat;
 mod config;
+mod conversations;
 mod http;
 mod pages;
+mod plugins;
+mod receivers;
 mod schema;
 mod support;
+mod upstream;
+mod ws;

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use cloudbase_schema::db::schema::{refresh_tokens, sessions, users};
+use cloudbase_schema::db::schema::{
+    ai_calls, conversations, messages, prices, refresh_tokens, sessions, users,
+};
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
@@ -74,33 +76,30 @@ struct Name {
     name: String,
 }
 
-fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
-    use diesel::prelude::*;
-    type Pg = diesel::pg::Pg;
-    vec![
-        (
-            "users",
+/// Each listed `schema.rs` table with the columns Diesel selects for it.
+macro_rules! declared_tables {
+    ($($table:ident),* $(,)?) => {{
+        use diesel::prelude::*;
+        vec![$((
+            stringify!($table),
             diesel_columns(
-                &diesel::debug_query::<Pg, _>(&users::table.select(users::all_columns)).to_string(),
-            ),
-        ),
-        (
-            "sessions",
-            diesel_columns(
-                &diesel::debug_query::<Pg, _>(&sessions::table.select(sessions::all_columns))
+                &diesel::debug_query::<diesel::pg::Pg, _>(&$table::table.select($table::all_columns))
                     .to_string(),
             ),
-        ),
-        (
-            "refresh_tokens",
-            diesel_columns(
-                &diesel::debug_query::<Pg, _>(
-                    &refresh_tokens::table.select(refresh_tokens::all_columns),
-                )
-                .to_string(),
-            ),
-        ),
-    ]
+        )),*]
+    }};
+}
+
+fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
+    declared_tables!(
+        users,
+        sessions,
+        refresh_tokens,
+        prices,
+        conversations,
+        ai_calls,
+        messages
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

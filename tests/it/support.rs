@@ -5,9 +5,10 @@
 //! fails the test rather than skipping it.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cloudbase_server::config::{Config, Secret};
+use cloudbase_server::config::{Config, PluginInstanceConfig, Secret};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -121,8 +122,11 @@ impl TestApp {
                 format!("sqlite://{}", dir.path().join("test.db").display()),
             ),
         };
+        let plugins = dir.path().join("plugins");
+        link_first_party_plugins(&plugins);
         let mut config = Config {
             data_dir: dir.path().to_path_buf(),
+            plugins_dir: Some(plugins),
             database_url: Some(database_url),
             jwt_secret: Some(Secret::new("test-secret-test-secret-test-secret-0123")),
             bootstrap_admin_email: Some(ADMIN_EMAIL.into()),
@@ -293,6 +297,72 @@ impl Drop for TestApp {
         if let TestDb::Postgres { admin_url, name } = &self.db {
             drop_pg_database(admin_url.clone(), name.clone());
         }
+    }
+}
+
+/// The first-party plugins, by crate name suffix.
+pub const FIRST_PARTY: [&str; 8] = [
+    "kimi",
+    "openai_compatible",
+    "mock",
+    "webhook",
+    "email",
+    "wecom",
+    "dingtalk",
+    "feishu",
+];
+
+/// Where cargo put this test binary, and the plugin cdylibs built for it (dev-dependencies).
+fn artifact_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().expect("test binary folder").to_path_buf()
+}
+
+/// Makes `dir` a plugins folder holding the first-party plugins (as symlinks).
+pub fn link_first_party_plugins(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("plugins dir");
+    for name in FIRST_PARTY {
+        let file = format!(
+            "{}cloudbase_plugin_{name}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        );
+        let source = artifact_dir().join(&file);
+        assert!(
+            source.exists(),
+            "{} was not built (it is a dev-dependency of the tests)",
+            source.display()
+        );
+        std::os::unix::fs::symlink(&source, dir.join(&file)).expect("link plugin");
+    }
+}
+
+/// Compiles the C test plugin (`fixtures/c_provider.c`) with `defines` into `out`.
+pub fn build_c_plugin(out: &Path, defines: &[&str]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(out)
+        .arg(root.join("it/fixtures/c_provider.c"))
+        .arg("-I")
+        .arg(root.join("../plugins/api/include"))
+        .args(defines.iter().map(|d| format!("-D{d}")))
+        .status()
+        .expect("a C compiler (cc) is needed for the plugin ABI tests");
+    assert!(status.success(), "compiling the C plugin failed");
+}
+
+/// A `[plugins.<instance>]` entry.
+pub fn instance(plugin: &str, settings: Value, secrets: &[(&str, &str)]) -> PluginInstanceConfig {
+    PluginInstanceConfig {
+        plugin: plugin.to_owned(),
+        enabled: true,
+        settings,
+        secrets: secrets
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        timeouts: Default::default(),
     }
 }
 

@@ -6,9 +6,13 @@
 //!
 //! - [`schema`]: the hand-written Diesel tables shared by both backends.
 //! - [`models`]: row structs (`User`) and insert structs (`NewUser<'a>`).
-//! - [`users`], [`sessions`]: the query functions, returning `QueryResult`.
+//! - [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`]: the query functions,
+//!   returning `QueryResult`.
 
+pub mod ai_calls;
+pub mod conversations;
 pub mod models;
+pub mod prices;
 pub mod schema;
 pub mod sessions;
 pub mod users;

@@ -112,3 +112,129 @@ pub struct NewRefreshToken<'a> {
     /// UTC.
     pub expires_at: NaiveDateTime,
 }
+
+/// A row of `prices`: what one provider's model costs from `effective_from` on.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::prices)]
+pub struct Price {
+    /// UUIDv7.
+    pub id: String,
+    /// Provider instance, e.g. `kimi`.
+    pub provider: String,
+    /// Model id.
+    pub model: String,
+    /// Micro-units of `currency` per 1M uncached input tokens.
+    pub input_micros_per_mtok: i64,
+    /// Micro-units per 1M input tokens served from the provider's cache.
+    pub cached_input_micros_per_mtok: i64,
+    /// Micro-units per 1M output tokens.
+    pub output_micros_per_mtok: i64,
+    /// ISO 4217 code, e.g. `CNY`.
+    pub currency: String,
+    /// In force from this time (UTC) until a later row.
+    pub effective_from: NaiveDateTime,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// The admin who added it (`None` for seeded rows).
+    pub created_by: Option<String>,
+    /// Free text (source of the price, reason for a change).
+    pub note: Option<String>,
+}
+
+/// A row of `conversations`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::conversations)]
+pub struct Conversation {
+    /// UUIDv7.
+    pub id: String,
+    /// The owner.
+    pub user_id: String,
+    /// Shown in the history list.
+    pub title: String,
+    /// Default provider for new turns.
+    pub provider: Option<String>,
+    /// Default model for new turns.
+    pub model: Option<String>,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// Last turn or rename (UTC); lists sort on it.
+    pub updated_at: NaiveDateTime,
+}
+
+/// A row of `messages`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::messages)]
+pub struct Message {
+    /// UUIDv7 (sorts in conversation order).
+    pub id: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// `SYSTEM`, `USER` or `ASSISTANT`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+    /// The model's reasoning, for assistant messages of reasoning models.
+    pub reasoning: Option<String>,
+    /// The call that produced (or answered) this message.
+    pub ai_call_id: Option<String>,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+}
+
+/// A row of `ai_calls`: one attempt to call a provider, whatever its outcome.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::ai_calls)]
+pub struct AiCall {
+    /// UUIDv7.
+    pub id: String,
+    /// Who asked.
+    pub user_id: String,
+    /// The conversation, if the call was a turn of one.
+    pub conversation_id: Option<String>,
+    /// The HTTP request id.
+    pub request_id: Option<String>,
+    /// Provider instance.
+    pub provider: String,
+    /// Model id.
+    pub model: String,
+    /// Streamed or not.
+    pub stream: bool,
+    /// `PENDING`, `SUCCEEDED`, `FAILED` or `CANCELLED`.
+    pub status: String,
+    /// The `extensions.code` of the failure.
+    pub error_code: Option<String>,
+    /// The failure, as told to the client.
+    pub error_message: Option<String>,
+    /// Input tokens, cached included.
+    pub prompt_tokens: i64,
+    /// Input tokens billed at the cached rate.
+    pub cached_prompt_tokens: i64,
+    /// Output tokens.
+    pub completion_tokens: i64,
+    /// `REPORTED` by the provider or `ESTIMATED` by the gateway.
+    pub usage_source: Option<String>,
+    /// When the call was admitted (UTC); prices are looked up at this time.
+    pub started_at: NaiveDateTime,
+    /// When it ended.
+    pub finished_at: Option<NaiveDateTime>,
+    /// Start to end, in milliseconds.
+    pub latency_ms: Option<i64>,
+    /// Start to the first streamed token, in milliseconds.
+    pub ttft_ms: Option<i64>,
+    /// Time spent waiting on the provider, in milliseconds.
+    pub upstream_ms: Option<i64>,
+    /// The price row used.
+    pub price_id: Option<String>,
+    /// Cost in micro-units of `currency`.
+    pub cost_micros: i64,
+    /// Currency of `cost_micros`.
+    pub currency: Option<String>,
+    /// Whether a price was in force (otherwise the cost is 0).
+    pub priced: bool,
+    /// Answered from the response cache (cost 0).
+    pub cached: bool,
+    /// The attempt chain: `[{provider, model, outcome, ms}]`.
+    pub attempts: serde_json::Value,
+    /// The prompt and reply, only with prompt logging on.
+    pub prompt_log: Option<serde_json::Value>,
+}

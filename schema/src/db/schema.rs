@@ -43,6 +43,88 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    prices (id) {
+        id -> Text,
+        provider -> Text,
+        model -> Text,
+        input_micros_per_mtok -> BigInt,
+        cached_input_micros_per_mtok -> BigInt,
+        output_micros_per_mtok -> BigInt,
+        currency -> Text,
+        effective_from -> Timestamp,
+        created_at -> Timestamp,
+        created_by -> Nullable<Text>,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> Text,
+        user_id -> Text,
+        title -> Text,
+        provider -> Nullable<Text>,
+        model -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ai_calls (id) {
+        id -> Text,
+        user_id -> Text,
+        conversation_id -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        provider -> Text,
+        model -> Text,
+        stream -> Bool,
+        status -> Text,
+        error_code -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        prompt_tokens -> BigInt,
+        cached_prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        usage_source -> Nullable<Text>,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        latency_ms -> Nullable<BigInt>,
+        ttft_ms -> Nullable<BigInt>,
+        upstream_ms -> Nullable<BigInt>,
+        price_id -> Nullable<Text>,
+        cost_micros -> BigInt,
+        currency -> Nullable<Text>,
+        priced -> Bool,
+        cached -> Bool,
+        attempts -> Jsonb,
+        prompt_log -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        conversation_id -> Text,
+        role -> Text,
+        content -> Text,
+        reasoning -> Nullable<Text>,
+        ai_call_id -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
-diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens);
+diesel::joinable!(conversations -> users (user_id));
+diesel::joinable!(ai_calls -> users (user_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    sessions,
+    refresh_tokens,
+    prices,
+    conversations,
+    ai_calls,
+    messages
+);

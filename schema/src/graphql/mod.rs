@@ -3,29 +3,55 @@
 //!
 //! - [`users`]: `User`, `me`, `user`, `users`, profile and admin mutations.
 //! - [`auth`]: `register`, `login`, `refreshSession`, `logout`, `changePassword`.
+//! - [`plugins`]: `plugins`, `models`, `testNotification`.
+//! - [`chat`]: `chat` and `chatStream`; [`conversations`], [`ai_calls`], [`prices`].
+//! - [`money`]: the string-backed `Micros` scalar.
 //! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.
 
+pub mod ai_calls;
 pub mod auth;
+pub mod chat;
+pub mod conversations;
 pub mod errors;
+pub mod money;
+pub mod plugins;
+pub mod prices;
 pub mod users;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
 use crate::Error;
 use crate::services::{App, Auth, RequestMeta, Viewer};
 
 /// The root query: every domain's queries merged.
 #[derive(MergedObject, Default)]
-pub struct Query(users::UsersQuery);
+pub struct Query(
+    users::UsersQuery,
+    plugins::PluginsQuery,
+    conversations::ConversationsQuery,
+    ai_calls::AiCallsQuery,
+    prices::PricesQuery,
+);
 
 /// The root mutation: every domain's mutations merged.
 #[derive(MergedObject, Default)]
-pub struct Mutation(auth::AuthMutation, users::UsersMutation);
+pub struct Mutation(
+    auth::AuthMutation,
+    users::UsersMutation,
+    plugins::PluginsMutation,
+    chat::ChatMutation,
+    conversations::ConversationsMutation,
+    prices::PricesMutation,
+);
+
+/// The root subscription: every domain's subscriptions merged.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(chat::ChatSubscription);
 
 /// The executable schema.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Query-shape limits, from config.
 #[derive(Debug, Clone, Copy)]
@@ -50,21 +76,29 @@ impl Default for Limits {
 
 /// Builds the schema with the process-wide state attached.
 pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .data(app)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .extension(errors::ErrorPolicy {
-            max_aliases: limits.max_aliases,
-        })
-        .finish()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .data(app)
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .extension(errors::ErrorPolicy {
+        max_aliases: limits.max_aliases,
+    })
+    .finish()
 }
 
 /// The schema's SDL, without any state (for snapshots and `cloudbase-ai schema`).
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .finish()
+    .sdl()
 }
 
 /// Typed access to context data; resolvers never use `data_unchecked`.

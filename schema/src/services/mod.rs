@@ -1,14 +1,22 @@
 //! The workflows: every function with side effects lives in exactly one place here.
 //!
+//! - [`chat`]: the AI-call workflow (validate, record, call, price, settle), plain and streamed.
+//! - [`conversations`], [`ai_calls`], [`pricing`]: history, call records, prices and costs.
 //! - [`auth`]: register, login, refresh-token rotation, logout, password change, and the check
 //!   that turns an access token into a [`Viewer`].
 //! - [`users`]: profiles and the admin's user management.
 //! - [`passwords`]: argon2id hashing off the async threads.
+//! - [`plugins`]: the plugin list, callable models, test notifications.
 //! - [`tokens`]: JWT access tokens and opaque refresh tokens.
 //! - [`validate`]: input rules shared by the services (email, password, names, URLs, paging).
 
+pub mod ai_calls;
 pub mod auth;
+pub mod chat;
+pub mod conversations;
 pub mod passwords;
+pub mod plugins;
+pub mod pricing;
 pub mod tokens;
 pub mod users;
 pub mod validate;
@@ -17,6 +25,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::db::DbPool;
+use crate::plugins::PluginHost;
 
 pub use auth::{Auth, RequestMeta, Role, Viewer};
 pub use tokens::TokenSettings;
@@ -30,16 +39,27 @@ pub struct App {
     pub tokens: TokenSettings,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+    /// AI providers and notification channels.
+    pub plugins: Arc<dyn PluginHost>,
+    /// Chat defaults and switches.
+    pub chat: chat::ChatSettings,
     passwords: passwords::Passwords,
 }
 
 impl App {
     /// Wires the services together.
-    pub fn new(db: DbPool, tokens: TokenSettings, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        db: DbPool,
+        tokens: TokenSettings,
+        clock: Arc<dyn Clock>,
+        plugins: Arc<dyn PluginHost>,
+    ) -> Self {
         Self {
             db,
             tokens,
             clock,
+            plugins,
+            chat: chat::ChatSettings::default(),
             passwords: passwords::Passwords::default(),
         }
     }

@@ -23,7 +23,7 @@ use cloudbase_schema::services::{Auth, RequestMeta, auth};
 use serde::Serialize;
 
 use super::error::{MediaType, json_error};
-use super::{HttpState, RequestId};
+use super::{HttpState, RequestId, client_ip};
 use crate::config::Environment;
 
 /// The parameters of one GraphQL request, from a JSON body or a query string.
@@ -248,20 +248,6 @@ pub async fn post_handler(
         Ok((media, params)) => execute(&state, &headers, &request_id, peer, media, params).await,
         Err(rejection) => *rejection,
     }
-}
-
-fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> String {
-    if trust_forwarded_for
-        && let Some(first) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    {
-        return first.to_owned();
-    }
-    peer.ip().to_string()
 }
 
 /// The body of a GraphQL response: `data` is left out entirely for request errors.

@@ -1,6 +1,7 @@
 //! The axum router and the middleware every request passes through.
 //!
 //! - [`graphql`]: `GET`/`POST /graphql`, per the GraphQL-over-HTTP spec.
+//! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket.
 //! - [`playground`]: the embedded, offline GraphiQL page.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database reachable).
 //! - [`error`]: JSON error responses outside GraphQL execution.
@@ -9,6 +10,7 @@ pub mod error;
 pub mod graphql;
 pub mod health;
 pub mod playground;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +58,7 @@ pub fn router(app: Arc<App>, config: &Config) -> Router {
             "/graphql",
             get(graphql::get_handler).post(graphql::post_handler),
         )
+        .route("/graphql/ws", get(ws::handler))
         .route("/playground", get(playground::index))
         .route("/playground/", get(playground::index))
         .route("/playground/assets/{*file}", get(playground::asset))
@@ -94,4 +97,23 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
+pub fn client_ip(
+    headers: &axum::http::HeaderMap,
+    peer: std::net::SocketAddr,
+    trust_forwarded_for: bool,
+) -> String {
+    if trust_forwarded_for
+        && let Some(first) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    {
+        return first.to_owned();
+    }
+    peer.ip().to_string()
 }

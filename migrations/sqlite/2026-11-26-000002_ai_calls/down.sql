@@ -1,0 +1,4 @@
+DROP TABLE messages;
+DROP TABLE ai_calls;
+DROP TABLE conversations;
+DROP TABLE prices;

@@ -1,0 +1,216 @@
+//! The `feishu` notifier: posts alerts to a Feishu/Lark (飞书) custom bot webhook. Everything
+//! is here; `tests` holds the unit tests.
+//!
+//! The message is `{"msg_type":"text","content":{"text":"..."}}`: `[SEVERITY] title`, the body,
+//! the fields as `key: value` lines and the link. A long body is cut on a character boundary
+//! (ending in `…`) so the text stays within 18000 bytes, under Feishu's 20 KB request limit.
+//!
+//! With the `sign_secret` secret set (the bot's 签名校验 setting), the body also carries
+//! `"timestamp": "<seconds>"` and `"sign": base64(HMAC-SHA256(key = "<seconds>\n<secret>",
+//! message = ""))`: in Feishu's scheme the string is the HMAC *key* and the message is empty.
+//! `<seconds>` is the notification's `timestamp_ms / 1000`; Feishu rejects one more than an hour
+//! from its clock.
+//!
+//! Feishu answers HTTP 200 even on failure; a delivery worked only if the status is 2xx and the
+//! JSON reply has `code == 0` (older deployments answer `StatusCode == 0`; either is accepted).
+//!
+//! Settings: `webhook_url` (required, http(s); real ones look like
+//! `https://open.feishu.cn/open-apis/bot/v2/hook/<token>`, a credential). Secret: `sign_secret`
+//! (optional).
+
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use cloudbase_plugin_api::export_plugin;
+use cloudbase_plugin_api::messages::{
+    Delivery, DeliveryReport, ErrorCode, HttpRequest, HttpResponse, Manifest, Notification,
+    PluginConfig, PluginError, PluginKind, SecretSpec, Severity, Transport,
+};
+use cloudbase_plugin_api::parse_settings;
+use cloudbase_plugin_api::traits::Notifier;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+
+use serde_json::json;
+use sha2::Sha256;
+
+/// Our cap on the message text, in bytes (the whole request must stay under 20 KB).
+const TEXT_LIMIT: usize = 18_000;
+/// Marks a cut.
+const ELLIPSIS: &str = "…";
+
+/// The instance settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    webhook_url: String,
+}
+
+/// The Feishu notifier instance.
+#[derive(Debug)]
+pub struct Feishu {
+    settings: Settings,
+    sign_secret: Option<String>,
+}
+
+impl Notifier for Feishu {
+    const NAME: &'static str = "feishu";
+
+    fn manifest() -> Manifest {
+        Manifest {
+            name: Self::NAME.into(),
+            kind: PluginKind::Notifier,
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Feishu/Lark (飞书) custom bot: text alerts to a group chat".into(),
+            mock: false,
+            config_schema: json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "properties": {
+                    "webhook_url": {
+                        "type": "string", "pattern": "^https?://[^\\s]+$",
+                        "description": "The bot's webhook, https://open.feishu.cn/open-apis/bot/v2/hook/... (keep it secret)."
+                    }
+                },
+                "required": ["webhook_url"],
+                "additionalProperties": false
+            }),
+            secrets: vec![SecretSpec {
+                name: "sign_secret".into(),
+                description:
+                    "The bot's signing secret (签名校验), when that security setting is on".into(),
+                required: false,
+                default_env: None,
+            }],
+            default_instance: false,
+            transport: Transport::Http,
+        }
+    }
+
+    fn create(config: PluginConfig) -> Result<Self, PluginError> {
+        let settings: Settings = parse_settings(&config.settings)?;
+        check_url("webhook_url", &settings.webhook_url)?;
+        let sign_secret = config.secrets.get("sign_secret").cloned();
+        if sign_secret.as_deref() == Some("") {
+            return Err(PluginError::config("secret `sign_secret` is empty"));
+        }
+        Ok(Feishu {
+            settings,
+            sign_secret,
+        })
+    }
+
+    fn build(&self, n: &Notification) -> Result<Delivery, PluginError> {
+        let mut body = json!({"msg_type": "text", "content": {"text": text(n)}});
+        if let Some(secret) = &self.sign_secret {
+            let seconds = n.timestamp_ms.div_euclid(1000);
+            body["timestamp"] = json!(seconds.to_string());
+            body["sign"] = json!(sign(secret, seconds)?);
+        }
+        let request = HttpRequest {
+            method: "POST".into(),
+            url: self.settings.webhook_url.clone(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Some(body.to_string()),
+        };
+        Ok(Delivery::Http { request })
+    }
+
+    fn parse_response(&self, response: &HttpResponse) -> DeliveryReport {
+        #[derive(Deserialize)]
+        struct Reply {
+            code: Option<i64>,
+            #[serde(default)]
+            msg: String,
+            #[serde(rename = "StatusCode")]
+            status_code: Option<i64>,
+            #[serde(rename = "StatusMessage", default)]
+            status_message: String,
+        }
+        let http_ok = (200..300).contains(&response.status);
+        let reply = serde_json::from_str::<Reply>(&response.body).ok();
+        let judged = reply.and_then(|r| match (r.code, r.status_code) {
+            (Some(code), _) => Some((code, r.msg)),
+            (None, Some(code)) => Some((code, r.status_message)),
+            (None, None) => None,
+        });
+        match judged {
+            Some((0, message)) if http_ok => DeliveryReport {
+                ok: true,
+                detail: message,
+            },
+            Some((code, message)) => DeliveryReport {
+                ok: false,
+                detail: format!("HTTP {}, code {code}: {message}", response.status),
+            },
+            None => DeliveryReport {
+                ok: false,
+                detail: format!(
+                    "HTTP {}: unexpected reply: {}",
+                    response.status,
+                    truncate(&response.body, 200)
+                ),
+            },
+        }
+    }
+}
+
+/// `base64(HMAC-SHA256(key = "<seconds>\n<secret>", message = ""))`.
+fn sign(secret: &str, seconds: i64) -> Result<String, PluginError> {
+    let mac = Hmac::<Sha256>::new_from_slice(format!("{seconds}\n{secret}").as_bytes())
+        .map_err(|e| PluginError::new(ErrorCode::Internal, format!("HMAC key: {e}")))?;
+    Ok(STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+fn severity_label(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "INFO",
+        Severity::Warning => "WARNING",
+        Severity::Critical => "CRITICAL",
+        Severity::Resolved => "RESOLVED",
+    }
+}
+
+/// The message text: headline, body, fields, link.
+fn text(n: &Notification) -> String {
+    let head = format!("[{}] {}\n", severity_label(n.severity), n.title);
+    let mut tail = String::new();
+    for (key, value) in &n.fields {
+        tail.push_str(&format!("{key}: {value}\n"));
+    }
+    if let Some(link) = &n.link {
+        tail.push_str(&format!("\n{link}"));
+    }
+    let room = TEXT_LIMIT.saturating_sub(head.len() + tail.len() + 2);
+    let whole = format!("{head}{}\n\n{tail}", truncate(&n.body, room));
+    truncate(whole.trim_end(), TEXT_LIMIT).into_owned()
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, ending in `…` when cut.
+fn truncate(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let end = text.floor_char_boundary(max.saturating_sub(ELLIPSIS.len()));
+    Cow::Owned(format!("{}{ELLIPSIS}", &text[..end]))
+}
+
+/// Checks that `field` holds an absolute http(s) URL without whitespace. The URL itself is
+/// left out of the message: channel URLs carry credentials.
+fn check_url(field: &str, url: &str) -> Result<(), PluginError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !url.chars().any(char::is_whitespace) => Ok(()),
+        _ => Err(PluginError::config(format!(
+            "`{field}` must be an http:// or https:// URL without spaces"
+        ))),
+    }
+}
+
+export_plugin!(notifier: Feishu);

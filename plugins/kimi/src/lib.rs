@@ -1,0 +1,300 @@
+//! The `kimi` plugin: Moonshot AI's Kimi models through their OpenAI-compatible chat-completions
+//! API, on the China (`api.moonshot.cn`) or global (`api.moonshot.ai`) endpoint.
+//!
+//! Sans-IO like every HTTP provider: it builds requests (the API key travels as the
+//! `${secret:api_key}` placeholder the host fills in) and parses answers with
+//! [`cloudbase_plugin_api::openai`]. What is Kimi's own lives here:
+//!
+//! - the settings (`region`, `base_url`, `models`) and the built-in model list;
+//! - the parameter ranges Kimi accepts (`temperature` and `top_p` in `[0, 1]`), checked before
+//!   any upstream call so the caller gets a `bad_input` error instead of a billed round trip;
+//! - no `stream_options`: Kimi reports stream usage in `choices[0].usage` of the last chunk.
+
+use cloudbase_plugin_api::messages::{
+    ChatRequest, ChatResponse, ErrorCode, HttpRequest, HttpResponse, Manifest, ModelInfo,
+    PluginConfig, PluginError, PluginKind, SecretSpec, SseEvent, StreamEvent, Transport,
+};
+use cloudbase_plugin_api::{Provider, export_plugin, openai};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+/// The China endpoint (`region = "cn"`, the default).
+pub const CN_BASE_URL: &str = "https://api.moonshot.cn/v1";
+/// The global endpoint (`region = "global"`).
+pub const GLOBAL_BASE_URL: &str = "https://api.moonshot.ai/v1";
+
+/// The models served when the settings list none: id and context window in tokens.
+const BUILTIN_MODELS: &[(&str, u32)] = &[
+    ("kimi-k2-0905-preview", 262_144),
+    ("kimi-k2-turbo-preview", 262_144),
+    ("kimi-latest", 131_072),
+    ("kimi-thinking-preview", 131_072),
+    ("moonshot-v1-8k", 8_192),
+    ("moonshot-v1-32k", 32_768),
+    ("moonshot-v1-128k", 131_072),
+];
+
+/// Which Moonshot endpoint to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Region {
+    #[default]
+    Cn,
+    Global,
+}
+
+/// A Kimi instance: where to send requests, which models it serves, whether a key is set.
+#[derive(Debug, Clone)]
+pub struct Kimi {
+    base_url: String,
+    models: Vec<ModelInfo>,
+    has_api_key: bool,
+}
+
+/// The names `settings` may contain.
+const SETTINGS: &[&str] = &["region", "base_url", "models"];
+
+/// Reads one optional setting, naming it in the error if its value does not fit.
+fn setting<T: DeserializeOwned>(
+    map: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<T>, PluginError> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => T::deserialize(v)
+            .map(Some)
+            .map_err(|e| PluginError::config(format!("kimi: invalid `{name}`: {e}"))),
+    }
+}
+
+impl Kimi {
+    fn from_settings(settings: &Value) -> Result<Self, PluginError> {
+        let empty = Map::new();
+        let map = match settings {
+            Value::Null => &empty,
+            Value::Object(map) => map,
+            other => {
+                return Err(PluginError::config(format!(
+                    "kimi: settings must be an object, got {other}"
+                )));
+            }
+        };
+        if let Some(unknown) = map.keys().find(|k| !SETTINGS.contains(&k.as_str())) {
+            return Err(PluginError::config(format!(
+                "kimi: unknown setting `{unknown}` (expected one of: {})",
+                SETTINGS.join(", ")
+            )));
+        }
+        let region: Region = setting(map, "region")?.unwrap_or_default();
+        let base_url = match setting::<String>(map, "base_url")? {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
+            Some(url) => {
+                return Err(PluginError::config(format!(
+                    "kimi: invalid `base_url`: {url:?} must start with http:// or https://"
+                )));
+            }
+            None if region == Region::Global => GLOBAL_BASE_URL.to_owned(),
+            None => CN_BASE_URL.to_owned(),
+        };
+        let models = match setting::<Vec<ModelInfo>>(map, "models")? {
+            Some(models) if models.is_empty() => {
+                return Err(PluginError::config(
+                    "kimi: invalid `models`: the list is empty",
+                ));
+            }
+            Some(models) => models,
+            None => builtin_models(),
+        };
+        Ok(Self {
+            base_url,
+            models,
+            has_api_key: false,
+        })
+    }
+
+    /// Rejects what Kimi would refuse, before anything is sent.
+    fn validate(&self, req: &ChatRequest) -> Result<(), PluginError> {
+        let bad = |msg: String| Err(PluginError::new(ErrorCode::BadInput, msg));
+        for (name, value) in [("temperature", req.temperature), ("top_p", req.top_p)] {
+            if value.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+                return bad(format!("{name} must be between 0 and 1 for Kimi"));
+            }
+        }
+        if !self.models.iter().any(|m| m.id == req.model) {
+            let ids: Vec<&str> = self.models.iter().map(|m| m.id.as_str()).collect();
+            return bad(format!(
+                "unknown model `{}` for kimi (available: {})",
+                req.model,
+                ids.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn builtin_models() -> Vec<ModelInfo> {
+    BUILTIN_MODELS
+        .iter()
+        .map(|&(id, context_window)| ModelInfo {
+            id: id.to_owned(),
+            display_name: None,
+            context_window: Some(context_window),
+            max_output_tokens: None,
+        })
+        .collect()
+}
+
+impl Provider for Kimi {
+    const NAME: &'static str = "kimi";
+
+    fn manifest() -> Manifest {
+        Manifest {
+            name: Self::NAME.into(),
+            kind: PluginKind::AiProvider,
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Moonshot AI Kimi chat completions (China and global endpoints)".into(),
+            mock: false,
+            config_schema: config_schema(),
+            secrets: vec![SecretSpec {
+                name: "api_key".into(),
+                description: "Moonshot API key".into(),
+                required: true,
+                default_env: Some("MOONSHOT_API_KEY".into()),
+            }],
+            default_instance: true,
+            transport: Transport::Http,
+        }
+    }
+
+    fn create(config: PluginConfig) -> Result<Self, PluginError> {
+        let kimi = Self::from_settings(&config.settings)?;
+        Ok(Self {
+            has_api_key: config.secrets.contains_key("api_key"),
+            ..kimi
+        })
+    }
+
+    fn models(&self) -> Vec<ModelInfo> {
+        self.models.clone()
+    }
+
+    fn build_request(&self, request: &ChatRequest) -> Result<HttpRequest, PluginError> {
+        self.validate(request)?;
+        // No `stream_options`: Kimi puts stream usage in `choices[0].usage` of the last chunk.
+        Ok(openai::chat_request(
+            &self.base_url,
+            request,
+            self.has_api_key,
+            false,
+            &[],
+        ))
+    }
+
+    fn parse_response(&self, response: &HttpResponse) -> Result<ChatResponse, PluginError> {
+        openai::parse_response(response)
+    }
+
+    fn parse_stream_event(&self, event: &SseEvent) -> Result<Vec<StreamEvent>, PluginError> {
+        openai::parse_stream_event(event)
+    }
+}
+
+/// The JSON Schema of the instance settings.
+fn config_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {
+            "region": {
+                "description": "cn: https://api.moonshot.cn/v1; global: https://api.moonshot.ai/v1",
+                "enum": ["cn", "global"],
+                "default": "cn"
+            },
+            "base_url": {
+                "description": "Overrides the region's endpoint (a proxy, or a local mock in tests)",
+                "type": "string",
+                "pattern": "^https?://"
+            },
+            "models": {
+                "description": "Replaces the built-in model list",
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": { "type": "string", "minLength": 1 },
+                        "display_name": { "type": "string" },
+                        "context_window": { "type": "integer", "minimum": 1 },
+                        "max_output_tokens": { "type": "integer", "minimum": 1 }
+                    },
+                    "required": ["id"],
+                    "additionalProperties": false
+                }
+            }
+        },
+        "additionalProperties": false
+    })
+}
+
+export_plugin!(provider: Kimi);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(settings: Value) -> Result<Kimi, PluginError> {
+        Kimi::create(PluginConfig {
+            settings,
+            secrets: Default::default(),
+        })
+    }
+
+    #[test]
+    fn defaults_to_the_china_endpoint_and_builtin_models() {
+        for settings in [Value::Null, json!({})] {
+            let kimi = create(settings).unwrap();
+            assert_eq!(kimi.base_url, CN_BASE_URL);
+            assert_eq!(kimi.models().len(), BUILTIN_MODELS.len());
+            assert!(!kimi.has_api_key);
+        }
+        let kimi = create(json!({"region": "global"})).unwrap();
+        assert_eq!(kimi.base_url, GLOBAL_BASE_URL);
+        let kimi =
+            create(json!({"region": "global", "base_url": "http://127.0.0.1:9/v1"})).unwrap();
+        assert_eq!(kimi.base_url, "http://127.0.0.1:9/v1");
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let cases = [
+            (json!({"region": "eu"}), "`region`"),
+            (json!({"base_url": "api.moonshot.cn"}), "`base_url`"),
+            (json!({"base_url": 5}), "`base_url`"),
+            (json!({"models": []}), "`models`"),
+            (json!({"models": [{"display_name": "x"}]}), "`models`"),
+            (json!({"api_key": "sk-..."}), "`api_key`"),
+            (json!("cn"), "settings must be an object"),
+        ];
+        for (settings, needle) in cases {
+            let err = create(settings).unwrap_err();
+            assert_eq!(err.code, ErrorCode::Config);
+            assert!(err.message.contains(needle), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn schema_lists_every_setting() {
+        let schema = config_schema();
+        let mut names: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = SETTINGS.to_vec();
+        names.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+    }
+}

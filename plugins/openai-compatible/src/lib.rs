@@ -1,0 +1,334 @@
+//! The `openai-compatible` plugin: any server that speaks OpenAI's chat-completions API, such as
+//! DeepSeek, Qwen (DashScope compatible mode), OpenRouter, vLLM or Ollama.
+//!
+//! Sans-IO like every HTTP provider: it builds requests and parses answers with
+//! [`cloudbase_plugin_api::openai`]. Each instance names its endpoint and models, so there is no
+//! default instance. The `api_key` secret is optional (local servers need none); when set, it is
+//! sent as `authorization: Bearer ${secret:api_key}`, a placeholder the host fills in.
+//!
+//! Settings: `base_url` and `models` (required), `stream_usage` (send
+//! `stream_options.include_usage`, default on; turn it off for servers that reject it) and
+//! `extra_headers` (e.g. OpenRouter's `HTTP-Referer`; values may use `${secret:api_key}`).
+
+use std::collections::BTreeMap;
+
+use cloudbase_plugin_api::messages::{
+    ChatRequest, ChatResponse, ErrorCode, HttpRequest, HttpResponse, Manifest, ModelInfo,
+    PluginConfig, PluginError, PluginKind, SecretSpec, SseEvent, StreamEvent, Transport,
+};
+use cloudbase_plugin_api::{Provider, export_plugin, openai};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+/// The names `settings` may contain.
+const SETTINGS: &[&str] = &["base_url", "models", "stream_usage", "extra_headers"];
+
+/// Headers the plugin sets itself; `extra_headers` may not override them.
+const RESERVED_HEADERS: &[&str] = &["content-type", "accept", "authorization"];
+
+/// An instance: one endpoint and the models it serves.
+#[derive(Debug, Clone)]
+pub struct OpenAiCompatible {
+    base_url: String,
+    models: Vec<ModelInfo>,
+    stream_usage: bool,
+    extra_headers: Vec<(String, String)>,
+    has_api_key: bool,
+}
+
+fn config_error(name: &str, problem: impl std::fmt::Display) -> PluginError {
+    PluginError::config(format!("openai-compatible: invalid `{name}`: {problem}"))
+}
+
+/// Reads one setting, naming it in the error if its value does not fit.
+fn setting<T: DeserializeOwned>(
+    map: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<T>, PluginError> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => T::deserialize(v)
+            .map(Some)
+            .map_err(|e| config_error(name, e)),
+    }
+}
+
+/// Like [`setting`], for a setting that must be present.
+fn required<T: DeserializeOwned>(map: &Map<String, Value>, name: &str) -> Result<T, PluginError> {
+    setting(map, name)?.ok_or_else(|| config_error(name, "required"))
+}
+
+fn check_header(name: &str, value: &str) -> Result<(), PluginError> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(config_error(
+            "extra_headers",
+            format!("{name:?} is not a header name"),
+        ));
+    }
+    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(config_error(
+            "extra_headers",
+            format!("`{name}` is set by the plugin"),
+        ));
+    }
+    if value.contains(['\r', '\n']) {
+        return Err(config_error(
+            "extra_headers",
+            format!("the value of `{name}` has a line break"),
+        ));
+    }
+    Ok(())
+}
+
+impl OpenAiCompatible {
+    fn from_settings(settings: &Value) -> Result<Self, PluginError> {
+        let Value::Object(map) = settings else {
+            return Err(PluginError::config(
+                "openai-compatible: settings must be an object with `base_url` and `models`",
+            ));
+        };
+        if let Some(unknown) = map.keys().find(|k| !SETTINGS.contains(&k.as_str())) {
+            return Err(PluginError::config(format!(
+                "openai-compatible: unknown setting `{unknown}` (expected one of: {})",
+                SETTINGS.join(", ")
+            )));
+        }
+        let base_url: String = required(map, "base_url")?;
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(config_error(
+                "base_url",
+                format!("{base_url:?} must start with http:// or https://"),
+            ));
+        }
+        let models: Vec<ModelInfo> = required(map, "models")?;
+        if models.is_empty() {
+            return Err(config_error("models", "the list is empty"));
+        }
+        let extra_headers: BTreeMap<String, String> =
+            setting(map, "extra_headers")?.unwrap_or_default();
+        for (name, value) in &extra_headers {
+            check_header(name, value)?;
+        }
+        Ok(Self {
+            base_url,
+            models,
+            stream_usage: setting(map, "stream_usage")?.unwrap_or(true),
+            extra_headers: extra_headers.into_iter().collect(),
+            has_api_key: false,
+        })
+    }
+
+    /// Rejects out-of-range parameters and unknown models before anything is sent.
+    fn validate(&self, req: &ChatRequest) -> Result<(), PluginError> {
+        let bad = |msg: String| Err(PluginError::new(ErrorCode::BadInput, msg));
+        if req.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            return bad("temperature must be between 0 and 2".to_owned());
+        }
+        if req.top_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+            return bad("top_p must be between 0 and 1".to_owned());
+        }
+        if !self.models.iter().any(|m| m.id == req.model) {
+            let ids: Vec<&str> = self.models.iter().map(|m| m.id.as_str()).collect();
+            return bad(format!(
+                "unknown model `{}` (available: {})",
+                req.model,
+                ids.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Provider for OpenAiCompatible {
+    const NAME: &'static str = "openai-compatible";
+
+    fn manifest() -> Manifest {
+        Manifest {
+            name: Self::NAME.into(),
+            kind: PluginKind::AiProvider,
+            version: env!("CARGO_PKG_VERSION").into(),
+            description:
+                "Any OpenAI-compatible chat-completions server (DeepSeek, Qwen, vLLM, Ollama, ...)"
+                    .into(),
+            mock: false,
+            config_schema: config_schema(),
+            secrets: vec![SecretSpec {
+                name: "api_key".into(),
+                description: "API key, sent as a bearer token (local servers may need none)".into(),
+                required: false,
+                default_env: None,
+            }],
+            default_instance: false,
+            transport: Transport::Http,
+        }
+    }
+
+    fn create(config: PluginConfig) -> Result<Self, PluginError> {
+        let provider = Self::from_settings(&config.settings)?;
+        Ok(Self {
+            has_api_key: config.secrets.contains_key("api_key"),
+            ..provider
+        })
+    }
+
+    fn models(&self) -> Vec<ModelInfo> {
+        self.models.clone()
+    }
+
+    fn build_request(&self, request: &ChatRequest) -> Result<HttpRequest, PluginError> {
+        self.validate(request)?;
+        Ok(openai::chat_request(
+            &self.base_url,
+            request,
+            self.has_api_key,
+            self.stream_usage,
+            &self.extra_headers,
+        ))
+    }
+
+    fn parse_response(&self, response: &HttpResponse) -> Result<ChatResponse, PluginError> {
+        openai::parse_response(response)
+    }
+
+    fn parse_stream_event(&self, event: &SseEvent) -> Result<Vec<StreamEvent>, PluginError> {
+        openai::parse_stream_event(event)
+    }
+}
+
+/// The JSON Schema of the instance settings.
+fn config_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {
+            "base_url": {
+                "description": "The API root, e.g. https://api.deepseek.com/v1 or http://127.0.0.1:11434/v1",
+                "type": "string",
+                "pattern": "^https?://"
+            },
+            "models": {
+                "description": "The models this instance serves",
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": { "type": "string", "minLength": 1 },
+                        "display_name": { "type": "string" },
+                        "context_window": { "type": "integer", "minimum": 1 },
+                        "max_output_tokens": { "type": "integer", "minimum": 1 }
+                    },
+                    "required": ["id"],
+                    "additionalProperties": false
+                }
+            },
+            "stream_usage": {
+                "description": "Send stream_options.include_usage when streaming",
+                "type": "boolean",
+                "default": true
+            },
+            "extra_headers": {
+                "description": "Extra request headers; values may use ${secret:api_key}",
+                "type": "object",
+                "additionalProperties": { "type": "string" }
+            }
+        },
+        "required": ["base_url", "models"],
+        "additionalProperties": false
+    })
+}
+
+export_plugin!(provider: OpenAiCompatible);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(settings: Value) -> Result<OpenAiCompatible, PluginError> {
+        OpenAiCompatible::create(PluginConfig {
+            settings,
+            secrets: Default::default(),
+        })
+    }
+
+    #[test]
+    fn reads_settings() {
+        let p = create(json!({
+            "base_url": "https://openrouter.ai/api/v1",
+            "models": [{"id": "deepseek/deepseek-chat"}],
+            "stream_usage": false,
+            "extra_headers": {"HTTP-Referer": "https://cloudbase.example", "X-Title": "CloudBase"}
+        }))
+        .unwrap();
+        assert!(!p.stream_usage && !p.has_api_key);
+        assert_eq!(p.extra_headers.len(), 2);
+        let p = create(
+            json!({"base_url": "http://127.0.0.1:11434/v1", "models": [{"id": "qwen3:8b"}]}),
+        );
+        assert!(p.unwrap().stream_usage);
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let models = json!([{"id": "m"}]);
+        let cases = [
+            (Value::Null, "settings must be an object"),
+            (json!({"models": models}), "`base_url`: required"),
+            (
+                json!({"base_url": "ftp://x", "models": models}),
+                "`base_url`",
+            ),
+            (json!({"base_url": "http://x"}), "`models`: required"),
+            (json!({"base_url": "http://x", "models": []}), "`models`"),
+            (
+                json!({"base_url": "http://x", "models": [{"name": "m"}]}),
+                "`models`",
+            ),
+            (
+                json!({"base_url": "http://x", "models": models, "stream_usage": "yes"}),
+                "`stream_usage`",
+            ),
+            (
+                json!({"base_url": "http://x", "models": models, "extra_headers": {"a": 1}}),
+                "`extra_headers`",
+            ),
+            (
+                json!({"base_url": "http://x", "models": models, "extra_headers": {"Authorization": "x"}}),
+                "set by the plugin",
+            ),
+            (
+                json!({"base_url": "http://x", "models": models, "extra_headers": {"a b": "x"}}),
+                "not a header name",
+            ),
+            (
+                json!({"base_url": "http://x", "models": models, "extra_headers": {"x": "a\r\nb: c"}}),
+                "line break",
+            ),
+            (
+                json!({"base_url": "http://x", "models": models, "region": "cn"}),
+                "unknown setting `region`",
+            ),
+        ];
+        for (settings, needle) in cases {
+            let err = create(settings).unwrap_err();
+            assert_eq!(err.code, ErrorCode::Config);
+            assert!(err.message.contains(needle), "{needle}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn schema_lists_every_setting() {
+        let schema = config_schema();
+        let mut names: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = SETTINGS.to_vec();
+        names.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+    }
+}

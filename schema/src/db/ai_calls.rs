@@ -1,0 +1,142 @@
+//! Queries on `ai_calls`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::models::AiCall;
+use super::schema::ai_calls;
+use super::{DbConn, db_run};
+
+/// Inserts a call record.
+pub async fn insert(conn: &mut DbConn, call: &AiCall) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::insert_into(ai_calls::table)
+            .values(call)
+            .execute(c)
+            .await
+    })
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = ai_calls)]
+pub struct Finish {
+    /// `SUCCEEDED`, `FAILED` or `CANCELLED`.
+    pub status: String,
+    /// The error code.
+    pub error_code: Option<String>,
+    /// The error message.
+    pub error_message: Option<String>,
+    /// Input tokens.
+    pub prompt_tokens: i64,
+    /// Cached input tokens.
+    pub cached_prompt_tokens: i64,
+    /// Output tokens.
+    pub completion_tokens: i64,
+    /// `REPORTED` or `ESTIMATED`.
+    pub usage_source: Option<String>,
+    /// UTC.
+    pub finished_at: Option<NaiveDateTime>,
+    /// Total time.
+    pub latency_ms: Option<i64>,
+    /// Time to first token.
+    pub ttft_ms: Option<i64>,
+    /// Time on the provider.
+    pub upstream_ms: Option<i64>,
+    /// The price row used.
+    pub price_id: Option<String>,
+    /// The cost.
+    pub cost_micros: i64,
+    /// Its currency.
+    pub currency: Option<String>,
+    /// Whether a price was in force.
+    pub priced: bool,
+    /// Served from the response cache.
+    pub cached: bool,
+    /// The attempt chain.
+    pub attempts: serde_json::Value,
+    /// Prompt and reply, with prompt logging on.
+    pub prompt_log: Option<serde_json::Value>,
+}
+
+/// Finishes a call that is still `PENDING`; returns whether it did (a call finishes once).
+pub async fn finish(conn: &mut DbConn, id: &str, finish: &Finish) -> QueryResult<bool> {
+    db_run!(conn, |c| {
+        diesel::update(
+            ai_calls::table
+                .find(id)
+                .filter(ai_calls::status.eq("PENDING")),
+        )
+        .set(finish)
+        .execute(c)
+        .await
+        .map(|n| n == 1)
+    })
+}
+
+/// One call.
+pub async fn find(conn: &mut DbConn, id: &str) -> QueryResult<AiCall> {
+    db_run!(conn, |c| {
+        ai_calls::table
+            .find(id)
+            .select(AiCall::as_select())
+            .get_result(c)
+            .await
+    })
+}
+
+/// Filters for a page of calls; `None` means any.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Only this user's calls.
+    pub user_id: Option<String>,
+    /// Only this provider instance.
+    pub provider: Option<String>,
+    /// Only this model.
+    pub model: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Started at or after.
+    pub from: Option<NaiveDateTime>,
+    /// Started before.
+    pub to: Option<NaiveDateTime>,
+}
+
+/// Calls matching `filter`, newest first, with ids below `before` (the cursor).
+pub async fn page(
+    conn: &mut DbConn,
+    filter: &Filter,
+    before: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<AiCall>> {
+    db_run!(conn, |c| {
+        let mut query = ai_calls::table
+            .select(AiCall::as_select())
+            .order(ai_calls::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(v) = &filter.user_id {
+            query = query.filter(ai_calls::user_id.eq(v));
+        }
+        if let Some(v) = &filter.provider {
+            query = query.filter(ai_calls::provider.eq(v));
+        }
+        if let Some(v) = &filter.model {
+            query = query.filter(ai_calls::model.eq(v));
+        }
+        if let Some(v) = &filter.status {
+            query = query.filter(ai_calls::status.eq(v));
+        }
+        if let Some(v) = filter.from {
+            query = query.filter(ai_calls::started_at.ge(v));
+        }
+        if let Some(v) = filter.to {
+            query = query.filter(ai_calls::started_at.lt(v));
+        }
+        if let Some(b) = before {
+            query = query.filter(ai_calls::id.lt(b));
+        }
+        query.load(c).await
+    })
+}

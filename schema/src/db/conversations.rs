@@ -1,0 +1,126 @@
+//! Queries on `conversations` and `messages`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::models::{Conversation, Message};
+use super::schema::{conversations, messages};
+use super::{DbConn, db_run};
+
+/// Inserts a conversation.
+pub async fn insert(conn: &mut DbConn, conversation: &Conversation) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::insert_into(conversations::table)
+            .values(conversation)
+            .execute(c)
+            .await
+    })
+}
+
+/// One conversation.
+pub async fn find(conn: &mut DbConn, id: &str) -> QueryResult<Conversation> {
+    db_run!(conn, |c| {
+        conversations::table
+            .find(id)
+            .select(Conversation::as_select())
+            .get_result(c)
+            .await
+    })
+}
+
+/// A user's conversations, most recently active first, after the cursor `(updated_at, id)`.
+pub async fn page(
+    conn: &mut DbConn,
+    user_id: &str,
+    after: Option<(NaiveDateTime, String)>,
+    limit: i64,
+) -> QueryResult<Vec<Conversation>> {
+    db_run!(conn, |c| {
+        let mut query = conversations::table
+            .filter(conversations::user_id.eq(user_id))
+            .select(Conversation::as_select())
+            .order((conversations::updated_at.desc(), conversations::id.desc()))
+            .limit(limit)
+            .into_boxed();
+        if let Some((at, id)) = &after {
+            query = query.filter(
+                conversations::updated_at
+                    .lt(*at)
+                    .or(conversations::updated_at
+                        .eq(*at)
+                        .and(conversations::id.lt(id))),
+            );
+        }
+        query.load(c).await
+    })
+}
+
+/// Renames a conversation.
+pub async fn rename(
+    conn: &mut DbConn,
+    id: &str,
+    title: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Conversation> {
+    db_run!(conn, |c| {
+        diesel::update(conversations::table.find(id))
+            .set((
+                conversations::title.eq(title),
+                conversations::updated_at.eq(now),
+            ))
+            .returning(Conversation::as_returning())
+            .get_result(c)
+            .await
+    })
+}
+
+/// Marks a conversation active now.
+pub async fn touch(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::update(conversations::table.find(id))
+            .set(conversations::updated_at.eq(now))
+            .execute(c)
+            .await
+    })
+}
+
+/// Deletes a conversation and its messages (call records keep their data, unlinked).
+pub async fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::delete(conversations::table.find(id))
+            .execute(c)
+            .await
+    })
+}
+
+/// Appends a message.
+pub async fn insert_message(conn: &mut DbConn, new: &Message) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::insert_into(messages::table)
+            .values(new)
+            .execute(c)
+            .await
+    })
+}
+
+/// Messages of a conversation in order, after the message id `after`.
+pub async fn messages(
+    conn: &mut DbConn,
+    conversation_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<Message>> {
+    db_run!(conn, |c| {
+        let mut query = messages::table
+            .filter(messages::conversation_id.eq(conversation_id))
+            .select(Message::as_select())
+            .order(messages::id.asc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(a) = after {
+            query = query.filter(messages::id.gt(a));
+        }
+        query.load(c).await
+    })
+}

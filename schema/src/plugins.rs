@@ -1,0 +1,114 @@
+//! The plugin host as the services see it. The server implements [`PluginHost`] (loading
+//! libraries, calling them off the async threads, doing their I/O); services and resolvers only
+//! use this trait, so the dependency keeps pointing from `server` to `schema`.
+
+use async_graphql::Enum;
+use cloudbase_plugin_api::{ChatRequest, DeliveryReport, ModelInfo, Notification, StreamEvent};
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+
+use crate::Error;
+
+/// Whether a plugin (or one instance of it) is usable.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginStatus {
+    /// Loaded and, for an instance, created.
+    Loaded,
+    /// Rejected: see the reason.
+    Failed,
+    /// Turned off in config, or missing a required secret.
+    Disabled,
+}
+
+/// What a plugin provides.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// Chat completions.
+    AiProvider,
+    /// Notification channel.
+    Notifier,
+}
+
+/// One line of the plugin list: an instance, a loaded library with no instance, or a library
+/// that failed to load.
+#[derive(Debug, Clone)]
+pub struct PluginRow {
+    /// The plugin's name (the file name when the library could not be read).
+    pub name: String,
+    /// The instance name, when this row is an instance.
+    pub instance: Option<String>,
+    /// Known once the manifest was read.
+    pub kind: Option<PluginKind>,
+    /// The plugin's version.
+    pub version: Option<String>,
+    /// One line from the manifest.
+    pub description: Option<String>,
+    /// A mock or test double (never a real model or channel).
+    pub mock: bool,
+    /// Loaded, failed or disabled.
+    pub status: PluginStatus,
+    /// Why it failed or is disabled.
+    pub reason: Option<String>,
+    /// JSON Schema of the instance settings.
+    pub config_schema: Option<serde_json::Value>,
+    /// Names of the secrets it reads (never their values).
+    pub secrets: Vec<String>,
+    /// The library file.
+    pub file: String,
+}
+
+/// A model a user may call.
+#[derive(Debug, Clone)]
+pub struct ModelRow {
+    /// The provider instance.
+    pub provider: String,
+    /// The plugin behind it.
+    pub plugin: String,
+    /// The model.
+    pub info: ModelInfo,
+    /// Served by a mock provider.
+    pub mock: bool,
+}
+
+/// A completion and how long the upstream took.
+#[derive(Debug, Clone)]
+pub struct ProviderReply {
+    /// The parsed completion.
+    pub response: cloudbase_plugin_api::ChatResponse,
+    /// Time spent waiting on the provider (network and plugin), in milliseconds.
+    pub upstream_ms: u64,
+}
+
+/// Events of a streamed completion, as they arrive.
+pub type EventStream = BoxStream<'static, Result<StreamEvent, Error>>;
+
+/// The plugin host.
+pub trait PluginHost: Send + Sync + 'static {
+    /// Every library and instance, for admins.
+    fn plugins(&self) -> Vec<PluginRow>;
+
+    /// Models of every loaded provider instance.
+    fn models(&self) -> Vec<ModelRow>;
+
+    /// One completion from provider instance `provider`.
+    fn chat(
+        &self,
+        provider: &str,
+        request: ChatRequest,
+    ) -> BoxFuture<'_, Result<ProviderReply, Error>>;
+
+    /// A streamed completion; the stream ends after the provider's last event. Dropping it
+    /// cancels the upstream request.
+    fn chat_stream(
+        &self,
+        provider: &str,
+        request: ChatRequest,
+    ) -> BoxFuture<'_, Result<EventStream, Error>>;
+
+    /// Sends a notification through notifier instance `channel`.
+    fn notify(
+        &self,
+        channel: &str,
+        notification: Notification,
+    ) -> BoxFuture<'_, Result<DeliveryReport, Error>>;
+}

@@ -1,0 +1,669 @@
+//! The AI-call workflow, in one place: validate → record `PENDING` → call the provider → price →
+//! finish the record (and append the conversation turn) in one transaction. Streaming uses the
+//! same steps; a stream dropped by its client is finished as `CANCELLED`, never lost.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cloudbase_plugin_api::{ChatMessage, ChatRequest, ChatRole, StreamEvent, Usage};
+use futures_util::stream::{BoxStream, StreamExt};
+
+use super::{App, RequestMeta, Viewer, conversations, pricing};
+use crate::Error;
+use crate::db::ai_calls::{self, Finish};
+use crate::db::models::{AiCall, Conversation, Message};
+use crate::db::{conversations as conversation_queries, prices};
+
+/// Chat defaults and switches, from config.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// Provider instance used when a chat names none.
+    pub default_provider: String,
+    /// Model used when a chat names none.
+    pub default_model: String,
+    /// Keep prompts and replies in call records (off by default; they live in conversations).
+    pub log_prompts: bool,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            default_provider: "mock".into(),
+            default_model: "mock-echo".into(),
+            log_prompts: false,
+        }
+    }
+}
+
+/// One chat request, as the API takes it.
+#[derive(Debug, Clone, Default)]
+pub struct ChatInput {
+    /// Provider instance (default from config).
+    pub provider: Option<String>,
+    /// Model (default from config, or the conversation's).
+    pub model: Option<String>,
+    /// A whole conversation to complete (stateless use).
+    pub messages: Option<Vec<ChatMessage>>,
+    /// A stored conversation to continue with `message`.
+    pub conversation_id: Option<String>,
+    /// The new user message.
+    pub message: Option<String>,
+    /// Instructions placed first.
+    pub system_prompt: Option<String>,
+    /// 0–2.
+    pub temperature: Option<f64>,
+    /// (0, 1].
+    pub top_p: Option<f64>,
+    /// 1 to the model's output cap.
+    pub max_tokens: Option<i32>,
+    /// Up to 4 stop sequences.
+    pub stop: Option<Vec<String>>,
+}
+
+/// What a finished call returns.
+#[derive(Debug, Clone)]
+pub struct ChatOutcome {
+    /// The answer.
+    pub content: String,
+    /// Reasoning, for models that expose it.
+    pub reasoning: Option<String>,
+    /// Why generation stopped.
+    pub finish_reason: Option<String>,
+    /// The call record.
+    pub call: AiCall,
+}
+
+/// One item of a streamed chat.
+#[derive(Debug, Clone)]
+pub enum ChatChunk {
+    /// New text.
+    Delta {
+        /// The call being streamed.
+        call_id: String,
+        /// Answer text.
+        content: String,
+        /// Reasoning text.
+        reasoning: String,
+    },
+    /// The last item: the finished call record.
+    Done(Box<ChatOutcome>),
+}
+
+const MAX_MESSAGE_CHARS: usize = 200_000;
+
+struct Prepared {
+    provider: String,
+    model: String,
+    request: ChatRequest,
+    conversation: Option<Conversation>,
+    user_message: Option<String>,
+}
+
+fn check_params(input: &ChatInput, max_output: Option<u32>) -> Result<(), Error> {
+    if let Some(t) = input.temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(Error::bad_input(
+            "input.temperature",
+            "temperature must be between 0 and 2",
+        ));
+    }
+    if let Some(p) = input.top_p
+        && !(p > 0.0 && p <= 1.0)
+    {
+        return Err(Error::bad_input(
+            "input.topP",
+            "topP must be greater than 0 and at most 1",
+        ));
+    }
+    if let Some(m) = input.max_tokens {
+        let cap = max_output.map_or(1_000_000, i64::from);
+        if m < 1 || i64::from(m) > cap {
+            return Err(Error::bad_input(
+                "input.maxTokens",
+                format!("maxTokens must be between 1 and {cap}"),
+            ));
+        }
+    }
+    if let Some(stop) = &input.stop
+        && (stop.len() > 4 || stop.iter().any(|s| s.is_empty() || s.chars().count() > 100))
+    {
+        return Err(Error::bad_input(
+            "input.stop",
+            "at most 4 stop sequences of 1-100 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_text(field: &'static str, text: &str) -> Result<(), Error> {
+    if text.trim().is_empty() {
+        return Err(Error::bad_input(field, "must not be empty"));
+    }
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(Error::bad_input(
+            field,
+            format!("must be at most {MAX_MESSAGE_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates everything before any upstream call: provider, model, parameters, messages, and
+/// the conversation's owner.
+async fn prepare(app: &App, viewer: &Viewer, input: &ChatInput) -> Result<Prepared, Error> {
+    let mut conn = app.db.get().await?;
+    let conversation = match &input.conversation_id {
+        Some(id) => Some(conversations::owned(&mut conn, viewer, id).await?),
+        None => None,
+    };
+    drop(conn);
+    let provider = input
+        .provider
+        .clone()
+        .or_else(|| conversation.as_ref().and_then(|c| c.provider.clone()))
+        .unwrap_or_else(|| app.chat.default_provider.clone());
+    let model = input
+        .model
+        .clone()
+        .or_else(|| conversation.as_ref().and_then(|c| c.model.clone()))
+        .unwrap_or_else(|| app.chat.default_model.clone());
+    let models = app.plugins.models();
+    if !models.iter().any(|m| m.provider == provider) {
+        return Err(Error::bad_input(
+            "input.provider",
+            format!("unknown provider `{provider}`; see `models`"),
+        ));
+    }
+    let Some(info) = models
+        .iter()
+        .find(|m| m.provider == provider && m.info.id == model)
+    else {
+        return Err(Error::bad_input(
+            "input.model",
+            format!("provider `{provider}` has no model `{model}`; see `models`"),
+        ));
+    };
+    check_params(input, info.info.max_output_tokens)?;
+
+    let mut messages = Vec::new();
+    if let Some(system) = &input.system_prompt {
+        check_text("input.systemPrompt", system)?;
+        messages.push(ChatMessage {
+            role: ChatRole::System,
+            content: system.clone(),
+        });
+    }
+    let user_message = match (&input.messages, &input.message) {
+        (Some(_), Some(_)) | (Some(_), None) if input.conversation_id.is_some() => {
+            return Err(Error::bad_input(
+                "input.messages",
+                "use `message` to continue a conversation, not `messages`",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(Error::bad_input(
+                "input.message",
+                "give either `messages` or `message`, not both",
+            ));
+        }
+        (Some(list), None) => {
+            if list.is_empty() {
+                return Err(Error::bad_input(
+                    "input.messages",
+                    "messages must not be empty",
+                ));
+            }
+            for m in list {
+                check_text("input.messages", &m.content)?;
+            }
+            messages.extend(list.iter().cloned());
+            None
+        }
+        (None, Some(text)) => {
+            check_text("input.message", text)?;
+            if let Some(c) = &conversation {
+                let mut conn = app.db.get().await?;
+                for m in conversation_queries::messages(&mut conn, &c.id, None, 10_000).await? {
+                    let role = match m.role.as_str() {
+                        "SYSTEM" => ChatRole::System,
+                        "ASSISTANT" => ChatRole::Assistant,
+                        _ => ChatRole::User,
+                    };
+                    messages.push(ChatMessage {
+                        role,
+                        content: m.content,
+                    });
+                }
+            }
+            messages.push(ChatMessage {
+                role: ChatRole::User,
+                content: text.clone(),
+            });
+            Some(text.clone())
+        }
+        (None, None) => {
+            return Err(Error::bad_input(
+                "input.message",
+                "give `message` (or a `messages` list)",
+            ));
+        }
+    };
+    let request = ChatRequest {
+        model: model.clone(),
+        messages,
+        temperature: input.temperature,
+        top_p: input.top_p,
+        max_tokens: input.max_tokens.and_then(|m| u32::try_from(m).ok()),
+        stop: input.stop.clone().unwrap_or_default(),
+        stream: false,
+    };
+    Ok(Prepared {
+        provider,
+        model,
+        request,
+        conversation,
+        user_message,
+    })
+}
+
+/// Inserts the `PENDING` record.
+async fn open_record(
+    app: &App,
+    viewer: &Viewer,
+    meta: &RequestMeta,
+    p: &Prepared,
+    stream: bool,
+) -> Result<AiCall, Error> {
+    let call = AiCall {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: viewer.user_id.clone(),
+        conversation_id: p.conversation.as_ref().map(|c| c.id.clone()),
+        request_id: Some(meta.request_id.clone()).filter(|r| !r.is_empty()),
+        provider: p.provider.clone(),
+        model: p.model.clone(),
+        stream,
+        status: "PENDING".into(),
+        error_code: None,
+        error_message: None,
+        prompt_tokens: 0,
+        cached_prompt_tokens: 0,
+        completion_tokens: 0,
+        usage_source: None,
+        started_at: app.now(),
+        finished_at: None,
+        latency_ms: None,
+        ttft_ms: None,
+        upstream_ms: None,
+        price_id: None,
+        cost_micros: 0,
+        currency: None,
+        priced: false,
+        cached: false,
+        attempts: serde_json::json!([]),
+        prompt_log: None,
+    };
+    let mut conn = app.db.get().await?;
+    ai_calls::insert(&mut conn, &call).await?;
+    Ok(call)
+}
+
+/// A rough token estimate (about four characters a token), used only when a provider reports no
+/// usage; such records say `ESTIMATED`.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+fn estimate_usage(request: &ChatRequest, completion: &str) -> Usage {
+    let prompt: u64 = request
+        .messages
+        .iter()
+        .map(|m| estimate_tokens(&m.content) + 4)
+        .sum();
+    Usage {
+        prompt_tokens: prompt,
+        cached_prompt_tokens: 0,
+        completion_tokens: estimate_tokens(completion),
+    }
+}
+
+fn ms(since: Instant) -> i64 {
+    i64::try_from(since.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+fn tokens(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Everything known when a call ends.
+struct Ending {
+    status: &'static str,
+    /// `(extensions.code, message)` of the failure.
+    error: Option<(&'static str, String)>,
+    usage: Option<(Usage, &'static str)>,
+    content: String,
+    reasoning: String,
+    finish_reason: Option<String>,
+    latency_ms: i64,
+    ttft_ms: Option<i64>,
+    upstream_ms: Option<i64>,
+}
+
+/// Prices the call, finishes its record and, on success inside a conversation, appends the turn,
+/// all in one transaction. Returns the finished record.
+async fn close_record(
+    app: &App,
+    call: &AiCall,
+    prepared: &Prepared,
+    ending: Ending,
+) -> Result<AiCall, Error> {
+    let mut conn = app.db.get().await?;
+    let price = prices::in_force(&mut conn, &call.provider, &call.model, call.started_at).await?;
+    let (usage, source) = ending
+        .usage
+        .map_or((Usage::default(), None), |(u, s)| (u, Some(s)));
+    let cost = price
+        .as_ref()
+        .map_or(0, |p| pricing::cost_micros(&usage, p));
+    if price.is_none() && ending.usage.is_some() {
+        tracing::warn!(ai_call.id = %call.id, provider = %call.provider, model = %call.model, "no price in force; call recorded with cost 0");
+    }
+    let now = app.now();
+    let finish = Finish {
+        status: ending.status.into(),
+        error_code: ending.error.as_ref().map(|(code, _)| (*code).to_owned()),
+        error_message: ending
+            .error
+            .as_ref()
+            .map(|(_, m)| m.chars().take(1000).collect()),
+        prompt_tokens: tokens(usage.prompt_tokens),
+        cached_prompt_tokens: tokens(usage.cached_prompt_tokens),
+        completion_tokens: tokens(usage.completion_tokens),
+        usage_source: source.map(str::to_owned),
+        finished_at: Some(now),
+        latency_ms: Some(ending.latency_ms),
+        ttft_ms: ending.ttft_ms,
+        upstream_ms: ending.upstream_ms,
+        price_id: price.as_ref().map(|p| p.id.clone()),
+        cost_micros: cost,
+        currency: price.as_ref().map(|p| p.currency.clone()),
+        priced: price.is_some(),
+        cached: false,
+        attempts: serde_json::json!([{
+            "provider": call.provider,
+            "model": call.model,
+            "outcome": ending.status,
+            "ms": ending.upstream_ms.unwrap_or(ending.latency_ms),
+        }]),
+        prompt_log: app.chat.log_prompts.then(|| {
+            serde_json::json!({
+                "messages": prepared.request.messages,
+                "reply": ending.content,
+            })
+        }),
+    };
+    let turn = match (
+        &prepared.conversation,
+        &prepared.user_message,
+        ending.status,
+    ) {
+        (Some(c), Some(text), "SUCCEEDED") => Some((c.id.clone(), text.clone())),
+        _ => None,
+    };
+    let call_id = call.id.clone();
+    let (content, reasoning) = (ending.content.clone(), ending.reasoning.clone());
+    conn.transaction(async |tx| {
+        if !ai_calls::finish(tx, &call_id, &finish).await? {
+            return Err(Error::Conflict("the call was already finished".into()));
+        }
+        if let Some((conversation_id, text)) = &turn {
+            for (role, body, thinking) in [
+                ("USER", text.as_str(), None),
+                ("ASSISTANT", content.as_str(), Some(reasoning.as_str())),
+            ] {
+                let message = Message {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    conversation_id: conversation_id.clone(),
+                    role: role.into(),
+                    content: body.to_owned(),
+                    reasoning: thinking.filter(|r| !r.is_empty()).map(str::to_owned),
+                    ai_call_id: Some(call_id.clone()),
+                    created_at: now,
+                };
+                conversation_queries::insert_message(tx, &message).await?;
+            }
+            conversation_queries::touch(tx, conversation_id, now).await?;
+        }
+        Ok(())
+    })
+    .await?;
+    let record = ai_calls::find(&mut conn, &call.id).await?;
+    tracing::info!(
+        ai_call.id = %record.id, provider = %record.provider, model = %record.model,
+        status = %record.status, cost_micros = record.cost_micros,
+        latency_ms = record.latency_ms.unwrap_or_default(), "AI call finished"
+    );
+    Ok(record)
+}
+
+/// A plain (non-streamed) chat.
+pub async fn chat(
+    app: &App,
+    viewer: &Viewer,
+    meta: &RequestMeta,
+    input: ChatInput,
+) -> Result<ChatOutcome, Error> {
+    let prepared = prepare(app, viewer, &input).await?;
+    let call = open_record(app, viewer, meta, &prepared, false).await?;
+    let started = Instant::now();
+    let result = app
+        .plugins
+        .chat(&prepared.provider, prepared.request.clone())
+        .await;
+    match result {
+        Ok(reply) => {
+            let r = reply.response;
+            let usage = match r.usage {
+                Some(u) => (u, "REPORTED"),
+                None => (estimate_usage(&prepared.request, &r.content), "ESTIMATED"),
+            };
+            let ending = Ending {
+                status: "SUCCEEDED",
+                error: None,
+                usage: Some(usage),
+                content: r.content.clone(),
+                reasoning: r.reasoning.clone().unwrap_or_default(),
+                finish_reason: r.finish_reason.clone(),
+                latency_ms: ms(started),
+                ttft_ms: None,
+                upstream_ms: i64::try_from(reply.upstream_ms).ok(),
+            };
+            let finish_reason = ending.finish_reason.clone();
+            let record = close_record(app, &call, &prepared, ending).await?;
+            Ok(ChatOutcome {
+                content: r.content,
+                reasoning: r.reasoning,
+                finish_reason,
+                call: record,
+            })
+        }
+        Err(error) => {
+            let ending = failed_ending(&error, ms(started));
+            close_record(app, &call, &prepared, ending).await?;
+            Err(error)
+        }
+    }
+}
+
+/// What the record keeps of an error: its code and message.
+fn described(error: &Error) -> (&'static str, String) {
+    (error.code().as_str(), error.to_string())
+}
+
+/// A call that failed before any output.
+fn failed_ending(error: &Error, latency_ms: i64) -> Ending {
+    Ending {
+        status: "FAILED",
+        error: Some(described(error)),
+        usage: None,
+        content: String::new(),
+        reasoning: String::new(),
+        finish_reason: None,
+        latency_ms,
+        ttft_ms: None,
+        upstream_ms: None,
+    }
+}
+
+/// The state of a stream in progress; finishing it as `CANCELLED` if it is dropped unfinished.
+struct Streaming {
+    app: Arc<App>,
+    call: AiCall,
+    prepared: Arc<Prepared>,
+    started: Instant,
+    first_token: Option<i64>,
+    content: String,
+    reasoning: String,
+    usage: Option<Usage>,
+    finish_reason: Option<String>,
+    finished: bool,
+}
+
+impl Streaming {
+    fn usage_or_estimate(&self) -> (Usage, &'static str) {
+        match self.usage {
+            Some(u) => (u, "REPORTED"),
+            None => (
+                estimate_usage(&self.prepared.request, &self.content),
+                "ESTIMATED",
+            ),
+        }
+    }
+
+    fn ending(&self, status: &'static str, error: Option<(&'static str, String)>) -> Ending {
+        Ending {
+            status,
+            error,
+            usage: Some(self.usage_or_estimate()),
+            content: self.content.clone(),
+            reasoning: self.reasoning.clone(),
+            finish_reason: self.finish_reason.clone(),
+            latency_ms: ms(self.started),
+            ttft_ms: self.first_token,
+            upstream_ms: Some(ms(self.started)),
+        }
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // The client went away mid-stream: the upstream request is cancelled with the stream,
+        // and the call is recorded as CANCELLED with what was seen (or an estimate).
+        let ending = self.ending("CANCELLED", None);
+        let (app, call, prepared) = (
+            Arc::clone(&self.app),
+            self.call.clone(),
+            Arc::clone(&self.prepared),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = close_record(&app, &call, &prepared, ending).await {
+                    tracing::error!(ai_call.id = %call.id, error = %e, "recording a cancelled call failed");
+                }
+            });
+        }
+    }
+}
+
+/// A streamed chat: deltas as they arrive, then one final item with the finished record.
+pub async fn chat_stream(
+    app: Arc<App>,
+    viewer: &Viewer,
+    meta: &RequestMeta,
+    input: ChatInput,
+) -> Result<BoxStream<'static, Result<ChatChunk, Error>>, Error> {
+    let prepared = prepare(&app, viewer, &input).await?;
+    let call = open_record(&app, viewer, meta, &prepared, true).await?;
+    let started = Instant::now();
+    let upstream = match app
+        .plugins
+        .chat_stream(&prepared.provider, prepared.request.clone())
+        .await
+    {
+        Ok(events) => events,
+        Err(error) => {
+            close_record(&app, &call, &prepared, failed_ending(&error, ms(started))).await?;
+            return Err(error);
+        }
+    };
+    let state = Streaming {
+        app,
+        call,
+        prepared: Arc::new(prepared),
+        started,
+        first_token: None,
+        content: String::new(),
+        reasoning: String::new(),
+        usage: None,
+        finish_reason: None,
+        finished: false,
+    };
+    Ok(
+        futures_util::stream::unfold(Some((upstream, state)), |step| async move {
+            let (mut upstream, mut s) = step?;
+            loop {
+                match upstream.next().await {
+                    Some(Ok(StreamEvent::Delta { content, reasoning })) => {
+                        if content.is_empty() && reasoning.is_empty() {
+                            continue;
+                        }
+                        s.first_token.get_or_insert_with(|| ms(s.started));
+                        s.content.push_str(&content);
+                        s.reasoning.push_str(&reasoning);
+                        let chunk = ChatChunk::Delta {
+                            call_id: s.call.id.clone(),
+                            content,
+                            reasoning,
+                        };
+                        return Some((Ok(chunk), Some((upstream, s))));
+                    }
+                    // The last usage seen counts; never a sum.
+                    Some(Ok(StreamEvent::Usage { usage })) => s.usage = Some(usage),
+                    Some(Ok(StreamEvent::Done { finish_reason })) => {
+                        if s.finish_reason.is_none() {
+                            s.finish_reason = finish_reason;
+                        }
+                    }
+                    Some(Err(error)) => {
+                        s.finished = true;
+                        let ending = s.ending("FAILED", Some(described(&error)));
+                        let item = match close_record(&s.app, &s.call, &s.prepared, ending).await {
+                            Ok(_) => Err(error),
+                            Err(e) => Err(e),
+                        };
+                        return Some((item, None));
+                    }
+                    None => {
+                        s.finished = true;
+                        let ending = s.ending("SUCCEEDED", None);
+                        let item = close_record(&s.app, &s.call, &s.prepared, ending)
+                            .await
+                            .map(|record| {
+                                ChatChunk::Done(Box::new(ChatOutcome {
+                                    content: s.content.clone(),
+                                    reasoning: Some(s.reasoning.clone()).filter(|r| !r.is_empty()),
+                                    finish_reason: s.finish_reason.clone(),
+                                    call: record,
+                                }))
+                            });
+                        return Some((item, None));
+                    }
+                }
+            }
+        })
+        .boxed(),
+    )
+}

@@ -1,0 +1,255 @@
+//! Calling into a plugin: JSON in, JSON out, on the blocking pool, under a deadline. A plugin
+//! that panics (caught inside it), returns bytes that are not UTF-8 or not the expected JSON, or
+//! does not answer in time, fails that call with a clear reason and leaves the server running.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudbase_plugin_api::abi::{PluginVTable, RBuf, RStr, status};
+use cloudbase_plugin_api::{ErrorCode, Manifest, PluginError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+/// Why a call into a plugin failed.
+#[derive(Debug, Clone)]
+pub enum CallFailure {
+    /// The plugin reported an error.
+    Plugin(PluginError),
+    /// The plugin panicked (and caught it at the boundary).
+    Panicked(String),
+    /// The plugin answered something that breaks the contract.
+    Garbage(String),
+    /// No answer within the deadline. The blocking thread is abandoned to the plugin.
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallFailure::Plugin(e) => write!(f, "{}", e.message),
+            CallFailure::Panicked(m) => write!(f, "panicked: {m}"),
+            CallFailure::Garbage(m) => write!(f, "broke the plugin contract: {m}"),
+            CallFailure::TimedOut(d) => write!(f, "did not answer within {} ms", d.as_millis()),
+        }
+    }
+}
+
+fn rstr(bytes: &[u8]) -> RStr {
+    RStr {
+        ptr: bytes.as_ptr(),
+        len: bytes.len(),
+    }
+}
+
+/// Copies a plugin-owned buffer out and hands it back to the plugin.
+fn take(vtable: &PluginVTable, buf: RBuf) -> Vec<u8> {
+    if buf.ptr.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the plugin filled `buf` during the call that just returned; it stays valid until
+    // given back to `free_buf`, which happens right after the copy, exactly once.
+    let bytes = unsafe { std::slice::from_raw_parts(buf.ptr, buf.len) }.to_vec();
+    // SAFETY: see above.
+    unsafe { (vtable.free_buf)(buf) };
+    bytes
+}
+
+/// Interprets a status and output bytes.
+fn decode<O: DeserializeOwned>(code: i32, bytes: &[u8]) -> Result<O, CallFailure> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| CallFailure::Garbage("its output is not UTF-8".into()))?;
+    let error = || {
+        serde_json::from_str::<PluginError>(text).map_err(|_| {
+            CallFailure::Garbage(format!("its error is not a PluginError: {}", clip(text)))
+        })
+    };
+    match code {
+        status::OK => serde_json::from_str(text).map_err(|e| {
+            CallFailure::Garbage(format!(
+                "its output is not the expected JSON ({e}): {}",
+                clip(text)
+            ))
+        }),
+        status::ERROR => Err(CallFailure::Plugin(error()?)),
+        status::PANIC => Err(CallFailure::Panicked(error()?.message)),
+        other => Err(CallFailure::Garbage(format!("unknown status code {other}"))),
+    }
+}
+
+fn clip(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+/// Runs a blocking plugin call on the blocking pool with a deadline.
+async fn blocking<T: Send + 'static>(
+    deadline: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CallFailure> {
+    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(join)) => Err(CallFailure::Panicked(format!(
+            "the call thread failed: {join}"
+        ))),
+        Err(_) => Err(CallFailure::TimedOut(deadline)),
+    }
+}
+
+/// Reads a library's manifest.
+pub async fn manifest(
+    vtable: &'static PluginVTable,
+    deadline: Duration,
+) -> Result<Manifest, CallFailure> {
+    let (code, bytes) = blocking(deadline, move || {
+        let mut out = RBuf::EMPTY;
+        // SAFETY: `manifest` is part of the checked v1 table; `out` is a valid slot.
+        let code = unsafe { (vtable.manifest)(&mut out) };
+        (code, take(vtable, out))
+    })
+    .await?;
+    decode(code, &bytes)
+}
+
+/// A live instance of a plugin.
+pub struct Instance {
+    vtable: &'static PluginVTable,
+    handle: Handle,
+    deadline: Duration,
+}
+
+struct Handle(*mut c_void);
+
+// SAFETY: the ABI requires instances to be callable from any thread, several at once
+// (documented in `cloudbase_plugin_api::abi::PluginVTable::call` and docs/plugins.md). The
+// handle is never freed: instances live as long as the process.
+unsafe impl Send for Handle {}
+// SAFETY: as above.
+unsafe impl Sync for Handle {}
+
+impl Instance {
+    /// Creates an instance from `config` (`{"settings": …, "secrets": …}`).
+    pub async fn create(
+        vtable: &'static PluginVTable,
+        config: Vec<u8>,
+        deadline: Duration,
+    ) -> Result<Arc<Instance>, CallFailure> {
+        let (code, ptr, bytes) = blocking(deadline, move || {
+            let mut out = RBuf::EMPTY;
+            let mut instance: *mut c_void = std::ptr::null_mut();
+            // SAFETY: `create` is part of the checked v1 table; the config bytes outlive the call
+            // and both out-pointers are valid slots.
+            let code = unsafe { (vtable.create)(rstr(&config), &mut instance, &mut out) };
+            (code, Handle(instance), take(vtable, out))
+        })
+        .await?;
+        decode::<serde_json::Value>(code, &bytes)?;
+        if ptr.0.is_null() {
+            return Err(CallFailure::Garbage(
+                "create succeeded but returned no instance".into(),
+            ));
+        }
+        Ok(Arc::new(Instance {
+            vtable,
+            handle: ptr,
+            deadline,
+        }))
+    }
+
+    /// Calls `method` with `input`; decodes the answer as `O`.
+    pub async fn call<I: Serialize + ?Sized, O: DeserializeOwned>(
+        self: &Arc<Self>,
+        method: &'static str,
+        input: &I,
+    ) -> Result<O, CallFailure> {
+        let input = serde_json::to_vec(input)
+            .map_err(|e| CallFailure::Garbage(format!("encoding the input: {e}")))?;
+        let this = Arc::clone(self);
+        let (code, bytes) = blocking(self.deadline, move || {
+            let mut out = RBuf::EMPTY;
+            // SAFETY: `call` is part of the checked v1 table; the handle came from `create`;
+            // method and input outlive the call; `out` is a valid slot.
+            let code = unsafe {
+                (this.vtable.call)(
+                    this.handle.0,
+                    rstr(method.as_bytes()),
+                    rstr(&input),
+                    &mut out,
+                )
+            };
+            (code, take(this.vtable, out))
+        })
+        .await?;
+        decode(code, &bytes)
+    }
+
+    /// Starts a streaming call: events arrive on the receiver (raw JSON), and the join handle
+    /// yields the final status. Dropping the receiver tells the plugin to stop.
+    pub fn start_stream(
+        self: &Arc<Self>,
+        method: &'static str,
+        input: Vec<u8>,
+    ) -> (
+        mpsc::Receiver<Vec<u8>>,
+        tokio::task::JoinHandle<Result<(), CallFailure>>,
+    ) {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
+        let this = Arc::clone(self);
+        let handle = tokio::task::spawn_blocking(move || {
+            let Some(call_stream) = this.vtable.call_stream else {
+                return Err(CallFailure::Plugin(PluginError::new(
+                    ErrorCode::Unsupported,
+                    "the plugin does not stream",
+                )));
+            };
+            let mut out = RBuf::EMPTY;
+            let ctx = std::ptr::from_ref(&tx).cast_mut().cast::<c_void>();
+            // SAFETY: `call_stream` is part of the checked v1 table; `ctx` points at `tx`, which
+            // outlives the call; `emit_to_channel` matches `EmitFn`; inputs outlive the call.
+            let code = unsafe {
+                call_stream(
+                    this.handle.0,
+                    rstr(method.as_bytes()),
+                    rstr(&input),
+                    emit_to_channel,
+                    ctx,
+                    &mut out,
+                )
+            };
+            decode::<serde_json::Value>(code, &take(this.vtable, out)).map(|_| ())
+        });
+        (rx, handle)
+    }
+
+    /// The per-call deadline.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+}
+
+/// The host's `EmitFn`: forwards one event into the channel; asks the plugin to stop (returns
+/// 1) once nobody listens.
+unsafe extern "C" fn emit_to_channel(ctx: *mut c_void, event: RStr) -> i32 {
+    let forwarded = std::panic::catch_unwind(|| {
+        // SAFETY: `ctx` is the `&Sender` that `start_stream` passed for the duration of the
+        // streaming call, which is still running while it calls us.
+        let sender = unsafe { &*ctx.cast_const().cast::<mpsc::Sender<Vec<u8>>>() };
+        let bytes = if event.ptr.is_null() || event.len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: the plugin passes `len` readable bytes, valid until we return.
+            unsafe { std::slice::from_raw_parts(event.ptr, event.len) }.to_vec()
+        };
+        sender.blocking_send(bytes).is_ok()
+    });
+    match forwarded {
+        Ok(true) => 0,
+        _ => 1,
+    }
+}
+
+/// Decodes one streamed event.
+pub fn decode_event<O: DeserializeOwned>(bytes: &[u8]) -> Result<O, CallFailure> {
+    decode(status::OK, bytes)
+}

@@ -1,0 +1,380 @@
+//! From the plugins folder and `[plugins.<instance>]` config to live instances, with a row for
+//! every library and instance saying whether it loaded and, if not, why.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cloudbase_plugin_api::abi::PluginVTable;
+use cloudbase_plugin_api::{Manifest, ModelInfo, PluginConfig, PluginKind as ApiKind};
+use cloudbase_schema::plugins::{PluginKind, PluginRow, PluginStatus};
+
+use super::call::{self, Instance};
+use super::{Notifier, Provider, Registry, file_name, library, upstream};
+use crate::config::{Config, PluginInstanceConfig};
+
+/// A library that passed every check.
+pub struct Library {
+    vtable: &'static PluginVTable,
+    manifest: Manifest,
+    validator: jsonschema::Validator,
+    file: String,
+}
+
+/// Loaded libraries by plugin name, and a row for each one that failed.
+pub struct Loaded {
+    libraries: BTreeMap<String, Library>,
+    failed: Vec<PluginRow>,
+}
+
+fn is_library(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'));
+    path.is_file() && !hidden && matches!(ext, "so" | "dylib" | "dll")
+}
+
+fn failed_row(file: &str, name: Option<&Manifest>, reason: String) -> PluginRow {
+    let stem = file.split('.').next().unwrap_or(file);
+    PluginRow {
+        name: name.map_or_else(
+            || stem.trim_start_matches("lib").to_owned(),
+            |m| m.name.clone(),
+        ),
+        instance: None,
+        kind: name.map(|m| kind_of(m.kind)),
+        version: name.map(|m| m.version.clone()),
+        description: name.map(|m| m.description.clone()),
+        mock: name.is_some_and(|m| m.mock),
+        status: PluginStatus::Failed,
+        reason: Some(reason),
+        config_schema: None,
+        secrets: Vec::new(),
+        file: file.to_owned(),
+    }
+}
+
+fn kind_of(kind: ApiKind) -> PluginKind {
+    match kind {
+        ApiKind::AiProvider => PluginKind::AiProvider,
+        ApiKind::Notifier => PluginKind::Notifier,
+    }
+}
+
+/// Opens every library in `dir` and reads its manifest.
+pub async fn load_libraries(dir: &Path, deadline: Duration) -> Loaded {
+    let mut loaded = Loaded {
+        libraries: BTreeMap::new(),
+        failed: Vec::new(),
+    };
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| is_library(p))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot read the plugins folder; no plugins loaded");
+            return loaded;
+        }
+    };
+    files.sort();
+    for path in files {
+        let file = file_name(&path);
+        match load_library(&path, deadline).await {
+            Ok(library) if loaded.libraries.contains_key(&library.manifest.name) => {
+                let reason = format!(
+                    "another library already provides plugin `{}`",
+                    library.manifest.name
+                );
+                tracing::warn!(plugin.file = %file, %reason, "plugin rejected");
+                loaded
+                    .failed
+                    .push(failed_row(&file, Some(&library.manifest), reason));
+            }
+            Ok(library) => {
+                tracing::info!(plugin = %library.manifest.name, version = %library.manifest.version, plugin.file = %file, "plugin loaded");
+                loaded
+                    .libraries
+                    .insert(library.manifest.name.clone(), library);
+            }
+            Err(reason) => {
+                tracing::warn!(plugin.file = %file, %reason, "plugin rejected");
+                loaded.failed.push(failed_row(&file, None, reason));
+            }
+        }
+    }
+    loaded
+}
+
+async fn load_library(path: &Path, deadline: Duration) -> Result<Library, String> {
+    let owned = path.to_path_buf();
+    let vtable = tokio::task::spawn_blocking(move || library::open(&owned))
+        .await
+        .map_err(|e| format!("loading failed: {e}"))??;
+    let name = library::name(vtable)?;
+    let manifest = call::manifest(vtable, deadline)
+        .await
+        .map_err(|f| format!("manifest: {f}"))?;
+    if manifest.name != name {
+        return Err(format!(
+            "manifest names `{}` but the library calls itself `{name}`",
+            manifest.name
+        ));
+    }
+    if manifest.version.trim().is_empty() {
+        return Err("manifest has no version".into());
+    }
+    let validator = jsonschema::validator_for(&manifest.config_schema)
+        .map_err(|e| format!("config_schema is not a valid JSON Schema: {e}"))?;
+    Ok(Library {
+        vtable,
+        manifest,
+        validator,
+        file: file_name(path),
+    })
+}
+
+fn row(
+    library: &Library,
+    instance: Option<&str>,
+    status: PluginStatus,
+    reason: Option<String>,
+) -> PluginRow {
+    let m = &library.manifest;
+    PluginRow {
+        name: m.name.clone(),
+        instance: instance.map(str::to_owned),
+        kind: Some(kind_of(m.kind)),
+        version: Some(m.version.clone()),
+        description: Some(m.description.clone()),
+        mock: m.mock,
+        status,
+        reason,
+        config_schema: Some(m.config_schema.clone()),
+        secrets: m.secrets.iter().map(|s| s.name.clone()).collect(),
+        file: library.file.clone(),
+    }
+}
+
+/// Every schema violation of `settings`, as `settings.<path>: <problem>`.
+fn check_settings(library: &Library, settings: &serde_json::Value) -> Result<(), String> {
+    let problems: Vec<String> = library
+        .validator
+        .iter_errors(settings)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let path = path.trim_start_matches('/').replace('/', ".");
+            if path.is_empty() {
+                format!("settings: {e}")
+            } else {
+                format!("settings.{path}: {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Why an instance is not live.
+enum NotLive {
+    Disabled(String),
+    Failed(String),
+}
+
+/// Reads each secret from the environment variable the instance names (or the plugin's default).
+fn resolve_secrets(
+    instance: &str,
+    library: &Library,
+    config: &PluginInstanceConfig,
+) -> Result<BTreeMap<String, String>, NotLive> {
+    let specs = &library.manifest.secrets;
+    if let Some(unknown) = config
+        .secrets
+        .keys()
+        .find(|k| !specs.iter().any(|s| &s.name == *k))
+    {
+        return Err(NotLive::Failed(format!(
+            "plugin `{}` has no secret `{unknown}`",
+            library.manifest.name
+        )));
+    }
+    let mut values = BTreeMap::new();
+    for spec in specs {
+        let var = config.secrets.get(&spec.name).or(spec.default_env.as_ref());
+        match var
+            .and_then(|v| std::env::var(v).ok())
+            .filter(|v| !v.is_empty())
+        {
+            Some(value) => {
+                values.insert(spec.name.clone(), value);
+            }
+            None if spec.required => {
+                let how = match var {
+                    Some(v) => format!("set the environment variable {v}"),
+                    None => format!("name an environment variable in [plugins.{instance}.secrets]"),
+                };
+                return Err(NotLive::Disabled(format!(
+                    "secret `{}` is not set: {how}",
+                    spec.name
+                )));
+            }
+            None => {}
+        }
+    }
+    Ok(values)
+}
+
+fn valid_instance_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Creates every configured instance, plus a default instance of each plugin that asks for one
+/// and has none configured.
+pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duration) -> Registry {
+    let mut wanted = config.plugins.clone();
+    for (name, library) in &loaded.libraries {
+        let configured = wanted.values().any(|i| &i.plugin == name) || wanted.contains_key(name);
+        if library.manifest.default_instance && !configured {
+            wanted.insert(
+                name.clone(),
+                PluginInstanceConfig {
+                    plugin: name.clone(),
+                    enabled: true,
+                    settings: serde_json::json!({}),
+                    secrets: BTreeMap::new(),
+                    timeouts: Default::default(),
+                },
+            );
+        }
+    }
+    let mut registry = Registry {
+        rows: loaded.failed,
+        ..Registry::default()
+    };
+    let mut used: std::collections::BTreeSet<&str> = Default::default();
+    for (instance, settings) in &wanted {
+        let Some(library) = loaded.libraries.get(&settings.plugin) else {
+            let reason = format!(
+                "plugin `{}` is not loaded (no such library in the plugins folder)",
+                settings.plugin
+            );
+            tracing::warn!(plugin.instance = %instance, %reason, "plugin instance failed");
+            registry.rows.push(PluginRow {
+                instance: Some(instance.clone()),
+                ..failed_row(&settings.plugin, None, reason)
+            });
+            continue;
+        };
+        used.insert(library.manifest.name.as_str());
+        match start(&mut registry, instance, library, settings, deadline).await {
+            Ok(()) => registry
+                .rows
+                .push(row(library, Some(instance), PluginStatus::Loaded, None)),
+            Err(NotLive::Disabled(reason)) => {
+                tracing::info!(plugin.instance = %instance, %reason, "plugin instance disabled");
+                registry.rows.push(row(
+                    library,
+                    Some(instance),
+                    PluginStatus::Disabled,
+                    Some(reason),
+                ));
+            }
+            Err(NotLive::Failed(reason)) => {
+                tracing::warn!(plugin.instance = %instance, %reason, "plugin instance failed");
+                registry.rows.push(row(
+                    library,
+                    Some(instance),
+                    PluginStatus::Failed,
+                    Some(reason),
+                ));
+            }
+        }
+    }
+    for (name, library) in &loaded.libraries {
+        if !used.contains(name.as_str()) {
+            registry
+                .rows
+                .push(row(library, None, PluginStatus::Loaded, None));
+        }
+    }
+    registry
+        .rows
+        .sort_by(|a, b| (&a.name, &a.instance).cmp(&(&b.name, &b.instance)));
+    registry
+}
+
+async fn start(
+    registry: &mut Registry,
+    instance: &str,
+    library: &Library,
+    config: &PluginInstanceConfig,
+    deadline: Duration,
+) -> Result<(), NotLive> {
+    if !valid_instance_name(instance) {
+        return Err(NotLive::Failed(format!(
+            "invalid instance name {instance:?}: expected [a-z0-9_-], 1-64 characters"
+        )));
+    }
+    if !config.enabled {
+        return Err(NotLive::Disabled(
+            "disabled in config (enabled = false)".into(),
+        ));
+    }
+    check_settings(library, &config.settings).map_err(NotLive::Failed)?;
+    let secrets = resolve_secrets(instance, library, config)?;
+    let plugin_config = PluginConfig {
+        settings: config.settings.clone(),
+        secrets: secrets.clone(),
+    };
+    let bytes = serde_json::to_vec(&plugin_config).map_err(|e| NotLive::Failed(e.to_string()))?;
+    let live = Instance::create(library.vtable, bytes, deadline)
+        .await
+        .map_err(|f| NotLive::Failed(format!("create: {f}")))?;
+    let client = upstream::client(&config.timeouts).map_err(NotLive::Failed)?;
+    match library.manifest.kind {
+        ApiKind::AiProvider => {
+            let models: Vec<ModelInfo> = live
+                .call("models", &())
+                .await
+                .map_err(|f| NotLive::Failed(format!("models: {f}")))?;
+            registry.providers.insert(
+                instance.to_owned(),
+                Provider {
+                    name: instance.to_owned(),
+                    instance: live,
+                    manifest: library.manifest.clone(),
+                    models,
+                    client,
+                    secrets,
+                    timeouts: config.timeouts,
+                },
+            );
+        }
+        ApiKind::Notifier => {
+            registry.notifiers.insert(
+                instance.to_owned(),
+                Notifier {
+                    name: instance.to_owned(),
+                    instance: live,
+                    client,
+                    secrets,
+                    timeouts: config.timeouts,
+                },
+            );
+        }
+    }
+    Ok(())
+}

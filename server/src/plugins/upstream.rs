@@ -1,0 +1,248 @@
+//! The host's side of sans-IO plugins: sending their `HttpRequest`s with reqwest (timeouts,
+//! secrets substituted at the last moment) and reading responses whole or as server-sent events.
+//! Errors never carry URLs: webhook URLs often embed access tokens.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use cloudbase_plugin_api::{HttpRequest, HttpResponse, SseEvent};
+use cloudbase_schema::Error;
+use futures_util::stream::{BoxStream, StreamExt};
+
+use crate::config::UpstreamTimeouts;
+
+/// A client with the instance's connect timeout.
+pub fn client(timeouts: &UpstreamTimeouts) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(timeouts.connect_ms))
+        .user_agent(concat!("cloudbase-ai/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
+}
+
+/// Replaces every `${secret:NAME}` in `value` with the secret.
+fn substitute(value: &str, secrets: &BTreeMap<String, String>) -> Result<String, Error> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${secret:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "${secret:".len()..];
+        let Some(end) = after.find('}') else {
+            return Err(Error::Plugin(
+                "unterminated ${secret:…} placeholder in a header".into(),
+            ));
+        };
+        let name = &after[..end];
+        let secret = secrets.get(name).ok_or_else(|| {
+            Error::Upstream(format!("secret `{name}` is not set for this instance"))
+        })?;
+        out.push_str(secret);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn request_error(e: &reqwest::Error, what: &str) -> Error {
+    if e.is_timeout() {
+        Error::Timeout(format!("{what} timed out"))
+    } else if e.is_connect() {
+        Error::Upstream(format!("cannot connect to {what}"))
+    } else {
+        // `without_url` keeps tokens embedded in URLs out of messages and logs.
+        Error::Upstream(format!("{what} request failed: {}", strip_url(e)))
+    }
+}
+
+fn strip_url(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    if let Some(url) = e.url() {
+        message = message.replace(url.as_str(), "<url>");
+    }
+    message
+}
+
+/// Sends `request`. Waits at most `first_byte_ms` for the response headers.
+pub async fn send(
+    client: &reqwest::Client,
+    request: &HttpRequest,
+    secrets: &BTreeMap<String, String>,
+    timeouts: &UpstreamTimeouts,
+    what: &str,
+) -> Result<reqwest::Response, Error> {
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| Error::Plugin(format!("invalid HTTP method {:?}", request.method)))?;
+    let url = reqwest::Url::parse(&request.url)
+        .map_err(|_| Error::Plugin("the plugin built an invalid URL".into()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::Plugin(
+            "the plugin built a URL that is not http(s)".into(),
+        ));
+    }
+    let mut builder = client
+        .request(method, url)
+        .timeout(Duration::from_millis(timeouts.total_ms));
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), substitute(value, secrets)?);
+    }
+    if let Some(body) = &request.body {
+        builder = builder.body(body.clone());
+    }
+    match tokio::time::timeout(
+        Duration::from_millis(timeouts.first_byte_ms),
+        builder.send(),
+    )
+    .await
+    {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(request_error(&e, what)),
+        Err(_) => Err(Error::Timeout(format!(
+            "{what} sent no response within {} ms",
+            timeouts.first_byte_ms
+        ))),
+    }
+}
+
+/// Reads a whole response.
+pub async fn read_whole(response: reqwest::Response, what: &str) -> Result<HttpResponse, Error> {
+    let status = response.status().as_u16();
+    let headers = headers_of(&response);
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| request_error(&e, what))?;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn headers_of(response: &reqwest::Response) -> Vec<(String, String)> {
+    response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+/// Splits a response body into server-sent events.
+pub fn sse_events(
+    response: reqwest::Response,
+    what: String,
+) -> BoxStream<'static, Result<SseEvent, Error>> {
+    struct State {
+        body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+        buffer: String,
+        ready: VecDeque<SseEvent>,
+        ended: bool,
+        what: String,
+    }
+    let state = State {
+        body: response.bytes_stream().boxed(),
+        buffer: String::new(),
+        ready: VecDeque::new(),
+        ended: false,
+        what,
+    };
+    futures_util::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(event) = s.ready.pop_front() {
+                return Some((Ok(event), s));
+            }
+            if s.ended {
+                return None;
+            }
+            match s.body.next().await {
+                Some(Ok(chunk)) => {
+                    s.buffer.push_str(&String::from_utf8_lossy(&chunk));
+                    drain_events(&mut s.buffer, &mut s.ready, false);
+                }
+                Some(Err(e)) => {
+                    s.ended = true;
+                    let error = request_error(&e, &s.what);
+                    return Some((Err(error), s));
+                }
+                None => {
+                    s.ended = true;
+                    drain_events(&mut s.buffer, &mut s.ready, true);
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Moves every complete event (ended by a blank line) from `buffer` to `out`; at the end of the
+/// body, the remainder counts as a last event.
+fn drain_events(buffer: &mut String, out: &mut VecDeque<SseEvent>, at_end: bool) {
+    if buffer.contains('\r') {
+        *buffer = buffer.replace("\r\n", "\n").replace('\r', "\n");
+    }
+    while let Some(end) = buffer.find("\n\n") {
+        let block: String = buffer.drain(..end + 2).collect();
+        parse_block(&block, out);
+    }
+    if at_end && !buffer.trim().is_empty() {
+        let block = std::mem::take(buffer);
+        parse_block(&block, out);
+    }
+}
+
+fn parse_block(block: &str, out: &mut VecDeque<SseEvent>) {
+    let mut event = None;
+    let mut data: Vec<&str> = Vec::new();
+    for line in block.lines() {
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "data" => data.push(value),
+            "event" => event = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    if !data.is_empty() {
+        out.push_back(SseEvent {
+            event,
+            data: data.join("\n"),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_on_blank_lines_across_chunks() {
+        let mut buffer = String::new();
+        let mut out = VecDeque::new();
+        buffer.push_str("data: {\"a\":1}\n\nda");
+        drain_events(&mut buffer, &mut out, false);
+        assert_eq!(out.len(), 1);
+        buffer.push_str("ta: [DONE]\r\n\r\n: comment\n\nevent: x\ndata: one\ndata: two");
+        drain_events(&mut buffer, &mut out, false);
+        assert_eq!(out.len(), 2);
+        drain_events(&mut buffer, &mut out, true);
+        let all: Vec<_> = out.into_iter().collect();
+        assert_eq!(all[0].data, "{\"a\":1}");
+        assert_eq!(all[1].data, "[DONE]");
+        assert_eq!(all[2].event.as_deref(), Some("x"));
+        assert_eq!(all[2].data, "one\ntwo");
+    }
+
+    #[test]
+    fn secrets_are_substituted_and_missing_ones_refused() {
+        let secrets = BTreeMap::from([("api_key".to_owned(), "sk-1".to_owned())]);
+        assert_eq!(
+            substitute("Bearer ${secret:api_key}", &secrets).unwrap(),
+            "Bearer sk-1"
+        );
+        assert_eq!(substitute("plain", &secrets).unwrap(), "plain");
+        assert!(substitute("${secret:other}", &secrets).is_err());
+        assert!(substitute("${secret:api_key", &secrets).is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! A `graphql-transport-ws` client, as a frontend would speak it.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::support::TestApp;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct GqlWs {
+    socket: Socket,
+}
+
+/// How the server ended a connection attempt.
+#[derive(Debug)]
+pub struct Closed {
+    pub code: Option<u16>,
+    pub reason: String,
+}
+
+impl GqlWs {
+    /// Connects and completes `connection_init` with `payload`.
+    pub async fn connect_with(app: &TestApp, payload: Value) -> Result<Self, Closed> {
+        let url = format!("ws://{}/graphql/ws", app.addr);
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut client = GqlWs { socket };
+        client
+            .send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        loop {
+            match client.raw_next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = serde_json::from_str(&text).unwrap();
+                    if message["type"] == "connection_ack" {
+                        return Ok(client);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Closed {
+                        code: frame.as_ref().map(|f| u16::from(f.code)),
+                        reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    });
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    return Err(Closed {
+                        code: None,
+                        reason: e.to_string(),
+                    });
+                }
+                None => {
+                    return Err(Closed {
+                        code: None,
+                        reason: "closed".into(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Connects with an access token (or none).
+    pub async fn connect(app: &TestApp, token: Option<&str>) -> Result<Self, Closed> {
+        let payload = match token {
+            Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
+            None => json!({}),
+        };
+        Self::connect_with(app, payload).await
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .unwrap();
+    }
+
+    async fn raw_next(&mut self) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+        tokio::time::timeout(Duration::from_secs(20), self.socket.next())
+            .await
+            .expect("no WebSocket message within 20 s")
+    }
+
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } })).await;
+    }
+
+    /// The next protocol message (pings are answered and skipped).
+    pub async fn next(&mut self) -> Value {
+        loop {
+            match self.raw_next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = serde_json::from_str(&text).unwrap();
+                    if message["type"] == "ping" {
+                        self.send(json!({ "type": "pong" })).await;
+                        continue;
+                    }
+                    return message;
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return json!({ "type": "closed", "reason": frame.map(|f| f.reason.to_string()) });
+                }
+                Some(Ok(_)) => {}
+                other => panic!("WebSocket ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Every `next` payload of subscription `id` until `complete` (or an `error`).
+    pub async fn collect(&mut self, id: &str) -> (Vec<Value>, Option<Value>) {
+        let mut items = Vec::new();
+        loop {
+            let message = self.next().await;
+            if message["id"] != id {
+                continue;
+            }
+            match message["type"].as_str() {
+                Some("next") => items.push(message["payload"].clone()),
+                Some("complete") => return (items, None),
+                Some("error") => return (items, Some(message["payload"].clone())),
+                _ => {}
+            }
+        }
+    }
+
+    /// Drops the connection abruptly (a killed client).
+    pub async fn drop_connection(self) {
+        let mut socket = self.socket;
+        let _ = socket.get_mut();
+        drop(socket);
+    }
+}
