@@ -77,10 +77,20 @@ pub struct ProviderReply {
     pub response: cloudbase_plugin_api::ChatResponse,
     /// Time spent waiting on the provider (network and plugin), in milliseconds.
     pub upstream_ms: u64,
+    /// HTTP attempts made (retries included); 1 for local providers.
+    pub http_attempts: u32,
 }
 
 /// Events of a streamed completion, as they arrive.
 pub type EventStream = BoxStream<'static, Result<StreamEvent, Error>>;
+
+/// A stream that has started (the provider accepted the request).
+pub struct StreamStart {
+    /// The events.
+    pub events: EventStream,
+    /// HTTP attempts made before the stream started (retries included).
+    pub http_attempts: u32,
+}
 
 /// The plugin host.
 pub trait PluginHost: Send + Sync + 'static {
@@ -103,7 +113,11 @@ pub trait PluginHost: Send + Sync + 'static {
         &self,
         provider: &str,
         request: ChatRequest,
-    ) -> BoxFuture<'_, Result<EventStream, Error>>;
+    ) -> BoxFuture<'_, Result<StreamStart, Error>>;
+
+    /// How long a provider instance's replies may be served from the response cache, if it
+    /// opted in.
+    fn cache_ttl(&self, provider: &str) -> Option<std::time::Duration>;
 
     /// Sends a notification through notifier instance `channel`.
     fn notify(

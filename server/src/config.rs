@@ -118,6 +118,8 @@ pub struct ChatConfig {
     pub default_model: String,
     /// Keep prompts and replies in call records too (they are always in conversations).
     pub log_prompts: bool,
+    /// `"provider/model" = ["provider/model", ...]`: what to try, in order, when a model fails.
+    pub fallbacks: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for ChatConfig {
@@ -127,6 +129,7 @@ impl Default for ChatConfig {
             default_provider: defaults.default_provider,
             default_model: defaults.default_model,
             log_prompts: defaults.log_prompts,
+            fallbacks: defaults.fallbacks,
         }
     }
 }
@@ -149,6 +152,41 @@ pub struct PluginInstanceConfig {
     /// Upstream request timeouts (providers and HTTP notifiers).
     #[serde(default)]
     pub timeouts: UpstreamTimeouts,
+    /// Extra attempts after a connect failure, a timeout before the first byte, a 429 or a 5xx
+    /// (never once a stream has started).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// First backoff between attempts, doubled each time (at most 5 s; `Retry-After` wins, up to 10 s).
+    #[serde(default = "default_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// Opt-in exact-match response cache for this provider: entries live this long, per user.
+    #[serde(default)]
+    pub cache_ttl_secs: Option<u64>,
+}
+
+impl PluginInstanceConfig {
+    /// An enabled instance of `plugin` with empty settings, no secrets, and default timeouts,
+    /// retries and no cache.
+    pub fn new(plugin: impl Into<String>) -> Self {
+        Self {
+            plugin: plugin.into(),
+            enabled: true,
+            settings: empty_object(),
+            secrets: BTreeMap::new(),
+            timeouts: UpstreamTimeouts::default(),
+            retries: default_retries(),
+            retry_backoff_ms: default_backoff_ms(),
+            cache_ttl_secs: None,
+        }
+    }
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+fn default_backoff_ms() -> u64 {
+    200
 }
 
 /// How long the host waits on an upstream service.

@@ -77,6 +77,7 @@ pub async fn build_app(
         default_provider: config.chat.default_provider.clone(),
         default_model: config.chat.default_model.clone(),
         log_prompts: config.chat.log_prompts,
+        fallbacks: config.chat.fallbacks.clone(),
     };
     seed_prices(config, &app).await?;
     Ok(app)

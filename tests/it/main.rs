@@ -30,6 +30,7 @@ mod http;
 mod pages;
 mod plugins;
 mod receivers;
+mod resilience;
 mod schema;
 mod support;
 mod upstream;

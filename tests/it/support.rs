@@ -355,14 +355,12 @@ pub fn build_c_plugin(out: &Path, defines: &[&str]) {
 /// A `[plugins.<instance>]` entry.
 pub fn instance(plugin: &str, settings: Value, secrets: &[(&str, &str)]) -> PluginInstanceConfig {
     PluginInstanceConfig {
-        plugin: plugin.to_owned(),
-        enabled: true,
         settings,
         secrets: secrets
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-        timeouts: Default::default(),
+        ..PluginInstanceConfig::new(plugin)
     }
 }
 

@@ -22,6 +22,10 @@ pub async fn insert(conn: &mut DbConn, call: &AiCall) -> QueryResult<usize> {
 #[derive(Debug, Clone, AsChangeset)]
 #[diesel(table_name = ai_calls)]
 pub struct Finish {
+    /// The provider that answered (the last of the attempt chain).
+    pub provider: String,
+    /// The model that answered.
+    pub model: String,
     /// `SUCCEEDED`, `FAILED` or `CANCELLED`.
     pub status: String,
     /// The error code.

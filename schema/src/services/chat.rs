@@ -2,12 +2,14 @@
 //! finish the record (and append the conversation turn) in one transaction. Streaming uses the
 //! same steps; a stream dropped by its client is finished as `CANCELLED`, never lost.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use cloudbase_plugin_api::{ChatMessage, ChatRequest, ChatRole, StreamEvent, Usage};
 use futures_util::stream::{BoxStream, StreamExt};
 
+use super::cache::{CachedReply, ResponseCache};
 use super::{App, RequestMeta, Viewer, conversations, pricing};
 use crate::Error;
 use crate::db::ai_calls::{self, Finish};
@@ -23,6 +25,9 @@ pub struct ChatSettings {
     pub default_model: String,
     /// Keep prompts and replies in call records (off by default; they live in conversations).
     pub log_prompts: bool,
+    /// Fallbacks per model: `"provider/model"` → the `"provider/model"`s to try, in order, when
+    /// it fails (not for bad input).
+    pub fallbacks: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for ChatSettings {
@@ -31,6 +36,7 @@ impl Default for ChatSettings {
             default_provider: "mock".into(),
             default_model: "mock-echo".into(),
             log_prompts: false,
+            fallbacks: BTreeMap::new(),
         }
     }
 }
@@ -94,6 +100,8 @@ const MAX_MESSAGE_CHARS: usize = 200_000;
 struct Prepared {
     provider: String,
     model: String,
+    /// The provider/model pairs to try in order: the one asked for, then its fallbacks.
+    targets: Vec<(String, String)>,
     request: ChatRequest,
     conversation: Option<Conversation>,
     user_message: Option<String>,
@@ -258,9 +266,24 @@ async fn prepare(app: &App, viewer: &Viewer, input: &ChatInput) -> Result<Prepar
         stop: input.stop.clone().unwrap_or_default(),
         stream: false,
     };
+    let mut targets = vec![(provider.clone(), model.clone())];
+    let fallbacks = app.chat.fallbacks.get(&format!("{provider}/{model}"));
+    for fallback in fallbacks.into_iter().flatten() {
+        match fallback.split_once('/') {
+            Some((p, m))
+                if models
+                    .iter()
+                    .any(|row| row.provider == p && row.info.id == m) =>
+            {
+                targets.push((p.to_owned(), m.to_owned()));
+            }
+            _ => tracing::warn!(%fallback, "fallback is not a callable provider/model; skipped"),
+        }
+    }
     Ok(Prepared {
         provider,
         model,
+        targets,
         request,
         conversation,
         user_message,
@@ -337,13 +360,19 @@ fn tokens(n: u64) -> i64 {
 
 /// Everything known when a call ends.
 struct Ending {
+    /// The provider and model that answered (or were tried last).
+    provider: String,
+    model: String,
+    /// The attempt chain, as stored in the record.
+    attempts: serde_json::Value,
+    /// Served from the response cache: no provider call, cost 0.
+    cached: bool,
     status: &'static str,
     /// `(extensions.code, message)` of the failure.
     error: Option<(&'static str, String)>,
     usage: Option<(Usage, &'static str)>,
     content: String,
     reasoning: String,
-    finish_reason: Option<String>,
     latency_ms: i64,
     ttft_ms: Option<i64>,
     upstream_ms: Option<i64>,
@@ -358,18 +387,24 @@ async fn close_record(
     ending: Ending,
 ) -> Result<AiCall, Error> {
     let mut conn = app.db.get().await?;
-    let price = prices::in_force(&mut conn, &call.provider, &call.model, call.started_at).await?;
+    let price = if ending.cached {
+        None
+    } else {
+        prices::in_force(&mut conn, &ending.provider, &ending.model, call.started_at).await?
+    };
     let (usage, source) = ending
         .usage
         .map_or((Usage::default(), None), |(u, s)| (u, Some(s)));
     let cost = price
         .as_ref()
         .map_or(0, |p| pricing::cost_micros(&usage, p));
-    if price.is_none() && ending.usage.is_some() {
+    if price.is_none() && ending.usage.is_some() && !ending.cached {
         tracing::warn!(ai_call.id = %call.id, provider = %call.provider, model = %call.model, "no price in force; call recorded with cost 0");
     }
     let now = app.now();
     let finish = Finish {
+        provider: ending.provider.clone(),
+        model: ending.model.clone(),
         status: ending.status.into(),
         error_code: ending.error.as_ref().map(|(code, _)| (*code).to_owned()),
         error_message: ending
@@ -388,13 +423,8 @@ async fn close_record(
         cost_micros: cost,
         currency: price.as_ref().map(|p| p.currency.clone()),
         priced: price.is_some(),
-        cached: false,
-        attempts: serde_json::json!([{
-            "provider": call.provider,
-            "model": call.model,
-            "outcome": ending.status,
-            "ms": ending.upstream_ms.unwrap_or(ending.latency_ms),
-        }]),
+        cached: ending.cached,
+        attempts: ending.attempts.clone(),
         prompt_log: app.chat.log_prompts.then(|| {
             serde_json::json!({
                 "messages": prepared.request.messages,
@@ -446,7 +476,100 @@ async fn close_record(
     Ok(record)
 }
 
-/// A plain (non-streamed) chat.
+/// What the record keeps of an error: its code and message.
+fn described(error: &Error) -> (&'static str, String) {
+    (error.code().as_str(), error.to_string())
+}
+
+/// Whether a failure may be retried on a fallback model (not when the request itself is wrong).
+fn falls_back(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Upstream(_) | Error::Timeout(_) | Error::Unavailable(_) | Error::Plugin(_)
+    )
+}
+
+/// One entry of the attempt chain.
+fn attempt(
+    provider: &str,
+    model: &str,
+    outcome: &str,
+    http_attempts: u32,
+    since: Instant,
+) -> serde_json::Value {
+    serde_json::json!({
+        "provider": provider,
+        "model": model,
+        "outcome": outcome,
+        "httpAttempts": http_attempts,
+        "ms": ms(since),
+    })
+}
+
+/// A call that failed before any output.
+fn failed_ending(
+    error: &Error,
+    latency_ms: i64,
+    (provider, model): (&str, &str),
+    attempts: Vec<serde_json::Value>,
+) -> Ending {
+    Ending {
+        provider: provider.to_owned(),
+        model: model.to_owned(),
+        attempts: serde_json::Value::Array(attempts),
+        cached: false,
+        status: "FAILED",
+        error: Some(described(error)),
+        usage: None,
+        content: String::new(),
+        reasoning: String::new(),
+        latency_ms,
+        ttft_ms: None,
+        upstream_ms: None,
+    }
+}
+
+/// The cache key of a prepared request, when its provider opted into caching.
+fn cache_key(app: &App, viewer: &Viewer, p: &Prepared) -> Option<([u8; 32], std::time::Duration)> {
+    let ttl = app.plugins.cache_ttl(&p.provider)?;
+    Some((
+        ResponseCache::key(&viewer.user_id, &p.provider, &p.request),
+        ttl,
+    ))
+}
+
+/// Records and returns a cache hit: no provider call, cost 0.
+async fn serve_cached(
+    app: &App,
+    call: &AiCall,
+    p: &Prepared,
+    hit: CachedReply,
+    started: Instant,
+) -> Result<ChatOutcome, Error> {
+    let ending = Ending {
+        provider: p.provider.clone(),
+        model: p.model.clone(),
+        attempts: serde_json::json!([attempt(&p.provider, &p.model, "CACHED", 0, started)]),
+        cached: true,
+        status: "SUCCEEDED",
+        error: None,
+        usage: None,
+        content: hit.content.clone(),
+        reasoning: hit.reasoning.clone().unwrap_or_default(),
+        latency_ms: ms(started),
+        ttft_ms: None,
+        upstream_ms: Some(0),
+    };
+    let record = close_record(app, call, p, ending).await?;
+    Ok(ChatOutcome {
+        content: hit.content,
+        reasoning: hit.reasoning,
+        finish_reason: hit.finish_reason,
+        call: record,
+    })
+}
+
+/// A plain (non-streamed) chat: each target in turn until one answers.
 pub async fn chat(
     app: &App,
     viewer: &Viewer,
@@ -456,63 +579,85 @@ pub async fn chat(
     let prepared = prepare(app, viewer, &input).await?;
     let call = open_record(app, viewer, meta, &prepared, false).await?;
     let started = Instant::now();
-    let result = app
-        .plugins
-        .chat(&prepared.provider, prepared.request.clone())
-        .await;
-    match result {
-        Ok(reply) => {
-            let r = reply.response;
-            let usage = match r.usage {
-                Some(u) => (u, "REPORTED"),
-                None => (estimate_usage(&prepared.request, &r.content), "ESTIMATED"),
-            };
-            let ending = Ending {
-                status: "SUCCEEDED",
-                error: None,
-                usage: Some(usage),
-                content: r.content.clone(),
-                reasoning: r.reasoning.clone().unwrap_or_default(),
-                finish_reason: r.finish_reason.clone(),
-                latency_ms: ms(started),
-                ttft_ms: None,
-                upstream_ms: i64::try_from(reply.upstream_ms).ok(),
-            };
-            let finish_reason = ending.finish_reason.clone();
-            let record = close_record(app, &call, &prepared, ending).await?;
-            Ok(ChatOutcome {
-                content: r.content,
-                reasoning: r.reasoning,
-                finish_reason,
-                call: record,
-            })
-        }
-        Err(error) => {
-            let ending = failed_ending(&error, ms(started));
-            close_record(app, &call, &prepared, ending).await?;
-            Err(error)
+    let key = cache_key(app, viewer, &prepared);
+    if let Some(hit) = key.as_ref().and_then(|(k, _)| app.cache.get(k)) {
+        return serve_cached(app, &call, &prepared, hit, started).await;
+    }
+    let mut attempts = Vec::new();
+    let mut last_error = None;
+    for (provider, model) in &prepared.targets {
+        let tried = Instant::now();
+        let mut request = prepared.request.clone();
+        request.model = model.clone();
+        match app.plugins.chat(provider, request).await {
+            Ok(reply) => {
+                attempts.push(attempt(
+                    provider,
+                    model,
+                    "SUCCEEDED",
+                    reply.http_attempts,
+                    tried,
+                ));
+                let r = reply.response;
+                let usage = match r.usage {
+                    Some(u) => (u, "REPORTED"),
+                    None => (estimate_usage(&prepared.request, &r.content), "ESTIMATED"),
+                };
+                let ending = Ending {
+                    provider: provider.clone(),
+                    model: model.clone(),
+                    attempts: serde_json::Value::Array(attempts),
+                    cached: false,
+                    status: "SUCCEEDED",
+                    error: None,
+                    usage: Some(usage),
+                    content: r.content.clone(),
+                    reasoning: r.reasoning.clone().unwrap_or_default(),
+                    latency_ms: ms(started),
+                    ttft_ms: None,
+                    upstream_ms: i64::try_from(reply.upstream_ms).ok(),
+                };
+                let record = close_record(app, &call, &prepared, ending).await?;
+                let outcome = ChatOutcome {
+                    content: r.content,
+                    reasoning: r.reasoning,
+                    finish_reason: r.finish_reason,
+                    call: record,
+                };
+                if let Some((k, ttl)) = key {
+                    app.cache.put(
+                        k,
+                        CachedReply {
+                            content: outcome.content.clone(),
+                            reasoning: outcome.reasoning.clone(),
+                            finish_reason: outcome.finish_reason.clone(),
+                        },
+                        ttl,
+                    );
+                }
+                return Ok(outcome);
+            }
+            Err(error) => {
+                attempts.push(attempt(provider, model, error.code().as_str(), 0, tried));
+                let fall = falls_back(&error);
+                last_error = Some((error, provider.clone(), model.clone()));
+                if !fall {
+                    break;
+                }
+                tracing::warn!(ai_call.id = %call.id, %provider, %model, "provider failed; trying the next fallback");
+            }
         }
     }
-}
-
-/// What the record keeps of an error: its code and message.
-fn described(error: &Error) -> (&'static str, String) {
-    (error.code().as_str(), error.to_string())
-}
-
-/// A call that failed before any output.
-fn failed_ending(error: &Error, latency_ms: i64) -> Ending {
-    Ending {
-        status: "FAILED",
-        error: Some(described(error)),
-        usage: None,
-        content: String::new(),
-        reasoning: String::new(),
-        finish_reason: None,
-        latency_ms,
-        ttft_ms: None,
-        upstream_ms: None,
-    }
+    let (error, provider, model) =
+        last_error.ok_or_else(|| Error::Internal("no provider to try".into()))?;
+    close_record(
+        app,
+        &call,
+        &prepared,
+        failed_ending(&error, ms(started), (&provider, &model), attempts),
+    )
+    .await?;
+    Err(error)
 }
 
 /// The state of a stream in progress; finishing it as `CANCELLED` if it is dropped unfinished.
@@ -520,6 +665,10 @@ struct Streaming {
     app: Arc<App>,
     call: AiCall,
     prepared: Arc<Prepared>,
+    provider: String,
+    model: String,
+    attempts: Vec<serde_json::Value>,
+    cache: Option<([u8; 32], std::time::Duration)>,
     started: Instant,
     first_token: Option<i64>,
     content: String,
@@ -541,13 +690,20 @@ impl Streaming {
     }
 
     fn ending(&self, status: &'static str, error: Option<(&'static str, String)>) -> Ending {
+        let mut attempts = self.attempts.clone();
+        if let Some(last) = attempts.last_mut() {
+            last["outcome"] = serde_json::json!(error.as_ref().map_or(status, |(code, _)| *code));
+        }
         Ending {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            attempts: serde_json::Value::Array(attempts),
+            cached: false,
             status,
             error,
             usage: Some(self.usage_or_estimate()),
             content: self.content.clone(),
             reasoning: self.reasoning.clone(),
-            finish_reason: self.finish_reason.clone(),
             latency_ms: ms(self.started),
             ttft_ms: self.first_token,
             upstream_ms: Some(ms(self.started)),
@@ -579,6 +735,7 @@ impl Drop for Streaming {
 }
 
 /// A streamed chat: deltas as they arrive, then one final item with the finished record.
+/// Fallbacks apply until a stream starts; once bytes flow, a failure ends the stream.
 pub async fn chat_stream(
     app: Arc<App>,
     viewer: &Viewer,
@@ -588,21 +745,66 @@ pub async fn chat_stream(
     let prepared = prepare(&app, viewer, &input).await?;
     let call = open_record(&app, viewer, meta, &prepared, true).await?;
     let started = Instant::now();
-    let upstream = match app
-        .plugins
-        .chat_stream(&prepared.provider, prepared.request.clone())
-        .await
-    {
-        Ok(events) => events,
-        Err(error) => {
-            close_record(&app, &call, &prepared, failed_ending(&error, ms(started))).await?;
-            return Err(error);
+    let key = cache_key(&app, viewer, &prepared);
+    if let Some(hit) = key.as_ref().and_then(|(k, _)| app.cache.get(k)) {
+        let outcome = serve_cached(&app, &call, &prepared, hit, started).await?;
+        let delta = ChatChunk::Delta {
+            call_id: call.id.clone(),
+            content: outcome.content.clone(),
+            reasoning: outcome.reasoning.clone().unwrap_or_default(),
+        };
+        let done = ChatChunk::Done(Box::new(outcome));
+        return Ok(futures_util::stream::iter([Ok(delta), Ok(done)]).boxed());
+    }
+    let mut attempts = Vec::new();
+    let mut started_stream = None;
+    let mut last_error = None;
+    for (provider, model) in &prepared.targets {
+        let tried = Instant::now();
+        let mut request = prepared.request.clone();
+        request.model = model.clone();
+        match app.plugins.chat_stream(provider, request).await {
+            Ok(start) => {
+                attempts.push(attempt(
+                    provider,
+                    model,
+                    "STARTED",
+                    start.http_attempts,
+                    tried,
+                ));
+                started_stream = Some((start.events, provider.clone(), model.clone()));
+                break;
+            }
+            Err(error) => {
+                attempts.push(attempt(provider, model, error.code().as_str(), 0, tried));
+                let fall = falls_back(&error);
+                last_error = Some((error, provider.clone(), model.clone()));
+                if !fall {
+                    break;
+                }
+            }
         }
+    }
+    let Some((upstream, provider, model)) = started_stream else {
+        let (error, provider, model) =
+            last_error.ok_or_else(|| Error::Internal("no provider to try".into()))?;
+        close_record(
+            &app,
+            &call,
+            &prepared,
+            failed_ending(&error, ms(started), (&provider, &model), attempts),
+        )
+        .await?;
+        return Err(error);
     };
     let state = Streaming {
         app,
         call,
         prepared: Arc::new(prepared),
+        provider,
+        model,
+        attempts,
+        cache: key,
         started,
         first_token: None,
         content: String::new(),
@@ -652,12 +854,24 @@ pub async fn chat_stream(
                         let item = close_record(&s.app, &s.call, &s.prepared, ending)
                             .await
                             .map(|record| {
-                                ChatChunk::Done(Box::new(ChatOutcome {
+                                let outcome = ChatOutcome {
                                     content: s.content.clone(),
                                     reasoning: Some(s.reasoning.clone()).filter(|r| !r.is_empty()),
                                     finish_reason: s.finish_reason.clone(),
                                     call: record,
-                                }))
+                                };
+                                if let Some((k, ttl)) = s.cache {
+                                    s.app.cache.put(
+                                        k,
+                                        CachedReply {
+                                            content: outcome.content.clone(),
+                                            reasoning: outcome.reasoning.clone(),
+                                            finish_reason: outcome.finish_reason.clone(),
+                                        },
+                                        ttl,
+                                    );
+                                }
+                                ChatChunk::Done(Box::new(outcome))
                             });
                         return Some((item, None));
                     }

@@ -2,6 +2,7 @@
 //!
 //! - [`chat`]: the AI-call workflow (validate, record, call, price, settle), plain and streamed.
 //! - [`conversations`], [`ai_calls`], [`pricing`]: history, call records, prices and costs.
+//! - [`cache`]: the opt-in, per-user, exact-match response cache.
 //! - [`auth`]: register, login, refresh-token rotation, logout, password change, and the check
 //!   that turns an access token into a [`Viewer`].
 //! - [`users`]: profiles and the admin's user management.
@@ -12,6 +13,7 @@
 
 pub mod ai_calls;
 pub mod auth;
+pub mod cache;
 pub mod chat;
 pub mod conversations;
 pub mod passwords;
@@ -43,6 +45,8 @@ pub struct App {
     pub plugins: Arc<dyn PluginHost>,
     /// Chat defaults and switches.
     pub chat: chat::ChatSettings,
+    /// Replies of providers that opted into caching.
+    pub cache: cache::ResponseCache,
     passwords: passwords::Passwords,
 }
 
@@ -60,6 +64,7 @@ impl App {
             clock,
             plugins,
             chat: chat::ChatSettings::default(),
+            cache: cache::ResponseCache::default(),
             passwords: passwords::Passwords::default(),
         }
     }

@@ -248,16 +248,7 @@ pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duratio
     for (name, library) in &loaded.libraries {
         let configured = wanted.values().any(|i| &i.plugin == name) || wanted.contains_key(name);
         if library.manifest.default_instance && !configured {
-            wanted.insert(
-                name.clone(),
-                PluginInstanceConfig {
-                    plugin: name.clone(),
-                    enabled: true,
-                    settings: serde_json::json!({}),
-                    secrets: BTreeMap::new(),
-                    timeouts: Default::default(),
-                },
-            );
+            wanted.insert(name.clone(), PluginInstanceConfig::new(name.clone()));
         }
     }
     let mut registry = Registry {
@@ -360,6 +351,9 @@ async fn start(
                     client,
                     secrets,
                     timeouts: config.timeouts,
+                    retries: config.retries.min(10),
+                    retry_backoff: Duration::from_millis(config.retry_backoff_ms),
+                    cache_ttl: config.cache_ttl_secs.map(Duration::from_secs),
                 },
             );
         }

@@ -24,7 +24,9 @@ use cloudbase_plugin_api::{
     Manifest, ModelInfo, Notification, SseEvent, StreamEvent, Transport,
 };
 use cloudbase_schema::Error;
-use cloudbase_schema::plugins::{EventStream, ModelRow, PluginHost, PluginRow, ProviderReply};
+use cloudbase_schema::plugins::{
+    EventStream, ModelRow, PluginHost, PluginRow, ProviderReply, StreamStart,
+};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, StreamExt};
 
@@ -40,6 +42,9 @@ struct Provider {
     client: reqwest::Client,
     secrets: BTreeMap<String, String>,
     timeouts: UpstreamTimeouts,
+    retries: u32,
+    retry_backoff: Duration,
+    cache_ttl: Option<Duration>,
 }
 
 /// A live notifier instance.
@@ -128,54 +133,75 @@ impl Provider {
             .map_err(|f| failure(&self.name, f))
     }
 
+    /// Sends `http`, trying again (with backoff) after a connect failure, a timeout before the
+    /// first byte, a 429 or a 5xx, at most `retries` more times. Returns the last response.
+    async fn send_retrying(&self, http: &HttpRequest) -> Result<(reqwest::Response, u32), Error> {
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let outcome = upstream::send(
+                &self.client,
+                http,
+                &self.secrets,
+                &self.timeouts,
+                &self.what(),
+            )
+            .await;
+            let (retryable, asked) = match &outcome {
+                Ok(response) => upstream::retry_hint(response),
+                Err(failure) => (failure.retryable, None),
+            };
+            if !retryable || attempts > self.retries {
+                return outcome.map(|r| (r, attempts)).map_err(Error::from);
+            }
+            let backoff = self
+                .retry_backoff
+                .saturating_mul(1 << (attempts - 1).min(5))
+                .min(Duration::from_secs(5));
+            let wait = asked.map_or(backoff, |a| a.min(Duration::from_secs(10)).max(backoff));
+            tracing::info!(
+                provider = %self.name,
+                attempt = attempts,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "retrying the provider"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     async fn complete(&self, request: ChatRequest) -> Result<ProviderReply, Error> {
         let started = Instant::now();
-        let response: ChatResponse = match self.manifest.transport {
-            Transport::Local => self.call("chat.complete", &request).await?,
+        let (response, http_attempts): (ChatResponse, u32) = match self.manifest.transport {
+            Transport::Local => (self.call("chat.complete", &request).await?, 1),
             Transport::Http => {
                 let http: HttpRequest = self.call("chat.build_request", &request).await?;
-                let sent = upstream::send(
-                    &self.client,
-                    &http,
-                    &self.secrets,
-                    &self.timeouts,
-                    &self.what(),
-                )
-                .await?;
+                let (sent, attempts) = self.send_retrying(&http).await?;
                 let whole = upstream::read_whole(sent, &self.what()).await?;
-                self.call("chat.parse_response", &whole).await?
+                (self.call("chat.parse_response", &whole).await?, attempts)
             }
         };
         Ok(ProviderReply {
             response,
             upstream_ms: elapsed_ms(started),
+            http_attempts,
         })
     }
 
-    async fn stream(&self, mut request: ChatRequest) -> Result<EventStream, Error> {
+    async fn stream(&self, mut request: ChatRequest) -> Result<StreamStart, Error> {
         request.stream = true;
         match self.manifest.transport {
             Transport::Local => {
                 let input = serde_json::to_vec(&request)
                     .map_err(|e| Error::Internal(format!("encoding a chat request: {e}")))?;
                 let (events, done) = self.instance.start_stream("chat.stream", input);
-                Ok(local_events(
-                    events,
-                    done,
-                    self.instance.deadline(),
-                    self.name.clone(),
-                ))
+                Ok(StreamStart {
+                    events: local_events(events, done, self.instance.deadline(), self.name.clone()),
+                    http_attempts: 1,
+                })
             }
             Transport::Http => {
                 let http: HttpRequest = self.call("chat.build_request", &request).await?;
-                let sent = upstream::send(
-                    &self.client,
-                    &http,
-                    &self.secrets,
-                    &self.timeouts,
-                    &self.what(),
-                )
-                .await?;
+                let (sent, http_attempts) = self.send_retrying(&http).await?;
                 if !sent.status().is_success() {
                     // The plugin turns the provider's error body into the right error.
                     let whole: HttpResponse = upstream::read_whole(sent, &self.what()).await?;
@@ -193,11 +219,10 @@ impl Provider {
                     );
                 }
                 let events = upstream::sse_events(sent, self.what());
-                Ok(http_events(
-                    events,
-                    Arc::clone(&self.instance),
-                    self.name.clone(),
-                ))
+                Ok(StreamStart {
+                    events: http_events(events, Arc::clone(&self.instance), self.name.clone()),
+                    http_attempts,
+                })
             }
         }
     }
@@ -301,11 +326,15 @@ impl Notifier {
                 .await
                 {
                     Ok(sent) => sent,
-                    Err(Error::Plugin(m)) => return Err(Error::Plugin(m)),
-                    Err(e) => {
+                    // A plugin bug is an error; an unreachable channel is a failed delivery.
+                    Err(upstream::Failure {
+                        error: Error::Plugin(m),
+                        ..
+                    }) => return Err(Error::Plugin(m)),
+                    Err(failure) => {
                         return Ok(DeliveryReport {
                             ok: false,
-                            detail: e.to_string(),
+                            detail: failure.error.to_string(),
                         });
                     }
                 };
@@ -362,9 +391,13 @@ impl PluginHost for Registry {
         &self,
         provider: &str,
         request: ChatRequest,
-    ) -> BoxFuture<'_, Result<EventStream, Error>> {
+    ) -> BoxFuture<'_, Result<StreamStart, Error>> {
         let provider = self.provider(provider);
         Box::pin(async move { provider?.stream(request).await })
+    }
+
+    fn cache_ttl(&self, provider: &str) -> Option<Duration> {
+        self.providers.get(provider).and_then(|p| p.cache_ttl)
     }
 
     fn notify(

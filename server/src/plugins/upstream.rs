@@ -43,6 +43,28 @@ fn substitute(value: &str, secrets: &BTreeMap<String, String>) -> Result<String,
     Ok(out)
 }
 
+/// A request that got no usable response, and whether trying again could help.
+#[derive(Debug)]
+pub struct Failure {
+    /// What to report.
+    pub error: Error,
+    /// A connect failure or a timeout before the first byte: worth another attempt.
+    pub retryable: bool,
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        f.error
+    }
+}
+
+fn not_retryable(error: Error) -> Failure {
+    Failure {
+        error,
+        retryable: false,
+    }
+}
+
 fn request_error(e: &reqwest::Error, what: &str) -> Error {
     if e.is_timeout() {
         Error::Timeout(format!("{what} timed out"))
@@ -69,21 +91,28 @@ pub async fn send(
     secrets: &BTreeMap<String, String>,
     timeouts: &UpstreamTimeouts,
     what: &str,
-) -> Result<reqwest::Response, Error> {
-    let method = reqwest::Method::from_bytes(request.method.as_bytes())
-        .map_err(|_| Error::Plugin(format!("invalid HTTP method {:?}", request.method)))?;
+) -> Result<reqwest::Response, Failure> {
+    let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+        not_retryable(Error::Plugin(format!(
+            "invalid HTTP method {:?}",
+            request.method
+        )))
+    })?;
     let url = reqwest::Url::parse(&request.url)
-        .map_err(|_| Error::Plugin("the plugin built an invalid URL".into()))?;
+        .map_err(|_| not_retryable(Error::Plugin("the plugin built an invalid URL".into())))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(Error::Plugin(
+        return Err(not_retryable(Error::Plugin(
             "the plugin built a URL that is not http(s)".into(),
-        ));
+        )));
     }
     let mut builder = client
         .request(method, url)
         .timeout(Duration::from_millis(timeouts.total_ms));
     for (name, value) in &request.headers {
-        builder = builder.header(name.as_str(), substitute(value, secrets)?);
+        builder = builder.header(
+            name.as_str(),
+            substitute(value, secrets).map_err(not_retryable)?,
+        );
     }
     if let Some(body) = &request.body {
         builder = builder.body(body.clone());
@@ -95,12 +124,32 @@ pub async fn send(
     .await
     {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) => Err(request_error(&e, what)),
-        Err(_) => Err(Error::Timeout(format!(
-            "{what} sent no response within {} ms",
-            timeouts.first_byte_ms
-        ))),
+        Ok(Err(e)) => Err(Failure {
+            error: request_error(&e, what),
+            retryable: e.is_connect() || e.is_timeout(),
+        }),
+        Err(_) => Err(Failure {
+            error: Error::Timeout(format!(
+                "{what} sent no response within {} ms",
+                timeouts.first_byte_ms
+            )),
+            retryable: true,
+        }),
     }
+}
+
+/// Whether a response status is worth another attempt (rate limited or a server error), and the
+/// delay the server asked for in `Retry-After` (seconds), if any.
+pub fn retry_hint(response: &reqwest::Response) -> (bool, Option<Duration>) {
+    let status = response.status();
+    let retry = status.as_u16() == 429 || status.is_server_error();
+    let after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    (retry, after)
 }
 
 /// Reads a whole response.
