@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::chat::{CALL_FIELDS, chat_query, expected_cost, stream_chat};
+use crate::chat::{CALL_FIELDS, expected_cost, stream_chat};
 use crate::support::{TestApp, error_code, instance};
 use crate::upstream::{Dialect, Upstream};
 
