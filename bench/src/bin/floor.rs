@@ -1,0 +1,175 @@
+//! The floor: the least a GraphQL gateway on this stack can do per call. `chat` forwards to the
+//! upstream with reqwest and does one INSERT; `chatStream` forwards SSE deltas and INSERTs at the
+//! end. It uses CloudBase's pool (same SQLite pragmas, same Postgres driver), so the comparison is
+//! about everything else. Usage: `floor LISTEN UPSTREAM_URL DATABASE_URL`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_graphql::futures_util::{Stream, StreamExt};
+
+use async_graphql::{Context, Object, Schema, Subscription};
+use async_graphql_axum::{GraphQL, GraphQLSubscription};
+use axum::Router;
+use cloudbase_schema::db::{DbConfig, DbPool};
+use cloudbase_schema::db_run;
+use diesel::ExpressionMethods;
+use serde_json::{Value, json};
+
+diesel::table! {
+    floor_calls (id) {
+        id -> Text,
+        tokens -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+struct Floor {
+    http: reqwest::Client,
+    upstream: String,
+    db: DbPool,
+}
+
+impl Floor {
+    async fn record(&self, tokens: i64) -> async_graphql::Result<()> {
+        use diesel_async::RunQueryDsl as _;
+        let mut conn = self.db.get().await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or_default();
+        db_run!(&mut conn, |c| {
+            diesel::insert_into(floor_calls::table)
+                .values((
+                    floor_calls::id.eq(&id),
+                    floor_calls::tokens.eq(tokens),
+                    floor_calls::created_at.eq(now),
+                ))
+                .execute(c)
+                .await
+        })?;
+        Ok(())
+    }
+
+    fn body(message: &str, stream: bool) -> Value {
+        json!({"model": "bench-model", "messages": [{"role": "user", "content": message}], "stream": stream})
+    }
+}
+
+struct Query;
+
+#[Object]
+impl Query {
+    async fn ok(&self) -> bool {
+        true
+    }
+}
+
+struct Mutation;
+
+#[Object]
+impl Mutation {
+    async fn chat(&self, ctx: &Context<'_>, message: String) -> async_graphql::Result<String> {
+        let floor = ctx.data::<Floor>()?;
+        let reply: Value = floor
+            .http
+            .post(&floor.upstream)
+            .json(&Floor::body(&message, false))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let content = reply["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        floor
+            .record(
+                reply["usage"]["completion_tokens"]
+                    .as_i64()
+                    .unwrap_or_default(),
+            )
+            .await?;
+        Ok(content)
+    }
+}
+
+struct Subscriptions;
+
+#[Subscription]
+impl Subscriptions {
+    async fn chat_stream(
+        &self,
+        ctx: &Context<'_>,
+        message: String,
+    ) -> async_graphql::Result<impl Stream<Item = String> + use<>> {
+        let floor = ctx.data::<Floor>()?;
+        let (db, http, upstream) = (floor.db.clone(), floor.http.clone(), floor.upstream.clone());
+        let response = http
+            .post(&upstream)
+            .json(&Floor::body(&message, true))
+            .send()
+            .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<String>(32);
+        tokio::spawn(async move {
+            let mut bytes = response.bytes_stream();
+            let mut buffer = String::new();
+            let mut tokens = 0;
+            while let Some(Ok(chunk)) = bytes.next().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let event: String = buffer.drain(..end + 2).collect();
+                    let data = event.trim().trim_start_matches("data: ");
+                    let Ok(value) = serde_json::from_str::<Value>(data) else {
+                        continue;
+                    };
+                    if let Some(delta) = value["choices"][0]["delta"]["content"].as_str() {
+                        tokens += 1;
+                        if tx.send(delta.to_owned()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = Floor { http, upstream, db }.record(tokens).await;
+        });
+        Ok(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|v| (v, rx))
+        }))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    use diesel_async::RunQueryDsl as _;
+    let mut args = std::env::args().skip(1);
+    let (listen, upstream, url) = (
+        args.next().unwrap_or_default(),
+        args.next().unwrap_or_default(),
+        args.next().unwrap_or_default(),
+    );
+    let db = DbPool::connect_and_migrate(&DbConfig {
+        url,
+        max_connections: 16,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .await?;
+    let mut conn = db.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    db_run!(&mut conn, |c| {
+        diesel::sql_query("CREATE TABLE IF NOT EXISTS floor_calls (id TEXT PRIMARY KEY, tokens BIGINT NOT NULL, created_at BIGINT NOT NULL)").execute(c).await
+    })?;
+    drop(conn);
+    let floor = Floor {
+        http: reqwest::Client::new(),
+        upstream: format!("{upstream}/chat/completions"),
+        db,
+    };
+    let schema = Schema::build(Query, Mutation, Subscriptions)
+        .data(floor)
+        .finish();
+    let app = Router::new()
+        .route_service("/graphql", GraphQL::new(schema.clone()))
+        .route_service("/graphql/ws", GraphQLSubscription::new(schema));
+    axum::serve(tokio::net::TcpListener::bind(&listen).await?, app).await?;
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! The load driver, bounded in requests and time. Prints one JSON line of results.
+//!
+//! ```text
+//! load http URL BODY [TOKEN] CONCURRENCY SECONDS MAX_REQUESTS
+//! load ws   URL PAYLOAD [TOKEN] CONCURRENCY SECONDS MAX_REQUESTS
+//! ```
+//! `BODY` is the POST body (JSON); `PAYLOAD` the `subscribe` payload (`{"query": ...}`). TOKEN
+//! may be `-` for none. Loopback URLs only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cloudbase_bench::percentile;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Default)]
+struct Samples {
+    latency_ms: Vec<f64>,
+    ttft_ms: Vec<f64>,
+    errors: usize,
+}
+
+struct Plan {
+    url: String,
+    body: String,
+    token: Option<String>,
+    deadline: Instant,
+    max: usize,
+    issued: AtomicUsize,
+}
+
+impl Plan {
+    /// Claims the next request, if the budget of count and time allows.
+    fn claim(&self) -> bool {
+        Instant::now() < self.deadline && self.issued.fetch_add(1, Ordering::Relaxed) < self.max
+    }
+}
+
+async fn http_worker(plan: Arc<Plan>, client: reqwest::Client) -> Samples {
+    let mut s = Samples::default();
+    while plan.claim() {
+        let started = Instant::now();
+        let mut request = client
+            .post(&plan.url)
+            .header("content-type", "application/json")
+            .body(plan.body.clone());
+        if let Some(t) = &plan.token {
+            request = request.bearer_auth(t);
+        }
+        match request.send().await {
+            Ok(r) if r.status().is_success() => match r.text().await {
+                Ok(text) if !text.contains("\"errors\"") => {
+                    s.latency_ms.push(started.elapsed().as_secs_f64() * 1000.0)
+                }
+                _ => s.errors += 1,
+            },
+            _ => s.errors += 1,
+        }
+    }
+    s
+}
+
+async fn ws_worker(plan: Arc<Plan>) -> Samples {
+    let mut s = Samples::default();
+    let Ok(mut request) = plan.url.clone().into_client_request() else {
+        return s;
+    };
+    if let Ok(v) = "graphql-transport-ws".parse() {
+        request.headers_mut().insert("sec-websocket-protocol", v);
+    }
+    let Ok((mut socket, _)) = tokio_tungstenite::connect_async(request).await else {
+        s.errors += 1;
+        return s;
+    };
+    let init = match &plan.token {
+        Some(t) => {
+            json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {t}")}})
+        }
+        None => json!({"type": "connection_init", "payload": {}}),
+    };
+    if socket.send(Message::text(init.to_string())).await.is_err() {
+        return s;
+    }
+    // Wait for the ack.
+    while let Some(Ok(m)) = socket.next().await {
+        if m.to_text().is_ok_and(|t| t.contains("connection_ack")) {
+            break;
+        }
+    }
+    let payload: Value = serde_json::from_str(&plan.body).unwrap_or(Value::Null);
+    let mut id = 0u64;
+    while plan.claim() {
+        id += 1;
+        let started = Instant::now();
+        let subscribe = json!({"id": id.to_string(), "type": "subscribe", "payload": payload});
+        if socket
+            .send(Message::text(subscribe.to_string()))
+            .await
+            .is_err()
+        {
+            s.errors += 1;
+            break;
+        }
+        let mut first = None;
+        let mut failed = false;
+        loop {
+            let Some(Ok(message)) = socket.next().await else {
+                failed = true;
+                break;
+            };
+            let Ok(text) = message.to_text() else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(text) else {
+                continue;
+            };
+            match v["type"].as_str() {
+                Some("next") => {
+                    if v["payload"].get("errors").is_some() {
+                        failed = true;
+                    }
+                    first.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1000.0);
+                }
+                Some("complete") => break,
+                Some("error") => {
+                    failed = true;
+                    break;
+                }
+                Some("ping") => {
+                    let _ = socket
+                        .send(Message::text(json!({"type": "pong"}).to_string()))
+                        .await;
+                }
+                _ => {}
+            }
+        }
+        if failed {
+            s.errors += 1;
+        } else {
+            s.latency_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            if let Some(t) = first {
+                s.ttft_ms.push(t);
+            }
+        }
+    }
+    s
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    anyhow::ensure!(
+        args.len() == 7,
+        "usage: load http|ws URL BODY TOKEN CONCURRENCY SECONDS MAX_REQUESTS"
+    );
+    let mode = args[0].clone();
+    let url = args[1].clone();
+    anyhow::ensure!(
+        url.contains("://127.0.0.1:") || url.contains("://localhost:"),
+        "loopback URLs only"
+    );
+    let concurrency: usize = args[4].parse()?;
+    let seconds: f64 = args[5].parse()?;
+    let plan = Arc::new(Plan {
+        url,
+        body: args[2].clone(),
+        token: Some(args[3].clone()).filter(|t| t != "-"),
+        deadline: Instant::now() + Duration::from_secs_f64(seconds),
+        max: args[6].parse()?,
+        issued: AtomicUsize::new(0),
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let plan = Arc::clone(&plan);
+        let client = client.clone();
+        let ws = mode == "ws";
+        tasks.push(tokio::spawn(async move {
+            if ws {
+                ws_worker(plan).await
+            } else {
+                http_worker(plan, client).await
+            }
+        }));
+    }
+    let mut all = Samples::default();
+    for t in tasks {
+        let s = t.await?;
+        all.latency_ms.extend(s.latency_ms);
+        all.ttft_ms.extend(s.ttft_ms);
+        all.errors += s.errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.latency_ms.sort_by(f64::total_cmp);
+    all.ttft_ms.sort_by(f64::total_cmp);
+    let out = json!({
+        "mode": mode,
+        "concurrency": concurrency,
+        "requests": all.latency_ms.len(),
+        "errors": all.errors,
+        "seconds": (elapsed * 100.0).round() / 100.0,
+        "rps": (all.latency_ms.len() as f64 / elapsed).round(),
+        "p50_ms": percentile(&all.latency_ms, 50.0),
+        "p99_ms": percentile(&all.latency_ms, 99.0),
+        "ttft_p50_ms": percentile(&all.ttft_ms, 50.0),
+        "ttft_p99_ms": percentile(&all.ttft_ms, 99.0),
+    });
+    println!("{out}");
+    Ok(())
+}
