@@ -24,7 +24,7 @@ mkdir -p "$out/plugins"
 cp "$bin/libcloudbase_plugin_openai_compatible.so" "$out/plugins/"
 
 UP=18901; FLOOR=18902; CB=18903
-taskset -c 1 "$bin/mock-upstream" "127.0.0.1:$UP" & pids+=($!)
+taskset -c 1 "$bin/mock_upstream" "127.0.0.1:$UP" & pids+=($!)
 
 wait_ready() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not ready: $1"; exit 1; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }

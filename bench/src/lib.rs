@@ -1,6 +1,6 @@
 //! Benchmarks of the gateway's own overhead (see `bench/run.sh` and `bench/RESULTS.md`).
 //!
-//! - `mock-upstream`: a fast OpenAI-compatible upstream on loopback, plain and SSE.
+//! - `mock_upstream`: a fast OpenAI-compatible upstream on loopback, plain and SSE.
 //! - `floor`: the limit of this stack: bare async-graphql + axum whose `chat` forwards with
 //!   reqwest and does one INSERT per call (and a `chatStream` subscription that forwards SSE).
 //! - `load`: the load driver: bounded in requests and time, latency percentiles, and time to

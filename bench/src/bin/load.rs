@@ -72,7 +72,10 @@ async fn ws_worker(plan: Arc<Plan>) -> Samples {
     if let Ok(v) = "graphql-transport-ws".parse() {
         request.headers_mut().insert("sec-websocket-protocol", v);
     }
-    let Ok((mut socket, _)) = tokio_tungstenite::connect_async(request).await else {
+    // Nagle off, as a browser does: otherwise small frames wait on delayed ACKs (~40 ms).
+    let Ok((mut socket, _)) =
+        tokio_tungstenite::connect_async_with_config(request, None, true).await
+    else {
         s.errors += 1;
         return s;
     };

@@ -64,8 +64,9 @@ pub struct Finish {
     pub prompt_log: Option<serde_json::Value>,
 }
 
-/// Finishes a call that is still `PENDING`; returns whether it did (a call finishes once).
-pub async fn finish(conn: &mut DbConn, id: &str, finish: &Finish) -> QueryResult<bool> {
+/// Finishes a call that is still `PENDING` and returns the finished row; `None` if it was
+/// already finished (a call finishes once).
+pub async fn finish(conn: &mut DbConn, id: &str, finish: &Finish) -> QueryResult<Option<AiCall>> {
     db_run!(conn, |c| {
         diesel::update(
             ai_calls::table
@@ -73,9 +74,10 @@ pub async fn finish(conn: &mut DbConn, id: &str, finish: &Finish) -> QueryResult
                 .filter(ai_calls::status.eq("PENDING")),
         )
         .set(finish)
-        .execute(c)
+        .returning(AiCall::as_returning())
+        .get_result(c)
         .await
-        .map(|n| n == 1)
+        .optional()
     })
 }
 

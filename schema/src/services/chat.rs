@@ -297,7 +297,7 @@ async fn open_record(
     meta: &RequestMeta,
     p: &Prepared,
     stream: bool,
-) -> Result<AiCall, Error> {
+) -> Result<Opened, Error> {
     let call = AiCall {
         id: uuid::Uuid::now_v7().to_string(),
         user_id: viewer.user_id.clone(),
@@ -326,9 +326,44 @@ async fn open_record(
         attempts: serde_json::json!([]),
         prompt_log: None,
     };
-    let mut conn = app.db.get().await?;
-    ai_calls::insert(&mut conn, &call).await?;
-    Ok(call)
+    // The record and the price lookup go to the database side by side: the price in force at
+    // `started_at` is known before the provider answers, off the critical path.
+    let insert = async {
+        let mut conn = app.db.get().await?;
+        ai_calls::insert(&mut conn, &call).await?;
+        Ok::<_, Error>(())
+    };
+    let price = async {
+        let mut conn = app.db.get().await?;
+        Ok::<_, Error>(
+            prices::in_force(&mut conn, &call.provider, &call.model, call.started_at).await?,
+        )
+    };
+    let (inserted, price) = tokio::join!(insert, price);
+    inserted?;
+    Ok(Opened {
+        price: KnownPrice {
+            provider: call.provider.clone(),
+            model: call.model.clone(),
+            price: price?,
+        },
+        call,
+    })
+}
+
+/// The price in force at a call's start, for the provider and model first asked.
+#[derive(Debug, Clone)]
+struct KnownPrice {
+    provider: String,
+    model: String,
+    price: Option<crate::db::models::Price>,
+}
+
+/// A `PENDING` record and what is already known about pricing it.
+#[derive(Debug, Clone)]
+struct Opened {
+    call: AiCall,
+    price: KnownPrice,
 }
 
 /// A rough token estimate (about four characters a token), used only when a provider reports no
@@ -382,14 +417,19 @@ struct Ending {
 /// all in one transaction. Returns the finished record.
 async fn close_record(
     app: &App,
-    call: &AiCall,
+    opened: &Opened,
     prepared: &Prepared,
     ending: Ending,
 ) -> Result<AiCall, Error> {
+    let call = &opened.call;
     let mut conn = app.db.get().await?;
+    let known = &opened.price;
     let price = if ending.cached {
         None
+    } else if known.provider == ending.provider && known.model == ending.model {
+        known.price.clone()
     } else {
+        // A fallback answered: its own price in force at the call's start.
         prices::in_force(&mut conn, &ending.provider, &ending.model, call.started_at).await?
     };
     let (usage, source) = ending
@@ -442,32 +482,39 @@ async fn close_record(
     };
     let call_id = call.id.clone();
     let (content, reasoning) = (ending.content.clone(), ending.reasoning.clone());
-    conn.transaction(async |tx| {
-        if !ai_calls::finish(tx, &call_id, &finish).await? {
-            return Err(Error::Conflict("the call was already finished".into()));
+    let already = || Error::Conflict("the call was already finished".into());
+    let record = match &turn {
+        // A single UPDATE is atomic on its own: no transaction, one round trip.
+        None => ai_calls::finish(&mut conn, &call_id, &finish)
+            .await?
+            .ok_or_else(already)?,
+        // A conversation turn is appended in the same transaction as the record.
+        Some((conversation_id, text)) => {
+            conn.transaction(async |tx| {
+                let record = ai_calls::finish(tx, &call_id, &finish)
+                    .await?
+                    .ok_or_else(already)?;
+                for (role, body, thinking) in [
+                    ("USER", text.as_str(), None),
+                    ("ASSISTANT", content.as_str(), Some(reasoning.as_str())),
+                ] {
+                    let message = Message {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        conversation_id: conversation_id.clone(),
+                        role: role.into(),
+                        content: body.to_owned(),
+                        reasoning: thinking.filter(|r| !r.is_empty()).map(str::to_owned),
+                        ai_call_id: Some(call_id.clone()),
+                        created_at: now,
+                    };
+                    conversation_queries::insert_message(tx, &message).await?;
+                }
+                conversation_queries::touch(tx, conversation_id, now).await?;
+                Ok(record)
+            })
+            .await?
         }
-        if let Some((conversation_id, text)) = &turn {
-            for (role, body, thinking) in [
-                ("USER", text.as_str(), None),
-                ("ASSISTANT", content.as_str(), Some(reasoning.as_str())),
-            ] {
-                let message = Message {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    conversation_id: conversation_id.clone(),
-                    role: role.into(),
-                    content: body.to_owned(),
-                    reasoning: thinking.filter(|r| !r.is_empty()).map(str::to_owned),
-                    ai_call_id: Some(call_id.clone()),
-                    created_at: now,
-                };
-                conversation_queries::insert_message(tx, &message).await?;
-            }
-            conversation_queries::touch(tx, conversation_id, now).await?;
-        }
-        Ok(())
-    })
-    .await?;
-    let record = ai_calls::find(&mut conn, &call.id).await?;
+    };
     tracing::info!(
         ai_call.id = %record.id, provider = %record.provider, model = %record.model,
         status = %record.status, cost_micros = record.cost_micros,
@@ -541,7 +588,7 @@ fn cache_key(app: &App, viewer: &Viewer, p: &Prepared) -> Option<([u8; 32], std:
 /// Records and returns a cache hit: no provider call, cost 0.
 async fn serve_cached(
     app: &App,
-    call: &AiCall,
+    opened: &Opened,
     p: &Prepared,
     hit: CachedReply,
     started: Instant,
@@ -560,7 +607,7 @@ async fn serve_cached(
         ttft_ms: None,
         upstream_ms: Some(0),
     };
-    let record = close_record(app, call, p, ending).await?;
+    let record = close_record(app, opened, p, ending).await?;
     Ok(ChatOutcome {
         content: hit.content,
         reasoning: hit.reasoning,
@@ -577,11 +624,11 @@ pub async fn chat(
     input: ChatInput,
 ) -> Result<ChatOutcome, Error> {
     let prepared = prepare(app, viewer, &input).await?;
-    let call = open_record(app, viewer, meta, &prepared, false).await?;
+    let opened = open_record(app, viewer, meta, &prepared, false).await?;
     let started = Instant::now();
     let key = cache_key(app, viewer, &prepared);
     if let Some(hit) = key.as_ref().and_then(|(k, _)| app.cache.get(k)) {
-        return serve_cached(app, &call, &prepared, hit, started).await;
+        return serve_cached(app, &opened, &prepared, hit, started).await;
     }
     let mut attempts = Vec::new();
     let mut last_error = None;
@@ -617,7 +664,7 @@ pub async fn chat(
                     ttft_ms: None,
                     upstream_ms: i64::try_from(reply.upstream_ms).ok(),
                 };
-                let record = close_record(app, &call, &prepared, ending).await?;
+                let record = close_record(app, &opened, &prepared, ending).await?;
                 let outcome = ChatOutcome {
                     content: r.content,
                     reasoning: r.reasoning,
@@ -644,7 +691,7 @@ pub async fn chat(
                 if !fall {
                     break;
                 }
-                tracing::warn!(ai_call.id = %call.id, %provider, %model, "provider failed; trying the next fallback");
+                tracing::warn!(ai_call.id = %opened.call.id, %provider, %model, "provider failed; trying the next fallback");
             }
         }
     }
@@ -652,7 +699,7 @@ pub async fn chat(
         last_error.ok_or_else(|| Error::Internal("no provider to try".into()))?;
     close_record(
         app,
-        &call,
+        &opened,
         &prepared,
         failed_ending(&error, ms(started), (&provider, &model), attempts),
     )
@@ -663,7 +710,7 @@ pub async fn chat(
 /// The state of a stream in progress; finishing it as `CANCELLED` if it is dropped unfinished.
 struct Streaming {
     app: Arc<App>,
-    call: AiCall,
+    opened: Opened,
     prepared: Arc<Prepared>,
     provider: String,
     model: String,
@@ -719,15 +766,17 @@ impl Drop for Streaming {
         // The client went away mid-stream: the upstream request is cancelled with the stream,
         // and the call is recorded as CANCELLED with what was seen (or an estimate).
         let ending = self.ending("CANCELLED", None);
-        let (app, call, prepared) = (
+        let (app, opened, prepared) = (
             Arc::clone(&self.app),
-            self.call.clone(),
+            self.opened.clone(),
             Arc::clone(&self.prepared),
         );
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = close_record(&app, &call, &prepared, ending).await {
-                    tracing::error!(ai_call.id = %call.id, error = %e, "recording a cancelled call failed");
+                if let Err(e) = close_record(
+            &app,
+            &opened, &prepared, ending).await {
+                    tracing::error!(ai_call.id = %opened.call.id, error = %e, "recording a cancelled call failed");
                 }
             });
         }
@@ -743,13 +792,13 @@ pub async fn chat_stream(
     input: ChatInput,
 ) -> Result<BoxStream<'static, Result<ChatChunk, Error>>, Error> {
     let prepared = prepare(&app, viewer, &input).await?;
-    let call = open_record(&app, viewer, meta, &prepared, true).await?;
+    let opened = open_record(&app, viewer, meta, &prepared, true).await?;
     let started = Instant::now();
     let key = cache_key(&app, viewer, &prepared);
     if let Some(hit) = key.as_ref().and_then(|(k, _)| app.cache.get(k)) {
-        let outcome = serve_cached(&app, &call, &prepared, hit, started).await?;
+        let outcome = serve_cached(&app, &opened, &prepared, hit, started).await?;
         let delta = ChatChunk::Delta {
-            call_id: call.id.clone(),
+            call_id: opened.call.id.clone(),
             content: outcome.content.clone(),
             reasoning: outcome.reasoning.clone().unwrap_or_default(),
         };
@@ -790,7 +839,7 @@ pub async fn chat_stream(
             last_error.ok_or_else(|| Error::Internal("no provider to try".into()))?;
         close_record(
             &app,
-            &call,
+            &opened,
             &prepared,
             failed_ending(&error, ms(started), (&provider, &model), attempts),
         )
@@ -799,7 +848,7 @@ pub async fn chat_stream(
     };
     let state = Streaming {
         app,
-        call,
+        opened,
         prepared: Arc::new(prepared),
         provider,
         model,
@@ -826,7 +875,7 @@ pub async fn chat_stream(
                         s.content.push_str(&content);
                         s.reasoning.push_str(&reasoning);
                         let chunk = ChatChunk::Delta {
-                            call_id: s.call.id.clone(),
+                            call_id: s.opened.call.id.clone(),
                             content,
                             reasoning,
                         };
@@ -842,7 +891,8 @@ pub async fn chat_stream(
                     Some(Err(error)) => {
                         s.finished = true;
                         let ending = s.ending("FAILED", Some(described(&error)));
-                        let item = match close_record(&s.app, &s.call, &s.prepared, ending).await {
+                        let item = match close_record(&s.app, &s.opened, &s.prepared, ending).await
+                        {
                             Ok(_) => Err(error),
                             Err(e) => Err(e),
                         };
@@ -851,7 +901,7 @@ pub async fn chat_stream(
                     None => {
                         s.finished = true;
                         let ending = s.ending("SUCCEEDED", None);
-                        let item = close_record(&s.app, &s.call, &s.prepared, ending)
+                        let item = close_record(&s.app, &s.opened, &s.prepared, ending)
                             .await
                             .map(|record| {
                                 let outcome = ChatOutcome {
