@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use cloudbase_schema::clock::{Clock, SystemClock};
 use cloudbase_schema::db::{DbConfig, DbPool};
 use cloudbase_schema::plugins::PluginHost;
@@ -40,6 +41,12 @@ pub async fn run_with_clock(
         .local_addr()
         .context("reading the listen address")?;
     tracing::info!(%addr, env = ?config.env, backend = ?config_backend(&config), "serving");
+    // Small WebSocket frames (stream deltas) must not wait on delayed ACKs.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),

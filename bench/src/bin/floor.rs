@@ -10,6 +10,7 @@ use async_graphql::futures_util::{Stream, StreamExt};
 use async_graphql::{Context, Object, Schema, Subscription};
 use async_graphql_axum::{GraphQL, GraphQLSubscription};
 use axum::Router;
+use axum::serve::ListenerExt as _;
 use cloudbase_schema::db::{DbConfig, DbPool};
 use cloudbase_schema::db_run;
 use diesel::ExpressionMethods;
@@ -170,6 +171,9 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new()
         .route_service("/graphql", GraphQL::new(schema.clone()))
         .route_service("/graphql/ws", GraphQLSubscription::new(schema));
-    axum::serve(tokio::net::TcpListener::bind(&listen).await?, app).await?;
+    let listener = tokio::net::TcpListener::bind(&listen).await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await?;
     Ok(())
 }

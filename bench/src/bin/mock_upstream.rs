@@ -5,6 +5,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::serve::ListenerExt as _;
 use cloudbase_bench::REPLY_WORDS;
 use serde_json::{Value, json};
 
@@ -44,6 +45,9 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:18900".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         Router::new().route("/v1/chat/completions", post(completions)),

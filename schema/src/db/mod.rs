@@ -130,7 +130,12 @@ impl DbPool {
         let pool = match Backend::of_url(&config.url)? {
             Backend::Postgres => {
                 migrate_pg(&config.url).await?;
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(&config.url);
+                // `Fast` recycling: no `SELECT 1` before every checkout (a round trip per query).
+                // A connection the server dropped fails its next query once and is then discarded.
+                let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+                manager_config.recycling_method = RecyclingMethod::Fast;
+                let manager =
+                    AsyncDieselConnectionManager::new_with_config(&config.url, manager_config);
                 DbPool::Pg(build_pool(manager, config)?)
             }
             Backend::Sqlite => {
