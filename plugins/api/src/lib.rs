@@ -7,6 +7,7 @@
 //!
 //! - [`abi`]: the versioned C ABI (vtable, buffers, status codes, flags). Any language with a C
 //!   ABI can implement it; see `include/cloudbase_plugin.h`.
+//! - [`channel`]: helpers for notifiers (URL checks, truncation, judging `{"code": 0}` replies).
 //! - [`messages`]: the JSON messages (`ChatRequest`, `HttpRequest`, `StreamEvent`, `Usage`,
 //!   `Notification`, `Delivery`, ...).
 //! - [`traits`]: the safe [`Provider`] and [`Notifier`] traits.
@@ -97,6 +98,7 @@
 //! host guarantees.
 
 pub mod abi;
+pub mod channel;
 pub mod ffi;
 pub mod messages;
 pub mod openai;

@@ -282,6 +282,18 @@ pub enum Severity {
     Resolved,
 }
 
+impl Severity {
+    /// Upper-case label for message text: `INFO`, `WARNING`, `CRITICAL`, `RESOLVED`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Info => "INFO",
+            Severity::Warning => "WARNING",
+            Severity::Critical => "CRITICAL",
+            Severity::Resolved => "RESOLVED",
+        }
+    }
+}
+
 /// Something to tell people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {

@@ -21,14 +21,13 @@
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use cloudbase_plugin_api::channel::{self, check_url, truncate};
 use cloudbase_plugin_api::export_plugin;
 use cloudbase_plugin_api::messages::{
     Delivery, DeliveryReport, ErrorCode, HttpRequest, HttpResponse, Manifest, Notification,
-    PluginConfig, PluginError, PluginKind, SecretSpec, Severity, Transport,
+    PluginConfig, PluginError, PluginKind, SecretSpec, Transport,
 };
 use cloudbase_plugin_api::parse_settings;
 use cloudbase_plugin_api::traits::Notifier;
@@ -40,8 +39,6 @@ use sha2::Sha256;
 
 /// Our cap on the markdown text, in bytes (conservative; DingTalk's own limit is larger).
 const TEXT_LIMIT: usize = 18_000;
-/// Marks a cut.
-const ELLIPSIS: &str = "…";
 
 /// The instance settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -113,7 +110,7 @@ impl Notifier for Dingtalk {
             }
             url.push_str(&format!("timestamp={}&sign={sign}", n.timestamp_ms));
         }
-        let title = format!("[{}] {}", severity_label(n.severity), n.title);
+        let title = format!("[{}] {}", n.severity.label(), n.title);
         let body =
             json!({"msgtype": "markdown", "markdown": {"title": title, "text": markdown(n)}});
         let request = HttpRequest {
@@ -126,34 +123,7 @@ impl Notifier for Dingtalk {
     }
 
     fn parse_response(&self, response: &HttpResponse) -> DeliveryReport {
-        #[derive(Deserialize)]
-        struct Reply {
-            errcode: i64,
-            #[serde(default)]
-            errmsg: String,
-        }
-        let http_ok = (200..300).contains(&response.status);
-        match serde_json::from_str::<Reply>(&response.body) {
-            Ok(reply) if http_ok && reply.errcode == 0 => DeliveryReport {
-                ok: true,
-                detail: reply.errmsg,
-            },
-            Ok(reply) => DeliveryReport {
-                ok: false,
-                detail: format!(
-                    "HTTP {}, errcode {}: {}",
-                    response.status, reply.errcode, reply.errmsg
-                ),
-            },
-            Err(_) => DeliveryReport {
-                ok: false,
-                detail: format!(
-                    "HTTP {}: unexpected reply: {}",
-                    response.status,
-                    truncate(&response.body, 200)
-                ),
-            },
-        }
+        channel::report_from_code(response, &[("errcode", "errmsg")])
     }
 }
 
@@ -178,18 +148,9 @@ fn percent_encode(value: &str) -> String {
         .collect()
 }
 
-fn severity_label(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Info => "INFO",
-        Severity::Warning => "WARNING",
-        Severity::Critical => "CRITICAL",
-        Severity::Resolved => "RESOLVED",
-    }
-}
-
 /// The markdown text: heading, body, fields as a list, link.
 fn markdown(n: &Notification) -> String {
-    let head = format!("### [{}] {}\n\n", severity_label(n.severity), n.title);
+    let head = format!("### [{}] {}\n\n", n.severity.label(), n.title);
     let mut tail = String::new();
     for (key, value) in &n.fields {
         tail.push_str(&format!("- **{key}**: {value}\n"));
@@ -200,29 +161,6 @@ fn markdown(n: &Notification) -> String {
     let room = TEXT_LIMIT.saturating_sub(head.len() + tail.len() + 2);
     let whole = format!("{head}{}\n\n{tail}", truncate(&n.body, room));
     truncate(whole.trim_end(), TEXT_LIMIT).into_owned()
-}
-
-/// `text` cut to at most `max` bytes on a character boundary, ending in `…` when cut.
-fn truncate(text: &str, max: usize) -> Cow<'_, str> {
-    if text.len() <= max {
-        return Cow::Borrowed(text);
-    }
-    let end = text.floor_char_boundary(max.saturating_sub(ELLIPSIS.len()));
-    Cow::Owned(format!("{}{ELLIPSIS}", &text[..end]))
-}
-
-/// Checks that `field` holds an absolute http(s) URL without whitespace. The URL itself is
-/// left out of the message: channel URLs carry credentials.
-fn check_url(field: &str, url: &str) -> Result<(), PluginError> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !url.chars().any(char::is_whitespace) => Ok(()),
-        _ => Err(PluginError::config(format!(
-            "`{field}` must be an http:// or https:// URL without spaces"
-        ))),
-    }
 }
 
 export_plugin!(notifier: Dingtalk);

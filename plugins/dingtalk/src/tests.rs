@@ -1,6 +1,7 @@
 //! Unit tests of the DingTalk notifier, on recorded reply shapes; no network.
 
 use super::*;
+use cloudbase_plugin_api::messages::Severity;
 use serde_json::Value;
 
 const URL: &str = "https://oapi.dingtalk.com/robot/send?access_token=test-token";

@@ -15,7 +15,7 @@ mod tests;
 use cloudbase_plugin_api::export_plugin;
 use cloudbase_plugin_api::messages::{
     Delivery, EmailMessage, Manifest, Notification, PluginConfig, PluginError, PluginKind,
-    SecretSpec, Severity, SmtpTarget, SmtpTls, Transport,
+    SecretSpec, SmtpTarget, SmtpTls, Transport,
 };
 use cloudbase_plugin_api::parse_settings;
 use cloudbase_plugin_api::traits::Notifier;
@@ -175,15 +175,6 @@ impl Notifier for Email {
     }
 }
 
-fn severity_label(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Info => "INFO",
-        Severity::Warning => "WARNING",
-        Severity::Critical => "CRITICAL",
-        Severity::Resolved => "RESOLVED",
-    }
-}
-
 /// `<prefix> <SEVERITY> <title>`, on one line whatever the title holds.
 fn subject(prefix: &str, n: &Notification) -> String {
     let title: String = n
@@ -191,7 +182,7 @@ fn subject(prefix: &str, n: &Notification) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    [prefix, severity_label(n.severity), title.trim()]
+    [prefix, n.severity.label(), title.trim()]
         .into_iter()
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
@@ -200,12 +191,7 @@ fn subject(prefix: &str, n: &Notification) -> String {
 
 /// The plain-text body: headline, body, fields, link, separated by blank lines.
 fn text(n: &Notification) -> String {
-    let mut text = format!(
-        "[{}] {}\n\n{}\n",
-        severity_label(n.severity),
-        n.title,
-        n.body
-    );
+    let mut text = format!("[{}] {}\n\n{}\n", n.severity.label(), n.title, n.body);
     if !n.fields.is_empty() {
         text.push('\n');
         for (key, value) in &n.fields {

@@ -4,6 +4,7 @@ use cloudbase_plugin_api::messages::ErrorCode;
 use serde_json::Value;
 
 use super::*;
+use cloudbase_plugin_api::messages::Severity;
 
 fn minimal() -> Value {
     json!({"host": "smtp.example.com", "from": "alerts@example.com", "to": ["ops@example.com"]})

@@ -21,14 +21,13 @@
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use cloudbase_plugin_api::channel::{self, check_url, truncate};
 use cloudbase_plugin_api::export_plugin;
 use cloudbase_plugin_api::messages::{
     Delivery, DeliveryReport, ErrorCode, HttpRequest, HttpResponse, Manifest, Notification,
-    PluginConfig, PluginError, PluginKind, SecretSpec, Severity, Transport,
+    PluginConfig, PluginError, PluginKind, SecretSpec, Transport,
 };
 use cloudbase_plugin_api::parse_settings;
 use cloudbase_plugin_api::traits::Notifier;
@@ -40,8 +39,6 @@ use sha2::Sha256;
 
 /// Our cap on the message text, in bytes (the whole request must stay under 20 KB).
 const TEXT_LIMIT: usize = 18_000;
-/// Marks a cut.
-const ELLIPSIS: &str = "…";
 
 /// The instance settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -121,41 +118,11 @@ impl Notifier for Feishu {
     }
 
     fn parse_response(&self, response: &HttpResponse) -> DeliveryReport {
-        #[derive(Deserialize)]
-        struct Reply {
-            code: Option<i64>,
-            #[serde(default)]
-            msg: String,
-            #[serde(rename = "StatusCode")]
-            status_code: Option<i64>,
-            #[serde(rename = "StatusMessage", default)]
-            status_message: String,
-        }
-        let http_ok = (200..300).contains(&response.status);
-        let reply = serde_json::from_str::<Reply>(&response.body).ok();
-        let judged = reply.and_then(|r| match (r.code, r.status_code) {
-            (Some(code), _) => Some((code, r.msg)),
-            (None, Some(code)) => Some((code, r.status_message)),
-            (None, None) => None,
-        });
-        match judged {
-            Some((0, message)) if http_ok => DeliveryReport {
-                ok: true,
-                detail: message,
-            },
-            Some((code, message)) => DeliveryReport {
-                ok: false,
-                detail: format!("HTTP {}, code {code}: {message}", response.status),
-            },
-            None => DeliveryReport {
-                ok: false,
-                detail: format!(
-                    "HTTP {}: unexpected reply: {}",
-                    response.status,
-                    truncate(&response.body, 200)
-                ),
-            },
-        }
+        // Current replies use `code`/`msg`; older ones `StatusCode`/`StatusMessage`.
+        channel::report_from_code(
+            response,
+            &[("code", "msg"), ("StatusCode", "StatusMessage")],
+        )
     }
 }
 
@@ -166,18 +133,9 @@ fn sign(secret: &str, seconds: i64) -> Result<String, PluginError> {
     Ok(STANDARD.encode(mac.finalize().into_bytes()))
 }
 
-fn severity_label(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Info => "INFO",
-        Severity::Warning => "WARNING",
-        Severity::Critical => "CRITICAL",
-        Severity::Resolved => "RESOLVED",
-    }
-}
-
 /// The message text: headline, body, fields, link.
 fn text(n: &Notification) -> String {
-    let head = format!("[{}] {}\n", severity_label(n.severity), n.title);
+    let head = format!("[{}] {}\n", n.severity.label(), n.title);
     let mut tail = String::new();
     for (key, value) in &n.fields {
         tail.push_str(&format!("{key}: {value}\n"));
@@ -188,29 +146,6 @@ fn text(n: &Notification) -> String {
     let room = TEXT_LIMIT.saturating_sub(head.len() + tail.len() + 2);
     let whole = format!("{head}{}\n\n{tail}", truncate(&n.body, room));
     truncate(whole.trim_end(), TEXT_LIMIT).into_owned()
-}
-
-/// `text` cut to at most `max` bytes on a character boundary, ending in `…` when cut.
-fn truncate(text: &str, max: usize) -> Cow<'_, str> {
-    if text.len() <= max {
-        return Cow::Borrowed(text);
-    }
-    let end = text.floor_char_boundary(max.saturating_sub(ELLIPSIS.len()));
-    Cow::Owned(format!("{}{ELLIPSIS}", &text[..end]))
-}
-
-/// Checks that `field` holds an absolute http(s) URL without whitespace. The URL itself is
-/// left out of the message: channel URLs carry credentials.
-fn check_url(field: &str, url: &str) -> Result<(), PluginError> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !url.chars().any(char::is_whitespace) => Ok(()),
-        _ => Err(PluginError::config(format!(
-            "`{field}` must be an http:// or https:// URL without spaces"
-        ))),
-    }
 }
 
 export_plugin!(notifier: Feishu);

@@ -1,6 +1,7 @@
 //! Unit tests of the Feishu notifier, on recorded reply shapes; no network.
 
 use super::*;
+use cloudbase_plugin_api::messages::Severity;
 use serde_json::Value;
 
 const URL: &str = "https://open.feishu.cn/open-apis/bot/v2/hook/00000000-test";

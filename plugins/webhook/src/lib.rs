@@ -42,6 +42,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
+use cloudbase_plugin_api::channel::check_url;
 use cloudbase_plugin_api::export_plugin;
 use cloudbase_plugin_api::messages::{
     Delivery, ErrorCode, HttpRequest, Manifest, Notification, PluginConfig, PluginError,
@@ -231,20 +232,6 @@ fn sign(secret: &str, timestamp_ms: i64, body: &str) -> Result<String, PluginErr
 
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// Checks that `field` holds an absolute http(s) URL without whitespace. The URL itself is
-/// left out of the message: channel URLs often carry credentials.
-fn check_url(field: &str, url: &str) -> Result<(), PluginError> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !url.chars().any(char::is_whitespace) => Ok(()),
-        _ => Err(PluginError::config(format!(
-            "`{field}` must be an http:// or https:// URL without spaces"
-        ))),
-    }
 }
 
 export_plugin!(notifier: Webhook);

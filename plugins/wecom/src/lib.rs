@@ -19,12 +19,11 @@
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
-
+use cloudbase_plugin_api::channel::{self, check_url, truncate};
 use cloudbase_plugin_api::export_plugin;
 use cloudbase_plugin_api::messages::{
     Delivery, DeliveryReport, HttpRequest, HttpResponse, Manifest, Notification, PluginConfig,
-    PluginError, PluginKind, Severity, Transport,
+    PluginError, PluginKind, Transport,
 };
 use cloudbase_plugin_api::parse_settings;
 use cloudbase_plugin_api::traits::Notifier;
@@ -36,8 +35,6 @@ use serde_json::json;
 const MARKDOWN_LIMIT: usize = 4096;
 /// WeCom's limit on text content, in bytes.
 const TEXT_LIMIT: usize = 2048;
-/// Marks a cut.
-const ELLIPSIS: &str = "…";
 
 /// The instance settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -114,49 +111,13 @@ impl Notifier for Wecom {
     }
 
     fn parse_response(&self, response: &HttpResponse) -> DeliveryReport {
-        #[derive(Deserialize)]
-        struct Reply {
-            errcode: i64,
-            #[serde(default)]
-            errmsg: String,
-        }
-        let http_ok = (200..300).contains(&response.status);
-        match serde_json::from_str::<Reply>(&response.body) {
-            Ok(reply) if http_ok && reply.errcode == 0 => DeliveryReport {
-                ok: true,
-                detail: reply.errmsg,
-            },
-            Ok(reply) => DeliveryReport {
-                ok: false,
-                detail: format!(
-                    "HTTP {}, errcode {}: {}",
-                    response.status, reply.errcode, reply.errmsg
-                ),
-            },
-            Err(_) => DeliveryReport {
-                ok: false,
-                detail: format!(
-                    "HTTP {}: unexpected reply: {}",
-                    response.status,
-                    truncate(&response.body, 200)
-                ),
-            },
-        }
-    }
-}
-
-fn severity_label(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Info => "INFO",
-        Severity::Warning => "WARNING",
-        Severity::Critical => "CRITICAL",
-        Severity::Resolved => "RESOLVED",
+        channel::report_from_code(response, &[("errcode", "errmsg")])
     }
 }
 
 /// The markdown message: bold headline, body, quoted fields, link.
 fn markdown(n: &Notification) -> String {
-    let head = format!("**[{}] {}**\n", severity_label(n.severity), n.title);
+    let head = format!("**[{}] {}**\n", n.severity.label(), n.title);
     let mut tail = String::new();
     for (key, value) in &n.fields {
         tail.push_str(&format!("> **{key}**: {value}\n"));
@@ -169,7 +130,7 @@ fn markdown(n: &Notification) -> String {
 
 /// The plain-text message (used with mentions): headline, body, fields, link.
 fn text(n: &Notification) -> String {
-    let head = format!("[{}] {}\n", severity_label(n.severity), n.title);
+    let head = format!("[{}] {}\n", n.severity.label(), n.title);
     let mut tail = String::new();
     for (key, value) in &n.fields {
         tail.push_str(&format!("{key}: {value}\n"));
@@ -186,29 +147,6 @@ fn fit(head: &str, body: &str, tail: &str, limit: usize) -> String {
     let room = limit.saturating_sub(head.len() + tail.len() + 2);
     let whole = format!("{head}{}\n\n{tail}", truncate(body, room));
     truncate(whole.trim_end(), limit).into_owned()
-}
-
-/// `text` cut to at most `max` bytes on a character boundary, ending in `…` when cut.
-fn truncate(text: &str, max: usize) -> Cow<'_, str> {
-    if text.len() <= max {
-        return Cow::Borrowed(text);
-    }
-    let end = text.floor_char_boundary(max.saturating_sub(ELLIPSIS.len()));
-    Cow::Owned(format!("{}{ELLIPSIS}", &text[..end]))
-}
-
-/// Checks that `field` holds an absolute http(s) URL without whitespace. The URL itself is
-/// left out of the message: channel URLs carry credentials.
-fn check_url(field: &str, url: &str) -> Result<(), PluginError> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !url.chars().any(char::is_whitespace) => Ok(()),
-        _ => Err(PluginError::config(format!(
-            "`{field}` must be an http:// or https:// URL without spaces"
-        ))),
-    }
 }
 
 export_plugin!(notifier: Wecom);

@@ -4,6 +4,8 @@ use cloudbase_plugin_api::messages::ErrorCode;
 use serde_json::Value;
 
 use super::*;
+use cloudbase_plugin_api::channel::ELLIPSIS;
+use cloudbase_plugin_api::messages::Severity;
 
 const URL: &str = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=00000000-test";
 
