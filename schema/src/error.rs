@@ -28,6 +28,16 @@ pub enum Error {
     /// The change collides with existing data (for example an email already registered).
     #[error("{0}")]
     Conflict(String),
+    /// A budget has no room for this call; nothing was sent upstream.
+    #[error("{message}")]
+    BudgetExceeded {
+        /// Which budget, in words.
+        message: String,
+        /// What is left in the budget's currency (micro-units), after calls in flight.
+        remaining_micros: i64,
+        /// When the budget's period starts over, if it does.
+        reset_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// The AI provider or channel failed or refused (auth, quota, outage, bad answer).
     #[error("{0}")]
     Upstream(String),
@@ -61,6 +71,8 @@ pub enum Code {
     BadUserInput,
     /// Collides with existing data.
     Conflict,
+    /// A budget has no room.
+    BudgetExceeded,
     /// The provider or channel failed.
     UpstreamFailed,
     /// A plugin misbehaved.
@@ -82,6 +94,7 @@ impl Code {
             Code::NotFound => "NOT_FOUND",
             Code::BadUserInput => "BAD_USER_INPUT",
             Code::Conflict => "CONFLICT",
+            Code::BudgetExceeded => "BUDGET_EXCEEDED",
             Code::UpstreamFailed => "UPSTREAM_FAILED",
             Code::PluginFailed => "PLUGIN_FAILED",
             Code::Timeout => "TIMEOUT",
@@ -119,6 +132,7 @@ impl Error {
             Error::NotFound(_) => Code::NotFound,
             Error::BadInput { .. } => Code::BadUserInput,
             Error::Conflict(_) => Code::Conflict,
+            Error::BudgetExceeded { .. } => Code::BudgetExceeded,
             Error::Upstream(_) => Code::UpstreamFailed,
             Error::Plugin(_) => Code::PluginFailed,
             Error::Timeout(_) => Code::Timeout,

@@ -106,6 +106,47 @@ pub struct Config {
     pub chat: ChatConfig,
     /// An extra price file (same format as `schema/data/prices.toml`), applied at start-up.
     pub prices_file: Option<PathBuf>,
+    /// Budgets.
+    pub budgets: BudgetsConfig,
+    /// How long raw records are kept.
+    pub retention: RetentionConfig,
+}
+
+/// `[budgets]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetsConfig {
+    /// IANA time zone in which days, weeks and months start (and report days are counted).
+    pub timezone: String,
+    /// How long a call's reservation holds before the sweeper releases it, in seconds.
+    pub reservation_ttl_secs: u64,
+    /// How often the sweeper and the retention job run, in seconds.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for BudgetsConfig {
+    fn default() -> Self {
+        Self {
+            timezone: "Asia/Shanghai".into(),
+            reservation_ttl_secs: 900,
+            sweep_interval_secs: 30,
+        }
+    }
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Finished AI call records older than this many days are deleted (rollups are kept);
+    /// 0 keeps them forever.
+    pub ai_calls_days: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { ai_calls_days: 90 }
+    }
 }
 
 /// `[chat]`
@@ -283,6 +324,8 @@ impl Default for Config {
             plugins: BTreeMap::new(),
             chat: ChatConfig::default(),
             prices_file: None,
+            budgets: BudgetsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -405,7 +448,7 @@ impl Config {
                 "set both bootstrap_admin_email and bootstrap_admin_password, or neither",
             ));
         }
-        let positive: [(&'static str, u64); 9] = [
+        let positive: [(&'static str, u64); 11] = [
             (
                 "database.max_connections",
                 self.database.max_connections as u64,
@@ -427,7 +470,16 @@ impl Config {
             ("graphql.max_depth", self.graphql.max_depth as u64),
             ("graphql.max_complexity", self.graphql.max_complexity as u64),
             ("plugin_call_timeout_ms", self.plugin_call_timeout_ms),
+            (
+                "budgets.reservation_ttl_secs",
+                self.budgets.reservation_ttl_secs,
+            ),
+            (
+                "budgets.sweep_interval_secs",
+                self.budgets.sweep_interval_secs,
+            ),
         ];
+        self.timezone()?;
         for (key, value) in positive {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0"));
@@ -450,6 +502,19 @@ impl Config {
                 .ok()
                 .and_then(|exe| exe.parent().map(Path::to_path_buf))
                 .unwrap_or_else(|| PathBuf::from("."))
+        })
+    }
+
+    /// The budget time zone.
+    pub fn timezone(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        self.budgets.timezone.parse().map_err(|_| {
+            invalid(
+                "budgets.timezone",
+                format!(
+                    "unknown time zone {:?}; expected an IANA name such as Asia/Shanghai",
+                    self.budgets.timezone
+                ),
+            )
         })
     }
 

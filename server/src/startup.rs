@@ -9,7 +9,9 @@ use axum::serve::ListenerExt as _;
 use cloudbase_schema::clock::{Clock, SystemClock};
 use cloudbase_schema::db::{DbConfig, DbPool};
 use cloudbase_schema::plugins::PluginHost;
+use cloudbase_schema::services::budgets::BudgetSettings;
 use cloudbase_schema::services::chat::ChatSettings;
+use cloudbase_schema::services::maintenance;
 use cloudbase_schema::services::{App, TokenSettings, pricing, tokens, users};
 use tokio::net::TcpListener;
 
@@ -36,6 +38,11 @@ pub async fn run_with_clock(
     let plugins = Arc::new(Registry::load(&config).await);
     let app = Arc::new(build_app(&config, clock, plugins).await?);
     bootstrap_admin(&config, &app).await?;
+    let housekeeping = tokio::spawn(maintenance::run(
+        app.clone(),
+        std::time::Duration::from_secs(config.budgets.sweep_interval_secs),
+        config.retention.ai_calls_days,
+    ));
     let router = http::router(app, &config);
     let addr = listener
         .local_addr()
@@ -54,6 +61,7 @@ pub async fn run_with_clock(
     .with_graceful_shutdown(shutdown)
     .await
     .context("serving HTTP")?;
+    housekeeping.abort();
     tracing::info!("stopped");
     Ok(())
 }
@@ -85,6 +93,12 @@ pub async fn build_app(
         default_model: config.chat.default_model.clone(),
         log_prompts: config.chat.log_prompts,
         fallbacks: config.chat.fallbacks.clone(),
+    };
+    app.budgets = BudgetSettings {
+        timezone: config.timezone()?,
+        reservation_ttl: chrono::Duration::seconds(
+            i64::try_from(config.budgets.reservation_ttl_secs).unwrap_or(i64::MAX / 2),
+        ),
     };
     seed_prices(config, &app).await?;
     Ok(app)

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use cloudbase_schema::db::schema::{
-    ai_calls, conversations, messages, prices, refresh_tokens, sessions, users,
+    ai_calls, budget_reservations, budgets, conversations, messages, prices, refresh_tokens,
+    sessions, usage_daily, users,
 };
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -98,7 +99,10 @@ fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
         prices,
         conversations,
         ai_calls,
-        messages
+        messages,
+        budgets,
+        budget_reservations,
+        usage_daily
     )
 }
 

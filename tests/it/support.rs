@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use cloudbase_schema::clock::{Clock, SystemClock};
 use cloudbase_server::config::{Config, PluginInstanceConfig, Secret};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::{Value, json};
@@ -90,7 +93,13 @@ impl TestApp {
     /// A server whose config `tweak` may change.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let (config, db, dir) = Self::prepare(tweak).await;
-        Self::start(config, db, dir).await
+        Self::start(config, db, dir, Arc::new(SystemClock)).await
+    }
+
+    /// A server whose time comes from `clock` (for periods and expiry).
+    pub async fn spawn_with_clock(clock: Arc<dyn Clock>, tweak: impl FnOnce(&mut Config)) -> Self {
+        let (config, db, dir) = Self::prepare(tweak).await;
+        Self::start(config, db, dir, clock).await
     }
 
     /// `n` servers started at the same moment on one fresh database (PostgreSQL only: SQLite is
@@ -103,7 +112,7 @@ impl TestApp {
         );
         let peers = (1..n).map(|_| Peer::start(config.clone()));
         let (first, peers) = tokio::join!(
-            Self::start(config.clone(), db, dir),
+            Self::start(config.clone(), db, dir, Arc::new(SystemClock)),
             futures_util::future::join_all(peers)
         );
         (first, peers)
@@ -138,14 +147,20 @@ impl TestApp {
         (config, db, dir)
     }
 
-    async fn start(config: Config, db: TestDb, dir: tempfile::TempDir) -> Self {
+    async fn start(
+        config: Config,
+        db: TestDb,
+        dir: tempfile::TempDir,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(cloudbase_server::run(
+        let server = tokio::spawn(cloudbase_server::run_with_clock(
             config.clone(),
+            clock,
             listener,
             async move {
                 let _ = rx.await;
@@ -422,4 +437,56 @@ pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]
         .as_str()
         .unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+#[derive(diesel::QueryableByName)]
+struct Number {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+impl TestApp {
+    /// Runs a statement directly against this app's database (to inspect rollups, or to simulate
+    /// what a crashed process leaves behind).
+    pub async fn sql(&self, statement: &str) {
+        use diesel_async::RunQueryDsl;
+        let url = self.config.database_url.clone().unwrap();
+        if self.is_postgres() {
+            let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+            diesel::sql_query(statement)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        } else {
+            let path = cloudbase_schema::db::sqlite_path(&url).to_owned();
+            let mut conn = diesel_async::sync_connection_wrapper::SyncConnectionWrapper::<
+                diesel::SqliteConnection,
+            >::establish(&path)
+            .await
+            .unwrap();
+            diesel::sql_query(statement)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A query returning one BIGINT column named `n`.
+    pub async fn sql_number(&self, query: &str) -> i64 {
+        use diesel_async::RunQueryDsl;
+        let url = self.config.database_url.clone().unwrap();
+        let rows: Vec<Number> = if self.is_postgres() {
+            let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+            diesel::sql_query(query).load(&mut conn).await.unwrap()
+        } else {
+            let path = cloudbase_schema::db::sqlite_path(&url).to_owned();
+            let mut conn = diesel_async::sync_connection_wrapper::SyncConnectionWrapper::<
+                diesel::SqliteConnection,
+            >::establish(&path)
+            .await
+            .unwrap();
+            diesel::sql_query(query).load(&mut conn).await.unwrap()
+        };
+        rows.into_iter().next().map_or(0, |r| r.n)
+    }
 }

@@ -146,3 +146,42 @@ pub async fn page(
         query.load(c).await
     })
 }
+
+/// Fails a call still `PENDING` whose reservation expired (its process died).
+pub async fn expire(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::update(
+            ai_calls::table
+                .find(id)
+                .filter(ai_calls::status.eq("PENDING")),
+        )
+        .set((
+            ai_calls::status.eq("FAILED"),
+            ai_calls::error_code.eq("INTERNAL"),
+            ai_calls::error_message.eq("the call never finished; its budget reservation expired"),
+            ai_calls::finished_at.eq(now),
+        ))
+        .execute(c)
+        .await
+    })
+}
+
+/// Deletes up to `limit` finished calls that started before `cutoff`.
+pub async fn delete_finished_before(
+    conn: &mut DbConn,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        let ids: Vec<String> = ai_calls::table
+            .filter(ai_calls::started_at.lt(cutoff))
+            .filter(ai_calls::status.ne("PENDING"))
+            .select(ai_calls::id)
+            .limit(limit)
+            .load(c)
+            .await?;
+        diesel::delete(ai_calls::table.filter(ai_calls::id.eq_any(&ids)))
+            .execute(c)
+            .await
+    })
+}

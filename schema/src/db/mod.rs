@@ -6,10 +6,11 @@
 //!
 //! - [`schema`]: the hand-written Diesel tables shared by both backends.
 //! - [`models`]: row structs (`User`) and insert structs (`NewUser<'a>`).
-//! - [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`]: the query functions,
+//! - [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`]: the query functions,
 //!   returning `QueryResult`.
 
 pub mod ai_calls;
+pub mod budgets;
 pub mod conversations;
 pub mod models;
 pub mod prices;

@@ -238,3 +238,64 @@ pub struct AiCall {
     /// The prompt and reply, only with prompt logging on.
     pub prompt_log: Option<serde_json::Value>,
 }
+
+/// A row of `budgets`: a limit on spend (and optionally tokens and requests) for one user or
+/// for everyone, per period.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::budgets)]
+pub struct Budget {
+    /// UUIDv7.
+    pub id: String,
+    /// `USER` or `GLOBAL`.
+    pub scope: String,
+    /// The user, for `USER` budgets.
+    pub user_id: Option<String>,
+    /// `DAY`, `WEEK`, `MONTH` or `TOTAL`.
+    pub period: String,
+    /// Costs in other currencies do not count against it.
+    pub currency: String,
+    /// Spend limit in micro-units.
+    pub limit_micros: i64,
+    /// Optional token limit.
+    pub limit_tokens: Option<i64>,
+    /// Optional request limit.
+    pub limit_requests: Option<i64>,
+    /// Settled spend this period.
+    pub spent_micros: i64,
+    /// Held by calls in flight.
+    pub reserved_micros: i64,
+    /// Settled tokens this period.
+    pub spent_tokens: i64,
+    /// Tokens held by calls in flight.
+    pub reserved_tokens: i64,
+    /// Settled requests this period.
+    pub spent_requests: i64,
+    /// Requests in flight.
+    pub reserved_requests: i64,
+    /// Start of the current period (UTC).
+    pub period_start: NaiveDateTime,
+    /// End of the current period (UTC); `None` for `TOTAL`.
+    pub period_end: Option<NaiveDateTime>,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// UTC.
+    pub updated_at: NaiveDateTime,
+}
+
+/// A row of `budget_reservations`: what one call holds against one budget until it settles.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::budget_reservations)]
+pub struct Reservation {
+    /// The call.
+    pub ai_call_id: String,
+    /// The budget.
+    pub budget_id: String,
+    /// Worst-case cost held.
+    pub amount_micros: i64,
+    /// Worst-case tokens held.
+    pub tokens: i64,
+    /// Requests held (1).
+    pub requests: i64,
+    /// After this the sweeper releases it.
+    pub expires_at: NaiveDateTime,
+}

@@ -114,7 +114,57 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    budgets (id) {
+        id -> Text,
+        scope -> Text,
+        user_id -> Nullable<Text>,
+        period -> Text,
+        currency -> Text,
+        limit_micros -> BigInt,
+        limit_tokens -> Nullable<BigInt>,
+        limit_requests -> Nullable<BigInt>,
+        spent_micros -> BigInt,
+        reserved_micros -> BigInt,
+        spent_tokens -> BigInt,
+        reserved_tokens -> BigInt,
+        spent_requests -> BigInt,
+        reserved_requests -> BigInt,
+        period_start -> Timestamp,
+        period_end -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    budget_reservations (ai_call_id, budget_id) {
+        ai_call_id -> Text,
+        budget_id -> Text,
+        amount_micros -> BigInt,
+        tokens -> BigInt,
+        requests -> BigInt,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    usage_daily (day, user_id, provider, model, currency) {
+        day -> Text,
+        user_id -> Text,
+        provider -> Text,
+        model -> Text,
+        currency -> Text,
+        requests -> BigInt,
+        prompt_tokens -> BigInt,
+        cached_prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        cost_micros -> BigInt,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(budget_reservations -> budgets (budget_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(conversations -> users (user_id));
 diesel::joinable!(ai_calls -> users (user_id));
@@ -126,5 +176,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     prices,
     conversations,
     ai_calls,
-    messages
+    messages,
+    budgets,
+    budget_reservations,
+    usage_daily
 );

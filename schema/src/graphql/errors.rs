@@ -33,12 +33,38 @@ impl ExtensionFactory for ErrorPolicy {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(ErrorPolicyExtension {
             max_aliases: self.max_aliases,
+            request_id: std::sync::Mutex::new(String::new()),
         })
     }
 }
 
+/// One per request (the factory makes a new one each time).
 struct ErrorPolicyExtension {
     max_aliases: usize,
+    /// Captured while parsing: the `request` hook's context cannot see per-request data.
+    request_id: std::sync::Mutex<String>,
+}
+
+impl ErrorPolicyExtension {
+    fn remember_request_id(&self, ctx: &ExtensionContext<'_>) {
+        let id = request_id(ctx);
+        if !id.is_empty() {
+            *self.request_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
+        }
+    }
+
+    fn request_id(&self, ctx: &ExtensionContext<'_>) -> String {
+        let stored = self
+            .request_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if stored.is_empty() {
+            request_id(ctx)
+        } else {
+            stored
+        }
+    }
 }
 
 fn request_id(ctx: &ExtensionContext<'_>) -> String {
@@ -65,6 +91,21 @@ fn has_code(error: &ServerError) -> bool {
 pub fn finish_error(error: &mut ServerError, request_id: &str) {
     if has_code(error) {
         return;
+    }
+    let budget = match error.source::<Error>() {
+        Some(Error::BudgetExceeded {
+            remaining_micros,
+            reset_at,
+            ..
+        }) => Some((*remaining_micros, *reset_at)),
+        _ => None,
+    };
+    if let Some((remaining, reset_at)) = budget {
+        let ext = error.extensions.get_or_insert_with(Default::default);
+        ext.set("remainingMicros", remaining.to_string());
+        if let Some(at) = reset_at {
+            ext.set("resetAt", at.to_rfc3339());
+        }
     }
     let (code, field) = match error.source::<Error>() {
         Some(e) => (
@@ -156,7 +197,7 @@ fn document_aliases(doc: &ExecutableDocument) -> usize {
 impl Extension for ErrorPolicyExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
-        let id = request_id(ctx);
+        let id = self.request_id(ctx);
         for error in &mut response.errors {
             finish_error(error, &id);
         }
@@ -187,6 +228,7 @@ impl Extension for ErrorPolicyExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        self.remember_request_id(ctx);
         let doc = next.run(ctx, query, variables).await.map_err(|mut e| {
             set_code(&mut e, "GRAPHQL_PARSE_FAILED");
             e

@@ -5,11 +5,13 @@
 //! - [`auth`]: `register`, `login`, `refreshSession`, `logout`, `changePassword`.
 //! - [`plugins`]: `plugins`, `models`, `testNotification`.
 //! - [`chat`]: `chat` and `chatStream`; [`conversations`], [`ai_calls`], [`prices`].
+//! - [`budgets`]: `budgets`, `createBudget`, `updateBudget`, `deleteBudget`.
 //! - [`money`]: the string-backed `Micros` scalar.
 //! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.
 
 pub mod ai_calls;
 pub mod auth;
+pub mod budgets;
 pub mod chat;
 pub mod conversations;
 pub mod errors;
@@ -33,6 +35,7 @@ pub struct Query(
     conversations::ConversationsQuery,
     ai_calls::AiCallsQuery,
     prices::PricesQuery,
+    budgets::BudgetsQuery,
 );
 
 /// The root mutation: every domain's mutations merged.
@@ -44,6 +47,7 @@ pub struct Mutation(
     chat::ChatMutation,
     conversations::ConversationsMutation,
     prices::PricesMutation,
+    budgets::BudgetsMutation,
 );
 
 /// The root subscription: every domain's subscriptions merged.

@@ -10,11 +10,11 @@ use cloudbase_plugin_api::{ChatMessage, ChatRequest, ChatRole, StreamEvent, Usag
 use futures_util::stream::{BoxStream, StreamExt};
 
 use super::cache::{CachedReply, ResponseCache};
-use super::{App, RequestMeta, Viewer, conversations, pricing};
+use super::{App, RequestMeta, Viewer, budgets, conversations, pricing};
 use crate::Error;
 use crate::db::ai_calls::{self, Finish};
 use crate::db::models::{AiCall, Conversation, Message};
-use crate::db::{conversations as conversation_queries, prices};
+use crate::db::{budgets as budget_queries, conversations as conversation_queries, prices};
 
 /// Chat defaults and switches, from config.
 #[derive(Debug, Clone)]
@@ -102,6 +102,8 @@ struct Prepared {
     model: String,
     /// The provider/model pairs to try in order: the one asked for, then its fallbacks.
     targets: Vec<(String, String)>,
+    /// The largest output cap among the targets (for the worst-case reservation).
+    max_output: Option<u32>,
     request: ChatRequest,
     conversation: Option<Conversation>,
     user_message: Option<String>,
@@ -267,23 +269,30 @@ async fn prepare(app: &App, viewer: &Viewer, input: &ChatInput) -> Result<Prepar
         stream: false,
     };
     let mut targets = vec![(provider.clone(), model.clone())];
+    let mut max_output = info.info.max_output_tokens;
     let fallbacks = app.chat.fallbacks.get(&format!("{provider}/{model}"));
     for fallback in fallbacks.into_iter().flatten() {
-        match fallback.split_once('/') {
-            Some((p, m))
-                if models
-                    .iter()
-                    .any(|row| row.provider == p && row.info.id == m) =>
-            {
-                targets.push((p.to_owned(), m.to_owned()));
+        let row = fallback.split_once('/').and_then(|(p, m)| {
+            models
+                .iter()
+                .find(|row| row.provider == p && row.info.id == m)
+        });
+        match row {
+            Some(row) => {
+                // No cap on either side means no cap at all.
+                max_output = max_output
+                    .zip(row.info.max_output_tokens)
+                    .map(|(a, b)| a.max(b));
+                targets.push((row.provider.clone(), row.info.id.clone()));
             }
-            _ => tracing::warn!(%fallback, "fallback is not a callable provider/model; skipped"),
+            None => tracing::warn!(%fallback, "fallback is not a callable provider/model; skipped"),
         }
     }
     Ok(Prepared {
         provider,
         model,
         targets,
+        max_output,
         request,
         conversation,
         user_message,
@@ -326,29 +335,84 @@ async fn open_record(
         attempts: serde_json::json!([]),
         prompt_log: None,
     };
-    // The record and the price lookup go to the database side by side: the price in force at
-    // `started_at` is known before the provider answers, off the critical path.
-    let insert = async {
+    // The price in force and the budgets that apply are read side by side; a call with no
+    // budget is then one INSERT, a call with budgets reserves in the same transaction.
+    let lookups = async {
         let mut conn = app.db.get().await?;
+        let mut prices_by_target = Vec::with_capacity(p.targets.len());
+        for (provider, model) in &p.targets {
+            prices_by_target
+                .push(prices::in_force(&mut conn, provider, model, call.started_at).await?);
+        }
+        Ok::<_, Error>(prices_by_target)
+    };
+    let applicable = async {
+        let mut conn = app.db.get().await?;
+        Ok::<_, Error>(budget_queries::list(&mut conn, Some(&call.user_id)).await?)
+    };
+    let (prices_by_target, applicable) = tokio::join!(lookups, applicable);
+    let prices_by_target = prices_by_target?;
+    let applicable = applicable?;
+    let price = prices_by_target.first().cloned().flatten();
+    let mut conn = app.db.get().await?;
+    if applicable.is_empty() {
         ai_calls::insert(&mut conn, &call).await?;
-        Ok::<_, Error>(())
-    };
-    let price = async {
-        let mut conn = app.db.get().await?;
-        Ok::<_, Error>(
-            prices::in_force(&mut conn, &call.provider, &call.model, call.started_at).await?,
-        )
-    };
-    let (inserted, price) = tokio::join!(insert, price);
-    inserted?;
+    } else {
+        let worst = worst_case(&p.request, p.max_output, &prices_by_target);
+        let currency = price.as_ref().map(|p| p.currency.clone());
+        conn.transaction(async |tx| {
+            ai_calls::insert(tx, &call).await?;
+            budgets::admit(tx, app, &call, &applicable, worst, currency.as_deref()).await
+        })
+        .await?;
+    }
     Ok(Opened {
         price: KnownPrice {
             provider: call.provider.clone(),
             model: call.model.clone(),
-            price: price?,
+            price,
         },
+        reserved: !applicable.is_empty(),
         call,
     })
+}
+
+/// Output cap assumed when neither the request nor the model gives one.
+const DEFAULT_OUTPUT_CAP: u64 = 16_384;
+
+/// The most a call could cost: every prompt byte a token (no tokenizer makes more tokens than
+/// bytes), the full output cap, at the dearest price among the targets.
+fn worst_case(
+    request: &ChatRequest,
+    max_output: Option<u32>,
+    prices_by_target: &[Option<crate::db::models::Price>],
+) -> budgets::Worst {
+    let prompt: u64 = request
+        .messages
+        .iter()
+        .map(|m| m.content.len() as u64 + 8)
+        .sum::<u64>()
+        + 8;
+    let output = request
+        .max_tokens
+        .map(u64::from)
+        .or(max_output.map(u64::from))
+        .unwrap_or(DEFAULT_OUTPUT_CAP);
+    let usage = Usage {
+        prompt_tokens: prompt,
+        cached_prompt_tokens: 0,
+        completion_tokens: output,
+    };
+    let micros = prices_by_target
+        .iter()
+        .flatten()
+        .map(|p| pricing::cost_micros(&usage, p))
+        .max()
+        .unwrap_or(0);
+    budgets::Worst {
+        micros,
+        tokens: i64::try_from(prompt + output).unwrap_or(i64::MAX),
+    }
 }
 
 /// The price in force at a call's start, for the provider and model first asked.
@@ -364,6 +428,8 @@ struct KnownPrice {
 struct Opened {
     call: AiCall,
     price: KnownPrice,
+    /// Whether budgets hold reservations for it (to settle).
+    reserved: bool,
 }
 
 /// A rough token estimate (about four characters a token), used only when a provider reports no
@@ -483,17 +549,42 @@ async fn close_record(
     let call_id = call.id.clone();
     let (content, reasoning) = (ending.content.clone(), ending.reasoning.clone());
     let already = || Error::Conflict("the call was already finished".into());
-    let record = match &turn {
-        // A single UPDATE is atomic on its own: no transaction, one round trip.
-        None => ai_calls::finish(&mut conn, &call_id, &finish)
-            .await?
-            .ok_or_else(already)?,
-        // A conversation turn is appended in the same transaction as the record.
-        Some((conversation_id, text)) => {
-            conn.transaction(async |tx| {
-                let record = ai_calls::finish(tx, &call_id, &finish)
-                    .await?
-                    .ok_or_else(already)?;
+    let reserved = opened.reserved;
+    let day = budgets::report_day(&app.budgets, call.started_at);
+    // One transaction: the record, the budget settlement, the daily rollup and the turn.
+    let record = conn
+        .transaction(async |tx| {
+            let record = ai_calls::finish(tx, &call_id, &finish)
+                .await?
+                .ok_or_else(already)?;
+            let tokens = record.prompt_tokens + record.completion_tokens;
+            if reserved {
+                budgets::settle(
+                    tx,
+                    &call_id,
+                    record.cost_micros,
+                    record.currency.as_deref(),
+                    tokens,
+                )
+                .await?;
+            }
+            budget_queries::add_daily(
+                tx,
+                &budget_queries::DailyUsage {
+                    day: &day,
+                    user_id: &record.user_id,
+                    provider: &record.provider,
+                    model: &record.model,
+                    currency: record.currency.as_deref().unwrap_or(""),
+                    requests: 1,
+                    prompt_tokens: record.prompt_tokens,
+                    cached_prompt_tokens: record.cached_prompt_tokens,
+                    completion_tokens: record.completion_tokens,
+                    cost_micros: record.cost_micros,
+                },
+            )
+            .await?;
+            if let Some((conversation_id, text)) = &turn {
                 for (role, body, thinking) in [
                     ("USER", text.as_str(), None),
                     ("ASSISTANT", content.as_str(), Some(reasoning.as_str())),
@@ -510,11 +601,10 @@ async fn close_record(
                     conversation_queries::insert_message(tx, &message).await?;
                 }
                 conversation_queries::touch(tx, conversation_id, now).await?;
-                Ok(record)
-            })
-            .await?
-        }
-    };
+            }
+            Ok(record)
+        })
+        .await?;
     tracing::info!(
         ai_call.id = %record.id, provider = %record.provider, model = %record.model,
         status = %record.status, cost_micros = record.cost_micros,

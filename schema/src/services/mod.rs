@@ -2,6 +2,8 @@
 //!
 //! - [`chat`]: the AI-call workflow (validate, record, call, price, settle), plain and streamed.
 //! - [`conversations`], [`ai_calls`], [`pricing`]: history, call records, prices and costs.
+//! - [`budgets`]: reservations at admission, settlement, periods, the sweeper.
+//! - [`maintenance`]: the background sweeper and retention job.
 //! - [`cache`]: the opt-in, per-user, exact-match response cache.
 //! - [`auth`]: register, login, refresh-token rotation, logout, password change, and the check
 //!   that turns an access token into a [`Viewer`].
@@ -13,9 +15,11 @@
 
 pub mod ai_calls;
 pub mod auth;
+pub mod budgets;
 pub mod cache;
 pub mod chat;
 pub mod conversations;
+pub mod maintenance;
 pub mod passwords;
 pub mod plugins;
 pub mod pricing;
@@ -47,6 +51,8 @@ pub struct App {
     pub chat: chat::ChatSettings,
     /// Replies of providers that opted into caching.
     pub cache: cache::ResponseCache,
+    /// Budget time zone and reservation lifetime.
+    pub budgets: budgets::BudgetSettings,
     passwords: passwords::Passwords,
 }
 
@@ -65,6 +71,7 @@ impl App {
             plugins,
             chat: chat::ChatSettings::default(),
             cache: cache::ResponseCache::default(),
+            budgets: budgets::BudgetSettings::default(),
             passwords: passwords::Passwords::default(),
         }
     }

@@ -1,0 +1,3 @@
+DROP TABLE usage_daily;
+DROP TABLE budget_reservations;
+DROP TABLE budgets;

@@ -1,0 +1,263 @@
+//! Queries on `budgets`, `budget_reservations` and `usage_daily`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::RunQueryDsl;
+
+use super::models::{Budget, Reservation};
+use super::schema::{budget_reservations, budgets, usage_daily};
+use super::{DbConn, db_run};
+
+/// Inserts a budget.
+pub async fn insert(conn: &mut DbConn, budget: &Budget) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::insert_into(budgets::table)
+            .values(budget)
+            .execute(c)
+            .await
+    })
+}
+
+/// One budget.
+pub async fn find(conn: &mut DbConn, id: &str) -> QueryResult<Budget> {
+    db_run!(conn, |c| {
+        budgets::table
+            .find(id)
+            .select(Budget::as_select())
+            .get_result(c)
+            .await
+    })
+}
+
+/// Budgets that apply to `user_id`: theirs and the global ones. `None` lists every budget.
+pub async fn list(conn: &mut DbConn, user_id: Option<&str>) -> QueryResult<Vec<Budget>> {
+    db_run!(conn, |c| {
+        let mut query = budgets::table
+            .select(Budget::as_select())
+            .order(budgets::id.asc())
+            .into_boxed();
+        if let Some(user) = user_id {
+            query = query.filter(budgets::user_id.eq(user).or(budgets::scope.eq("GLOBAL")));
+        }
+        query.load(c).await
+    })
+}
+
+/// Changes a budget's limits.
+pub async fn set_limits(
+    conn: &mut DbConn,
+    id: &str,
+    limits: (i64, Option<i64>, Option<i64>),
+    now: NaiveDateTime,
+) -> QueryResult<Budget> {
+    db_run!(conn, |c| {
+        diesel::update(budgets::table.find(id))
+            .set((
+                budgets::limit_micros.eq(limits.0),
+                budgets::limit_tokens.eq(limits.1),
+                budgets::limit_requests.eq(limits.2),
+                budgets::updated_at.eq(now),
+            ))
+            .returning(Budget::as_returning())
+            .get_result(c)
+            .await
+    })
+}
+
+/// Deletes a budget (and its reservations).
+pub async fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
+    db_run!(conn, |c| diesel::delete(budgets::table.find(id))
+        .execute(c)
+        .await)
+}
+
+/// Starts a new period if the current one ended at `old_end`: settled amounts go back to zero
+/// (reservations in flight stay). Idempotent across instances: only one update matches.
+pub async fn roll(
+    conn: &mut DbConn,
+    id: &str,
+    old_end: NaiveDateTime,
+    start: NaiveDateTime,
+    end: Option<NaiveDateTime>,
+) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::update(
+            budgets::table
+                .find(id)
+                .filter(budgets::period_end.eq(old_end)),
+        )
+        .set((
+            budgets::spent_micros.eq(0),
+            budgets::spent_tokens.eq(0),
+            budgets::spent_requests.eq(0),
+            budgets::period_start.eq(start),
+            budgets::period_end.eq(end),
+        ))
+        .execute(c)
+        .await
+    })
+}
+
+/// Reserves `amount` micro-units, `tokens` and one request, only if every limit still holds
+/// afterwards. Returns whether it did: the check and the reservation are one statement.
+pub async fn reserve(conn: &mut DbConn, id: &str, amount: i64, tokens: i64) -> QueryResult<bool> {
+    db_run!(conn, |c| {
+        diesel::update(
+            budgets::table
+                .find(id)
+                .filter(
+                    (budgets::spent_micros + budgets::reserved_micros + amount)
+                        .le(budgets::limit_micros),
+                )
+                .filter(
+                    budgets::limit_tokens.is_null().or((budgets::spent_tokens
+                        + budgets::reserved_tokens
+                        + tokens)
+                        .nullable()
+                        .le(budgets::limit_tokens)),
+                )
+                .filter(
+                    budgets::limit_requests
+                        .is_null()
+                        .or(
+                            (budgets::spent_requests + budgets::reserved_requests + 1i64)
+                                .nullable()
+                                .le(budgets::limit_requests),
+                        ),
+                ),
+        )
+        .set((
+            budgets::reserved_micros.eq(budgets::reserved_micros + amount),
+            budgets::reserved_tokens.eq(budgets::reserved_tokens + tokens),
+            budgets::reserved_requests.eq(budgets::reserved_requests + 1i64),
+        ))
+        .execute(c)
+        .await
+        .map(|n| n == 1)
+    })
+}
+
+/// Records a reservation.
+pub async fn insert_reservation(conn: &mut DbConn, r: &Reservation) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::insert_into(budget_reservations::table)
+            .values(r)
+            .execute(c)
+            .await
+    })
+}
+
+/// The reservations a call holds.
+pub async fn reservations_of(conn: &mut DbConn, call_id: &str) -> QueryResult<Vec<Reservation>> {
+    db_run!(conn, |c| {
+        budget_reservations::table
+            .filter(budget_reservations::ai_call_id.eq(call_id))
+            .select(Reservation::as_select())
+            .load(c)
+            .await
+    })
+}
+
+/// Reservations whose time is up.
+pub async fn expired(
+    conn: &mut DbConn,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<Reservation>> {
+    db_run!(conn, |c| {
+        budget_reservations::table
+            .filter(budget_reservations::expires_at.le(now))
+            .select(Reservation::as_select())
+            .limit(limit)
+            .load(c)
+            .await
+    })
+}
+
+/// Releases a reservation and adds what was really used: `(micros, tokens, requests)`.
+/// Deleting the reservation row in the same step makes it happen once.
+pub async fn settle(
+    conn: &mut DbConn,
+    r: &Reservation,
+    used: (i64, i64, i64),
+) -> QueryResult<bool> {
+    let gone = db_run!(conn, |c| {
+        diesel::delete(budget_reservations::table.find((&r.ai_call_id, &r.budget_id)))
+            .execute(c)
+            .await
+    })?;
+    if gone == 0 {
+        return Ok(false);
+    }
+    db_run!(conn, |c| {
+        diesel::update(budgets::table.find(&r.budget_id))
+            .set((
+                budgets::reserved_micros.eq(budgets::reserved_micros - r.amount_micros),
+                budgets::reserved_tokens.eq(budgets::reserved_tokens - r.tokens),
+                budgets::reserved_requests.eq(budgets::reserved_requests - r.requests),
+                budgets::spent_micros.eq(budgets::spent_micros + used.0),
+                budgets::spent_tokens.eq(budgets::spent_tokens + used.1),
+                budgets::spent_requests.eq(budgets::spent_requests + used.2),
+            ))
+            .execute(c)
+            .await
+    })?;
+    Ok(true)
+}
+
+/// One day's usage of one user with one model, added to `usage_daily`.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = usage_daily)]
+pub struct DailyUsage<'a> {
+    /// `YYYY-MM-DD` in the configured time zone.
+    pub day: &'a str,
+    /// The user.
+    pub user_id: &'a str,
+    /// Provider instance.
+    pub provider: &'a str,
+    /// Model.
+    pub model: &'a str,
+    /// Currency of the cost (empty when unpriced).
+    pub currency: &'a str,
+    /// Calls.
+    pub requests: i64,
+    /// Input tokens.
+    pub prompt_tokens: i64,
+    /// Cached input tokens.
+    pub cached_prompt_tokens: i64,
+    /// Output tokens.
+    pub completion_tokens: i64,
+    /// Cost.
+    pub cost_micros: i64,
+}
+
+/// Adds one call to its day's rollup row.
+pub async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::insert_into(usage_daily::table)
+            .values(u)
+            .on_conflict((
+                usage_daily::day,
+                usage_daily::user_id,
+                usage_daily::provider,
+                usage_daily::model,
+                usage_daily::currency,
+            ))
+            .do_update()
+            .set((
+                usage_daily::requests.eq(usage_daily::requests + excluded(usage_daily::requests)),
+                usage_daily::prompt_tokens
+                    .eq(usage_daily::prompt_tokens + excluded(usage_daily::prompt_tokens)),
+                usage_daily::cached_prompt_tokens
+                    .eq(usage_daily::cached_prompt_tokens
+                        + excluded(usage_daily::cached_prompt_tokens)),
+                usage_daily::completion_tokens
+                    .eq(usage_daily::completion_tokens + excluded(usage_daily::completion_tokens)),
+                usage_daily::cost_micros
+                    .eq(usage_daily::cost_micros + excluded(usage_daily::cost_micros)),
+            ))
+            .execute(c)
+            .await
+    })
+}

@@ -1,0 +1,39 @@
+//! Background housekeeping, every `interval`: release budget reservations a crash left behind,
+//! and delete finished call records past their retention (the rollups are kept). Safe to run on
+//! every instance at once: each step is an idempotent conditional statement.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{App, budgets};
+use crate::Error;
+use crate::db::ai_calls;
+
+/// Runs until the task is aborted.
+pub async fn run(app: Arc<App>, interval: Duration, retention_days: u64) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = budgets::sweep(&app).await {
+            tracing::warn!(error = %e, "releasing expired reservations failed");
+        }
+        if retention_days > 0
+            && let Err(e) = prune(&app, retention_days).await
+        {
+            tracing::warn!(error = %e, "pruning old call records failed");
+        }
+    }
+}
+
+/// Deletes finished call records that started more than `days` days ago; returns how many.
+pub async fn prune(app: &App, days: u64) -> Result<usize, Error> {
+    let cutoff =
+        app.now() - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX / 86_400_000));
+    let mut conn = app.db.get().await?;
+    let deleted = ai_calls::delete_finished_before(&mut conn, cutoff, 10_000).await?;
+    if deleted > 0 {
+        tracing::info!(deleted, retention_days = days, "old call records deleted");
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,412 @@
+//! Budgets through the real server: no overspending under concurrency (and across processes on
+//! PostgreSQL), records = rollups = spend to the micro-unit, periods in the configured time zone,
+//! and expired reservations released by the sweeper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Timelike};
+use cloudbase_schema::clock::{Clock, ManualClock};
+use serde_json::{Value, json};
+
+use crate::chat::{CALL_FIELDS, chat_query};
+use crate::support::{TestApp, error_code, instance};
+
+const BUDGETS: &str = "query($u: ID) { budgets(userId: $u) { id scope period currency limitMicros spentMicros reservedMicros remainingMicros spentRequests reservedRequests resetAt } }";
+const CREATE: &str = "mutation($i: CreateBudgetInput!) { createBudget(input: $i) { id resetAt } }";
+
+fn micros(v: &Value) -> i64 {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn ask() -> Value {
+    json!({"input": {"provider": "mock", "model": "mock-echo", "message": "budget test", "maxTokens": 3}})
+}
+
+/// The cost of one `ask()` call, measured before any budget exists.
+async fn cost_of_one(app: &TestApp, token: &str) -> i64 {
+    let data = app.gql_ok(Some(token), &chat_query(), ask()).await;
+    micros(&data["chat"]["aiCall"]["costMicros"])
+}
+
+async fn budget_of(app: &TestApp, admin: &str, user_id: &str) -> Value {
+    let data = app
+        .gql_ok(Some(admin), BUDGETS, json!({"u": user_id}))
+        .await;
+    data["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["scope"] == "USER")
+        .unwrap()
+        .clone()
+}
+
+async fn fire(urls: &[String], token: &str, n: usize) -> (Vec<i64>, usize) {
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (client, url, token) = (
+            client.clone(),
+            urls[i % urls.len()].clone(),
+            token.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"query": chat_query(), "variables": ask()}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }));
+    }
+    let (mut costs, mut refused) = (Vec::new(), 0);
+    for t in tasks {
+        let body = t.await.unwrap();
+        match body.get("errors") {
+            None => costs.push(micros(&body["data"]["chat"]["aiCall"]["costMicros"])),
+            Some(_) => {
+                assert_eq!(error_code(&body), "BUDGET_EXCEEDED", "{body}");
+                assert!(
+                    body["errors"][0]["extensions"]["remainingMicros"].is_string(),
+                    "{body}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    (costs, refused)
+}
+
+async fn check_never_overspent(app: &TestApp, urls: &[String]) {
+    let admin = app.admin_token().await;
+    let (user, _, user_id) = app
+        .register("spender@example.com", "spender-password")
+        .await;
+    let one = cost_of_one(app, &user).await;
+    assert!(one > 0);
+    app.gql_ok(Some(&admin), CREATE, json!({"i": {"userId": user_id, "period": "TOTAL", "currency": "CNY", "limitMicros": (10 * one).to_string()}})).await;
+
+    let (costs, refused) = fire(urls, &user, 50).await;
+    assert!(
+        !costs.is_empty() && costs.len() <= 10,
+        "{} calls succeeded on a budget for 10",
+        costs.len()
+    );
+    assert_eq!(costs.len() + refused, 50);
+    let budget = budget_of(app, &admin, &user_id).await;
+    let spent = micros(&budget["spentMicros"]);
+    assert_eq!(
+        spent,
+        costs.iter().sum::<i64>(),
+        "spend is exactly what the calls cost"
+    );
+    assert!(
+        spent <= micros(&budget["limitMicros"]),
+        "never overspent: {budget}"
+    );
+    assert_eq!(budget["reservedMicros"], "0", "every reservation came back");
+    assert_eq!(budget["reservedRequests"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_is_never_overspent_by_concurrent_calls() {
+    let app = TestApp::spawn().await;
+    check_never_overspent(&app, &[app.url("/graphql")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_holds_across_two_server_processes_on_postgres() {
+    if std::env::var("TEST_DATABASE_URL").is_err() {
+        eprintln!(
+            "a_budget_holds_across_two_server_processes_on_postgres: PostgreSQL only (set TEST_DATABASE_URL); .ci/run does"
+        );
+        return;
+    }
+    let (app, peers) = TestApp::spawn_cluster(2).await;
+    let urls = vec![app.url("/graphql"), peers[0].url("/graphql")];
+    check_never_overspent(&app, &urls).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_rollups_and_spend_agree_to_the_micro_unit() {
+    let app = TestApp::spawn_with(|c| {
+        c.plugins
+            .insert("mock".into(), instance("mock", json!({}), &[]));
+        let mut cached = instance("mock", json!({}), &[]);
+        cached.cache_ttl_secs = Some(60);
+        c.plugins.insert("cachedmock".into(), cached);
+        c.plugins.insert(
+            "slowmock".into(),
+            instance("mock", json!({"delay_ms": 100}), &[]),
+        );
+        c.plugins.insert(
+            "chaos".into(),
+            instance("mock", json!({"fault_injection": true}), &[]),
+        );
+    })
+    .await;
+    let admin = app.admin_token().await;
+    // The mock instances share the mock's seeded price only under the name "mock": price the others.
+    for provider in ["cachedmock", "slowmock", "chaos"] {
+        app.gql_ok(Some(&admin), "mutation($i: AddPriceInput!) { addPrice(input: $i) { id } }", json!({"i": {"provider": provider, "model": "mock-echo", "input": "3.00", "cachedInput": "1.00", "output": "7.00", "currency": "CNY", "effectiveFrom": "2020-01-01T00:00:00Z"}})).await;
+    }
+    app.gql_ok(
+        Some(&admin),
+        CREATE,
+        json!({"i": {"period": "MONTH", "currency": "CNY", "limitMicros": "1000000000"}}),
+    )
+    .await;
+    let (user, _, _) = app.register("mixed@example.com", "mixed-password").await;
+    for i in 0..4 {
+        app.gql_ok(
+            Some(&user),
+            &chat_query(),
+            json!({"input": {"provider": "mock", "message": format!("plain {i}")}}),
+        )
+        .await;
+    }
+    for _ in 0..3 {
+        app.gql_ok(Some(&user), &chat_query(), json!({"input": {"provider": "cachedmock", "model": "mock-echo", "message": "cache me"}})).await;
+    }
+    let failed = app
+        .gql(
+            Some(&user),
+            &chat_query(),
+            json!({"input": {"provider": "chaos", "model": "mock-fault-panic", "message": "x"}}),
+        )
+        .await;
+    assert_eq!(error_code(&failed), "PLUGIN_FAILED");
+    let mut ws = crate::ws::GqlWs::connect(&app, Some(&user)).await.unwrap();
+    ws.subscribe("1", &crate::chat::stream_query(), json!({"input": {"provider": "slowmock", "model": "mock-echo", "message": "a long reply to cancel halfway through"}})).await;
+    assert_eq!(ws.next().await["type"], "next");
+    ws.drop_connection().await;
+
+    // Wait until every call is finished (the cancelled one finishes in the background).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app
+        .sql_number("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ai_calls WHERE status = 'PENDING'")
+        .await
+        > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a call never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let statuses = app
+        .gql_ok(
+            Some(&user),
+            &format!("{{ aiCalls(first: 100) {{ edges {{ node {{ {CALL_FIELDS} cached }} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    let calls: Vec<Value> = statuses["aiCalls"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"].clone())
+        .collect();
+    assert_eq!(calls.len(), 9);
+    assert!(calls.iter().any(|c| c["status"] == "CANCELLED"));
+    assert!(calls.iter().any(|c| c["status"] == "FAILED"));
+    assert_eq!(calls.iter().filter(|c| c["cached"] == true).count(), 2);
+    let records: i64 = calls.iter().map(|c| micros(&c["costMicros"])).sum();
+    let rollups = app
+        .sql_number("SELECT CAST(SUM(cost_micros) AS BIGINT) AS n FROM usage_daily")
+        .await;
+    let requests = app
+        .sql_number("SELECT CAST(SUM(requests) AS BIGINT) AS n FROM usage_daily")
+        .await;
+    let global = app.gql_ok(Some(&admin), BUDGETS, json!({})).await["budgets"][0].clone();
+    assert!(records > 0);
+    assert_eq!(rollups, records, "rollups = records");
+    assert_eq!(
+        micros(&global["spentMicros"]),
+        records,
+        "spend = records: {global}"
+    );
+    assert_eq!(requests, 9);
+    assert_eq!(global["spentRequests"], 9);
+    assert_eq!(global["reservedMicros"], "0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn periods_start_over_at_midnight_in_the_configured_zone() {
+    let shanghai = chrono_tz::Asia::Shanghai;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let app = TestApp::spawn_with_clock(clock.clone(), |c| {
+        c.budgets.timezone = "Asia/Shanghai".into()
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let (user, _, user_id) = app.register("daily@example.com", "daily-password").await;
+    let one = cost_of_one(&app, &user).await;
+    // One request a day (the money limit is wide: admission reserves the worst case, above `one`).
+    let created = app
+        .gql_ok(Some(&admin), CREATE, json!({"i": {"userId": user_id, "period": "DAY", "currency": "CNY", "limitMicros": "1000000", "limitRequests": 1}}))
+        .await;
+    let now = clock.now();
+    let local = now.with_timezone(&shanghai);
+    let midnight = shanghai
+        .from_local_datetime(
+            &(local.date_naive() + chrono::Duration::days(1))
+                .and_hms_opt(0, 0, 0)
+                .unwrap(),
+        )
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let reset =
+        chrono::DateTime::parse_from_rfc3339(created["createBudget"]["resetAt"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(reset, midnight, "the day ends at local midnight");
+
+    app.gql_ok(Some(&user), &chat_query(), ask()).await;
+    let refused = app.gql(Some(&user), &chat_query(), ask()).await;
+    assert_eq!(error_code(&refused), "BUDGET_EXCEEDED");
+    let reset_at = chrono::DateTime::parse_from_rfc3339(
+        refused["errors"][0]["extensions"]["resetAt"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reset_at, midnight, "the error says when the budget resets");
+
+    // A minute past local midnight the day starts over.
+    clock.advance(midnight - now + chrono::Duration::minutes(1));
+    assert_eq!(clock.now().with_timezone(&shanghai).hour(), 0);
+    app.gql_ok(Some(&user), &chat_query(), ask()).await;
+    let budget = budget_of(&app, &admin, &user_id).await;
+    assert_eq!(
+        micros(&budget["spentMicros"]),
+        one,
+        "only today's call counts: {budget}"
+    );
+    assert_eq!(budget["spentRequests"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reservations_left_by_a_crash_are_released() {
+    let app = TestApp::spawn_with(|c| c.budgets.sweep_interval_secs = 1).await;
+    let admin = app.admin_token().await;
+    let (_, _, user_id) = app
+        .register("crashed@example.com", "crashed-password")
+        .await;
+    let budget = app.gql_ok(Some(&admin), CREATE, json!({"i": {"userId": user_id, "period": "TOTAL", "currency": "CNY", "limitMicros": "1000"}})).await;
+    let budget_id = budget["createBudget"]["id"].as_str().unwrap().to_owned();
+    // What a process that died mid-call leaves: a PENDING record holding a reservation.
+    let call_id = uuid::Uuid::now_v7().to_string();
+    let started = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S");
+    let empty_json = if app.is_postgres() {
+        "'[]'"
+    } else {
+        "jsonb('[]')"
+    };
+    app.sql(&format!("INSERT INTO ai_calls (id, user_id, provider, model, stream, status, started_at, attempts) VALUES ('{call_id}', '{user_id}', 'mock', 'mock-echo', FALSE, 'PENDING', '{started}', {empty_json})")).await;
+    app.sql(&format!("INSERT INTO budget_reservations (ai_call_id, budget_id, amount_micros, tokens, requests, expires_at) VALUES ('{call_id}', '{budget_id}', 400, 10, 1, '2020-01-01 00:15:00')")).await;
+    app.sql(&format!("UPDATE budgets SET reserved_micros = 400, reserved_tokens = 10, reserved_requests = 1 WHERE id = '{budget_id}'")).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let b = budget_of(&app, &admin, &user_id).await;
+        if b["reservedMicros"] == "0" {
+            assert_eq!(b["reservedRequests"], 0);
+            assert_eq!(b["spentMicros"], "0", "nothing was spent");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sweeper never released it: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin_view = app
+        .gql_ok(
+            Some(&admin),
+            "query($id: ID!) { aiCall(id: $id) { status errorMessage } }",
+            json!({"id": call_id}),
+        )
+        .await;
+    assert_eq!(
+        admin_view["aiCall"]["status"], "FAILED",
+        "the orphaned call is closed as failed: {admin_view}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn budgets_are_managed_by_admins_and_seen_by_their_users() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (user, _, user_id) = app.register("viewer@example.com", "viewer-password").await;
+    let (other, _, other_id) = app
+        .register("other-budget@example.com", "other-password")
+        .await;
+    let input = json!({"i": {"userId": user_id, "period": "MONTH", "currency": "CNY", "limitMicros": "5000000"}});
+    assert_eq!(
+        error_code(&app.gql(Some(&user), CREATE, input.clone()).await),
+        "FORBIDDEN"
+    );
+    let id = app.gql_ok(Some(&admin), CREATE, input).await["createBudget"]["id"].clone();
+    app.gql_ok(
+        Some(&admin),
+        CREATE,
+        json!({"i": {"period": "DAY", "currency": "CNY", "limitMicros": "9000000"}}),
+    )
+    .await;
+
+    let mine = app.gql_ok(Some(&user), BUDGETS, json!({})).await;
+    assert_eq!(
+        mine["budgets"].as_array().unwrap().len(),
+        2,
+        "own and global"
+    );
+    let theirs = app.gql_ok(Some(&other), BUDGETS, json!({})).await;
+    assert_eq!(
+        theirs["budgets"].as_array().unwrap().len(),
+        1,
+        "only the global one"
+    );
+    assert_eq!(
+        error_code(&app.gql(Some(&other), BUDGETS, json!({"u": user_id})).await),
+        "FORBIDDEN"
+    );
+    let _ = other_id;
+
+    let bad = app
+        .gql(
+            Some(&admin),
+            CREATE,
+            json!({"i": {"period": "DAY", "currency": "yuan", "limitMicros": "1"}}),
+        )
+        .await;
+    assert_eq!(error_code(&bad), "BAD_USER_INPUT");
+    let negative = app
+        .gql(
+            Some(&admin),
+            CREATE,
+            json!({"i": {"period": "DAY", "currency": "CNY", "limitMicros": "-1"}}),
+        )
+        .await;
+    assert_eq!(error_code(&negative), "BAD_USER_INPUT");
+    let updated = app.gql_ok(Some(&admin), "mutation($id: ID!) { updateBudget(id: $id, limitMicros: \"7000000\", limitRequests: 100) { limitMicros limitRequests } }", json!({"id": id})).await;
+    assert_eq!(updated["updateBudget"]["limitMicros"], "7000000");
+    app.gql_ok(
+        Some(&admin),
+        "mutation($id: ID!) { deleteBudget(id: $id) }",
+        json!({"id": id}),
+    )
+    .await;
+    let gone = app
+        .gql(
+            Some(&admin),
+            "mutation($id: ID!) { deleteBudget(id: $id) }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(error_code(&gone), "NOT_FOUND");
+}
