@@ -38,6 +38,14 @@ pub enum Error {
         /// When the budget's period starts over, if it does.
         reset_at: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Too many requests (or tokens, or failed logins) in the current window.
+    #[error("{message}")]
+    RateLimited {
+        /// What was limited.
+        message: String,
+        /// When to try again.
+        retry_after_ms: i64,
+    },
     /// The AI provider or channel failed or refused (auth, quota, outage, bad answer).
     #[error("{0}")]
     Upstream(String),
@@ -73,6 +81,8 @@ pub enum Code {
     Conflict,
     /// A budget has no room.
     BudgetExceeded,
+    /// Too many requests.
+    RateLimited,
     /// The provider or channel failed.
     UpstreamFailed,
     /// A plugin misbehaved.
@@ -95,6 +105,7 @@ impl Code {
             Code::BadUserInput => "BAD_USER_INPUT",
             Code::Conflict => "CONFLICT",
             Code::BudgetExceeded => "BUDGET_EXCEEDED",
+            Code::RateLimited => "RATE_LIMITED",
             Code::UpstreamFailed => "UPSTREAM_FAILED",
             Code::PluginFailed => "PLUGIN_FAILED",
             Code::Timeout => "TIMEOUT",
@@ -133,6 +144,7 @@ impl Error {
             Error::BadInput { .. } => Code::BadUserInput,
             Error::Conflict(_) => Code::Conflict,
             Error::BudgetExceeded { .. } => Code::BudgetExceeded,
+            Error::RateLimited { .. } => Code::RateLimited,
             Error::Upstream(_) => Code::UpstreamFailed,
             Error::Plugin(_) => Code::PluginFailed,
             Error::Timeout(_) => Code::Timeout,

@@ -110,6 +110,36 @@ pub struct Config {
     pub budgets: BudgetsConfig,
     /// How long raw records are kept.
     pub retention: RetentionConfig,
+    /// Default rate limits (admins override them per user).
+    pub rate_limits: RateLimitsConfig,
+}
+
+/// `[rate_limits]`; 0 turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// AI calls per minute per user.
+    pub requests_per_minute: u64,
+    /// Tokens per minute per user.
+    pub tokens_per_minute: u64,
+    /// Failed logins per account per window before logins are refused.
+    pub login_failures_per_account: u64,
+    /// Failed logins per client address per window.
+    pub login_failures_per_address: u64,
+    /// The login window, in seconds.
+    pub login_window_secs: u64,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_minute: 120,
+            tokens_per_minute: 0,
+            login_failures_per_account: 10,
+            login_failures_per_address: 100,
+            login_window_secs: 900,
+        }
+    }
 }
 
 /// `[budgets]`
@@ -326,6 +356,7 @@ impl Default for Config {
             prices_file: None,
             budgets: BudgetsConfig::default(),
             retention: RetentionConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
         }
     }
 }
@@ -448,7 +479,7 @@ impl Config {
                 "set both bootstrap_admin_email and bootstrap_admin_password, or neither",
             ));
         }
-        let positive: [(&'static str, u64); 11] = [
+        let positive: &[(&'static str, u64)] = &[
             (
                 "database.max_connections",
                 self.database.max_connections as u64,
@@ -478,9 +509,13 @@ impl Config {
                 "budgets.sweep_interval_secs",
                 self.budgets.sweep_interval_secs,
             ),
+            (
+                "rate_limits.login_window_secs",
+                self.rate_limits.login_window_secs,
+            ),
         ];
         self.timezone()?;
-        for (key, value) in positive {
+        for &(key, value) in positive {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0"));
             }

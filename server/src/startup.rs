@@ -12,6 +12,7 @@ use cloudbase_schema::plugins::PluginHost;
 use cloudbase_schema::services::budgets::BudgetSettings;
 use cloudbase_schema::services::chat::ChatSettings;
 use cloudbase_schema::services::maintenance;
+use cloudbase_schema::services::rate_limits::RateLimitSettings;
 use cloudbase_schema::services::{App, TokenSettings, pricing, tokens, users};
 use tokio::net::TcpListener;
 
@@ -98,6 +99,17 @@ pub async fn build_app(
         timezone: config.timezone()?,
         reservation_ttl: chrono::Duration::seconds(
             i64::try_from(config.budgets.reservation_ttl_secs).unwrap_or(i64::MAX / 2),
+        ),
+    };
+    let limits = &config.rate_limits;
+    let optional = |n: u64| (n > 0).then(|| i64::try_from(n).unwrap_or(i64::MAX));
+    app.rate_limits = RateLimitSettings {
+        requests_per_minute: optional(limits.requests_per_minute),
+        tokens_per_minute: optional(limits.tokens_per_minute),
+        login_failures_per_account: optional(limits.login_failures_per_account).unwrap_or(i64::MAX),
+        login_failures_per_address: optional(limits.login_failures_per_address).unwrap_or(i64::MAX),
+        login_window: chrono::Duration::seconds(
+            i64::try_from(limits.login_window_secs).unwrap_or(i64::MAX / 2),
         ),
     };
     seed_prices(config, &app).await?;

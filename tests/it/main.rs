@@ -28,6 +28,7 @@ mod chat;
 mod config;
 mod conversations;
 mod http;
+mod limits;
 mod pages;
 mod plugins;
 mod receivers;

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use cloudbase_schema::db::schema::{
-    ai_calls, budget_reservations, budgets, conversations, messages, prices, refresh_tokens,
-    sessions, usage_daily, users,
+    ai_calls, budget_reservations, budgets, conversations, messages, prices, rate_counters,
+    refresh_tokens, sessions, usage_daily, user_limits, users,
 };
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -102,7 +102,9 @@ fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
         messages,
         budgets,
         budget_reservations,
-        usage_daily
+        usage_daily,
+        rate_counters,
+        user_limits
     )
 }
 

@@ -105,14 +105,23 @@ impl TestApp {
     /// `n` servers started at the same moment on one fresh database (PostgreSQL only: SQLite is
     /// single-instance by design). The first owns the database; the others are peers.
     pub async fn spawn_cluster(n: usize) -> (Self, Vec<Peer>) {
-        let (config, db, dir) = Self::prepare(|_| {}).await;
+        Self::spawn_cluster_with(n, Arc::new(SystemClock), |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_cluster`], every instance reading the time from `clock`.
+    pub async fn spawn_cluster_with(
+        n: usize,
+        clock: Arc<dyn Clock>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> (Self, Vec<Peer>) {
+        let (config, db, dir) = Self::prepare(tweak).await;
         assert!(
             matches!(db, TestDb::Postgres { .. }),
             "clusters need TEST_DATABASE_URL"
         );
-        let peers = (1..n).map(|_| Peer::start(config.clone()));
+        let peers = (1..n).map(|_| Peer::start(config.clone(), Arc::clone(&clock)));
         let (first, peers) = tokio::join!(
-            Self::start(config.clone(), db, dir, Arc::new(SystemClock)),
+            Self::start(config.clone(), db, dir, Arc::clone(&clock)),
             futures_util::future::join_all(peers)
         );
         (first, peers)
@@ -387,15 +396,20 @@ pub struct Peer {
 }
 
 impl Peer {
-    async fn start(config: Config) -> Self {
+    async fn start(config: Config, clock: Arc<dyn Clock>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(cloudbase_server::run(config, listener, async move {
-            let _ = rx.await;
-        }));
+        let server = tokio::spawn(cloudbase_server::run_with_clock(
+            config,
+            clock,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {

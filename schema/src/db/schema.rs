@@ -163,6 +163,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rate_counters (key, window_start) {
+        key -> Text,
+        window_start -> Timestamp,
+        count -> BigInt,
+    }
+}
+
+diesel::table! {
+    user_limits (user_id) {
+        user_id -> Text,
+        requests_per_minute -> Nullable<BigInt>,
+        tokens_per_minute -> Nullable<BigInt>,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(budget_reservations -> budgets (budget_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -179,5 +196,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     budgets,
     budget_reservations,
-    usage_daily
+    usage_daily,
+    rate_counters,
+    user_limits
 );

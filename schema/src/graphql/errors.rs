@@ -107,6 +107,13 @@ pub fn finish_error(error: &mut ServerError, request_id: &str) {
             ext.set("resetAt", at.to_rfc3339());
         }
     }
+    if let Some(Error::RateLimited { retry_after_ms, .. }) = error.source::<Error>() {
+        let retry = *retry_after_ms;
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("retryAfterMs", retry);
+    }
     let (code, field) = match error.source::<Error>() {
         Some(e) => (
             e.code(),

@@ -6,6 +6,7 @@
 //! - [`plugins`]: `plugins`, `models`, `testNotification`.
 //! - [`chat`]: `chat` and `chatStream`; [`conversations`], [`ai_calls`], [`prices`].
 //! - [`budgets`]: `budgets`, `createBudget`, `updateBudget`, `deleteBudget`.
+//! - [`limits`]: `rateLimits`, `setRateLimits`.
 //! - [`money`]: the string-backed `Micros` scalar.
 //! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.
 
@@ -15,6 +16,7 @@ pub mod budgets;
 pub mod chat;
 pub mod conversations;
 pub mod errors;
+pub mod limits;
 pub mod money;
 pub mod plugins;
 pub mod prices;
@@ -36,6 +38,7 @@ pub struct Query(
     ai_calls::AiCallsQuery,
     prices::PricesQuery,
     budgets::BudgetsQuery,
+    limits::LimitsQuery,
 );
 
 /// The root mutation: every domain's mutations merged.
@@ -48,6 +51,7 @@ pub struct Mutation(
     conversations::ConversationsMutation,
     prices::PricesMutation,
     budgets::BudgetsMutation,
+    limits::LimitsMutation,
 );
 
 /// The root subscription: every domain's subscriptions merged.

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{App, tokens, users, validate};
+use super::{App, rate_limits, tokens, users, validate};
 use crate::Error;
 use crate::db::models::{NewRefreshToken, NewSession, User};
 use crate::db::{DbConn, sessions, users as user_queries};
@@ -150,23 +150,29 @@ pub async fn login(
     password: &str,
 ) -> Result<AuthTokens, Error> {
     let rejected = || Error::Unauthenticated("invalid email or password".into());
+    let address = meta.client_ip.as_deref();
     let Ok(email) = validate::email("input.email", email) else {
         app.passwords.verify_dummy(password).await?;
         return Err(rejected());
     };
+    rate_limits::check_login(app, &email, address).await?;
     let mut conn = app.db.get().await?;
-    let Some(user) = user_queries::find_by_email(&mut conn, &email).await? else {
-        app.passwords.verify_dummy(password).await?;
-        tracing::info!(client_ip = ?meta.client_ip, "login failed: unknown email");
+    let user = user_queries::find_by_email(&mut conn, &email).await?;
+    drop(conn);
+    let verified = match &user {
+        Some(user) => app.passwords.verify(password, &user.password_hash).await?,
+        None => app.passwords.verify_dummy(password).await?,
+    };
+    let Some(user) = user.filter(|_| verified) else {
+        rate_limits::login_failed(app, &email, address).await?;
+        tracing::info!(client_ip = ?meta.client_ip, "login failed");
         return Err(rejected());
     };
-    if !app.passwords.verify(password, &user.password_hash).await? {
-        tracing::info!(user.id = %user.id, client_ip = ?meta.client_ip, "login failed: wrong password");
-        return Err(rejected());
-    }
     if user.disabled_at.is_some() {
         return Err(Error::Forbidden("this account is disabled".into()));
     }
+    rate_limits::login_succeeded(app, &email).await?;
+    let mut conn = app.db.get().await?;
     tracing::info!(user.id = %user.id, "user logged in");
     open_session(app, &mut conn, user, meta).await
 }

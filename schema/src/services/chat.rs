@@ -10,7 +10,7 @@ use cloudbase_plugin_api::{ChatMessage, ChatRequest, ChatRole, StreamEvent, Usag
 use futures_util::stream::{BoxStream, StreamExt};
 
 use super::cache::{CachedReply, ResponseCache};
-use super::{App, RequestMeta, Viewer, budgets, conversations, pricing};
+use super::{App, RequestMeta, Viewer, budgets, conversations, pricing, rate_limits};
 use crate::Error;
 use crate::db::ai_calls::{self, Finish};
 use crate::db::models::{AiCall, Conversation, Message};
@@ -605,6 +605,10 @@ async fn close_record(
             Ok(record)
         })
         .await?;
+    let used = record.prompt_tokens + record.completion_tokens;
+    if let Err(e) = rate_limits::spend_tokens(app, &record.user_id, used).await {
+        tracing::warn!(ai_call.id = %record.id, error = %e, "counting tokens for the rate limit failed");
+    }
     tracing::info!(
         ai_call.id = %record.id, provider = %record.provider, model = %record.model,
         status = %record.status, cost_micros = record.cost_micros,
@@ -714,6 +718,7 @@ pub async fn chat(
     input: ChatInput,
 ) -> Result<ChatOutcome, Error> {
     let prepared = prepare(app, viewer, &input).await?;
+    rate_limits::admit(app, &viewer.user_id).await?;
     let opened = open_record(app, viewer, meta, &prepared, false).await?;
     let started = Instant::now();
     let key = cache_key(app, viewer, &prepared);
@@ -882,6 +887,7 @@ pub async fn chat_stream(
     input: ChatInput,
 ) -> Result<BoxStream<'static, Result<ChatChunk, Error>>, Error> {
     let prepared = prepare(&app, viewer, &input).await?;
+    rate_limits::admit(&app, &viewer.user_id).await?;
     let opened = open_record(&app, viewer, meta, &prepared, true).await?;
     let started = Instant::now();
     let key = cache_key(&app, viewer, &prepared);

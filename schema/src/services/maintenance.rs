@@ -1,11 +1,12 @@
 //! Background housekeeping, every `interval`: release budget reservations a crash left behind,
-//! and delete finished call records past their retention (the rollups are kept). Safe to run on
+//! delete finished call records past their retention (the rollups are kept), and drop old rate
+//! counters. Safe to run on
 //! every instance at once: each step is an idempotent conditional statement.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{App, budgets};
+use super::{App, budgets, rate_limits};
 use crate::Error;
 use crate::db::ai_calls;
 
@@ -17,6 +18,9 @@ pub async fn run(app: Arc<App>, interval: Duration, retention_days: u64) {
         ticker.tick().await;
         if let Err(e) = budgets::sweep(&app).await {
             tracing::warn!(error = %e, "releasing expired reservations failed");
+        }
+        if let Err(e) = rate_limits::prune(&app).await {
+            tracing::warn!(error = %e, "pruning old rate counters failed");
         }
         if retention_days > 0
             && let Err(e) = prune(&app, retention_days).await

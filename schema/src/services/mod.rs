@@ -4,6 +4,7 @@
 //! - [`conversations`], [`ai_calls`], [`pricing`]: history, call records, prices and costs.
 //! - [`budgets`]: reservations at admission, settlement, periods, the sweeper.
 //! - [`maintenance`]: the background sweeper and retention job.
+//! - [`rate_limits`]: requests and tokens per minute, failed logins, in the database.
 //! - [`cache`]: the opt-in, per-user, exact-match response cache.
 //! - [`auth`]: register, login, refresh-token rotation, logout, password change, and the check
 //!   that turns an access token into a [`Viewer`].
@@ -23,6 +24,7 @@ pub mod maintenance;
 pub mod passwords;
 pub mod plugins;
 pub mod pricing;
+pub mod rate_limits;
 pub mod tokens;
 pub mod users;
 pub mod validate;
@@ -53,6 +55,8 @@ pub struct App {
     pub cache: cache::ResponseCache,
     /// Budget time zone and reservation lifetime.
     pub budgets: budgets::BudgetSettings,
+    /// Default rate limits.
+    pub rate_limits: rate_limits::RateLimitSettings,
     passwords: passwords::Passwords,
 }
 
@@ -72,6 +76,7 @@ impl App {
             chat: chat::ChatSettings::default(),
             cache: cache::ResponseCache::default(),
             budgets: budgets::BudgetSettings::default(),
+            rate_limits: rate_limits::RateLimitSettings::default(),
             passwords: passwords::Passwords::default(),
         }
     }

@@ -1,0 +1,2 @@
+DROP TABLE user_limits;
+DROP TABLE rate_counters;
