@@ -32,6 +32,7 @@ mod limits;
 mod pages;
 mod plugins;
 mod receivers;
+mod reports;
 mod resilience;
 mod schema;
 mod support;

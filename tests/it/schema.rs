@@ -6,7 +6,7 @@ use std::path::Path;
 
 use cloudbase_schema::db::schema::{
     ai_calls, budget_reservations, budgets, conversations, messages, prices, rate_counters,
-    refresh_tokens, sessions, usage_daily, user_limits, users,
+    refresh_tokens, sessions, usage_daily, usage_daily_models, user_limits, users,
 };
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -103,6 +103,7 @@ fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
         budgets,
         budget_reservations,
         usage_daily,
+        usage_daily_models,
         rate_counters,
         user_limits
     )

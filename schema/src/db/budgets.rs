@@ -6,7 +6,7 @@ use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
 use super::models::{Budget, Reservation};
-use super::schema::{budget_reservations, budgets, usage_daily};
+use super::schema::{budget_reservations, budgets, usage_daily, usage_daily_models};
 use super::{DbConn, db_run};
 
 /// Inserts a budget.
@@ -232,8 +232,51 @@ pub struct DailyUsage<'a> {
     pub cost_micros: i64,
 }
 
-/// Adds one call to its day's rollup row.
+/// Adds one call to its day's rollup rows: the user's and the team-wide one.
 pub async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> {
+    add_user_daily(conn, u).await?;
+    db_run!(conn, |c| {
+        diesel::insert_into(usage_daily_models::table)
+            .values((
+                usage_daily_models::day.eq(u.day),
+                usage_daily_models::provider.eq(u.provider),
+                usage_daily_models::model.eq(u.model),
+                usage_daily_models::currency.eq(u.currency),
+                usage_daily_models::requests.eq(u.requests),
+                usage_daily_models::prompt_tokens.eq(u.prompt_tokens),
+                usage_daily_models::cached_prompt_tokens.eq(u.cached_prompt_tokens),
+                usage_daily_models::completion_tokens.eq(u.completion_tokens),
+                usage_daily_models::cost_micros.eq(u.cost_micros),
+            ))
+            .on_conflict((
+                usage_daily_models::day,
+                usage_daily_models::provider,
+                usage_daily_models::model,
+                usage_daily_models::currency,
+            ))
+            .do_update()
+            .set(
+                (
+                    usage_daily_models::requests
+                        .eq(usage_daily_models::requests + excluded(usage_daily_models::requests)),
+                    usage_daily_models::prompt_tokens.eq(usage_daily_models::prompt_tokens
+                        + excluded(usage_daily_models::prompt_tokens)),
+                    usage_daily_models::cached_prompt_tokens
+                        .eq(usage_daily_models::cached_prompt_tokens
+                            + excluded(usage_daily_models::cached_prompt_tokens)),
+                    usage_daily_models::completion_tokens.eq(usage_daily_models::completion_tokens
+                        + excluded(usage_daily_models::completion_tokens)),
+                    usage_daily_models::cost_micros
+                        .eq(usage_daily_models::cost_micros
+                            + excluded(usage_daily_models::cost_micros)),
+                ),
+            )
+            .execute(c)
+            .await
+    })
+}
+
+async fn add_user_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> {
     db_run!(conn, |c| {
         diesel::insert_into(usage_daily::table)
             .values(u)

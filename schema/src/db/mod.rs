@@ -6,7 +6,7 @@
 //!
 //! - [`schema`]: the hand-written Diesel tables shared by both backends.
 //! - [`models`]: row structs (`User`) and insert structs (`NewUser<'a>`).
-//! - [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`], [`rate_limits`]: the query functions,
+//! - [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`], [`rate_limits`], [`usage`]: the query functions,
 //!   returning `QueryResult`.
 
 pub mod ai_calls;
@@ -17,6 +17,7 @@ pub mod prices;
 pub mod rate_limits;
 pub mod schema;
 pub mod sessions;
+pub mod usage;
 pub mod users;
 
 use std::path::Path;

@@ -164,6 +164,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_daily_models (day, provider, model, currency) {
+        day -> Text,
+        provider -> Text,
+        model -> Text,
+        currency -> Text,
+        requests -> BigInt,
+        prompt_tokens -> BigInt,
+        cached_prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        cost_micros -> BigInt,
+    }
+}
+
+diesel::table! {
     rate_counters (key, window_start) {
         key -> Text,
         window_start -> Timestamp,
@@ -197,6 +211,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     budgets,
     budget_reservations,
     usage_daily,
+    usage_daily_models,
     rate_counters,
     user_limits
 );

@@ -7,6 +7,7 @@
 //! - [`chat`]: `chat` and `chatStream`; [`conversations`], [`ai_calls`], [`prices`].
 //! - [`budgets`]: `budgets`, `createBudget`, `updateBudget`, `deleteBudget`.
 //! - [`limits`]: `rateLimits`, `setRateLimits`.
+//! - [`usage`]: `usage`, `myUsage`, `statement`.
 //! - [`money`]: the string-backed `Micros` scalar.
 //! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.
 
@@ -20,6 +21,7 @@ pub mod limits;
 pub mod money;
 pub mod plugins;
 pub mod prices;
+pub mod usage;
 pub mod users;
 
 use std::sync::Arc;
@@ -39,6 +41,7 @@ pub struct Query(
     prices::PricesQuery,
     budgets::BudgetsQuery,
     limits::LimitsQuery,
+    usage::UsageQuery,
 );
 
 /// The root mutation: every domain's mutations merged.

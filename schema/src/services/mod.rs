@@ -5,6 +5,7 @@
 //! - [`budgets`]: reservations at admission, settlement, periods, the sweeper.
 //! - [`maintenance`]: the background sweeper and retention job.
 //! - [`rate_limits`]: requests and tokens per minute, failed logins, in the database.
+//! - [`usage`]: reports and monthly statements from the rollups.
 //! - [`cache`]: the opt-in, per-user, exact-match response cache.
 //! - [`auth`]: register, login, refresh-token rotation, logout, password change, and the check
 //!   that turns an access token into a [`Viewer`].
@@ -26,6 +27,7 @@ pub mod plugins;
 pub mod pricing;
 pub mod rate_limits;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 pub mod validate;
 

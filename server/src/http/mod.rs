@@ -3,6 +3,7 @@
 //! - [`graphql`]: `GET`/`POST /graphql`, per the GraphQL-over-HTTP spec.
 //! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket.
 //! - [`playground`]: the embedded, offline GraphiQL page.
+//! - [`statements`]: monthly statements as CSV.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database reachable).
 //! - [`error`]: JSON error responses outside GraphQL execution.
 
@@ -10,6 +11,7 @@ pub mod error;
 pub mod graphql;
 pub mod health;
 pub mod playground;
+pub mod statements;
 pub mod ws;
 
 use std::sync::Arc;
@@ -62,6 +64,7 @@ pub fn router(app: Arc<App>, config: &Config) -> Router {
         .route("/playground", get(playground::index))
         .route("/playground/", get(playground::index))
         .route("/playground/assets/{*file}", get(playground::asset))
+        .route("/statements/{file}", get(statements::csv))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/", get(|| async { Redirect::temporary("/playground") }))

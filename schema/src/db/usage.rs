@@ -1,0 +1,137 @@
+//! Reports over the daily rollups (`usage_daily` per user, `usage_daily_models` team-wide). Their
+//! cost grows with the number of days, models and (for per-user reports) users, never with the
+//! number of calls.
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel_async::RunQueryDsl;
+
+use super::{DbConn, db_run};
+
+/// Which dimensions a report groups by.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dimensions {
+    /// One row per day.
+    pub day: bool,
+    /// One row per user.
+    pub user: bool,
+    /// One row per provider instance.
+    pub provider: bool,
+    /// One row per model.
+    pub model: bool,
+}
+
+/// One row of a report; a dimension not grouped by is empty.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct UsageRow {
+    /// `YYYY-MM-DD`.
+    #[diesel(sql_type = Text)]
+    pub day: String,
+    /// The user.
+    #[diesel(sql_type = Text)]
+    pub user_id: String,
+    /// Provider instance.
+    #[diesel(sql_type = Text)]
+    pub provider: String,
+    /// Model.
+    #[diesel(sql_type = Text)]
+    pub model: String,
+    /// Currency of `cost_micros` (empty for unpriced calls).
+    #[diesel(sql_type = Text)]
+    pub currency: String,
+    /// Calls.
+    #[diesel(sql_type = BigInt)]
+    pub requests: i64,
+    /// Input tokens.
+    #[diesel(sql_type = BigInt)]
+    pub prompt_tokens: i64,
+    /// Cached input tokens.
+    #[diesel(sql_type = BigInt)]
+    pub cached_prompt_tokens: i64,
+    /// Output tokens.
+    #[diesel(sql_type = BigInt)]
+    pub completion_tokens: i64,
+    /// Cost in micro-units of `currency`.
+    #[diesel(sql_type = BigInt)]
+    pub cost_micros: i64,
+}
+
+/// Filters; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct UsageFilter {
+    /// One user.
+    pub user_id: Option<String>,
+    /// One provider instance.
+    pub provider: Option<String>,
+    /// One model.
+    pub model: Option<String>,
+}
+
+/// Sums of the rollups for days `from..=to` (`YYYY-MM-DD`), grouped by `dims` and currency.
+pub async fn report(
+    conn: &mut DbConn,
+    from: &str,
+    to: &str,
+    dims: Dimensions,
+    filter: &UsageFilter,
+) -> diesel::QueryResult<Vec<UsageRow>> {
+    // The team-wide rollup is enough unless users are grouped or filtered.
+    let per_user = dims.user || filter.user_id.is_some();
+    let table = if per_user {
+        "usage_daily"
+    } else {
+        "usage_daily_models"
+    };
+    let pg = matches!(conn, DbConn::Pg(_));
+    let p = |i: u8| if pg { format!("${i}") } else { format!("?{i}") };
+    let column = |on: bool, name: &str| if on { name.to_owned() } else { "''".to_owned() };
+    let user_col = if per_user {
+        column(dims.user, "user_id")
+    } else {
+        "''".to_owned()
+    };
+    let mut group: Vec<&str> = Vec::new();
+    for (on, name) in [
+        (dims.day, "day"),
+        (dims.user && per_user, "user_id"),
+        (dims.provider, "provider"),
+        (dims.model, "model"),
+    ] {
+        if on {
+            group.push(name);
+        }
+    }
+    group.push("currency");
+    let group = group.join(", ");
+    let user_filter = if per_user {
+        format!("AND ({p3} IS NULL OR user_id = {p3})", p3 = p(3))
+    } else {
+        format!("AND {p3} IS NULL", p3 = p(3))
+    };
+    let sql = format!(
+        "SELECT {day} AS day, {user_col} AS user_id, {provider} AS provider, {model} AS model, currency, \
+         CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
+         CAST(SUM(cached_prompt_tokens) AS BIGINT) AS cached_prompt_tokens, \
+         CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(cost_micros) AS BIGINT) AS cost_micros \
+         FROM {table} WHERE day >= {p1} AND day <= {p2} {user_filter} \
+         AND ({p4} IS NULL OR provider = {p4}) AND ({p5} IS NULL OR model = {p5}) \
+         GROUP BY {group} ORDER BY {group}",
+        day = column(dims.day, "day"),
+        provider = column(dims.provider, "provider"),
+        model = column(dims.model, "model"),
+        p1 = p(1),
+        p2 = p(2),
+        p4 = p(4),
+        p5 = p(5),
+    );
+    db_run!(conn, |c| {
+        diesel::sql_query(&sql)
+            .bind::<Text, _>(from)
+            .bind::<Text, _>(to)
+            .bind::<Nullable<Text>, _>(filter.user_id.as_deref())
+            .bind::<Nullable<Text>, _>(filter.provider.as_deref())
+            .bind::<Nullable<Text>, _>(filter.model.as_deref())
+            .load::<UsageRow>(c)
+            .await
+    })
+}

@@ -1,0 +1,166 @@
+//! Usage reports (`usage`, `myUsage`) and monthly statements, from the daily rollups.
+
+use async_graphql::{Context, ID, InputObject, Object};
+use chrono::NaiveDate;
+
+use super::ContextExt;
+use super::money::Micros;
+use crate::Error;
+use crate::db::usage::{UsageFilter as Filter, UsageRow};
+use crate::services::usage::{self, Dimension, Statement};
+
+/// Sums over the rows a report groups together; a dimension not grouped by is null.
+#[Object]
+impl UsageRow {
+    /// The day (when grouped by day).
+    async fn day(&self) -> Option<NaiveDate> {
+        NaiveDate::parse_from_str(&self.day, "%Y-%m-%d").ok()
+    }
+    /// The user (when grouped by user).
+    async fn user_id(&self) -> Option<ID> {
+        Some(&self.user_id)
+            .filter(|u| !u.is_empty())
+            .cloned()
+            .map(ID)
+    }
+    /// The provider instance (when grouped by provider).
+    async fn provider(&self) -> Option<&str> {
+        Some(self.provider.as_str()).filter(|p| !p.is_empty())
+    }
+    /// The model (when grouped by model).
+    async fn model(&self) -> Option<&str> {
+        Some(self.model.as_str()).filter(|m| !m.is_empty())
+    }
+    /// Currency of `costMicros` (null for unpriced calls).
+    async fn currency(&self) -> Option<&str> {
+        Some(self.currency.as_str()).filter(|c| !c.is_empty())
+    }
+    /// Calls.
+    async fn requests(&self) -> i64 {
+        self.requests
+    }
+    /// Input tokens.
+    async fn prompt_tokens(&self) -> i64 {
+        self.prompt_tokens
+    }
+    /// Cached input tokens.
+    async fn cached_prompt_tokens(&self) -> i64 {
+        self.cached_prompt_tokens
+    }
+    /// Output tokens.
+    async fn completion_tokens(&self) -> i64 {
+        self.completion_tokens
+    }
+    /// Cost.
+    async fn cost_micros(&self) -> Micros {
+        Micros(self.cost_micros)
+    }
+}
+
+/// A user's month.
+#[Object]
+impl Statement {
+    /// The user.
+    async fn user_id(&self) -> ID {
+        ID(self.user_id.clone())
+    }
+    /// `YYYY-MM`.
+    async fn month(&self) -> &str {
+        &self.month
+    }
+    /// One line per provider, model and currency.
+    async fn lines(&self) -> &[UsageRow] {
+        &self.lines
+    }
+    /// One total per currency.
+    async fn totals(&self) -> &[UsageRow] {
+        &self.totals
+    }
+}
+
+/// Days `from..=to` (in the configured time zone), at most 366.
+#[derive(InputObject)]
+pub struct DateRange {
+    /// First day.
+    pub from: NaiveDate,
+    /// Last day (included).
+    pub to: NaiveDate,
+}
+
+/// What to count.
+#[derive(InputObject, Default)]
+pub struct UsageFilter {
+    /// One user.
+    pub user_id: Option<ID>,
+    /// One provider instance.
+    pub provider: Option<String>,
+    /// One model.
+    pub model: Option<String>,
+}
+
+/// Report queries.
+#[derive(Default)]
+pub struct UsageQuery;
+
+#[Object]
+impl UsageQuery {
+    /// Everyone's usage (admin only), grouped by any of day, user, provider and model.
+    async fn usage(
+        &self,
+        ctx: &Context<'_>,
+        range: DateRange,
+        group_by: Vec<Dimension>,
+        filter: Option<UsageFilter>,
+    ) -> Result<Vec<UsageRow>, Error> {
+        let f = filter.unwrap_or_default();
+        let filter = Filter {
+            user_id: f.user_id.map(|id| id.0),
+            provider: f.provider,
+            model: f.model,
+        };
+        usage::report(
+            ctx.app()?,
+            ctx.viewer()?,
+            (range.from, range.to),
+            &group_by,
+            filter,
+            false,
+        )
+        .await
+    }
+
+    /// Your own usage.
+    async fn my_usage(
+        &self,
+        ctx: &Context<'_>,
+        range: DateRange,
+        group_by: Vec<Dimension>,
+    ) -> Result<Vec<UsageRow>, Error> {
+        usage::report(
+            ctx.app()?,
+            ctx.viewer()?,
+            (range.from, range.to),
+            &group_by,
+            Filter::default(),
+            true,
+        )
+        .await
+    }
+
+    /// A month's statement: yours, or any user's for an admin. Also as CSV from
+    /// `GET /statements/{YYYY-MM}.csv?userId=` with the same `Authorization`.
+    async fn statement(
+        &self,
+        ctx: &Context<'_>,
+        user_id: Option<ID>,
+        month: String,
+    ) -> Result<Statement, Error> {
+        usage::statement(
+            ctx.app()?,
+            ctx.viewer()?,
+            user_id.as_ref().map(|id| id.as_str()),
+            &month,
+        )
+        .await
+    }
+}
