@@ -410,3 +410,55 @@ async fn budgets_are_managed_by_admins_and_seen_by_their_users() {
         .await;
     assert_eq!(error_code(&gone), "NOT_FOUND");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thresholds_are_raised_once_per_period() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (user, _, user_id) = app
+        .register("watched@example.com", "watched-password")
+        .await;
+    let one = cost_of_one(&app, &user).await;
+    // Wide enough that the worst-case reservation never refuses a call below 100%.
+    let limit = 40 * one;
+    app.gql_ok(Some(&admin), CREATE, json!({"i": {"userId": user_id, "period": "MONTH", "currency": "CNY", "limitMicros": limit.to_string(), "thresholds": [80, 25, 50, 50]}})).await;
+    let q = "query($u: ID) { budgets(userId: $u) { scope thresholds alertedPercent spentMicros } }";
+    let state = |v: Value| {
+        let b = v["budgets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["scope"] == "USER")
+            .unwrap()
+            .clone();
+        (
+            b["alertedPercent"].as_i64().unwrap(),
+            micros(&b["spentMicros"]),
+            b["thresholds"].clone(),
+        )
+    };
+    let (alerted, _, thresholds) = state(app.gql_ok(Some(&admin), q, json!({"u": user_id})).await);
+    assert_eq!(thresholds, json!([25, 50, 80]), "sorted, deduplicated");
+    assert_eq!(alerted, 0);
+    let mut seen = vec![0];
+    for _ in 0..34 {
+        app.gql_ok(Some(&user), &chat_query(), ask()).await;
+        let (alerted, spent, _) = state(app.gql_ok(Some(&admin), q, json!({"u": user_id})).await);
+        let used = spent * 100 / limit;
+        let expected = [25, 50, 80]
+            .into_iter()
+            .filter(|t| *t <= used)
+            .max()
+            .unwrap_or(0);
+        assert_eq!(
+            alerted, expected,
+            "at {used}% the highest crossed threshold is raised"
+        );
+        if *seen.last().unwrap() != alerted {
+            seen.push(alerted);
+        }
+    }
+    assert_eq!(seen, vec![0, 25, 50, 80], "each threshold once, in order");
+    let bad = app.gql(Some(&admin), CREATE, json!({"i": {"period": "DAY", "currency": "CNY", "limitMicros": "1", "thresholds": [0, 150]}})).await;
+    assert_eq!(error_code(&bad), "BAD_USER_INPUT");
+}

@@ -53,9 +53,18 @@ async fn seed_users(conn: &mut DbConn, pg: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn seed_calls(conn: &mut DbConn, pg: bool, rng: &mut Rng, from: usize, to: usize) -> anyhow::Result<()> {
+async fn seed_calls(
+    conn: &mut DbConn,
+    pg: bool,
+    rng: &mut Rng,
+    from: usize,
+    to: usize,
+) -> anyhow::Result<()> {
     let attempts = if pg { "'[]'" } else { "jsonb('[]')" };
-    let start = chrono::NaiveDate::from_ymd_opt(2026, 8, 1).unwrap_or_default().and_hms_opt(0, 0, 0).unwrap_or_default();
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 8, 1)
+        .unwrap_or_default()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default();
     let mut i = from;
     while i < to {
         let n = BATCH.min(to - i);
@@ -83,9 +92,17 @@ async fn seed_calls(conn: &mut DbConn, pg: bool, rng: &mut Rng, from: usize, to:
 
 /// Rebuilds both rollups from the raw records (what settling every call would have produced).
 async fn rebuild_rollups(conn: &mut DbConn, pg: bool) -> anyhow::Result<()> {
-    let day = if pg { "to_char(started_at, 'YYYY-MM-DD')" } else { "substr(started_at, 1, 10)" };
+    let day = if pg {
+        "to_char(started_at, 'YYYY-MM-DD')"
+    } else {
+        "substr(started_at, 1, 10)"
+    };
     let sums = "CAST(COUNT(*) AS BIGINT), CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(cached_prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT)";
-    exec(conn, "DELETE FROM usage_daily; DELETE FROM usage_daily_models;").await?;
+    exec(
+        conn,
+        "DELETE FROM usage_daily; DELETE FROM usage_daily_models;",
+    )
+    .await?;
     exec(conn, &format!("INSERT INTO usage_daily (day, user_id, provider, model, currency, requests, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_micros) SELECT {day}, user_id, provider, model, currency, {sums} FROM ai_calls GROUP BY 1, 2, 3, 4, 5")).await?;
     exec(conn, &format!("INSERT INTO usage_daily_models (day, provider, model, currency, requests, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_micros) SELECT {day}, provider, model, currency, {sums} FROM ai_calls GROUP BY 1, 2, 3, 4")).await?;
     if !pg {
@@ -111,7 +128,14 @@ async fn count(conn: &mut DbConn, table: &str) -> anyhow::Result<i64> {
 }
 
 /// Times `runs` executions of a report; returns (p50, max) in milliseconds.
-async fn time(conn: &mut DbConn, runs: usize, from: &str, to: &str, dims: Dimensions, filter: &UsageFilter) -> anyhow::Result<(f64, f64, usize)> {
+async fn time(
+    conn: &mut DbConn,
+    runs: usize,
+    from: &str,
+    to: &str,
+    dims: Dimensions,
+    filter: &UsageFilter,
+) -> anyhow::Result<(f64, f64, usize)> {
     let mut samples = Vec::with_capacity(runs);
     let mut rows = 0;
     for _ in 0..runs {
@@ -120,7 +144,11 @@ async fn time(conn: &mut DbConn, runs: usize, from: &str, to: &str, dims: Dimens
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     samples.sort_by(f64::total_cmp);
-    Ok((percentile(&samples, 50.0), percentile(&samples, 100.0), rows))
+    Ok((
+        percentile(&samples, 50.0),
+        percentile(&samples, 100.0),
+        rows,
+    ))
 }
 
 #[tokio::main]
@@ -128,7 +156,12 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let url = args.next().unwrap_or_default();
     let stages: Vec<usize> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
-    let db = DbPool::connect_and_migrate(&DbConfig { url: url.clone(), max_connections: 2, acquire_timeout: std::time::Duration::from_secs(30) }).await?;
+    let db = DbPool::connect_and_migrate(&DbConfig {
+        url: url.clone(),
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_secs(30),
+    })
+    .await?;
     let mut conn = db.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let pg = matches!(conn, DbConn::Pg(_));
     seed_users(&mut conn, pg).await?;
@@ -140,22 +173,75 @@ async fn main() -> anyhow::Result<()> {
         seeded = stage;
         rebuild_rollups(&mut conn, pg).await?;
         let seed_s = t.elapsed().as_secs_f64();
-        let (user_rows, model_rows) = (count(&mut conn, "usage_daily").await?, count(&mut conn, "usage_daily_models").await?);
+        let (user_rows, model_rows) = (
+            count(&mut conn, "usage_daily").await?,
+            count(&mut conn, "usage_daily_models").await?,
+        );
         let everyone = UsageFilter::default();
-        let one_user = UsageFilter { user_id: Some(user_id(7)), provider: None, model: None };
-        let by_day = Dimensions { day: true, ..Dimensions::default() };
-        let by_model = Dimensions { model: true, ..Dimensions::default() };
-        let lines = Dimensions { provider: true, model: true, ..Dimensions::default() };
+        let one_user = UsageFilter {
+            user_id: Some(user_id(7)),
+            provider: None,
+            model: None,
+        };
+        let by_day = Dimensions {
+            day: true,
+            ..Dimensions::default()
+        };
+        let by_model = Dimensions {
+            model: true,
+            ..Dimensions::default()
+        };
+        let lines = Dimensions {
+            provider: true,
+            model: true,
+            ..Dimensions::default()
+        };
         let reports = [
-            ("usage 30 days by day", "2026-09-01", "2026-09-30", by_day, &everyone),
-            ("usage 30 days by model", "2026-09-01", "2026-09-30", by_model, &everyone),
-            ("statement lines (one user, one month)", "2026-09-01", "2026-09-30", lines, &one_user),
-            ("statement totals (one user, one month)", "2026-09-01", "2026-09-30", Dimensions::default(), &one_user),
-            ("usage 30 days by user", "2026-09-01", "2026-09-30", Dimensions { user: true, ..Dimensions::default() }, &everyone),
+            (
+                "usage 30 days by day",
+                "2026-09-01",
+                "2026-09-30",
+                by_day,
+                &everyone,
+            ),
+            (
+                "usage 30 days by model",
+                "2026-09-01",
+                "2026-09-30",
+                by_model,
+                &everyone,
+            ),
+            (
+                "statement lines (one user, one month)",
+                "2026-09-01",
+                "2026-09-30",
+                lines,
+                &one_user,
+            ),
+            (
+                "statement totals (one user, one month)",
+                "2026-09-01",
+                "2026-09-30",
+                Dimensions::default(),
+                &one_user,
+            ),
+            (
+                "usage 30 days by user",
+                "2026-09-01",
+                "2026-09-30",
+                Dimensions {
+                    user: true,
+                    ..Dimensions::default()
+                },
+                &everyone,
+            ),
         ];
         for (name, from, to, dims, filter) in reports {
             let (p50, max, rows) = time(&mut conn, 20, from, to, dims, filter).await?;
-            println!("{}", json!({"backend": if pg { "postgres" } else { "sqlite" }, "records": stage, "rollup_rows_per_user": user_rows, "rollup_rows_team": model_rows, "report": name, "rows": rows, "p50_ms": (p50 * 1000.0).round() / 1000.0, "max_ms": (max * 1000.0).round() / 1000.0, "seed_seconds": (seed_s * 10.0).round() / 10.0}));
+            println!(
+                "{}",
+                json!({"backend": if pg { "postgres" } else { "sqlite" }, "records": stage, "rollup_rows_per_user": user_rows, "rollup_rows_team": model_rows, "report": name, "rows": rows, "p50_ms": (p50 * 1000.0).round() / 1000.0, "max_ms": (max * 1000.0).round() / 1000.0, "seed_seconds": (seed_s * 10.0).round() / 10.0})
+            );
         }
     }
     Ok(())

@@ -175,20 +175,21 @@ pub async fn expired(
     })
 }
 
-/// Releases a reservation and adds what was really used: `(micros, tokens, requests)`.
+/// Releases a reservation and adds what was really used: `(micros, tokens, requests)`, and
+/// returns the budget as it now stands (`None` if the reservation was already released).
 /// Deleting the reservation row in the same step makes it happen once.
 pub async fn settle(
     conn: &mut DbConn,
     r: &Reservation,
     used: (i64, i64, i64),
-) -> QueryResult<bool> {
+) -> QueryResult<Option<Budget>> {
     let gone = db_run!(conn, |c| {
         diesel::delete(budget_reservations::table.find((&r.ai_call_id, &r.budget_id)))
             .execute(c)
             .await
     })?;
     if gone == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     db_run!(conn, |c| {
         diesel::update(budgets::table.find(&r.budget_id))
@@ -200,10 +201,26 @@ pub async fn settle(
                 budgets::spent_tokens.eq(budgets::spent_tokens + used.1),
                 budgets::spent_requests.eq(budgets::spent_requests + used.2),
             ))
-            .execute(c)
+            .returning(Budget::as_returning())
+            .get_result(c)
             .await
-    })?;
-    Ok(true)
+            .optional()
+    })
+}
+
+/// Records that `threshold` was raised this period, once: returns whether this call did it.
+pub async fn mark_alerted(conn: &mut DbConn, id: &str, threshold: i64) -> QueryResult<bool> {
+    db_run!(conn, |c| {
+        diesel::update(
+            budgets::table
+                .find(id)
+                .filter(budgets::alerted_percent.lt(threshold)),
+        )
+        .set(budgets::alerted_percent.eq(threshold))
+        .execute(c)
+        .await
+        .map(|n| n == 1)
+    })
 }
 
 /// One day's usage of one user with one model, added to `usage_daily`.

@@ -280,6 +280,20 @@ pub struct Budget {
     pub created_at: NaiveDateTime,
     /// UTC.
     pub updated_at: NaiveDateTime,
+    /// Percentages of the spend limit that raise a budget event, comma-separated (`50,80,100`).
+    pub thresholds: String,
+    /// The highest threshold raised in the current period (0: none).
+    pub alerted_percent: i64,
+}
+
+impl Budget {
+    /// The thresholds as numbers.
+    pub fn threshold_list(&self) -> Vec<i64> {
+        self.thresholds
+            .split(',')
+            .filter_map(|t| t.trim().parse().ok())
+            .collect()
+    }
 }
 
 /// A row of `budget_reservations`: what one call holds against one budget until it settles.

@@ -134,6 +134,8 @@ diesel::table! {
         period_end -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        thresholds -> Text,
+        alerted_percent -> BigInt,
     }
 }
 

@@ -103,26 +103,30 @@ pub async fn report(
     }
     group.push("currency");
     let group = group.join(", ");
-    let user_filter = if per_user {
-        format!("AND ({p3} IS NULL OR user_id = {p3})", p3 = p(3))
-    } else {
-        format!("AND {p3} IS NULL", p3 = p(3))
+    // A filter that is set becomes a plain equality (so indexes apply, SQLite included); one
+    // that is not still mentions its parameter, so every query binds the same five values.
+    let condition = |set: bool, column: &str, i: u8| {
+        if set {
+            format!("AND {column} = {}", p(i))
+        } else {
+            format!("AND {} IS NULL", p(i))
+        }
     };
+    let user_filter = condition(per_user && filter.user_id.is_some(), "user_id", 3);
+    let provider_filter = condition(filter.provider.is_some(), "provider", 4);
+    let model_filter = condition(filter.model.is_some(), "model", 5);
     let sql = format!(
         "SELECT {day} AS day, {user_col} AS user_id, {provider} AS provider, {model} AS model, currency, \
          CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
          CAST(SUM(cached_prompt_tokens) AS BIGINT) AS cached_prompt_tokens, \
          CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(cost_micros) AS BIGINT) AS cost_micros \
-         FROM {table} WHERE day >= {p1} AND day <= {p2} {user_filter} \
-         AND ({p4} IS NULL OR provider = {p4}) AND ({p5} IS NULL OR model = {p5}) \
+         FROM {table} WHERE day >= {p1} AND day <= {p2} {user_filter} {provider_filter} {model_filter} \
          GROUP BY {group} ORDER BY {group}",
         day = column(dims.day, "day"),
         provider = column(dims.provider, "provider"),
         model = column(dims.model, "model"),
         p1 = p(1),
         p2 = p(2),
-        p4 = p(4),
-        p5 = p(5),
     );
     db_run!(conn, |c| {
         diesel::sql_query(&sql)

@@ -89,6 +89,14 @@ impl Budget {
     async fn reset_at(&self) -> Option<DateTime<Utc>> {
         self.period_end.map(|t| t.and_utc())
     }
+    /// Percentages of the limit that raise a budget event, once per period each.
+    async fn thresholds(&self) -> Vec<i64> {
+        self.threshold_list()
+    }
+    /// The highest threshold raised in the current period (0: none yet).
+    async fn alerted_percent(&self) -> i64 {
+        self.alerted_percent
+    }
 }
 
 /// A new budget.
@@ -106,6 +114,8 @@ pub struct CreateBudgetInput {
     pub limit_tokens: Option<i64>,
     /// Optional request limit.
     pub limit_requests: Option<i64>,
+    /// Percentages of the limit that raise a budget event (default `[50, 80, 100]`).
+    pub thresholds: Option<Vec<i64>>,
 }
 
 /// Budget queries.
@@ -146,6 +156,7 @@ impl BudgetsMutation {
             limit_micros: input.limit_micros.0,
             limit_tokens: input.limit_tokens,
             limit_requests: input.limit_requests,
+            thresholds: input.thresholds,
         };
         budgets::create(ctx.app()?, ctx.viewer()?, input).await
     }

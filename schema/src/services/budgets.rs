@@ -205,9 +205,62 @@ pub async fn settle(
         } else {
             0
         };
-        queries::settle(conn, &r, (spent, tokens, 1)).await?;
+        if let Some(now) = queries::settle(conn, &r, (spent, tokens, 1)).await? {
+            raise_thresholds(conn, &now).await?;
+        }
     }
     Ok(())
+}
+
+/// The percentage of the spend limit used (past 100 when over; 100 for a zero limit once used).
+fn percent_used(b: &Budget) -> i64 {
+    match b.limit_micros {
+        0 if b.spent_micros > 0 => 100,
+        0 => 0,
+        limit => {
+            i64::try_from(i128::from(b.spent_micros) * 100 / i128::from(limit)).unwrap_or(i64::MAX)
+        }
+    }
+}
+
+/// Raises the highest threshold the budget has crossed and not yet raised this period. The
+/// conditional update makes each threshold fire once per period, however many instances settle.
+async fn raise_thresholds(conn: &mut DbConn, b: &Budget) -> Result<(), Error> {
+    let used = percent_used(b);
+    let crossed = b
+        .threshold_list()
+        .into_iter()
+        .filter(|t| *t <= used && *t > b.alerted_percent)
+        .max();
+    if let Some(threshold) = crossed
+        && queries::mark_alerted(conn, &b.id, threshold).await?
+    {
+        // The budget event: logged now; the event bus publishes it to subscribers and alert rules.
+        tracing::warn!(
+            budget.id = %b.id, user.id = ?b.user_id, threshold, percent_used = used,
+            spent_micros = b.spent_micros, limit_micros = b.limit_micros, currency = %b.currency,
+            "budget threshold crossed"
+        );
+    }
+    Ok(())
+}
+
+/// Checks and normalises a list of threshold percentages.
+pub fn thresholds(list: &[i64]) -> Result<String, Error> {
+    let mut sorted: Vec<i64> = list.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() > 10 || sorted.iter().any(|t| !(1..=100).contains(t)) {
+        return Err(Error::bad_input(
+            "input.thresholds",
+            "up to 10 percentages between 1 and 100",
+        ));
+    }
+    Ok(sorted
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 /// Releases reservations whose time is up (left by a crash) and fails their calls if they are
@@ -220,7 +273,7 @@ pub async fn sweep(app: &App) -> Result<usize, Error> {
     for r in &expired {
         let done = conn
             .transaction(async |tx| {
-                let settled = queries::settle(tx, r, (0, 0, 0)).await?;
+                let settled = queries::settle(tx, r, (0, 0, 0)).await?.is_some();
                 ai_calls::expire(tx, &r.ai_call_id, now).await?;
                 Ok(settled)
             })
@@ -248,6 +301,8 @@ pub struct BudgetInput {
     pub limit_tokens: Option<i64>,
     /// Optional request limit.
     pub limit_requests: Option<i64>,
+    /// Percentages of the limit that raise a budget event (default 50, 80, 100).
+    pub thresholds: Option<Vec<i64>>,
 }
 
 fn check_limits(micros: i64, tokens: Option<i64>, requests: Option<i64>) -> Result<(), Error> {
@@ -300,6 +355,8 @@ pub async fn create(app: &App, viewer: &Viewer, input: BudgetInput) -> Result<Bu
         period_end,
         created_at: now.naive_utc(),
         updated_at: now.naive_utc(),
+        thresholds: thresholds(input.thresholds.as_deref().unwrap_or(&[50, 80, 100]))?,
+        alerted_percent: 0,
     };
     let mut conn = app.db.get().await?;
     queries::insert(&mut conn, &budget)
