@@ -55,6 +55,9 @@ pub enum Error {
     /// Something took longer than its deadline.
     #[error("{0}")]
     Timeout(String),
+    /// A subscriber fell behind and missed events; it should refetch.
+    #[error("missed {0} events; refetch the current state")]
+    Lagged(u64),
     /// A dependency is temporarily unavailable (the pool is exhausted, the database is down).
     #[error("service temporarily unavailable: {0}")]
     Unavailable(String),
@@ -89,6 +92,8 @@ pub enum Code {
     PluginFailed,
     /// A deadline passed.
     Timeout,
+    /// Events were missed.
+    Lagged,
     /// Try again later.
     Unavailable,
     /// A bug on our side; the message is opaque and carries a request id.
@@ -109,6 +114,7 @@ impl Code {
             Code::UpstreamFailed => "UPSTREAM_FAILED",
             Code::PluginFailed => "PLUGIN_FAILED",
             Code::Timeout => "TIMEOUT",
+            Code::Lagged => "LAGGED",
             Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
         }
@@ -148,6 +154,7 @@ impl Error {
             Error::Upstream(_) => Code::UpstreamFailed,
             Error::Plugin(_) => Code::PluginFailed,
             Error::Timeout(_) => Code::Timeout,
+            Error::Lagged(_) => Code::Lagged,
             Error::Unavailable(_) => Code::Unavailable,
             Error::Database(_) | Error::Internal(_) => Code::Internal,
         }

@@ -4,6 +4,7 @@
 //! [`services`], and that function talks to the database through [`db`].
 //!
 //! - [`error`]: the crate's one error enum and its stable `extensions.code`s.
+//! - [`events`]: the event bus (in-process broadcast, and `pg_notify` across instances).
 //! - [`clock`]: the injectable clock every service reads the time from.
 //! - [`db`]: the two-backend pool (SQLite or PostgreSQL), migrations, `schema.rs`, models and queries.
 //! - [`plugins`]: the plugin host as services see it (the server implements it).
@@ -13,6 +14,7 @@
 pub mod clock;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod plugins;
 pub mod services;

@@ -4,12 +4,14 @@
 //! (`run(config, listener, shutdown)`).
 //!
 //! - [`config`]: typed config: defaults < `cloudbase.toml` < `CLOUDBASE_*` / `DATABASE_URL`.
+//! - [`events`]: the LISTEN connection that brings other instances' events in.
 //! - [`startup`]: connects and migrates the database, resolves secrets, builds the services.
 //! - [`http`]: the axum router: `/graphql`, `/playground`, `/healthz`, `/readyz`.
 //! - [`plugins`]: the plugin host: loading libraries, instances, calls, and their I/O.
 //! - [`telemetry`]: tracing subscriber set-up.
 
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod plugins;
 pub mod startup;

@@ -44,6 +44,8 @@ pub async fn run_with_clock(
         std::time::Duration::from_secs(config.budgets.sweep_interval_secs),
         config.retention.ai_calls_days,
     ));
+    let listener_task = (app.db.backend() == cloudbase_schema::db::Backend::Postgres)
+        .then(|| tokio::spawn(crate::events::listen(config.database_url(), app.clone())));
     let router = http::router(app, &config);
     let addr = listener
         .local_addr()
@@ -63,6 +65,9 @@ pub async fn run_with_clock(
     .await
     .context("serving HTTP")?;
     housekeeping.abort();
+    if let Some(task) = listener_task {
+        task.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -88,7 +93,9 @@ pub async fn build_app(
             i64::try_from(config.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
         ),
     );
+    let postgres = (db.backend() == cloudbase_schema::db::Backend::Postgres).then(|| db.clone());
     let mut app = App::new(db, tokens, clock, plugins);
+    app.events = cloudbase_schema::events::EventBus::new(1024, postgres);
     app.chat = ChatSettings {
         default_provider: config.chat.default_provider.clone(),
         default_model: config.chat.default_model.clone(),

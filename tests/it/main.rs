@@ -27,6 +27,7 @@ mod budgets;
 mod chat;
 mod config;
 mod conversations;
+mod events;
 mod http;
 mod limits;
 mod pages;

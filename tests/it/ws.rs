@@ -115,6 +115,25 @@ impl GqlWs {
         }
     }
 
+    /// The next protocol message if one arrives within `ms` milliseconds.
+    pub async fn next_within(&mut self, ms: u64) -> Option<Value> {
+        match tokio::time::timeout(std::time::Duration::from_millis(ms), self.socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str(&text).ok(),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) => Some(json!({ "type": "closed" })),
+            _ => None,
+        }
+    }
+
+    /// The next `next` payload of subscription `id` (skipping others), failing after 20 s.
+    pub async fn next_item(&mut self, id: &str) -> Value {
+        loop {
+            let message = self.next().await;
+            if message["id"] == id {
+                return message;
+            }
+        }
+    }
+
     /// Every `next` payload of subscription `id` until `complete` (or an `error`).
     pub async fn collect(&mut self, id: &str) -> (Vec<Value>, Option<Value>) {
         let mut items = Vec::new();

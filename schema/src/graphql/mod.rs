@@ -8,6 +8,7 @@
 //! - [`budgets`]: `budgets`, `createBudget`, `updateBudget`, `deleteBudget`.
 //! - [`limits`]: `rateLimits`, `setRateLimits`.
 //! - [`usage`]: `usage`, `myUsage`, `statement`.
+//! - [`events`]: `aiCallUpdated`, `usageUpdated`, `budgetAlert`, `pluginStatusChanged`.
 //! - [`money`]: the string-backed `Micros` scalar.
 //! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.
 
@@ -17,6 +18,7 @@ pub mod budgets;
 pub mod chat;
 pub mod conversations;
 pub mod errors;
+pub mod events;
 pub mod limits;
 pub mod money;
 pub mod plugins;
@@ -59,7 +61,7 @@ pub struct Mutation(
 
 /// The root subscription: every domain's subscriptions merged.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(chat::ChatSubscription);
+pub struct Subscription(chat::ChatSubscription, events::EventsSubscription);
 
 /// The executable schema.
 pub type AppSchema = Schema<Query, Mutation, Subscription>;

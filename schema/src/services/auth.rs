@@ -50,6 +50,8 @@ pub struct Viewer {
     pub session_id: String,
     /// The role as stored now (not as it was when the token was signed).
     pub role: Role,
+    /// When the access token expires (long-lived subscriptions end then).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Viewer {
@@ -375,6 +377,7 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Auth
     let role = Role::parse(&role)
         .ok_or_else(|| Error::Internal(format!("user {} has unknown role {role}", claims.sub)))?;
     Ok(Auth::User(Viewer {
+        expires_at: DateTime::from_timestamp(claims.exp, 0),
         user_id: claims.sub,
         session_id: claims.sid,
         role,

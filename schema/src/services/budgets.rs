@@ -15,6 +15,7 @@ use crate::Error;
 use crate::db::budgets as queries;
 use crate::db::models::{AiCall, Budget, Reservation};
 use crate::db::{DbConn, ai_calls};
+use crate::events::Event;
 
 /// Budget settings, from config.
 #[derive(Debug, Clone)]
@@ -197,7 +198,8 @@ pub async fn settle(
     micros: i64,
     currency: Option<&str>,
     tokens: i64,
-) -> Result<(), Error> {
+) -> Result<Vec<Event>, Error> {
+    let mut alerts = Vec::new();
     for r in queries::reservations_of(conn, call_id).await? {
         let budget = queries::find(conn, &r.budget_id).await?;
         let spent = if currency == Some(budget.currency.as_str()) {
@@ -205,11 +207,13 @@ pub async fn settle(
         } else {
             0
         };
-        if let Some(now) = queries::settle(conn, &r, (spent, tokens, 1)).await? {
-            raise_thresholds(conn, &now).await?;
+        if let Some(now) = queries::settle(conn, &r, (spent, tokens, 1)).await?
+            && let Some(alert) = raise_thresholds(conn, &now).await?
+        {
+            alerts.push(alert);
         }
     }
-    Ok(())
+    Ok(alerts)
 }
 
 /// The percentage of the spend limit used (past 100 when over; 100 for a zero limit once used).
@@ -223,9 +227,10 @@ fn percent_used(b: &Budget) -> i64 {
     }
 }
 
-/// Raises the highest threshold the budget has crossed and not yet raised this period. The
-/// conditional update makes each threshold fire once per period, however many instances settle.
-async fn raise_thresholds(conn: &mut DbConn, b: &Budget) -> Result<(), Error> {
+/// Raises the highest threshold the budget has crossed and not yet raised this period, returning
+/// the event to publish once the transaction commits. The conditional update makes each
+/// threshold fire once per period, however many instances settle.
+async fn raise_thresholds(conn: &mut DbConn, b: &Budget) -> Result<Option<Event>, Error> {
     let used = percent_used(b);
     let crossed = b
         .threshold_list()
@@ -241,8 +246,14 @@ async fn raise_thresholds(conn: &mut DbConn, b: &Budget) -> Result<(), Error> {
             spent_micros = b.spent_micros, limit_micros = b.limit_micros, currency = %b.currency,
             "budget threshold crossed"
         );
+        return Ok(Some(Event::BudgetAlert {
+            budget_id: b.id.clone(),
+            user_id: b.user_id.clone(),
+            threshold,
+            percent_used: used,
+        }));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Checks and normalises a list of threshold percentages.

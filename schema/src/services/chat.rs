@@ -15,6 +15,7 @@ use crate::Error;
 use crate::db::ai_calls::{self, Finish};
 use crate::db::models::{AiCall, Conversation, Message};
 use crate::db::{budgets as budget_queries, conversations as conversation_queries, prices};
+use crate::events::Event;
 
 /// Chat defaults and switches, from config.
 #[derive(Debug, Clone)]
@@ -366,6 +367,12 @@ async fn open_record(
         })
         .await?;
     }
+    app.events.publish(Event::AiCallUpdated {
+        call_id: call.id.clone(),
+        user_id: call.user_id.clone(),
+        provider: call.provider.clone(),
+        model: call.model.clone(),
+    });
     Ok(Opened {
         price: KnownPrice {
             provider: call.provider.clone(),
@@ -558,7 +565,7 @@ async fn close_record(
                 .await?
                 .ok_or_else(already)?;
             let tokens = record.prompt_tokens + record.completion_tokens;
-            if reserved {
+            let alerts = if reserved {
                 budgets::settle(
                     tx,
                     &call_id,
@@ -566,8 +573,10 @@ async fn close_record(
                     record.currency.as_deref(),
                     tokens,
                 )
-                .await?;
-            }
+                .await?
+            } else {
+                Vec::new()
+            };
             budget_queries::add_daily(
                 tx,
                 &budget_queries::DailyUsage {
@@ -602,9 +611,23 @@ async fn close_record(
                 }
                 conversation_queries::touch(tx, conversation_id, now).await?;
             }
-            Ok(record)
+            Ok((record, alerts))
         })
         .await?;
+    let (record, alerts) = record;
+    // Published after the commit: subscribers read what is now stored.
+    app.events.publish(Event::AiCallUpdated {
+        call_id: record.id.clone(),
+        user_id: record.user_id.clone(),
+        provider: record.provider.clone(),
+        model: record.model.clone(),
+    });
+    app.events.publish(Event::UsageUpdated {
+        user_id: record.user_id.clone(),
+    });
+    for alert in alerts {
+        app.events.publish(alert);
+    }
     let used = record.prompt_tokens + record.completion_tokens;
     if let Err(e) = rate_limits::spend_tokens(app, &record.user_id, used).await {
         tracing::warn!(ai_call.id = %record.id, error = %e, "counting tokens for the rate limit failed");

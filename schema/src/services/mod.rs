@@ -59,6 +59,8 @@ pub struct App {
     pub budgets: budgets::BudgetSettings,
     /// Default rate limits.
     pub rate_limits: rate_limits::RateLimitSettings,
+    /// Where state changes are published.
+    pub events: crate::events::EventBus,
     passwords: passwords::Passwords,
 }
 
@@ -79,6 +81,7 @@ impl App {
             cache: cache::ResponseCache::default(),
             budgets: budgets::BudgetSettings::default(),
             rate_limits: rate_limits::RateLimitSettings::default(),
+            events: crate::events::EventBus::new(1024, None),
             passwords: passwords::Passwords::default(),
         }
     }
