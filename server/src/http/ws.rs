@@ -2,9 +2,9 @@
 //! `graphql-ws` protocol. Credentials go in the `connection_init` payload
 //! (`{"Authorization": "Bearer <token>"}`); a bad token closes the socket with the protocol's code.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_graphql::Data;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
@@ -37,23 +37,56 @@ fn credential(payload: &serde_json::Value) -> Option<String> {
         .map(|t| format!("Bearer {t}"))
 }
 
-/// A rejected `connection_init` closes the socket with 4403 Forbidden, the code
-/// `graphql-transport-ws` gives for it (async-graphql sends a generic 1002).
-fn forbid_rejected_init(message: Message, acked: &AtomicBool) -> Message {
+/// What the `graphql-transport-ws` output filter remembers about one socket.
+#[derive(Default)]
+struct Conformance {
+    acked: bool,
+    /// Operations whose request error went out as an `error` message: their `complete` is dropped.
+    errored: HashSet<String>,
+}
+
+/// A response that failed before execution (parse, validation, variables): no data, and
+/// no error with a path.
+fn is_request_error(payload: &serde_json::Value) -> bool {
+    let no_data = payload.get("data").is_none_or(serde_json::Value::is_null);
+    let errors = payload.get("errors").and_then(|e| e.as_array());
+    no_data
+        && errors.is_some_and(|errors| {
+            !errors.is_empty() && errors.iter().all(|e| e.get("path").is_none())
+        })
+}
+
+/// Brings async-graphql's `graphql-transport-ws` output in line with the protocol:
+/// a rejected `connection_init` closes with 4403 Forbidden (async-graphql sends 1002), and a
+/// request error is one `error` message, not `next` followed by `complete`.
+fn conform(message: Message, state: &Mutex<Conformance>) -> Option<Message> {
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     match message {
-        Message::Text(text)
-            if !acked.load(Ordering::Relaxed) && text.contains("\"connection_ack\"") =>
-        {
-            acked.store(true, Ordering::Relaxed);
-            Message::Text(text)
+        Message::Text(text) => {
+            let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&text) else {
+                return Some(Message::Text(text));
+            };
+            let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+            match (value.get("type").and_then(|v| v.as_str()), id) {
+                (Some("connection_ack"), _) => state.acked = true,
+                (Some("next"), Some(id)) if value.get("payload").is_some_and(is_request_error) => {
+                    let errors = value["payload"]["errors"].take();
+                    state.errored.insert(id.clone());
+                    let out = serde_json::json!({"id": id, "type": "error", "payload": errors});
+                    return Some(Message::Text(out.to_string().into()));
+                }
+                (Some("complete"), Some(id)) if state.errored.remove(&id) => return None,
+                _ => {}
+            }
+            Some(Message::Text(text))
         }
-        Message::Close(Some(frame)) if frame.code == 1002 && !acked.load(Ordering::Relaxed) => {
-            Message::Close(Some(CloseFrame {
+        Message::Close(Some(frame)) if frame.code == 1002 && !state.acked => {
+            Some(Message::Close(Some(CloseFrame {
                 code: 4403,
                 reason: frame.reason,
-            }))
+            })))
         }
-        other => other,
+        other => Some(other),
     }
 }
 
@@ -74,16 +107,24 @@ pub async fn handler(
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(512).collect()),
     };
+    let transport_ws = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim() == "graphql-transport-ws"));
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             let app = state.app.clone();
             let env = state.env;
             let (sink, stream) = socket.split();
-            let acked = Arc::new(AtomicBool::new(false));
-            let sink = sink.with(move |message: Message| {
-                let acked = Arc::clone(&acked);
-                async move { Ok::<_, axum::Error>(forbid_rejected_init(message, &acked)) }
+            let conformance = Arc::new(Mutex::new(Conformance::default()));
+            let sink = sink.with_flat_map(move |message: Message| {
+                let out = if transport_ws {
+                    conform(message, &conformance)
+                } else {
+                    Some(message)
+                };
+                futures_util::stream::iter(out.map(Ok::<_, axum::Error>))
             });
             GraphQLWebSocket::new_with_pair(sink, stream, state.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {
