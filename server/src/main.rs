@@ -44,6 +44,13 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Ask a running instance's `/readyz` (for container health checks); exits 1 unless ready.
+    Healthcheck {
+        /// The URL to ask (default: `/readyz` on the configured listen address, over loopback
+        /// when it listens on all addresses).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,6 +115,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listen: cannot bind {}", config.listen))?;
             startup::run(config, listener, shutdown_signal()).await
+        }
+        Command::Healthcheck { url } => {
+            let url = url.unwrap_or_else(|| readyz_url(config.listen));
+            let response = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()?
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("healthcheck: {url} did not answer"))?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "healthcheck: {url} answered {}",
+                response.status()
+            );
+            println!("ready ({url})");
+            Ok(())
         }
         Command::Migrate => {
             telemetry::init(config.log_format);
@@ -195,6 +219,19 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let second = rpassword::prompt_password("Repeat password: ").context("reading the password")?;
     anyhow::ensure!(first == second, "the passwords do not match");
     Ok(first)
+}
+
+/// `/readyz` on `listen`; an unspecified address (`0.0.0.0`, `::`) is asked over loopback.
+fn readyz_url(listen: std::net::SocketAddr) -> String {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "http://{}/readyz",
+        std::net::SocketAddr::new(ip, listen.port())
+    )
 }
 
 async fn shutdown_signal() {
