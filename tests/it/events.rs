@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::chat::chat_query;
-use crate::support::{TestApp, error_code};
+use crate::support::{PeerProcess, TestApp};
 use crate::ws::GqlWs;
 
 const CALLS: &str =
@@ -128,8 +128,9 @@ async fn an_expired_token_ends_the_subscription() {
     assert_eq!(complete["type"], "complete");
 }
 
-/// Two instances on one PostgreSQL: a subscriber on A sees a call made on B, still after A's
-/// LISTEN connection is killed, and a second user on A sees none of it.
+/// Two server processes on one PostgreSQL (A in this process, B in its own): a subscriber on A sees
+/// a call made on B, still after the LISTEN connections are killed, and a second user on A sees
+/// none of it.
 #[tokio::test(flavor = "multi_thread")]
 async fn events_cross_instances_and_survive_a_killed_listener() {
     if std::env::var("TEST_DATABASE_URL").is_err() {
@@ -138,8 +139,9 @@ async fn events_cross_instances_and_survive_a_killed_listener() {
         );
         return;
     }
-    let (a, peers) = TestApp::spawn_cluster(2).await;
-    let b_url = peers[0].url("/graphql");
+    let a = TestApp::spawn().await;
+    let b = PeerProcess::start(&a.config).await;
+    let b_url = b.url("/graphql");
     let (user, _, _) = a.register("roaming@example.com", "roaming-password").await;
     let (other, _, _) = a
         .register("bystander2@example.com", "bystander-password")
@@ -208,7 +210,6 @@ async fn events_cross_instances_and_survive_a_killed_listener() {
             break;
         }
     }
-    let _ = error_code;
 }
 
 /// The npm `graphql-ws` client, as a frontend uses it: subscribe, receive, complete; an invalid

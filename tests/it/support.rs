@@ -192,24 +192,11 @@ impl TestApp {
     }
 
     async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(server) = &self.server
-                && server.is_finished()
-            {
-                panic!("the server stopped during start-up (see the log above)");
-            }
-            if let Ok(r) = self.client.get(self.url("/readyz")).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "server not ready within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let server = self.server.as_ref();
+        wait_ready(&self.client, self.addr, || {
+            !server.is_some_and(tokio::task::JoinHandle::is_finished)
+        })
+        .await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -410,24 +397,7 @@ impl Peer {
                 let _ = rx.await;
             },
         ));
-        let client = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(
-                !server.is_finished(),
-                "a peer stopped during start-up (see the log above)"
-            );
-            if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "peer not ready within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_ready(&reqwest::Client::new(), addr, || !server.is_finished()).await;
         Peer {
             addr,
             _shutdown: tx,
@@ -438,6 +408,134 @@ impl Peer {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+}
+
+/// Waits until `addr` answers `/readyz`, failing if `alive` turns false or 30 s pass.
+async fn wait_ready(client: &reqwest::Client, addr: SocketAddr, alive: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            alive(),
+            "the server at {addr} stopped during start-up (see the log above)"
+        );
+        if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server at {addr} was not ready within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Set in the environment of a [`PeerProcess`]: the one run in which `support::peer_process`
+/// serves instead of returning at once.
+const PEER_PROCESS_ENV: &str = "CB_TEST_PEER_PROCESS";
+
+/// Another instance in its own OS process: this test binary run again with only
+/// `support::peer_process` selected, on `config`'s database, secret and plugins. It serves until
+/// it is dropped or the parent dies (its stdin closes).
+pub struct PeerProcess {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl PeerProcess {
+    pub async fn start(config: &Config) -> Self {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let mut child = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "support::peer_process",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(PEER_PROCESS_ENV, "1")
+            .env("DATABASE_URL", config.database_url())
+            .env(
+                "CLOUDBASE_JWT_SECRET",
+                config.jwt_secret.as_ref().expect("a test secret").expose(),
+            )
+            .env("CLOUDBASE_DATA_DIR", &config.data_dir)
+            .env(
+                "CLOUDBASE_PLUGINS_DIR",
+                config.plugins_dir.as_ref().expect("a plugins folder"),
+            )
+            .env("CLOUDBASE_DATABASE__MAX_CONNECTIONS", "8")
+            .env_remove("CLOUDBASE_CONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the peer process");
+        // Read the address it bound, then keep draining its stdout so it never blocks on it.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line.strip_prefix("PEER_ADDR=") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .expect("the peer process did not report its address within 60 s")
+            .parse()
+            .expect("a socket address");
+        let mut peer = PeerProcess { addr, child };
+        let alive = std::sync::Mutex::new(&mut peer.child);
+        wait_ready(&reqwest::Client::new(), addr, || {
+            matches!(alive.lock().unwrap().try_wait(), Ok(None))
+        })
+        .await;
+        peer
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server half of [`PeerProcess`]; a plain test run skips it (ignored), and it does nothing
+/// unless started by `PeerProcess::start`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "the server half of PeerProcess, started by it"]
+async fn peer_process() {
+    if std::env::var_os(PEER_PROCESS_ENV).is_none() {
+        return;
+    }
+    let config = Config::load(None).expect("the peer's configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    println!("PEER_ADDR={}", listener.local_addr().expect("local addr"));
+    let parent_gone = async {
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                line.clear();
+            }
+        })
+        .await;
+    };
+    cloudbase_server::run(config, listener, parent_gone)
+        .await
+        .expect("the peer server");
 }
 
 impl Drop for Peer {
