@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use cloudbase_schema::clock::SystemClock;
+use cloudbase_schema::services::audit::Verdict;
 use cloudbase_schema::services::{Role, users};
 use cloudbase_server::config::Config;
 use cloudbase_server::plugins::Registry;
@@ -44,6 +45,11 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Ask a running instance's `/readyz` (for container health checks); exits 1 unless ready.
     Healthcheck {
         /// The URL to ask (default: `/readyz` on the configured listen address, over loopback
@@ -71,6 +77,12 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit trail's hash chain; exits 1 at the first row edited, removed or reordered.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -132,6 +144,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             println!("ready ({url})");
             Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let app =
+                startup::build_app(&config, Arc::new(SystemClock), Arc::new(Registry::empty()))
+                    .await?;
+            match cloudbase_schema::services::audit::verify(&app).await? {
+                Verdict::Intact { rows } => {
+                    println!("the audit trail is intact ({rows} rows)");
+                    Ok(())
+                }
+                Verdict::Broken { seq, reason } => {
+                    anyhow::bail!("the audit trail is broken at row {seq}: {reason}")
+                }
+            }
         }
         Command::Migrate => {
             telemetry::init(config.log_format);

@@ -23,6 +23,7 @@
 
 mod accounts;
 mod admin;
+mod audit;
 mod budgets;
 mod chat;
 mod config;

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use cloudbase_schema::db::schema::{
-    ai_calls, budget_reservations, budgets, conversations, messages, prices, rate_counters,
-    refresh_tokens, sessions, usage_daily, usage_daily_models, user_limits, users,
+    ai_calls, audit_head, audit_log, budget_reservations, budgets, conversations, messages, prices,
+    rate_counters, refresh_tokens, sessions, usage_daily, usage_daily_models, user_limits, users,
 };
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -105,7 +105,9 @@ fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
         usage_daily,
         usage_daily_models,
         rate_counters,
-        user_limits
+        user_limits,
+        audit_log,
+        audit_head
     )
 }
 

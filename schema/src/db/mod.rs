@@ -6,10 +6,11 @@
 //!
 //! - [`schema`]: the hand-written Diesel tables shared by both backends.
 //! - [`models`]: row structs (`User`) and insert structs (`NewUser<'a>`).
-//! - [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`], [`rate_limits`], [`usage`]: the query functions,
+//! - [`audit`], [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`], [`rate_limits`], [`usage`]: the query functions,
 //!   returning `QueryResult`.
 
 pub mod ai_calls;
+pub mod audit;
 pub mod budgets;
 pub mod conversations;
 pub mod models;

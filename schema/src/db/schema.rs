@@ -196,6 +196,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_log (seq) {
+        seq -> BigInt,
+        at -> Timestamp,
+        actor_id -> Nullable<Text>,
+        actor_role -> Nullable<Text>,
+        operation_name -> Nullable<Text>,
+        field -> Text,
+        arguments -> Text,
+        outcome -> Text,
+        client_ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        request_id -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> BigInt,
+        seq -> BigInt,
+        hash -> Text,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(budget_reservations -> budgets (budget_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -215,5 +241,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_daily,
     usage_daily_models,
     rate_counters,
-    user_limits
+    user_limits,
+    audit_log,
+    audit_head
 );

@@ -87,6 +87,28 @@ fn has_code(error: &ServerError) -> bool {
         .is_some_and(|ext| ext.get("code").is_some())
 }
 
+/// The code of one of async-graphql's own errors (it has no source): argument coercion inside a
+/// field, or an operation that cannot run (no such operation name, a subscription over HTTP).
+fn own_error_code(error: &ServerError) -> &'static str {
+    if error.path.is_empty() {
+        "BAD_REQUEST"
+    } else {
+        Code::BadUserInput.as_str()
+    }
+}
+
+/// The code `error` has or will get from [`finish_error`], without changing it.
+pub fn code_of(error: &ServerError) -> String {
+    if let Some(code) = error.extensions.as_ref().and_then(|ext| ext.get("code")) {
+        return code.to_string().trim_matches('"').to_owned();
+    }
+    match error.source::<Error>() {
+        Some(e) => e.code().as_str().to_owned(),
+        None if error.source.is_none() => own_error_code(error).to_owned(),
+        None => Code::Internal.as_str().to_owned(),
+    }
+}
+
 /// Gives `error` its code (and, for internal errors, an opaque message with the request id).
 pub fn finish_error(error: &mut ServerError, request_id: &str) {
     if has_code(error) {
@@ -122,14 +144,8 @@ pub fn finish_error(error: &mut ServerError, request_id: &str) {
                 _ => None,
             },
         ),
-        // async-graphql's own errors: argument coercion inside a field, or an operation that
-        // cannot run (no such operation name, a subscription over HTTP).
         None if error.source.is_none() => {
-            let code = if error.path.is_empty() {
-                "BAD_REQUEST"
-            } else {
-                Code::BadUserInput.as_str()
-            };
+            let code = own_error_code(error);
             set_code(error, code);
             return;
         }

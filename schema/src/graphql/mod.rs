@@ -13,6 +13,7 @@
 //! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.
 
 pub mod ai_calls;
+pub mod audit;
 pub mod auth;
 pub mod budgets;
 pub mod chat;
@@ -44,6 +45,7 @@ pub struct Query(
     budgets::BudgetsQuery,
     limits::LimitsQuery,
     usage::UsageQuery,
+    audit::AuditQuery,
 );
 
 /// The root mutation: every domain's mutations merged.
@@ -100,6 +102,7 @@ pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
     .extension(errors::ErrorPolicy {
         max_aliases: limits.max_aliases,
     })
+    .extension(audit::Audit)
     .finish()
 }
 

@@ -16,6 +16,7 @@
 //! - [`validate`]: input rules shared by the services (email, password, names, URLs, paging).
 
 pub mod ai_calls;
+pub mod audit;
 pub mod auth;
 pub mod budgets;
 pub mod cache;
