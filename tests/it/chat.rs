@@ -413,6 +413,12 @@ async fn websocket_auth_is_checked_at_connection_init() {
         "graphql-transport-ws closes with 4403 Forbidden: {refused:?}"
     );
     assert!(!refused.reason.is_empty());
+    // A message the server cannot read is a bad request, not a refusal.
+    let garbled = GqlWs::connect_sending(&app, json!({"type": "subscribe"}))
+        .await
+        .err()
+        .expect("a malformed message closes the socket");
+    assert_eq!(garbled.code, Some(4400), "{garbled:?}");
 
     // No credentials: the socket opens, but chat needs a viewer.
     let mut anonymous = GqlWs::connect(&app, None).await.unwrap();

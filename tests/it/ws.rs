@@ -26,6 +26,15 @@ pub struct Closed {
 impl GqlWs {
     /// Connects and completes `connection_init` with `payload`.
     pub async fn connect_with(app: &TestApp, payload: Value) -> Result<Self, Closed> {
+        Self::connect_sending(
+            app,
+            json!({ "type": "connection_init", "payload": payload }),
+        )
+        .await
+    }
+
+    /// Connects, sends `first` and waits for the ack or the close.
+    pub async fn connect_sending(app: &TestApp, first: Value) -> Result<Self, Closed> {
         let url = format!("ws://{}/graphql/ws", app.addr);
         let mut request = url.into_client_request().unwrap();
         request.headers_mut().insert(
@@ -34,9 +43,7 @@ impl GqlWs {
         );
         let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
         let mut client = GqlWs { socket };
-        client
-            .send(json!({ "type": "connection_init", "payload": payload }))
-            .await;
+        client.send(first).await;
         loop {
             match client.raw_next().await {
                 Some(Ok(Message::Text(text))) => {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::Data;
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
@@ -41,6 +41,10 @@ fn credential(payload: &serde_json::Value) -> Option<String> {
 #[derive(Default)]
 struct Conformance {
     acked: bool,
+    /// The close code for a refused `connection_init`: 4403 for rejected credentials, 4500 when
+    /// they could not be checked. async-graphql's other 1002 close is for a message it cannot
+    /// parse, at any time: 4400 Bad Request.
+    init_refused: Option<u16>,
     /// Operations whose request error went out as an `error` message: their `complete` is dropped.
     errored: HashSet<String>,
 }
@@ -57,7 +61,8 @@ fn is_request_error(payload: &serde_json::Value) -> bool {
 }
 
 /// Brings async-graphql's `graphql-transport-ws` output in line with the protocol:
-/// a rejected `connection_init` closes with 4403 Forbidden (async-graphql sends 1002), and a
+/// a rejected `connection_init` closes with 4403 Forbidden and a malformed message with 4400
+/// (async-graphql sends 1002 for both), and a
 /// request error is one `error` message, not `next` followed by `complete`.
 fn conform(message: Message, state: &Mutex<Conformance>) -> Option<Message> {
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -80,9 +85,9 @@ fn conform(message: Message, state: &Mutex<Conformance>) -> Option<Message> {
             }
             Some(Message::Text(text))
         }
-        Message::Close(Some(frame)) if frame.code == 1002 && !state.acked => {
+        Message::Close(Some(frame)) if frame.code == 1002 => {
             Some(Message::Close(Some(CloseFrame {
-                code: 4403,
+                code: state.init_refused.unwrap_or(4400),
                 reason: frame.reason,
             })))
         }
@@ -107,10 +112,15 @@ pub async fn handler(
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(512).collect()),
     };
+    // The protocol `GraphQLProtocol` chose: the first one the client offers that is known.
     let transport_ws = headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|p| p.trim() == "graphql-transport-ws"));
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
+        })
+        == Some(WebSocketProtocols::GraphQLWS);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
@@ -118,6 +128,14 @@ pub async fn handler(
             let env = state.env;
             let (sink, stream) = socket.split();
             let conformance = Arc::new(Mutex::new(Conformance::default()));
+            let refusals = Arc::clone(&conformance);
+            let refuse = move |code: u16, error: async_graphql::Error| {
+                refusals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .init_refused = Some(code);
+                Err(error)
+            };
             let sink = sink.with_flat_map(move |message: Message| {
                 let out = if transport_ws {
                     conform(message, &conformance)
@@ -129,11 +147,12 @@ pub async fn handler(
             GraphQLWebSocket::new_with_pair(sink, stream, state.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {
                     let token = credential(&payload);
-                    let auth = auth::authenticate(&app, token.as_deref())
-                        .await
-                        .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+                    let auth = match auth::authenticate(&app, token.as_deref()).await {
+                        Ok(auth) => auth,
+                        Err(e) => return refuse(4500, async_graphql::Error::new(e.to_string())),
+                    };
                     if let Auth::Rejected(why) = &auth {
-                        return Err(async_graphql::Error::new(why.clone()));
+                        return refuse(4403, async_graphql::Error::new(why.clone()));
                     }
                     let admin = matches!(&auth, Auth::User(v) if v.is_admin());
                     let mut data = Data::default();
