@@ -74,6 +74,17 @@ async fn mutations_are_audited_with_their_outcome_and_secrets_redacted() {
     let denied_code = error_code(&wrong);
     assert_ne!(denied_code, "", "{wrong}");
 
+    // A mutation that succeeds while the selection under it fails: the outcome is the
+    // mutation's; a variable's default counts as its value.
+    let partial = app
+        .gql(
+            Some(&user),
+            "mutation Make($t: String = \"Defaulted\") { createConversation(title: $t) { id messages(first: 0) { edges { cursor } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&partial), "BAD_USER_INPUT", "{partial}");
+
     let log = app
         .gql_ok(Some(&admin), AUDIT_LOG, json!({ "first": 100 }))
         .await;
@@ -110,6 +121,14 @@ async fn mutations_are_audited_with_their_outcome_and_secrets_redacted() {
     assert_eq!(failed["actorRole"], "ADMIN", "the role at the time");
     assert_eq!(failed["arguments"]["currentPassword"], audit::REDACTED);
     assert_eq!(failed["arguments"]["newPassword"], audit::REDACTED);
+
+    let made = rows
+        .iter()
+        .find(|r| r["field"] == "createConversation")
+        .expect("the conversation is recorded");
+    assert_eq!(made["outcome"], "OK", "the conversation was created");
+    assert_eq!(made["arguments"]["title"], "Defaulted");
+    assert!(made["arguments"].get("provider").is_none());
 
     // Anonymous mutations too, passwords never stored.
     let registers: Vec<_> = rows.iter().filter(|r| r["field"] == "register").collect();
@@ -190,7 +209,7 @@ async fn tampering_breaks_the_chain() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn concurrent_mutations_keep_one_chain() {
+async fn concurrent_mutations_keep_one_chain_and_verify_runs_alongside() {
     let app = TestApp::spawn().await;
     let registers = (0..12).map(|i| {
         let app = &app;
@@ -199,6 +218,13 @@ async fn concurrent_mutations_keep_one_chain() {
                 .await
         }
     });
-    futures_util::future::join_all(registers).await;
+    // Checking while rows are appended reports what it saw as intact, never a false break.
+    let checks = async {
+        for _ in 0..3 {
+            let verdict = verify(&app).await;
+            assert!(matches!(verdict, Verdict::Intact { .. }), "{verdict:?}");
+        }
+    };
+    tokio::join!(futures_util::future::join_all(registers), checks);
     assert_eq!(verify(&app).await, Verdict::Intact { rows: 12 });
 }

@@ -117,12 +117,17 @@ pub async fn page(
     })
 }
 
-/// Up to `limit` rows after `seq`, oldest first (for walking the chain).
-pub async fn after(conn: &mut DbConn, seq: i64, limit: i64) -> QueryResult<Vec<AuditRow>> {
+/// Up to `limit` rows after `seq` and up to `last`, oldest first (for walking the chain).
+pub async fn after(
+    conn: &mut DbConn,
+    seq: i64,
+    last: i64,
+    limit: i64,
+) -> QueryResult<Vec<AuditRow>> {
     db_run!(conn, |c| {
         audit_log::table
             .select(AuditRow::as_select())
-            .filter(audit_log::seq.gt(seq))
+            .filter(audit_log::seq.gt(seq).and(audit_log::seq.le(last)))
             .order(audit_log::seq.asc())
             .limit(limit)
             .load(c)

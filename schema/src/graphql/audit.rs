@@ -58,15 +58,35 @@ impl Extension for AuditExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
+        let mut request = self.request.lock().unwrap_or_else(|p| p.into_inner());
         // A document with one named operation runs it without `operationName` in the request.
         if let DocumentOperations::Multiple(operations) = &document.operations
             && operations.len() == 1
+            && request.1.is_none()
         {
-            let mut request = self.request.lock().unwrap_or_else(|p| p.into_inner());
-            if request.1.is_none() {
-                request.1 = operations.keys().next().map(ToString::to_string);
-            }
+            request.1 = operations.keys().next().map(ToString::to_string);
         }
+        // The operation that runs: its variables' defaults count as sent values.
+        let operation = match (&document.operations, &request.1) {
+            (DocumentOperations::Single(op), _) => Some(op),
+            (DocumentOperations::Multiple(ops), Some(name)) => ops
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, op)| op),
+            (DocumentOperations::Multiple(_), None) => None,
+        };
+        let defaults: Vec<_> = operation
+            .into_iter()
+            .flat_map(|op| &op.node.variable_definitions)
+            .filter_map(|d| {
+                let value = d.node.default_value.as_ref()?;
+                Some((d.node.name.node.clone(), value.node.clone()))
+            })
+            .collect();
+        for (name, value) in defaults {
+            request.0.entry(name).or_insert(value);
+        }
+        drop(request);
         Ok(document)
     }
 
@@ -85,15 +105,15 @@ impl Extension for AuditExtension {
             let request = self.request.lock().unwrap_or_else(|p| p.into_inner());
             let mut map = serde_json::Map::new();
             for (name, value) in &info.field.arguments {
-                let value = value
+                // An argument that uses a variable which was not sent (and has no default) was
+                // not given at all: leave it out rather than record a null.
+                let Ok(value) = value
                     .node
                     .clone()
-                    .into_const_with(|v| {
-                        Ok::<_, std::convert::Infallible>(
-                            request.0.get(&v).cloned().unwrap_or(Value::Null),
-                        )
-                    })
-                    .unwrap_or(Value::Null);
+                    .into_const_with(|v| request.0.get(&v).cloned().ok_or(()))
+                else {
+                    continue;
+                };
                 map.insert(
                     name.node.to_string(),
                     value.into_json().unwrap_or(serde_json::Value::Null),
@@ -120,9 +140,11 @@ impl Extension for AuditExtension {
             operation_name,
             field,
             arguments,
+            // An error below the root field (in the selection the client asked for) does not
+            // undo the mutation: only the field's own error is its outcome.
             outcome: match &result {
-                Ok(_) => "OK".to_owned(),
-                Err(e) => code_of(e),
+                Err(e) if e.path.len() <= 1 => code_of(e),
+                _ => "OK".to_owned(),
             },
             client_ip: meta.and_then(|m| m.client_ip.clone()),
             user_agent: meta.and_then(|m| m.user_agent.clone()),

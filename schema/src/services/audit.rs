@@ -13,19 +13,20 @@ use super::{App, Viewer, validate};
 use crate::Error;
 use crate::db::audit::{self as queries, AuditRow, Filter};
 
-/// Argument names whose values are never stored (compared case-insensitively, `_` ignored).
-const SECRET_NAMES: &[&str] = &[
+/// Parts of argument names whose values are never stored (names compared lower-case with `_` and
+/// `-` removed): `newPassword`, `apiKey`, `githubToken`, `clientSecret`, `x-api-key`, ...
+const SECRET_PARTS: &[&str] = &[
     "password",
-    "newpassword",
-    "currentpassword",
-    "oldpassword",
+    "passwd",
     "token",
-    "refreshtoken",
-    "accesstoken",
     "secret",
-    "secrets",
     "apikey",
+    "privatekey",
+    "accesskey",
     "authorization",
+    "credential",
+    "cookie",
+    "signature",
 ];
 
 /// Prompt text: stored only with `[chat] log_prompts` on, like the call records' prompt log.
@@ -46,7 +47,7 @@ pub fn redact(value: &mut Value, keep_prompts: bool) {
                     .flat_map(char::to_lowercase)
                     .collect();
                 let prompt = !keep_prompts && PROMPT_NAMES.contains(&name.as_str());
-                if prompt || SECRET_NAMES.contains(&name.as_str()) {
+                if prompt || SECRET_PARTS.iter().any(|part| name.contains(part)) {
                     *v = Value::String(REDACTED.into());
                 } else {
                     redact(v, keep_prompts);
@@ -54,8 +55,38 @@ pub fn redact(value: &mut Value, keep_prompts: bool) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|v| redact(v, keep_prompts)),
+        Value::String(text) => {
+            if let Some(url) = redact_url(text) {
+                *text = url;
+            }
+        }
         _ => {}
     }
+}
+
+/// A URL with its credentials (user info) and query removed, where webhook and bot URLs carry
+/// their keys; `None` if `text` is not an http(s) URL with either.
+fn redact_url(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return None;
+    }
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map(|(_, host)| host);
+    let path_only = path.split(['?', '#']).next().unwrap_or_default();
+    if host.is_none() && path_only.len() == path.len() {
+        return None;
+    }
+    let credentials = if host.is_some() { "[REDACTED]@" } else { "" };
+    let query = if path_only.len() < path.len() {
+        "?[REDACTED]"
+    } else {
+        ""
+    };
+    Some(format!(
+        "{scheme}://{credentials}{}{path_only}{query}",
+        host.unwrap_or(authority)
+    ))
 }
 
 /// One executed mutation field, as the extension saw it.
@@ -237,9 +268,12 @@ pub enum Verdict {
 pub async fn verify(app: &App) -> Result<Verdict, Error> {
     const BATCH: i64 = 1000;
     let mut conn = app.db.get().await?;
+    // The head first: a row and the head move in one transaction, so every row up to the head
+    // read now is visible, and rows appended while the walk runs are left for the next check.
+    let (head_seq, head_hash) = queries::head(&mut conn).await?;
     let (mut last_seq, mut last_hash) = (0_i64, String::new());
     loop {
-        let rows = queries::after(&mut conn, last_seq, BATCH).await?;
+        let rows = queries::after(&mut conn, last_seq, head_seq, BATCH).await?;
         for row in &rows {
             let broken = |reason: String| {
                 Ok(Verdict::Broken {
@@ -265,7 +299,6 @@ pub async fn verify(app: &App) -> Result<Verdict, Error> {
             break;
         }
     }
-    let (head_seq, head_hash) = queries::head(&mut conn).await?;
     if head_seq != last_seq || head_hash != last_hash {
         return Ok(Verdict::Broken {
             seq: last_seq + 1,
@@ -290,6 +323,10 @@ mod tests {
             "newPassword": "n",
             "settings": {"url": "https://x", "secrets": {"token": "t"}},
             "chat": {"message": "my prompt", "model": "m"},
+            "profile": {"githubToken": "g", "clientSecret": "c", "x-api-key": "x", "theme": "dark"},
+            "hook": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc",
+            "dsn": "https://user:pw@example.com/path",
+            "plain": "https://example.com/docs",
         });
         let mut with_prompts = json!({"input": {"message": "hi", "password": "p"}});
         redact(&mut with_prompts, true);
@@ -305,6 +342,16 @@ mod tests {
         assert_eq!(v["settings"]["secrets"], REDACTED);
         assert_eq!(v["chat"]["message"], REDACTED);
         assert_eq!(v["chat"]["model"], "m");
+        assert_eq!(v["profile"]["githubToken"], REDACTED);
+        assert_eq!(v["profile"]["clientSecret"], REDACTED);
+        assert_eq!(v["profile"]["x-api-key"], REDACTED);
+        assert_eq!(v["profile"]["theme"], "dark");
+        assert_eq!(
+            v["hook"],
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?[REDACTED]"
+        );
+        assert_eq!(v["dsn"], "https://[REDACTED]@example.com/path");
+        assert_eq!(v["plain"], "https://example.com/docs");
     }
 
     #[test]
