@@ -232,10 +232,7 @@ async fn roles_change_and_apply_immediately() {
 /// ended on all of them.
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_start_together_on_postgres() {
-    if std::env::var("TEST_DATABASE_URL").is_err() {
-        eprintln!(
-            "instances_start_together_on_postgres: PostgreSQL only (set TEST_DATABASE_URL); .ci/run does"
-        );
+    if crate::support::skip_without_postgres("instances_start_together_on_postgres") {
         return;
     }
     let (app, peers) = TestApp::spawn_cluster(3).await;

@@ -121,14 +121,14 @@ async fn a_budget_is_never_overspent_by_concurrent_calls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_budget_holds_across_two_server_processes_on_postgres() {
-    if std::env::var("TEST_DATABASE_URL").is_err() {
-        eprintln!(
-            "a_budget_holds_across_two_server_processes_on_postgres: PostgreSQL only (set TEST_DATABASE_URL); .ci/run does"
-        );
+    if crate::support::skip_without_postgres(
+        "a_budget_holds_across_two_server_processes_on_postgres",
+    ) {
         return;
     }
-    let (app, peers) = TestApp::spawn_cluster(2).await;
-    let urls = vec![app.url("/graphql"), peers[0].url("/graphql")];
+    let app = TestApp::spawn().await;
+    let other = crate::support::PeerProcess::start(&app.config).await;
+    let urls = vec![app.url("/graphql"), other.url("/graphql")];
     check_never_overspent(&app, &urls).await;
 }
 

@@ -133,10 +133,8 @@ async fn an_expired_token_ends_the_subscription() {
 /// none of it.
 #[tokio::test(flavor = "multi_thread")]
 async fn events_cross_instances_and_survive_a_killed_listener() {
-    if std::env::var("TEST_DATABASE_URL").is_err() {
-        eprintln!(
-            "events_cross_instances_and_survive_a_killed_listener: PostgreSQL only (set TEST_DATABASE_URL); .ci/run does"
-        );
+    if crate::support::skip_without_postgres("events_cross_instances_and_survive_a_killed_listener")
+    {
         return;
     }
     let a = TestApp::spawn().await;
@@ -216,48 +214,16 @@ async fn events_cross_instances_and_survive_a_killed_listener() {
 /// subscription gets the protocol's `error`; keep-alive pings are answered.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_graphql_ws_client_conforms() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ws-conformance");
-    if !dir.join("node_modules/graphql-ws").exists() {
-        let dir = dir.clone();
-        let status = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-                .current_dir(&dir)
-                .status()
-        })
-        .await
-        .unwrap()
-        .expect("npm is needed for the WebSocket conformance test (install Node.js)");
-        assert!(status.success(), "npm ci in tests/ws-conformance failed");
-    }
     let app = TestApp::spawn().await;
     let (token, _, _) = app
         .register("frontend@example.com", "frontend-password")
         .await;
     let url = format!("ws://{}/graphql/ws", app.addr);
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg("check.mjs")
-            .arg(url)
-            .arg(token)
-            .current_dir(&dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node is needed for the WebSocket conformance test");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        stdout
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .ends_with(" 0 failed"),
-        "{stdout}"
-    );
+    crate::support::run_node_harness(
+        "ws-conformance",
+        "graphql-ws",
+        "check.mjs",
+        vec![url, token],
+    )
+    .await;
 }

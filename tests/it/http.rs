@@ -1,8 +1,6 @@
 //! The GraphQL-over-HTTP surface: media types, methods, status codes, limits, introspection,
 //! and the `graphql-http` audit suite (npm) run against the real server.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, error_code};
@@ -283,35 +281,12 @@ async fn every_response_has_a_request_id() {
 /// Needs Node and npm; installs the pinned harness from its lockfile on first run.
 #[tokio::test(flavor = "multi_thread")]
 async fn graphql_over_http_audit() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("http-audit");
-    if !dir.join("node_modules/graphql-http").exists() {
-        let dir = dir.clone();
-        let status = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-                .current_dir(&dir)
-                .status()
-        })
-        .await
-        .unwrap()
-        .expect("npm is needed for the GraphQL-over-HTTP audit (install Node.js)");
-        assert!(status.success(), "npm ci in tests/http-audit failed");
-    }
     let app = TestApp::spawn().await;
-    let url = app.url("/graphql");
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg("audit.mjs")
-            .arg(url)
-            .current_dir(&dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node is needed for the GraphQL-over-HTTP audit");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "audit failed:\n{stdout}\n{stderr}");
-    let summary = stdout.lines().last().unwrap_or_default();
-    assert!(summary.ends_with(" 0 failed"), "{summary}");
+    crate::support::run_node_harness(
+        "http-audit",
+        "graphql-http",
+        "audit.mjs",
+        vec![app.url("/graphql")],
+    )
+    .await;
 }

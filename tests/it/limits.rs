@@ -177,11 +177,9 @@ async fn failed_logins_are_limited_per_account_and_per_address() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn request_limits_hold_across_two_processes_on_postgres() {
-    if std::env::var("TEST_DATABASE_URL").is_err() {
-        eprintln!(
-            "request_limits_hold_across_two_processes_on_postgres: PostgreSQL only (set TEST_DATABASE_URL); .ci/run does"
-        );
+async fn request_limits_hold_across_two_instances_on_postgres() {
+    if crate::support::skip_without_postgres("request_limits_hold_across_two_instances_on_postgres")
+    {
         return;
     }
     let clock = clock_at_minute_start();

@@ -410,6 +410,53 @@ impl Peer {
     }
 }
 
+/// Whether `test` must skip: it needs PostgreSQL and `TEST_DATABASE_URL` is not set (the
+/// SQLite run of the suite; `.ci/run` runs the suite again on PostgreSQL). Says so on stderr.
+pub fn skip_without_postgres(test: &str) -> bool {
+    let skip = std::env::var("TEST_DATABASE_URL").is_err();
+    if skip {
+        eprintln!("{test}: PostgreSQL only (set TEST_DATABASE_URL); .ci/run does");
+    }
+    skip
+}
+
+/// Runs a Node harness from `tests/<dir>` (installing its lockfile with `npm ci` the first time,
+/// when `node_modules/<package>` is missing) against the server; returns its stdout after
+/// checking it exited 0 and its last line reports ` 0 failed`.
+pub async fn run_node_harness(dir: &str, package: &str, script: &str, args: Vec<String>) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    if !dir.join("node_modules").join(package).exists() {
+        let install = dir.clone();
+        let status = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&install)
+                .status()
+        })
+        .await
+        .unwrap()
+        .expect("npm is needed for the Node harnesses (install Node.js)");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    let script = script.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(script)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("node is needed for the Node harnesses (install Node.js)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(summary.ends_with(" 0 failed"), "{stdout}");
+    stdout
+}
+
 /// Waits until `addr` answers `/readyz`, failing if `alive` turns false or 30 s pass.
 async fn wait_ready(client: &reqwest::Client, addr: SocketAddr, alive: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
