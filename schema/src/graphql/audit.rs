@@ -101,7 +101,7 @@ impl Extension for AuditExtension {
             return next.run(ctx, info).await;
         }
         let field = info.name.to_owned();
-        let arguments = {
+        let (arguments, operation_name) = {
             let request = self.request.lock().unwrap_or_else(|p| p.into_inner());
             let mut map = serde_json::Map::new();
             for (name, value) in &info.field.arguments {
@@ -119,14 +119,8 @@ impl Extension for AuditExtension {
                     value.into_json().unwrap_or(serde_json::Value::Null),
                 );
             }
-            serde_json::Value::Object(map)
+            (serde_json::Value::Object(map), request.1.clone())
         };
-        let operation_name = self
-            .request
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .clone();
         let result = next.run(ctx, info).await;
         let Some(app) = ctx.data_opt::<Arc<App>>() else {
             return result;

@@ -99,8 +99,10 @@ fn own_error_code(error: &ServerError) -> &'static str {
 
 /// The code `error` has or will get from [`finish_error`], without changing it.
 pub fn code_of(error: &ServerError) -> String {
-    if let Some(code) = error.extensions.as_ref().and_then(|ext| ext.get("code")) {
-        return code.to_string().trim_matches('"').to_owned();
+    if let Some(async_graphql::Value::String(code)) =
+        error.extensions.as_ref().and_then(|ext| ext.get("code"))
+    {
+        return code.clone();
     }
     match error.source::<Error>() {
         Some(e) => e.code().as_str().to_owned(),

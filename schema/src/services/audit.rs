@@ -117,7 +117,7 @@ pub fn chain_hash(row: &AuditRow) -> String {
         .at
         .and_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let parts: [Option<&str>; 12] = [
+    let parts: [Option<&str>; 11] = [
         Some(&row.prev_hash),
         Some(&at),
         row.actor_id.as_deref(),
@@ -129,7 +129,6 @@ pub fn chain_hash(row: &AuditRow) -> String {
         row.client_ip.as_deref(),
         row.user_agent.as_deref(),
         Some(&row.request_id),
-        None,
     ];
     let mut hasher = Sha256::new();
     hasher.update(row.seq.to_be_bytes());
