@@ -59,15 +59,20 @@ pub enum Event {
         /// `LOADED`, `FAILED` or `DISABLED`.
         status: String,
     },
-    /// A system log entry was stored (the logs issue).
-    LogAppended {
-        /// The entry.
-        log_id: String,
+    /// A batch of system log entries was stored: ids `first_id..=last_id` (one event per batch,
+    /// so a log flood never floods the bus).
+    LogsAppended {
+        /// The batch's first entry.
+        first_id: String,
+        /// Its last entry.
+        last_id: String,
     },
-    /// An alert rule fired (the alerting issue).
+    /// An alert rule started or stopped firing, and its deliveries were queued.
     AlertFired {
         /// The alert.
         alert_id: String,
+        /// The rule's owner, for a user's own rule; `None` for an admin rule.
+        owner_id: Option<String>,
     },
 }
 

@@ -7,6 +7,7 @@
 //! - [`events`]: the event bus (in-process broadcast, and `pg_notify` across instances).
 //! - [`clock`]: the injectable clock every service reads the time from.
 //! - [`db`]: the two-backend pool (SQLite or PostgreSQL), migrations, `schema.rs`, models and queries.
+//! - [`metrics`]: the instance's metrics recorder and the metric names.
 //! - [`plugins`]: the plugin host as services see it (the server implements it).
 //! - [`services`]: the workflows with side effects (accounts, sessions, tokens, users).
 //! - [`graphql`]: the async-graphql types and resolvers, split by domain, and the schema builder.
@@ -16,6 +17,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod graphql;
+pub mod metrics;
 pub mod plugins;
 pub mod services;
 

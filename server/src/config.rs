@@ -110,6 +110,12 @@ pub struct Config {
     pub budgets: BudgetsConfig,
     /// How long raw records are kept.
     pub retention: RetentionConfig,
+    /// System logs.
+    pub logs: LogsConfig,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsConfig,
+    /// Alert evaluation and delivery.
+    pub alerts: AlertsConfig,
     /// Default rate limits (admins override them per user).
     pub rate_limits: RateLimitsConfig,
 }
@@ -171,11 +177,78 @@ pub struct RetentionConfig {
     /// Finished AI call records older than this many days are deleted (rollups are kept);
     /// 0 keeps them forever.
     pub ai_calls_days: u64,
+    /// System log entries older than this many days are deleted; 0 keeps them forever.
+    pub system_logs_days: u64,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { ai_calls_days: 90 }
+        Self {
+            ai_calls_days: 90,
+            system_logs_days: 30,
+        }
+    }
+}
+
+/// `[logs]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Entries waiting to be written; past this, new entries are dropped (and counted), so
+    /// logging never holds up a request.
+    pub queue_capacity: usize,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 8192,
+        }
+    }
+}
+
+/// `[metrics]`: `/metrics` is open to loopback clients (`loopback = true`, the default) and to
+/// anyone sending `Authorization: Bearer <token>` when `token` is set; everyone else gets 403.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// Open to clients on a loopback address.
+    pub loopback: bool,
+    /// A bearer token that opens it from anywhere (`CLOUDBASE_METRICS__TOKEN`).
+    pub token: Option<Secret>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            loopback: true,
+            token: None,
+        }
+    }
+}
+
+/// `[alerts]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// How often rules are evaluated and due deliveries sent, in milliseconds.
+    pub evaluate_interval_ms: u64,
+    /// Attempts per delivery before it is marked failed.
+    pub max_delivery_attempts: u32,
+    /// Wait before the first retry, in milliseconds; doubles with each attempt.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            evaluate_interval_ms: 15_000,
+            max_delivery_attempts: 5,
+            retry_backoff_ms: 5_000,
+        }
     }
 }
 
@@ -356,6 +429,9 @@ impl Default for Config {
             prices_file: None,
             budgets: BudgetsConfig::default(),
             retention: RetentionConfig::default(),
+            logs: LogsConfig::default(),
+            metrics: MetricsConfig::default(),
+            alerts: AlertsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
         }
     }
@@ -513,7 +589,22 @@ impl Config {
                 "rate_limits.login_window_secs",
                 self.rate_limits.login_window_secs,
             ),
+            ("logs.queue_capacity", self.logs.queue_capacity as u64),
+            (
+                "alerts.evaluate_interval_ms",
+                self.alerts.evaluate_interval_ms,
+            ),
+            (
+                "alerts.max_delivery_attempts",
+                u64::from(self.alerts.max_delivery_attempts),
+            ),
+            ("alerts.retry_backoff_ms", self.alerts.retry_backoff_ms),
         ];
+        if let Some(token) = &self.metrics.token
+            && token.expose().len() < 16
+        {
+            return Err(invalid("metrics.token", "must be at least 16 characters"));
+        }
         self.timezone()?;
         for &(key, value) in positive {
             if value == 0 {

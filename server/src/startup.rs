@@ -11,14 +11,16 @@ use cloudbase_schema::db::{DbConfig, DbPool};
 use cloudbase_schema::plugins::PluginHost;
 use cloudbase_schema::services::budgets::BudgetSettings;
 use cloudbase_schema::services::chat::ChatSettings;
-use cloudbase_schema::services::maintenance;
 use cloudbase_schema::services::rate_limits::RateLimitSettings;
 use cloudbase_schema::services::{App, TokenSettings, pricing, tokens, users};
+use cloudbase_schema::services::{alerts, logs, maintenance};
 use tokio::net::TcpListener;
+use tracing::Instrument as _;
 
 use crate::config::{Config, Environment};
 use crate::http;
 use crate::plugins::Registry;
+use crate::telemetry;
 
 /// Serves until `shutdown` resolves. Tests and `main` start the server the same way.
 pub async fn run(
@@ -37,16 +39,47 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let plugins = Arc::new(Registry::load(&config).await);
-    let app = Arc::new(build_app(&config, clock, plugins).await?);
-    bootstrap_admin(&config, &app).await?;
-    let housekeeping = tokio::spawn(maintenance::run(
-        app.clone(),
-        std::time::Duration::from_secs(config.budgets.sweep_interval_secs),
-        config.retention.ai_calls_days,
-    ));
-    let listener_task = (app.db.backend() == cloudbase_schema::db::Backend::Postgres)
-        .then(|| tokio::spawn(crate::events::listen(config.database_url(), app.clone())));
-    let router = http::router(app, &config);
+    let mut app = build_app(&config, clock, plugins).await?;
+    let (metrics, metrics_handle) = http::metrics::recorder();
+    app.metrics = metrics;
+    let app = Arc::new(app);
+    // From here on this instance's warnings and business events are stored.
+    let _logs = telemetry::register(app.events.origin(), &app.logs);
+    let span = telemetry::instance_span(app.events.origin());
+    let log_writer = tokio::spawn(logs::run_writer(app.clone()));
+    span.in_scope(|| {
+        for row in app.plugins.plugins() {
+            if row.status == cloudbase_schema::plugins::PluginStatus::Failed {
+                tracing::warn!(
+                    target: "cloudbase::event::plugin",
+                    plugin = %row.name, instance = ?row.instance, file = %row.file,
+                    reason = row.reason.as_deref().unwrap_or(""), "plugin failed"
+                );
+            }
+        }
+    });
+    bootstrap_admin(&config, &app)
+        .instrument(span.clone())
+        .await?;
+    let retention = maintenance::Retention {
+        ai_calls_days: config.retention.ai_calls_days,
+        system_logs_days: config.retention.system_logs_days,
+    };
+    let housekeeping = tokio::spawn(
+        maintenance::run(
+            app.clone(),
+            std::time::Duration::from_secs(config.budgets.sweep_interval_secs),
+            retention,
+        )
+        .instrument(span.clone()),
+    );
+    let evaluator = tokio::spawn(alerts::run(app.clone()).instrument(span.clone()));
+    let listener_task = (app.db.backend() == cloudbase_schema::db::Backend::Postgres).then(|| {
+        tokio::spawn(
+            crate::events::listen(config.database_url(), app.clone()).instrument(span.clone()),
+        )
+    });
+    let router = http::router(app.clone(), &config, metrics_handle);
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
@@ -65,8 +98,17 @@ pub async fn run_with_clock(
     .await
     .context("serving HTTP")?;
     housekeeping.abort();
+    evaluator.abort();
     if let Some(task) = listener_task {
         task.abort();
+    }
+    // Write what is queued before stopping.
+    app.logs.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), log_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("system logs still queued at shutdown were not written");
     }
     tracing::info!("stopped");
     Ok(())
@@ -94,7 +136,8 @@ pub async fn build_app(
         ),
     );
     let postgres = (db.backend() == cloudbase_schema::db::Backend::Postgres).then(|| db.clone());
-    let mut app = App::new(db, tokens, clock, plugins);
+    let mut app = App::new(db, tokens, clock.clone(), plugins);
+    app.logs = Arc::new(logs::LogSink::new(config.logs.queue_capacity, clock));
     app.events = cloudbase_schema::events::EventBus::new(1024, postgres);
     app.chat = ChatSettings {
         default_provider: config.chat.default_provider.clone(),
@@ -118,6 +161,11 @@ pub async fn build_app(
         login_window: chrono::Duration::seconds(
             i64::try_from(limits.login_window_secs).unwrap_or(i64::MAX / 2),
         ),
+    };
+    app.alert_settings = alerts::AlertSettings {
+        evaluate_interval: std::time::Duration::from_millis(config.alerts.evaluate_interval_ms),
+        max_attempts: config.alerts.max_delivery_attempts,
+        retry_backoff: std::time::Duration::from_millis(config.alerts.retry_backoff_ms),
     };
     seed_prices(config, &app).await?;
     Ok(app)

@@ -23,6 +23,7 @@
 
 mod accounts;
 mod admin;
+mod alerting;
 mod audit;
 mod budgets;
 mod chat;
@@ -31,6 +32,7 @@ mod conversations;
 mod events;
 mod http;
 mod limits;
+mod monitoring;
 mod pages;
 mod plugins;
 mod receivers;

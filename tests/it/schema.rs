@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use cloudbase_schema::db::schema::{
-    ai_calls, audit_head, audit_log, budget_reservations, budgets, conversations, messages, prices,
-    rate_counters, refresh_tokens, sessions, usage_daily, usage_daily_models, user_limits, users,
+    ai_calls, alert_deliveries, alert_rules, alert_states, alerts, audit_head, audit_log,
+    budget_reservations, budgets, conversations, leases, messages, prices, rate_counters,
+    refresh_tokens, sessions, system_logs, usage_daily, usage_daily_models, user_limits, users,
 };
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -107,7 +108,13 @@ fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
         rate_counters,
         user_limits,
         audit_log,
-        audit_head
+        audit_head,
+        system_logs,
+        alert_rules,
+        alert_states,
+        alerts,
+        alert_deliveries,
+        leases
     )
 }
 

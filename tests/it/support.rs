@@ -162,6 +162,7 @@ impl TestApp {
         dir: tempfile::TempDir,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        cloudbase_server::telemetry::init_for_tests();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -567,6 +568,7 @@ async fn peer_process() {
         return;
     }
     let config = Config::load(None).expect("the peer's configuration");
+    cloudbase_server::telemetry::init_for_tests();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");

@@ -311,6 +311,11 @@ pub struct Notification {
     /// A link for more detail.
     #[serde(default)]
     pub link: Option<String>,
+    /// Where to send it instead of the instance's configured destination, for channels that
+    /// support it: an email address (`email`) or an `http(s)://` URL (`webhook`). Set for a
+    /// user's own alerts; channels without a per-message destination ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
 }
 
 /// How to reach an SMTP server.

@@ -22,6 +22,7 @@ fn alert() -> Notification {
         timestamp_ms: 1_700_000_000_000,
         fields: vec![("provider".into(), "kimi".into())],
         link: Some("https://cloudbase.example/alerts/1".into()),
+        recipient: None,
     }
 }
 

@@ -14,8 +14,8 @@ mod tests;
 
 use cloudbase_plugin_api::export_plugin;
 use cloudbase_plugin_api::messages::{
-    Delivery, EmailMessage, Manifest, Notification, PluginConfig, PluginError, PluginKind,
-    SecretSpec, SmtpTarget, SmtpTls, Transport,
+    Delivery, EmailMessage, ErrorCode, Manifest, Notification, PluginConfig, PluginError,
+    PluginKind, SecretSpec, SmtpTarget, SmtpTls, Transport,
 };
 use cloudbase_plugin_api::parse_settings;
 use cloudbase_plugin_api::traits::Notifier;
@@ -158,6 +158,16 @@ impl Notifier for Email {
 
     fn build(&self, n: &Notification) -> Result<Delivery, PluginError> {
         let s = &self.settings;
+        let to = match &n.recipient {
+            Some(address) if !address.contains('@') || address.contains(['\r', '\n', ',']) => {
+                return Err(PluginError::new(
+                    ErrorCode::BadInput,
+                    format!("recipient {address:?} is not an email address"),
+                ));
+            }
+            Some(address) => vec![address.clone()],
+            None => s.to.clone(),
+        };
         let email = EmailMessage {
             smtp: SmtpTarget {
                 host: s.host.clone(),
@@ -167,7 +177,7 @@ impl Notifier for Email {
                 password: self.password.clone(),
             },
             from: s.from.clone(),
-            to: s.to.clone(),
+            to,
             subject: subject(&s.subject_prefix, n),
             text: text(n),
         };

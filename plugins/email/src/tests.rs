@@ -29,6 +29,7 @@ fn alert() -> Notification {
             ("cost".into(), "12.50".into()),
         ],
         link: Some("https://cloudbase.example/alerts/1".into()),
+        recipient: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn alert() -> Notification {
             ("model".into(), "kimi-k2".into()),
         ],
         link: Some("https://cloudbase.example/alerts/1".into()),
+        recipient: None,
     }
 }
 

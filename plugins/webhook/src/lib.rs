@@ -185,19 +185,25 @@ impl Notifier for Webhook {
         };
         let body = serde_json::to_string(&payload)
             .map_err(|e| PluginError::new(ErrorCode::Internal, format!("encoding body: {e}")))?;
+        // A per-message recipient (a user's own webhook) never gets the configured headers:
+        // they may carry credentials meant for the configured endpoint only.
+        let url = match &n.recipient {
+            Some(url) => {
+                check_url("recipient", url)
+                    .map_err(|e| PluginError::new(ErrorCode::BadInput, e.message))?;
+                url.clone()
+            }
+            None => self.settings.url.clone(),
+        };
+        let configured = n.recipient.is_none().then_some(&self.settings.headers);
         let mut headers = Vec::new();
-        if !self
-            .settings
-            .headers
-            .keys()
-            .any(|k| k.eq_ignore_ascii_case("content-type"))
-        {
+        if !configured.is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case("content-type"))) {
             headers.push(("content-type".to_owned(), "application/json".to_owned()));
         }
         headers.extend(
-            self.settings
-                .headers
-                .iter()
+            configured
+                .into_iter()
+                .flatten()
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
         if let Some(secret) = &self.signing_secret {
@@ -207,7 +213,7 @@ impl Notifier for Webhook {
         }
         let request = HttpRequest {
             method: "POST".into(),
-            url: self.settings.url.clone(),
+            url,
             headers,
             body: Some(body),
         };

@@ -6,10 +6,11 @@
 //!
 //! - [`schema`]: the hand-written Diesel tables shared by both backends.
 //! - [`models`]: row structs (`User`) and insert structs (`NewUser<'a>`).
-//! - [`audit`], [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`], [`rate_limits`], [`usage`]: the query functions,
+//! - [`audit`], [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`], [`rate_limits`], [`usage`], [`system_logs`], [`alerts`]: the query functions,
 //!   returning `QueryResult`.
 
 pub mod ai_calls;
+pub mod alerts;
 pub mod audit;
 pub mod budgets;
 pub mod conversations;
@@ -18,6 +19,8 @@ pub mod prices;
 pub mod rate_limits;
 pub mod schema;
 pub mod sessions;
+pub mod stats;
+pub mod system_logs;
 pub mod usage;
 pub mod users;
 
@@ -192,17 +195,32 @@ impl DbPool {
         Ok(())
     }
 
-    /// `(in use, max)` connections, for metrics.
-    pub fn usage(&self) -> (usize, usize) {
+    /// Connections in use, idle and at most, and callers waiting for one (for metrics).
+    pub fn usage(&self) -> PoolUsage {
         let status = match self {
             DbPool::Pg(pool) => pool.status(),
             DbPool::Sqlite(pool) => pool.status(),
         };
-        (
-            status.size.saturating_sub(status.available),
-            status.max_size,
-        )
+        PoolUsage {
+            in_use: status.size.saturating_sub(status.available),
+            idle: status.available,
+            max: status.max_size,
+            waiting: status.waiting,
+        }
     }
+}
+
+/// A snapshot of the pool, from [`DbPool::usage`].
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    /// Checked out.
+    pub in_use: usize,
+    /// Open and free.
+    pub idle: usize,
+    /// The pool's size limit.
+    pub max: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
 }
 
 fn pool_error(e: PoolError) -> Error {

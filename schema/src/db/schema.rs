@@ -222,12 +222,90 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    system_logs (id) {
+        id -> Text,
+        at -> Timestamp,
+        level -> Text,
+        source -> Text,
+        message -> Text,
+        fields -> Text,
+        request_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    alert_rules (id) {
+        id -> Text,
+        name -> Text,
+        kind -> Text,
+        params -> Text,
+        targets -> Text,
+        cooldown_secs -> BigInt,
+        enabled -> Bool,
+        owner_id -> Nullable<Text>,
+        last_fired_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    alert_states (rule_id, subject) {
+        rule_id -> Text,
+        subject -> Text,
+        firing -> Bool,
+        suppressed -> Bool,
+        changed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    alerts (id) {
+        id -> Text,
+        rule_id -> Text,
+        owner_id -> Nullable<Text>,
+        subject -> Text,
+        state -> Text,
+        severity -> Text,
+        title -> Text,
+        body -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    alert_deliveries (id) {
+        id -> Text,
+        alert_id -> Text,
+        channel -> Text,
+        recipient -> Nullable<Text>,
+        status -> Text,
+        attempts -> BigInt,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Timestamp,
+        claimed_until -> Nullable<Timestamp>,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(budget_reservations -> budgets (budget_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(conversations -> users (user_id));
 diesel::joinable!(ai_calls -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(alert_states -> alert_rules (rule_id));
+diesel::joinable!(alerts -> alert_rules (rule_id));
+diesel::joinable!(alert_deliveries -> alerts (alert_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -243,5 +321,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_counters,
     user_limits,
     audit_log,
-    audit_head
+    audit_head,
+    system_logs,
+    alert_rules,
+    alert_states,
+    alerts,
+    alert_deliveries,
+    leases
 );

@@ -39,18 +39,24 @@ pub struct PluginStatusEvent {
     pub status: String,
 }
 
-fn app_of(ctx: &Context<'_>) -> Result<Arc<App>, Error> {
+pub(crate) fn app_of(ctx: &Context<'_>) -> Result<Arc<App>, Error> {
     ctx.data::<Arc<App>>()
         .cloned()
         .map_err(|_| Error::Internal("schema built without App".into()))
 }
 
 /// Every event from now on; a subscriber that fell behind gets a `LAGGED` error and goes on.
-fn events(app: &App) -> BoxStream<'static, Result<Arc<Event>, Error>> {
-    stream::unfold(app.events.subscribe(), |mut rx| async move {
+pub(crate) fn events(app: &Arc<App>) -> BoxStream<'static, Result<Arc<Event>, Error>> {
+    let state = (app.events.subscribe(), app.clone());
+    stream::unfold(state, |(mut rx, app)| async move {
         match rx.recv().await {
-            Ok(event) => Some((Ok(event), rx)),
-            Err(RecvError::Lagged(missed)) => Some((Err(Error::Lagged(missed)), rx)),
+            Ok(event) => Some((Ok(event), (rx, app))),
+            Err(RecvError::Lagged(missed)) => {
+                app.metrics.record(|| {
+                    metrics::counter!("cloudbase_event_bus_lagged_events_total").increment(missed);
+                });
+                Some((Err(Error::Lagged(missed)), (rx, app)))
+            }
             Err(RecvError::Closed) => None,
         }
     })
@@ -58,7 +64,7 @@ fn events(app: &App) -> BoxStream<'static, Result<Arc<Event>, Error>> {
 }
 
 /// Ends `items` when the viewer's access token expires, with a last `UNAUTHENTICATED` error.
-fn until_expiry<T: Send + 'static>(
+pub(crate) fn until_expiry<T: Send + 'static>(
     viewer: &Viewer,
     items: BoxStream<'static, Result<T, Error>>,
 ) -> BoxStream<'static, async_graphql::Result<T>> {

@@ -9,10 +9,15 @@
 //! - [`limits`]: `rateLimits`, `setRateLimits`.
 //! - [`usage`]: `usage`, `myUsage`, `statement`.
 //! - [`events`]: `aiCallUpdated`, `usageUpdated`, `budgetAlert`, `pluginStatusChanged`.
+//! - [`audit`]: the audit extension and `auditLog`; [`logs`]: `logs` and `logAppended`.
+//! - [`metrics`]: the extension counting operations and live subscriptions.
+//! - [`stats`]: `systemStats`.
+//! - [`alerts`]: `alertRules`, `alerts`, rule mutations, `createMyBudgetAlert`, `alertFired`.
 //! - [`money`]: the string-backed `Micros` scalar.
 //! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.
 
 pub mod ai_calls;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod budgets;
@@ -21,9 +26,12 @@ pub mod conversations;
 pub mod errors;
 pub mod events;
 pub mod limits;
+pub mod logs;
+pub mod metrics;
 pub mod money;
 pub mod plugins;
 pub mod prices;
+pub mod stats;
 pub mod usage;
 pub mod users;
 
@@ -46,6 +54,9 @@ pub struct Query(
     limits::LimitsQuery,
     usage::UsageQuery,
     audit::AuditQuery,
+    logs::LogsQuery,
+    stats::StatsQuery,
+    alerts::AlertsQuery,
 );
 
 /// The root mutation: every domain's mutations merged.
@@ -59,11 +70,17 @@ pub struct Mutation(
     prices::PricesMutation,
     budgets::BudgetsMutation,
     limits::LimitsMutation,
+    alerts::AlertsMutation,
 );
 
 /// The root subscription: every domain's subscriptions merged.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(chat::ChatSubscription, events::EventsSubscription);
+pub struct Subscription(
+    chat::ChatSubscription,
+    events::EventsSubscription,
+    logs::LogsSubscription,
+    alerts::AlertsSubscription,
+);
 
 /// The executable schema.
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
@@ -103,6 +120,7 @@ pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
         max_aliases: limits.max_aliases,
     })
     .extension(audit::Audit)
+    .extension(metrics::OperationMetrics)
     .finish()
 }
 

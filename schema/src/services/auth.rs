@@ -167,7 +167,7 @@ pub async fn login(
     };
     let Some(user) = user.filter(|_| verified) else {
         rate_limits::login_failed(app, &email, address).await?;
-        tracing::info!(client_ip = ?meta.client_ip, "login failed");
+        tracing::info!(target: "cloudbase::event::auth", client_ip = ?meta.client_ip, "login failed");
         return Err(rejected());
     };
     if user.disabled_at.is_some() {
@@ -294,7 +294,7 @@ pub async fn refresh(app: &App, refresh_token: &str) -> Result<AuthTokens, Error
                 "refresh_token_reuse",
             )
             .await?;
-            tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
+            tracing::warn!(target: "cloudbase::event::auth", session_id = %session_id, "refresh token reused; session revoked");
             Err(Error::Unauthenticated(
                 "refresh token was already used; the session has been revoked".into(),
             ))

@@ -242,7 +242,8 @@ async fn raise_thresholds(conn: &mut DbConn, b: &Budget) -> Result<Option<Event>
     {
         // The budget event: logged now; the event bus publishes it to subscribers and alert rules.
         tracing::warn!(
-            budget.id = %b.id, user.id = ?b.user_id, threshold, percent_used = used,
+            target: "cloudbase::event::budget",
+            threshold, budget.id = %b.id, user.id = ?b.user_id, percent_used = used,
             spent_micros = b.spent_micros, limit_micros = b.limit_micros, currency = %b.currency,
             "budget threshold crossed"
         );

@@ -10,7 +10,7 @@ use cloudbase_plugin_api::{ChatMessage, ChatRequest, ChatRole, StreamEvent, Usag
 use futures_util::stream::{BoxStream, StreamExt};
 
 use super::cache::{CachedReply, ResponseCache};
-use super::{App, RequestMeta, Viewer, budgets, conversations, pricing, rate_limits};
+use super::{App, RequestMeta, Viewer, budgets, conversations, plugins, pricing, rate_limits};
 use crate::Error;
 use crate::db::ai_calls::{self, Finish};
 use crate::db::models::{AiCall, Conversation, Message};
@@ -637,7 +637,51 @@ async fn close_record(
         status = %record.status, cost_micros = record.cost_micros,
         latency_ms = record.latency_ms.unwrap_or_default(), "AI call finished"
     );
+    if record.status == "FAILED" {
+        tracing::warn!(
+            target: "cloudbase::event::provider",
+            provider = %record.provider, model = %record.model, ai_call.id = %record.id,
+            error.code = record.error_code.as_deref().unwrap_or(""), "AI call failed"
+        );
+    }
+    record_metrics(app, &record);
     Ok(record)
+}
+
+/// Counts a finished call: by status, its tokens and cost, and its timings.
+fn record_metrics(app: &App, r: &AiCall) {
+    let labels = [("provider", r.provider.clone()), ("model", r.model.clone())];
+    let secs = |ms: i64| ms.max(0) as f64 / 1000.0;
+    app.metrics.record(|| {
+        let status = ("status", r.status.clone());
+        metrics::counter!("cloudbase_ai_calls_total", &[labels[0].clone(), labels[1].clone(), status])
+            .increment(1);
+        for (kind, n) in [
+            ("prompt", r.prompt_tokens),
+            ("cached_prompt", r.cached_prompt_tokens),
+            ("completion", r.completion_tokens),
+        ] {
+            if n > 0 {
+                let kind = ("kind", kind.to_owned());
+                metrics::counter!("cloudbase_ai_tokens_total", &[labels[0].clone(), labels[1].clone(), kind])
+                    .increment(n.unsigned_abs());
+            }
+        }
+        if r.cost_micros > 0 {
+            let currency = ("currency", r.currency.clone().unwrap_or_default());
+            metrics::counter!("cloudbase_ai_cost_micros_total", &[labels[0].clone(), labels[1].clone(), currency])
+                .increment(r.cost_micros.unsigned_abs());
+        }
+        if let Some(latency) = r.latency_ms {
+            metrics::histogram!("cloudbase_ai_call_duration_seconds", &labels).record(secs(latency));
+            if let Some(upstream) = r.upstream_ms {
+                metrics::histogram!("cloudbase_ai_upstream_duration_seconds", &labels)
+                    .record(secs(upstream));
+                metrics::histogram!("cloudbase_ai_overhead_duration_seconds", "provider" => r.provider.clone())
+                    .record(secs(latency - upstream));
+            }
+        }
+    });
 }
 
 /// What the record keeps of an error: its code and message.
@@ -803,6 +847,7 @@ pub async fn chat(
                 return Ok(outcome);
             }
             Err(error) => {
+                plugins::count_call_error(app, provider, &error);
                 attempts.push(attempt(provider, model, error.code().as_str(), 0, tried));
                 let fall = falls_back(&error);
                 last_error = Some((error, provider.clone(), model.clone()));
@@ -944,6 +989,7 @@ pub async fn chat_stream(
                 break;
             }
             Err(error) => {
+                plugins::count_call_error(&app, provider, &error);
                 attempts.push(attempt(provider, model, error.code().as_str(), 0, tried));
                 let fall = falls_back(&error);
                 last_error = Some((error, provider.clone(), model.clone()));
@@ -1009,6 +1055,7 @@ pub async fn chat_stream(
                     }
                     Some(Err(error)) => {
                         s.finished = true;
+                        plugins::count_call_error(&s.app, &s.opened.call.provider, &error);
                         let ending = s.ending("FAILED", Some(described(&error)));
                         let item = match close_record(&s.app, &s.opened, &s.prepared, ending).await
                         {

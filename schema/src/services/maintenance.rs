@@ -1,17 +1,26 @@
 //! Background housekeeping, every `interval`: release budget reservations a crash left behind,
-//! delete finished call records past their retention (the rollups are kept), and drop old rate
-//! counters. Safe to run on
+//! delete finished call records and system logs past their retention (the rollups are kept),
+//! and drop old rate counters. Safe to run on
 //! every instance at once: each step is an idempotent conditional statement.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{App, budgets, rate_limits};
+use super::{App, budgets, logs, rate_limits};
 use crate::Error;
 use crate::db::ai_calls;
 
+/// How long records are kept, in days; 0 keeps them forever.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention {
+    /// Finished AI call records.
+    pub ai_calls_days: u64,
+    /// System log entries.
+    pub system_logs_days: u64,
+}
+
 /// Runs until the task is aborted.
-pub async fn run(app: Arc<App>, interval: Duration, retention_days: u64) {
+pub async fn run(app: Arc<App>, interval: Duration, retention: Retention) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -22,10 +31,15 @@ pub async fn run(app: Arc<App>, interval: Duration, retention_days: u64) {
         if let Err(e) = rate_limits::prune(&app).await {
             tracing::warn!(error = %e, "pruning old rate counters failed");
         }
-        if retention_days > 0
-            && let Err(e) = prune(&app, retention_days).await
+        if retention.ai_calls_days > 0
+            && let Err(e) = prune(&app, retention.ai_calls_days).await
         {
             tracing::warn!(error = %e, "pruning old call records failed");
+        }
+        if retention.system_logs_days > 0
+            && let Err(e) = logs::prune(&app, retention.system_logs_days).await
+        {
+            tracing::warn!(error = %e, "pruning old system logs failed");
         }
     }
 }

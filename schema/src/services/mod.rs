@@ -4,6 +4,10 @@
 //! - [`conversations`], [`ai_calls`], [`pricing`]: history, call records, prices and costs.
 //! - [`budgets`]: reservations at admission, settlement, periods, the sweeper.
 //! - [`maintenance`]: the background sweeper and retention job.
+//! - [`logs`]: system log entries from `tracing`, their batched writer, queries and retention.
+//! - [`alerts`]: alert rules, their evaluation under a lease, and deliveries with retries.
+//! - [`stats`]: `systemStats` from the call records.
+//! - [`audit`]: the hash-chained audit trail of mutations.
 //! - [`rate_limits`]: requests and tokens per minute, failed logins, in the database.
 //! - [`usage`]: reports and monthly statements from the rollups.
 //! - [`cache`]: the opt-in, per-user, exact-match response cache.
@@ -16,17 +20,20 @@
 //! - [`validate`]: input rules shared by the services (email, password, names, URLs, paging).
 
 pub mod ai_calls;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod budgets;
 pub mod cache;
 pub mod chat;
 pub mod conversations;
+pub mod logs;
 pub mod maintenance;
 pub mod passwords;
 pub mod plugins;
 pub mod pricing;
 pub mod rate_limits;
+pub mod stats;
 pub mod tokens;
 pub mod usage;
 pub mod users;
@@ -62,6 +69,12 @@ pub struct App {
     pub rate_limits: rate_limits::RateLimitSettings,
     /// Where state changes are published.
     pub events: crate::events::EventBus,
+    /// Where the `tracing` layer hands system log entries to their writer.
+    pub logs: Arc<logs::LogSink>,
+    /// The instance's metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// Alert evaluation and delivery.
+    pub alert_settings: alerts::AlertSettings,
     passwords: passwords::Passwords,
 }
 
@@ -76,13 +89,16 @@ impl App {
         Self {
             db,
             tokens,
-            clock,
+            clock: clock.clone(),
             plugins,
             chat: chat::ChatSettings::default(),
             cache: cache::ResponseCache::default(),
             budgets: budgets::BudgetSettings::default(),
             rate_limits: rate_limits::RateLimitSettings::default(),
             events: crate::events::EventBus::new(1024, None),
+            logs: Arc::new(logs::LogSink::new(8192, clock.clone())),
+            metrics: crate::metrics::Metrics::default(),
+            alert_settings: alerts::AlertSettings::default(),
             passwords: passwords::Passwords::default(),
         }
     }

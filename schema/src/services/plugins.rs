@@ -41,8 +41,30 @@ pub async fn test_notification(
         timestamp_ms: app.clock.now().timestamp_millis(),
         fields: vec![("sent by".into(), viewer.user_id.clone())],
         link: None,
+        recipient: None,
     };
-    let report = app.plugins.notify(channel, notification).await?;
+    let report = app
+        .plugins
+        .notify(channel, notification)
+        .await
+        .inspect_err(|e| count_call_error(app, channel, e))?;
     tracing::info!(channel, ok = report.ok, admin.id = %viewer.user_id, "test notification sent");
     Ok(report)
+}
+
+/// Counts a failed call into plugin instance `instance` (`cloudbase_plugin_call_errors_total`),
+/// when the failure is the plugin's or its upstream's, not the request's.
+pub fn count_call_error(app: &App, instance: &str, error: &Error) {
+    if matches!(
+        error,
+        Error::Upstream(_) | Error::Timeout(_) | Error::Unavailable(_) | Error::Plugin(_)
+    ) {
+        let labels = [
+            ("instance", instance.to_owned()),
+            ("error", error.code().as_str().to_owned()),
+        ];
+        app.metrics.record(|| {
+            metrics::counter!("cloudbase_plugin_call_errors_total", &labels).increment(1)
+        });
+    }
 }

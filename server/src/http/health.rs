@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use super::HttpState;
 
-/// The process is up.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// The process is up; `instance` names this server instance (its id in logs and leases).
+pub async fn healthz(State(state): State<HttpState>) -> Json<Value> {
+    Json(json!({ "status": "ok", "instance": state.app.events.origin() }))
 }
 
 /// The process can serve: the database answers.

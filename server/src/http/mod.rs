@@ -4,12 +4,14 @@
 //! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket.
 //! - [`playground`]: the embedded, offline GraphiQL page.
 //! - [`statements`]: monthly statements as CSV.
+//! - [`metrics`]: `/metrics`, Prometheus text, for loopback or a bearer token.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database reachable).
 //! - [`error`]: JSON error responses outside GraphQL execution.
 
 pub mod error;
 pub mod graphql;
 pub mod health;
+pub mod metrics;
 pub mod playground;
 pub mod statements;
 pub mod ws;
@@ -18,12 +20,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{Redirect, Response};
 use axum::routing::get;
 use cloudbase_schema::{App, AppSchema, build_schema};
+use tracing::Instrument as _;
 
 use crate::config::{Config, Environment};
 
@@ -40,20 +43,32 @@ pub struct HttpState {
     pub request_timeout: Duration,
     /// Take the client address from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// `/metrics`, unless turned off.
+    pub metrics: Option<metrics::MetricsEndpoint>,
 }
 
 /// The id of one HTTP request, also sent back as `x-request-id`.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Builds the router.
-pub fn router(app: Arc<App>, config: &Config) -> Router {
+/// Builds the router; `metrics` renders the instance's recorder at `/metrics`.
+pub fn router(
+    app: Arc<App>,
+    config: &Config,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Router {
+    let metrics = config.metrics.enabled.then(|| metrics::MetricsEndpoint {
+        handle: metrics,
+        loopback: config.metrics.loopback,
+        token: config.metrics.token.as_ref().map(|t| Arc::from(t.expose())),
+    });
     let state = HttpState {
         schema: build_schema(app.clone(), config.limits()),
         app,
         env: config.env,
         request_timeout: Duration::from_secs(config.http.request_timeout_secs),
         trust_forwarded_for: config.http.trust_forwarded_for,
+        metrics,
     };
     Router::new()
         .route(
@@ -67,15 +82,17 @@ pub fn router(app: Arc<App>, config: &Config) -> Router {
         .route("/statements/{file}", get(statements::csv))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::handler))
         .route("/", get(|| async { Redirect::temporary("/playground") }))
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state)
 }
 
-/// Gives every request an id (the caller's `x-request-id` if it is sane, else a UUIDv7), and
-/// logs one line per request.
-async fn request_id(mut request: Request, next: Next) -> Response {
+/// Gives every request an id (the caller's `x-request-id` if it is sane, else a UUIDv7), runs it
+/// in a span naming the instance and the id (so its log entries carry both), and logs one line
+/// per request.
+async fn request_id(State(state): State<HttpState>, mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get("x-request-id")
@@ -91,10 +108,27 @@ async fn request_id(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     request.extensions_mut().insert(RequestId(id.clone()));
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = std::time::Instant::now();
-    let mut response = next.run(request).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let span =
+        tracing::info_span!("request", instance = %state.app.events.origin(), request.id = %id);
+    let mut response = next.run(request).instrument(span).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let latency_ms = elapsed * 1000.0;
     let status = response.status().as_u16();
+    state.app.metrics.record(|| {
+        let labels = [("method", method.to_string()), ("route", route)];
+        let status = ("status", status.to_string());
+        ::metrics::counter!(
+            "cloudbase_http_requests_total",
+            &[labels[0].clone(), labels[1].clone(), status]
+        )
+        .increment(1);
+        ::metrics::histogram!("cloudbase_http_request_duration_seconds", &labels).record(elapsed);
+    });
     tracing::debug!(request.id = %id, %method, %path, status, latency_ms, "request");
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);

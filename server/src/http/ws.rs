@@ -15,8 +15,11 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use cloudbase_schema::graphql::errors::IntrospectionDenied;
+use cloudbase_schema::metrics::GaugeGuard;
 use cloudbase_schema::services::{Auth, RequestMeta, auth};
+use futures_util::FutureExt as _;
 use futures_util::{SinkExt, StreamExt};
+use tracing::Instrument as _;
 
 use super::{HttpState, RequestId, client_ip};
 use crate::config::Environment;
@@ -124,7 +127,14 @@ pub async fn handler(
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
+            // The socket lives on after the upgrade request's span: give it its own.
+            let span = tracing::info_span!(
+                "websocket",
+                instance = %state.app.events.origin(),
+                request.id = %meta.request_id
+            );
             let app = state.app.clone();
+            let live = GaugeGuard::new(app.clone(), "cloudbase_websocket_connections");
             let env = state.env;
             let (sink, stream) = socket.split();
             let conformance = Arc::new(Mutex::new(Conformance::default()));
@@ -164,5 +174,7 @@ pub async fn handler(
                     Ok(data)
                 })
                 .serve()
+                .map(move |()| drop(live))
+                .instrument(span)
         })
 }

@@ -1,0 +1,468 @@
+//! Queries on `alert_rules`, `alert_states`, `alerts`, `alert_deliveries` and `leases`.
+//!
+//! Every step that must happen once across instances is a conditional statement whose affected
+//! row count says who won: a state transition, the cooldown, a delivery claim, the lease.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::schema::{alert_deliveries, alert_rules, alert_states, alerts, leases};
+use super::{DbConn, db_run};
+
+/// A row of `alert_rules`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = alert_rules, treat_none_as_null = true)]
+pub struct AlertRule {
+    /// UUIDv7.
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// `BUDGET_THRESHOLD`, `ERROR_RATE`, `PROVIDER_FAILING`, `LATENCY_P95` or `PLUGIN_FAILED`.
+    pub kind: String,
+    /// The kind's settings, JSON.
+    pub params: String,
+    /// Notifier targets, a JSON array of `{channel, to}`.
+    pub targets: String,
+    /// Least time between two firings.
+    pub cooldown_secs: i64,
+    /// Evaluated at all.
+    pub enabled: bool,
+    /// The user whose own rule this is; `None` for an admin rule.
+    pub owner_id: Option<String>,
+    /// When it last fired (the cooldown clock).
+    pub last_fired_at: Option<NaiveDateTime>,
+    /// Created.
+    pub created_at: NaiveDateTime,
+    /// Last changed.
+    pub updated_at: NaiveDateTime,
+}
+
+/// A row of `alerts`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = alerts)]
+pub struct AlertRow {
+    /// UUIDv7.
+    pub id: String,
+    /// The rule.
+    pub rule_id: String,
+    /// The rule's owner, if a user's.
+    pub owner_id: Option<String>,
+    /// What it is about: a provider, plugin, budget period, or `*`.
+    pub subject: String,
+    /// `FIRING` or `RESOLVED`.
+    pub state: String,
+    /// `INFO`, `WARNING` or `CRITICAL`.
+    pub severity: String,
+    /// Headline.
+    pub title: String,
+    /// Text.
+    pub body: String,
+    /// When.
+    pub at: NaiveDateTime,
+}
+
+/// A row of `alert_deliveries`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = alert_deliveries)]
+pub struct DeliveryRow {
+    /// UUIDv7.
+    pub id: String,
+    /// The alert.
+    pub alert_id: String,
+    /// The notifier instance.
+    pub channel: String,
+    /// A per-message destination (a user's own email or webhook).
+    pub recipient: Option<String>,
+    /// `PENDING`, `SENDING`, `DELIVERED` or `FAILED`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it is due.
+    pub next_attempt_at: NaiveDateTime,
+    /// A claim by one instance, until then.
+    pub claimed_until: Option<NaiveDateTime>,
+    /// When it was delivered.
+    pub delivered_at: Option<NaiveDateTime>,
+}
+
+/// Inserts a rule.
+pub async fn insert_rule(conn: &mut DbConn, rule: &AlertRule) -> QueryResult<()> {
+    db_run!(conn, |c| {
+        diesel::insert_into(alert_rules::table)
+            .values(rule)
+            .execute(c)
+            .await
+    })?;
+    Ok(())
+}
+
+/// Overwrites a rule's editable columns.
+pub async fn update_rule(conn: &mut DbConn, rule: &AlertRule) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::update(alert_rules::table.find(&rule.id))
+            .set((
+                alert_rules::name.eq(&rule.name),
+                alert_rules::params.eq(&rule.params),
+                alert_rules::targets.eq(&rule.targets),
+                alert_rules::cooldown_secs.eq(rule.cooldown_secs),
+                alert_rules::enabled.eq(rule.enabled),
+                alert_rules::updated_at.eq(rule.updated_at),
+            ))
+            .execute(c)
+            .await
+    })
+}
+
+/// Deletes a rule (its states, alerts and deliveries go with it).
+pub async fn delete_rule(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::delete(alert_rules::table.find(id)).execute(c).await
+    })
+}
+
+/// One rule.
+pub async fn find_rule(conn: &mut DbConn, id: &str) -> QueryResult<Option<AlertRule>> {
+    db_run!(conn, |c| {
+        alert_rules::table
+            .find(id)
+            .select(AlertRule::as_select())
+            .first(c)
+            .await
+            .optional()
+    })
+}
+
+/// Rules, oldest first: everyone's (`owner` `None`) or one user's own.
+pub async fn list_rules(conn: &mut DbConn, owner: Option<&str>) -> QueryResult<Vec<AlertRule>> {
+    db_run!(conn, |c| {
+        let mut q = alert_rules::table
+            .select(AlertRule::as_select())
+            .order(alert_rules::id.asc())
+            .into_boxed();
+        if let Some(o) = owner {
+            q = q.filter(alert_rules::owner_id.eq(o));
+        }
+        q.load(c).await
+    })
+}
+
+/// Enabled rules.
+pub async fn enabled_rules(conn: &mut DbConn) -> QueryResult<Vec<AlertRule>> {
+    db_run!(conn, |c| {
+        alert_rules::table
+            .filter(alert_rules::enabled.eq(true))
+            .select(AlertRule::as_select())
+            .order(alert_rules::id.asc())
+            .load(c)
+            .await
+    })
+}
+
+/// Moves `(rule, subject)` to `firing`, if it is not there yet; true for the one caller that
+/// made the change. A missing state row reads as not firing.
+pub async fn transition(
+    conn: &mut DbConn,
+    rule_id: &str,
+    subject: &str,
+    firing: bool,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let inserted = db_run!(conn, |c| {
+        diesel::insert_into(alert_states::table)
+            .values((
+                alert_states::rule_id.eq(rule_id),
+                alert_states::subject.eq(subject),
+                alert_states::firing.eq(false),
+                alert_states::suppressed.eq(false),
+                alert_states::changed_at.eq(now),
+            ))
+            .on_conflict((alert_states::rule_id, alert_states::subject))
+            .do_nothing()
+            .execute(c)
+            .await
+    })?;
+    let _ = inserted;
+    let changed = db_run!(conn, |c| {
+        diesel::update(
+            alert_states::table
+                .filter(alert_states::rule_id.eq(rule_id))
+                .filter(alert_states::subject.eq(subject))
+                .filter(alert_states::firing.eq(!firing)),
+        )
+        .set((
+            alert_states::firing.eq(firing),
+            alert_states::changed_at.eq(now),
+        ))
+        .execute(c)
+        .await
+    })?;
+    Ok(changed == 1)
+}
+
+/// Whether `(rule, subject)` is firing, and whether that firing was suppressed.
+pub async fn state(
+    conn: &mut DbConn,
+    rule_id: &str,
+    subject: &str,
+) -> QueryResult<Option<(bool, bool)>> {
+    db_run!(conn, |c| {
+        alert_states::table
+            .filter(alert_states::rule_id.eq(rule_id))
+            .filter(alert_states::subject.eq(subject))
+            .select((alert_states::firing, alert_states::suppressed))
+            .first(c)
+            .await
+            .optional()
+    })
+}
+
+/// Subjects of a rule that are firing.
+pub async fn firing_subjects(conn: &mut DbConn, rule_id: &str) -> QueryResult<Vec<String>> {
+    db_run!(conn, |c| {
+        alert_states::table
+            .filter(alert_states::rule_id.eq(rule_id))
+            .filter(alert_states::firing.eq(true))
+            .select(alert_states::subject)
+            .load(c)
+            .await
+    })
+}
+
+/// Marks whether the current firing of `(rule, subject)` was suppressed by the cooldown.
+pub async fn set_suppressed(
+    conn: &mut DbConn,
+    rule_id: &str,
+    subject: &str,
+    suppressed: bool,
+) -> QueryResult<()> {
+    db_run!(conn, |c| {
+        diesel::update(
+            alert_states::table
+                .filter(alert_states::rule_id.eq(rule_id))
+                .filter(alert_states::subject.eq(subject)),
+        )
+        .set(alert_states::suppressed.eq(suppressed))
+        .execute(c)
+        .await
+    })?;
+    Ok(())
+}
+
+/// Starts the rule's cooldown if it is over (or never started); true when it was.
+pub async fn take_cooldown(
+    conn: &mut DbConn,
+    rule_id: &str,
+    now: NaiveDateTime,
+    over_before: NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = db_run!(conn, |c| {
+        diesel::update(
+            alert_rules::table.find(rule_id).filter(
+                alert_rules::last_fired_at
+                    .is_null()
+                    .or(alert_rules::last_fired_at.le(over_before)),
+            ),
+        )
+        .set(alert_rules::last_fired_at.eq(now))
+        .execute(c)
+        .await
+    })?;
+    Ok(n == 1)
+}
+
+/// Inserts an alert and its deliveries.
+pub async fn insert_alert(
+    conn: &mut DbConn,
+    alert: &AlertRow,
+    deliveries: &[DeliveryRow],
+) -> QueryResult<()> {
+    db_run!(conn, |c| {
+        diesel::insert_into(alerts::table)
+            .values(alert)
+            .execute(c)
+            .await
+    })?;
+    for d in deliveries {
+        db_run!(conn, |c| {
+            diesel::insert_into(alert_deliveries::table)
+                .values(d)
+                .execute(c)
+                .await
+        })?;
+    }
+    Ok(())
+}
+
+/// One alert.
+pub async fn find_alert(conn: &mut DbConn, id: &str) -> QueryResult<Option<AlertRow>> {
+    db_run!(conn, |c| {
+        alerts::table
+            .find(id)
+            .select(AlertRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })
+}
+
+/// Alerts newest first, with ids below `before`: everyone's, or one owner's.
+pub async fn page_alerts(
+    conn: &mut DbConn,
+    owner: Option<&str>,
+    rule_id: Option<&str>,
+    before: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<AlertRow>> {
+    db_run!(conn, |c| {
+        let mut q = alerts::table
+            .select(AlertRow::as_select())
+            .order(alerts::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(o) = owner {
+            q = q.filter(alerts::owner_id.eq(o));
+        }
+        if let Some(r) = rule_id {
+            q = q.filter(alerts::rule_id.eq(r));
+        }
+        if let Some(b) = before {
+            q = q.filter(alerts::id.lt(b));
+        }
+        q.load(c).await
+    })
+}
+
+/// The deliveries of some alerts.
+pub async fn deliveries_of(
+    conn: &mut DbConn,
+    alert_ids: &[String],
+) -> QueryResult<Vec<DeliveryRow>> {
+    db_run!(conn, |c| {
+        alert_deliveries::table
+            .filter(alert_deliveries::alert_id.eq_any(alert_ids))
+            .select(DeliveryRow::as_select())
+            .order(alert_deliveries::id.asc())
+            .load(c)
+            .await
+    })
+}
+
+/// Deliveries that are due: pending and due, or claimed by an instance that did not finish.
+pub async fn due_deliveries(
+    conn: &mut DbConn,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<DeliveryRow>> {
+    db_run!(conn, |c| {
+        alert_deliveries::table
+            .filter(
+                alert_deliveries::status
+                    .eq("PENDING")
+                    .and(alert_deliveries::next_attempt_at.le(now))
+                    .or(alert_deliveries::status
+                        .eq("SENDING")
+                        .and(alert_deliveries::claimed_until.lt(now))),
+            )
+            .select(DeliveryRow::as_select())
+            .order(alert_deliveries::next_attempt_at.asc())
+            .limit(limit)
+            .load(c)
+            .await
+    })
+}
+
+/// Claims a due delivery until `until`; true for the one instance that got it.
+pub async fn claim_delivery(
+    conn: &mut DbConn,
+    d: &DeliveryRow,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = db_run!(conn, |c| {
+        diesel::update(
+            alert_deliveries::table
+                .find(&d.id)
+                .filter(alert_deliveries::status.eq(&d.status))
+                .filter(alert_deliveries::attempts.eq(d.attempts)),
+        )
+        .set((
+            alert_deliveries::status.eq("SENDING"),
+            alert_deliveries::claimed_until.eq(until),
+            alert_deliveries::attempts.eq(d.attempts + 1),
+        ))
+        .execute(c)
+        .await
+    })?;
+    Ok(n == 1)
+}
+
+/// Records how an attempt ended.
+pub async fn finish_delivery(
+    conn: &mut DbConn,
+    id: &str,
+    status: &str,
+    error: Option<&str>,
+    next_attempt_at: NaiveDateTime,
+    delivered_at: Option<NaiveDateTime>,
+) -> QueryResult<()> {
+    db_run!(conn, |c| {
+        diesel::update(alert_deliveries::table.find(id))
+            .set((
+                alert_deliveries::status.eq(status),
+                alert_deliveries::last_error.eq(error),
+                alert_deliveries::next_attempt_at.eq(next_attempt_at),
+                alert_deliveries::claimed_until.eq(None::<NaiveDateTime>),
+                alert_deliveries::delivered_at.eq(delivered_at),
+            ))
+            .execute(c)
+            .await
+    })?;
+    Ok(())
+}
+
+/// Takes or renews lease `name` for `holder` until `until`; true when `holder` has it.
+pub async fn acquire_lease(
+    conn: &mut DbConn,
+    name: &str,
+    holder: &str,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    let inserted = db_run!(conn, |c| {
+        diesel::insert_into(leases::table)
+            .values((
+                leases::name.eq(name),
+                leases::holder.eq(holder),
+                leases::expires_at.eq(until),
+            ))
+            .on_conflict(leases::name)
+            .do_nothing()
+            .execute(c)
+            .await
+    })?;
+    if inserted == 1 {
+        return Ok(true);
+    }
+    let n = db_run!(conn, |c| {
+        diesel::update(
+            leases::table
+                .find(name)
+                .filter(leases::holder.eq(holder).or(leases::expires_at.lt(now))),
+        )
+        .set((leases::holder.eq(holder), leases::expires_at.eq(until)))
+        .execute(c)
+        .await
+    })?;
+    Ok(n == 1)
+}
+
+/// Deletes alerts older than `cutoff` (their deliveries go with them); returns how many.
+pub async fn delete_alerts_before(conn: &mut DbConn, cutoff: NaiveDateTime) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::delete(alerts::table.filter(alerts::at.lt(cutoff)))
+            .execute(c)
+            .await
+    })
+}

@@ -1,0 +1,153 @@
+//! Queries on `system_logs`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::schema::system_logs;
+use super::users::lower;
+use super::{DbConn, db_run};
+
+/// A row of `system_logs`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = system_logs)]
+pub struct LogRow {
+    /// UUIDv7: sorts by time; the cursor.
+    pub id: String,
+    /// When the event happened (UTC).
+    pub at: NaiveDateTime,
+    /// `ERROR`, `WARN` or `INFO` (business events).
+    pub level: String,
+    /// The `tracing` target, e.g. `cloudbase::event::auth`.
+    pub source: String,
+    /// The message.
+    pub message: String,
+    /// Structured fields, a JSON object.
+    pub fields: String,
+    /// The request it happened in, if any.
+    pub request_id: Option<String>,
+}
+
+/// Inserts a batch: one multi-row `INSERT` on PostgreSQL; on SQLite (whose multi-row insert
+/// Diesel runs row by row) one transaction on the blocking thread, so the batch costs one hop.
+pub async fn insert_batch(conn: &mut DbConn, rows: &[LogRow]) -> QueryResult<usize> {
+    match conn {
+        DbConn::Pg(c) => {
+            diesel::insert_into(system_logs::table)
+                .values(rows)
+                .execute(&mut **c)
+                .await
+        }
+        DbConn::Sqlite(c) => {
+            let rows = rows.to_vec();
+            c.spawn_blocking(move |c| {
+                c.immediate_transaction(|c| {
+                    diesel::RunQueryDsl::execute(
+                        diesel::insert_into(system_logs::table).values(&rows),
+                        c,
+                    )
+                })
+            })
+            .await
+        }
+    }
+}
+
+/// What a page of logs may filter on; `None` means any.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Only these levels.
+    pub levels: Option<Vec<String>>,
+    /// Sources starting with this (a `LIKE` pattern ending in `%`).
+    pub source_prefix: Option<String>,
+    /// Message containing this, case-insensitively (a lower-case `LIKE` pattern).
+    pub text: Option<String>,
+    /// At or after.
+    pub since: Option<NaiveDateTime>,
+    /// Before.
+    pub until: Option<NaiveDateTime>,
+}
+
+/// Rows matching `filter`, newest first, with ids below `before` (the cursor).
+pub async fn page(
+    conn: &mut DbConn,
+    filter: &Filter,
+    before: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<LogRow>> {
+    db_run!(conn, |c| {
+        let mut query = system_logs::table
+            .select(LogRow::as_select())
+            .order(system_logs::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(v) = &filter.levels {
+            query = query.filter(system_logs::level.eq_any(v));
+        }
+        if let Some(v) = &filter.source_prefix {
+            query = query.filter(system_logs::source.like(v).escape('\\'));
+        }
+        if let Some(v) = &filter.text {
+            query = query.filter(lower(system_logs::message).like(v).escape('\\'));
+        }
+        if let Some(v) = filter.since {
+            query = query.filter(system_logs::at.ge(v));
+        }
+        if let Some(v) = filter.until {
+            query = query.filter(system_logs::at.lt(v));
+        }
+        if let Some(b) = before {
+            query = query.filter(system_logs::id.lt(b));
+        }
+        query.load(c).await
+    })
+}
+
+/// Rows with ids in `first..=last` matching `filter`, oldest first, at most `limit`.
+pub async fn range(
+    conn: &mut DbConn,
+    filter: &Filter,
+    first: &str,
+    last: &str,
+    limit: i64,
+) -> QueryResult<Vec<LogRow>> {
+    db_run!(conn, |c| {
+        let mut query = system_logs::table
+            .select(LogRow::as_select())
+            .filter(system_logs::id.ge(first))
+            .filter(system_logs::id.le(last))
+            .order(system_logs::id.asc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(v) = &filter.levels {
+            query = query.filter(system_logs::level.eq_any(v));
+        }
+        if let Some(v) = &filter.source_prefix {
+            query = query.filter(system_logs::source.like(v).escape('\\'));
+        }
+        if let Some(v) = &filter.text {
+            query = query.filter(lower(system_logs::message).like(v).escape('\\'));
+        }
+        query.load(c).await
+    })
+}
+
+/// Deletes up to `limit` rows older than `cutoff`; returns how many.
+pub async fn delete_before(
+    conn: &mut DbConn,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        let ids: Vec<String> = system_logs::table
+            .select(system_logs::id)
+            .filter(system_logs::at.lt(cutoff))
+            .order(system_logs::id.asc())
+            .limit(limit)
+            .load(c)
+            .await?;
+        diesel::delete(system_logs::table.filter(system_logs::id.eq_any(&ids)))
+            .execute(c)
+            .await
+    })
+}

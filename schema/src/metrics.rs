@@ -1,0 +1,107 @@
+//! Metrics: each instance records into its own recorder (the server gives it a Prometheus one
+//! and renders it at `/metrics`), so several servers in one process never mix their numbers.
+//!
+//! Code records with the `metrics` macros inside [`Metrics::record`]. The names:
+//! - `cloudbase_http_requests_total{method,route,status}`, `cloudbase_http_request_duration_seconds{method,route}`
+//! - `cloudbase_graphql_operations_total{operation,type,outcome}`, `cloudbase_graphql_operation_duration_seconds{operation,type}`
+//! - `cloudbase_ai_calls_total{provider,model,status}`, `cloudbase_ai_call_duration_seconds{provider,model}`,
+//!   `cloudbase_ai_upstream_duration_seconds{provider,model}`, `cloudbase_ai_overhead_duration_seconds{provider}`,
+//!   `cloudbase_ai_tokens_total{provider,model,kind}`, `cloudbase_ai_cost_micros_total{provider,model,currency}`
+//! - `cloudbase_websocket_connections`, `cloudbase_subscriptions_active`
+//! - `cloudbase_plugin_call_errors_total{instance,error}`, `cloudbase_event_bus_lagged_events_total`
+//! - `cloudbase_alerts_total{kind,state}`, `cloudbase_alert_deliveries_total{status}`
+//! - read at scrape time: `cloudbase_db_pool_connections{state}`, `cloudbase_logs_total{outcome}`
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// Most distinct GraphQL operation names given their own label; later ones count as `other`,
+/// so clients cannot grow the series without bound.
+const MAX_OPERATION_NAMES: usize = 200;
+
+/// The instance's recorder (or none: recording is then a no-op).
+#[derive(Default)]
+pub struct Metrics {
+    recorder: Option<Arc<dyn metrics::Recorder + Send + Sync>>,
+    operations: Mutex<HashSet<String>>,
+}
+
+impl Metrics {
+    /// Records into `recorder`.
+    pub fn new(recorder: Arc<dyn metrics::Recorder + Send + Sync>) -> Self {
+        Self {
+            recorder: Some(recorder),
+            operations: Mutex::default(),
+        }
+    }
+
+    /// Runs `f`, whose `metrics` macros record into this instance's recorder.
+    pub fn record<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
+        self.recorder
+            .as_deref()
+            .map(|r| metrics::with_local_recorder(r, f))
+    }
+
+    /// The label for an operation name: the name if it is short and plain and among the first
+    /// [`MAX_OPERATION_NAMES`] seen, `anonymous` without one, `other` otherwise.
+    pub fn operation_label(&self, name: Option<&str>) -> String {
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return "anonymous".into();
+        };
+        let plain =
+            name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !plain {
+            return "other".into();
+        }
+        let Ok(mut seen) = self.operations.lock() else {
+            return "other".into();
+        };
+        if seen.contains(name) || seen.len() < MAX_OPERATION_NAMES {
+            seen.insert(name.to_owned());
+            name.to_owned()
+        } else {
+            "other".into()
+        }
+    }
+}
+
+/// Decrements a gauge when dropped (a connection or subscription ended).
+pub struct GaugeGuard {
+    app: Arc<crate::App>,
+    name: &'static str,
+}
+
+impl GaugeGuard {
+    /// Increments gauge `name` now, and decrements it on drop.
+    pub fn new(app: Arc<crate::App>, name: &'static str) -> Self {
+        app.metrics.record(|| metrics::gauge!(name).increment(1.0));
+        Self { app, name }
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        let name = self.name;
+        self.app
+            .metrics
+            .record(|| metrics::gauge!(name).decrement(1.0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_labels_are_bounded() {
+        let m = Metrics::default();
+        assert_eq!(m.operation_label(None), "anonymous");
+        assert_eq!(m.operation_label(Some("Me")), "Me");
+        assert_eq!(m.operation_label(Some("bad name")), "other");
+        for i in 0..MAX_OPERATION_NAMES {
+            m.operation_label(Some(&format!("Op{i}")));
+        }
+        assert_eq!(m.operation_label(Some("Me")), "Me");
+        assert_eq!(m.operation_label(Some("OneTooMany")), "other");
+    }
+}
