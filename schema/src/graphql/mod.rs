@@ -11,7 +11,7 @@
 //! - [`events`]: `aiCallUpdated`, `usageUpdated`, `budgetAlert`, `pluginStatusChanged`.
 //! - [`audit`]: the audit extension and `auditLog`; [`logs`]: `logs` and `logAppended`.
 //! - [`metrics`]: the extension counting operations and live subscriptions.
-//! - [`stats`]: `systemStats`.
+//! - [`stats`]: the `systemStats` query.
 //! - [`alerts`]: `alertRules`, `alerts`, rule mutations, `createMyBudgetAlert`, `alertFired`.
 //! - [`money`]: the string-backed `Micros` scalar.
 //! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.

@@ -387,7 +387,7 @@ async fn owned_rule(app: &App, viewer: &Viewer, id: &str) -> Result<AlertRule, E
         Some(r) if viewer.is_admin() || r.owner_id.as_deref() == Some(viewer.user_id.as_str()) => {
             Ok(r)
         }
-        _ => Err(Error::NotFound("no such alert rule".into())),
+        _ => Err(Error::NotFound("no such alert rule")),
     }
 }
 
