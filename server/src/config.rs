@@ -179,6 +179,8 @@ pub struct RetentionConfig {
     pub ai_calls_days: u64,
     /// System log entries older than this many days are deleted; 0 keeps them forever.
     pub system_logs_days: u64,
+    /// Alerts (and their delivery records) older than this many days are deleted; 0 keeps them.
+    pub alerts_days: u64,
 }
 
 impl Default for RetentionConfig {
@@ -186,6 +188,7 @@ impl Default for RetentionConfig {
         Self {
             ai_calls_days: 90,
             system_logs_days: 30,
+            alerts_days: 90,
         }
     }
 }

@@ -64,6 +64,7 @@ pub async fn run_with_clock(
     let retention = maintenance::Retention {
         ai_calls_days: config.retention.ai_calls_days,
         system_logs_days: config.retention.system_logs_days,
+        alerts_days: config.retention.alerts_days,
     };
     let housekeeping = tokio::spawn(
         maintenance::run(

@@ -445,3 +445,72 @@ async fn alert_rules_are_validated_and_managed() {
         .await;
     assert_eq!(audited["auditLog"]["edges"].as_array().unwrap().len(), 7);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn old_alerts_and_logs_are_pruned_by_retention() {
+    let upstream = Upstream::start(Dialect::Kimi).await;
+    let hook = HttpReceiver::start(200, "ok").await;
+    let app = TestApp::spawn_with(|c| {
+        config_with(&upstream, &hook, c);
+        c.budgets.sweep_interval_secs = 1;
+        c.retention.alerts_days = 30;
+        c.retention.system_logs_days = 7;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let created = app
+        .gql_ok(Some(&admin), CREATE_RULE, error_rate_rule(60))
+        .await;
+    let rule = created["createAlertRule"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (id, days) in [
+        ("01000000-0000-7000-8000-000000000001", 40),
+        ("01000000-0000-7000-8000-000000000002", 10),
+    ] {
+        app.sql(&format!(
+            "INSERT INTO alerts (id, rule_id, owner_id, subject, state, severity, title, body, at) VALUES ('{id}', '{rule}', NULL, '*', 'FIRING', 'CRITICAL', 't', 'b', {})",
+            old(&app, days)
+        ))
+        .await;
+    }
+    for (id, days) in [
+        ("01000000-0000-7000-8000-000000000003", 8),
+        ("01000000-0000-7000-8000-000000000004", 1),
+    ] {
+        app.sql(&format!(
+            "INSERT INTO system_logs (id, at, level, source, message, fields, request_id) VALUES ('{id}', {}, 'WARN', 'cloudbase::test', 'old', '{{}}', NULL)",
+            old(&app, days)
+        ))
+        .await;
+    }
+    let mut left = (0, 0);
+    for _ in 0..50 {
+        left = (
+            app.sql_number("SELECT COUNT(*) AS n FROM alerts").await,
+            app.sql_number(
+                "SELECT COUNT(*) AS n FROM system_logs WHERE source = 'cloudbase::test'",
+            )
+            .await,
+        );
+        if left == (1, 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        left,
+        (1, 1),
+        "only the alert and the log entry inside their retention are left"
+    );
+}
+
+/// A timestamp `days` ago, as SQL for either backend.
+fn old(app: &TestApp, days: i64) -> String {
+    if app.is_postgres() {
+        format!("(NOW() AT TIME ZONE 'UTC') - INTERVAL '{days} days'")
+    } else {
+        format!("strftime('%Y-%m-%d %H:%M:%f', 'now', '-{days} days')")
+    }
+}

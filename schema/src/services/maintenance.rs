@@ -1,12 +1,12 @@
 //! Background housekeeping, every `interval`: release budget reservations a crash left behind,
-//! delete finished call records and system logs past their retention (the rollups are kept),
+//! delete finished call records, system logs and alerts past their retention (the rollups are kept),
 //! and drop old rate counters. Safe to run on
 //! every instance at once: each step is an idempotent conditional statement.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{App, budgets, logs, rate_limits};
+use super::{App, alerts, budgets, logs, rate_limits};
 use crate::Error;
 use crate::db::ai_calls;
 
@@ -17,6 +17,8 @@ pub struct Retention {
     pub ai_calls_days: u64,
     /// System log entries.
     pub system_logs_days: u64,
+    /// Alerts sent, with their delivery records.
+    pub alerts_days: u64,
 }
 
 /// Runs until the task is aborted.
@@ -40,6 +42,11 @@ pub async fn run(app: Arc<App>, interval: Duration, retention: Retention) {
             && let Err(e) = logs::prune(&app, retention.system_logs_days).await
         {
             tracing::warn!(error = %e, "pruning old system logs failed");
+        }
+        if retention.alerts_days > 0
+            && let Err(e) = alerts::prune(&app, retention.alerts_days).await
+        {
+            tracing::warn!(error = %e, "pruning old alerts failed");
         }
     }
 }
