@@ -128,6 +128,15 @@ impl fmt::Display for Code {
 }
 
 impl Error {
+    /// The provider, its plugin or the network failed (not the request itself): such a call may
+    /// go to a fallback model, and counts as a plugin call error.
+    pub fn is_provider_fault(&self) -> bool {
+        matches!(
+            self,
+            Error::Upstream(_) | Error::Timeout(_) | Error::Unavailable(_) | Error::Plugin(_)
+        )
+    }
+
     /// A `BAD_USER_INPUT` error about one field.
     pub fn bad_input(field: &'static str, message: impl Into<String>) -> Self {
         Error::BadInput {

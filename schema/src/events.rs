@@ -59,13 +59,11 @@ pub enum Event {
         /// `LOADED`, `FAILED` or `DISABLED`.
         status: String,
     },
-    /// A batch of system log entries was stored: ids `first_id..=last_id` (one event per batch,
-    /// so a log flood never floods the bus).
+    /// A batch of system log entries was stored (one event per batch, so a log flood never
+    /// floods the bus).
     LogsAppended {
-        /// The batch's first entry.
-        first_id: String,
-        /// Its last entry.
-        last_id: String,
+        /// The batch (`system_logs.batch_id`).
+        batch_id: String,
     },
     /// An alert rule started or stopped firing, and its deliveries were queued.
     AlertFired {

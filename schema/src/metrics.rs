@@ -35,11 +35,12 @@ impl Metrics {
         }
     }
 
-    /// Runs `f`, whose `metrics` macros record into this instance's recorder.
-    pub fn record<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
-        self.recorder
-            .as_deref()
-            .map(|r| metrics::with_local_recorder(r, f))
+    /// Runs `f`, whose `metrics` macros record into this instance's recorder (not at all when
+    /// there is none).
+    pub fn record(&self, f: impl FnOnce()) {
+        if let Some(recorder) = self.recorder.as_deref() {
+            metrics::with_local_recorder(recorder, f);
+        }
     }
 
     /// The label for an operation name: the name if it is short and plain and among the first

@@ -47,17 +47,7 @@ pub async fn run_with_clock(
     let _logs = telemetry::register(app.events.origin(), &app.logs);
     let span = telemetry::instance_span(app.events.origin());
     let log_writer = tokio::spawn(logs::run_writer(app.clone()));
-    span.in_scope(|| {
-        for row in app.plugins.plugins() {
-            if row.status == cloudbase_schema::plugins::PluginStatus::Failed {
-                tracing::warn!(
-                    target: "cloudbase::event::plugin",
-                    plugin = %row.name, instance = ?row.instance, file = %row.file,
-                    reason = row.reason.as_deref().unwrap_or(""), "plugin failed"
-                );
-            }
-        }
-    });
+    span.in_scope(|| log_failed_plugins(&app));
     bootstrap_admin(&config, &app)
         .instrument(span.clone())
         .await?;
@@ -113,6 +103,20 @@ pub async fn run_with_clock(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Stores each plugin that failed to load as a business event (loading ran before the log store
+/// existed).
+fn log_failed_plugins(app: &App) {
+    for row in app.plugins.plugins() {
+        if row.status == cloudbase_schema::plugins::PluginStatus::Failed {
+            tracing::warn!(
+                target: "cloudbase::event::plugin",
+                plugin = %row.name, instance = ?row.instance, file = %row.file,
+                reason = row.reason.as_deref().unwrap_or(""), "plugin failed"
+            );
+        }
+    }
 }
 
 fn config_backend(config: &Config) -> Option<cloudbase_schema::db::Backend> {

@@ -242,6 +242,7 @@ where
             message: fields.message,
             fields: Value::Object(fields.fields).to_string(),
             request_id,
+            batch_id: String::new(),
         };
         for sink in &sinks {
             sink.offer(row.clone());

@@ -480,7 +480,7 @@ async fn old_alerts_and_logs_are_pruned_by_retention() {
         ("01000000-0000-7000-8000-000000000004", 1),
     ] {
         app.sql(&format!(
-            "INSERT INTO system_logs (id, at, level, source, message, fields, request_id) VALUES ('{id}', {}, 'WARN', 'cloudbase::test', 'old', '{{}}', NULL)",
+            "INSERT INTO system_logs (id, at, level, source, message, fields, request_id, batch_id) VALUES ('{id}', {}, 'WARN', 'cloudbase::test', 'old', '{{}}', NULL, 'b')",
             old(&app, days)
         ))
         .await;

@@ -107,6 +107,7 @@ async fn broken_plugins_are_listed_as_failed_and_the_server_serves() {
                 &[("signing_secret", "CB_UNSET_VARIABLE_FOR_TESTS")],
             ),
         );
+        c.alerts.evaluate_interval_ms = 100;
     })
     .await;
     let admin = app.admin_token().await;
@@ -155,6 +156,68 @@ async fn broken_plugins_are_listed_as_failed_and_the_server_serves() {
     assert_eq!(ghost["status"], "FAILED");
     // An optional secret whose variable is unset leaves the instance usable.
     assert_eq!(row(&plugins, "webhook", Some("hook"))["status"], "LOADED");
+
+    // Each failure is a stored business event, and a PLUGIN_FAILED rule raises an alert for it.
+    // (The writer stores them in the background: wait for them, at most 5 s.)
+    let query = "{ logs(filter: {source: \"cloudbase::event::plugin\"}, first: 50) { edges { node { fields } } } }";
+    let mut files: Vec<String> = Vec::new();
+    for _ in 0..50 {
+        let events = app.gql_ok(Some(&admin), query, json!({})).await;
+        files = events["logs"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["fields"]["file"].as_str().unwrap().to_owned())
+            .collect();
+        if cases
+            .iter()
+            .all(|(file, _)| files.iter().any(|f| f == file))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for (file, _) in cases {
+        assert!(
+            files.iter().any(|f| f == file),
+            "{file} is logged: {files:?}"
+        );
+    }
+    app.gql_ok(
+        Some(&admin),
+        "mutation { createAlertRule(input: {name: \"Plugins\", kind: PLUGIN_FAILED, targets: [{channel: \"hook\"}], cooldownSecs: 0}) { id } }",
+        json!({}),
+    )
+    .await;
+    let mut subjects = Vec::new();
+    for _ in 0..100 {
+        let alerts = app
+            .gql_ok(
+                Some(&admin),
+                "{ alerts(first: 50) { edges { node { subject state } } } }",
+                json!({}),
+            )
+            .await;
+        subjects = alerts["alerts"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["subject"].as_str().unwrap().to_owned())
+            .collect();
+        if subjects.len() >= 7 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        // Instances by instance name, libraries by their name as `plugins` lists them.
+        [
+            "aborts", "badmock", "ghost", "junk", "nosymbol", "typo", "wrongabi"
+        ],
+        "one alert per failed plugin, none for loaded ones"
+    );
 
     // The server still serves, and the good instance works.
     let (user, _, _) = app

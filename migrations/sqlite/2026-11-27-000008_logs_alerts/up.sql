@@ -1,5 +1,6 @@
 -- System logs: warn-and-above events and named business events, written in batches by the
--- server's log writer. `id` is a UUIDv7, so it sorts by time and serves as the cursor.
+-- server's log writer. `id` is a UUIDv7, so it sorts by time and serves as the cursor;
+-- `batch_id` names the write that stored the row (live subscribers read a batch by it).
 CREATE TABLE system_logs (
     id         TEXT PRIMARY KEY,
     at         TIMESTAMP NOT NULL,
@@ -7,9 +8,11 @@ CREATE TABLE system_logs (
     source     TEXT NOT NULL,
     message    TEXT NOT NULL,
     fields     TEXT NOT NULL,
-    request_id TEXT
+    request_id TEXT,
+    batch_id   TEXT NOT NULL
 );
 CREATE INDEX system_logs_at_idx ON system_logs (at);
+CREATE INDEX system_logs_batch_idx ON system_logs (batch_id);
 CREATE INDEX system_logs_level_idx ON system_logs (level, id);
 
 -- Alert rules. `params` holds the kind's settings (JSON), `targets` the notifier instances

@@ -148,3 +148,23 @@ fn schema_matches_create() {
     assert_eq!(manifest.secrets[0].name, "password");
     assert!(!manifest.secrets[0].required);
 }
+
+#[test]
+fn a_recipient_replaces_the_configured_addresses() {
+    let plugin = email(minimal(), None).unwrap();
+    let mut mine = alert();
+    mine.recipient = Some("me@example.com".into());
+    let msg = message(&plugin, &mine);
+    assert_eq!(msg.to, ["me@example.com"]);
+    assert_eq!(msg.from, "alerts@example.com");
+
+    for bad in [
+        "not-an-address",
+        "a@example.com\r\nBcc: x@example.com",
+        "a@example.com,b@example.com",
+    ] {
+        mine.recipient = Some(bad.into());
+        let err = plugin.build(&mine).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadInput, "{bad:?}");
+    }
+}

@@ -173,3 +173,33 @@ fn any_2xx_is_delivered() {
     assert!(plugin.parse_response(&response(204)).ok);
     assert!(!plugin.parse_response(&response(500)).ok);
 }
+
+#[test]
+fn a_recipient_gets_the_message_without_the_configured_headers() {
+    let plugin = webhook(
+        json!({"url": "https://hooks.example/in", "headers": {"authorization": "Bearer ops-only", "content-type": "application/json; charset=utf-8"}}),
+        Some("whsec_test"),
+    )
+    .unwrap();
+    let configured = request(&plugin, &alert());
+    assert_eq!(
+        header(&configured, "authorization"),
+        Some("Bearer ops-only")
+    );
+
+    let mut mine = alert();
+    mine.recipient = Some("https://me.example/hook".into());
+    let req = request(&plugin, &mine);
+    assert_eq!(req.url, "https://me.example/hook");
+    assert_eq!(
+        header(&req, "authorization"),
+        None,
+        "credentials stay with the configured URL"
+    );
+    assert_eq!(header(&req, "content-type"), Some("application/json"));
+    assert_eq!(req.body.as_deref(), Some(BODY));
+
+    mine.recipient = Some("ftp://me.example/hook".into());
+    let err = plugin.build(&mine).unwrap_err();
+    assert_eq!(err.code, ErrorCode::BadInput);
+}

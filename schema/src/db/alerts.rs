@@ -1,13 +1,13 @@
-//! Queries on `alert_rules`, `alert_states`, `alerts`, `alert_deliveries` and `leases`.
+//! Queries on `alert_rules`, `alert_states`, `alerts` and `alert_deliveries`.
 //!
 //! Every step that must happen once across instances is a conditional statement whose affected
-//! row count says who won: a state transition, the cooldown, a delivery claim, the lease.
+//! row count says who won: a state transition, the cooldown, a delivery claim.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::schema::{alert_deliveries, alert_rules, alert_states, alerts, leases};
+use super::schema::{alert_deliveries, alert_rules, alert_states, alerts};
 use super::{DbConn, db_run};
 
 /// A row of `alert_rules`.
@@ -170,7 +170,7 @@ pub async fn transition(
     firing: bool,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    let inserted = db_run!(conn, |c| {
+    db_run!(conn, |c| {
         diesel::insert_into(alert_states::table)
             .values((
                 alert_states::rule_id.eq(rule_id),
@@ -184,7 +184,6 @@ pub async fn transition(
             .execute(c)
             .await
     })?;
-    let _ = inserted;
     let changed = db_run!(conn, |c| {
         diesel::update(
             alert_states::table
@@ -420,42 +419,6 @@ pub async fn finish_delivery(
             .await
     })?;
     Ok(())
-}
-
-/// Takes or renews lease `name` for `holder` until `until`; true when `holder` has it.
-pub async fn acquire_lease(
-    conn: &mut DbConn,
-    name: &str,
-    holder: &str,
-    now: NaiveDateTime,
-    until: NaiveDateTime,
-) -> QueryResult<bool> {
-    let inserted = db_run!(conn, |c| {
-        diesel::insert_into(leases::table)
-            .values((
-                leases::name.eq(name),
-                leases::holder.eq(holder),
-                leases::expires_at.eq(until),
-            ))
-            .on_conflict(leases::name)
-            .do_nothing()
-            .execute(c)
-            .await
-    })?;
-    if inserted == 1 {
-        return Ok(true);
-    }
-    let n = db_run!(conn, |c| {
-        diesel::update(
-            leases::table
-                .find(name)
-                .filter(leases::holder.eq(holder).or(leases::expires_at.lt(now))),
-        )
-        .set((leases::holder.eq(holder), leases::expires_at.eq(until)))
-        .execute(c)
-        .await
-    })?;
-    Ok(n == 1)
 }
 
 /// Deletes alerts older than `cutoff` (their deliveries go with them); returns how many.

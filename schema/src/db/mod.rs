@@ -6,7 +6,9 @@
 //!
 //! - [`schema`]: the hand-written Diesel tables shared by both backends.
 //! - [`models`]: row structs (`User`) and insert structs (`NewUser<'a>`).
-//! - [`audit`], [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`], [`rate_limits`], [`usage`], [`system_logs`], [`alerts`]: the query functions,
+//! - [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`],
+//!   [`rate_limits`], [`usage`], [`audit`], [`system_logs`], [`alerts`], [`leases`], [`stats`]:
+//!   the query functions,
 //!   returning `QueryResult`.
 
 pub mod ai_calls;
@@ -14,6 +16,7 @@ pub mod alerts;
 pub mod audit;
 pub mod budgets;
 pub mod conversations;
+pub mod leases;
 pub mod models;
 pub mod prices;
 pub mod rate_limits;

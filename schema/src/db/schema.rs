@@ -231,6 +231,7 @@ diesel::table! {
         message -> Text,
         fields -> Text,
         request_id -> Nullable<Text>,
+        batch_id -> Text,
     }
 }
 

@@ -20,22 +20,30 @@ pub struct Scope<'a> {
     pub model: Option<&'a str>,
 }
 
+/// Narrows a boxed `ai_calls` query to `scope` (its window start, provider and model).
+macro_rules! scoped {
+    ($query:expr, $scope:expr) => {{
+        let scope: &Scope<'_> = $scope;
+        let mut query = $query.filter(ai_calls::started_at.ge(scope.since));
+        if let Some(p) = scope.provider {
+            query = query.filter(ai_calls::provider.eq(p));
+        }
+        if let Some(m) = scope.model {
+            query = query.filter(ai_calls::model.eq(m));
+        }
+        query
+    }};
+}
+
 /// Finished calls in the scope, and how many of them failed.
 pub async fn outcomes(conn: &mut DbConn, scope: &Scope<'_>) -> QueryResult<(i64, i64)> {
     let rows: Vec<(String, i64)> = db_run!(conn, |c| {
-        let mut q = ai_calls::table
-            .filter(ai_calls::started_at.ge(scope.since))
+        let q = ai_calls::table
             .filter(ai_calls::status.ne("PENDING"))
             .group_by(ai_calls::status)
             .select((ai_calls::status, count_star()))
             .into_boxed();
-        if let Some(p) = scope.provider {
-            q = q.filter(ai_calls::provider.eq(p));
-        }
-        if let Some(m) = scope.model {
-            q = q.filter(ai_calls::model.eq(m));
-        }
-        q.load(c).await
+        scoped!(q, scope).load(c).await
     })?;
     let total = rows.iter().map(|(_, n)| n).sum();
     let failed = rows
@@ -53,18 +61,11 @@ pub async fn latency_quantile(
     q: f64,
 ) -> QueryResult<Option<i64>> {
     let n: i64 = db_run!(conn, |c| {
-        let mut query = ai_calls::table
-            .filter(ai_calls::started_at.ge(scope.since))
+        let query = ai_calls::table
             .filter(ai_calls::latency_ms.is_not_null())
             .count()
             .into_boxed();
-        if let Some(p) = scope.provider {
-            query = query.filter(ai_calls::provider.eq(p));
-        }
-        if let Some(m) = scope.model {
-            query = query.filter(ai_calls::model.eq(m));
-        }
-        query.get_result(c).await
+        scoped!(query, scope).get_result(c).await
     })?;
     if n == 0 {
         return Ok(None);
@@ -72,21 +73,17 @@ pub async fn latency_quantile(
     // Nearest rank: the ceil(q·n)-th smallest, 1-based.
     let rank = ((q * n as f64).ceil() as i64).clamp(1, n);
     db_run!(conn, |c| {
-        let mut query = ai_calls::table
-            .filter(ai_calls::started_at.ge(scope.since))
+        let query = ai_calls::table
             .filter(ai_calls::latency_ms.is_not_null())
             .select(ai_calls::latency_ms)
             .order(ai_calls::latency_ms.asc())
             .offset(rank - 1)
             .limit(1)
             .into_boxed();
-        if let Some(p) = scope.provider {
-            query = query.filter(ai_calls::provider.eq(p));
-        }
-        if let Some(m) = scope.model {
-            query = query.filter(ai_calls::model.eq(m));
-        }
-        query.get_result::<Option<i64>>(c).await.optional()
+        scoped!(query, scope)
+            .get_result::<Option<i64>>(c)
+            .await
+            .optional()
     })
     .map(Option::flatten)
 }

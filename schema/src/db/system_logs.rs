@@ -26,6 +26,8 @@ pub struct LogRow {
     pub fields: String,
     /// The request it happened in, if any.
     pub request_id: Option<String>,
+    /// The write that stored it (set by the writer).
+    pub batch_id: String,
 }
 
 /// Inserts a batch: one multi-row `INSERT` on PostgreSQL; on SQLite (whose multi-row insert
@@ -68,6 +70,22 @@ pub struct Filter {
     pub until: Option<NaiveDateTime>,
 }
 
+/// Narrows a boxed `system_logs` query by `filter`'s level, source and text.
+macro_rules! matching {
+    ($query:ident, $filter:expr) => {{
+        let filter: &Filter = $filter;
+        if let Some(v) = &filter.levels {
+            $query = $query.filter(system_logs::level.eq_any(v));
+        }
+        if let Some(v) = &filter.source_prefix {
+            $query = $query.filter(system_logs::source.like(v).escape('\\'));
+        }
+        if let Some(v) = &filter.text {
+            $query = $query.filter(lower(system_logs::message).like(v).escape('\\'));
+        }
+    }};
+}
+
 /// Rows matching `filter`, newest first, with ids below `before` (the cursor).
 pub async fn page(
     conn: &mut DbConn,
@@ -81,15 +99,7 @@ pub async fn page(
             .order(system_logs::id.desc())
             .limit(limit)
             .into_boxed();
-        if let Some(v) = &filter.levels {
-            query = query.filter(system_logs::level.eq_any(v));
-        }
-        if let Some(v) = &filter.source_prefix {
-            query = query.filter(system_logs::source.like(v).escape('\\'));
-        }
-        if let Some(v) = &filter.text {
-            query = query.filter(lower(system_logs::message).like(v).escape('\\'));
-        }
+        matching!(query, filter);
         if let Some(v) = filter.since {
             query = query.filter(system_logs::at.ge(v));
         }
@@ -103,31 +113,15 @@ pub async fn page(
     })
 }
 
-/// Rows with ids in `first..=last` matching `filter`, oldest first, at most `limit`.
-pub async fn range(
-    conn: &mut DbConn,
-    filter: &Filter,
-    first: &str,
-    last: &str,
-    limit: i64,
-) -> QueryResult<Vec<LogRow>> {
+/// The rows of one written batch that match `filter` (its times ignored), oldest first.
+pub async fn batch(conn: &mut DbConn, filter: &Filter, batch_id: &str) -> QueryResult<Vec<LogRow>> {
     db_run!(conn, |c| {
         let mut query = system_logs::table
             .select(LogRow::as_select())
-            .filter(system_logs::id.ge(first))
-            .filter(system_logs::id.le(last))
+            .filter(system_logs::batch_id.eq(batch_id))
             .order(system_logs::id.asc())
-            .limit(limit)
             .into_boxed();
-        if let Some(v) = &filter.levels {
-            query = query.filter(system_logs::level.eq_any(v));
-        }
-        if let Some(v) = &filter.source_prefix {
-            query = query.filter(system_logs::source.like(v).escape('\\'));
-        }
-        if let Some(v) = &filter.text {
-            query = query.filter(lower(system_logs::message).like(v).escape('\\'));
-        }
+        matching!(query, filter);
         query.load(c).await
     })
 }

@@ -8,14 +8,14 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextResolve,
     ResolveInfo,
 };
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument};
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
     Context, ID, InputObject, Object, Request, ServerResult, SimpleObject, Value, Variables,
 };
 use chrono::{DateTime, Utc};
 
-use super::ContextExt;
 use super::errors::code_of;
+use super::{ContextExt, running_operation};
 use crate::Error;
 use crate::db::audit::AuditRow;
 use crate::services::audit::{self, AuditFilter, Entry};
@@ -59,25 +59,15 @@ impl Extension for AuditExtension {
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
         let mut request = self.request.lock().unwrap_or_else(|p| p.into_inner());
-        // A document with one named operation runs it without `operationName` in the request.
-        if let DocumentOperations::Multiple(operations) = &document.operations
-            && operations.len() == 1
-            && request.1.is_none()
-        {
-            request.1 = operations.keys().next().map(ToString::to_string);
+        // The operation that runs (a lone named one runs without `operationName` in the
+        // request); its variables' defaults count as sent values.
+        let operation = running_operation(&document, request.1.as_deref());
+        if let Some((name, _)) = &operation {
+            request.1.clone_from(name);
         }
-        // The operation that runs: its variables' defaults count as sent values.
-        let operation = match (&document.operations, &request.1) {
-            (DocumentOperations::Single(op), _) => Some(op),
-            (DocumentOperations::Multiple(ops), Some(name)) => ops
-                .iter()
-                .find(|(n, _)| n.as_str() == name)
-                .map(|(_, op)| op),
-            (DocumentOperations::Multiple(_), None) => None,
-        };
         let defaults: Vec<_> = operation
             .into_iter()
-            .flat_map(|op| &op.node.variable_definitions)
+            .flat_map(|(_, op)| &op.variable_definitions)
             .filter_map(|d| {
                 let value = d.node.default_value.as_ref()?;
                 Some((d.node.name.node.clone(), value.node.clone()))

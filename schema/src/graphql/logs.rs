@@ -115,8 +115,7 @@ impl LogsSubscription {
     ) -> Result<BoxStream<'static, async_graphql::Result<LogEntry>>, Error> {
         let (app, viewer) = (app_of(ctx)?, ctx.viewer()?.clone());
         viewer.require_admin()?;
-        let mut filter = LogFilter::from(filter.unwrap_or_default()).to_query()?;
-        (filter.since, filter.until) = (None, None);
+        let filter = LogFilter::from(filter.unwrap_or_default()).to_query()?;
         let entries = events(&app)
             .then(move |item| {
                 let (app, filter) = (app.clone(), filter.clone());
@@ -124,8 +123,8 @@ impl LogsSubscription {
                     match item {
                         Err(e) => vec![Err(e)],
                         Ok(event) => match &*event {
-                            Event::LogsAppended { first_id, last_id } => {
-                                match logs::batch(&app, &filter, first_id, last_id).await {
+                            Event::LogsAppended { batch_id } => {
+                                match logs::batch(&app, &filter, batch_id).await {
                                     Ok(rows) => {
                                         rows.into_iter().map(|r| Ok(LogEntry::from(r))).collect()
                                     }

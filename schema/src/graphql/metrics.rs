@@ -11,10 +11,11 @@ use async_graphql::extensions::{
     NextSubscribe,
 };
 use async_graphql::futures_util::stream::{BoxStream, StreamExt};
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{Request, Response, ServerResult, Variables};
 
 use super::errors::code_of;
+use super::running_operation;
 use crate::metrics::GaugeGuard;
 use crate::services::App;
 
@@ -97,23 +98,9 @@ impl Extension for OperationMetricsExtension {
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
         let mut op = self.operation.lock().unwrap_or_else(|p| p.into_inner());
-        let found = match (&document.operations, &op.name) {
-            (DocumentOperations::Single(o), _) => Some((None, o.node.ty)),
-            (DocumentOperations::Multiple(ops), Some(name)) => ops
-                .iter()
-                .find(|(n, _)| n.as_str() == name)
-                .map(|(_, o)| (None, o.node.ty)),
-            (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
-                .iter()
-                .next()
-                .map(|(n, o)| (Some(n.to_string()), o.node.ty)),
-            (DocumentOperations::Multiple(_), None) => None,
-        };
-        if let Some((name, ty)) = found {
-            if name.is_some() {
-                op.name = name;
-            }
-            op.kind = Some(match ty {
+        if let Some((name, operation)) = running_operation(&document, op.name.as_deref()) {
+            op.name = name;
+            op.kind = Some(match operation.ty {
                 OperationType::Query => "query",
                 OperationType::Mutation => "mutation",
                 OperationType::Subscription => "subscription",

@@ -37,6 +37,7 @@ pub mod users;
 
 use std::sync::Arc;
 
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition};
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
 use crate::Error;
@@ -81,6 +82,26 @@ pub struct Subscription(
     logs::LogsSubscription,
     alerts::AlertsSubscription,
 );
+
+/// The operation of `document` that a request asking for `requested` runs (the only one, or the
+/// one named), with its name: the requested one, or that of the document's one named operation.
+pub(crate) fn running_operation<'d>(
+    document: &'d ExecutableDocument,
+    requested: Option<&str>,
+) -> Option<(Option<String>, &'d OperationDefinition)> {
+    match (&document.operations, requested) {
+        (DocumentOperations::Single(op), name) => Some((name.map(str::to_owned), &op.node)),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(n, op)| (Some(n.to_string()), &op.node)),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
+            .iter()
+            .next()
+            .map(|(n, op)| (Some(n.to_string()), &op.node)),
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
 
 /// The executable schema.
 pub type AppSchema = Schema<Query, Mutation, Subscription>;

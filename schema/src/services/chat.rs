@@ -689,14 +689,6 @@ fn described(error: &Error) -> (&'static str, String) {
     (error.code().as_str(), error.to_string())
 }
 
-/// Whether a failure may be retried on a fallback model (not when the request itself is wrong).
-fn falls_back(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Upstream(_) | Error::Timeout(_) | Error::Unavailable(_) | Error::Plugin(_)
-    )
-}
-
 /// One entry of the attempt chain.
 fn attempt(
     provider: &str,
@@ -849,7 +841,7 @@ pub async fn chat(
             Err(error) => {
                 plugins::count_call_error(app, provider, &error);
                 attempts.push(attempt(provider, model, error.code().as_str(), 0, tried));
-                let fall = falls_back(&error);
+                let fall = error.is_provider_fault();
                 last_error = Some((error, provider.clone(), model.clone()));
                 if !fall {
                     break;
@@ -991,7 +983,7 @@ pub async fn chat_stream(
             Err(error) => {
                 plugins::count_call_error(&app, provider, &error);
                 attempts.push(attempt(provider, model, error.code().as_str(), 0, tried));
-                let fall = falls_back(&error);
+                let fall = error.is_provider_fault();
                 last_error = Some((error, provider.clone(), model.clone()));
                 if !fall {
                     break;

@@ -164,12 +164,15 @@ pub async fn run_writer(app: Arc<App>) {
     }
 }
 
-/// Stores `batch` (retrying twice), publishes it, and empties it.
+/// Stores `batch` under a new batch id (retrying twice), publishes it, and empties it.
 async fn write(app: &App, batch: &mut Vec<LogRow>) {
-    let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+    if batch.is_empty() {
         return;
-    };
-    let (first_id, last_id) = (first.id.clone(), last.id.clone());
+    }
+    let batch_id = uuid::Uuid::now_v7().to_string();
+    for row in batch.iter_mut() {
+        row.batch_id.clone_from(&batch_id);
+    }
     let mut result = Ok(0);
     for attempt in 0..3u32 {
         result = insert(app, batch).await;
@@ -182,8 +185,7 @@ async fn write(app: &App, batch: &mut Vec<LogRow>) {
     match result {
         Ok(_) => {
             app.logs.written.fetch_add(n, Ordering::Relaxed);
-            app.events
-                .publish(Event::LogsAppended { first_id, last_id });
+            app.events.publish(Event::LogsAppended { batch_id });
         }
         Err(e) => {
             app.logs.dropped.fetch_add(n, Ordering::Relaxed);
@@ -224,17 +226,7 @@ impl LogFilter {
                     "source must be at most 200 characters",
                 ));
             }
-            Some(s) => {
-                let mut p: String = s
-                    .chars()
-                    .flat_map(|c| {
-                        let escape = matches!(c, '%' | '_' | '\\').then_some('\\');
-                        escape.into_iter().chain(std::iter::once(c))
-                    })
-                    .collect();
-                p.push('%');
-                Some(p)
-            }
+            Some(s) => Some(format!("{}%", validate::escape_like(s))),
         };
         let text = match &self.text {
             Some(t) => validate::like_pattern("text", t)?,
@@ -271,15 +263,10 @@ pub async fn list(
     Ok((rows, more))
 }
 
-/// The entries of one stored batch that match `filter`, oldest first (at most 500).
-pub async fn batch(
-    app: &App,
-    filter: &Filter,
-    first_id: &str,
-    last_id: &str,
-) -> Result<Vec<LogRow>, Error> {
+/// The entries of one stored batch that match `filter`, oldest first (at most [`BATCH`]).
+pub async fn batch(app: &App, filter: &Filter, batch_id: &str) -> Result<Vec<LogRow>, Error> {
     let mut conn = app.db.get().await?;
-    Ok(queries::range(&mut conn, filter, first_id, last_id, BATCH as i64).await?)
+    Ok(queries::batch(&mut conn, filter, batch_id).await?)
 }
 
 /// Deletes entries older than `days` days; returns how many.

@@ -55,10 +55,7 @@ pub async fn test_notification(
 /// Counts a failed call into plugin instance `instance` (`cloudbase_plugin_call_errors_total`),
 /// when the failure is the plugin's or its upstream's, not the request's.
 pub fn count_call_error(app: &App, instance: &str, error: &Error) {
-    if matches!(
-        error,
-        Error::Upstream(_) | Error::Timeout(_) | Error::Unavailable(_) | Error::Plugin(_)
-    ) {
+    if error.is_provider_fault() {
         let labels = [
             ("instance", instance.to_owned()),
             ("error", error.code().as_str().to_owned()),

@@ -156,16 +156,19 @@ pub fn like_pattern(field: &'static str, raw: &str) -> Result<Option<String>, Er
             "search must be at most 100 characters",
         ));
     }
-    let mut pattern = String::with_capacity(q.len() + 2);
-    pattern.push('%');
-    for c in q.to_lowercase().chars() {
+    Ok(Some(format!("%{}%", escape_like(&q.to_lowercase()))))
+}
+
+/// `raw` with the LIKE wildcards `%`, `_` and the escape `\` escaped with `\`.
+pub fn escape_like(raw: &str) -> String {
+    let mut escaped = String::with_capacity(raw.len());
+    for c in raw.chars() {
         if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
+            escaped.push('\\');
         }
-        pattern.push(c);
+        escaped.push(c);
     }
-    pattern.push('%');
-    Ok(Some(pattern))
+    escaped
 }
 
 #[cfg(test)]

@@ -1,0 +1,287 @@
+//! Evaluation: the lease-led loop, what each kind of rule watches, and the one transaction
+//! that moves a rule's state for a subject and queues its alert.
+
+use std::sync::Arc;
+
+use super::{RuleKind, RuleParams, Target, decode, deliver};
+use crate::Error;
+use crate::db::alerts::{self as queries, AlertRow, AlertRule, DeliveryRow};
+use crate::db::budgets as budget_queries;
+use crate::db::leases;
+use crate::db::stats::{self, Scope};
+use crate::events::Event;
+use crate::plugins::PluginStatus;
+use crate::services::App;
+
+/// Runs the evaluator until the task is aborted.
+pub async fn run(app: Arc<App>) {
+    let interval = app.alert_settings.evaluate_interval;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = tick(&app).await {
+            tracing::warn!(error = %e, "alert evaluation failed");
+        }
+    }
+}
+
+/// One round: take or renew the lease; if held, evaluate every rule and send due deliveries.
+pub async fn tick(app: &App) -> Result<bool, Error> {
+    let now = app.now();
+    let ttl = chrono::Duration::from_std(app.alert_settings.evaluate_interval * 3)
+        .unwrap_or(chrono::Duration::seconds(45));
+    let leader = {
+        let mut conn = app.db.get().await?;
+        leases::acquire(&mut conn, "alerts", app.events.origin(), now, now + ttl).await?
+    };
+    if !leader {
+        return Ok(false);
+    }
+    let rules = {
+        let mut conn = app.db.get().await?;
+        queries::enabled_rules(&mut conn).await?
+    };
+    for rule in rules {
+        if let Err(e) = evaluate(app, &rule).await {
+            tracing::warn!(alert_rule.id = %rule.id, error = %e, "evaluating an alert rule failed");
+        }
+    }
+    deliver::deliver_due(app).await?;
+    Ok(true)
+}
+
+/// What a rule saw for one subject: firing or not, and why.
+struct Observation {
+    subject: String,
+    firing: bool,
+    detail: String,
+}
+
+async fn evaluate(app: &App, rule: &AlertRule) -> Result<(), Error> {
+    let Some(kind) = RuleKind::parse(&rule.kind) else {
+        return Ok(());
+    };
+    let (p, targets) = decode(rule);
+    let now = app.now();
+    let mut seen = Vec::new();
+    let mut conn = app.db.get().await?;
+    let window = |secs: Option<i64>| now - chrono::Duration::seconds(secs.unwrap_or(300));
+    let scope_name = |p: &RuleParams| match (&p.provider, &p.model) {
+        (None, None) => "*".to_owned(),
+        (prov, model) => format!(
+            "{}/{}",
+            prov.as_deref().unwrap_or("*"),
+            model.as_deref().unwrap_or("*")
+        ),
+    };
+    match kind {
+        RuleKind::ErrorRate => {
+            let scope = Scope {
+                since: window(p.window_secs),
+                provider: p.provider.as_deref(),
+                model: p.model.as_deref(),
+            };
+            let (total, failed) = stats::outcomes(&mut conn, &scope).await?;
+            if total >= p.min_calls.unwrap_or(1) {
+                let percent = failed * 100 / total.max(1);
+                let limit = p.threshold_percent.unwrap_or(100);
+                seen.push(Observation {
+                    subject: scope_name(&p),
+                    firing: failed * 100 > limit * total,
+                    detail: format!(
+                        "{failed} of {total} calls failed ({percent}%) in the last {}s; the limit is {limit}%",
+                        p.window_secs.unwrap_or(300)
+                    ),
+                });
+            }
+        }
+        RuleKind::LatencyP95 => {
+            let scope = Scope {
+                since: window(p.window_secs),
+                provider: p.provider.as_deref(),
+                model: p.model.as_deref(),
+            };
+            let (total, _) = stats::outcomes(&mut conn, &scope).await?;
+            if total >= p.min_calls.unwrap_or(1)
+                && let Some(p95) = stats::latency_quantile(&mut conn, &scope, 0.95).await?
+            {
+                let limit = p.latency_ms.unwrap_or(i64::MAX);
+                seen.push(Observation {
+                    subject: scope_name(&p),
+                    firing: p95 > limit,
+                    detail: format!(
+                        "p95 latency {p95} ms over {total} calls in the last {}s; the limit is {limit} ms",
+                        p.window_secs.unwrap_or(300)
+                    ),
+                });
+            }
+        }
+        RuleKind::ProviderFailing => {
+            let n = p.consecutive_failures.unwrap_or(3);
+            let providers = match &p.provider {
+                Some(one) => vec![one.clone()],
+                None => stats::providers_since(&mut conn, now - chrono::Duration::days(1)).await?,
+            };
+            for provider in providers {
+                let last = stats::last_statuses(&mut conn, &provider, n).await?;
+                let all_failed = last.len() as i64 == n && last.iter().all(|s| s == "FAILED");
+                let recovered = last.first().is_some_and(|s| s == "SUCCEEDED");
+                if all_failed || recovered {
+                    seen.push(Observation {
+                        detail: if all_failed {
+                            format!("the last {n} calls to `{provider}` failed")
+                        } else {
+                            format!("`{provider}` answered again")
+                        },
+                        subject: provider,
+                        firing: all_failed,
+                    });
+                }
+            }
+        }
+        RuleKind::BudgetThreshold => {
+            let threshold = p.threshold_percent.unwrap_or(100);
+            let budgets = budget_queries::list(&mut conn, rule.owner_id.as_deref()).await?;
+            for b in budgets {
+                let current = b.period_end.is_none_or(|end| end > now);
+                let mine = rule.owner_id.is_none() || b.user_id == rule.owner_id;
+                let wanted = p.budget_id.as_ref().is_none_or(|id| *id == b.id);
+                if !(current && mine && wanted) || b.limit_micros <= 0 {
+                    continue;
+                }
+                let used = i128::from(b.spent_micros) * 100 / i128::from(b.limit_micros);
+                if used >= i128::from(threshold) {
+                    seen.push(Observation {
+                        subject: format!("{}@{}", b.id, b.period_start.and_utc().to_rfc3339()),
+                        firing: true,
+                        detail: format!(
+                            "{} of {} {} spent ({used}%) of the {} budget; the alert is at {threshold}%",
+                            b.spent_micros as f64 / 1e6,
+                            b.limit_micros as f64 / 1e6,
+                            b.currency,
+                            b.period.to_lowercase()
+                        ),
+                    });
+                }
+            }
+        }
+        RuleKind::PluginFailed => {
+            for row in app.plugins.plugins() {
+                let subject = row.instance.clone().unwrap_or_else(|| row.name.clone());
+                if p.plugin
+                    .as_ref()
+                    .is_some_and(|w| *w != subject && *w != row.name)
+                {
+                    continue;
+                }
+                match row.status {
+                    PluginStatus::Failed => seen.push(Observation {
+                        detail: format!(
+                            "plugin `{subject}` failed: {}",
+                            row.reason.as_deref().unwrap_or("unknown reason")
+                        ),
+                        subject,
+                        firing: true,
+                    }),
+                    PluginStatus::Loaded => seen.push(Observation {
+                        detail: format!("plugin `{subject}` loaded"),
+                        subject,
+                        firing: false,
+                    }),
+                    PluginStatus::Disabled => {}
+                }
+            }
+        }
+    }
+    drop(conn);
+    for o in seen {
+        apply(app, rule, kind, &targets, o).await?;
+    }
+    Ok(())
+}
+
+/// Moves the rule's state for one subject and, when it changed and the cooldown allows, records
+/// the alert and queues its deliveries; all in one transaction.
+async fn apply(
+    app: &App,
+    rule: &AlertRule,
+    kind: RuleKind,
+    targets: &[Target],
+    o: Observation,
+) -> Result<(), Error> {
+    let now = app.now();
+    let cooldown_over = now - chrono::Duration::seconds(rule.cooldown_secs);
+    let mut conn = app.db.get().await?;
+    let fired = conn
+        .transaction(async |tx| {
+            if !queries::transition(tx, &rule.id, &o.subject, o.firing, now).await? {
+                return Ok(None);
+            }
+            let send = if o.firing {
+                let send = queries::take_cooldown(tx, &rule.id, now, cooldown_over).await?;
+                queries::set_suppressed(tx, &rule.id, &o.subject, !send).await?;
+                send
+            } else {
+                let suppressed = queries::state(tx, &rule.id, &o.subject)
+                    .await?
+                    .is_some_and(|(_, s)| s);
+                !suppressed
+            };
+            if !send {
+                return Ok(None);
+            }
+            let (state, severity) = match (o.firing, kind) {
+                (false, _) => ("RESOLVED", "RESOLVED"),
+                (true, RuleKind::BudgetThreshold) => ("FIRING", "WARNING"),
+                (true, _) => ("FIRING", "CRITICAL"),
+            };
+            let alert = AlertRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                rule_id: rule.id.clone(),
+                owner_id: rule.owner_id.clone(),
+                subject: o.subject.clone(),
+                state: state.to_owned(),
+                severity: severity.to_owned(),
+                title: match o.firing {
+                    true => format!("{}: firing ({})", rule.name, o.subject),
+                    false => format!("{}: resolved ({})", rule.name, o.subject),
+                },
+                body: o.detail.clone(),
+                at: now,
+            };
+            let deliveries: Vec<DeliveryRow> = targets
+                .iter()
+                .map(|t| DeliveryRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    alert_id: alert.id.clone(),
+                    channel: t.channel.clone(),
+                    recipient: t.to.clone(),
+                    status: "PENDING".into(),
+                    attempts: 0,
+                    last_error: None,
+                    next_attempt_at: now,
+                    claimed_until: None,
+                    delivered_at: None,
+                })
+                .collect();
+            queries::insert_alert(tx, &alert, &deliveries).await?;
+            Ok(Some(alert))
+        })
+        .await?;
+    if let Some(alert) = fired {
+        tracing::warn!(
+            target: "cloudbase::event::alert",
+            state = %alert.state, alert.id = %alert.id, alert_rule.id = %rule.id,
+            subject = %alert.subject, "{}", alert.title
+        );
+        let labels = [("kind", rule.kind.clone()), ("state", alert.state.clone())];
+        app.metrics
+            .record(|| metrics::counter!("cloudbase_alerts_total", &labels).increment(1));
+        app.events.publish(Event::AlertFired {
+            alert_id: alert.id,
+            owner_id: alert.owner_id,
+        });
+    }
+    Ok(())
+}
