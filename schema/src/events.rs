@@ -113,10 +113,20 @@ impl EventBus {
                 event: event.clone(),
             });
             let pool = pool.clone();
+            // A stored warning about a log batch's notify would make another batch, and so on:
+            // those are logged under the log writer's own target, which is never stored.
+            let about_logs = matches!(event, Event::LogsAppended { .. });
             if let (Ok(payload), Ok(runtime)) = (payload, tokio::runtime::Handle::try_current()) {
                 runtime.spawn(async move {
-                    if let Err(e) = notify(&pool, &payload).await {
-                        tracing::warn!(error = %e, "pg_notify failed; other instances miss one event");
+                    match notify(&pool, &payload).await {
+                        Ok(()) => {}
+                        Err(e) if about_logs => tracing::warn!(
+                            target: "cloudbase::logs",
+                            error = %e, "pg_notify failed; other instances miss one log batch"
+                        ),
+                        Err(e) => tracing::warn!(
+                            error = %e, "pg_notify failed; other instances miss one event"
+                        ),
                     }
                 });
             }

@@ -243,6 +243,9 @@ pub struct AlertsConfig {
     pub max_delivery_attempts: u32,
     /// Wait before the first retry, in milliseconds; doubles with each attempt.
     pub retry_backoff_ms: u64,
+    /// Let users point their own webhooks at loopback or private addresses (off: the server
+    /// would otherwise reach internal services on their behalf).
+    pub allow_private_targets: bool,
 }
 
 impl Default for AlertsConfig {
@@ -251,6 +254,7 @@ impl Default for AlertsConfig {
             evaluate_interval_ms: 15_000,
             max_delivery_attempts: 5,
             retry_backoff_ms: 5_000,
+            allow_private_targets: false,
         }
     }
 }

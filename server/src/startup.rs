@@ -39,9 +39,15 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let plugins = Arc::new(Registry::load(&config).await);
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
     let mut app = build_app(&config, clock, plugins).await?;
     let (metrics, metrics_handle) = http::metrics::recorder();
     app.metrics = metrics;
+    let host =
+        hostname::get().map_or_else(|_| "localhost".into(), |h| h.to_string_lossy().into_owned());
+    app.node = format!("{host}:{}", addr.port());
     let app = Arc::new(app);
     // From here on this instance's warnings and business events are stored.
     let _logs = telemetry::register(app.events.origin(), &app.logs);
@@ -71,9 +77,6 @@ pub async fn run_with_clock(
         )
     });
     let router = http::router(app.clone(), &config, metrics_handle);
-    let addr = listener
-        .local_addr()
-        .context("reading the listen address")?;
     tracing::info!(%addr, env = ?config.env, backend = ?config_backend(&config), "serving");
     // Small WebSocket frames (stream deltas) must not wait on delayed ACKs.
     let listener = listener.tap_io(|tcp| {
@@ -171,6 +174,7 @@ pub async fn build_app(
         evaluate_interval: std::time::Duration::from_millis(config.alerts.evaluate_interval_ms),
         max_attempts: config.alerts.max_delivery_attempts,
         retry_backoff: std::time::Duration::from_millis(config.alerts.retry_backoff_ms),
+        allow_private_targets: config.alerts.allow_private_targets,
     };
     seed_prices(config, &app).await?;
     Ok(app)

@@ -262,11 +262,21 @@ async fn an_alert_fires_once_across_instances() {
     let got = bodies(&hook);
     assert_eq!(got.len(), 1, "three instances, one alert: {got:?}");
     assert_eq!(app.sql_number("SELECT COUNT(*) AS n FROM alerts").await, 1);
-    assert_eq!(
-        app.sql_number("SELECT COUNT(*) AS n FROM leases WHERE name = 'alerts'")
-            .await,
-        1
+    // The lease is held by one of the three.
+    let mut instances = Vec::new();
+    for base in [
+        app.url("/healthz"),
+        peers[0].url("/healthz"),
+        peers[1].url("/healthz"),
+    ] {
+        let health: Value = client.get(base).send().await.unwrap().json().await.unwrap();
+        instances.push(format!("'{}'", health["instance"].as_str().unwrap()));
+    }
+    let held = format!(
+        "SELECT COUNT(*) AS n FROM leases WHERE name = 'alerts' AND holder IN ({})",
+        instances.join(", ")
     );
+    assert_eq!(app.sql_number(&held).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -274,7 +284,12 @@ async fn users_opt_in_to_their_own_budget_alerts() {
     let upstream = Upstream::start(Dialect::Kimi).await;
     let hook = HttpReceiver::start(200, "ok").await;
     let mine = HttpReceiver::start(200, "ok").await;
-    let app = TestApp::spawn_with(|c| config_with(&upstream, &hook, c)).await;
+    let app = TestApp::spawn_with(|c| {
+        config_with(&upstream, &hook, c);
+        // The receivers are on loopback.
+        c.alerts.allow_private_targets = true;
+    })
+    .await;
     let admin = app.admin_token().await;
     let (user, _, user_id) = app.register("opt-in@example.com", "opt-in-password").await;
     let (other, _, _) = app
@@ -316,6 +331,26 @@ async fn users_opt_in_to_their_own_budget_alerts() {
     let rule = &rule["createMyBudgetAlert"];
     assert_eq!(rule["ownerId"], user_id);
     assert_eq!(rule["targets"][0]["channel"], "ops-hook");
+    // At most ten personal rules each.
+    let (busy, _, _) = app
+        .register("busy-opt@example.com", "busy-opt-password")
+        .await;
+    for t in 0..10 {
+        app.gql_ok(
+            Some(&busy),
+            opt_in,
+            json!({"t": 90 + t, "c": "WEBHOOK", "a": mine.url("/busy")}),
+        )
+        .await;
+    }
+    let eleventh = app
+        .gql(
+            Some(&busy),
+            opt_in,
+            json!({"t": 50, "c": "WEBHOOK", "a": mine.url("/busy")}),
+        )
+        .await;
+    assert_eq!(error_code(&eleventh), "BAD_USER_INPUT", "{eleventh}");
     // Users cannot create admin rules, nor see or delete others' rules.
     let refused = app.gql(Some(&user), CREATE_RULE, error_rate_rule(60)).await;
     assert_eq!(error_code(&refused), "FORBIDDEN");
@@ -371,7 +406,7 @@ async fn alert_rules_are_validated_and_managed() {
             "params.thresholdPercent",
         ),
         (
-            json!({"name": "x", "kind": "ERROR_RATE", "params": {"thresholdPercent": 101}, "targets": [{"channel": "ops-hook"}]}),
+            json!({"name": "x", "kind": "ERROR_RATE", "params": {"thresholdPercent": 100}, "targets": [{"channel": "ops-hook"}]}),
             "params.thresholdPercent",
         ),
         (
@@ -444,6 +479,24 @@ async fn alert_rules_are_validated_and_managed() {
         )
         .await;
     assert_eq!(audited["auditLog"]["edges"].as_array().unwrap().len(), 7);
+
+    // A user's own webhook may not point at this network (the receiver here is on loopback).
+    let (user, _, _) = app.register("inside@example.com", "inside-password").await;
+    let inside = app
+        .gql(
+            Some(&user),
+            "mutation($a: String!) { createMyBudgetAlert(thresholdPercent: 80, channel: WEBHOOK, address: $a) { id } }",
+            json!({"a": hook.url("/internal")}),
+        )
+        .await;
+    assert_eq!(error_code(&inside), "BAD_USER_INPUT", "{inside}");
+    assert!(
+        inside["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("public"),
+        "{inside}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -512,5 +565,55 @@ fn old(app: &TestApp, days: i64) -> String {
         format!("(NOW() AT TIME ZONE 'UTC') - INTERVAL '{days} days'")
     } else {
         format!("strftime('%Y-%m-%d %H:%M:%f', 'now', '-{days} days')")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_change_happens_once_whoever_races_for_it() {
+    // The lease keeps evaluators apart; this shows the state row alone also lets exactly one
+    // of many concurrent writers move a rule to FIRING, and one back.
+    let upstream = Upstream::start(Dialect::Kimi).await;
+    let hook = HttpReceiver::start(200, "ok").await;
+    let app = TestApp::spawn_with(|c| {
+        config_with(&upstream, &hook, c);
+        c.alerts.evaluate_interval_ms = 3_600_000;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let created = app
+        .gql_ok(Some(&admin), CREATE_RULE, error_rate_rule(60))
+        .await;
+    let rule = created["createAlertRule"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pool = cloudbase_schema::db::DbPool::connect_and_migrate(&cloudbase_schema::db::DbConfig {
+        url: app.config.database_url.clone().unwrap(),
+        max_connections: 8,
+        acquire_timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+    for firing in [true, false] {
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let (pool, rule) = (pool.clone(), rule.clone());
+                tokio::spawn(async move {
+                    let mut conn = pool.get().await.unwrap();
+                    let now = chrono::Utc::now().naive_utc();
+                    cloudbase_schema::db::alerts::transition(&mut conn, &rule, "race", firing, now)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for racer in racers {
+            won += usize::from(racer.await.unwrap());
+        }
+        assert_eq!(
+            won, 1,
+            "exactly one writer moves the state to firing = {firing}"
+        );
     }
 }

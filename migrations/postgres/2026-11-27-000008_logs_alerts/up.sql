@@ -17,7 +17,7 @@ CREATE INDEX system_logs_level_idx ON system_logs (level, id);
 
 -- Alert rules. `params` holds the kind's settings (JSON), `targets` the notifier instances
 -- (JSON array of {channel, to}). `owner_id` is set on a user's own (budget) rule.
--- `last_fired_at` is the rule's cooldown clock.
+-- `last_fired_at`: when any of its alerts last fired.
 CREATE TABLE alert_rules (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL,
@@ -33,15 +33,17 @@ CREATE TABLE alert_rules (
 );
 CREATE INDEX alert_rules_owner_idx ON alert_rules (owner_id);
 
--- Whether a rule is firing for one subject (a provider, a plugin, a budget period, or `*`).
--- Transitions are compare-and-set updates on this row, so each happens once across instances.
--- `suppressed`: it started firing within the cooldown, so neither it nor its recovery was sent.
+-- Whether a rule is firing for one subject (a provider, a plugin on a node, a budget period,
+-- or `*`). Transitions are compare-and-set updates on this row, so each happens once across
+-- instances. `last_fired_at` is the subject's cooldown clock; `suppressed`: it started firing
+-- within the cooldown, so neither it nor its recovery was sent.
 CREATE TABLE alert_states (
-    rule_id    TEXT NOT NULL REFERENCES alert_rules (id) ON DELETE CASCADE,
-    subject    TEXT NOT NULL,
-    firing     BOOLEAN NOT NULL,
-    suppressed BOOLEAN NOT NULL,
-    changed_at TIMESTAMP NOT NULL,
+    rule_id       TEXT NOT NULL REFERENCES alert_rules (id) ON DELETE CASCADE,
+    subject       TEXT NOT NULL,
+    firing        BOOLEAN NOT NULL,
+    suppressed    BOOLEAN NOT NULL,
+    changed_at    TIMESTAMP NOT NULL,
+    last_fired_at TIMESTAMP,
     PRIMARY KEY (rule_id, subject)
 );
 

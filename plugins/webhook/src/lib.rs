@@ -36,6 +36,12 @@
 //! `url` (required, `http://` or `https://`), `headers` (object of string values, default `{}`;
 //! names must be HTTP tokens and may not start with `x-cloudbase-`; a `content-type` here
 //! replaces the default one). Secret: `signing_secret` (optional).
+//!
+//! # Per-message recipients
+//!
+//! A notification with a `recipient` (a user's own webhook URL) is posted there instead, with
+//! only `content-type`: neither the configured `headers` nor a signature, which belong to the
+//! configured endpoint.
 
 #[cfg(test)]
 mod tests;
@@ -206,7 +212,13 @@ impl Notifier for Webhook {
                 .flatten()
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
-        if let Some(secret) = &self.signing_secret {
+        // Nor is such a message signed: the signing secret vouches to the configured endpoint,
+        // and a signed copy in a user's hands could be replayed to it.
+        if let Some(secret) = self
+            .signing_secret
+            .as_ref()
+            .filter(|_| n.recipient.is_none())
+        {
             let signature = sign(secret, n.timestamp_ms, &body)?;
             headers.push(("x-cloudbase-timestamp".into(), n.timestamp_ms.to_string()));
             headers.push(("x-cloudbase-signature".into(), format!("v1={signature}")));

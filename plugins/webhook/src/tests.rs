@@ -196,6 +196,12 @@ fn a_recipient_gets_the_message_without_the_configured_headers() {
         None,
         "credentials stay with the configured URL"
     );
+    assert!(header(&configured, "x-cloudbase-signature").is_some());
+    assert_eq!(
+        header(&req, "x-cloudbase-signature"),
+        None,
+        "not signed for someone else"
+    );
     assert_eq!(header(&req, "content-type"), Some("application/json"));
     assert_eq!(req.body.as_deref(), Some(BODY));
 

@@ -250,26 +250,56 @@ pub async fn set_suppressed(
     Ok(())
 }
 
-/// Starts the rule's cooldown if it is over (or never started); true when it was.
+/// Starts the cooldown of `(rule, subject)` if it is over (or never started); true when it was.
+/// Also notes the time as the rule's `last_fired_at`.
 pub async fn take_cooldown(
     conn: &mut DbConn,
     rule_id: &str,
+    subject: &str,
     now: NaiveDateTime,
     over_before: NaiveDateTime,
 ) -> QueryResult<bool> {
     let n = db_run!(conn, |c| {
         diesel::update(
-            alert_rules::table.find(rule_id).filter(
-                alert_rules::last_fired_at
-                    .is_null()
-                    .or(alert_rules::last_fired_at.le(over_before)),
-            ),
+            alert_states::table
+                .filter(alert_states::rule_id.eq(rule_id))
+                .filter(alert_states::subject.eq(subject))
+                .filter(
+                    alert_states::last_fired_at
+                        .is_null()
+                        .or(alert_states::last_fired_at.le(over_before)),
+                ),
         )
-        .set(alert_rules::last_fired_at.eq(now))
+        .set(alert_states::last_fired_at.eq(now))
         .execute(c)
         .await
     })?;
+    if n == 1 {
+        db_run!(conn, |c| {
+            diesel::update(alert_rules::table.find(rule_id))
+                .set(alert_rules::last_fired_at.eq(now))
+                .execute(c)
+                .await
+        })?;
+    }
     Ok(n == 1)
+}
+
+/// Deletes states that are not firing and last changed before `cutoff` (a missing state reads
+/// as not firing, so nothing is lost); returns how many.
+pub async fn delete_quiet_states_before(
+    conn: &mut DbConn,
+    cutoff: NaiveDateTime,
+) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::delete(
+            alert_states::table
+                .filter(alert_states::firing.eq(false))
+                .filter(alert_states::changed_at.lt(cutoff)),
+        )
+        .execute(c)
+        .await
+    })
 }
 
 /// Inserts an alert and its deliveries.
@@ -397,28 +427,45 @@ pub async fn claim_delivery(
     Ok(n == 1)
 }
 
-/// Records how an attempt ended.
+/// What one attempt came to.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd<'a> {
+    /// `DELIVERED`, `PENDING` (to retry) or `FAILED`.
+    pub status: &'a str,
+    /// Why it failed.
+    pub error: Option<&'a str>,
+    /// When to try again.
+    pub next_attempt_at: NaiveDateTime,
+    /// When it was delivered.
+    pub delivered_at: Option<NaiveDateTime>,
+}
+
+/// Records how attempt number `attempt` ended, if that attempt still holds the claim (one whose
+/// claim ran out and was taken over by another instance changes nothing); true if recorded.
 pub async fn finish_delivery(
     conn: &mut DbConn,
     id: &str,
-    status: &str,
-    error: Option<&str>,
-    next_attempt_at: NaiveDateTime,
-    delivered_at: Option<NaiveDateTime>,
-) -> QueryResult<()> {
-    db_run!(conn, |c| {
-        diesel::update(alert_deliveries::table.find(id))
-            .set((
-                alert_deliveries::status.eq(status),
-                alert_deliveries::last_error.eq(error),
-                alert_deliveries::next_attempt_at.eq(next_attempt_at),
-                alert_deliveries::claimed_until.eq(None::<NaiveDateTime>),
-                alert_deliveries::delivered_at.eq(delivered_at),
-            ))
-            .execute(c)
-            .await
+    attempt: i64,
+    end: &AttemptEnd<'_>,
+) -> QueryResult<bool> {
+    let n = db_run!(conn, |c| {
+        diesel::update(
+            alert_deliveries::table
+                .find(id)
+                .filter(alert_deliveries::status.eq("SENDING"))
+                .filter(alert_deliveries::attempts.eq(attempt)),
+        )
+        .set((
+            alert_deliveries::status.eq(end.status),
+            alert_deliveries::last_error.eq(end.error),
+            alert_deliveries::next_attempt_at.eq(end.next_attempt_at),
+            alert_deliveries::claimed_until.eq(None::<NaiveDateTime>),
+            alert_deliveries::delivered_at.eq(end.delivered_at),
+        ))
+        .execute(c)
+        .await
     })?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Deletes alerts older than `cutoff` (their deliveries go with them); returns how many.

@@ -258,6 +258,7 @@ diesel::table! {
         firing -> Bool,
         suppressed -> Bool,
         changed_at -> Timestamp,
+        last_fired_at -> Nullable<Timestamp>,
     }
 }
 

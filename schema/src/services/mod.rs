@@ -75,6 +75,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// Alert evaluation and delivery.
     pub alert_settings: alerts::AlertSettings,
+    /// Where this instance runs (`host:port`): names its own subjects in per-instance alerts.
+    pub node: String,
     passwords: passwords::Passwords,
 }
 
@@ -99,6 +101,7 @@ impl App {
             logs: Arc::new(logs::LogSink::new(8192, clock.clone())),
             metrics: crate::metrics::Metrics::default(),
             alert_settings: alerts::AlertSettings::default(),
+            node: "local".into(),
             passwords: passwords::Passwords::default(),
         }
     }

@@ -1,9 +1,10 @@
 //! `/metrics`: the instance's metrics in the Prometheus text format.
 //!
 //! Open to loopback clients (unless `[metrics] loopback = false`) and to anyone presenting the
-//! `[metrics] token` as a bearer token; everyone else gets 403. The address checked is the one
-//! the rest of the server uses: the peer, or the first `X-Forwarded-For` hop behind a trusted
-//! proxy, so a proxy on the same host does not open it to the world.
+//! `[metrics] token` as a bearer token; everyone else gets 403. A loopback client is a loopback
+//! peer whose request carries no forwarding header (`Forwarded`, `X-Forwarded-For`,
+//! `X-Real-IP`): a request relayed by a proxy on the same host is not one, whatever the header
+//! claims, since a client can write any address there.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use cloudbase_schema::metrics::Metrics;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use super::HttpState;
 use super::error::{MediaType, json_error};
-use super::{HttpState, client_ip};
 
 /// Latency buckets, in seconds: 1 ms to 60 s.
 const SECONDS: &[f64] = &[
@@ -67,10 +68,10 @@ pub async fn handler(
             "metrics are turned off",
         );
     };
-    let ip = client_ip(&headers, peer, state.trust_forwarded_for);
-    let loopback = ip
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback());
+    let relayed = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    let loopback = peer.ip().is_loopback() && !relayed;
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

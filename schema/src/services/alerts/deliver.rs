@@ -1,12 +1,16 @@
 //! Deliveries: each queued one is claimed by one instance, sent through its notifier plugin,
-//! and retried with doubling backoff up to `max_attempts`.
+//! and retried with doubling backoff up to `max_attempts`. A claim lasts [`CLAIM`] from the
+//! moment it is taken; an attempt that outlives it (and was taken over) records nothing.
 
-use chrono::NaiveDateTime;
 use cloudbase_plugin_api::{Notification, Severity};
 
+use super::targets;
 use crate::Error;
-use crate::db::alerts::{self as queries, DeliveryRow};
+use crate::db::alerts::{self as queries, AttemptEnd, DeliveryRow};
 use crate::services::App;
+
+/// How long one instance holds a delivery it is sending.
+const CLAIM: chrono::Duration = chrono::Duration::seconds(120);
 
 /// Sends every due delivery once; failures are retried later with backoff, up to the bound.
 pub async fn deliver_due(app: &App) -> Result<(), Error> {
@@ -18,7 +22,7 @@ pub async fn deliver_due(app: &App) -> Result<(), Error> {
     for d in due {
         let claimed = {
             let mut conn = app.db.get().await?;
-            queries::claim_delivery(&mut conn, &d, now + chrono::Duration::seconds(120)).await?
+            queries::claim_delivery(&mut conn, &d, app.now() + CLAIM).await?
         };
         if claimed {
             deliver(app, d).await?;
@@ -54,13 +58,21 @@ async fn deliver(app: &App, d: DeliveryRow) -> Result<(), Error> {
         link: None,
         recipient: d.recipient.clone(),
     };
-    let outcome = match app.plugins.notify(&d.channel, notification).await {
-        Ok(report) if report.ok => Ok(()),
-        Ok(report) => Err(report.detail),
-        Err(e) => {
-            crate::services::plugins::count_call_error(app, &d.channel, &e);
-            Err(e.to_string())
+    // A user's own webhook is checked again: its DNS answer may have changed since the rule was
+    // made.
+    let refused = match d.recipient.as_deref() {
+        Some(url)
+            if alert.owner_id.is_some()
+                && url.starts_with("http")
+                && !app.alert_settings.allow_private_targets =>
+        {
+            targets::check_public(url).await.err()
         }
+        _ => None,
+    };
+    let outcome = match refused {
+        Some(why) => Err(format!("not sent: {why}")),
+        None => send(app, &d.channel, notification).await,
     };
     let now = app.now();
     let max = i64::from(app.alert_settings.max_attempts);
@@ -85,27 +97,29 @@ async fn deliver(app: &App, d: DeliveryRow) -> Result<(), Error> {
             "alert delivery failed"
         );
     }
-    let mut conn = app.db.get().await?;
-    let delivered_at = outcome.is_ok().then_some(now);
-    queries::finish_delivery(
-        &mut conn,
-        &d.id,
+    let end = AttemptEnd {
         status,
-        error.as_deref(),
-        next,
-        delivered_at,
-    )
-    .await?;
-    app.metrics.record(|| {
-        metrics::counter!("cloudbase_alert_deliveries_total", "status" => status).increment(1);
-    });
+        error: error.as_deref(),
+        next_attempt_at: next,
+        delivered_at: outcome.is_ok().then_some(now),
+    };
+    let mut conn = app.db.get().await?;
+    if queries::finish_delivery(&mut conn, &d.id, attempt, &end).await? {
+        app.metrics.record(|| {
+            metrics::counter!("cloudbase_alert_deliveries_total", "status" => status).increment(1);
+        });
+    }
     Ok(())
 }
 
-/// Deletes alerts (and their deliveries) older than `days` days; returns how many.
-pub async fn prune(app: &App, days: u64) -> Result<usize, Error> {
-    let cutoff: NaiveDateTime =
-        app.now() - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX / 86_400_000));
-    let mut conn = app.db.get().await?;
-    Ok(queries::delete_alerts_before(&mut conn, cutoff).await?)
+/// Sends through notifier instance `channel`; the error is what the delivery record keeps.
+async fn send(app: &App, channel: &str, notification: Notification) -> Result<(), String> {
+    match app.plugins.notify(channel, notification).await {
+        Ok(report) if report.ok => Ok(()),
+        Ok(report) => Err(report.detail),
+        Err(e) => {
+            crate::services::plugins::count_call_error(app, channel, &e);
+            Err(e.to_string())
+        }
+    }
 }

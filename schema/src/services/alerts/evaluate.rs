@@ -26,29 +26,30 @@ pub async fn run(app: Arc<App>) {
     }
 }
 
-/// One round: take or renew the lease; if held, evaluate every rule and send due deliveries.
+/// One round. Every instance evaluates the `PLUGIN_FAILED` rules for its own plugins (their
+/// status is per instance, so each reports on its own node). The holder of the `alerts` lease,
+/// taken or renewed here, evaluates the other rules and sends due deliveries. Returns whether
+/// this instance held the lease.
 pub async fn tick(app: &App) -> Result<bool, Error> {
     let now = app.now();
     let ttl = chrono::Duration::from_std(app.alert_settings.evaluate_interval * 3)
         .unwrap_or(chrono::Duration::seconds(45));
-    let leader = {
+    let (leader, rules) = {
         let mut conn = app.db.get().await?;
-        leases::acquire(&mut conn, "alerts", app.events.origin(), now, now + ttl).await?
+        let leader =
+            leases::acquire(&mut conn, "alerts", app.events.origin(), now, now + ttl).await?;
+        (leader, queries::enabled_rules(&mut conn).await?)
     };
-    if !leader {
-        return Ok(false);
-    }
-    let rules = {
-        let mut conn = app.db.get().await?;
-        queries::enabled_rules(&mut conn).await?
-    };
-    for rule in rules {
-        if let Err(e) = evaluate(app, &rule).await {
+    let plugin_failed = RuleKind::PluginFailed.as_str();
+    for rule in rules.iter().filter(|r| leader || r.kind == plugin_failed) {
+        if let Err(e) = evaluate(app, rule).await {
             tracing::warn!(alert_rule.id = %rule.id, error = %e, "evaluating an alert rule failed");
         }
     }
-    deliver::deliver_due(app).await?;
-    Ok(true)
+    if leader {
+        deliver::deliver_due(app).await?;
+    }
+    Ok(leader)
 }
 
 /// What a rule saw for one subject: firing or not, and why.
@@ -168,24 +169,26 @@ async fn evaluate(app: &App, rule: &AlertRule) -> Result<(), Error> {
         }
         RuleKind::PluginFailed => {
             for row in app.plugins.plugins() {
-                let subject = row.instance.clone().unwrap_or_else(|| row.name.clone());
+                let plugin = row.instance.clone().unwrap_or_else(|| row.name.clone());
                 if p.plugin
                     .as_ref()
-                    .is_some_and(|w| *w != subject && *w != row.name)
+                    .is_some_and(|w| *w != plugin && *w != row.name)
                 {
                     continue;
                 }
+                let subject = format!("{plugin}@{}", app.node);
                 match row.status {
                     PluginStatus::Failed => seen.push(Observation {
                         detail: format!(
-                            "plugin `{subject}` failed: {}",
+                            "plugin `{plugin}` failed on {}: {}",
+                            app.node,
                             row.reason.as_deref().unwrap_or("unknown reason")
                         ),
                         subject,
                         firing: true,
                     }),
                     PluginStatus::Loaded => seen.push(Observation {
-                        detail: format!("plugin `{subject}` loaded"),
+                        detail: format!("plugin `{plugin}` loaded on {}", app.node),
                         subject,
                         firing: false,
                     }),
@@ -219,7 +222,8 @@ async fn apply(
                 return Ok(None);
             }
             let send = if o.firing {
-                let send = queries::take_cooldown(tx, &rule.id, now, cooldown_over).await?;
+                let send =
+                    queries::take_cooldown(tx, &rule.id, &o.subject, now, cooldown_over).await?;
                 queries::set_suppressed(tx, &rule.id, &o.subject, !send).await?;
                 send
             } else {

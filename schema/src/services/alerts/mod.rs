@@ -2,7 +2,7 @@
 //!
 //! [`run`] ticks every `evaluate_interval` on every instance, but only the holder of the
 //! `alerts` lease (a row in `leases`, renewed each tick) evaluates and delivers, so N instances
-//! do the work once. Exactly-once does not rest on the lease alone: each state change of a rule
+//! do the work once (except `PLUGIN_FAILED`, which each instance evaluates for its own plugins). Exactly-once does not rest on the lease alone: each state change of a rule
 //! for a subject is a compare-and-set on its `alert_states` row, the cooldown is a conditional
 //! update of the rule, and each delivery attempt is claimed by a conditional update, all inside
 //! one transaction per change. Everything lives in the database, so evaluation carries on after
@@ -13,19 +13,23 @@
 //! - [`rules`]: checking, creating, changing and listing rules and the alerts they sent.
 //! - [`evaluate`]: the lease-led loop and what each kind of rule watches.
 //! - [`deliver`]: sending queued deliveries through notifier plugins, with bounded retries.
+//! - [`targets`]: keeping users' own webhooks off this network.
 
 pub mod deliver;
 pub mod evaluate;
 pub mod rules;
+pub mod targets;
 
 use std::time::Duration;
 
 use async_graphql::Enum;
 use serde::{Deserialize, Serialize};
 
-use crate::db::alerts::AlertRule;
+use crate::Error;
+use crate::db::alerts::{self as queries, AlertRule};
+use crate::services::App;
 
-pub use deliver::{deliver_due, prune};
+pub use deliver::deliver_due;
 pub use evaluate::{run, tick};
 pub use rules::{
     PersonalChannel, create_personal_budget_alert, create_rule, delete_rule, find_alert,
@@ -41,7 +45,12 @@ pub struct AlertSettings {
     pub max_attempts: u32,
     /// Wait before the first retry; doubles each time.
     pub retry_backoff: Duration,
+    /// Users' own webhooks may point at loopback or private addresses.
+    pub allow_private_targets: bool,
 }
+
+/// Most personal rules one user may have.
+pub const MAX_PERSONAL_RULES: usize = 10;
 
 impl Default for AlertSettings {
     fn default() -> Self {
@@ -49,6 +58,7 @@ impl Default for AlertSettings {
             evaluate_interval: Duration::from_secs(15),
             max_attempts: 5,
             retry_backoff: Duration::from_secs(5),
+            allow_private_targets: false,
         }
     }
 }
@@ -59,13 +69,14 @@ impl Default for AlertSettings {
 pub enum RuleKind {
     /// A budget's spend reached `thresholdPercent` of its limit (once per budget and period).
     BudgetThreshold,
-    /// More than `thresholdPercent` of calls failed over `windowSecs` (at least `minCalls`).
+    /// More than `thresholdPercent` (1–99) of calls failed over `windowSecs` (at least `minCalls`).
     ErrorRate,
     /// A provider's last `consecutiveFailures` calls all failed; resolved by its next success.
     ProviderFailing,
     /// The p95 latency over `windowSecs` is above `latencyMs` (at least `minCalls`).
     LatencyP95,
-    /// A plugin library or instance failed to load.
+    /// A plugin library or instance failed to load on a node (subject `<plugin>@<node>`); resolved
+    /// when that node starts with it loaded. Every instance reports its own plugins.
     PluginFailed,
 }
 
@@ -152,4 +163,14 @@ pub fn decode(rule: &AlertRule) -> (RuleParams, Vec<Target>) {
         serde_json::from_str(&rule.params).unwrap_or_default(),
         serde_json::from_str(&rule.targets).unwrap_or_default(),
     )
+}
+
+/// Deletes alerts (with their deliveries) older than `days` days, and rule states that have
+/// been quiet as long; returns how many alerts.
+pub async fn prune(app: &App, days: u64) -> Result<usize, Error> {
+    let cutoff =
+        app.now() - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX / 86_400_000));
+    let mut conn = app.db.get().await?;
+    queries::delete_quiet_states_before(&mut conn, cutoff).await?;
+    Ok(queries::delete_alerts_before(&mut conn, cutoff).await?)
 }

@@ -4,7 +4,7 @@
 use async_graphql::Enum;
 use serde::Serialize;
 
-use super::{RuleInput, RuleKind, RuleParams, Target};
+use super::{MAX_PERSONAL_RULES, RuleInput, RuleKind, RuleParams, Target, targets};
 use crate::Error;
 use crate::db::alerts::{self as queries, AlertRow, AlertRule, DeliveryRow};
 use crate::plugins::{PluginKind, PluginStatus};
@@ -54,7 +54,7 @@ fn check_params(kind: RuleKind, p: RuleParams) -> Result<RuleParams, Error> {
         }
         RuleKind::ErrorRate => {
             out.threshold_percent =
-                range("params.thresholdPercent", p.threshold_percent, None, 1, 100)?;
+                range("params.thresholdPercent", p.threshold_percent, None, 1, 99)?;
             out.window_secs = range("params.windowSecs", p.window_secs, Some(300), 10, 86_400)?;
             out.min_calls = range("params.minCalls", p.min_calls, Some(5), 1, 100_000)?;
         }
@@ -222,6 +222,20 @@ pub async fn create_personal_budget_alert(
             ..RuleParams::default()
         },
     )?;
+    if channel == PersonalChannel::Webhook && !app.alert_settings.allow_private_targets {
+        targets::require_public("address", address).await?;
+    }
+    let mut conn = app.db.get().await?;
+    if queries::list_rules(&mut conn, Some(&viewer.user_id))
+        .await?
+        .len()
+        >= MAX_PERSONAL_RULES
+    {
+        return Err(Error::bad_input(
+            "thresholdPercent",
+            format!("you have {MAX_PERSONAL_RULES} alerts already; delete one first"),
+        ));
+    }
     let now = app.now();
     let rule = AlertRule {
         id: uuid::Uuid::now_v7().to_string(),
@@ -236,7 +250,6 @@ pub async fn create_personal_budget_alert(
         created_at: now,
         updated_at: now,
     };
-    let mut conn = app.db.get().await?;
     queries::insert_rule(&mut conn, &rule).await?;
     Ok(rule)
 }
