@@ -65,6 +65,13 @@ pub enum Event {
         /// The batch (`system_logs.batch_id`).
         batch_id: String,
     },
+    /// A user's access may have changed: a session ended (logout, revocation, password change),
+    /// the account was disabled or enabled, or its role changed. Open WebSockets of the user
+    /// check their credential again and close if it no longer holds as it did.
+    AccessChanged {
+        /// Whose.
+        user_id: String,
+    },
     /// An alert rule started or stopped firing, and its deliveries were queued.
     AlertFired {
         /// The alert.

@@ -400,6 +400,15 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// How long a client may take to send a request's headers (also how long an idle
+    /// keep-alive connection waits for the next request), in seconds.
+    pub header_read_timeout_secs: u64,
+    /// How long a client may take to send a request's body, in seconds.
+    pub body_read_timeout_secs: u64,
+    /// How long a WebSocket may stay open without a `connection_init`, in seconds (then 4408).
+    pub ws_init_timeout_secs: u64,
+    /// Most operations running at once on one WebSocket.
+    pub ws_max_operations: usize,
 }
 
 /// `[graphql]`
@@ -412,6 +421,8 @@ pub struct GraphqlConfig {
     pub max_complexity: usize,
     /// Most aliases in one document.
     pub max_aliases: usize,
+    /// Deepest nesting of brackets in a document, checked before parsing (at most 256).
+    pub max_nesting: usize,
 }
 
 impl Default for Config {
@@ -468,6 +479,10 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             trust_forwarded_for: false,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            ws_init_timeout_secs: 10,
+            ws_max_operations: 100,
         }
     }
 }
@@ -479,6 +494,7 @@ impl Default for GraphqlConfig {
             max_depth: limits.max_depth,
             max_complexity: limits.max_complexity,
             max_aliases: limits.max_aliases,
+            max_nesting: limits.max_nesting,
         }
     }
 }
@@ -583,6 +599,14 @@ impl Config {
             ("http.request_timeout_secs", self.http.request_timeout_secs),
             ("graphql.max_depth", self.graphql.max_depth as u64),
             ("graphql.max_complexity", self.graphql.max_complexity as u64),
+            ("graphql.max_nesting", self.graphql.max_nesting as u64),
+            (
+                "http.header_read_timeout_secs",
+                self.http.header_read_timeout_secs,
+            ),
+            ("http.body_read_timeout_secs", self.http.body_read_timeout_secs),
+            ("http.ws_init_timeout_secs", self.http.ws_init_timeout_secs),
+            ("http.ws_max_operations", self.http.ws_max_operations as u64),
             ("plugin_call_timeout_ms", self.plugin_call_timeout_ms),
             (
                 "budgets.reservation_ttl_secs",
@@ -611,6 +635,15 @@ impl Config {
             && token.expose().len() < 16
         {
             return Err(invalid("metrics.token", "must be at least 16 characters"));
+        }
+        if self.graphql.max_nesting > cloudbase_schema::graphql::nesting::MAX_NESTING_CEILING {
+            return Err(invalid(
+                "graphql.max_nesting",
+                format!(
+                    "at most {} (deeper documents risk the parser's stack)",
+                    cloudbase_schema::graphql::nesting::MAX_NESTING_CEILING
+                ),
+            ));
         }
         self.timezone()?;
         for &(key, value) in positive {
@@ -657,6 +690,7 @@ impl Config {
             max_depth: self.graphql.max_depth,
             max_complexity: self.graphql.max_complexity,
             max_aliases: self.graphql.max_aliases,
+            max_nesting: self.graphql.max_nesting,
         }
     }
 }

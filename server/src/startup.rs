@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use cloudbase_schema::clock::{Clock, SystemClock};
 use cloudbase_schema::db::{DbConfig, DbPool};
 use cloudbase_schema::plugins::PluginHost;
@@ -76,23 +75,24 @@ pub async fn run_with_clock(
             crate::events::listen(config.database_url(), app.clone()).instrument(span.clone()),
         )
     });
-    let router = http::router(app.clone(), &config, metrics_handle);
+    let sockets = Arc::new(http::sockets::Sockets::default());
+    let socket_watcher = tokio::spawn(
+        Arc::clone(&sockets)
+            .watch(app.clone())
+            .instrument(span.clone()),
+    );
+    let router = http::router(app.clone(), &config, metrics_handle, sockets);
     tracing::info!(%addr, env = ?config.env, backend = ?config_backend(&config), "serving");
-    // Small WebSocket frames (stream deltas) must not wait on delayed ACKs.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
+    http::listen::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router,
+        std::time::Duration::from_secs(config.http.header_read_timeout_secs),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")?;
+    .await;
     housekeeping.abort();
     evaluator.abort();
+    socket_watcher.abort();
     if let Some(task) = listener_task {
         task.abort();
     }

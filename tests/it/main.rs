@@ -30,6 +30,7 @@ mod chat;
 mod config;
 mod conversations;
 mod events;
+mod hardening;
 mod http;
 mod limits;
 mod monitoring;

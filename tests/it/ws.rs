@@ -35,7 +35,12 @@ impl GqlWs {
 
     /// Connects, sends `first` and waits for the ack or the close.
     pub async fn connect_sending(app: &TestApp, first: Value) -> Result<Self, Closed> {
-        let url = format!("ws://{}/graphql/ws", app.addr);
+        Self::connect_to(app.addr, first).await
+    }
+
+    /// Connects to the server at `addr`, sends `first` and waits for the ack or the close.
+    pub async fn connect_to(addr: std::net::SocketAddr, first: Value) -> Result<Self, Closed> {
+        let url = format!("ws://{addr}/graphql/ws");
         let mut request = url.into_client_request().unwrap();
         request.headers_mut().insert(
             "sec-websocket-protocol",
@@ -84,7 +89,8 @@ impl GqlWs {
         Self::connect_with(app, payload).await
     }
 
-    async fn send(&mut self, message: Value) {
+    /// Sends one protocol message.
+    pub async fn send(&mut self, message: Value) {
         self.socket
             .send(Message::text(message.to_string()))
             .await
@@ -114,10 +120,15 @@ impl GqlWs {
                     return message;
                 }
                 Some(Ok(Message::Close(frame))) => {
-                    return json!({ "type": "closed", "reason": frame.map(|f| f.reason.to_string()) });
+                    return json!({
+                        "type": "closed",
+                        "code": frame.as_ref().map(|f| u16::from(f.code)),
+                        "reason": frame.map(|f| f.reason.to_string()),
+                    });
                 }
                 Some(Ok(_)) => {}
-                other => panic!("WebSocket ended: {other:?}"),
+                // A connection dropped without a close frame.
+                Some(Err(_)) | None => return json!({ "type": "closed", "code": null }),
             }
         }
     }
@@ -135,6 +146,7 @@ impl GqlWs {
     pub async fn next_item(&mut self, id: &str) -> Value {
         loop {
             let message = self.next().await;
+            assert_ne!(message["type"], "closed", "closed while waiting for {id}");
             if message["id"] == id {
                 return message;
             }
@@ -146,6 +158,7 @@ impl GqlWs {
         let mut items = Vec::new();
         loop {
             let message = self.next().await;
+            assert_ne!(message["type"], "closed", "closed while collecting {id}");
             if message["id"] != id {
                 continue;
             }
@@ -156,6 +169,40 @@ impl GqlWs {
                 _ => {}
             }
         }
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: String) {
+        self.socket.send(Message::text(text)).await.unwrap();
+    }
+
+    /// Reads until the server closes the connection; returns its close code and reason (skipping
+    /// other messages). Fails after 20 s.
+    pub async fn closed(&mut self) -> (Option<u16>, String) {
+        loop {
+            match self.raw_next().await {
+                Some(Ok(Message::Close(frame))) => {
+                    return (
+                        frame.as_ref().map(|f| u16::from(f.code)),
+                        frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    );
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return (None, String::new()),
+            }
+        }
+    }
+
+    /// Connects with `protocol` (`graphql-transport-ws` or the legacy `graphql-ws`) and sends
+    /// nothing.
+    pub async fn open(app: &TestApp, protocol: &str) -> Self {
+        let url = format!("ws://{}/graphql/ws", app.addr);
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().unwrap());
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        GqlWs { socket }
     }
 
     /// Drops the connection abruptly (a killed client).

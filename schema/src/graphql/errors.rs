@@ -23,16 +23,19 @@ use crate::services::RequestMeta;
 #[derive(Debug, Clone, Copy)]
 pub struct IntrospectionDenied;
 
-/// Installs the error policy, the alias limit and the introspection refusal.
+/// Installs the error policy, the nesting and alias limits and the introspection refusal.
 pub struct ErrorPolicy {
     /// Most aliased fields allowed in one document.
     pub max_aliases: usize,
+    /// Deepest bracket nesting allowed, checked before parsing (see [`super::nesting`]).
+    pub max_nesting: usize,
 }
 
 impl ExtensionFactory for ErrorPolicy {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(ErrorPolicyExtension {
             max_aliases: self.max_aliases,
+            max_nesting: self.max_nesting,
             request_id: std::sync::Mutex::new(String::new()),
         })
     }
@@ -41,6 +44,7 @@ impl ExtensionFactory for ErrorPolicy {
 /// One per request (the factory makes a new one each time).
 struct ErrorPolicyExtension {
     max_aliases: usize,
+    max_nesting: usize,
     /// Captured while parsing: the `request` hook's context cannot see per-request data.
     request_id: std::sync::Mutex<String>,
 }
@@ -254,6 +258,12 @@ impl Extension for ErrorPolicyExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         self.remember_request_id(ctx);
+        // Before the parser, which recurses on nesting (every entry point comes through here).
+        if let Err(e) = super::nesting::check(query, self.max_nesting) {
+            let mut e = ServerError::new(e.to_string(), None);
+            set_code(&mut e, "GRAPHQL_PARSE_FAILED");
+            return Err(e);
+        }
         let doc = next.run(ctx, query, variables).await.map_err(|mut e| {
             set_code(&mut e, "GRAPHQL_PARSE_FAILED");
             e

@@ -12,8 +12,10 @@
 //! - [`audit`]: the audit extension and `auditLog`; [`logs`]: `logs` and `logAppended`.
 //! - [`metrics`]: the extension counting operations and live subscriptions.
 //! - [`stats`]: the `systemStats` query.
+//! - [`socket_auth`]: every operation on a WebSocket authorised again, as over HTTP.
 //! - [`alerts`]: `alertRules`, `alerts`, rule mutations, `createMyBudgetAlert`, `alertFired`.
 //! - [`money`]: the string-backed `Micros` scalar.
+//! - [`nesting`]: the bound on a document's nesting, checked on its text before parsing.
 //! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.
 
 pub mod ai_calls;
@@ -29,8 +31,10 @@ pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod money;
+pub mod nesting;
 pub mod plugins;
 pub mod prices;
+pub mod socket_auth;
 pub mod stats;
 pub mod usage;
 pub mod users;
@@ -115,6 +119,8 @@ pub struct Limits {
     pub max_complexity: usize,
     /// Most aliased fields in one document.
     pub max_aliases: usize,
+    /// Deepest nesting of brackets in a document's text, checked before it is parsed.
+    pub max_nesting: usize,
 }
 
 impl Default for Limits {
@@ -123,6 +129,7 @@ impl Default for Limits {
             max_depth: 12,
             max_complexity: 1000,
             max_aliases: 30,
+            max_nesting: 64,
         }
     }
 }
@@ -139,7 +146,9 @@ pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
     .limit_complexity(limits.max_complexity)
     .extension(errors::ErrorPolicy {
         max_aliases: limits.max_aliases,
+        max_nesting: limits.max_nesting,
     })
+    .extension(socket_auth::Reauthorize)
     .extension(audit::Audit)
     .extension(metrics::OperationMetrics)
     .finish()

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{App, rate_limits, tokens, users, validate};
 use crate::Error;
+use crate::events::Event;
 use crate::db::models::{NewRefreshToken, NewSession, User};
 use crate::db::{DbConn, sessions, users as user_queries};
 
@@ -295,6 +296,11 @@ pub async fn refresh(app: &App, refresh_token: &str) -> Result<AuthTokens, Error
             )
             .await?;
             tracing::warn!(target: "cloudbase::event::auth", session_id = %session_id, "refresh token reused; session revoked");
+            if let Ok(session) = sessions::find(&mut conn, &session_id).await {
+                app.events.publish(Event::AccessChanged {
+                    user_id: session.user_id,
+                });
+            }
             Err(Error::Unauthenticated(
                 "refresh token was already used; the session has been revoked".into(),
             ))
@@ -306,6 +312,9 @@ pub async fn refresh(app: &App, refresh_token: &str) -> Result<AuthTokens, Error
 pub async fn logout(app: &App, viewer: &Viewer) -> Result<(), Error> {
     let mut conn = app.db.get().await?;
     sessions::revoke(&mut conn, &viewer.session_id, app.now(), "logout").await?;
+    app.events.publish(Event::AccessChanged {
+        user_id: viewer.user_id.clone(),
+    });
     Ok(())
 }
 
@@ -341,6 +350,7 @@ pub async fn change_password(
     })
     .await?;
     tracing::info!(user.id = %user.id, "password changed; other sessions revoked");
+    app.events.publish(Event::AccessChanged { user_id: user.id });
     Ok(())
 }
 
@@ -382,4 +392,21 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Auth
         session_id: claims.sid,
         role,
     }))
+}
+
+/// Whether a credential checked again now still grants what it granted when a long-lived
+/// connection was opened with it: the same user and session, still live, with the same role.
+/// `Err` says why not.
+pub fn still_valid(opened_as: &Viewer, now: &Auth) -> Result<(), String> {
+    match now {
+        Auth::Rejected(why) => Err(why.clone()),
+        Auth::Anonymous => Err("credentials are missing".into()),
+        Auth::User(v) if v.user_id != opened_as.user_id || v.session_id != opened_as.session_id => {
+            Err("credentials changed".into())
+        }
+        Auth::User(v) if v.role != opened_as.role => {
+            Err("your role changed; connect again".into())
+        }
+        Auth::User(_) => Ok(()),
+    }
 }

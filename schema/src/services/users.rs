@@ -3,6 +3,7 @@
 use super::auth::{Role, Viewer};
 use super::{App, validate};
 use crate::Error;
+use crate::events::Event;
 use crate::db::models::{NewUser, User};
 use crate::db::users::ProfileChanges;
 use crate::db::{sessions, users as queries};
@@ -179,6 +180,9 @@ pub async fn set_role(
         .await
         .map_err(not_found)?;
     tracing::info!(user.id = %user_id, role = role.as_str(), admin.id = %viewer.user_id, "user role changed");
+    app.events.publish(Event::AccessChanged {
+        user_id: user_id.to_owned(),
+    });
     Ok(user)
 }
 
@@ -209,5 +213,8 @@ pub async fn set_disabled(
         })
         .await?;
     tracing::info!(user.id = %user_id, disabled, admin.id = %viewer.user_id, "user access changed");
+    app.events.publish(Event::AccessChanged {
+        user_id: user_id.to_owned(),
+    });
     Ok(user)
 }

@@ -12,13 +12,13 @@ use std::net::SocketAddr;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{ServerError, Value, Variables};
 use axum::Extension;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body as RequestBody, Bytes};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cloudbase_schema::error::Code;
 use cloudbase_schema::graphql::errors::IntrospectionDenied;
+use cloudbase_schema::graphql::nesting;
 use cloudbase_schema::services::{Auth, RequestMeta, auth};
 use serde::Serialize;
 
@@ -129,13 +129,24 @@ fn object_param(
     }
 }
 
-/// Checks the four parameters; `query` is required.
+/// Checks the four parameters; `query` is required, and must not nest deeper than `max_nesting`
+/// (checked on the text: the parser would recurse on it first, also for a GET's
+/// mutation check).
 fn params_from(
     mut fields: serde_json::Map<String, serde_json::Value>,
     media: MediaType,
+    max_nesting: usize,
 ) -> Result<Params, Rejection> {
     let query = string_param("query", fields.remove("query"), media)?
         .ok_or_else(|| bad_request(media, "`query` is required"))?;
+    if let Err(e) = nesting::check(&query, max_nesting) {
+        return Err(Box::new(json_error(
+            StatusCode::BAD_REQUEST,
+            media,
+            "GRAPHQL_PARSE_FAILED",
+            &e.to_string(),
+        )));
+    }
     let operation_name = string_param("operationName", fields.remove("operationName"), media)?;
     let variables = object_param("variables", fields.remove("variables"), media)?;
     object_param("extensions", fields.remove("extensions"), media)?;
@@ -168,7 +179,7 @@ pub async fn get_handler(
             };
             fields.insert(key, value);
         }
-        let params = params_from(fields, media)?;
+        let params = params_from(fields, media, state.max_nesting)?;
         if is_mutation(&params) {
             let mut response = json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -210,30 +221,19 @@ fn is_mutation(params: &Params) -> bool {
     )
 }
 
-/// `POST /graphql` with a JSON body.
+/// `POST /graphql` with a JSON body, read within `http.body_read_timeout_secs` and
+/// `http.max_body_bytes`.
 pub async fn post_handler(
     State(state): State<HttpState>,
     Extension(request_id): Extension<RequestId>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Response {
-    let outcome = (|| {
+    let outcome = async {
         let media = negotiate(&headers)?;
         check_content_type(&headers, media)?;
-        let body = body.map_err(|e| {
-            let status = e.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                Box::new(json_error(
-                    status,
-                    media,
-                    "PAYLOAD_TOO_LARGE",
-                    "the request body is larger than http.max_body_bytes",
-                ))
-            } else {
-                bad_request(media, "the request body could not be read")
-            }
-        })?;
+        let body = read_body(&state, body, media).await?;
         let value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|_| bad_request(media, "the request body is not valid JSON"))?;
         let serde_json::Value::Object(fields) = value else {
@@ -242,11 +242,47 @@ pub async fn post_handler(
                 "the request body must be a JSON object (batches are not supported)",
             ));
         };
-        Ok((media, params_from(fields, media)?))
-    })();
+        Ok((media, params_from(fields, media, state.max_nesting)?))
+    }
+    .await;
     match outcome {
         Ok((media, params)) => execute(&state, &headers, &request_id, peer, media, params).await,
         Err(rejection) => *rejection,
+    }
+}
+
+/// Reads a request body whole: 408 when the client takes longer than the body deadline (a slow
+/// client holds nothing but its own connection), 413 past the size limit.
+async fn read_body(state: &HttpState, body: RequestBody, media: MediaType) -> Result<Bytes, Rejection> {
+    let read = axum::body::to_bytes(body, state.max_body_bytes);
+    match tokio::time::timeout(state.body_read_timeout, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::iter::successors(
+                Some(&e as &(dyn std::error::Error + 'static)),
+                |e| e.source(),
+            )
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                Box::new(json_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    media,
+                    "PAYLOAD_TOO_LARGE",
+                    "the request body is larger than http.max_body_bytes",
+                ))
+            } else {
+                bad_request(media, "the request body could not be read")
+            })
+        }
+        Err(_) => Err(Box::new(json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            media,
+            "REQUEST_TIMEOUT",
+            &format!(
+                "the request body took longer than {} s to arrive",
+                state.body_read_timeout.as_secs()
+            ),
+        ))),
     }
 }
 

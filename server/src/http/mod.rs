@@ -1,18 +1,22 @@
 //! The axum router and the middleware every request passes through.
 //!
 //! - [`graphql`]: `GET`/`POST /graphql`, per the GraphQL-over-HTTP spec.
-//! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket.
+//! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket; [`sockets`]: the open ones, closed
+//!   when their user's access changes.
 //! - [`playground`]: the embedded, offline GraphiQL page.
 //! - [`statements`]: monthly statements as CSV.
 //! - [`metrics`]: `/metrics`, Prometheus text, for loopback or a bearer token.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database reachable).
 //! - [`error`]: JSON error responses outside GraphQL execution.
+//! - [`listen`]: the accept loop, with the header-read timeout and graceful shutdown.
 
 pub mod error;
 pub mod graphql;
 pub mod health;
+pub mod listen;
 pub mod metrics;
 pub mod playground;
+pub mod sockets;
 pub mod statements;
 pub mod ws;
 
@@ -43,19 +47,42 @@ pub struct HttpState {
     pub request_timeout: Duration,
     /// Take the client address from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Deepest bracket nesting of a document (checked before anything parses it).
+    pub max_nesting: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Longest a client may take to send a request body.
+    pub body_read_timeout: Duration,
     /// `/metrics`, unless turned off.
     pub metrics: Option<metrics::MetricsEndpoint>,
+    /// WebSocket limits.
+    pub ws: WsLimits,
+    /// The open WebSockets.
+    pub sockets: Arc<sockets::Sockets>,
+}
+
+/// Limits on one WebSocket.
+#[derive(Debug, Clone, Copy)]
+pub struct WsLimits {
+    /// Longest wait for `connection_init`.
+    pub init_timeout: Duration,
+    /// Most operations running at once.
+    pub max_operations: usize,
+    /// Largest message.
+    pub max_message_bytes: usize,
 }
 
 /// The id of one HTTP request, also sent back as `x-request-id`.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Builds the router; `metrics` renders the instance's recorder at `/metrics`.
+/// Builds the router; `metrics` renders the instance's recorder at `/metrics`, and `sockets`
+/// holds the open WebSockets (its watcher runs beside the server).
 pub fn router(
     app: Arc<App>,
     config: &Config,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    sockets: Arc<sockets::Sockets>,
 ) -> Router {
     let metrics = config.metrics.enabled.then(|| metrics::MetricsEndpoint {
         handle: metrics,
@@ -68,7 +95,16 @@ pub fn router(
         env: config.env,
         request_timeout: Duration::from_secs(config.http.request_timeout_secs),
         trust_forwarded_for: config.http.trust_forwarded_for,
+        max_nesting: config.graphql.max_nesting,
+        max_body_bytes: config.http.max_body_bytes,
+        body_read_timeout: Duration::from_secs(config.http.body_read_timeout_secs),
         metrics,
+        ws: WsLimits {
+            init_timeout: Duration::from_secs(config.http.ws_init_timeout_secs),
+            max_operations: config.http.ws_max_operations,
+            max_message_bytes: config.http.max_body_bytes,
+        },
+        sockets,
     };
     Router::new()
         .route(
