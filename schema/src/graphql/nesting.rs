@@ -110,7 +110,8 @@ mod tests {
     #[test]
     fn depth_is_not_the_total_count() {
         let wide = "{ a { x } b { y } c { z } d(q: [1]) { w } }";
-        assert_eq!(check(wide, 2), Ok(()));
+        assert_eq!(check(wide, 3), Ok(()));
+        assert!(check(wide, 2).is_err(), "`d(q: [1])` reaches 3");
     }
 
     #[test]
