@@ -4,6 +4,7 @@
 //! stays fully async and SQLite runs on the blocking pool. Query functions take `&mut DbConn`, and
 //! [`DbConn::transaction`] wraps any sequence of them in one write transaction.
 //!
+//! - [`held`]: at most one pooled connection per request at a time, checked.
 //! - [`schema`]: the hand-written Diesel tables shared by both backends.
 //! - [`models`]: row structs (`User`) and insert structs (`NewUser<'a>`).
 //! - [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`],
@@ -16,6 +17,7 @@ pub mod alerts;
 pub mod audit;
 pub mod budgets;
 pub mod conversations;
+pub mod held;
 pub mod leases;
 pub mod models;
 pub mod prices;
@@ -95,9 +97,9 @@ pub enum DbPool {
 )]
 pub enum DbConn {
     /// A PostgreSQL connection.
-    Pg(Object<AsyncPgConnection>),
+    Pg(held::Held<Object<AsyncPgConnection>>),
     /// A SQLite connection.
-    Sqlite(Object<SqliteConn>),
+    Sqlite(held::Held<Object<SqliteConn>>),
 }
 
 /// Failure to open the database at start-up.
@@ -181,11 +183,20 @@ impl DbPool {
         }
     }
 
-    /// Checks out a connection, waiting at most the configured acquire timeout.
+    /// Checks out a connection, waiting at most the configured acquire timeout. Inside a request
+    /// ([`held::scope`]), asking for a second one while one is held is refused in debug builds.
     pub async fn get(&self) -> Result<DbConn, Error> {
         match self {
-            DbPool::Pg(pool) => pool.get().await.map(DbConn::Pg).map_err(pool_error),
-            DbPool::Sqlite(pool) => pool.get().await.map(DbConn::Sqlite).map_err(pool_error),
+            DbPool::Pg(pool) => {
+                let held = held::Held::take(())?;
+                let conn = pool.get().await.map_err(pool_error)?;
+                Ok(DbConn::Pg(held.with(conn)))
+            }
+            DbPool::Sqlite(pool) => {
+                let held = held::Held::take(())?;
+                let conn = pool.get().await.map_err(pool_error)?;
+                Ok(DbConn::Sqlite(held.with(conn)))
+            }
         }
     }
 

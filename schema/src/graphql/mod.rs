@@ -13,6 +13,7 @@
 //! - [`metrics`]: the extension counting operations and live subscriptions.
 //! - [`stats`]: the `systemStats` query.
 //! - [`socket_auth`]: every operation on a WebSocket authorised again, as over HTTP.
+//! - [`one_connection`]: each operation counted as one request by the pool's guard.
 //! - [`alerts`]: `alertRules`, `alerts`, rule mutations, `createMyBudgetAlert`, `alertFired`.
 //! - [`money`]: the string-backed `Micros` scalar.
 //! - [`nesting`]: the bound on a document's nesting, checked on its text before parsing.
@@ -32,6 +33,7 @@ pub mod logs;
 pub mod metrics;
 pub mod money;
 pub mod nesting;
+pub mod one_connection;
 pub mod plugins;
 pub mod prices;
 pub mod socket_auth;
@@ -149,6 +151,7 @@ pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
         max_nesting: limits.max_nesting,
     })
     .extension(socket_auth::Reauthorize)
+    .extension(one_connection::OneConnection)
     .extension(audit::Audit)
     .extension(metrics::OperationMetrics)
     .finish()

@@ -336,26 +336,15 @@ async fn open_record(
         attempts: serde_json::json!([]),
         prompt_log: None,
     };
-    // The price in force and the budgets that apply are read side by side; a call with no
-    // budget is then one INSERT, a call with budgets reserves in the same transaction.
-    let lookups = async {
-        let mut conn = app.db.get().await?;
-        let mut prices_by_target = Vec::with_capacity(p.targets.len());
-        for (provider, model) in &p.targets {
-            prices_by_target
-                .push(prices::in_force(&mut conn, provider, model, call.started_at).await?);
-        }
-        Ok::<_, Error>(prices_by_target)
-    };
-    let applicable = async {
-        let mut conn = app.db.get().await?;
-        Ok::<_, Error>(budget_queries::list(&mut conn, Some(&call.user_id)).await?)
-    };
-    let (prices_by_target, applicable) = tokio::join!(lookups, applicable);
-    let prices_by_target = prices_by_target?;
-    let applicable = applicable?;
-    let price = prices_by_target.first().cloned().flatten();
+    // One connection for the lookups and the insert (never two at once: DESIGN §9). A call with
+    // no budget is then one INSERT; a call with budgets reserves in the same transaction.
     let mut conn = app.db.get().await?;
+    let mut prices_by_target = Vec::with_capacity(p.targets.len());
+    for (provider, model) in &p.targets {
+        prices_by_target.push(prices::in_force(&mut conn, provider, model, call.started_at).await?);
+    }
+    let applicable = budget_queries::list(&mut conn, Some(&call.user_id)).await?;
+    let price = prices_by_target.first().cloned().flatten();
     if applicable.is_empty() {
         ai_calls::insert(&mut conn, &call).await?;
     } else {
@@ -367,6 +356,7 @@ async fn open_record(
         })
         .await?;
     }
+    drop(conn);
     app.events.publish(Event::AiCallUpdated {
         call_id: call.id.clone(),
         user_id: call.user_id.clone(),
@@ -614,6 +604,7 @@ async fn close_record(
             Ok((record, alerts))
         })
         .await?;
+    drop(conn);
     let (record, alerts) = record;
     // Published after the commit: subscribers read what is now stored.
     app.events.publish(Event::AiCallUpdated {

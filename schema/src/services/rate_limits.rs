@@ -191,6 +191,7 @@ pub async fn set_overrides(
             ) => Error::bad_input("userId", "no such user"),
             other => other.into(),
         })?;
+    drop(conn);
     tracing::info!(user.id = %user_id, admin.id = %viewer.user_id, "rate limits changed");
     effective(app, user_id).await
 }

@@ -151,7 +151,8 @@ async fn request_id(State(state): State<HttpState>, mut request: Request, next: 
     let started = std::time::Instant::now();
     let span =
         tracing::info_span!("request", instance = %state.app.events.origin(), request.id = %id);
-    let mut response = next.run(request).instrument(span).await;
+    // One request: at most one pooled connection at a time (`db::held`).
+    let mut response = cloudbase_schema::db::held::scope(next.run(request).instrument(span)).await;
     let elapsed = started.elapsed().as_secs_f64();
     let latency_ms = elapsed * 1000.0;
     let status = response.status().as_u16();
