@@ -58,6 +58,14 @@ pub enum Error {
     /// A subscriber fell behind and missed events; it should refetch.
     #[error("missed {0} events; refetch the current state")]
     Lagged(u64),
+    /// This instance has as many AI calls in flight as it takes; nothing was sent upstream.
+    #[error("{message}")]
+    Overloaded {
+        /// What is full.
+        message: String,
+        /// When to try again.
+        retry_after_ms: i64,
+    },
     /// A dependency is temporarily unavailable (the pool is exhausted, the database is down).
     #[error("service temporarily unavailable: {0}")]
     Unavailable(String),
@@ -164,7 +172,7 @@ impl Error {
             Error::Plugin(_) => Code::PluginFailed,
             Error::Timeout(_) => Code::Timeout,
             Error::Lagged(_) => Code::Lagged,
-            Error::Unavailable(_) => Code::Unavailable,
+            Error::Unavailable(_) | Error::Overloaded { .. } => Code::Unavailable,
             Error::Database(_) | Error::Internal(_) => Code::Internal,
         }
     }

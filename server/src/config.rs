@@ -271,6 +271,9 @@ pub struct ChatConfig {
     pub log_prompts: bool,
     /// `"provider/model" = ["provider/model", ...]`: what to try, in order, when a model fails.
     pub fallbacks: BTreeMap<String, Vec<String>>,
+    /// Most AI calls in flight on this instance; past it a call gets `UNAVAILABLE` (503) at once.
+    /// 0 means 16 per database connection (`database.max_connections`).
+    pub max_calls_in_flight: usize,
 }
 
 impl Default for ChatConfig {
@@ -281,6 +284,7 @@ impl Default for ChatConfig {
             default_model: defaults.default_model,
             log_prompts: defaults.log_prompts,
             fallbacks: defaults.fallbacks,
+            max_calls_in_flight: 0,
         }
     }
 }
@@ -682,6 +686,14 @@ impl Config {
                 ),
             )
         })
+    }
+
+    /// The AI calls one instance takes at once.
+    pub fn max_calls_in_flight(&self) -> usize {
+        match self.chat.max_calls_in_flight {
+            0 => self.database.max_connections.saturating_mul(16),
+            n => n,
+        }
     }
 
     /// The GraphQL limits.

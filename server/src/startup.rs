@@ -153,6 +153,8 @@ pub async fn build_app(
         log_prompts: config.chat.log_prompts,
         fallbacks: config.chat.fallbacks.clone(),
     };
+    app.admission =
+        cloudbase_schema::services::admission::Admission::new(config.max_calls_in_flight());
     app.budgets = BudgetSettings {
         timezone: config.timezone()?,
         reservation_ttl: chrono::Duration::seconds(

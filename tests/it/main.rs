@@ -26,6 +26,7 @@ mod admin;
 mod alerting;
 mod audit;
 mod budgets;
+mod capacity;
 mod chat;
 mod config;
 mod conversations;

@@ -135,7 +135,10 @@ pub fn finish_error(error: &mut ServerError, request_id: &str) {
             ext.set("resetAt", at.to_rfc3339());
         }
     }
-    if let Some(Error::RateLimited { retry_after_ms, .. }) = error.source::<Error>() {
+    if let Some(
+        Error::RateLimited { retry_after_ms, .. } | Error::Overloaded { retry_after_ms, .. },
+    ) = error.source::<Error>()
+    {
         let retry = *retry_after_ms;
         error
             .extensions

@@ -10,7 +10,9 @@ use cloudbase_plugin_api::{ChatMessage, ChatRequest, ChatRole, StreamEvent, Usag
 use futures_util::stream::{BoxStream, StreamExt};
 
 use super::cache::{CachedReply, ResponseCache};
-use super::{App, RequestMeta, Viewer, budgets, conversations, plugins, pricing, rate_limits};
+use super::{
+    App, RequestMeta, Viewer, admission, budgets, conversations, plugins, pricing, rate_limits,
+};
 use crate::Error;
 use crate::db::ai_calls::{self, Finish};
 use crate::db::models::{AiCall, Conversation, Message};
@@ -767,6 +769,7 @@ pub async fn chat(
     meta: &RequestMeta,
     input: ChatInput,
 ) -> Result<ChatOutcome, Error> {
+    let _admitted = app.admission.admit()?;
     let prepared = prepare(app, viewer, &input).await?;
     rate_limits::admit(app, &viewer.user_id).await?;
     let opened = open_record(app, viewer, meta, &prepared, false).await?;
@@ -855,6 +858,8 @@ pub async fn chat(
 
 /// The state of a stream in progress; finishing it as `CANCELLED` if it is dropped unfinished.
 struct Streaming {
+    /// The call's slot, until the stream ends or is dropped.
+    _admitted: admission::Admitted,
     app: Arc<App>,
     opened: Opened,
     prepared: Arc<Prepared>,
@@ -937,6 +942,7 @@ pub async fn chat_stream(
     meta: &RequestMeta,
     input: ChatInput,
 ) -> Result<BoxStream<'static, Result<ChatChunk, Error>>, Error> {
+    let admitted = app.admission.admit()?;
     let prepared = prepare(&app, viewer, &input).await?;
     rate_limits::admit(&app, &viewer.user_id).await?;
     let opened = open_record(&app, viewer, meta, &prepared, true).await?;
@@ -995,6 +1001,7 @@ pub async fn chat_stream(
         return Err(error);
     };
     let state = Streaming {
+        _admitted: admitted,
         app,
         opened,
         prepared: Arc::new(prepared),

@@ -1,5 +1,6 @@
 //! The workflows: every function with side effects lives in exactly one place here.
 //!
+//! - [`admission`]: at most so many AI calls in flight per instance, refused fast past it.
 //! - [`chat`]: the AI-call workflow (validate, record, call, price, settle), plain and streamed.
 //! - [`conversations`], [`ai_calls`], [`pricing`]: history, call records, prices and costs.
 //! - [`budgets`]: reservations at admission, settlement, periods, the sweeper.
@@ -19,6 +20,7 @@
 //! - [`tokens`]: JWT access tokens and opaque refresh tokens.
 //! - [`validate`]: input rules shared by the services (email, password, names, URLs, paging).
 
+pub mod admission;
 pub mod ai_calls;
 pub mod alerts;
 pub mod audit;
@@ -61,6 +63,8 @@ pub struct App {
     pub plugins: Arc<dyn PluginHost>,
     /// Chat defaults and switches.
     pub chat: chat::ChatSettings,
+    /// The slots for AI calls in flight.
+    pub admission: admission::Admission,
     /// Replies of providers that opted into caching.
     pub cache: cache::ResponseCache,
     /// Budget time zone and reservation lifetime.
@@ -94,6 +98,7 @@ impl App {
             clock: clock.clone(),
             plugins,
             chat: chat::ChatSettings::default(),
+            admission: admission::Admission::default(),
             cache: cache::ResponseCache::default(),
             budgets: budgets::BudgetSettings::default(),
             rate_limits: rate_limits::RateLimitSettings::default(),

@@ -372,7 +372,14 @@ async fn execute(
         errors: &response.errors,
         extensions: &response.extensions,
     };
-    let status = if request_error && media == MediaType::GraphqlResponse {
+    // An operation refused as a whole because the server is full (or its database is out of
+    // reach) is a 503 with `Retry-After`, so that load balancers and clients back off.
+    let retry_after = (response.data == Value::Null)
+        .then(|| unavailable_retry_after(&response.errors))
+        .flatten();
+    let status = if retry_after.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if request_error && media == MediaType::GraphqlResponse {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
@@ -382,6 +389,10 @@ async fn execute(
             let mut http = (status, bytes).into_response();
             http.headers_mut()
                 .insert(header::CONTENT_TYPE, media.header_value());
+            if let Some(secs) = retry_after {
+                http.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
             http
         }
         Err(e) => {
@@ -394,4 +405,21 @@ async fn execute(
             )
         }
     }
+}
+
+/// The `Retry-After` seconds for a response whose errors include `UNAVAILABLE`: its
+/// `retryAfterMs` rounded up, or 1.
+fn unavailable_retry_after(errors: &[ServerError]) -> Option<u64> {
+    errors.iter().find_map(|error| {
+        let extensions = error.extensions.as_ref()?;
+        match extensions.get("code") {
+            Some(Value::String(code)) if code == Code::Unavailable.as_str() => {}
+            _ => return None,
+        }
+        let ms = match extensions.get("retryAfterMs") {
+            Some(Value::Number(n)) => n.as_u64().unwrap_or(1000),
+            _ => 1000,
+        };
+        Some(ms.div_ceil(1000).max(1))
+    })
 }
