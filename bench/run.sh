@@ -5,11 +5,14 @@
 #
 #   bash bench/run.sh              # SQLite and PostgreSQL (postgres://postgres@127.0.0.1:5432)
 #   SECONDS_PER_RUN=10 bash bench/run.sh
+#   LEVELS="1 32" bash bench/run.sh   # concurrency levels (default 1 32 128 512)
 set -euo pipefail
+ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
 MAX=200000
+LEVELS="${LEVELS:-1 32 128 512}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 out="$repo/bench/out"
 rm -rf "$out" && mkdir -p "$out"
@@ -38,7 +41,7 @@ load() { # load LABEL MODE URL BODY TOKEN CONCURRENCY
 
 wait_ready "http://127.0.0.1:$UP/"
 UPBODY='{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}'
-for c in 1 32; do load "upstream" http "http://127.0.0.1:$UP/v1/chat/completions" "$UPBODY" - "$c"; done
+for c in $LEVELS; do load "upstream" http "http://127.0.0.1:$UP/v1/chat/completions" "$UPBODY" - "$c"; done
 
 FLOOR_PLAIN='{"query":"mutation { chat(message: \"hi\") }"}'
 FLOOR_STREAM='{"query":"subscription { chatStream(message: \"hi\") }"}'
@@ -78,8 +81,8 @@ for backend in sqlite postgres; do
 
     taskset -c 1 "$bin/floor" "127.0.0.1:$FLOOR" "http://127.0.0.1:$UP/v1" "$floor_db" & floor_pid=$!; pids+=($floor_pid)
     wait_ready "http://127.0.0.1:$FLOOR/graphql"
-    for c in 1 32; do load "floor-$backend" http "http://127.0.0.1:$FLOOR/graphql" "$FLOOR_PLAIN" - "$c"; done
-    for c in 1 32; do load "floor-$backend-stream" ws "ws://127.0.0.1:$FLOOR/graphql/ws" "$FLOOR_STREAM" - "$c"; done
+    for c in $LEVELS; do load "floor-$backend" http "http://127.0.0.1:$FLOOR/graphql" "$FLOOR_PLAIN" - "$c"; done
+    for c in $LEVELS; do load "floor-$backend-stream" ws "ws://127.0.0.1:$FLOOR/graphql/ws" "$FLOOR_STREAM" - "$c"; done
     kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true
 
     (cd "$out" && CLOUDBASE_LOG=info CLOUDBASE_LOG_FORMAT=json CLOUDBASE_CONFIG="$out/cloudbase.toml" CLOUDBASE_LISTEN="127.0.0.1:$CB" \
@@ -92,8 +95,8 @@ for backend in sqlite postgres; do
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["login"]["accessToken"])')
     sleep 1
     echo "{\"label\":\"cloudbase-$backend-rss\",\"idle_rss_kb\":$(rss_kb "$cb_pid")}" | tee -a "$out/results.jsonl"
-    for c in 1 32; do load "cloudbase-$backend" http "http://127.0.0.1:$CB/graphql" "$CB_PLAIN" "$token" "$c"; done
-    for c in 1 32; do load "cloudbase-$backend-stream" ws "ws://127.0.0.1:$CB/graphql/ws" "$CB_STREAM" "$token" "$c"; done
+    for c in $LEVELS; do load "cloudbase-$backend" http "http://127.0.0.1:$CB/graphql" "$CB_PLAIN" "$token" "$c"; done
+    for c in $LEVELS; do load "cloudbase-$backend-stream" ws "ws://127.0.0.1:$CB/graphql/ws" "$CB_STREAM" "$token" "$c"; done
     echo "{\"label\":\"cloudbase-$backend-rss\",\"peak_rss_kb\":$(hwm_kb "$cb_pid")}" | tee -a "$out/results.jsonl"
     kill "$cb_pid"; wait "$cb_pid" 2>/dev/null || true
 done

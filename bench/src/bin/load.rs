@@ -5,8 +5,12 @@
 //! load ws   URL PAYLOAD [TOKEN] CONCURRENCY SECONDS MAX_REQUESTS
 //! ```
 //! `BODY` is the POST body (JSON); `PAYLOAD` the `subscribe` payload (`{"query": ...}`). TOKEN
-//! may be `-` for none. Loopback URLs only.
+//! may be `-` for none. Loopback URLs only. Failed requests are counted by what failed them: the
+//! HTTP status and the first GraphQL `extensions.code` (`503 UNAVAILABLE`, `200 INTERNAL`, …), or
+//! `transport` when no answer came; their latency is reported apart (`error_p99_ms`), so that fast
+//! refusals under overload can be told from slow failures.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +26,32 @@ struct Samples {
     latency_ms: Vec<f64>,
     ttft_ms: Vec<f64>,
     errors: usize,
+    error_ms: Vec<f64>,
+    codes: BTreeMap<String, usize>,
+}
+
+impl Samples {
+    fn failed(&mut self, what: String, started: Instant) {
+        self.errors += 1;
+        self.error_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        *self.codes.entry(what).or_default() += 1;
+    }
+}
+
+/// The first `extensions.code` in a GraphQL body, or `-`.
+fn first_code(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            let errors = v.get("errors").or_else(|| v.get("payload"))?.clone();
+            let first = match errors {
+                Value::Array(items) => items.into_iter().next()?,
+                Value::Object(_) => errors.get("errors")?.get(0)?.clone(),
+                _ => return None,
+            };
+            first["extensions"]["code"].as_str().map(str::to_owned)
+        })
+        .unwrap_or_else(|| "-".into())
 }
 
 struct Plan {
@@ -52,13 +82,17 @@ async fn http_worker(plan: Arc<Plan>, client: reqwest::Client) -> Samples {
             request = request.bearer_auth(t);
         }
         match request.send().await {
-            Ok(r) if r.status().is_success() => match r.text().await {
-                Ok(text) if !text.contains("\"errors\"") => {
-                    s.latency_ms.push(started.elapsed().as_secs_f64() * 1000.0)
+            Ok(r) => {
+                let status = r.status().as_u16();
+                match r.text().await {
+                    Ok(text) if status == 200 && !text.contains("\"errors\"") => {
+                        s.latency_ms.push(started.elapsed().as_secs_f64() * 1000.0)
+                    }
+                    Ok(text) => s.failed(format!("{status} {}", first_code(&text)), started),
+                    Err(_) => s.failed(format!("{status} body"), started),
                 }
-                _ => s.errors += 1,
-            },
-            _ => s.errors += 1,
+            }
+            Err(_) => s.failed("transport".into(), started),
         }
     }
     s
@@ -76,7 +110,7 @@ async fn ws_worker(plan: Arc<Plan>) -> Samples {
     let Ok((mut socket, _)) =
         tokio_tungstenite::connect_async_with_config(request, None, true).await
     else {
-        s.errors += 1;
+        s.failed("transport".into(), Instant::now());
         return s;
     };
     let init = match &plan.token {
@@ -105,14 +139,14 @@ async fn ws_worker(plan: Arc<Plan>) -> Samples {
             .await
             .is_err()
         {
-            s.errors += 1;
+            s.failed("transport".into(), started);
             break;
         }
         let mut first = None;
-        let mut failed = false;
+        let mut failed = None;
         loop {
             let Some(Ok(message)) = socket.next().await else {
-                failed = true;
+                failed = Some("transport".to_owned());
                 break;
             };
             let Ok(text) = message.to_text() else {
@@ -124,13 +158,13 @@ async fn ws_worker(plan: Arc<Plan>) -> Samples {
             match v["type"].as_str() {
                 Some("next") => {
                     if v["payload"].get("errors").is_some() {
-                        failed = true;
+                        failed = Some(format!("ws {}", first_code(&v["payload"].to_string())));
                     }
                     first.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1000.0);
                 }
                 Some("complete") => break,
                 Some("error") => {
-                    failed = true;
+                    failed = Some(format!("ws {}", first_code(&v.to_string())));
                     break;
                 }
                 Some("ping") => {
@@ -141,8 +175,8 @@ async fn ws_worker(plan: Arc<Plan>) -> Samples {
                 _ => {}
             }
         }
-        if failed {
-            s.errors += 1;
+        if let Some(what) = failed {
+            s.failed(what, started);
         } else {
             s.latency_ms.push(started.elapsed().as_secs_f64() * 1000.0);
             if let Some(t) = first {
@@ -199,7 +233,12 @@ async fn main() -> anyhow::Result<()> {
         all.latency_ms.extend(s.latency_ms);
         all.ttft_ms.extend(s.ttft_ms);
         all.errors += s.errors;
+        all.error_ms.extend(s.error_ms);
+        for (code, n) in s.codes {
+            *all.codes.entry(code).or_default() += n;
+        }
     }
+    all.error_ms.sort_by(f64::total_cmp);
     let elapsed = started.elapsed().as_secs_f64();
     all.latency_ms.sort_by(f64::total_cmp);
     all.ttft_ms.sort_by(f64::total_cmp);
@@ -208,6 +247,8 @@ async fn main() -> anyhow::Result<()> {
         "concurrency": concurrency,
         "requests": all.latency_ms.len(),
         "errors": all.errors,
+        "errors_by_code": all.codes,
+        "error_p99_ms": percentile(&all.error_ms, 99.0),
         "seconds": (elapsed * 100.0).round() / 100.0,
         "rps": (all.latency_ms.len() as f64 / elapsed).round(),
         "p50_ms": percentile(&all.latency_ms, 50.0),
