@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! load http URL BODY [TOKEN] CONCURRENCY SECONDS MAX_REQUESTS
+//! load get  URL - [TOKEN] CONCURRENCY SECONDS MAX_REQUESTS
 //! load ws   URL PAYLOAD [TOKEN] CONCURRENCY SECONDS MAX_REQUESTS
 //! ```
 //! `BODY` is the POST body (JSON); `PAYLOAD` the `subscribe` payload (`{"query": ...}`). TOKEN
@@ -70,14 +71,18 @@ impl Plan {
     }
 }
 
-async fn http_worker(plan: Arc<Plan>, client: reqwest::Client) -> Samples {
+async fn http_worker(plan: Arc<Plan>, client: reqwest::Client, get: bool) -> Samples {
     let mut s = Samples::default();
     while plan.claim() {
         let started = Instant::now();
-        let mut request = client
-            .post(&plan.url)
-            .header("content-type", "application/json")
-            .body(plan.body.clone());
+        let mut request = if get {
+            client.get(&plan.url)
+        } else {
+            client
+                .post(&plan.url)
+                .header("content-type", "application/json")
+                .body(plan.body.clone())
+        };
         if let Some(t) = &plan.token {
             request = request.bearer_auth(t);
         }
@@ -192,7 +197,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     anyhow::ensure!(
         args.len() == 7,
-        "usage: load http|ws URL BODY TOKEN CONCURRENCY SECONDS MAX_REQUESTS"
+        "usage: load http|get|ws URL BODY TOKEN CONCURRENCY SECONDS MAX_REQUESTS"
     );
     let mode = args[0].clone();
     let url = args[1].clone();
@@ -218,12 +223,12 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..concurrency {
         let plan = Arc::clone(&plan);
         let client = client.clone();
-        let ws = mode == "ws";
+        let (ws, get) = (mode == "ws", mode == "get");
         tasks.push(tokio::spawn(async move {
             if ws {
                 ws_worker(plan).await
             } else {
-                http_worker(plan, client).await
+                http_worker(plan, client, get).await
             }
         }));
     }
