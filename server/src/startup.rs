@@ -76,8 +76,19 @@ pub async fn run_with_clock(
             crate::events::listen(config.database_url(), app.clone()).instrument(span.clone()),
         )
     });
-    let router = http::router(app.clone(), &config, metrics_handle);
+    let router = http::router(app.clone(), &config, metrics_handle)?;
     tracing::info!(%addr, env = ?config.env, backend = ?config_backend(&config), "serving");
+    if config.http.proxy_hops() > 0
+        && config.http.proxy_networks.is_empty()
+        && !addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            %addr,
+            "X-Forwarded-For is believed from any peer ([http] trusted_proxies without \
+             proxy_networks): a client that reaches this address directly chooses its own \
+             recorded address; set [http] proxy_networks or listen on loopback behind the proxy"
+        );
+    }
     // Small WebSocket frames (stream deltas) must not wait on delayed ACKs.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {

@@ -7,6 +7,7 @@
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
 //! - [`pages`]: the playground and health probes.
 //! - [`config`]: configuration loading and its errors.
+//! - [`edges`]: the hardened edges: client addresses behind proxies.
 //! - [`plugins`]: loading, robustness, notifications, and Kimi against a local upstream.
 //! - [`chat`], [`conversations`]: AI calls plain and streamed, records, prices, history.
 //! - [`upstream`], [`receivers`], [`ws`]: a local OpenAI-compatible upstream, notification
@@ -29,6 +30,7 @@ mod budgets;
 mod chat;
 mod config;
 mod conversations;
+mod edges;
 mod events;
 mod http;
 mod limits;

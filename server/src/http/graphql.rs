@@ -23,7 +23,7 @@ use cloudbase_schema::services::{Auth, RequestMeta, auth};
 use serde::Serialize;
 
 use super::error::{MediaType, json_error};
-use super::{HttpState, RequestId, client_ip};
+use super::{HttpState, RequestId};
 use crate::config::Environment;
 
 /// The parameters of one GraphQL request, from a JSON body or a query string.
@@ -295,7 +295,7 @@ async fn execute(
         state.env == Environment::Dev || matches!(&auth, Auth::User(v) if v.is_admin());
     let meta = RequestMeta {
         request_id: request_id.0.clone(),
-        client_ip: Some(client_ip(headers, peer, state.trust_forwarded_for)),
+        client_ip: Some(state.client_address.of(headers, peer).to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())

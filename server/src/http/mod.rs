@@ -1,6 +1,7 @@
 //! The axum router and the middleware every request passes through.
 //!
 //! - [`graphql`]: `GET`/`POST /graphql`, per the GraphQL-over-HTTP spec.
+//! - [`client_addr`]: the client's address: the peer, or the hop a trusted proxy added.
 //! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket.
 //! - [`playground`]: the embedded, offline GraphiQL page.
 //! - [`statements`]: monthly statements as CSV.
@@ -8,6 +9,7 @@
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database reachable).
 //! - [`error`]: JSON error responses outside GraphQL execution.
 
+pub mod client_addr;
 pub mod error;
 pub mod graphql;
 pub mod health;
@@ -28,7 +30,8 @@ use axum::routing::get;
 use cloudbase_schema::{App, AppSchema, build_schema};
 use tracing::Instrument as _;
 
-use crate::config::{Config, Environment};
+use self::client_addr::ClientAddress;
+use crate::config::{Config, ConfigError, Environment};
 
 /// What handlers share.
 #[derive(Clone)]
@@ -41,8 +44,8 @@ pub struct HttpState {
     pub env: Environment,
     /// Longest a GraphQL request may run.
     pub request_timeout: Duration,
-    /// Take the client address from `X-Forwarded-For`.
-    pub trust_forwarded_for: bool,
+    /// Finds the client's address (the peer, or behind trusted proxies `X-Forwarded-For`).
+    pub client_address: Arc<ClientAddress>,
     /// `/metrics`, unless turned off.
     pub metrics: Option<metrics::MetricsEndpoint>,
 }
@@ -51,12 +54,13 @@ pub struct HttpState {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Builds the router; `metrics` renders the instance's recorder at `/metrics`.
+/// Builds the router; `metrics` renders the instance's recorder at `/metrics`. Fails on a
+/// setting that does not parse (`[http] proxy_networks`).
 pub fn router(
     app: Arc<App>,
     config: &Config,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-) -> Router {
+) -> Result<Router, ConfigError> {
     let metrics = config.metrics.enabled.then(|| metrics::MetricsEndpoint {
         handle: metrics,
         loopback: config.metrics.loopback,
@@ -67,10 +71,13 @@ pub fn router(
         app,
         env: config.env,
         request_timeout: Duration::from_secs(config.http.request_timeout_secs),
-        trust_forwarded_for: config.http.trust_forwarded_for,
+        client_address: Arc::new(ClientAddress::new(
+            config.http.proxy_hops(),
+            config.http.proxy_networks()?,
+        )),
         metrics,
     };
-    Router::new()
+    Ok(Router::new()
         .route(
             "/graphql",
             get(graphql::get_handler).post(graphql::post_handler),
@@ -86,7 +93,7 @@ pub fn router(
         .route("/", get(|| async { Redirect::temporary("/playground") }))
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), request_id))
-        .with_state(state)
+        .with_state(state))
 }
 
 /// Gives every request an id (the caller's `x-request-id` if it is sane, else a UUIDv7), runs it
@@ -139,23 +146,4 @@ async fn request_id(State(state): State<HttpState>, mut request: Request, next: 
         response.headers_mut().insert("x-request-id", value);
     }
     response
-}
-
-/// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
-pub fn client_ip(
-    headers: &axum::http::HeaderMap,
-    peer: std::net::SocketAddr,
-    trust_forwarded_for: bool,
-) -> String {
-    if trust_forwarded_for
-        && let Some(first) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    {
-        return first.to_owned();
-    }
-    peer.ip().to_string()
 }
