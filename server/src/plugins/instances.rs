@@ -252,6 +252,7 @@ pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duratio
         }
     }
     let mut registry = Registry {
+        allow_private_targets: config.alerts.allow_private_targets,
         rows: loaded.failed,
         ..Registry::default()
     };
@@ -304,6 +305,12 @@ pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duratio
     registry
         .rows
         .sort_by(|a, b| (&a.name, &a.instance).cmp(&(&b.name, &b.instance)));
+    if !registry.notifiers.is_empty() && !registry.allow_private_targets && upstream::proxied() {
+        tracing::info!(
+            "users' webhooks go through the proxy from the environment (HTTP(S)_PROXY), which \
+             makes the connections: their addresses are checked before each delivery only"
+        );
+    }
     registry
 }
 
@@ -358,12 +365,16 @@ async fn start(
             );
         }
         ApiKind::Notifier => {
+            let user_client =
+                upstream::user_client(&config.timeouts, registry.allow_private_targets)
+                    .map_err(NotLive::Failed)?;
             registry.notifiers.insert(
                 instance.to_owned(),
                 Notifier {
                     name: instance.to_owned(),
                     instance: live,
                     client,
+                    user_client,
                     secrets,
                     timeouts: config.timeouts,
                 },
