@@ -697,12 +697,13 @@ impl Config {
         })
     }
 
-    /// The GraphQL limits.
+    /// The GraphQL limits; name suggestions only in `dev`, where introspection is open.
     pub fn limits(&self) -> cloudbase_schema::Limits {
         cloudbase_schema::Limits {
             max_depth: self.graphql.max_depth,
             max_complexity: self.graphql.max_complexity,
             max_aliases: self.graphql.max_aliases,
+            suggestions: self.env == Environment::Dev,
         }
     }
 }

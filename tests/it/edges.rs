@@ -1,4 +1,5 @@
-//! The hardened edges: the client address behind proxies, users' webhooks that redirect.
+//! The hardened edges: the client address behind proxies, users' webhooks that redirect, and
+//! no schema hints in production.
 
 use serde_json::{Value, json};
 
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cloudbase_server::Config;
+use cloudbase_server::config::{Config, Environment};
 
 use crate::receivers::HttpReceiver;
 use crate::support::{TestApp, error_code, instance};
@@ -292,5 +293,50 @@ async fn a_users_webhook_that_redirects_is_a_failed_delivery() {
         internal.received().is_empty(),
         "the redirect was not followed: {:?}",
         internal.received()
+    );
+}
+
+/// Misspelt names: a field, an argument and a type.
+const MISSPELT: [&str; 3] = [
+    "{ auditLgo { edges { cursor } } }",
+    "{ users(fisrt: 1) { edges { cursor } } }",
+    "query($f: AuditLogFiltr) { auditLog(filter: $f) { edges { cursor } } }",
+];
+
+async fn validation_messages(app: &TestApp, token: Option<&str>) -> Vec<String> {
+    let mut messages = Vec::new();
+    for query in MISSPELT {
+        let body = app.gql(token, query, json!({})).await;
+        assert_eq!(error_code(&body), "GRAPHQL_VALIDATION_FAILED", "{body}");
+        messages.extend(
+            body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["message"].as_str().unwrap().to_owned()),
+        );
+    }
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn production_suggests_no_names_and_dev_still_does() {
+    let prod = TestApp::spawn_with(|c| c.env = Environment::Prod).await;
+    let admin = prod.admin_token().await;
+    for token in [None, Some(admin.as_str())] {
+        let messages = validation_messages(&prod, token).await;
+        assert!(
+            messages.iter().all(|m| !m.contains("Did you mean")),
+            "{messages:?}"
+        );
+    }
+    let dev = TestApp::spawn().await;
+    // async-graphql suggests field names only.
+    let messages = validation_messages(&dev, None).await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("Did you mean \"auditLog\"")),
+        "{messages:?}"
     );
 }

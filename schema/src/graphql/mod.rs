@@ -115,6 +115,9 @@ pub struct Limits {
     pub max_complexity: usize,
     /// Most aliased fields in one document.
     pub max_aliases: usize,
+    /// Validation errors may suggest names ("Did you mean …?"). They reveal the schema, so they
+    /// are off wherever introspection is restricted (`prod`), for every caller.
+    pub suggestions: bool,
 }
 
 impl Default for Limits {
@@ -123,13 +126,14 @@ impl Default for Limits {
             max_depth: 12,
             max_complexity: 1000,
             max_aliases: 30,
+            suggestions: true,
         }
     }
 }
 
 /// Builds the schema with the process-wide state attached.
 pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
-    Schema::build(
+    let builder = Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
@@ -141,8 +145,11 @@ pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
         max_aliases: limits.max_aliases,
     })
     .extension(audit::Audit)
-    .extension(metrics::OperationMetrics)
-    .finish()
+    .extension(metrics::OperationMetrics);
+    match limits.suggestions {
+        true => builder.finish(),
+        false => builder.disable_suggestions().finish(),
+    }
 }
 
 /// The schema's SDL, without any state (for snapshots and `cloudbase-ai schema`).
