@@ -407,6 +407,8 @@ pub struct HttpConfig {
     pub proxy_networks: Vec<String>,
     /// The older form of `trusted_proxies = 1`; setting both is an error.
     pub trust_forwarded_for: bool,
+    /// Serve the GraphiQL playground at `/playground`; unset: on in `dev`, off in `prod`.
+    pub playground: Option<bool>,
 }
 
 impl HttpConfig {
@@ -507,6 +509,7 @@ impl Default for HttpConfig {
             trusted_proxies: 0,
             proxy_networks: Vec::new(),
             trust_forwarded_for: false,
+            playground: None,
         }
     }
 }
@@ -695,6 +698,11 @@ impl Config {
                 ),
             )
         })
+    }
+
+    /// Whether `/playground` is served: `[http] playground`, else only in `dev`.
+    pub fn playground(&self) -> bool {
+        self.http.playground.unwrap_or(self.env == Environment::Dev)
     }
 
     /// The GraphQL limits; name suggestions only in `dev`, where introspection is open.

@@ -3,7 +3,7 @@
 //! - [`graphql`]: `GET`/`POST /graphql`, per the GraphQL-over-HTTP spec.
 //! - [`client_addr`]: the client's address: the peer, or the hop a trusted proxy added.
 //! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket.
-//! - [`playground`]: the embedded, offline GraphiQL page.
+//! - [`playground`]: the embedded, offline GraphiQL page (off by default in `prod`), under a strict CSP.
 //! - [`statements`]: monthly statements as CSV.
 //! - [`metrics`]: `/metrics`, Prometheus text, for loopback or a bearer token.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database reachable).
@@ -77,20 +77,28 @@ pub fn router(
         )),
         metrics,
     };
-    Ok(Router::new()
+    let routes = Router::new()
         .route(
             "/graphql",
             get(graphql::get_handler).post(graphql::post_handler),
         )
         .route("/graphql/ws", get(ws::handler))
-        .route("/playground", get(playground::index))
-        .route("/playground/", get(playground::index))
-        .route("/playground/assets/{*file}", get(playground::asset))
         .route("/statements/{file}", get(statements::csv))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::handler))
-        .route("/", get(|| async { Redirect::temporary("/playground") }))
+        .route("/metrics", get(metrics::handler));
+    let routes = match config.playground() {
+        true => routes
+            .route("/playground", get(playground::index))
+            .route("/playground/", get(playground::index))
+            .route("/playground/assets/{*file}", get(playground::asset))
+            .route("/", get(|| async { Redirect::temporary("/playground") })),
+        false => routes
+            .route("/playground", get(playground::turned_off))
+            .route("/playground/", get(playground::turned_off))
+            .route("/playground/{*rest}", get(playground::turned_off)),
+    };
+    Ok(routes
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state))
