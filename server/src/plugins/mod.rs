@@ -5,6 +5,7 @@
 //! - [`library`]: opening a library and checking symbol, ABI version, table size and panic flag.
 //! - [`call`]: calls into a plugin on the blocking pool, under a deadline.
 //! - [`upstream`]: HTTP for sans-IO plugins: secrets, timeouts, server-sent events.
+//! - [`user_http`]: the client for addresses users gave: no redirects, public addresses only.
 //! - [`smtp`]: email delivery.
 //! - [`instances`]: turning `[plugins.<instance>]` config into live instances.
 
@@ -13,6 +14,7 @@ pub mod instances;
 pub mod library;
 pub mod smtp;
 pub mod upstream;
+pub mod user_http;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -52,7 +54,7 @@ struct Notifier {
     name: String,
     instance: Arc<Instance>,
     client: reqwest::Client,
-    /// For addresses users gave: no redirects, public addresses only ([`upstream::user_client`]).
+    /// For addresses users gave: no redirects, public addresses only ([`user_http::client`]).
     user_client: reqwest::Client,
     secrets: BTreeMap<String, String>,
     timeouts: UpstreamTimeouts,

@@ -1,21 +1,20 @@
 //! The host's side of sans-IO plugins: sending their `HttpRequest`s with reqwest (timeouts,
 //! secrets substituted at the last moment) and reading responses whole or as server-sent events.
-//! Requests to addresses users gave go through [`user_client`]. Errors never carry URLs: webhook
+//! Requests to addresses users gave go through [`user_http::client`]. Errors never carry URLs: webhook
 //! URLs often embed access tokens.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cloudbase_plugin_api::{HttpRequest, HttpResponse, SseEvent};
 use cloudbase_schema::Error;
-use cloudbase_schema::services::alerts::targets;
 use futures_util::stream::{BoxStream, StreamExt};
 
+use super::user_http;
 use crate::config::UpstreamTimeouts;
 
-fn builder(timeouts: &UpstreamTimeouts) -> reqwest::ClientBuilder {
+/// A client builder with the instance's connect timeout and the server's user agent.
+pub fn builder(timeouts: &UpstreamTimeouts) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(timeouts.connect_ms))
         .user_agent(concat!("cloudbase-ai/", env!("CARGO_PKG_VERSION")))
@@ -26,67 +25,6 @@ pub fn client(timeouts: &UpstreamTimeouts) -> Result<reqwest::Client, String> {
     builder(timeouts)
         .build()
         .map_err(|e| format!("building the HTTP client: {e}"))
-}
-
-/// A client for addresses users gave (their own webhooks): it follows no redirect (a 3xx is the
-/// answer), and unless `allow_private`, connects only to public addresses ([`PublicOnly`]).
-/// Through an HTTP(S)_PROXY from the environment, the proxy connects; then only the check before
-/// each delivery applies.
-pub fn user_client(
-    timeouts: &UpstreamTimeouts,
-    allow_private: bool,
-) -> Result<reqwest::Client, String> {
-    let mut builder = builder(timeouts).redirect(reqwest::redirect::Policy::none());
-    if !allow_private && !proxied() {
-        builder = builder.dns_resolver(Arc::new(PublicOnly));
-    }
-    builder
-        .build()
-        .map_err(|e| format!("building the HTTP client: {e}"))
-}
-
-/// Whether reqwest will send through a proxy from the environment.
-pub fn proxied() -> bool {
-    ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
-        .iter()
-        .flat_map(|name| [name.to_string(), name.to_ascii_lowercase()])
-        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
-}
-
-/// Resolves like the system does, and refuses a name with any address on this network or
-/// reserved ([`targets::is_internal`]): a name that changed its answer since the check before
-/// sending (DNS rebinding) cannot reach this network. Addresses written in the URL are not
-/// resolved; the check before sending has judged them.
-struct PublicOnly;
-
-/// Why [`PublicOnly`] refused a name; found again in the error chain for the delivery record.
-#[derive(Debug)]
-struct InternalAddress(String);
-
-impl std::fmt::Display for InternalAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for InternalAddress {}
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(internal) = found.iter().find(|a| targets::is_internal(a.ip())) {
-                let why = format!(
-                    "{host} resolves to {}, an address on this network",
-                    internal.ip()
-                );
-                return Err(Box::new(InternalAddress(why)) as _);
-            }
-            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
 }
 
 /// Replaces every `${secret:NAME}` in `value` with the secret.
@@ -137,7 +75,7 @@ fn not_retryable(error: Error) -> Failure {
 fn request_error(e: &reqwest::Error, what: &str) -> Error {
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<InternalAddress>() {
+        if let Some(refused) = cause.downcast_ref::<user_http::InternalAddress>() {
             return Error::Upstream(format!("{what} not reached: {refused}"));
         }
         source = cause.source();
@@ -357,41 +295,6 @@ mod tests {
         assert_eq!(all[1].data, "[DONE]");
         assert_eq!(all[2].event.as_deref(), Some("x"));
         assert_eq!(all[2].data, "one\ntwo");
-    }
-
-    #[tokio::test]
-    async fn users_requests_reach_no_internal_name() {
-        use reqwest::dns::Resolve as _;
-        let refused = PublicOnly.resolve("localhost".parse().unwrap()).await;
-        let Err(e) = refused else {
-            panic!("localhost resolved for a user's webhook");
-        };
-        assert!(e.to_string().contains("an address on this network"), "{e}");
-        if proxied() {
-            return;
-        }
-        // Through the whole client: the reason survives into the delivery's error.
-        let client = user_client(&UpstreamTimeouts::default(), false).unwrap();
-        let request = HttpRequest {
-            method: "POST".into(),
-            url: "http://localhost:9/hook".into(),
-            headers: Vec::new(),
-            body: None,
-        };
-        let failure = send(
-            &client,
-            &request,
-            &BTreeMap::new(),
-            &UpstreamTimeouts::default(),
-            "channel `hook`",
-        )
-        .await
-        .unwrap_err();
-        let message = failure.error.to_string();
-        assert!(
-            message.contains("not reached: localhost resolves to"),
-            "{message}"
-        );
     }
 
     #[test]
