@@ -20,15 +20,39 @@ const WS_URL =
   window.location.host +
   '/graphql/ws';
 
+// The page's Content-Security-Policy admits inline styles only with the nonce
+// the server wrote into <meta name="csp-nonce">. GraphiQL's dialogs (through
+// react-remove-scroll) add one <style> element, and take the nonce from
+// `__webpack_nonce__` (the get-nonce convention), so set it before anything
+// renders.
+const nonceMeta = document.querySelector('meta[name="csp-nonce"]');
+const styleNonce = nonceMeta ? nonceMeta.getAttribute('content') : '';
+if (styleNonce && styleNonce !== '__CSP_NONCE__') {
+  window.__webpack_nonce__ = styleNonce;
+}
+
 // ---------------------------------------------------------------------------
 // Access token storage. `currentToken` is the single source of truth read by
 // both the HTTP fetch wrapper and the websocket connectionParams function, so
 // whatever is saved is what the next request / (re)connection uses.
+//
+// The token is kept in sessionStorage: it belongs to this tab, survives a
+// reload, and is gone when the tab closes. It is never written anywhere that
+// outlives the tab.
 // ---------------------------------------------------------------------------
+
+function tokenStorage() {
+  try {
+    return window.sessionStorage;
+  } catch (_) {
+    return null;
+  }
+}
 
 function loadToken() {
   try {
-    return window.localStorage.getItem(TOKEN_KEY) || '';
+    const storage = tokenStorage();
+    return (storage && storage.getItem(TOKEN_KEY)) || '';
   } catch (_) {
     return '';
   }
@@ -39,13 +63,17 @@ let currentToken = loadToken();
 function storeToken(token) {
   currentToken = token;
   try {
+    const storage = tokenStorage();
+    if (!storage) {
+      return;
+    }
     if (token) {
-      window.localStorage.setItem(TOKEN_KEY, token);
+      storage.setItem(TOKEN_KEY, token);
     } else {
-      window.localStorage.removeItem(TOKEN_KEY);
+      storage.removeItem(TOKEN_KEY);
     }
   } catch (_) {
-    // Storage may be unavailable (private mode); keep the in-memory token.
+    // Storage may be unavailable; keep the in-memory token.
   }
 }
 
@@ -84,7 +112,8 @@ const DEFAULT_QUERY = `# Welcome to the CloudBase AI GraphQL playground.
 #    "Access token" bar above and press Save. It is then
 #    sent as "Authorization: Bearer <token>" on HTTP
 #    requests and in the websocket connection_init
-#    payload for subscriptions (/graphql/ws).
+#    payload for subscriptions (/graphql/ws). It is kept
+#    for this tab only, until the tab closes.
 # 3. Try an authenticated query, for example:
 #
 #      query Me { me { id email displayName role } }

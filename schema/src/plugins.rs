@@ -119,10 +119,22 @@ pub trait PluginHost: Send + Sync + 'static {
     /// opted in.
     fn cache_ttl(&self, provider: &str) -> Option<std::time::Duration>;
 
-    /// Sends a notification through notifier instance `channel`.
+    /// Sends a notification through notifier instance `channel`, as carefully as `destination`
+    /// calls for.
     fn notify(
         &self,
         channel: &str,
         notification: Notification,
+        destination: Destination,
     ) -> BoxFuture<'_, Result<DeliveryReport, Error>>;
+}
+
+/// Who chose where a notification goes, which decides how the host may send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// The channel's configured endpoint, or an address an admin gave: sent as configured.
+    Operator,
+    /// An address a user gave (their own webhook): redirects are not followed, and unless
+    /// `[alerts] allow_private_targets` is on, every address the host connects to must be public.
+    User,
 }

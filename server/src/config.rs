@@ -402,7 +402,14 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Longest a GraphQL request may run, in seconds.
     pub request_timeout_secs: u64,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    /// How many proxies in front of the server append to `X-Forwarded-For`; the client's address
+    /// is the entry the outermost one wrote (the N-th from the right). 0 (the default): the
+    /// header is ignored and the client is the TCP peer.
+    pub trusted_proxies: usize,
+    /// When not empty, `X-Forwarded-For` is read only from peers in these networks
+    /// (`10.0.0.0/8`, `127.0.0.1`, `2001:db8::/32`); other peers are the client themselves.
+    pub proxy_networks: Vec<String>,
+    /// The older form of `trusted_proxies = 1`; setting both is an error.
     pub trust_forwarded_for: bool,
     /// How long a client may take to send a request's headers (also how long an idle
     /// keep-alive connection waits for the next request), in seconds.
@@ -413,6 +420,38 @@ pub struct HttpConfig {
     pub ws_init_timeout_secs: u64,
     /// Most operations running at once on one WebSocket.
     pub ws_max_operations: usize,
+    /// Serve the GraphiQL playground at `/playground`; unset: on in `dev`, off in `prod`.
+    pub playground: Option<bool>,
+}
+
+impl HttpConfig {
+    /// The proxy hops in force: `trusted_proxies`, or 1 for `trust_forwarded_for = true`.
+    pub fn proxy_hops(&self) -> usize {
+        match (self.trusted_proxies, self.trust_forwarded_for) {
+            (0, true) => 1,
+            (n, _) => n,
+        }
+    }
+
+    /// `proxy_networks`, parsed; a bare address is a network of one.
+    pub fn proxy_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.proxy_networks
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        invalid(
+                            "http.proxy_networks",
+                            format!("{entry:?} is not a network (`10.0.0.0/8`) or an address"),
+                        )
+                    })
+            })
+            .collect()
+    }
 }
 
 /// `[graphql]`
@@ -482,11 +521,14 @@ impl Default for HttpConfig {
         Self {
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
+            trusted_proxies: 0,
+            proxy_networks: Vec::new(),
             trust_forwarded_for: false,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
             ws_init_timeout_secs: 10,
             ws_max_operations: 100,
+            playground: None,
         }
     }
 }
@@ -635,6 +677,13 @@ impl Config {
             ),
             ("alerts.retry_backoff_ms", self.alerts.retry_backoff_ms),
         ];
+        if self.http.trust_forwarded_for && self.http.trusted_proxies > 0 {
+            return Err(invalid(
+                "http.trust_forwarded_for",
+                "replaced by http.trusted_proxies (trust_forwarded_for = true means 1); set only trusted_proxies",
+            ));
+        }
+        self.http.proxy_networks()?;
         if let Some(token) = &self.metrics.token
             && token.expose().len() < 16
         {
@@ -696,13 +745,19 @@ impl Config {
         }
     }
 
-    /// The GraphQL limits.
+    /// Whether `/playground` is served: `[http] playground`, else only in `dev`.
+    pub fn playground(&self) -> bool {
+        self.http.playground.unwrap_or(self.env == Environment::Dev)
+    }
+
+    /// The GraphQL limits; name suggestions only in `dev`, where introspection is open.
     pub fn limits(&self) -> cloudbase_schema::Limits {
         cloudbase_schema::Limits {
             max_depth: self.graphql.max_depth,
             max_complexity: self.graphql.max_complexity,
             max_aliases: self.graphql.max_aliases,
             max_nesting: self.graphql.max_nesting,
+            suggestions: self.env == Environment::Dev,
         }
     }
 }

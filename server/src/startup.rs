@@ -81,8 +81,19 @@ pub async fn run_with_clock(
             .watch(app.clone())
             .instrument(span.clone()),
     );
-    let router = http::router(app.clone(), &config, metrics_handle, sockets);
+    let router = http::router(app.clone(), &config, metrics_handle, sockets)?;
     tracing::info!(%addr, env = ?config.env, backend = ?config_backend(&config), "serving");
+    if config.http.proxy_hops() > 0
+        && config.http.proxy_networks.is_empty()
+        && !addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            %addr,
+            "X-Forwarded-For is believed from any peer ([http] trusted_proxies without \
+             proxy_networks): a client that reaches this address directly chooses its own \
+             recorded address; set [http] proxy_networks or listen on loopback behind the proxy"
+        );
+    }
     http::listen::serve(
         listener,
         router,

@@ -7,6 +7,8 @@
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
 //! - [`pages`]: the playground and health probes.
 //! - [`config`]: configuration loading and its errors.
+//! - [`edges`]: the hardened edges: client addresses behind proxies, users' webhooks that
+//!   redirect, no schema hints in production, the playground's policy and token storage.
 //! - [`plugins`]: loading, robustness, notifications, and Kimi against a local upstream.
 //! - [`chat`], [`conversations`]: AI calls plain and streamed, records, prices, history.
 //! - [`upstream`], [`receivers`], [`ws`]: a local OpenAI-compatible upstream, notification
@@ -30,6 +32,7 @@ mod capacity;
 mod chat;
 mod config;
 mod conversations;
+mod edges;
 mod events;
 mod hardening;
 mod http;

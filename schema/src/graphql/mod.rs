@@ -123,6 +123,9 @@ pub struct Limits {
     pub max_aliases: usize,
     /// Deepest nesting of brackets in a document's text, checked before it is parsed.
     pub max_nesting: usize,
+    /// Validation errors may suggest names ("Did you mean …?"). They reveal the schema, so they
+    /// are off wherever introspection is restricted (`prod`), for every caller.
+    pub suggestions: bool,
 }
 
 impl Default for Limits {
@@ -132,13 +135,14 @@ impl Default for Limits {
             max_complexity: 1000,
             max_aliases: 30,
             max_nesting: 64,
+            suggestions: true,
         }
     }
 }
 
 /// Builds the schema with the process-wide state attached.
 pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
-    Schema::build(
+    let builder = Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
@@ -153,8 +157,11 @@ pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
     .extension(socket_auth::Reauthorize)
     .extension(one_connection::OneConnection)
     .extension(audit::Audit)
-    .extension(metrics::OperationMetrics)
-    .finish()
+    .extension(metrics::OperationMetrics);
+    match limits.suggestions {
+        true => builder.finish(),
+        false => builder.disable_suggestions().finish(),
+    }
 }
 
 /// The schema's SDL, without any state (for snapshots and `cloudbase-ai schema`).

@@ -109,7 +109,8 @@ impl Auth {
 pub struct RequestMeta {
     /// Also sent back in `x-request-id`.
     pub request_id: String,
-    /// The peer address.
+    /// The client's address: the peer, or behind `[http] trusted_proxies` the
+    /// `X-Forwarded-For` entry the outermost trusted proxy wrote.
     pub client_ip: Option<String>,
     /// The `User-Agent` header, truncated.
     pub user_agent: Option<String>,

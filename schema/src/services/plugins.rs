@@ -5,7 +5,7 @@ use cloudbase_plugin_api::{DeliveryReport, Notification, Severity};
 
 use super::{App, Viewer};
 use crate::Error;
-use crate::plugins::{ModelRow, PluginRow};
+use crate::plugins::{Destination, ModelRow, PluginRow};
 
 /// Every plugin library and instance (admin only).
 pub fn list(app: &App, viewer: &Viewer) -> Result<Vec<PluginRow>, Error> {
@@ -45,7 +45,7 @@ pub async fn test_notification(
     };
     let report = app
         .plugins
-        .notify(channel, notification)
+        .notify(channel, notification, Destination::Operator)
         .await
         .inspect_err(|e| count_call_error(app, channel, e))?;
     tracing::info!(channel, ok = report.ok, admin.id = %viewer.user_id, "test notification sent");

@@ -23,7 +23,7 @@ use cloudbase_schema::services::{Auth, RequestMeta, auth};
 use serde::Serialize;
 
 use super::error::{MediaType, json_error};
-use super::{HttpState, RequestId, client_ip};
+use super::{HttpState, RequestId};
 use crate::config::Environment;
 
 /// The parameters of one GraphQL request, from a JSON body or a query string.
@@ -331,7 +331,7 @@ async fn execute(
         state.env == Environment::Dev || matches!(&auth, Auth::User(v) if v.is_admin());
     let meta = RequestMeta {
         request_id: request_id.0.clone(),
-        client_ip: Some(client_ip(headers, peer, state.trust_forwarded_for)),
+        client_ip: Some(state.client_address.of(headers, peer).to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -372,8 +372,8 @@ async fn execute(
         errors: &response.errors,
         extensions: &response.extensions,
     };
-    // An operation refused as a whole because the server is full (or its database is out of
-    // reach) is a 503 with `Retry-After`, so that load balancers and clients back off.
+    // An operation refused as a whole because the server is full is a 503 with `Retry-After`,
+    // so that load balancers and clients back off.
     let retry_after = (response.data == Value::Null)
         .then(|| unavailable_retry_after(&response.errors))
         .flatten();
@@ -407,8 +407,8 @@ async fn execute(
     }
 }
 
-/// The `Retry-After` seconds for a response whose errors include `UNAVAILABLE`: its
-/// `retryAfterMs` rounded up, or 1.
+/// The `Retry-After` seconds for a response refused because the server is full: an
+/// `UNAVAILABLE` error that says when to come back (`retryAfterMs`, rounded up).
 fn unavailable_retry_after(errors: &[ServerError]) -> Option<u64> {
     errors.iter().find_map(|error| {
         let extensions = error.extensions.as_ref()?;
@@ -416,10 +416,9 @@ fn unavailable_retry_after(errors: &[ServerError]) -> Option<u64> {
             Some(Value::String(code)) if code == Code::Unavailable.as_str() => {}
             _ => return None,
         }
-        let ms = match extensions.get("retryAfterMs") {
-            Some(Value::Number(n)) => n.as_u64().unwrap_or(1000),
-            _ => 1000,
-        };
-        Some(ms.div_ceil(1000).max(1))
+        match extensions.get("retryAfterMs") {
+            Some(Value::Number(ms)) => Some(ms.as_u64()?.div_ceil(1000).max(1)),
+            _ => None,
+        }
     })
 }

@@ -1,15 +1,17 @@
 //! The axum router and the middleware every request passes through.
 //!
 //! - [`graphql`]: `GET`/`POST /graphql`, per the GraphQL-over-HTTP spec.
+//! - [`client_addr`]: the client's address: the peer, or the hop a trusted proxy added.
 //! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket; [`sockets`]: the open ones, closed
 //!   when their user's access changes.
-//! - [`playground`]: the embedded, offline GraphiQL page.
+//! - [`playground`]: the embedded, offline GraphiQL page (off by default in `prod`), under a strict CSP.
 //! - [`statements`]: monthly statements as CSV.
 //! - [`metrics`]: `/metrics`, Prometheus text, for loopback or a bearer token.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database reachable).
 //! - [`error`]: JSON error responses outside GraphQL execution.
 //! - [`listen`]: the accept loop, with the header-read timeout and graceful shutdown.
 
+pub mod client_addr;
 pub mod error;
 pub mod graphql;
 pub mod health;
@@ -32,7 +34,8 @@ use axum::routing::get;
 use cloudbase_schema::{App, AppSchema, build_schema};
 use tracing::Instrument as _;
 
-use crate::config::{Config, Environment};
+use self::client_addr::ClientAddress;
+use crate::config::{Config, ConfigError, Environment};
 
 /// What handlers share.
 #[derive(Clone)]
@@ -45,8 +48,8 @@ pub struct HttpState {
     pub env: Environment,
     /// Longest a GraphQL request may run.
     pub request_timeout: Duration,
-    /// Take the client address from `X-Forwarded-For`.
-    pub trust_forwarded_for: bool,
+    /// Finds the client's address (the peer, or behind trusted proxies `X-Forwarded-For`).
+    pub client_address: Arc<ClientAddress>,
     /// Deepest bracket nesting of a document (checked before anything parses it).
     pub max_nesting: usize,
     /// Largest request body.
@@ -77,13 +80,14 @@ pub struct WsLimits {
 pub struct RequestId(pub String);
 
 /// Builds the router; `metrics` renders the instance's recorder at `/metrics`, and `sockets`
-/// holds the open WebSockets (its watcher runs beside the server).
+/// holds the open WebSockets (its watcher runs beside the server). Fails on a setting that
+/// does not parse (`[http] proxy_networks`).
 pub fn router(
     app: Arc<App>,
     config: &Config,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     sockets: Arc<sockets::Sockets>,
-) -> Router {
+) -> Result<Router, ConfigError> {
     let metrics = config.metrics.enabled.then(|| metrics::MetricsEndpoint {
         handle: metrics,
         loopback: config.metrics.loopback,
@@ -94,7 +98,10 @@ pub fn router(
         app,
         env: config.env,
         request_timeout: Duration::from_secs(config.http.request_timeout_secs),
-        trust_forwarded_for: config.http.trust_forwarded_for,
+        client_address: Arc::new(ClientAddress::new(
+            config.http.proxy_hops(),
+            config.http.proxy_networks()?,
+        )),
         max_nesting: config.graphql.max_nesting,
         max_body_bytes: config.http.max_body_bytes,
         body_read_timeout: Duration::from_secs(config.http.body_read_timeout_secs),
@@ -106,23 +113,31 @@ pub fn router(
         },
         sockets,
     };
-    Router::new()
+    let routes = Router::new()
         .route(
             "/graphql",
             get(graphql::get_handler).post(graphql::post_handler),
         )
         .route("/graphql/ws", get(ws::handler))
-        .route("/playground", get(playground::index))
-        .route("/playground/", get(playground::index))
-        .route("/playground/assets/{*file}", get(playground::asset))
         .route("/statements/{file}", get(statements::csv))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::handler))
-        .route("/", get(|| async { Redirect::temporary("/playground") }))
+        .route("/metrics", get(metrics::handler));
+    let routes = match config.playground() {
+        true => routes
+            .route("/playground", get(playground::index))
+            .route("/playground/", get(playground::index))
+            .route("/playground/assets/{*file}", get(playground::asset))
+            .route("/", get(|| async { Redirect::temporary("/playground") })),
+        false => routes
+            .route("/playground", get(playground::turned_off))
+            .route("/playground/", get(playground::turned_off))
+            .route("/playground/{*rest}", get(playground::turned_off)),
+    };
+    Ok(routes
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), request_id))
-        .with_state(state)
+        .with_state(state))
 }
 
 /// Gives every request an id (the caller's `x-request-id` if it is sane, else a UUIDv7), runs it
@@ -176,23 +191,4 @@ async fn request_id(State(state): State<HttpState>, mut request: Request, next: 
         response.headers_mut().insert("x-request-id", value);
     }
     response
-}
-
-/// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
-pub fn client_ip(
-    headers: &axum::http::HeaderMap,
-    peer: std::net::SocketAddr,
-    trust_forwarded_for: bool,
-) -> String {
-    if trust_forwarded_for
-        && let Some(first) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    {
-        return first.to_owned();
-    }
-    peer.ip().to_string()
 }

@@ -35,7 +35,7 @@ use futures_util::{SinkExt, StreamExt};
 use tracing::Instrument as _;
 
 use super::sockets::{LiveSocket, UNAUTHORIZED};
-use super::{HttpState, RequestId, client_ip};
+use super::{HttpState, RequestId};
 use crate::config::Environment;
 
 /// The bearer credential in a `connection_init` payload: `Authorization` (any case) or `token`.
@@ -384,7 +384,7 @@ pub async fn handler(
 ) -> Response {
     let meta = RequestMeta {
         request_id: request_id.0,
-        client_ip: Some(client_ip(&headers, peer, state.trust_forwarded_for)),
+        client_ip: Some(state.client_address.of(&headers, peer).to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())

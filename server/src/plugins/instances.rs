@@ -10,7 +10,7 @@ use cloudbase_plugin_api::{Manifest, ModelInfo, PluginConfig, PluginKind as ApiK
 use cloudbase_schema::plugins::{PluginKind, PluginRow, PluginStatus};
 
 use super::call::{self, Instance};
-use super::{Notifier, Provider, Registry, file_name, library, upstream};
+use super::{Notifier, Provider, Registry, file_name, library, upstream, user_http};
 use crate::config::{Config, PluginInstanceConfig};
 
 /// A library that passed every check.
@@ -252,6 +252,7 @@ pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duratio
         }
     }
     let mut registry = Registry {
+        allow_private_targets: config.alerts.allow_private_targets,
         rows: loaded.failed,
         ..Registry::default()
     };
@@ -304,6 +305,12 @@ pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duratio
     registry
         .rows
         .sort_by(|a, b| (&a.name, &a.instance).cmp(&(&b.name, &b.instance)));
+    if !registry.notifiers.is_empty() && !registry.allow_private_targets && user_http::proxied() {
+        tracing::info!(
+            "users' webhooks go through the proxy from the environment (HTTP(S)_PROXY), which \
+             makes the connections: their addresses are checked before each delivery only"
+        );
+    }
     registry
 }
 
@@ -358,12 +365,15 @@ async fn start(
             );
         }
         ApiKind::Notifier => {
+            let user_client = user_http::client(&config.timeouts, registry.allow_private_targets)
+                .map_err(NotLive::Failed)?;
             registry.notifiers.insert(
                 instance.to_owned(),
                 Notifier {
                     name: instance.to_owned(),
                     instance: live,
                     client,
+                    user_client,
                     secrets,
                     timeouts: config.timeouts,
                 },

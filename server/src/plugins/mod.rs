@@ -5,6 +5,7 @@
 //! - [`library`]: opening a library and checking symbol, ABI version, table size and panic flag.
 //! - [`call`]: calls into a plugin on the blocking pool, under a deadline.
 //! - [`upstream`]: HTTP for sans-IO plugins: secrets, timeouts, server-sent events.
+//! - [`user_http`]: the client for addresses users gave: no redirects, public addresses only.
 //! - [`smtp`]: email delivery.
 //! - [`instances`]: turning `[plugins.<instance>]` config into live instances.
 
@@ -13,6 +14,7 @@ pub mod instances;
 pub mod library;
 pub mod smtp;
 pub mod upstream;
+pub mod user_http;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -25,7 +27,7 @@ use cloudbase_plugin_api::{
 };
 use cloudbase_schema::Error;
 use cloudbase_schema::plugins::{
-    EventStream, ModelRow, PluginHost, PluginRow, ProviderReply, StreamStart,
+    Destination, EventStream, ModelRow, PluginHost, PluginRow, ProviderReply, StreamStart,
 };
 use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -52,6 +54,8 @@ struct Notifier {
     name: String,
     instance: Arc<Instance>,
     client: reqwest::Client,
+    /// For addresses users gave: no redirects, public addresses only ([`user_http::client`]).
+    user_client: reqwest::Client,
     secrets: BTreeMap<String, String>,
     timeouts: UpstreamTimeouts,
 }
@@ -59,6 +63,8 @@ struct Notifier {
 /// Everything the plugins folder and config produced.
 #[derive(Default)]
 pub struct Registry {
+    /// `[alerts] allow_private_targets`: users' webhooks may reach this network.
+    allow_private_targets: bool,
     rows: Vec<PluginRow>,
     providers: BTreeMap<String, Provider>,
     notifiers: BTreeMap<String, Notifier>,
@@ -307,8 +313,16 @@ fn http_events(
 }
 
 impl Notifier {
-    async fn deliver(&self, notification: Notification) -> Result<DeliveryReport, Error> {
+    async fn deliver(
+        &self,
+        notification: Notification,
+        destination: Destination,
+    ) -> Result<DeliveryReport, Error> {
         let what = format!("channel `{}`", self.name);
+        let client = match destination {
+            Destination::Operator => &self.client,
+            Destination::User => &self.user_client,
+        };
         let delivery: Delivery = self
             .instance
             .call("notify.build", &notification)
@@ -316,28 +330,33 @@ impl Notifier {
             .map_err(|f| failure(&self.name, f))?;
         match delivery {
             Delivery::Http { request } => {
-                let sent = match upstream::send(
-                    &self.client,
-                    &request,
-                    &self.secrets,
-                    &self.timeouts,
-                    &what,
-                )
-                .await
-                {
-                    Ok(sent) => sent,
-                    // A plugin bug is an error; an unreachable channel is a failed delivery.
-                    Err(upstream::Failure {
-                        error: Error::Plugin(m),
-                        ..
-                    }) => return Err(Error::Plugin(m)),
-                    Err(failure) => {
-                        return Ok(DeliveryReport {
-                            ok: false,
-                            detail: failure.error.to_string(),
-                        });
-                    }
-                };
+                let sent =
+                    match upstream::send(client, &request, &self.secrets, &self.timeouts, &what)
+                        .await
+                    {
+                        Ok(sent) => sent,
+                        // A plugin bug is an error; an unreachable channel is a failed delivery.
+                        Err(upstream::Failure {
+                            error: Error::Plugin(m),
+                            ..
+                        }) => return Err(Error::Plugin(m)),
+                        Err(failure) => {
+                            return Ok(DeliveryReport {
+                                ok: false,
+                                detail: failure.error.to_string(),
+                            });
+                        }
+                    };
+                if destination == Destination::User && sent.status().is_redirection() {
+                    return Ok(DeliveryReport {
+                        ok: false,
+                        detail: format!(
+                            "{what}: the webhook answered HTTP {} (a redirect); redirects are \
+                             not followed for users' webhooks",
+                            sent.status().as_u16()
+                        ),
+                    });
+                }
                 let whole = match upstream::read_whole(sent, &what).await {
                     Ok(whole) => whole,
                     Err(e) => {
@@ -404,12 +423,13 @@ impl PluginHost for Registry {
         &self,
         channel: &str,
         notification: Notification,
+        destination: Destination,
     ) -> BoxFuture<'_, Result<DeliveryReport, Error>> {
         let notifier = self.notifiers.get(channel).ok_or_else(|| Error::BadInput {
             field: Some("channel"),
             message: format!("unknown notification channel `{channel}`"),
         });
-        Box::pin(async move { notifier?.deliver(notification).await })
+        Box::pin(async move { notifier?.deliver(notification, destination).await })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The host's side of sans-IO plugins: sending their `HttpRequest`s with reqwest (timeouts,
 //! secrets substituted at the last moment) and reading responses whole or as server-sent events.
-//! Errors never carry URLs: webhook URLs often embed access tokens.
+//! Requests to addresses users gave go through [`user_http::client`]. Errors never carry URLs: webhook
+//! URLs often embed access tokens.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -9,13 +10,19 @@ use cloudbase_plugin_api::{HttpRequest, HttpResponse, SseEvent};
 use cloudbase_schema::Error;
 use futures_util::stream::{BoxStream, StreamExt};
 
+use super::user_http;
 use crate::config::UpstreamTimeouts;
 
-/// A client with the instance's connect timeout.
-pub fn client(timeouts: &UpstreamTimeouts) -> Result<reqwest::Client, String> {
+/// A client builder with the instance's connect timeout and the server's user agent.
+pub fn builder(timeouts: &UpstreamTimeouts) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(timeouts.connect_ms))
         .user_agent(concat!("cloudbase-ai/", env!("CARGO_PKG_VERSION")))
+}
+
+/// A client with the instance's connect timeout.
+pub fn client(timeouts: &UpstreamTimeouts) -> Result<reqwest::Client, String> {
+    builder(timeouts)
         .build()
         .map_err(|e| format!("building the HTTP client: {e}"))
 }
@@ -66,6 +73,13 @@ fn not_retryable(error: Error) -> Failure {
 }
 
 fn request_error(e: &reqwest::Error, what: &str) -> Error {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<user_http::InternalAddress>() {
+            return Error::Upstream(format!("{what} not reached: {refused}"));
+        }
+        source = cause.source();
+    }
     if e.is_timeout() {
         Error::Timeout(format!("{what} timed out"))
     } else if e.is_connect() {

@@ -7,6 +7,7 @@ use cloudbase_plugin_api::{Notification, Severity};
 use super::targets;
 use crate::Error;
 use crate::db::alerts::{self as queries, AttemptEnd, DeliveryRow};
+use crate::plugins::Destination;
 use crate::services::App;
 
 /// How long one instance holds a delivery it is sending.
@@ -70,9 +71,13 @@ async fn deliver(app: &App, d: DeliveryRow) -> Result<(), Error> {
         }
         _ => None,
     };
+    let destination = match alert.owner_id {
+        Some(_) => Destination::User,
+        None => Destination::Operator,
+    };
     let outcome = match refused {
         Some(why) => Err(format!("not sent: {why}")),
-        None => send(app, &d.channel, notification).await,
+        None => send(app, &d.channel, notification, destination).await,
     };
     let now = app.now();
     let max = i64::from(app.alert_settings.max_attempts);
@@ -113,8 +118,13 @@ async fn deliver(app: &App, d: DeliveryRow) -> Result<(), Error> {
 }
 
 /// Sends through notifier instance `channel`; the error is what the delivery record keeps.
-async fn send(app: &App, channel: &str, notification: Notification) -> Result<(), String> {
-    match app.plugins.notify(channel, notification).await {
+async fn send(
+    app: &App,
+    channel: &str,
+    notification: Notification,
+    destination: Destination,
+) -> Result<(), String> {
+    match app.plugins.notify(channel, notification, destination).await {
         Ok(report) if report.ok => Ok(()),
         Ok(report) => Err(report.detail),
         Err(e) => {
