@@ -187,7 +187,7 @@ async fn disabling_a_user_stops_their_tokens_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn roles_change_and_apply_immediately() {
     let app = TestApp::spawn().await;
-    let (token, _, id) = app.register("promoted@example.com", "promoted-pw").await;
+    let (token, _, id) = app.register("promoted@example.com", "rising-star-pw").await;
     let admin = app.admin_token().await;
     assert_eq!(
         error_code(&app.gql(Some(&token), USERS, json!({})).await),

@@ -316,9 +316,9 @@ pub async fn change_password(
     current: &str,
     new: &str,
 ) -> Result<(), Error> {
-    validate::password("newPassword", new)?;
     let mut conn = app.db.get().await?;
     let user = user_queries::find(&mut conn, &viewer.user_id).await?;
+    validate::password("newPassword", new, &[&user.email, &user.display_name])?;
     if !app.passwords.verify(current, &user.password_hash).await? {
         return Err(Error::bad_input(
             "currentPassword",
