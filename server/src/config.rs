@@ -128,12 +128,22 @@ pub struct RateLimitsConfig {
     pub requests_per_minute: u64,
     /// Tokens per minute per user.
     pub tokens_per_minute: u64,
-    /// Failed logins per account per window before logins are refused.
+    /// Failed logins of one account (from anywhere) in the sliding window, past which addresses
+    /// that have not signed in to it before are refused.
     pub login_failures_per_account: u64,
-    /// Failed logins per client address per window.
+    /// Failed logins from one address (against any account) in the sliding window, past which it
+    /// is refused for accounts it has not signed in to before.
     pub login_failures_per_address: u64,
-    /// The login window, in seconds.
+    /// The sliding login window, in seconds (at most a day).
     pub login_window_secs: u64,
+    /// Failed logins of one account from one address before each further attempt must wait
+    /// (1 s, doubling with each failure).
+    pub login_failures_before_backoff: u64,
+    /// The longest such wait, in seconds; 0 turns the backoff off.
+    pub login_backoff_max_secs: u64,
+    /// How long a sign-in from an address makes that address trusted for the account (exempt
+    /// from the account and address limits), in days; 0 trusts no address.
+    pub login_trusted_address_days: u64,
 }
 
 impl Default for RateLimitsConfig {
@@ -144,6 +154,9 @@ impl Default for RateLimitsConfig {
             login_failures_per_account: 10,
             login_failures_per_address: 100,
             login_window_secs: 900,
+            login_failures_before_backoff: 3,
+            login_backoff_max_secs: 900,
+            login_trusted_address_days: 30,
         }
     }
 }
@@ -613,6 +626,31 @@ impl Config {
             return Err(invalid("metrics.token", "must be at least 16 characters"));
         }
         self.timezone()?;
+        let at_most: &[(&'static str, u64, u64, &str)] = &[
+            (
+                "rate_limits.login_window_secs",
+                self.rate_limits.login_window_secs,
+                86_400,
+                "a day: older failures are pruned",
+            ),
+            (
+                "rate_limits.login_backoff_max_secs",
+                self.rate_limits.login_backoff_max_secs,
+                86_400,
+                "a day: older failures are pruned",
+            ),
+            (
+                "rate_limits.login_trusted_address_days",
+                self.rate_limits.login_trusted_address_days,
+                3650,
+                "ten years",
+            ),
+        ];
+        for &(key, value, max, why) in at_most {
+            if value > max {
+                return Err(invalid(key, format!("must be at most {max} ({why})")));
+            }
+        }
         for &(key, value) in positive {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0"));

@@ -80,7 +80,8 @@ impl AuthMutation {
         .map(Into::into)
     }
 
-    /// Signs in. A wrong email and a wrong password get the same `UNAUTHENTICATED` error.
+    /// Signs in. A wrong email, a wrong password and a disabled account get the same
+    /// `UNAUTHENTICATED` error; repeated failures get `RATE_LIMITED` with `retryAfterMs`.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload, Error> {
         let meta = ctx.request_meta();
         auth::login(ctx.app()?, &meta, &input.email, &input.password)
@@ -113,7 +114,15 @@ impl AuthMutation {
         current_password: String,
         new_password: String,
     ) -> Result<bool, Error> {
-        auth::change_password(ctx.app()?, ctx.viewer()?, &current_password, &new_password).await?;
+        let meta = ctx.request_meta();
+        auth::change_password(
+            ctx.app()?,
+            &meta,
+            ctx.viewer()?,
+            &current_password,
+            &new_password,
+        )
+        .await?;
         Ok(true)
     }
 }

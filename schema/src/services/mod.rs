@@ -8,7 +8,9 @@
 //! - [`alerts`]: alert rules, their evaluation under a lease, and deliveries with retries.
 //! - [`stats`]: `systemStats` from the call records.
 //! - [`audit`]: the hash-chained audit trail of mutations.
-//! - [`rate_limits`]: requests and tokens per minute, failed logins, in the database.
+//! - [`rate_limits`]: requests and tokens per minute, in the database.
+//! - [`login_throttle`]: failed logins per account, address and pair, with a backoff, that an
+//!   attacker cannot turn against the owner.
 //! - [`usage`]: reports and monthly statements from the rollups.
 //! - [`cache`]: the opt-in, per-user, exact-match response cache.
 //! - [`auth`]: register, login, refresh-token rotation, logout, password change, and the check
@@ -27,6 +29,7 @@ pub mod budgets;
 pub mod cache;
 pub mod chat;
 pub mod conversations;
+pub mod login_throttle;
 pub mod logs;
 pub mod maintenance;
 pub mod passwords;
