@@ -144,6 +144,8 @@ pub struct RateLimitsConfig {
     /// How long a sign-in from an address makes that address trusted for the account (exempt
     /// from the account and address limits), in days; 0 trusts no address.
     pub login_trusted_address_days: u64,
+    /// Accounts registered from one address in any hour.
+    pub registrations_per_address: u64,
 }
 
 impl Default for RateLimitsConfig {
@@ -157,6 +159,56 @@ impl Default for RateLimitsConfig {
             login_failures_before_backoff: 3,
             login_backoff_max_secs: 900,
             login_trusted_address_days: 30,
+            registrations_per_address: 10,
+        }
+    }
+}
+
+/// A budget period, as config spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeriodConfig {
+    /// Starts over at local midnight.
+    Day,
+    /// Starts over on Monday.
+    Week,
+    /// Starts over on the 1st.
+    Month,
+    /// Never starts over.
+    Total,
+}
+
+impl From<PeriodConfig> for cloudbase_schema::services::budgets::Period {
+    fn from(p: PeriodConfig) -> Self {
+        use cloudbase_schema::services::budgets::Period;
+        match p {
+            PeriodConfig::Day => Period::Day,
+            PeriodConfig::Week => Period::Week,
+            PeriodConfig::Month => Period::Month,
+            PeriodConfig::Total => Period::Total,
+        }
+    }
+}
+
+/// Who may register: `[auth] registration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationConfig {
+    /// Anyone.
+    Open,
+    /// Only with an invite code an admin created.
+    Invite,
+    /// Nobody; admins create accounts (`cloudbase-ai user create`).
+    Closed,
+}
+
+impl From<RegistrationConfig> for cloudbase_schema::services::registration::RegistrationMode {
+    fn from(r: RegistrationConfig) -> Self {
+        use cloudbase_schema::services::registration::RegistrationMode;
+        match r {
+            RegistrationConfig::Open => RegistrationMode::Open,
+            RegistrationConfig::Invite => RegistrationMode::Invite,
+            RegistrationConfig::Closed => RegistrationMode::Closed,
         }
     }
 }
@@ -171,6 +223,13 @@ pub struct BudgetsConfig {
     pub reservation_ttl_secs: u64,
     /// How often the sweeper and the retention job run, in seconds.
     pub sweep_interval_secs: u64,
+    /// The spend limit every self-registered user's own budget starts with, in micro-units of
+    /// `new_user_currency`; 0 creates none.
+    pub new_user_limit_micros: u64,
+    /// That budget's period.
+    pub new_user_period: PeriodConfig,
+    /// That budget's currency (ISO 4217).
+    pub new_user_currency: String,
 }
 
 impl Default for BudgetsConfig {
@@ -179,6 +238,9 @@ impl Default for BudgetsConfig {
             timezone: "Asia/Shanghai".into(),
             reservation_ttl_secs: 900,
             sweep_interval_secs: 30,
+            new_user_limit_micros: 0,
+            new_user_period: PeriodConfig::Month,
+            new_user_currency: "CNY".into(),
         }
     }
 }
@@ -401,6 +463,8 @@ pub struct AuthConfig {
     pub access_token_ttl_secs: u64,
     /// Refresh-token lifetime in seconds (default 30 days); also how long an idle session lives.
     pub refresh_token_ttl_secs: u64,
+    /// Who may register: `open` (default), `invite` or `closed`.
+    pub registration: RegistrationConfig,
 }
 
 /// `[http]`
@@ -471,6 +535,7 @@ impl Default for AuthConfig {
         Self {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
+            registration: RegistrationConfig::Open,
         }
     }
 }
@@ -650,6 +715,19 @@ impl Config {
             if value > max {
                 return Err(invalid(key, format!("must be at most {max} ({why})")));
             }
+        }
+        let currency = &self.budgets.new_user_currency;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(invalid(
+                "budgets.new_user_currency",
+                format!("expected an ISO 4217 code such as CNY, got {currency:?}"),
+            ));
+        }
+        if i64::try_from(self.budgets.new_user_limit_micros).is_err() {
+            return Err(invalid(
+                "budgets.new_user_limit_micros",
+                "must be at most 9223372036854775807",
+            ));
         }
         for &(key, value) in positive {
             if value == 0 {

@@ -13,6 +13,7 @@ use cloudbase_schema::services::budgets::BudgetSettings;
 use cloudbase_schema::services::chat::ChatSettings;
 use cloudbase_schema::services::login_throttle::LoginLimits;
 use cloudbase_schema::services::rate_limits::RateLimitSettings;
+use cloudbase_schema::services::registration::{NewUserBudget, RegistrationSettings};
 use cloudbase_schema::services::{App, TokenSettings, pricing, tokens, users};
 use cloudbase_schema::services::{alerts, logs, maintenance};
 use tokio::net::TcpListener;
@@ -161,6 +162,14 @@ pub async fn build_app(
         ),
     };
     app.rate_limits = rate_limit_settings(&config.rate_limits);
+    app.registration = RegistrationSettings {
+        mode: config.auth.registration.into(),
+        new_user_budget: (config.budgets.new_user_limit_micros > 0).then(|| NewUserBudget {
+            period: config.budgets.new_user_period.into(),
+            currency: config.budgets.new_user_currency.clone(),
+            limit_micros: i64::try_from(config.budgets.new_user_limit_micros).unwrap_or(i64::MAX),
+        }),
+    };
     app.alert_settings = alerts::AlertSettings {
         evaluate_interval: std::time::Duration::from_millis(config.alerts.evaluate_interval_ms),
         max_attempts: config.alerts.max_delivery_attempts,
@@ -192,6 +201,7 @@ fn rate_limit_settings(limits: &RateLimitsConfig) -> RateLimitSettings {
             backoff_max: secs(limits.login_backoff_max_secs),
             trusted_for: secs(limits.login_trusted_address_days.saturating_mul(86_400)),
         },
+        registrations_per_address: optional(limits.registrations_per_address),
     }
 }
 

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{App, login_throttle, tokens, users, validate};
+use super::{App, login_throttle, registration, tokens, validate};
 use crate::Error;
 use crate::db::models::{NewRefreshToken, NewSession, User};
 use crate::db::{DbConn, sessions, users as user_queries};
@@ -129,16 +129,13 @@ pub struct AuthTokens {
     pub user: User,
 }
 
-/// Creates an account with the `USER` role and signs it in.
+/// Creates an account with the `USER` role, if registration allows it, and signs it in.
 pub async fn register(
     app: &App,
     meta: &RequestMeta,
-    email: &str,
-    password: &str,
-    display_name: &str,
+    input: registration::Registration<'_>,
 ) -> Result<AuthTokens, Error> {
-    let user = users::create(app, email, password, display_name, Role::User).await?;
-    tracing::info!(user.id = %user.id, "user registered");
+    let user = registration::register(app, meta.client_ip.as_deref(), input).await?;
     let mut conn = app.db.get().await?;
     open_session(app, &mut conn, user, meta).await
 }

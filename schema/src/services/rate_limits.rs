@@ -1,6 +1,7 @@
 //! Rate limits, enforced in the database so they hold across instances: requests and tokens per
 //! minute per user (a configured default, overridden per user by admins) in fixed windows of a
-//! minute. Failed logins have their own scheme in [`super::login_throttle`].
+//! minute, and registrations per client address in a sliding hour. Failed logins have their own
+//! scheme in [`super::login_throttle`].
 //!
 //! Requests are counted at admission with a conditional statement, so a limit is never passed.
 //! Tokens are only known afterwards: admission checks the minute's tokens so far, and each call
@@ -25,6 +26,8 @@ pub struct RateLimitSettings {
     pub tokens_per_minute: Option<i64>,
     /// The login throttle.
     pub login: LoginLimits,
+    /// Registrations per client address in any hour (`None`: unlimited).
+    pub registrations_per_address: Option<i64>,
 }
 
 impl Default for RateLimitSettings {
@@ -33,6 +36,7 @@ impl Default for RateLimitSettings {
             requests_per_minute: Some(120),
             tokens_per_minute: None,
             login: LoginLimits::default(),
+            registrations_per_address: Some(10),
         }
     }
 }
@@ -123,6 +127,35 @@ pub fn address_key(ip: &str) -> String {
         },
         Err(_) => ip.chars().take(64).collect(),
     }
+}
+
+/// Counts one registration from `address`, or refuses it with `RATE_LIMITED` when the address has
+/// registered `registrations_per_address` accounts in the last hour (a sliding hour: the check
+/// and the count are one step under a lock of the key, on any number of instances).
+pub async fn take_registration(app: &App, address: Option<&str>) -> Result<(), Error> {
+    let (Some(limit), Some(address)) = (app.rate_limits.registrations_per_address, address) else {
+        return Ok(());
+    };
+    let key = format!("register-address:{}", address_key(address));
+    let now = app.clock.now();
+    let at = now.naive_utc();
+    let hour = Duration::hours(1);
+    let mut conn = app.db.get().await?;
+    conn.transaction(async |tx| {
+        queries::lock(tx, &key).await?;
+        let recent = queries::recent(tx, &key, at - hour).await?;
+        if recent.count >= limit {
+            let oldest = recent.oldest.unwrap_or(at).and_utc();
+            return Err(limited(
+                format!("too many accounts registered from your address ({limit} an hour); try again later"),
+                now,
+                oldest + hour,
+            ));
+        }
+        queries::add(tx, &key, at, 1).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Sets a user's overrides (admin only); `None` means the default.

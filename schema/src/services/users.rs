@@ -61,7 +61,8 @@ pub async fn insert(
     })
 }
 
-/// Creates a user after validating every field. Used by `register`, the CLI and the bootstrap admin.
+/// Creates a user after validating every field. Used by the CLI and the bootstrap admin;
+/// `register` goes through [`super::registration`], which adds its own checks.
 pub async fn create(
     app: &App,
     email: &str,
