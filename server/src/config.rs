@@ -128,12 +128,24 @@ pub struct RateLimitsConfig {
     pub requests_per_minute: u64,
     /// Tokens per minute per user.
     pub tokens_per_minute: u64,
-    /// Failed logins per account per window before logins are refused.
+    /// Failed logins of one account (from anywhere) in the sliding window, past which addresses
+    /// that have not signed in to it before are refused.
     pub login_failures_per_account: u64,
-    /// Failed logins per client address per window.
+    /// Failed logins from one address (against any account) in the sliding window, past which it
+    /// is refused for accounts it has not signed in to before.
     pub login_failures_per_address: u64,
-    /// The login window, in seconds.
+    /// The sliding login window, in seconds (at most a day).
     pub login_window_secs: u64,
+    /// Failed logins of one account from one address before each further attempt must wait
+    /// (1 s, doubling with each failure).
+    pub login_failures_before_backoff: u64,
+    /// The longest such wait, in seconds; 0 turns the backoff off.
+    pub login_backoff_max_secs: u64,
+    /// How long a sign-in from an address makes that address trusted for the account (exempt
+    /// from the account and address limits), in days; 0 trusts no address.
+    pub login_trusted_address_days: u64,
+    /// Accounts registered from one address in any hour.
+    pub registrations_per_address: u64,
 }
 
 impl Default for RateLimitsConfig {
@@ -144,6 +156,59 @@ impl Default for RateLimitsConfig {
             login_failures_per_account: 10,
             login_failures_per_address: 100,
             login_window_secs: 900,
+            login_failures_before_backoff: 3,
+            login_backoff_max_secs: 900,
+            login_trusted_address_days: 30,
+            registrations_per_address: 10,
+        }
+    }
+}
+
+/// A budget period, as config spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeriodConfig {
+    /// Starts over at local midnight.
+    Day,
+    /// Starts over on Monday.
+    Week,
+    /// Starts over on the 1st.
+    Month,
+    /// Never starts over.
+    Total,
+}
+
+impl From<PeriodConfig> for cloudbase_schema::services::budgets::Period {
+    fn from(p: PeriodConfig) -> Self {
+        use cloudbase_schema::services::budgets::Period;
+        match p {
+            PeriodConfig::Day => Period::Day,
+            PeriodConfig::Week => Period::Week,
+            PeriodConfig::Month => Period::Month,
+            PeriodConfig::Total => Period::Total,
+        }
+    }
+}
+
+/// Who may register: `[auth] registration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationConfig {
+    /// Anyone.
+    Open,
+    /// Only with an invite code an admin created.
+    Invite,
+    /// Nobody; admins create accounts (`cloudbase-ai user create`).
+    Closed,
+}
+
+impl From<RegistrationConfig> for cloudbase_schema::services::registration::RegistrationMode {
+    fn from(r: RegistrationConfig) -> Self {
+        use cloudbase_schema::services::registration::RegistrationMode;
+        match r {
+            RegistrationConfig::Open => RegistrationMode::Open,
+            RegistrationConfig::Invite => RegistrationMode::Invite,
+            RegistrationConfig::Closed => RegistrationMode::Closed,
         }
     }
 }
@@ -158,6 +223,13 @@ pub struct BudgetsConfig {
     pub reservation_ttl_secs: u64,
     /// How often the sweeper and the retention job run, in seconds.
     pub sweep_interval_secs: u64,
+    /// The spend limit every self-registered user's own budget starts with, in micro-units of
+    /// `new_user_currency`; 0 creates none.
+    pub new_user_limit_micros: u64,
+    /// That budget's period.
+    pub new_user_period: PeriodConfig,
+    /// That budget's currency (ISO 4217).
+    pub new_user_currency: String,
 }
 
 impl Default for BudgetsConfig {
@@ -166,6 +238,9 @@ impl Default for BudgetsConfig {
             timezone: "Asia/Shanghai".into(),
             reservation_ttl_secs: 900,
             sweep_interval_secs: 30,
+            new_user_limit_micros: 0,
+            new_user_period: PeriodConfig::Month,
+            new_user_currency: "CNY".into(),
         }
     }
 }
@@ -392,6 +467,8 @@ pub struct AuthConfig {
     pub access_token_ttl_secs: u64,
     /// Refresh-token lifetime in seconds (default 30 days); also how long an idle session lives.
     pub refresh_token_ttl_secs: u64,
+    /// Who may register: `open` (default), `invite` or `closed`.
+    pub registration: RegistrationConfig,
 }
 
 /// `[http]`
@@ -512,6 +589,7 @@ impl Default for AuthConfig {
         Self {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
+            registration: RegistrationConfig::Open,
         }
     }
 }
@@ -699,6 +777,44 @@ impl Config {
             ));
         }
         self.timezone()?;
+        let at_most: &[(&'static str, u64, u64, &str)] = &[
+            (
+                "rate_limits.login_window_secs",
+                self.rate_limits.login_window_secs,
+                86_400,
+                "a day: older failures are pruned",
+            ),
+            (
+                "rate_limits.login_backoff_max_secs",
+                self.rate_limits.login_backoff_max_secs,
+                86_400,
+                "a day: older failures are pruned",
+            ),
+            (
+                "rate_limits.login_trusted_address_days",
+                self.rate_limits.login_trusted_address_days,
+                3650,
+                "ten years",
+            ),
+        ];
+        for &(key, value, max, why) in at_most {
+            if value > max {
+                return Err(invalid(key, format!("must be at most {max} ({why})")));
+            }
+        }
+        let currency = &self.budgets.new_user_currency;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(invalid(
+                "budgets.new_user_currency",
+                format!("expected an ISO 4217 code such as CNY, got {currency:?}"),
+            ));
+        }
+        if i64::try_from(self.budgets.new_user_limit_micros).is_err() {
+            return Err(invalid(
+                "budgets.new_user_limit_micros",
+                "must be at most 9223372036854775807",
+            ));
+        }
         for &(key, value) in positive {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0"));

@@ -10,13 +10,15 @@ use cloudbase_schema::db::{DbConfig, DbPool};
 use cloudbase_schema::plugins::PluginHost;
 use cloudbase_schema::services::budgets::BudgetSettings;
 use cloudbase_schema::services::chat::ChatSettings;
+use cloudbase_schema::services::login_throttle::LoginLimits;
 use cloudbase_schema::services::rate_limits::RateLimitSettings;
+use cloudbase_schema::services::registration::{NewUserBudget, RegistrationSettings};
 use cloudbase_schema::services::{App, TokenSettings, pricing, tokens, users};
 use cloudbase_schema::services::{alerts, logs, maintenance};
 use tokio::net::TcpListener;
 use tracing::Instrument as _;
 
-use crate::config::{Config, Environment};
+use crate::config::{Config, Environment, RateLimitsConfig};
 use crate::http;
 use crate::plugins::Registry;
 use crate::telemetry;
@@ -172,16 +174,14 @@ pub async fn build_app(
             i64::try_from(config.budgets.reservation_ttl_secs).unwrap_or(i64::MAX / 2),
         ),
     };
-    let limits = &config.rate_limits;
-    let optional = |n: u64| (n > 0).then(|| i64::try_from(n).unwrap_or(i64::MAX));
-    app.rate_limits = RateLimitSettings {
-        requests_per_minute: optional(limits.requests_per_minute),
-        tokens_per_minute: optional(limits.tokens_per_minute),
-        login_failures_per_account: optional(limits.login_failures_per_account).unwrap_or(i64::MAX),
-        login_failures_per_address: optional(limits.login_failures_per_address).unwrap_or(i64::MAX),
-        login_window: chrono::Duration::seconds(
-            i64::try_from(limits.login_window_secs).unwrap_or(i64::MAX / 2),
-        ),
+    app.rate_limits = rate_limit_settings(&config.rate_limits);
+    app.registration = RegistrationSettings {
+        mode: config.auth.registration.into(),
+        new_user_budget: (config.budgets.new_user_limit_micros > 0).then(|| NewUserBudget {
+            period: config.budgets.new_user_period.into(),
+            currency: config.budgets.new_user_currency.clone(),
+            limit_micros: i64::try_from(config.budgets.new_user_limit_micros).unwrap_or(i64::MAX),
+        }),
     };
     app.alert_settings = alerts::AlertSettings {
         evaluate_interval: std::time::Duration::from_millis(config.alerts.evaluate_interval_ms),
@@ -191,6 +191,31 @@ pub async fn build_app(
     };
     seed_prices(config, &app).await?;
     Ok(app)
+}
+
+/// `[rate_limits]` as the services take them (0 turns a limit off).
+fn rate_limit_settings(limits: &RateLimitsConfig) -> RateLimitSettings {
+    let optional = |n: u64| (n > 0).then(|| i64::try_from(n).unwrap_or(i64::MAX));
+    // Config validation keeps these within a few years; the fallback only avoids a panic.
+    let secs = |n: u64| {
+        i64::try_from(n)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .unwrap_or(chrono::Duration::days(3650))
+    };
+    RateLimitSettings {
+        requests_per_minute: optional(limits.requests_per_minute),
+        tokens_per_minute: optional(limits.tokens_per_minute),
+        login: LoginLimits {
+            failures_per_account: optional(limits.login_failures_per_account).unwrap_or(i64::MAX),
+            failures_per_address: optional(limits.login_failures_per_address).unwrap_or(i64::MAX),
+            window: secs(limits.login_window_secs),
+            free_failures: i64::try_from(limits.login_failures_before_backoff).unwrap_or(i64::MAX),
+            backoff_max: secs(limits.login_backoff_max_secs),
+            trusted_for: secs(limits.login_trusted_address_days.saturating_mul(86_400)),
+        },
+        registrations_per_address: optional(limits.registrations_per_address),
+    }
 }
 
 /// Adds the shipped prices, and those of `prices_file`, that are not in the database yet.

@@ -280,3 +280,97 @@ async fn tokens_are_checked() {
     let anon = app.gql(None, "{ __typename }", json!({})).await;
     assert_eq!(anon["data"]["__typename"], "Query");
 }
+
+const REGISTER: &str =
+    "mutation($input: RegisterInput!) { register(input: $input) { accessToken user { email } } }";
+
+/// The examples and their kin are refused wherever a password is set: registration and
+/// a password change (the bootstrap admin's and the CLI's go through the same check; see
+/// `a_weak_bootstrap_admin_password_stops_the_start`).
+#[tokio::test(flavor = "multi_thread")]
+async fn trivial_passwords_are_refused() {
+    let app = TestApp::spawn().await;
+    for weak in [
+        "password",
+        "12345678",
+        "\0\0\0\0\0\0\0\0",
+        "Password1",
+        "qwertyuiop",
+        "ada.lovelace",
+    ] {
+        let body = app
+            .gql(None, REGISTER, json!({"input": {"email": "ada.lovelace@example.com", "password": weak, "displayName": "Ada"}}))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{weak:?}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "input.password");
+    }
+    let (token, _, _) = app
+        .register("ada.lovelace@example.com", "correct horse 1")
+        .await;
+    let q = "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }";
+    for weak in ["password", "11111111", "abcdefgh"] {
+        let body = app
+            .gql(Some(&token), q, json!({"c": "correct horse 1", "n": weak}))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{weak:?}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "newPassword");
+    }
+}
+
+/// Full-width letters fold to the ASCII account (at registration and at login); letters from
+/// other scripts that only look Latin are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn lookalike_emails_cannot_make_a_second_account() {
+    let app = TestApp::spawn().await;
+    let (_, _, id) = app.register("ada@example.com", "correct horse 1").await;
+    for (lookalike, code) in [
+        ("ａｄａ@example.com", "CONFLICT"),
+        ("\u{430}da@example.com", "BAD_USER_INPUT"),
+        ("ada@ex\u{430}mple.com", "BAD_USER_INPUT"),
+    ] {
+        let body = app
+            .gql(None, REGISTER, json!({"input": {"email": lookalike, "password": "correct horse 2", "displayName": "Eve"}}))
+            .await;
+        assert_eq!(error_code(&body), code, "{lookalike}: {body}");
+        if code == "BAD_USER_INPUT" {
+            assert_eq!(body["errors"][0]["extensions"]["field"], "input.email");
+        }
+    }
+    let login = app
+        .login("ＡＤＡ@ｅｘａｍｐｌｅ.ｃｏｍ", "correct horse 1")
+        .await;
+    assert!(login.get("errors").is_none(), "{login}");
+    assert_eq!(login["data"]["login"]["user"]["id"], id.as_str());
+}
+
+/// The bootstrap admin's password is checked like any other: a trivial one stops the start-up
+/// with an error naming the setting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_weak_bootstrap_admin_password_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cloudbase_server::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        plugins_dir: Some(dir.path().join("no-plugins")),
+        database_url: Some(format!("sqlite://{}", dir.path().join("weak.db").display())),
+        jwt_secret: Some(cloudbase_server::config::Secret::new(
+            "test-secret-test-secret-test-secret-0123",
+        )),
+        bootstrap_admin_email: Some("admin@cloudbase.test".into()),
+        bootstrap_admin_password: Some(cloudbase_server::config::Secret::new("12345678")),
+        ..Default::default()
+    };
+    std::fs::create_dir_all(dir.path().join("no-plugins")).unwrap();
+    cloudbase_server::telemetry::init_for_tests();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        cloudbase_server::run(config, listener, std::future::pending()),
+    )
+    .await
+    .expect("the server should refuse to start, not serve");
+    let message = format!("{:#}", outcome.expect_err("a weak bootstrap password"));
+    assert!(
+        message.contains("bootstrap_admin") && message.contains("too easy to guess"),
+        "{message}"
+    );
+}

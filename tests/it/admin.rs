@@ -1,7 +1,11 @@
 //! User management by admins, and data isolation between users.
 
+use std::sync::Arc;
+
+use cloudbase_schema::clock::ManualClock;
 use serde_json::json;
 
+use crate::limits::{PASSWORD, login_from, register_from, retry_after_ms};
 use crate::support::{TestApp, error_code};
 
 const USERS: &str = "query($first: Int, $after: String, $search: String) {
@@ -170,8 +174,8 @@ async fn disabling_a_user_stops_their_tokens_at_once() {
     let login = app.login("mallory@example.com", "mallory-password").await;
     assert_eq!(
         error_code(&login),
-        "FORBIDDEN",
-        "the right password on a disabled account"
+        "UNAUTHENTICATED",
+        "the right password on a disabled account confirms nothing"
     );
 
     app.gql_ok(
@@ -187,7 +191,7 @@ async fn disabling_a_user_stops_their_tokens_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn roles_change_and_apply_immediately() {
     let app = TestApp::spawn().await;
-    let (token, _, id) = app.register("promoted@example.com", "promoted-pw").await;
+    let (token, _, id) = app.register("promoted@example.com", "rising-star-pw").await;
     let admin = app.admin_token().await;
     assert_eq!(
         error_code(&app.gql(Some(&token), USERS, json!({})).await),
@@ -225,6 +229,45 @@ async fn roles_change_and_apply_immediately() {
         )
         .await;
     assert_eq!(error_code(&missing), "NOT_FOUND");
+}
+
+/// The right password of a disabled account gets exactly what a wrong password gets, and counts
+/// as a failure in the throttle just the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_account_does_not_confirm_its_password() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let app = TestApp::spawn_with_clock(clock, |c| c.http.trust_forwarded_for = true).await;
+    let admin = app.admin_token().await;
+    register_from(&app, "198.51.100.40", "off@example.com", PASSWORD).await;
+    register_from(&app, "198.51.100.41", "on@example.com", PASSWORD).await;
+    let off_id = app
+        .gql_ok(Some(&admin), USERS, json!({"search": "off@"}))
+        .await["users"]["edges"][0]["node"]["id"]
+        .clone();
+    app.gql_ok(
+        Some(&admin),
+        "mutation($u: ID!) { disableUser(userId: $u) { id } }",
+        json!({"u": off_id}),
+    )
+    .await;
+
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let right = login_from(&app, "192.0.2.40", "off@example.com", PASSWORD).await;
+        let wrong = login_from(&app, "192.0.2.41", "on@example.com", "tidal-ferry-quarts").await;
+        assert_eq!(right["errors"][0]["message"], wrong["errors"][0]["message"]);
+        assert_eq!(
+            right["errors"][0]["extensions"],
+            wrong["errors"][0]["extensions"]
+        );
+        assert_eq!(right["data"], wrong["data"]);
+        answers.push(right);
+    }
+    assert!(answers.iter().all(|a| error_code(a) == "UNAUTHENTICATED"));
+    // Both pairs have failed three times: both back off alike.
+    let right = login_from(&app, "192.0.2.40", "off@example.com", PASSWORD).await;
+    let wrong = login_from(&app, "192.0.2.41", "on@example.com", "tidal-ferry-quarts").await;
+    assert_eq!(retry_after_ms(&right), retry_after_ms(&wrong));
 }
 
 /// Three instances start at once on one fresh PostgreSQL database: migrations run once under the

@@ -210,7 +210,8 @@ async fn tampering_breaks_the_chain() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_mutations_keep_one_chain_and_verify_runs_alongside() {
-    let app = TestApp::spawn().await;
+    // Twelve accounts from one address in a moment is what the registration limit stops.
+    let app = TestApp::spawn_with(|c| c.rate_limits.registrations_per_address = 0).await;
     let registers = (0..12).map(|i| {
         let app = &app;
         async move {

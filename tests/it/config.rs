@@ -98,3 +98,52 @@ fn a_missing_config_file_is_an_error() {
     let err = Config::load(Some(std::path::Path::new("/nonexistent/cloudbase.toml"))).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/cloudbase.toml"));
 }
+
+#[test]
+fn registration_and_login_settings_load_and_are_checked() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "cloudbase.toml",
+            r#"
+                [auth]
+                registration = "invite"
+                [budgets]
+                new_user_limit_micros = 2000000
+                new_user_period = "week"
+                [rate_limits]
+                login_failures_before_backoff = 5
+            "#,
+        )?;
+        jail.set_env("CLOUDBASE_RATE_LIMITS__REGISTRATIONS_PER_ADDRESS", "4");
+        jail.set_env("CLOUDBASE_AUTH__REGISTRATION", "closed");
+        let config = Config::load(Some(std::path::Path::new("cloudbase.toml"))).unwrap();
+        assert_eq!(
+            config.auth.registration,
+            cloudbase_server::config::RegistrationConfig::Closed,
+            "the environment wins"
+        );
+        assert_eq!(config.rate_limits.registrations_per_address, 4);
+        assert_eq!(config.rate_limits.login_failures_before_backoff, 5);
+        assert_eq!(config.rate_limits.login_trusted_address_days, 30);
+        assert_eq!(config.budgets.new_user_limit_micros, 2_000_000);
+        assert_eq!(
+            config.budgets.new_user_period,
+            cloudbase_server::config::PeriodConfig::Week
+        );
+        assert_eq!(config.budgets.new_user_currency, "CNY");
+        Ok(())
+    });
+    assert!(load_error("[auth]\nregistration = \"sometimes\"").contains("registration"));
+    assert!(
+        load_error("[budgets]\nnew_user_currency = \"yuan\"").contains("budgets.new_user_currency")
+    );
+    assert!(load_error("[budgets]\nnew_user_period = \"year\"").contains("new_user_period"));
+    assert!(
+        load_error("[rate_limits]\nlogin_window_secs = 100000")
+            .contains("rate_limits.login_window_secs")
+    );
+    assert!(
+        load_error("[rate_limits]\nlogin_trusted_address_days = 99999")
+            .contains("rate_limits.login_trusted_address_days")
+    );
+}

@@ -1,6 +1,7 @@
 //! Rate limits through the real server: requests and tokens per minute (default and per-user
-//! overrides), failed logins per account and address, and the same limit across two processes on
-//! PostgreSQL. Time is pinned with a manual clock so no test straddles a minute by accident.
+//! overrides), the login throttle (a sliding window, the owner and a shared address still signing
+//! in, the backoff, parallel guesses), and the same limit across two processes on PostgreSQL.
+//! Time is pinned with a manual clock so no test straddles a minute by accident.
 
 use std::sync::Arc;
 
@@ -124,55 +125,210 @@ async fn tokens_per_minute_hold() {
     );
 }
 
+/// A password strong enough for any account here.
+pub const PASSWORD: &str = "tidal-ferry-quartz";
+
+/// A POST to `/graphql` that arrives as if from `ip` (the server trusts `X-Forwarded-For` in
+/// these tests, as it would behind a proxy).
+pub async fn gql_from(app: &TestApp, ip: &str, query: &str, variables: Value) -> Value {
+    app.client
+        .post(app.url("/graphql"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A login from `ip`.
+pub async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) -> Value {
+    gql_from(
+        app,
+        ip,
+        "mutation($i: LoginInput!) { login(input: $i) { accessToken } }",
+        json!({"i": {"email": email, "password": password}}),
+    )
+    .await
+}
+
+/// Registers a user from `ip` (which the account then trusts); returns the access token.
+pub async fn register_from(app: &TestApp, ip: &str, email: &str, password: &str) -> String {
+    let body = gql_from(
+        app,
+        ip,
+        "mutation($i: RegisterInput!) { register(input: $i) { accessToken } }",
+        json!({"i": {"email": email, "password": password, "displayName": "Someone"}}),
+    )
+    .await;
+    body["data"]["register"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("registration failed: {body}"))
+        .to_owned()
+}
+
+pub fn retry_after_ms(body: &Value) -> i64 {
+    assert_eq!(error_code(body), "RATE_LIMITED", "{body}");
+    body["errors"][0]["extensions"]["retryAfterMs"]
+        .as_i64()
+        .unwrap()
+}
+
+fn signed_in(body: &Value) -> bool {
+    body.get("errors").is_none() && body["data"]["login"]["accessToken"].is_string()
+}
+
+/// A fixed window let 10 guesses through just before its end and 10 more just after; the
+/// sliding window still counts the first 10 after the boundary, until they are 15 minutes old.
 #[tokio::test(flavor = "multi_thread")]
-async fn failed_logins_are_limited_per_account_and_per_address() {
+async fn the_login_window_slides_across_a_boundary() {
+    let window = TimeDelta::minutes(15);
+    let start =
+        chrono::Utc::now().duration_trunc(window).unwrap() + window - TimeDelta::seconds(10);
+    let clock = Arc::new(ManualClock::new(start));
+    let app = TestApp::spawn_with_clock(clock.clone(), |c| c.http.trust_forwarded_for = true).await;
+    register_from(&app, "198.51.100.1", "edge@example.com", PASSWORD).await;
+    for i in 1..=10 {
+        let body = login_from(&app, &format!("192.0.2.{i}"), "edge@example.com", "guess").await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    }
+    let full = login_from(&app, "192.0.2.11", "edge@example.com", "guess").await;
+    retry_after_ms(&full);
+
+    clock.advance(TimeDelta::seconds(20));
+    let after_boundary = login_from(&app, "192.0.2.12", "edge@example.com", "guess").await;
+    let retry = retry_after_ms(&after_boundary);
+    assert_eq!(
+        retry,
+        (window - TimeDelta::seconds(20)).num_milliseconds(),
+        "the first failures leave the window 15 minutes after they happened"
+    );
+    clock.advance(TimeDelta::milliseconds(retry));
+    let later = login_from(&app, "192.0.2.13", "edge@example.com", "guess").await;
+    assert_eq!(error_code(&later), "UNAUTHENTICATED", "{later}");
+}
+
+/// An attacker spreading guesses over many addresses exhausts the account's limit, but that only
+/// holds back addresses the account has not signed in from: the owner gets in at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_signs_in_while_their_account_is_attacked() {
+    let clock = clock_at_minute_start();
+    let app = TestApp::spawn_with_clock(clock, |c| c.http.trust_forwarded_for = true).await;
+    let home = "198.51.100.7";
+    register_from(&app, home, "owner@example.com", PASSWORD).await;
+    let mut refused = 0;
+    for i in 1..=30 {
+        let body = login_from(
+            &app,
+            &format!("203.0.113.{i}"),
+            "owner@example.com",
+            "guess",
+        )
+        .await;
+        match error_code(&body) {
+            "UNAUTHENTICATED" => assert!(i <= 10, "guess {i} was checked: {body}"),
+            _ => {
+                retry_after_ms(&body);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 20, "10 guesses per window for the whole botnet");
+    let stranger = login_from(&app, "203.0.113.99", "owner@example.com", PASSWORD).await;
+    retry_after_ms(&stranger);
+
+    let typo = login_from(&app, home, "owner@example.com", "tidal-ferry-quarts").await;
+    assert_eq!(error_code(&typo), "UNAUTHENTICATED", "{typo}");
+    let owner = login_from(&app, home, "owner@example.com", PASSWORD).await;
+    assert!(signed_in(&owner), "the owner is not locked out: {owner}");
+}
+
+/// 100 failures from one address (others behind the same NAT guessing) stop that address from
+/// guessing, but not its people from signing in to accounts they have used from there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_address_keeps_its_users_after_100_failures_by_others() {
+    let clock = clock_at_minute_start();
+    let app = TestApp::spawn_with_clock(clock, |c| c.http.trust_forwarded_for = true).await;
+    let nat = "203.0.113.50";
+    register_from(&app, nat, "colleague@example.com", PASSWORD).await;
+    register_from(&app, "198.51.100.9", "newcomer@example.com", PASSWORD).await;
+    for i in 0..100 {
+        let body = login_from(&app, nat, &format!("nobody{i}@example.com"), "guess").await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "failure {i}: {body}");
+    }
+    let spraying = login_from(&app, nat, "nobody-else@example.com", "guess").await;
+    retry_after_ms(&spraying);
+
+    let colleague = login_from(&app, nat, "colleague@example.com", PASSWORD).await;
+    assert!(signed_in(&colleague), "{colleague}");
+    let first_time = login_from(&app, nat, "newcomer@example.com", PASSWORD).await;
+    retry_after_ms(&first_time);
+    let at_home = login_from(&app, "198.51.100.9", "newcomer@example.com", PASSWORD).await;
+    assert!(signed_in(&at_home), "{at_home}");
+}
+
+/// Guessing one account from one address: three failures are free, then each attempt waits
+/// twice as long as the one before; signing in starts the pair afresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_from_one_address_backs_off() {
+    let clock = clock_at_minute_start();
+    let app = TestApp::spawn_with_clock(clock.clone(), |c| c.http.trust_forwarded_for = true).await;
+    register_from(&app, "198.51.100.20", "slowed@example.com", PASSWORD).await;
+    let from = "192.0.2.20";
+    for _ in 0..3 {
+        let body = login_from(&app, from, "slowed@example.com", "guess").await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    }
+    for wait_ms in [1_000, 2_000, 4_000] {
+        let early = login_from(&app, from, "slowed@example.com", "guess").await;
+        assert_eq!(retry_after_ms(&early), wait_ms);
+        clock.advance(TimeDelta::milliseconds(wait_ms));
+        let body = login_from(&app, from, "slowed@example.com", "guess").await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    }
+    let early = login_from(&app, from, "slowed@example.com", PASSWORD).await;
+    assert_eq!(
+        retry_after_ms(&early),
+        8_000,
+        "the right password waits too"
+    );
+    clock.advance(TimeDelta::seconds(8));
+    let ok = login_from(&app, from, "slowed@example.com", PASSWORD).await;
+    assert!(signed_in(&ok), "{ok}");
+    let fresh = login_from(&app, from, "slowed@example.com", "guess").await;
+    assert_eq!(
+        error_code(&fresh),
+        "UNAUTHENTICATED",
+        "a sign-in clears the pair: {fresh}"
+    );
+}
+
+/// Parallel guesses cannot all pass one check: each attempt is counted before its password is
+/// checked, under a lock of its keys.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_guesses_are_counted_one_by_one() {
     let app = TestApp::spawn_with(|c| {
-        c.rate_limits.login_failures_per_account = 3;
-        c.rate_limits.login_failures_per_address = 5;
+        c.http.trust_forwarded_for = true;
+        c.rate_limits.login_failures_per_account = 5;
     })
     .await;
-    app.register("target@example.com", "target-password").await;
-    app.register("bystander@example.com", "bystander-password")
-        .await;
-    for _ in 0..3 {
-        assert_eq!(
-            error_code(&app.login("target@example.com", "guess").await),
-            "UNAUTHENTICATED"
-        );
-    }
-    let locked = app.login("target@example.com", "target-password").await;
-    assert_eq!(
-        error_code(&locked),
-        "RATE_LIMITED",
-        "even the right password waits: {locked}"
-    );
+    register_from(&app, "198.51.100.30", "burst@example.com", PASSWORD).await;
+    let guesses = (1..=20).map(|i| {
+        let app = &app;
+        async move { login_from(app, &format!("192.0.2.{i}"), "burst@example.com", "guess").await }
+    });
+    let bodies = futures_util::future::join_all(guesses).await;
+    let checked = bodies
+        .iter()
+        .filter(|b| error_code(b) == "UNAUTHENTICATED")
+        .count();
+    assert_eq!(checked, 5, "exactly the limit was checked: {bodies:?}");
     assert!(
-        locked["errors"][0]["extensions"]["retryAfterMs"]
-            .as_i64()
-            .unwrap()
-            > 0
-    );
-
-    // Another account from the same address still works until the address limit.
-    assert!(
-        app.login("bystander@example.com", "bystander-password")
-            .await
-            .get("errors")
-            .is_none()
-    );
-    for _ in 0..2 {
-        assert_eq!(
-            error_code(&app.login("bystander@example.com", "guess").await),
-            "UNAUTHENTICATED"
-        );
-    }
-    let address = app
-        .login("bystander@example.com", "bystander-password")
-        .await;
-    assert_eq!(
-        error_code(&address),
-        "RATE_LIMITED",
-        "5 failures from one address: {address}"
+        bodies
+            .iter()
+            .all(|b| matches!(error_code(b), "UNAUTHENTICATED" | "RATE_LIMITED"))
     );
 }
 

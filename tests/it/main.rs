@@ -1,8 +1,12 @@
 //! The one integration-test binary: the real server over HTTP against a real database.
 //!
 //! - [`support`]: `TestApp` and request helpers.
-//! - [`accounts`]: register, login, refresh rotation, logout, password change, profiles.
+//! - [`accounts`]: register, login, refresh rotation, logout, password change, profiles, password
+//!   strength and lookalike emails.
+//! - [`registration`]: open, invite-only and closed registration, invites, the per-address limit,
+//!   and a new user's budget.
 //! - [`admin`]: user management and data isolation.
+//! - [`limits`]: rate limits and the login throttle.
 //! - [`http`]: the GraphQL-over-HTTP surface, limits, and the `graphql-http` audit.
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
 //! - [`pages`]: the playground and health probes.
@@ -41,6 +45,7 @@ mod monitoring;
 mod pages;
 mod plugins;
 mod receivers;
+mod registration;
 mod reports;
 mod resilience;
 mod schema;

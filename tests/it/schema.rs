@@ -6,7 +6,7 @@ use std::path::Path;
 
 use cloudbase_schema::db::schema::{
     ai_calls, alert_deliveries, alert_rules, alert_states, alerts, audit_head, audit_log,
-    budget_reservations, budgets, conversations, leases, messages, prices, rate_counters,
+    budget_reservations, budgets, conversations, invites, leases, messages, prices, rate_counters,
     refresh_tokens, sessions, system_logs, usage_daily, usage_daily_models, user_limits, users,
 };
 use diesel::QueryableByName;
@@ -114,7 +114,8 @@ fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
         alert_states,
         alerts,
         alert_deliveries,
-        leases
+        leases,
+        invites
     )
 }
 

@@ -8,7 +8,8 @@
 //! - [`schema`]: the hand-written Diesel tables shared by both backends.
 //! - [`models`]: row structs (`User`) and insert structs (`NewUser<'a>`).
 //! - [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`],
-//!   [`rate_limits`], [`usage`], [`audit`], [`system_logs`], [`alerts`], [`leases`], [`stats`]:
+//!   [`rate_limits`], [`usage`], [`audit`], [`system_logs`], [`alerts`], [`leases`], [`stats`],
+//!   [`invites`]:
 //!   the query functions,
 //!   returning `QueryResult`.
 
@@ -18,6 +19,7 @@ pub mod audit;
 pub mod budgets;
 pub mod conversations;
 pub mod held;
+pub mod invites;
 pub mod leases;
 pub mod models;
 pub mod prices;

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{refresh_tokens, sessions, users};
+use super::schema::{invites, refresh_tokens, sessions, users};
 
 /// A row of `users`.
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -312,4 +312,29 @@ pub struct Reservation {
     pub requests: i64,
     /// After this the sweeper releases it.
     pub expires_at: NaiveDateTime,
+}
+
+/// A row of `invites`: a single-use code that lets someone register in `invite` mode. Only the
+/// code's SHA-256 is stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invites)]
+pub struct Invite {
+    /// UUIDv7.
+    pub id: String,
+    /// Hex SHA-256 of the code.
+    pub code_hash: String,
+    /// Free text from the admin (whom it is for).
+    pub note: Option<String>,
+    /// The admin who created it.
+    pub created_by: Option<String>,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// After this it no longer works; `None` never expires.
+    pub expires_at: Option<NaiveDateTime>,
+    /// The account registered with it.
+    pub used_by: Option<String>,
+    /// When it was used (it works once).
+    pub used_at: Option<NaiveDateTime>,
+    /// When an admin revoked it.
+    pub revoked_at: Option<NaiveDateTime>,
 }

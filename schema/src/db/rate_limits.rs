@@ -1,11 +1,103 @@
 //! Queries on `rate_counters` and `user_limits`.
+//!
+//! `rate_counters` holds two kinds of rows. Fixed windows: one row per key and window start,
+//! counting (requests and tokens per minute). Event logs: one row per key and event time (the
+//! count is more than 1 only when events share a microsecond), summed over any sliding window
+//! (failed logins, registrations).
 
 use chrono::NaiveDateTime;
+use diesel::dsl::{max, min, sql};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable};
 use diesel_async::RunQueryDsl;
 
 use super::schema::{rate_counters, user_limits};
 use super::{DbConn, db_run};
+
+/// The events logged under a key since some time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recent {
+    /// How many.
+    pub count: i64,
+    /// The oldest one's time.
+    pub oldest: Option<NaiveDateTime>,
+    /// The newest one's time.
+    pub newest: Option<NaiveDateTime>,
+}
+
+/// The events logged under `key` after `since`.
+pub async fn recent(conn: &mut DbConn, key: &str, since: NaiveDateTime) -> QueryResult<Recent> {
+    let (count, oldest, newest) = db_run!(conn, |c| {
+        rate_counters::table
+            .filter(rate_counters::key.eq(key))
+            .filter(rate_counters::window_start.gt(since))
+            .select((
+                sql::<Nullable<BigInt>>("CAST(SUM(count) AS BIGINT)"),
+                min(rate_counters::window_start),
+                max(rate_counters::window_start),
+            ))
+            .get_result::<(Option<i64>, Option<NaiveDateTime>, Option<NaiveDateTime>)>(c)
+            .await
+    })?;
+    Ok(Recent {
+        count: count.unwrap_or_default(),
+        oldest,
+        newest,
+    })
+}
+
+/// Takes back one event logged under `key` at `at` (a login that turned out to succeed).
+pub async fn unlog(conn: &mut DbConn, key: &str, at: NaiveDateTime) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::update(rate_counters::table.find((key, at)))
+            .set(rate_counters::count.eq(rate_counters::count - 1))
+            .execute(c)
+            .await?;
+        diesel::delete(
+            rate_counters::table
+                .find((key, at))
+                .filter(rate_counters::count.le(0)),
+        )
+        .execute(c)
+        .await
+    })
+}
+
+/// Forgets every event logged under `key`.
+pub async fn forget(conn: &mut DbConn, key: &str) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::delete(rate_counters::table.filter(rate_counters::key.eq(key)))
+            .execute(c)
+            .await
+    })
+}
+
+/// Inside a transaction: waits until no other transaction holds `key`, and holds it until this
+/// one ends, so a check of a key's events and the logging of a new one happen as one step on any
+/// number of instances. PostgreSQL takes a transaction-level advisory lock on a hash of the key;
+/// SQLite needs nothing, as its write transactions (`BEGIN IMMEDIATE`) already run one at a time.
+/// Callers take several keys in one fixed order, so two transactions never wait on each other.
+pub async fn lock(conn: &mut DbConn, key: &str) -> QueryResult<()> {
+    match conn {
+        DbConn::Pg(c) => {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<BigInt, _>(lock_id(key))
+                .execute(&mut **c)
+                .await?;
+        }
+        DbConn::Sqlite(_) => {}
+    }
+    Ok(())
+}
+
+/// A stable 64-bit id for `key` (the first 8 bytes of its SHA-256), the same on every instance.
+fn lock_id(key: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("rate-counter:{key}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
 
 /// Adds `amount` to the counter `key` of the window starting at `window` if it stays within
 /// `limit`. Returns whether it did. Each step is one conditional statement, so concurrent
@@ -55,7 +147,7 @@ pub async fn take(
     Ok(false)
 }
 
-/// Adds `amount` to a counter without a limit (usage already spent, failed logins).
+/// Adds `amount` to a counter without a limit (usage already spent), or logs an event at `window`.
 pub async fn add(
     conn: &mut DbConn,
     key: &str,

@@ -299,6 +299,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    invites (id) {
+        id -> Text,
+        code_hash -> Text,
+        note -> Nullable<Text>,
+        created_by -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        used_by -> Nullable<Text>,
+        used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(budget_reservations -> budgets (budget_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -329,5 +343,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     alert_states,
     alerts,
     alert_deliveries,
-    leases
+    leases,
+    invites
 );

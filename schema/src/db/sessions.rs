@@ -8,6 +8,28 @@ use super::models::{NewRefreshToken, NewSession, Session};
 use super::schema::{refresh_tokens, sessions, users};
 use super::{DbConn, db_run};
 
+/// Whether the account with this (normalised) email started a session from `client_ip` at or
+/// after `since`: the address has signed in to it before (the login throttle trusts it).
+pub async fn address_known(
+    conn: &mut DbConn,
+    email: &str,
+    client_ip: &str,
+    since: NaiveDateTime,
+) -> QueryResult<bool> {
+    db_run!(conn, |c| {
+        diesel::select(diesel::dsl::exists(
+            sessions::table
+                .inner_join(users::table)
+                .filter(users::email.eq(email))
+                .filter(sessions::client_ip.eq(client_ip))
+                .filter(sessions::created_at.ge(since))
+                .select(sessions::id),
+        ))
+        .get_result(c)
+        .await
+    })
+}
+
 /// Inserts a session.
 pub async fn insert(conn: &mut DbConn, new: &NewSession<'_>) -> QueryResult<usize> {
     db_run!(conn, |c| {

@@ -7,6 +7,7 @@ use super::ContextExt;
 use crate::Error;
 use crate::db::models::User;
 use crate::services::auth::{self, AuthTokens};
+use crate::services::registration::Registration;
 
 /// Tokens for a new or refreshed session.
 #[derive(SimpleObject)]
@@ -41,10 +42,13 @@ impl From<AuthTokens> for AuthPayload {
 pub struct RegisterInput {
     /// Becomes the login; stored lower-cased.
     pub email: String,
-    /// 8–128 characters.
+    /// 8–128 characters, not easy to guess (common passwords, keyboard runs, repeats and the
+    /// account's own email or name are refused).
     pub password: String,
     /// 1–64 characters.
     pub display_name: String,
+    /// The code from an invite; needed when `registration { mode }` is `INVITE`, ignored otherwise.
+    pub invite_code: Option<String>,
 }
 
 /// Credentials.
@@ -62,25 +66,27 @@ pub struct AuthMutation;
 
 #[Object]
 impl AuthMutation {
-    /// Creates an account with the `USER` role and signs it in.
+    /// Creates an account with the `USER` role and signs it in. `FORBIDDEN` when registration is
+    /// closed; `RATE_LIMITED` when too many accounts came from the same address lately.
     async fn register(
         &self,
         ctx: &Context<'_>,
         input: RegisterInput,
     ) -> Result<AuthPayload, Error> {
         let meta = ctx.request_meta();
-        auth::register(
-            ctx.app()?,
-            &meta,
-            &input.email,
-            &input.password,
-            &input.display_name,
-        )
-        .await
-        .map(Into::into)
+        let registration = Registration {
+            email: &input.email,
+            password: &input.password,
+            display_name: &input.display_name,
+            invite_code: input.invite_code.as_deref(),
+        };
+        auth::register(ctx.app()?, &meta, registration)
+            .await
+            .map(Into::into)
     }
 
-    /// Signs in. A wrong email and a wrong password get the same `UNAUTHENTICATED` error.
+    /// Signs in. A wrong email, a wrong password and a disabled account get the same
+    /// `UNAUTHENTICATED` error; repeated failures get `RATE_LIMITED` with `retryAfterMs`.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload, Error> {
         let meta = ctx.request_meta();
         auth::login(ctx.app()?, &meta, &input.email, &input.password)
@@ -113,7 +119,15 @@ impl AuthMutation {
         current_password: String,
         new_password: String,
     ) -> Result<bool, Error> {
-        auth::change_password(ctx.app()?, ctx.viewer()?, &current_password, &new_password).await?;
+        let meta = ctx.request_meta();
+        auth::change_password(
+            ctx.app()?,
+            &meta,
+            ctx.viewer()?,
+            &current_password,
+            &new_password,
+        )
+        .await?;
         Ok(true)
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`users`]: `User`, `me`, `user`, `users`, profile and admin mutations.
 //! - [`auth`]: `register`, `login`, `refreshSession`, `logout`, `changePassword`.
+//! - [`registration`]: the public `registration` query, and the admin's `invites`,
+//!   `createInvite`, `revokeInvite`.
 //! - [`plugins`]: `plugins`, `models`, `testNotification`.
 //! - [`chat`]: `chat` and `chatStream`; [`conversations`], [`ai_calls`], [`prices`].
 //! - [`budgets`]: `budgets`, `createBudget`, `updateBudget`, `deleteBudget`.
@@ -37,6 +39,7 @@ pub mod one_connection;
 pub mod plugins;
 pub mod prices;
 pub mod socket_auth;
+pub mod registration;
 pub mod stats;
 pub mod usage;
 pub mod users;
@@ -64,6 +67,7 @@ pub struct Query(
     logs::LogsQuery,
     stats::StatsQuery,
     alerts::AlertsQuery,
+    registration::RegistrationQuery,
 );
 
 /// The root mutation: every domain's mutations merged.
@@ -78,6 +82,7 @@ pub struct Mutation(
     budgets::BudgetsMutation,
     limits::LimitsMutation,
     alerts::AlertsMutation,
+    registration::RegistrationMutation,
 );
 
 /// The root subscription: every domain's subscriptions merged.

@@ -14,7 +14,7 @@ use crate::Error;
 use crate::db::audit::{self as queries, AuditRow, Filter};
 
 /// Parts of argument names whose values are never stored (names compared lower-case with `_` and
-/// `-` removed): `newPassword`, `apiKey`, `githubToken`, `clientSecret`, `x-api-key`, ...
+/// `-` removed): `newPassword`, `apiKey`, `githubToken`, `clientSecret`, `x-api-key`, `inviteCode`, ...
 const SECRET_PARTS: &[&str] = &[
     "password",
     "passwd",
@@ -27,6 +27,7 @@ const SECRET_PARTS: &[&str] = &[
     "credential",
     "cookie",
     "signature",
+    "invitecode",
 ];
 
 /// Prompt text: stored only with `[chat] log_prompts` on, like the call records' prompt log.

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{App, rate_limits, tokens, users, validate};
+use super::{App, login_throttle, registration, tokens, validate};
 use crate::Error;
 use crate::events::Event;
 use crate::db::models::{NewRefreshToken, NewSession, User};
@@ -131,52 +131,45 @@ pub struct AuthTokens {
     pub user: User,
 }
 
-/// Creates an account with the `USER` role and signs it in.
+/// Creates an account with the `USER` role, if registration allows it, and signs it in.
 pub async fn register(
     app: &App,
     meta: &RequestMeta,
-    email: &str,
-    password: &str,
-    display_name: &str,
+    input: registration::Registration<'_>,
 ) -> Result<AuthTokens, Error> {
-    let user = users::create(app, email, password, display_name, Role::User).await?;
-    tracing::info!(user.id = %user.id, "user registered");
+    let user = registration::register(app, meta.client_ip.as_deref(), input).await?;
     let mut conn = app.db.get().await?;
     open_session(app, &mut conn, user, meta).await
 }
 
-/// Signs in. The error is the same whether the email is unknown or the password is wrong, and it
-/// takes the same time.
+/// Signs in. An unknown email, a wrong password and the right password of a disabled account get
+/// the same `UNAUTHENTICATED` answer, after the same work, and count the same in the
+/// [`login_throttle`], which may refuse the attempt before the password is even checked.
 pub async fn login(
     app: &App,
     meta: &RequestMeta,
     email: &str,
     password: &str,
 ) -> Result<AuthTokens, Error> {
-    let rejected = || Error::Unauthenticated("invalid email or password".into());
-    let address = meta.client_ip.as_deref();
-    let Ok(email) = validate::email("input.email", email) else {
-        app.passwords.verify_dummy(password).await?;
-        return Err(rejected());
-    };
-    rate_limits::check_login(app, &email, address).await?;
+    // Looked up the way it is stored; too long to be anyone's, it is still counted, cut short.
+    let email: String = validate::email_key(email)
+        .chars()
+        .take(validate::EMAIL_MAX)
+        .collect();
     let mut conn = app.db.get().await?;
+    let attempt = login_throttle::admit(app, &mut conn, &email, meta.client_ip.as_deref()).await?;
     let user = user_queries::find_by_email(&mut conn, &email).await?;
     drop(conn);
     let verified = match &user {
         Some(user) => app.passwords.verify(password, &user.password_hash).await?,
         None => app.passwords.verify_dummy(password).await?,
     };
-    let Some(user) = user.filter(|_| verified) else {
-        rate_limits::login_failed(app, &email, address).await?;
+    let Some(user) = user.filter(|u| verified && u.disabled_at.is_none()) else {
         tracing::info!(target: "cloudbase::event::auth", client_ip = ?meta.client_ip, "login failed");
-        return Err(rejected());
+        return Err(Error::Unauthenticated("invalid email or password".into()));
     };
-    if user.disabled_at.is_some() {
-        return Err(Error::Forbidden("this account is disabled".into()));
-    }
-    rate_limits::login_succeeded(app, &email).await?;
     let mut conn = app.db.get().await?;
+    login_throttle::succeeded(&mut conn, &attempt).await?;
     tracing::info!(user.id = %user.id, "user logged in");
     open_session(app, &mut conn, user, meta).await
 }
@@ -320,21 +313,29 @@ pub async fn logout(app: &App, viewer: &Viewer) -> Result<(), Error> {
 }
 
 /// Changes the viewer's password after checking the current one, and revokes every other session.
+/// The check of the current password goes through the [`login_throttle`] like a login, so a
+/// stolen access token is no way around it.
 pub async fn change_password(
     app: &App,
+    meta: &RequestMeta,
     viewer: &Viewer,
     current: &str,
     new: &str,
 ) -> Result<(), Error> {
-    validate::password("newPassword", new)?;
     let mut conn = app.db.get().await?;
     let user = user_queries::find(&mut conn, &viewer.user_id).await?;
+    validate::password("newPassword", new, &[&user.email, &user.display_name])?;
+    let attempt =
+        login_throttle::admit(app, &mut conn, &user.email, meta.client_ip.as_deref()).await?;
+    drop(conn);
     if !app.passwords.verify(current, &user.password_hash).await? {
         return Err(Error::bad_input(
             "currentPassword",
             "current password is wrong",
         ));
     }
+    let mut conn = app.db.get().await?;
+    login_throttle::succeeded(&mut conn, &attempt).await?;
     let hash = app.passwords.hash(new).await?;
     let now = app.now();
     conn.transaction(async |tx| {

@@ -298,6 +298,64 @@ pub async fn sweep(app: &App) -> Result<usize, Error> {
     Ok(released)
 }
 
+/// The thresholds a budget raises events at unless it names its own.
+const DEFAULT_THRESHOLDS: [i64; 3] = [50, 80, 100];
+
+/// A budget row starting its first period now, with no token or request limit and the default
+/// thresholds.
+fn new_row(
+    app: &App,
+    user_id: Option<String>,
+    period: Period,
+    currency: String,
+    limit_micros: i64,
+) -> Budget {
+    let now = app.clock.now();
+    let (period_start, period_end) = window(period, app.budgets.timezone, now, now.naive_utc());
+    Budget {
+        id: uuid::Uuid::now_v7().to_string(),
+        scope: if user_id.is_some() { "USER" } else { "GLOBAL" }.into(),
+        user_id,
+        period: period.as_str().into(),
+        currency,
+        limit_micros,
+        limit_tokens: None,
+        limit_requests: None,
+        spent_micros: 0,
+        reserved_micros: 0,
+        spent_tokens: 0,
+        reserved_tokens: 0,
+        spent_requests: 0,
+        reserved_requests: 0,
+        period_start,
+        period_end,
+        created_at: now.naive_utc(),
+        updated_at: now.naive_utc(),
+        thresholds: DEFAULT_THRESHOLDS
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        alerted_percent: 0,
+    }
+}
+
+/// The budget a self-registered user starts with (`[budgets] new_user_limit_micros`); the caller
+/// inserts it in the transaction that creates the user.
+pub fn new_user_budget(
+    app: &App,
+    user_id: &str,
+    settings: &super::registration::NewUserBudget,
+) -> Budget {
+    new_row(
+        app,
+        Some(user_id.to_owned()),
+        settings.period,
+        settings.currency.clone(),
+        settings.limit_micros,
+    )
+}
+
 /// A new budget, from an admin.
 #[derive(Debug, Clone)]
 pub struct BudgetInput {
@@ -340,35 +398,18 @@ pub async fn create(app: &App, viewer: &Viewer, input: BudgetInput) -> Result<Bu
     if let Some(user) = &input.user_id {
         validate::id("input.userId", user)?;
     }
-    let now = app.clock.now();
-    let (period_start, period_end) =
-        window(input.period, app.budgets.timezone, now, now.naive_utc());
+    let thresholds = thresholds(input.thresholds.as_deref().unwrap_or(&DEFAULT_THRESHOLDS))?;
     let budget = Budget {
-        id: uuid::Uuid::now_v7().to_string(),
-        scope: if input.user_id.is_some() {
-            "USER"
-        } else {
-            "GLOBAL"
-        }
-        .into(),
-        user_id: input.user_id,
-        period: input.period.as_str().into(),
-        currency: input.currency,
-        limit_micros: input.limit_micros,
         limit_tokens: input.limit_tokens,
         limit_requests: input.limit_requests,
-        spent_micros: 0,
-        reserved_micros: 0,
-        spent_tokens: 0,
-        reserved_tokens: 0,
-        spent_requests: 0,
-        reserved_requests: 0,
-        period_start,
-        period_end,
-        created_at: now.naive_utc(),
-        updated_at: now.naive_utc(),
-        thresholds: thresholds(input.thresholds.as_deref().unwrap_or(&[50, 80, 100]))?,
-        alerted_percent: 0,
+        thresholds,
+        ..new_row(
+            app,
+            input.user_id,
+            input.period,
+            input.currency,
+            input.limit_micros,
+        )
     };
     let mut conn = app.db.get().await?;
     queries::insert(&mut conn, &budget)

@@ -9,7 +9,11 @@
 //! - [`alerts`]: alert rules, their evaluation under a lease, and deliveries with retries.
 //! - [`stats`]: `systemStats` from the call records.
 //! - [`audit`]: the hash-chained audit trail of mutations.
-//! - [`rate_limits`]: requests and tokens per minute, failed logins, in the database.
+//! - [`rate_limits`]: requests and tokens per minute, registrations per address, in the database.
+//! - [`login_throttle`]: failed logins per account, address and pair, with a backoff, that an
+//!   attacker cannot turn against the owner.
+//! - [`registration`]: who may register (open, invite, closed) and a new user's budget;
+//!   [`invites`]: the invite codes.
 //! - [`usage`]: reports and monthly statements from the rollups.
 //! - [`cache`]: the opt-in, per-user, exact-match response cache.
 //! - [`auth`]: register, login, refresh-token rotation, logout, password change, and the check
@@ -29,12 +33,15 @@ pub mod budgets;
 pub mod cache;
 pub mod chat;
 pub mod conversations;
+pub mod invites;
+pub mod login_throttle;
 pub mod logs;
 pub mod maintenance;
 pub mod passwords;
 pub mod plugins;
 pub mod pricing;
 pub mod rate_limits;
+pub mod registration;
 pub mod stats;
 pub mod tokens;
 pub mod usage;
@@ -71,6 +78,8 @@ pub struct App {
     pub budgets: budgets::BudgetSettings,
     /// Default rate limits.
     pub rate_limits: rate_limits::RateLimitSettings,
+    /// Who may register, and a new user's budget.
+    pub registration: registration::RegistrationSettings,
     /// Where state changes are published.
     pub events: crate::events::EventBus,
     /// Where the `tracing` layer hands system log entries to their writer.
@@ -102,6 +111,7 @@ impl App {
             cache: cache::ResponseCache::default(),
             budgets: budgets::BudgetSettings::default(),
             rate_limits: rate_limits::RateLimitSettings::default(),
+            registration: registration::RegistrationSettings::default(),
             events: crate::events::EventBus::new(1024, None),
             logs: Arc::new(logs::LogSink::new(8192, clock.clone())),
             metrics: crate::metrics::Metrics::default(),

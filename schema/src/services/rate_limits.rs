@@ -1,14 +1,18 @@
 //! Rate limits, enforced in the database so they hold across instances: requests and tokens per
-//! minute per user (a configured default, overridden per user by admins), and failed logins per
-//! account and per client address. Windows are fixed (a minute; a quarter of an hour for logins).
+//! minute per user (a configured default, overridden per user by admins) in fixed windows of a
+//! minute, and registrations per client address in a sliding hour. Failed logins have their own
+//! scheme in [`super::login_throttle`].
 //!
 //! Requests are counted at admission with a conditional statement, so a limit is never passed.
 //! Tokens are only known afterwards: admission checks the minute's tokens so far, and each call
 //! adds what it used, so calls already in flight can overshoot by their own size (bounded by the
 //! number of calls the request limit lets in).
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Duration, DurationRound, NaiveDateTime, Utc};
 
+use super::login_throttle::LoginLimits;
 use super::{App, Viewer, validate};
 use crate::Error;
 use crate::db::rate_limits as queries;
@@ -20,12 +24,10 @@ pub struct RateLimitSettings {
     pub requests_per_minute: Option<i64>,
     /// Default tokens per minute per user (`None`: unlimited).
     pub tokens_per_minute: Option<i64>,
-    /// Failed logins allowed per account per window.
-    pub login_failures_per_account: i64,
-    /// Failed logins allowed per client address per window.
-    pub login_failures_per_address: i64,
-    /// The login window.
-    pub login_window: Duration,
+    /// The login throttle.
+    pub login: LoginLimits,
+    /// Registrations per client address in any hour (`None`: unlimited).
+    pub registrations_per_address: Option<i64>,
 }
 
 impl Default for RateLimitSettings {
@@ -33,9 +35,8 @@ impl Default for RateLimitSettings {
         Self {
             requests_per_minute: Some(120),
             tokens_per_minute: None,
-            login_failures_per_account: 10,
-            login_failures_per_address: 100,
-            login_window: Duration::minutes(15),
+            login: LoginLimits::default(),
+            registrations_per_address: Some(10),
         }
     }
 }
@@ -112,57 +113,49 @@ pub async fn spend_tokens(app: &App, user_id: &str, tokens: i64) -> Result<(), E
     Ok(())
 }
 
-fn login_keys(email: &str, address: Option<&str>) -> (String, Option<String>) {
-    (
-        format!("login-account:{email}"),
-        address.map(|a| format!("login-address:{a}")),
-    )
+/// The key an address is counted under: IPv4 as is, IPv6 by its /64, anything else (an
+/// unparsable forwarded header) as given, cut to 64 characters.
+pub fn address_key(ip: &str) -> String {
+    match ip.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Err(_) => ip.chars().take(64).collect(),
+    }
 }
 
-/// Refuses a login attempt when the account or the address failed too often lately.
-pub async fn check_login(app: &App, email: &str, address: Option<&str>) -> Result<(), Error> {
-    let settings = &app.rate_limits;
+/// Counts one registration from `address`, or refuses it with `RATE_LIMITED` when the address has
+/// registered `registrations_per_address` accounts in the last hour (a sliding hour: the check
+/// and the count are one step under a lock of the key, on any number of instances).
+pub async fn take_registration(app: &App, address: Option<&str>) -> Result<(), Error> {
+    let (Some(limit), Some(address)) = (app.rate_limits.registrations_per_address, address) else {
+        return Ok(());
+    };
+    let key = format!("register-address:{}", address_key(address));
     let now = app.clock.now();
-    let (start, end) = window(now, settings.login_window);
-    let (account, address) = login_keys(email, address);
+    let at = now.naive_utc();
+    let hour = Duration::hours(1);
     let mut conn = app.db.get().await?;
-    if queries::peek(&mut conn, &account, start).await? >= settings.login_failures_per_account {
-        return Err(limited(
-            "too many failed logins for this account; try again later".into(),
-            now,
-            end,
-        ));
-    }
-    if let Some(address) = address
-        && queries::peek(&mut conn, &address, start).await? >= settings.login_failures_per_address
-    {
-        return Err(limited(
-            "too many failed logins from this address; try again later".into(),
-            now,
-            end,
-        ));
-    }
-    Ok(())
-}
-
-/// Counts a failed login against the account and the address.
-pub async fn login_failed(app: &App, email: &str, address: Option<&str>) -> Result<(), Error> {
-    let (start, _) = window(app.clock.now(), app.rate_limits.login_window);
-    let (account, address) = login_keys(email, address);
-    let mut conn = app.db.get().await?;
-    queries::add(&mut conn, &account, start, 1).await?;
-    if let Some(address) = address {
-        queries::add(&mut conn, &address, start, 1).await?;
-    }
-    Ok(())
-}
-
-/// A successful login clears the account's failures (the address keeps its count).
-pub async fn login_succeeded(app: &App, email: &str) -> Result<(), Error> {
-    let (start, _) = window(app.clock.now(), app.rate_limits.login_window);
-    let mut conn = app.db.get().await?;
-    queries::clear(&mut conn, &login_keys(email, None).0, start).await?;
-    Ok(())
+    conn.transaction(async |tx| {
+        queries::lock(tx, &key).await?;
+        let recent = queries::recent(tx, &key, at - hour).await?;
+        if recent.count >= limit {
+            let oldest = recent.oldest.unwrap_or(at).and_utc();
+            return Err(limited(
+                format!("too many accounts registered from your address ({limit} an hour); try again later"),
+                now,
+                oldest + hour,
+            ));
+        }
+        queries::add(tx, &key, at, 1).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Sets a user's overrides (admin only); `None` means the default.
@@ -200,4 +193,24 @@ pub async fn set_overrides(
 pub async fn prune(app: &App) -> Result<usize, Error> {
     let mut conn = app.db.get().await?;
     Ok(queries::prune(&mut conn, app.now() - Duration::days(1)).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_keyed_by_ipv4_or_ipv6_prefix() {
+        assert_eq!(address_key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(
+            address_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            address_key("2001:db8:1:2::1"),
+            address_key("2001:db8:1:2:ffff::9")
+        );
+        assert_eq!(address_key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(address_key("not an ip"), "not an ip");
+    }
 }

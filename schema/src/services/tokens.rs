@@ -1,4 +1,5 @@
-//! Access tokens (HS256 JWTs, short-lived) and refresh tokens (random, stored only as SHA-256).
+//! Access tokens (HS256 JWTs, short-lived), refresh tokens and invite codes (random, stored only
+//! as SHA-256).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -98,7 +99,25 @@ pub fn new_refresh_token() -> (String, String) {
 
 /// The stored form of a refresh token.
 pub fn hash_refresh_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
+    sha256_hex(token)
+}
+
+/// A fresh invite code (128 random bits, URL-safe) and the hash that is stored.
+pub fn new_invite_code() -> (String, String) {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    let code = format!("cbi_{}", URL_SAFE_NO_PAD.encode(bytes));
+    let hash = hash_invite_code(&code);
+    (code, hash)
+}
+
+/// The stored form of an invite code (surrounding spaces from a paste do not count).
+pub fn hash_invite_code(code: &str) -> String {
+    sha256_hex(code.trim())
+}
+
+fn sha256_hex(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 

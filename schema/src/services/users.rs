@@ -6,10 +6,64 @@ use crate::Error;
 use crate::events::Event;
 use crate::db::models::{NewUser, User};
 use crate::db::users::ProfileChanges;
-use crate::db::{sessions, users as queries};
+use crate::db::{DbConn, sessions, users as queries};
 use crate::error::is_unique_violation;
 
-/// Creates a user after validating every field. Used by `register`, the CLI and the bootstrap admin.
+/// A new account's fields, validated and normalised, and the password's hash.
+#[derive(Debug)]
+pub struct NewAccount {
+    /// Normalised email.
+    pub email: String,
+    /// Trimmed display name.
+    pub display_name: String,
+    /// An argon2id PHC string.
+    pub password_hash: String,
+}
+
+/// Checks a new account's fields: the email's shape (normalised), the password's length and
+/// strength (judged against the email and name too), the display name. Returns the normalised
+/// email and name.
+pub fn check_new(
+    email: &str,
+    password: &str,
+    display_name: &str,
+) -> Result<(String, String), Error> {
+    let email = validate::email("input.email", email)?;
+    let display_name = validate::display_name("input.displayName", display_name)?;
+    validate::password("input.password", password, &[&email, &display_name])?;
+    Ok((email, display_name))
+}
+
+/// Inserts a checked account with `role`; an email already taken is a `CONFLICT`.
+pub async fn insert(
+    conn: &mut DbConn,
+    account: &NewAccount,
+    role: Role,
+    now: chrono::NaiveDateTime,
+) -> Result<User, Error> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let settings = serde_json::json!({});
+    let new = NewUser {
+        id: &id,
+        email: &account.email,
+        password_hash: &account.password_hash,
+        display_name: &account.display_name,
+        settings: &settings,
+        role: role.as_str(),
+        created_at: now,
+        updated_at: now,
+    };
+    queries::insert(conn, &new).await.map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::Conflict("an account with this email already exists".into())
+        } else {
+            e.into()
+        }
+    })
+}
+
+/// Creates a user after validating every field. Used by the CLI and the bootstrap admin;
+/// `register` goes through [`super::registration`], which adds its own checks.
 pub async fn create(
     app: &App,
     email: &str,
@@ -17,31 +71,14 @@ pub async fn create(
     display_name: &str,
     role: Role,
 ) -> Result<User, Error> {
-    let email = validate::email("input.email", email)?;
-    validate::password("input.password", password)?;
-    let display_name = validate::display_name("input.displayName", display_name)?;
-    let hash = app.passwords.hash(password).await?;
-    let now = app.now();
-    let id = uuid::Uuid::now_v7().to_string();
-    let settings = serde_json::json!({});
-    let new = NewUser {
-        id: &id,
-        email: &email,
-        password_hash: &hash,
-        display_name: &display_name,
-        settings: &settings,
-        role: role.as_str(),
-        created_at: now,
-        updated_at: now,
+    let (email, display_name) = check_new(email, password, display_name)?;
+    let account = NewAccount {
+        email,
+        display_name,
+        password_hash: app.passwords.hash(password).await?,
     };
     let mut conn = app.db.get().await?;
-    queries::insert(&mut conn, &new).await.map_err(|e| {
-        if is_unique_violation(&e) {
-            Error::Conflict("an account with this email already exists".into())
-        } else {
-            e.into()
-        }
-    })
+    insert(&mut conn, &account, role, app.now()).await
 }
 
 /// Creates the first admin from config when the database has no users at all. Returns whether it

@@ -1,5 +1,7 @@
 //! Input rules. Each returns a `BAD_USER_INPUT` error naming the field and what was expected.
 
+use unicode_normalization::UnicodeNormalization;
+
 use crate::Error;
 
 /// Longest email accepted (RFC 5321 path limit).
@@ -8,6 +10,8 @@ pub const EMAIL_MAX: usize = 254;
 pub const PASSWORD_MIN: usize = 8;
 /// Upper bound, so hashing cost stays bounded.
 pub const PASSWORD_MAX: usize = 128;
+/// The lowest zxcvbn score a new password may have (0–4; 2 means about 10^6 guesses or more).
+pub const PASSWORD_MIN_SCORE: u8 = 2;
 /// Display name bounds, in characters.
 pub const NAME_MAX: usize = 64;
 /// Avatar URL bound, in bytes.
@@ -17,9 +21,18 @@ pub const SETTINGS_MAX: usize = 16 * 1024;
 /// Page size bounds for connections.
 pub const PAGE_MAX: i32 = 100;
 
-/// Trims and lower-cases an email, and checks its shape.
+/// The form an email is stored and looked up in: trimmed, NFKC-normalised (full-width letters
+/// and other compatibility forms become their plain equivalents) and lower-cased. Login looks
+/// accounts up by this key, so `ＡＤＡ@example.com` finds `ada@example.com`.
+pub fn email_key(raw: &str) -> String {
+    raw.trim().nfkc().collect::<String>().to_lowercase()
+}
+
+/// Normalises an email with [`email_key`] and checks its shape. What is still not ASCII after
+/// normalisation (a Cyrillic `а`, a Greek `ο`) is refused, so two accounts can never differ only
+/// by letters that look alike.
 pub fn email(field: &'static str, raw: &str) -> Result<String, Error> {
-    let email = raw.trim().to_lowercase();
+    let email = email_key(raw);
     let bad = |why: &str| {
         Err(Error::bad_input(
             field,
@@ -34,6 +47,12 @@ pub fn email(field: &'static str, raw: &str) -> Result<String, Error> {
     }
     if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("email contains spaces or control characters");
+    }
+    if !email.is_ascii() {
+        return bad(
+            "email may only use ASCII letters, digits and punctuation (write an \
+             internationalised domain in its xn-- form)",
+        );
     }
     let Some((local, domain)) = email.split_once('@') else {
         return bad("email has no @");
@@ -50,8 +69,15 @@ pub fn email(field: &'static str, raw: &str) -> Result<String, Error> {
     Ok(email)
 }
 
-/// Checks a new password's length and content.
-pub fn password(field: &'static str, raw: &str) -> Result<(), Error> {
+/// Checks a new password: 8–128 characters, no control characters, and hard enough to guess.
+///
+/// Strength is zxcvbn's estimate (Dropbox's estimator: dictionaries of common passwords, names
+/// and words, keyboard patterns, sequences, repeats, dates, l33t substitutions), and a password
+/// must score at least [`PASSWORD_MIN_SCORE`], that is, need about a million guesses or more.
+/// That refuses `password`, `12345678`, `Password1` or `qwertyuiop`, while a passphrase such as
+/// `correct horse 1` passes. `context` holds words an attacker would try first for this account
+/// (the email, the display name); a password built from them scores lower.
+pub fn password(field: &'static str, raw: &str, context: &[&str]) -> Result<(), Error> {
     let chars = raw.chars().count();
     if chars < PASSWORD_MIN {
         return Err(Error::bad_input(
@@ -65,8 +91,35 @@ pub fn password(field: &'static str, raw: &str) -> Result<(), Error> {
             format!("password must be at most {PASSWORD_MAX} characters"),
         ));
     }
+    if raw.chars().any(char::is_control) {
+        return Err(Error::bad_input(
+            field,
+            "password must not contain control characters",
+        ));
+    }
     if raw.trim().is_empty() {
         return Err(Error::bad_input(field, "password must not be only spaces"));
+    }
+    // Each context word whole, by its `@` halves (an email's name), and by its parts.
+    let mut inputs: Vec<&str> = vec!["cloudbase"];
+    for word in context {
+        inputs.push(word);
+        inputs.extend(word.split('@'));
+        inputs.extend(
+            word.split(['@', '.', '-', '_', '+', ' '])
+                .filter(|w| w.len() > 2),
+        );
+    }
+    let estimate = zxcvbn::zxcvbn(raw, &inputs);
+    if u8::from(estimate.score()) < PASSWORD_MIN_SCORE {
+        let why = estimate
+            .feedback()
+            .and_then(zxcvbn::feedback::Feedback::warning)
+            .map_or_else(String::new, |w| format!(" ({w})"));
+        return Err(Error::bad_input(
+            field,
+            format!("password is too easy to guess{why}; use a longer phrase of uncommon words"),
+        ));
     }
     Ok(())
 }
@@ -197,14 +250,71 @@ mod tests {
     }
 
     #[test]
-    fn passwords_have_bounds() {
-        assert!(password("p", "short").is_err());
-        assert!(password("p", "        ").is_err());
-        assert!(password("p", &"x".repeat(129)).is_err());
-        assert!(password("p", "long enough").is_ok());
+    fn lookalike_emails_are_folded_or_refused() {
+        assert_eq!(
+            email("email", "ａｄａ@ＥＸＡＭＰＬＥ.com").unwrap(),
+            "ada@example.com",
+            "full-width letters fold to ASCII"
+        );
+        assert_eq!(email_key(" ＡＤＡ@example.com "), "ada@example.com");
+        for lookalike in [
+            "\u{430}da@example.com",
+            "ada@ex\u{430}mple.com",
+            "ad\u{3b1}@example.com",
+        ] {
+            let err = email("input.email", lookalike).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::BadInput {
+                        field: Some("input.email"),
+                        ..
+                    }
+                ),
+                "{lookalike:?}: {err:?}"
+            );
+        }
         assert!(
-            password("p", "密码密码密码密码").is_ok(),
+            email("email", "ada@xn--fsqu00a.xn--fiqs8s").is_ok(),
+            "punycode is ASCII"
+        );
+    }
+
+    #[test]
+    fn passwords_have_bounds() {
+        assert!(password("p", "short", &[]).is_err());
+        assert!(password("p", "        ", &[]).is_err());
+        assert!(password("p", &"x".repeat(129), &[]).is_err());
+        assert!(password("p", "long enough 1", &[]).is_ok());
+        assert!(
+            password("p", "我家的猫叫小花生", &[]).is_ok(),
             "length counts characters, not bytes"
+        );
+    }
+
+    #[test]
+    fn trivial_passwords_are_refused() {
+        for weak in [
+            "password",
+            "12345678",
+            "\0\0\0\0\0\0\0\0",
+            "Password1",
+            "qwertyuiop",
+            "aaaaaaaaaa",
+            "密码密码密码密码",
+            "abc\u{7}defghijklmn",
+        ] {
+            assert!(
+                password("p", weak, &[]).is_err(),
+                "{weak:?} should be refused"
+            );
+        }
+        for fine in ["correct horse 1", "admin-password-1", "tidal-ferry-quartz"] {
+            assert!(password("p", fine, &[]).is_ok(), "{fine:?} should pass");
+        }
+        assert!(
+            password("p", "ada.lovelace", &["ada.lovelace@example.com"]).is_err(),
+            "the account's own email is no password"
         );
     }
 

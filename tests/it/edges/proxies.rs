@@ -64,6 +64,8 @@ async fn login_limits_count_the_hop_the_proxy_added() {
     let app = TestApp::spawn_with(|c| {
         c.http.trust_forwarded_for = true;
         c.rate_limits.login_failures_per_account = 1000;
+        // Only the per-address count is under test here, not the backoff per account and address.
+        c.rate_limits.login_failures_before_backoff = 1000;
         c.rate_limits.login_failures_per_address = 5;
     })
     .await;

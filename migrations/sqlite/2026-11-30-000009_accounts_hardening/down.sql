@@ -1,0 +1,2 @@
+DROP INDEX sessions_user_client_ip_idx;
+DROP TABLE invites;
