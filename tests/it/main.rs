@@ -5,6 +5,7 @@
 //! - [`admin`]: user management and data isolation.
 //! - [`http`]: the GraphQL-over-HTTP surface, limits, and the `graphql-http` audit.
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
+//! - [`audit`]: the audit trail, its hash chain, and the chainer that links it.
 //! - [`pages`]: the playground and health probes.
 //! - [`config`]: configuration loading and its errors.
 //! - [`plugins`]: loading, robustness, notifications, and Kimi against a local upstream.
