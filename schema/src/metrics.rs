@@ -10,6 +10,7 @@
 //! - `cloudbase_websocket_connections`, `cloudbase_subscriptions_active`
 //! - `cloudbase_plugin_call_errors_total{instance,error}`, `cloudbase_event_bus_lagged_events_total`
 //! - `cloudbase_alerts_total{kind,state}`, `cloudbase_alert_deliveries_total{status}`
+//! - `cloudbase_audit_chained_rows_total`: audit rows this instance linked into the chain
 //! - read at scrape time: `cloudbase_db_pool_connections{state}`, `cloudbase_logs_total{outcome}`
 
 use std::collections::HashSet;

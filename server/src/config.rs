@@ -116,6 +116,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Alert evaluation and delivery.
     pub alerts: AlertsConfig,
+    /// The audit chain's linking.
+    pub audit: AuditConfig,
     /// Default rate limits (admins override them per user).
     pub rate_limits: RateLimitsConfig,
 }
@@ -330,6 +332,31 @@ impl Default for AlertsConfig {
             max_delivery_attempts: 5,
             retry_backoff_ms: 5_000,
             allow_private_targets: false,
+        }
+    }
+}
+
+/// `[audit]`: the chainer, which links the rows requests write into the hash chain, on the one
+/// instance holding the `audit-chain` lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How often unchained rows are linked, in milliseconds (how far the chain runs behind).
+    pub chain_interval_ms: u64,
+    /// Most rows linked in one transaction (1–10000); a longer tail takes several in a row.
+    pub chain_batch_size: u32,
+    /// How long the chainer's lease lasts unrenewed, in milliseconds: how soon another instance
+    /// takes over from one that died. Must be longer than `chain_interval_ms`.
+    pub chain_lease_ttl_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        let defaults = cloudbase_schema::services::audit::ChainSettings::default();
+        Self {
+            chain_interval_ms: u64::try_from(defaults.interval.as_millis()).unwrap_or(200),
+            chain_batch_size: u32::try_from(defaults.batch_size).unwrap_or(500),
+            chain_lease_ttl_ms: u64::try_from(defaults.lease_ttl.as_millis()).unwrap_or(3000),
         }
     }
 }
@@ -570,6 +597,7 @@ impl Default for Config {
             logs: LogsConfig::default(),
             metrics: MetricsConfig::default(),
             alerts: AlertsConfig::default(),
+            audit: AuditConfig::default(),
             rate_limits: RateLimitsConfig::default(),
         }
     }
@@ -728,7 +756,10 @@ impl Config {
                 "http.header_read_timeout_secs",
                 self.http.header_read_timeout_secs,
             ),
-            ("http.body_read_timeout_secs", self.http.body_read_timeout_secs),
+            (
+                "http.body_read_timeout_secs",
+                self.http.body_read_timeout_secs,
+            ),
             ("http.ws_init_timeout_secs", self.http.ws_init_timeout_secs),
             ("http.ws_max_operations", self.http.ws_max_operations as u64),
             ("plugin_call_timeout_ms", self.plugin_call_timeout_ms),
@@ -754,6 +785,12 @@ impl Config {
                 u64::from(self.alerts.max_delivery_attempts),
             ),
             ("alerts.retry_backoff_ms", self.alerts.retry_backoff_ms),
+            ("audit.chain_interval_ms", self.audit.chain_interval_ms),
+            (
+                "audit.chain_batch_size",
+                u64::from(self.audit.chain_batch_size),
+            ),
+            ("audit.chain_lease_ttl_ms", self.audit.chain_lease_ttl_ms),
         ];
         if self.http.trust_forwarded_for && self.http.trusted_proxies > 0 {
             return Err(invalid(
@@ -820,6 +857,15 @@ impl Config {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
+        if self.audit.chain_batch_size > 10_000 {
+            return Err(invalid("audit.chain_batch_size", "at most 10000"));
+        }
+        if self.audit.chain_lease_ttl_ms <= self.audit.chain_interval_ms {
+            return Err(invalid(
+                "audit.chain_lease_ttl_ms",
+                "must be longer than audit.chain_interval_ms",
+            ));
+        }
         Ok(())
     }
 
@@ -864,6 +910,15 @@ impl Config {
     /// Whether `/playground` is served: `[http] playground`, else only in `dev`.
     pub fn playground(&self) -> bool {
         self.http.playground.unwrap_or(self.env == Environment::Dev)
+    }
+
+    /// The audit chainer's settings.
+    pub fn chain_settings(&self) -> cloudbase_schema::services::audit::ChainSettings {
+        cloudbase_schema::services::audit::ChainSettings {
+            interval: std::time::Duration::from_millis(self.audit.chain_interval_ms),
+            batch_size: i64::from(self.audit.chain_batch_size),
+            lease_ttl: std::time::Duration::from_millis(self.audit.chain_lease_ttl_ms),
+        }
     }
 
     /// The GraphQL limits; name suggestions only in `dev`, where introspection is open.

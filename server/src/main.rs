@@ -81,8 +81,14 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the audit trail's hash chain; exits 1 at the first row edited, removed or reordered.
-    Verify,
+    /// Check the audit trail's hash chain and report the rows not linked yet; exits 1 at the
+    /// first chained row edited, removed or reordered.
+    Verify {
+        /// Also exit 1 when a row has waited longer than this to be linked (no instance is
+        /// chaining).
+        #[arg(long)]
+        max_unchained_age_secs: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +101,35 @@ enum ConfigCommand {
 enum RoleArg {
     User,
     Admin,
+}
+
+/// `audit verify`: the chain's verdict, then the unchained tail.
+async fn audit_verify(config: &Config, max_age_secs: Option<u64>) -> anyhow::Result<()> {
+    let app =
+        startup::build_app(config, Arc::new(SystemClock), Arc::new(Registry::empty())).await?;
+    let report = cloudbase_schema::services::audit::verify(&app).await?;
+    match report.verdict {
+        Verdict::Intact { rows } => println!("the audit trail is intact ({rows} rows chained)"),
+        Verdict::Broken { seq, reason } => {
+            anyhow::bail!("the audit trail is broken at row {seq}: {reason}")
+        }
+    }
+    let age_ms = report.tail.oldest_age_ms(app.now());
+    if report.tail.rows == 0 {
+        println!("no rows wait to be chained");
+    } else {
+        println!(
+            "{} rows wait to be chained; the oldest was written {:.1} s ago",
+            report.tail.rows,
+            age_ms as f64 / 1000.0
+        );
+    }
+    if let Some(max) = max_age_secs
+        && age_ms > i64::try_from(max.saturating_mul(1000)).unwrap_or(i64::MAX)
+    {
+        anyhow::bail!("rows have waited more than {max} s to be chained: is any instance running?");
+    }
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -146,21 +181,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit {
-            command: AuditCommand::Verify,
-        } => {
-            let app =
-                startup::build_app(&config, Arc::new(SystemClock), Arc::new(Registry::empty()))
-                    .await?;
-            match cloudbase_schema::services::audit::verify(&app).await? {
-                Verdict::Intact { rows } => {
-                    println!("the audit trail is intact ({rows} rows)");
-                    Ok(())
-                }
-                Verdict::Broken { seq, reason } => {
-                    anyhow::bail!("the audit trail is broken at row {seq}: {reason}")
-                }
-            }
-        }
+            command: AuditCommand::Verify {
+                max_unchained_age_secs,
+            },
+        } => audit_verify(&config, max_unchained_age_secs).await,
         Command::Migrate => {
             telemetry::init(config.log_format);
             startup::connect(&config).await?;

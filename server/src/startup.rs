@@ -14,7 +14,7 @@ use cloudbase_schema::services::login_throttle::LoginLimits;
 use cloudbase_schema::services::rate_limits::RateLimitSettings;
 use cloudbase_schema::services::registration::{NewUserBudget, RegistrationSettings};
 use cloudbase_schema::services::{App, TokenSettings, pricing, tokens, users};
-use cloudbase_schema::services::{alerts, logs, maintenance};
+use cloudbase_schema::services::{alerts, audit, logs, maintenance};
 use tokio::net::TcpListener;
 use tracing::Instrument as _;
 
@@ -72,6 +72,9 @@ pub async fn run_with_clock(
         .instrument(span.clone()),
     );
     let evaluator = tokio::spawn(alerts::run(app.clone()).instrument(span.clone()));
+    let chainer = tokio::spawn(
+        audit::chainer::run(app.clone(), config.chain_settings()).instrument(span.clone()),
+    );
     let listener_task = (app.db.backend() == cloudbase_schema::db::Backend::Postgres).then(|| {
         tokio::spawn(
             crate::events::listen(config.database_url(), app.clone()).instrument(span.clone()),
@@ -105,6 +108,13 @@ pub async fn run_with_clock(
     .await;
     housekeeping.abort();
     evaluator.abort();
+    chainer.abort();
+    // Stopped (a batch cut short rolls back) before the lease goes. Rows not linked yet stay in
+    // the table for the next chainer: hand it the lease now rather than when it expires.
+    let _ = chainer.await;
+    if let Err(e) = audit::chainer::release(&app).instrument(span.clone()).await {
+        tracing::warn!(error = %e, "releasing the audit chain lease failed");
+    }
     socket_watcher.abort();
     if let Some(task) = listener_task {
         task.abort();

@@ -14,7 +14,8 @@ const CHAT: &str = "mutation { chat(input: {provider: \"mock\", model: \"mock-fa
 async fn calls_past_the_in_flight_limit_get_a_fast_503() {
     let app = TestApp::spawn_with(|c| {
         c.chat.max_calls_in_flight = 2;
-        c.plugins.insert("mock".into(), instance("mock", json!({}), &[]));
+        c.plugins
+            .insert("mock".into(), instance("mock", json!({}), &[]));
         c.plugins.insert(
             "slow".into(),
             instance("mock", json!({"delay_ms": 400}), &[]),
@@ -42,7 +43,10 @@ async fn calls_past_the_in_flight_limit_get_a_fast_503() {
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "UNAVAILABLE",
+        "{body}"
+    );
     assert_eq!(body["errors"][0]["extensions"]["retryAfterMs"], 1000);
     // The streams finish; then a call goes through.
     for (id, mut socket) in sockets {
@@ -52,7 +56,11 @@ async fn calls_past_the_in_flight_limit_get_a_fast_503() {
     let data = app.gql_ok(Some(&token), CHAT, json!({})).await;
     assert!(data["chat"]["content"].is_string());
     let calls = app
-        .gql_ok(Some(&token), "{ aiCalls { edges { node { status } } } }", json!({}))
+        .gql_ok(
+            Some(&token),
+            "{ aiCalls { edges { node { status } } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(
         calls["aiCalls"]["edges"].as_array().unwrap().len(),

@@ -132,10 +132,7 @@ async fn an_expired_token_ends_the_subscription() {
                 break;
             }
             Some("complete") => {}
-            _ => assert!(
-                message.to_string().contains("UNAUTHENTICATED"),
-                "{message}"
-            ),
+            _ => assert!(message.to_string().contains("UNAUTHENTICATED"), "{message}"),
         }
     }
 }

@@ -114,7 +114,9 @@ async fn logout_closes_the_sessions_open_socket() {
     let app = TestApp::spawn().await;
     let (token, _, mut socket) = user_socket(&app, "leaving@example.com").await;
     socket.subscribe("calls", CALLS, json!({})).await;
-    let data = app.gql_ok(Some(&token), "mutation { logout }", json!({})).await;
+    let data = app
+        .gql_ok(Some(&token), "mutation { logout }", json!({}))
+        .await;
     assert_eq!(data["logout"], true);
     let (code, reason) = socket.closed().await;
     assert_eq!(code, Some(4401), "{reason}");
@@ -240,7 +242,8 @@ async fn logout_on_one_instance_closes_the_socket_on_another() {
     let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
     let mut socket = GqlWs::connect_to(peers[0].addr, init).await.unwrap();
     socket.subscribe("calls", CALLS, json!({})).await;
-    app.gql_ok(Some(&token), "mutation { logout }", json!({})).await;
+    app.gql_ok(Some(&token), "mutation { logout }", json!({}))
+        .await;
     let (code, reason) = socket.closed().await;
     assert_eq!(code, Some(4401), "{reason}");
 }
@@ -315,7 +318,9 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
     for _ in 0..100 {
         silent.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
         let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-        s.write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        s.write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
         trickle_header.push(s);
         let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
         s.write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"query\":")
@@ -343,7 +348,10 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
     for s in silent.iter_mut().chain(trickle_header.iter_mut()) {
         let mut buf = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-        assert!(read.is_ok(), "a silent or header-trickling socket is still open");
+        assert!(
+            read.is_ok(),
+            "a silent or header-trickling socket is still open"
+        );
     }
     for s in &mut trickle_body {
         let mut buf = Vec::new();

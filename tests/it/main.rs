@@ -9,6 +9,7 @@
 //! - [`limits`]: rate limits and the login throttle.
 //! - [`http`]: the GraphQL-over-HTTP surface, limits, and the `graphql-http` audit.
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
+//! - [`audit`]: the audit trail, its hash chain, and the chainer that links it.
 //! - [`pages`]: the playground and health probes.
 //! - [`config`]: configuration loading and its errors.
 //! - [`edges`]: the hardened edges: client addresses behind proxies, users' webhooks that

@@ -606,6 +606,23 @@ struct Number {
     n: i64,
 }
 
+/// A connection of its own to the SQLite database at `url`, waiting (like the server's) for a
+/// lock another connection holds, such as the checkpoint of a server that just stopped.
+pub async fn sqlite_connection(
+    url: &str,
+) -> diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection> {
+    let path = cloudbase_schema::db::sqlite_path(url).to_owned();
+    let mut conn = diesel_async::sync_connection_wrapper::SyncConnectionWrapper::<
+        diesel::SqliteConnection,
+    >::establish(&path)
+    .await
+    .unwrap();
+    conn.batch_execute("PRAGMA busy_timeout = 5000")
+        .await
+        .unwrap();
+    conn
+}
+
 impl TestApp {
     /// Runs a statement directly against this app's database (to inspect rollups, or to simulate
     /// what a crashed process leaves behind).
@@ -619,12 +636,7 @@ impl TestApp {
                 .await
                 .unwrap();
         } else {
-            let path = cloudbase_schema::db::sqlite_path(&url).to_owned();
-            let mut conn = diesel_async::sync_connection_wrapper::SyncConnectionWrapper::<
-                diesel::SqliteConnection,
-            >::establish(&path)
-            .await
-            .unwrap();
+            let mut conn = sqlite_connection(&url).await;
             diesel::sql_query(statement)
                 .execute(&mut conn)
                 .await
@@ -640,12 +652,7 @@ impl TestApp {
             let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
             diesel::sql_query(query).load(&mut conn).await.unwrap()
         } else {
-            let path = cloudbase_schema::db::sqlite_path(&url).to_owned();
-            let mut conn = diesel_async::sync_connection_wrapper::SyncConnectionWrapper::<
-                diesel::SqliteConnection,
-            >::establish(&path)
-            .await
-            .unwrap();
+            let mut conn = sqlite_connection(&url).await;
             diesel::sql_query(query).load(&mut conn).await.unwrap()
         };
         rows.into_iter().next().map_or(0, |r| r.n)

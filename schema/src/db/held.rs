@@ -63,7 +63,8 @@ impl<T> Held<T> {
         let count = HELD.try_with(Arc::clone).ok();
         if let Some(count) = &count {
             if count.load(Ordering::Relaxed) > 0 {
-                let message = "a second pooled connection was asked for while this request holds one";
+                let message =
+                    "a second pooled connection was asked for while this request holds one";
                 if cfg!(debug_assertions) {
                     return Err(Error::Internal(message.into()));
                 }
@@ -119,7 +120,10 @@ mod tests {
             drop(second);
             drop(first);
             let again = Held::take(Box::new(3));
-            assert!(again.is_ok(), "after the first is returned, one may be taken again");
+            assert!(
+                again.is_ok(),
+                "after the first is returned, one may be taken again"
+            );
         })
         .await;
     }

@@ -43,3 +43,14 @@ pub async fn acquire(
     })?;
     Ok(n == 1)
 }
+
+/// Gives up lease `name` if `holder` has it (at shutdown, so another instance takes over at once
+/// rather than when it expires); true if it was held.
+pub async fn release(conn: &mut DbConn, name: &str, holder: &str) -> QueryResult<bool> {
+    let n = db_run!(conn, |c| {
+        diesel::delete(leases::table.find(name).filter(leases::holder.eq(holder)))
+            .execute(c)
+            .await
+    })?;
+    Ok(n == 1)
+}

@@ -1,5 +1,6 @@
 //! The audit trail in GraphQL: the [`Audit`] extension records every executed mutation field
-//! (so no resolver records anything by hand), and admins read it with `auditLog`.
+//! (so no resolver records anything by hand), and admins read it with `auditLog` and see how far
+//! its hash chain is linked with `auditChain`.
 
 use std::sync::{Arc, Mutex};
 
@@ -143,11 +144,16 @@ impl Extension for AuditExtension {
     }
 }
 
-/// One row of the audit trail.
+/// One row of the audit trail. A row is written with the mutation and linked into the hash
+/// chain moments later; until then `seq`, `prevHash` and `hash` are null.
 #[derive(SimpleObject)]
 pub struct AuditEntry {
-    /// Position in the chain (also the cursor).
-    pub seq: ID,
+    /// The row's id: rows are numbered as they are written (also the cursor).
+    pub id: ID,
+    /// Position in the hash chain; null until the row is linked.
+    pub seq: Option<ID>,
+    /// Whether the row is linked into the hash chain yet.
+    pub chained: bool,
     /// When the mutation ran.
     pub at: DateTime<Utc>,
     /// Who ran it; null when anonymous (register, login, refresh).
@@ -168,14 +174,18 @@ pub struct AuditEntry {
     pub user_agent: Option<String>,
     /// The request's id.
     pub request_id: String,
-    /// This row's chain hash (SHA-256, hex).
-    pub hash: String,
+    /// The hash of the row before it in the chain (empty for the first); null until linked.
+    pub prev_hash: Option<String>,
+    /// This row's chain hash (SHA-256, hex); null until linked.
+    pub hash: Option<String>,
 }
 
 impl From<AuditRow> for AuditEntry {
     fn from(row: AuditRow) -> Self {
         Self {
-            seq: ID(row.seq.to_string()),
+            id: ID(row.id.to_string()),
+            seq: row.seq.map(|s| ID(s.to_string())),
+            chained: row.seq.is_some(),
             at: row.at.and_utc(),
             actor_id: row.actor_id.map(ID),
             actor_role: row.actor_role,
@@ -188,9 +198,26 @@ impl From<AuditRow> for AuditEntry {
             client_ip: row.client_ip,
             user_agent: row.user_agent,
             request_id: row.request_id,
+            prev_hash: row.prev_hash,
             hash: row.hash,
         }
     }
+}
+
+/// How far the audit hash chain is linked.
+#[derive(SimpleObject)]
+pub struct AuditChain {
+    /// Rows linked into the chain (the last one's position).
+    pub chained_rows: i64,
+    /// The last linked row's hash; empty while none is.
+    pub head_hash: String,
+    /// Rows written but not linked yet (normally under a second's worth).
+    pub unchained_rows: i64,
+    /// When the oldest of them was written.
+    pub oldest_unchained_at: Option<DateTime<Utc>>,
+    /// How long the oldest of them has waited, in milliseconds (0 with none). A growing age
+    /// means no instance is chaining.
+    pub oldest_unchained_age_ms: i64,
 }
 
 /// What `auditLog` may filter on.
@@ -215,7 +242,8 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// The audit trail, newest first (admin only): every mutation run, by whom, with what
-    /// arguments (secrets redacted) and how it ended.
+    /// arguments (secrets redacted) and how it ended; rows not yet linked into the hash chain
+    /// included.
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
@@ -236,8 +264,22 @@ impl AuditQuery {
         let mut connection = Connection::new(after.is_some(), more);
         connection.edges.extend(
             rows.into_iter()
-                .map(|r| Edge::new(r.seq.to_string(), AuditEntry::from(r))),
+                .map(|r| Edge::new(r.id.to_string(), AuditEntry::from(r))),
         );
         Ok(connection)
+    }
+
+    /// How far the audit hash chain is linked, and what waits (admin only). It does not
+    /// re-check the hashes: `cloudbase-ai audit verify` does.
+    async fn audit_chain(&self, ctx: &Context<'_>) -> Result<AuditChain, Error> {
+        let app = ctx.app()?;
+        let status = audit::status(app, ctx.viewer()?).await?;
+        Ok(AuditChain {
+            chained_rows: status.chained_rows,
+            head_hash: status.head_hash,
+            unchained_rows: status.tail.rows,
+            oldest_unchained_at: status.tail.oldest_at.map(|t| t.and_utc()),
+            oldest_unchained_age_ms: status.tail.oldest_age_ms(app.now()),
+        })
     }
 }

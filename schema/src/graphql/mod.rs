@@ -11,7 +11,7 @@
 //! - [`limits`]: `rateLimits`, `setRateLimits`.
 //! - [`usage`]: `usage`, `myUsage`, `statement`.
 //! - [`events`]: `aiCallUpdated`, `usageUpdated`, `budgetAlert`, `pluginStatusChanged`.
-//! - [`audit`]: the audit extension and `auditLog`; [`logs`]: `logs` and `logAppended`.
+//! - [`audit`]: the audit extension, `auditLog` and `auditChain`; [`logs`]: `logs` and `logAppended`.
 //! - [`metrics`]: the extension counting operations and live subscriptions.
 //! - [`stats`]: the `systemStats` query.
 //! - [`socket_auth`]: every operation on a WebSocket authorised again, as over HTTP.
@@ -38,8 +38,8 @@ pub mod nesting;
 pub mod one_connection;
 pub mod plugins;
 pub mod prices;
-pub mod socket_auth;
 pub mod registration;
+pub mod socket_auth;
 pub mod stats;
 pub mod usage;
 pub mod users;

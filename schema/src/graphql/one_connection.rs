@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use async_graphql::Response;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextSubscribe,
 };
 use async_graphql::futures_util::StreamExt as _;
 use async_graphql::futures_util::stream::BoxStream;
-use async_graphql::Response;
 
 use crate::db::held;
 

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 
 use super::{App, login_throttle, registration, tokens, validate};
 use crate::Error;
-use crate::events::Event;
 use crate::db::models::{NewRefreshToken, NewSession, User};
 use crate::db::{DbConn, sessions, users as user_queries};
+use crate::events::Event;
 
 /// A user's role.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,7 +352,8 @@ pub async fn change_password(
     })
     .await?;
     tracing::info!(user.id = %user.id, "password changed; other sessions revoked");
-    app.events.publish(Event::AccessChanged { user_id: user.id });
+    app.events
+        .publish(Event::AccessChanged { user_id: user.id });
     Ok(())
 }
 
@@ -406,9 +407,7 @@ pub fn still_valid(opened_as: &Viewer, now: &Auth) -> Result<(), String> {
         Auth::User(v) if v.user_id != opened_as.user_id || v.session_id != opened_as.session_id => {
             Err("credentials changed".into())
         }
-        Auth::User(v) if v.role != opened_as.role => {
-            Err("your role changed; connect again".into())
-        }
+        Auth::User(v) if v.role != opened_as.role => Err("your role changed; connect again".into()),
         Auth::User(_) => Ok(()),
     }
 }

@@ -8,7 +8,7 @@
 //! - [`logs`]: system log entries from `tracing`, their batched writer, queries and retention.
 //! - [`alerts`]: alert rules, their evaluation under a lease, and deliveries with retries.
 //! - [`stats`]: `systemStats` from the call records.
-//! - [`audit`]: the hash-chained audit trail of mutations.
+//! - [`audit`]: the audit trail of mutations, its hash chain and the chainer that links it.
 //! - [`rate_limits`]: requests and tokens per minute, registrations per address, in the database.
 //! - [`login_throttle`]: failed logins per account, address and pair, with a backoff, that an
 //!   attacker cannot turn against the owner.

@@ -3,11 +3,11 @@
 use super::auth::{Role, Viewer};
 use super::{App, validate};
 use crate::Error;
-use crate::events::Event;
 use crate::db::models::{NewUser, User};
 use crate::db::users::ProfileChanges;
 use crate::db::{DbConn, sessions, users as queries};
 use crate::error::is_unique_violation;
+use crate::events::Event;
 
 /// A new account's fields, validated and normalised, and the password's hash.
 #[derive(Debug)]

@@ -253,16 +253,20 @@ pub async fn post_handler(
 
 /// Reads a request body whole: 408 when the client takes longer than the body deadline (a slow
 /// client holds nothing but its own connection), 413 past the size limit.
-async fn read_body(state: &HttpState, body: RequestBody, media: MediaType) -> Result<Bytes, Rejection> {
+async fn read_body(
+    state: &HttpState,
+    body: RequestBody,
+    media: MediaType,
+) -> Result<Bytes, Rejection> {
     let read = axum::body::to_bytes(body, state.max_body_bytes);
     match tokio::time::timeout(state.body_read_timeout, read).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) => {
-            let too_large = std::iter::successors(
-                Some(&e as &(dyn std::error::Error + 'static)),
-                |e| e.source(),
-            )
-            .any(|e| e.is::<http_body_util::LengthLimitError>());
+            let too_large =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
             Err(if too_large {
                 Box::new(json_error(
                     StatusCode::PAYLOAD_TOO_LARGE,

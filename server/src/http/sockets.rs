@@ -156,7 +156,10 @@ impl Sockets {
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "the socket watcher fell behind the event bus; checking every socket");
+                    tracing::warn!(
+                        missed,
+                        "the socket watcher fell behind the event bus; checking every socket"
+                    );
                     self.recheck(&app, None).await;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,

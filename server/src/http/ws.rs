@@ -190,7 +190,12 @@ fn judge(
                     "at most {} operations may run at once on one connection",
                     limits.max_operations
                 );
-                return Verdict::Refuse(refusal(&id, &message, "TOO_MANY_OPERATIONS", transport_ws));
+                return Verdict::Refuse(refusal(
+                    &id,
+                    &message,
+                    "TOO_MANY_OPERATIONS",
+                    transport_ws,
+                ));
             }
             state.running.insert(id);
         }
@@ -237,7 +242,9 @@ impl Reader {
             return Some(self.init_deadline);
         }
         self.live.expires_at().map(|at| {
-            let left = (at - self.app.clock.now()).to_std().unwrap_or(Duration::ZERO);
+            let left = (at - self.app.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO);
             tokio::time::Instant::now() + left
         })
     }
@@ -358,9 +365,7 @@ async fn write(
         };
         closed = sink.send(Message::Close(Some(frame))).await.is_ok();
     }
-    if closed
-        && let Ok(Ok(mut incoming)) = tokio::time::timeout(CLOSE_GRACE, handoff).await
-    {
+    if closed && let Ok(Ok(mut incoming)) = tokio::time::timeout(CLOSE_GRACE, handoff).await {
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
             while let Some(Ok(message)) = incoming.next().await {
                 if matches!(message, Message::Close(_)) {

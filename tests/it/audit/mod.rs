@@ -1,10 +1,14 @@
 //! The audit trail: every mutation recorded by the schema extension, secrets redacted, and a hash
-//! chain that `audit verify` checks.
+//! chain that `audit verify` checks. [`chain`]: the chainer that links rows off the request path.
+
+mod chain;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cloudbase_schema::clock::SystemClock;
-use cloudbase_schema::services::audit::{self, Verdict};
+use cloudbase_schema::services::audit::{self, Report, Verdict};
+use cloudbase_server::config::Config;
 use cloudbase_server::plugins::Registry;
 use serde_json::{Value, json};
 
@@ -12,10 +16,13 @@ use crate::support::{TestApp, error_code};
 
 const AUDIT_LOG: &str = "query($filter: AuditLogFilter, $first: Int, $after: String) {
   auditLog(filter: $filter, first: $first, after: $after) {
-    edges { cursor node { seq actorId actorRole operationName field arguments outcome clientIp requestId hash } }
+    edges { cursor node { id seq chained actorId actorRole operationName field arguments outcome clientIp requestId prevHash hash } }
     pageInfo { hasNextPage endCursor }
   }
 }";
+
+const AUDIT_CHAIN: &str =
+    "{ auditChain { chainedRows headHash unchainedRows oldestUnchainedAt oldestUnchainedAgeMs } }";
 
 fn nodes(data: &Value) -> Vec<Value> {
     data["auditLog"]["edges"]
@@ -26,8 +33,24 @@ fn nodes(data: &Value) -> Vec<Value> {
         .collect()
 }
 
+fn number(v: &Value) -> i64 {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+/// A chainer that links every 50 ms, and hands over within a second.
+fn fast_chainer(c: &mut Config) {
+    c.audit.chain_interval_ms = 50;
+    c.audit.chain_lease_ttl_ms = 1_000;
+}
+
+/// A chainer that does not run during a test.
+fn idle_chainer(c: &mut Config) {
+    c.audit.chain_interval_ms = 3_600_000;
+    c.audit.chain_lease_ttl_ms = 7_200_000;
+}
+
 /// `audit verify`, as the CLI runs it: a fresh `App` on the test's database.
-async fn verify(app: &TestApp) -> Verdict {
+async fn verify(app: &TestApp) -> Report {
     let built = cloudbase_server::startup::build_app(
         &app.config,
         Arc::new(SystemClock),
@@ -36,6 +59,24 @@ async fn verify(app: &TestApp) -> Verdict {
     .await
     .unwrap();
     audit::verify(&built).await.unwrap()
+}
+
+/// Polls until no row waits to be chained (at most 15 s); returns how long it took.
+async fn wait_chained(app: &TestApp) -> Duration {
+    let started = Instant::now();
+    loop {
+        let waiting = app
+            .sql_number("SELECT COUNT(*) AS n FROM audit_log WHERE seq IS NULL")
+            .await;
+        if waiting == 0 {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{waiting} rows still unchained after 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,7 +182,7 @@ async fn mutations_are_audited_with_their_outcome_and_secrets_redacted() {
             .any(|r| r["field"] == "login" && r["outcome"] == "OK")
     );
 
-    // Filters and pages.
+    // Filters and pages (by row id, newest first).
     let mine = app
         .gql_ok(
             Some(&admin),
@@ -164,14 +205,14 @@ async fn mutations_are_audited_with_their_outcome_and_secrets_redacted() {
         )
         .await;
     let (a, b) = (nodes(&page), nodes(&next));
-    assert!(
-        b[0]["seq"].as_str().unwrap().parse::<i64>().unwrap()
-            < a[1]["seq"].as_str().unwrap().parse::<i64>().unwrap()
-    );
+    assert!(number(&a[0]["id"]) > number(&a[1]["id"]));
+    assert!(number(&b[0]["id"]) < number(&a[1]["id"]));
 
-    // Only admins read it.
+    // Only admins read it, or the chain's state.
     let (plain, _, _) = app.register("plain@example.com", "plain-password").await;
     let refused = app.gql(Some(&plain), AUDIT_LOG, json!({})).await;
+    assert_eq!(error_code(&refused), "FORBIDDEN");
+    let refused = app.gql(Some(&plain), AUDIT_CHAIN, json!({})).await;
     assert_eq!(error_code(&refused), "FORBIDDEN");
     let bad_cursor = app
         .gql(Some(&admin), AUDIT_LOG, json!({ "after": "nope" }))
@@ -181,7 +222,7 @@ async fn mutations_are_audited_with_their_outcome_and_secrets_redacted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tampering_breaks_the_chain() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(fast_chainer).await;
     let admin = app.admin_token().await;
     for i in 0..3 {
         app.register(&format!("chain{i}@example.com"), "chain-password")
@@ -189,43 +230,92 @@ async fn tampering_breaks_the_chain() {
     }
     app.gql_ok(Some(&admin), "mutation { logout }", json!({}))
         .await;
-    let rows = match verify(&app).await {
-        Verdict::Intact { rows } => rows,
-        broken => panic!("a fresh chain is intact: {broken:?}"),
-    };
-    assert_eq!(rows, 5, "login, three registers and logout");
+    wait_chained(&app).await;
+    let report = verify(&app).await;
+    assert_eq!(
+        report.verdict,
+        Verdict::Intact { rows: 5 },
+        "login, three registers and logout"
+    );
+    assert_eq!(report.tail.rows, 0);
 
     // Editing a row: the chain breaks there.
     app.sql("UPDATE audit_log SET outcome = 'FORBIDDEN' WHERE seq = 3")
         .await;
-    assert!(matches!(verify(&app).await, Verdict::Broken { seq: 3, .. }));
+    assert!(matches!(
+        verify(&app).await.verdict,
+        Verdict::Broken { seq: 3, .. }
+    ));
     app.sql("UPDATE audit_log SET outcome = 'OK' WHERE seq = 3")
         .await;
-    assert_eq!(verify(&app).await, Verdict::Intact { rows: 5 });
+    assert_eq!(verify(&app).await.verdict, Verdict::Intact { rows: 5 });
 
-    // Removing the last row: the head says more were written.
+    // Removing the last row: the head says more were linked.
     app.sql("DELETE FROM audit_log WHERE seq = 5").await;
-    assert!(matches!(verify(&app).await, Verdict::Broken { seq: 5, .. }));
+    assert!(matches!(
+        verify(&app).await.verdict,
+        Verdict::Broken { seq: 5, ref reason } if reason.contains("removed")
+    ));
 }
 
+/// Turning a chained row back into an unchained one (to edit it and have it linked afresh)
+/// leaves a hole where it was.
 #[tokio::test(flavor = "multi_thread")]
-async fn concurrent_mutations_keep_one_chain_and_verify_runs_alongside() {
-    // Twelve accounts from one address in a moment is what the registration limit stops.
-    let app = TestApp::spawn_with(|c| c.rate_limits.registrations_per_address = 0).await;
-    let registers = (0..12).map(|i| {
-        let app = &app;
-        async move {
-            app.register(&format!("racer{i}@example.com"), "racer-password")
-                .await
+async fn unlinking_a_chained_row_is_found() {
+    let app = TestApp::spawn_with(fast_chainer).await;
+    for i in 0..3 {
+        app.register(&format!("unlink{i}@example.com"), "unlink-password")
+            .await;
+    }
+    wait_chained(&app).await;
+    assert_eq!(verify(&app).await.verdict, Verdict::Intact { rows: 3 });
+    app.sql(
+        "UPDATE audit_log SET seq = NULL, prev_hash = NULL, hash = NULL, outcome = 'FORBIDDEN' \
+         WHERE seq = 2",
+    )
+    .await;
+    wait_chained(&app).await;
+    assert_eq!(
+        app.sql_number("SELECT seq AS n FROM audit_log WHERE outcome = 'FORBIDDEN'")
+            .await,
+        4,
+        "linked again, at the end"
+    );
+    let verdict = verify(&app).await.verdict;
+    assert!(
+        matches!(&verdict, Verdict::Broken { seq: 3, reason } if reason.contains("missing")),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+fn the_chainer_is_configured_under_audit() {
+    figment::Jail::expect_with(|jail| {
+        let defaults = Config::load(None).unwrap().audit;
+        assert_eq!(
+            (
+                defaults.chain_interval_ms,
+                defaults.chain_batch_size,
+                defaults.chain_lease_ttl_ms
+            ),
+            (200, 500, 3000)
+        );
+        jail.set_env("CLOUDBASE_AUDIT__CHAIN_INTERVAL_MS", "50");
+        jail.set_env("CLOUDBASE_AUDIT__CHAIN_BATCH_SIZE", "100");
+        let settings = Config::load(None).unwrap().chain_settings();
+        assert_eq!(settings.interval, Duration::from_millis(50));
+        assert_eq!(settings.batch_size, 100);
+        assert_eq!(settings.lease_ttl, Duration::from_secs(3));
+        for (value, key) in [
+            ("0", "CLOUDBASE_AUDIT__CHAIN_BATCH_SIZE"),
+            ("10001", "CLOUDBASE_AUDIT__CHAIN_BATCH_SIZE"),
+            ("50", "CLOUDBASE_AUDIT__CHAIN_LEASE_TTL_MS"),
+        ] {
+            jail.set_env(key, value);
+            let error = Config::load(None).unwrap_err().to_string();
+            assert!(error.starts_with("audit.chain_"), "{key}={value}: {error}");
+            jail.set_env("CLOUDBASE_AUDIT__CHAIN_BATCH_SIZE", "100");
         }
+        Ok(())
     });
-    // Checking while rows are appended reports what it saw as intact, never a false break.
-    let checks = async {
-        for _ in 0..3 {
-            let verdict = verify(&app).await;
-            assert!(matches!(verdict, Verdict::Intact { .. }), "{verdict:?}");
-        }
-    };
-    tokio::join!(futures_util::future::join_all(registers), checks);
-    assert_eq!(verify(&app).await, Verdict::Intact { rows: 12 });
 }

@@ -1,0 +1,125 @@
+//! Keeping secrets (and, unless prompt logging is on, prompts) out of stored arguments.
+
+use serde_json::Value;
+
+/// Parts of argument names whose values are never stored (names compared lower-case with `_` and
+/// `-` removed): `newPassword`, `apiKey`, `githubToken`, `clientSecret`, `x-api-key`, `inviteCode`, ...
+const SECRET_PARTS: &[&str] = &[
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "apikey",
+    "privatekey",
+    "accesskey",
+    "authorization",
+    "credential",
+    "cookie",
+    "signature",
+    "invitecode",
+];
+
+/// Prompt text: stored only with `[chat] log_prompts` on, like the call records' prompt log.
+const PROMPT_NAMES: &[&str] = &["message", "messages", "systemprompt", "content", "stop"];
+
+/// What a stored secret reads as.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Replaces the value of every secret-named key, at any depth, with [`REDACTED`], and of every
+/// prompt-named key too unless `keep_prompts`.
+pub fn redact(value: &mut Value, keep_prompts: bool) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let name: String = key
+                    .chars()
+                    .filter(|c| *c != '_' && *c != '-')
+                    .flat_map(char::to_lowercase)
+                    .collect();
+                let prompt = !keep_prompts && PROMPT_NAMES.contains(&name.as_str());
+                if prompt || SECRET_PARTS.iter().any(|part| name.contains(part)) {
+                    *v = Value::String(REDACTED.into());
+                } else {
+                    redact(v, keep_prompts);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact(v, keep_prompts)),
+        Value::String(text) => {
+            if let Some(url) = redact_url(text) {
+                *text = url;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A URL with its credentials (user info) and query removed, where webhook and bot URLs carry
+/// their keys; `None` if `text` is not an http(s) URL with either.
+fn redact_url(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return None;
+    }
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map(|(_, host)| host);
+    let path_only = path.split(['?', '#']).next().unwrap_or_default();
+    if host.is_none() && path_only.len() == path.len() {
+        return None;
+    }
+    let credentials = if host.is_some() { "[REDACTED]@" } else { "" };
+    let query = if path_only.len() < path.len() {
+        "?[REDACTED]"
+    } else {
+        ""
+    };
+    Some(format!(
+        "{scheme}://{credentials}{}{path_only}{query}",
+        host.unwrap_or(authority)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_are_redacted_at_any_depth() {
+        let mut v = json!({
+            "input": {"email": "a@b.c", "password": "hunter2", "nested": [{"api_key": "k"}]},
+            "refreshToken": "r",
+            "newPassword": "n",
+            "settings": {"url": "https://x", "secrets": {"token": "t"}},
+            "chat": {"message": "my prompt", "model": "m"},
+            "profile": {"githubToken": "g", "clientSecret": "c", "x-api-key": "x", "theme": "dark"},
+            "hook": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc",
+            "dsn": "https://user:pw@example.com/path",
+            "plain": "https://example.com/docs",
+        });
+        let mut with_prompts = json!({"input": {"message": "hi", "password": "p"}});
+        redact(&mut with_prompts, true);
+        assert_eq!(with_prompts["input"]["message"], "hi");
+        assert_eq!(with_prompts["input"]["password"], REDACTED);
+        redact(&mut v, false);
+        assert_eq!(v["input"]["email"], "a@b.c");
+        assert_eq!(v["input"]["password"], REDACTED);
+        assert_eq!(v["input"]["nested"][0]["api_key"], REDACTED);
+        assert_eq!(v["refreshToken"], REDACTED);
+        assert_eq!(v["newPassword"], REDACTED);
+        assert_eq!(v["settings"]["url"], "https://x");
+        assert_eq!(v["settings"]["secrets"], REDACTED);
+        assert_eq!(v["chat"]["message"], REDACTED);
+        assert_eq!(v["chat"]["model"], "m");
+        assert_eq!(v["profile"]["githubToken"], REDACTED);
+        assert_eq!(v["profile"]["clientSecret"], REDACTED);
+        assert_eq!(v["profile"]["x-api-key"], REDACTED);
+        assert_eq!(v["profile"]["theme"], "dark");
+        assert_eq!(
+            v["hook"],
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?[REDACTED]"
+        );
+        assert_eq!(v["dsn"], "https://[REDACTED]@example.com/path");
+        assert_eq!(v["plain"], "https://example.com/docs");
+    }
+}
