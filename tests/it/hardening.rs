@@ -101,6 +101,27 @@ async fn deeply_nested_documents_are_refused_before_parsing() {
     assert_eq!(data["__typename"], "Query");
 }
 
+/// Reads until the socket closes with 4401; anything before that must be the operation refused
+/// (`UNAUTHENTICATED`, or `FORBIDDEN` for a role that no longer allows it), never a result.
+async fn refused_then_closed(socket: &mut GqlWs, ran: &str) {
+    loop {
+        let message = socket.next().await;
+        let code = match message["type"].as_str() {
+            Some("closed") => {
+                assert_eq!(message["code"], 4401, "{message}");
+                return;
+            }
+            Some("error") => message["payload"][0]["extensions"]["code"].clone(),
+            Some("next") => message["payload"]["errors"][0]["extensions"]["code"].clone(),
+            _ => continue,
+        };
+        assert!(
+            code == "UNAUTHENTICATED" || code == "FORBIDDEN",
+            "{ran}: {message}"
+        );
+    }
+}
+
 async fn user_socket(app: &TestApp, email: &str) -> (String, String, GqlWs) {
     let (token, _, id) = app.register(email, "correct horse battery 1").await;
     let socket = GqlWs::connect(app, Some(&token)).await.unwrap();
@@ -141,20 +162,7 @@ async fn disabling_a_user_closes_their_socket_and_refuses_its_operations() {
         .send(json!({ "id": "c", "type": "subscribe", "payload": { "query": CHAT } }))
         .await;
     // Either the close wins, or the chat is refused first and then the socket closes.
-    loop {
-        let message = socket.next().await;
-        match message["type"].as_str() {
-            Some("closed") => {
-                assert_eq!(message["code"], 4401, "{message}");
-                break;
-            }
-            Some("error") => assert_eq!(
-                message["payload"][0]["extensions"]["code"], "UNAUTHENTICATED",
-                "{message}"
-            ),
-            _ => panic!("the chat ran for a disabled user: {message}"),
-        }
-    }
+    refused_then_closed(&mut socket, "the chat ran for a disabled user").await;
     let calls = app
         .gql_ok(
             Some(&admin),
@@ -194,24 +202,7 @@ async fn a_demoted_admin_loses_admin_powers_on_an_open_socket() {
     socket
         .send(json!({ "id": "p", "type": "subscribe", "payload": { "query": promote, "variables": { "u": id } } }))
         .await;
-    loop {
-        let message = socket.next().await;
-        match message["type"].as_str() {
-            Some("closed") => {
-                assert_eq!(message["code"], 4401, "{message}");
-                break;
-            }
-            Some("error") => {}
-            Some("next") => {
-                let code = message["payload"]["errors"][0]["extensions"]["code"].clone();
-                assert!(
-                    code == "FORBIDDEN" || code == "UNAUTHENTICATED",
-                    "a demoted admin promoted someone: {message}"
-                );
-            }
-            _ => {}
-        }
-    }
+    refused_then_closed(&mut socket, "a demoted admin promoted someone").await;
     let me = app.gql_ok(Some(&token), "{ me { role } }", json!({})).await;
     assert_eq!(me["me"]["role"], "USER", "the promotion did not happen");
 }
