@@ -68,6 +68,9 @@ retries = 0
 [chat]
 default_provider = "bench"
 default_model = "bench-model"
+# The gateway's own cost is measured, not the per-user limit (120 a minute by default).
+[rate_limits]
+requests_per_minute = 0
 TOML
 
 for backend in sqlite postgres; do

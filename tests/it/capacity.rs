@@ -68,3 +68,93 @@ async fn calls_past_the_in_flight_limit_get_a_fast_503() {
         "the refused call left no record: {calls}"
     );
 }
+
+/// 200 concurrent chats across two instances on PostgreSQL, with a budget and the audit chain
+/// on: no internal error (calls past the in-flight limit are refused with `UNAVAILABLE`, never
+/// failed), and afterwards records, rollups and the budget agree to the micro-unit, nothing is
+/// left reserved, and the audit chain verifies with every row linked.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_concurrent_chats_on_two_instances_leave_everything_consistent() {
+    if crate::support::skip_without_postgres(
+        "two_hundred_concurrent_chats_on_two_instances_leave_everything_consistent",
+    ) {
+        return;
+    }
+    let (app, peers) = TestApp::spawn_cluster_with(
+        2,
+        std::sync::Arc::new(cloudbase_schema::clock::SystemClock),
+        |c| c.rate_limits.requests_per_minute = 0,
+    )
+    .await;
+    let admin = app.admin_token().await;
+    app.gql_ok(
+        Some(&admin),
+        "mutation($i: CreateBudgetInput!) { createBudget(input: $i) { id } }",
+        json!({"i": {"period": "MONTH", "currency": "CNY", "limitMicros": "1000000000"}}),
+    )
+    .await;
+    let (user, _, _) = app.register("busy@example.com", "busy-bee-password").await;
+    let urls = [app.url("/graphql"), peers[0].url("/graphql")];
+    let query = "mutation($input: ChatInput!) { chat(input: $input) { aiCall { costMicros } } }";
+    let calls = (0..200).map(|i| {
+        let (client, url, user) = (app.client.clone(), urls[i % 2].clone(), user.clone());
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(user)
+                .json(&json!({"query": query, "variables": {"input": {"provider": "mock", "model": "mock-fast", "message": format!("load {i}")}}}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body)
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let mut succeeded = 0;
+    for (status, body) in &results {
+        match body["errors"][0]["extensions"]["code"].as_str() {
+            None => {
+                assert_eq!(*status, 200);
+                succeeded += 1;
+            }
+            Some("UNAVAILABLE") => assert_eq!(*status, 503, "{body}"),
+            Some(other) => panic!("a call failed with {other}: {body}"),
+        }
+    }
+    assert!(succeeded > 0);
+    let records = app
+        .sql_number("SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS n FROM ai_calls")
+        .await;
+    let count = app
+        .sql_number("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ai_calls WHERE status = 'SUCCEEDED'")
+        .await;
+    let pending = app
+        .sql_number("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ai_calls WHERE status = 'PENDING'")
+        .await;
+    let rollups = app
+        .sql_number("SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS n FROM usage_daily")
+        .await;
+    let spent = app
+        .sql_number("SELECT CAST(SUM(spent_micros) AS BIGINT) AS n FROM budgets")
+        .await;
+    let reserved = app
+        .sql_number("SELECT CAST(SUM(reserved_micros) AS BIGINT) AS n FROM budgets")
+        .await;
+    assert_eq!(count, succeeded, "one record per call that succeeded");
+    assert_eq!(pending, 0);
+    assert!(records > 0);
+    assert_eq!(rollups, records, "rollups = records");
+    assert_eq!(spent, records, "budget spend = records");
+    assert_eq!(reserved, 0, "every reservation came back");
+    crate::audit::wait_chained(&app).await;
+    let report = crate::audit::verify(&app).await;
+    assert!(
+        matches!(
+            report.verdict,
+            cloudbase_schema::services::audit::Verdict::Intact { .. }
+        ),
+        "{report:?}"
+    );
+}

@@ -16,6 +16,13 @@
 //!   redirect, no schema hints in production, the playground's policy and token storage.
 //! - [`plugins`]: loading, robustness, notifications, and Kimi against a local upstream.
 //! - [`chat`], [`conversations`]: AI calls plain and streamed, records, prices, history.
+//! - [`budgets`], [`reports`]: budgets that cannot be overspent, rollups, reports, statements.
+//! - [`events`]: live subscriptions, across instances.
+//! - [`monitoring`], [`alerting`]: logs, metrics, `systemStats`, alert rules and deliveries.
+//! - [`resilience`]: retries, fallbacks and the response cache.
+//! - [`hardening`]: what an attacker sends: deep documents, sockets that outlive their
+//!   credentials or break the protocol's limits, slow clients.
+//! - [`capacity`]: overload refused fast, and consistency under concurrent load.
 //! - [`upstream`], [`receivers`], [`ws`]: a local OpenAI-compatible upstream, notification
 //!   receivers, and a `graphql-transport-ws` client.
 #![allow(

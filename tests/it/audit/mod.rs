@@ -50,7 +50,7 @@ fn idle_chainer(c: &mut Config) {
 }
 
 /// `audit verify`, as the CLI runs it: a fresh `App` on the test's database.
-async fn verify(app: &TestApp) -> Report {
+pub(crate) async fn verify(app: &TestApp) -> Report {
     let built = cloudbase_server::startup::build_app(
         &app.config,
         Arc::new(SystemClock),
@@ -62,7 +62,7 @@ async fn verify(app: &TestApp) -> Report {
 }
 
 /// Polls until no row waits to be chained (at most 15 s); returns how long it took.
-async fn wait_chained(app: &TestApp) -> Duration {
+pub(crate) async fn wait_chained(app: &TestApp) -> Duration {
     let started = Instant::now();
     loop {
         let waiting = app
