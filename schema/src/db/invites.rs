@@ -8,6 +8,19 @@ use super::models::Invite;
 use super::schema::invites;
 use super::{DbConn, db_run};
 
+/// Unused, not revoked, and not expired at `now`: the one definition of a usable invite.
+#[diesel::dsl::auto_type]
+fn usable_now(now: NaiveDateTime) -> _ {
+    invites::used_at
+        .is_null()
+        .and(invites::revoked_at.is_null())
+        .and(
+            invites::expires_at
+                .is_null()
+                .or(invites::expires_at.gt(now)),
+        )
+}
+
 /// Inserts an invite.
 pub async fn insert(conn: &mut DbConn, invite: &Invite) -> QueryResult<usize> {
     db_run!(conn, |c| {
@@ -35,13 +48,7 @@ pub async fn usable(conn: &mut DbConn, code_hash: &str, now: NaiveDateTime) -> Q
         diesel::select(diesel::dsl::exists(
             invites::table
                 .filter(invites::code_hash.eq(code_hash))
-                .filter(invites::used_at.is_null())
-                .filter(invites::revoked_at.is_null())
-                .filter(
-                    invites::expires_at
-                        .is_null()
-                        .or(invites::expires_at.gt(now)),
-                ),
+                .filter(usable_now(now)),
         ))
         .get_result(c)
         .await
@@ -60,13 +67,7 @@ pub async fn claim(
         diesel::update(
             invites::table
                 .filter(invites::code_hash.eq(code_hash))
-                .filter(invites::used_at.is_null())
-                .filter(invites::revoked_at.is_null())
-                .filter(
-                    invites::expires_at
-                        .is_null()
-                        .or(invites::expires_at.gt(now)),
-                ),
+                .filter(usable_now(now)),
         )
         .set((invites::used_at.eq(now), invites::used_by.eq(user_id)))
         .execute(c)
@@ -90,14 +91,7 @@ pub async fn page(
             .limit(limit)
             .into_boxed();
         if let Some(now) = usable_at {
-            query = query
-                .filter(invites::used_at.is_null())
-                .filter(invites::revoked_at.is_null())
-                .filter(
-                    invites::expires_at
-                        .is_null()
-                        .or(invites::expires_at.gt(now)),
-                );
+            query = query.filter(usable_now(now));
         }
         if let Some(before) = before_id {
             query = query.filter(invites::id.lt(before));
