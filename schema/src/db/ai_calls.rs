@@ -20,7 +20,7 @@ pub async fn insert(conn: &mut DbConn, call: &AiCall) -> QueryResult<usize> {
 
 /// How a call ended.
 #[derive(Debug, Clone, AsChangeset)]
-#[diesel(table_name = ai_calls)]
+#[diesel(table_name = ai_calls, treat_none_as_null = true)]
 pub struct Finish {
     /// The provider that answered (the last of the attempt chain).
     pub provider: String,

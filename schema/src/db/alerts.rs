@@ -12,7 +12,7 @@ use super::{DbConn, db_run};
 
 /// A row of `alert_rules`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = alert_rules, treat_none_as_null = true)]
+#[diesel(table_name = alert_rules, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct AlertRule {
     /// UUIDv7.
     pub id: String,
@@ -40,7 +40,7 @@ pub struct AlertRule {
 
 /// A row of `alerts`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = alerts)]
+#[diesel(table_name = alerts, treat_none_as_default_value = false)]
 pub struct AlertRow {
     /// UUIDv7.
     pub id: String,
@@ -64,7 +64,7 @@ pub struct AlertRow {
 
 /// A row of `alert_deliveries`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = alert_deliveries)]
+#[diesel(table_name = alert_deliveries, treat_none_as_default_value = false)]
 pub struct DeliveryRow {
     /// UUIDv7.
     pub id: String,

@@ -47,7 +47,7 @@ pub struct AuditRow {
 
 /// A row as a request writes it: content only, unchained.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = audit_log)]
+#[diesel(table_name = audit_log, treat_none_as_default_value = false)]
 pub struct NewAuditRow<'a> {
     /// When the mutation ran (microseconds, as both databases store it).
     pub at: NaiveDateTime,
@@ -251,7 +251,8 @@ pub async fn link(conn: &mut DbConn, links: &[Link]) -> QueryResult<usize> {
             .execute(&mut **c)
             .await
         }
-        DbConn::Sqlite(c) => {
+        // Called inside the chainer's transaction, which holds SQLite's writer turn already.
+        DbConn::Sqlite(c, _) => {
             let links = links.to_vec();
             c.spawn_blocking(move |c| {
                 let mut changed = 0;

@@ -44,6 +44,19 @@ pub async fn list(conn: &mut DbConn, user_id: Option<&str>) -> QueryResult<Vec<B
     })
 }
 
+/// The budgets a call by `user_id` counts against (the user's own and the global ones), oldest
+/// first. A fixed-shape statement: it runs on every call, so both databases keep its plan.
+pub async fn applicable(conn: &mut DbConn, user_id: &str) -> QueryResult<Vec<Budget>> {
+    db_run!(conn, |c| {
+        budgets::table
+            .filter(budgets::user_id.eq(user_id).or(budgets::scope.eq("GLOBAL")))
+            .select(Budget::as_select())
+            .order(budgets::id.asc())
+            .load(c)
+            .await
+    })
+}
+
 /// Changes a budget's limits.
 pub async fn set_limits(
     conn: &mut DbConn,
@@ -225,7 +238,7 @@ pub async fn mark_alerted(conn: &mut DbConn, id: &str, threshold: i64) -> QueryR
 
 /// One day's usage of one user with one model, added to `usage_daily`.
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = usage_daily)]
+#[diesel(table_name = usage_daily, treat_none_as_default_value = false)]
 pub struct DailyUsage<'a> {
     /// `YYYY-MM-DD` in the configured time zone.
     pub day: &'a str,

@@ -32,6 +32,7 @@ pub mod usage;
 pub mod users;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::SqliteConnection;
@@ -88,8 +89,23 @@ pub struct DbConfig {
 pub enum DbPool {
     /// PostgreSQL through tokio-postgres.
     Pg(Pool<AsyncPgConnection>),
-    /// SQLite in WAL mode.
-    Sqlite(Pool<SqliteConn>),
+    /// SQLite in WAL mode, with the turn its writers take.
+    Sqlite(Pool<SqliteConn>, WriteGate),
+}
+
+/// SQLite's writers, in turn. SQLite lets one connection write at a time, and a second writer
+/// waits in SQLite's busy handler, which sleeps in steps of 1 to 100 ms: under concurrent calls
+/// those sleeps were most of the tail (`bench/RESULTS.md`). Writers of this process queue here
+/// instead and are woken the moment the lock is free. Transactions ([`DbConn::transaction`]) and
+/// single-statement writes ([`DbConn::write`]) take it; reads never do.
+#[derive(Clone, Default)]
+pub struct WriteGate(Arc<tokio::sync::Mutex<()>>);
+
+impl WriteGate {
+    /// Waits for the turn to write.
+    pub async fn turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.0).lock_owned().await
+    }
 }
 
 /// One checked-out connection, passed to the query functions.
@@ -100,8 +116,8 @@ pub enum DbPool {
 pub enum DbConn {
     /// A PostgreSQL connection.
     Pg(held::Held<Object<AsyncPgConnection>>),
-    /// A SQLite connection.
-    Sqlite(held::Held<Object<SqliteConn>>),
+    /// A SQLite connection, and its pool's writer turn.
+    Sqlite(held::Held<Object<SqliteConn>>, WriteGate),
 }
 
 /// Failure to open the database at start-up.
@@ -168,7 +184,7 @@ impl DbPool {
                 manager_config.custom_setup =
                     Box::new(|url| establish_sqlite(url.to_owned()).boxed());
                 let manager = AsyncDieselConnectionManager::new_with_config(path, manager_config);
-                DbPool::Sqlite(build_pool(manager, config)?)
+                DbPool::Sqlite(build_pool(manager, config)?, WriteGate::default())
             }
         };
         pool.ping()
@@ -181,7 +197,7 @@ impl DbPool {
     pub fn backend(&self) -> Backend {
         match self {
             DbPool::Pg(_) => Backend::Postgres,
-            DbPool::Sqlite(_) => Backend::Sqlite,
+            DbPool::Sqlite(..) => Backend::Sqlite,
         }
     }
 
@@ -194,10 +210,10 @@ impl DbPool {
                 let conn = pool.get().await.map_err(pool_error)?;
                 Ok(DbConn::Pg(held.with(conn)))
             }
-            DbPool::Sqlite(pool) => {
+            DbPool::Sqlite(pool, gate) => {
                 let held = held::Held::take(())?;
                 let conn = pool.get().await.map_err(pool_error)?;
-                Ok(DbConn::Sqlite(held.with(conn)))
+                Ok(DbConn::Sqlite(held.with(conn), gate.clone()))
             }
         }
     }
@@ -215,7 +231,7 @@ impl DbPool {
     pub fn usage(&self) -> PoolUsage {
         let status = match self {
             DbPool::Pg(pool) => pool.status(),
-            DbPool::Sqlite(pool) => pool.status(),
+            DbPool::Sqlite(pool, _) => pool.status(),
         };
         PoolUsage {
             in_use: status.size.saturating_sub(status.available),
@@ -318,17 +334,49 @@ impl DbConn {
             DbConn::Pg(c) => {
                 <diesel_async::AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::begin_transaction(&mut **c).await?;
             }
-            DbConn::Sqlite(c) => {
+            DbConn::Sqlite(c, gate) => {
+                let turn = gate.turn().await;
                 c.spawn_blocking(|inner| {
                     SyncAnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
                 })
                 .await?;
+                let result = body(self).await;
+                let DbConn::Sqlite(c, _) = self else {
+                    unreachable!("the variant matched above")
+                };
+                let done = finish_tx(&mut **c, result).await;
+                drop(turn);
+                return done;
             }
         }
         let result = body(self).await;
         match self {
             DbConn::Pg(c) => finish_tx(&mut **c, result).await,
-            DbConn::Sqlite(c) => finish_tx(&mut **c, result).await,
+            DbConn::Sqlite(c, _) => finish_tx(&mut **c, result).await,
+        }
+    }
+
+    /// Runs `body`, one write statement outside a transaction, in SQLite's writer turn (see
+    /// [`WriteGate`]); on PostgreSQL, as it is.
+    pub async fn write<T>(
+        &mut self,
+        body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let turn = match self {
+            DbConn::Sqlite(_, gate) => Some(gate.turn().await),
+            DbConn::Pg(_) => None,
+        };
+        let result = body(self).await;
+        drop(turn);
+        result
+    }
+
+    /// SQLite's writer turn, for a query function that writes on the blocking thread itself;
+    /// `None` on PostgreSQL.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self {
+            DbConn::Sqlite(_, gate) => Some(gate.turn().await),
+            DbConn::Pg(_) => None,
         }
     }
 }
@@ -365,7 +413,7 @@ macro_rules! db_run {
                 let $c: &mut ::diesel_async::AsyncPgConnection = &mut **obj;
                 $body
             }
-            $crate::db::DbConn::Sqlite(obj) => {
+            $crate::db::DbConn::Sqlite(obj, _) => {
                 let $c: &mut $crate::db::SqliteConn = &mut **obj;
                 $body
             }

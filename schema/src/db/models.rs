@@ -33,7 +33,7 @@ pub struct User {
 
 /// An insert into `users`.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = users)]
+#[diesel(table_name = users, treat_none_as_default_value = false)]
 pub struct NewUser<'a> {
     /// UUIDv7.
     pub id: &'a str,
@@ -79,7 +79,7 @@ pub struct Session {
 
 /// An insert into `sessions`.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = sessions)]
+#[diesel(table_name = sessions, treat_none_as_default_value = false)]
 pub struct NewSession<'a> {
     /// UUIDv7.
     pub id: &'a str,
@@ -99,7 +99,7 @@ pub struct NewSession<'a> {
 
 /// An insert into `refresh_tokens`. Only the SHA-256 of the token is stored.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = refresh_tokens)]
+#[diesel(table_name = refresh_tokens, treat_none_as_default_value = false)]
 pub struct NewRefreshToken<'a> {
     /// UUIDv7.
     pub id: &'a str,
@@ -115,7 +115,7 @@ pub struct NewRefreshToken<'a> {
 
 /// A row of `prices`: what one provider's model costs from `effective_from` on.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::prices)]
+#[diesel(table_name = super::schema::prices, treat_none_as_default_value = false)]
 pub struct Price {
     /// UUIDv7.
     pub id: String,
@@ -143,7 +143,7 @@ pub struct Price {
 
 /// A row of `conversations`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::conversations)]
+#[diesel(table_name = super::schema::conversations, treat_none_as_default_value = false)]
 pub struct Conversation {
     /// UUIDv7.
     pub id: String,
@@ -163,7 +163,7 @@ pub struct Conversation {
 
 /// A row of `messages`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::messages)]
+#[diesel(table_name = super::schema::messages, treat_none_as_default_value = false)]
 pub struct Message {
     /// UUIDv7 (sorts in conversation order).
     pub id: String,
@@ -183,7 +183,7 @@ pub struct Message {
 
 /// A row of `ai_calls`: one attempt to call a provider, whatever its outcome.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::ai_calls)]
+#[diesel(table_name = super::schema::ai_calls, treat_none_as_default_value = false)]
 pub struct AiCall {
     /// UUIDv7.
     pub id: String,
@@ -242,7 +242,7 @@ pub struct AiCall {
 /// A row of `budgets`: a limit on spend (and optionally tokens and requests) for one user or
 /// for everyone, per period.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::budgets)]
+#[diesel(table_name = super::schema::budgets, treat_none_as_default_value = false)]
 pub struct Budget {
     /// UUIDv7.
     pub id: String,
@@ -298,7 +298,7 @@ impl Budget {
 
 /// A row of `budget_reservations`: what one call holds against one budget until it settles.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::budget_reservations)]
+#[diesel(table_name = super::schema::budget_reservations, treat_none_as_default_value = false)]
 pub struct Reservation {
     /// The call.
     pub ai_call_id: String,
@@ -317,7 +317,7 @@ pub struct Reservation {
 /// A row of `invites`: a single-use code that lets someone register in `invite` mode. Only the
 /// code's SHA-256 is stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = invites)]
+#[diesel(table_name = invites, treat_none_as_default_value = false)]
 pub struct Invite {
     /// UUIDv7.
     pub id: String,

@@ -85,7 +85,7 @@ pub async fn lock(conn: &mut DbConn, key: &str) -> QueryResult<()> {
                 .execute(&mut **c)
                 .await?;
         }
-        DbConn::Sqlite(_) => {}
+        DbConn::Sqlite(..) => {}
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use super::{DbConn, db_run};
 
 /// A row of `system_logs`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = system_logs)]
+#[diesel(table_name = system_logs, treat_none_as_default_value = false)]
 pub struct LogRow {
     /// UUIDv7: sorts by time; the cursor.
     pub id: String,
@@ -40,7 +40,8 @@ pub async fn insert_batch(conn: &mut DbConn, rows: &[LogRow]) -> QueryResult<usi
                 .execute(&mut **c)
                 .await
         }
-        DbConn::Sqlite(c) => {
+        DbConn::Sqlite(c, gate) => {
+            let _turn = gate.turn().await;
             let rows = rows.to_vec();
             c.spawn_blocking(move |c| {
                 c.immediate_transaction(|c| {

@@ -165,12 +165,10 @@ fn check_text(field: &'static str, text: &str) -> Result<(), Error> {
 /// Validates everything before any upstream call: provider, model, parameters, messages, and
 /// the conversation's owner.
 async fn prepare(app: &App, viewer: &Viewer, input: &ChatInput) -> Result<Prepared, Error> {
-    let mut conn = app.db.get().await?;
     let conversation = match &input.conversation_id {
-        Some(id) => Some(conversations::owned(&mut conn, viewer, id).await?),
+        Some(id) => Some(conversations::owned(&mut app.db.get().await?, viewer, id).await?),
         None => None,
     };
-    drop(conn);
     let provider = input
         .provider
         .clone()
@@ -309,6 +307,7 @@ async fn open_record(
     meta: &RequestMeta,
     p: &Prepared,
     stream: bool,
+    tokens_per_minute: Option<i64>,
 ) -> Result<Opened, Error> {
     let call = AiCall {
         id: uuid::Uuid::now_v7().to_string(),
@@ -345,10 +344,11 @@ async fn open_record(
     for (provider, model) in &p.targets {
         prices_by_target.push(prices::in_force(&mut conn, provider, model, call.started_at).await?);
     }
-    let applicable = budget_queries::list(&mut conn, Some(&call.user_id)).await?;
+    let applicable = budget_queries::applicable(&mut conn, &call.user_id).await?;
     let price = prices_by_target.first().cloned().flatten();
     if applicable.is_empty() {
-        ai_calls::insert(&mut conn, &call).await?;
+        conn.write(async |c| Ok(ai_calls::insert(c, &call).await?))
+            .await?;
     } else {
         let worst = worst_case(&p.request, p.max_output, &prices_by_target);
         let currency = price.as_ref().map(|p| p.currency.clone());
@@ -372,6 +372,7 @@ async fn open_record(
             price,
         },
         reserved: !applicable.is_empty(),
+        tokens_per_minute,
         call,
     })
 }
@@ -429,6 +430,8 @@ struct Opened {
     price: KnownPrice,
     /// Whether budgets hold reservations for it (to settle).
     reserved: bool,
+    /// The tokens-per-minute limit in force when it was admitted (its tokens count against it).
+    tokens_per_minute: Option<i64>,
 }
 
 /// A rough token estimate (about four characters a token), used only when a provider reports no
@@ -622,7 +625,9 @@ async fn close_record(
         app.events.publish(alert);
     }
     let used = record.prompt_tokens + record.completion_tokens;
-    if let Err(e) = rate_limits::spend_tokens(app, &record.user_id, used).await {
+    if let Err(e) =
+        rate_limits::spend_tokens(app, &record.user_id, opened.tokens_per_minute, used).await
+    {
         tracing::warn!(ai_call.id = %record.id, error = %e, "counting tokens for the rate limit failed");
     }
     tracing::info!(
@@ -771,8 +776,8 @@ pub async fn chat(
 ) -> Result<ChatOutcome, Error> {
     let _admitted = app.admission.admit()?;
     let prepared = prepare(app, viewer, &input).await?;
-    rate_limits::admit(app, &viewer.user_id).await?;
-    let opened = open_record(app, viewer, meta, &prepared, false).await?;
+    let tpm = rate_limits::admit(app, &viewer.user_id).await?;
+    let opened = open_record(app, viewer, meta, &prepared, false, tpm).await?;
     let started = Instant::now();
     let key = cache_key(app, viewer, &prepared);
     if let Some(hit) = key.as_ref().and_then(|(k, _)| app.cache.get(k)) {
@@ -944,8 +949,8 @@ pub async fn chat_stream(
 ) -> Result<BoxStream<'static, Result<ChatChunk, Error>>, Error> {
     let admitted = app.admission.admit()?;
     let prepared = prepare(&app, viewer, &input).await?;
-    rate_limits::admit(&app, &viewer.user_id).await?;
-    let opened = open_record(&app, viewer, meta, &prepared, true).await?;
+    let tpm = rate_limits::admit(&app, &viewer.user_id).await?;
+    let opened = open_record(&app, viewer, meta, &prepared, true, tpm).await?;
     let started = Instant::now();
     let key = cache_key(&app, viewer, &prepared);
     if let Some(hit) = key.as_ref().and_then(|(k, _)| app.cache.get(k)) {

@@ -68,11 +68,12 @@ pub async fn effective(app: &App, user_id: &str) -> Result<(Option<i64>, Option<
     })
 }
 
-/// Admits one AI call for `user_id`, or fails with `RATE_LIMITED`.
-pub async fn admit(app: &App, user_id: &str) -> Result<(), Error> {
+/// Admits one AI call for `user_id`, or fails with `RATE_LIMITED`. Returns the tokens-per-minute
+/// limit in force, which the finished call hands to [`spend_tokens`] (one lookup per call).
+pub async fn admit(app: &App, user_id: &str) -> Result<Option<i64>, Error> {
     let (rpm, tpm) = effective(app, user_id).await?;
     if rpm.is_none() && tpm.is_none() {
-        return Ok(());
+        return Ok(None);
     }
     let now = app.clock.now();
     let (start, end) = window(now, Duration::minutes(1));
@@ -86,8 +87,11 @@ pub async fn admit(app: &App, user_id: &str) -> Result<(), Error> {
             end,
         ));
     }
+    let key = format!("rpm:{user_id}");
     if let Some(limit) = rpm
-        && !queries::take(&mut conn, &format!("rpm:{user_id}"), start, 1, limit).await?
+        && !conn
+            .write(async |c| Ok(queries::take(c, &key, start, 1, limit).await?))
+            .await?
     {
         return Err(limited(
             format!("request limit reached ({limit} requests a minute)"),
@@ -95,21 +99,25 @@ pub async fn admit(app: &App, user_id: &str) -> Result<(), Error> {
             end,
         ));
     }
-    Ok(())
+    Ok(tpm)
 }
 
-/// Adds the tokens a finished call used to the user's minute.
-pub async fn spend_tokens(app: &App, user_id: &str, tokens: i64) -> Result<(), Error> {
-    if tokens <= 0 {
-        return Ok(());
-    }
-    let (_, tpm) = effective(app, user_id).await?;
-    if tpm.is_none() {
+/// Adds the tokens a finished call used to the user's minute, when a token limit (`tpm`, what
+/// [`admit`] returned) applies to the call.
+pub async fn spend_tokens(
+    app: &App,
+    user_id: &str,
+    tpm: Option<i64>,
+    tokens: i64,
+) -> Result<(), Error> {
+    if tokens <= 0 || tpm.is_none() {
         return Ok(());
     }
     let (start, _) = window(app.clock.now(), Duration::minutes(1));
     let mut conn = app.db.get().await?;
-    queries::add(&mut conn, &format!("tpm:{user_id}"), start, tokens).await?;
+    let key = format!("tpm:{user_id}");
+    conn.write(async |c| Ok(queries::add(c, &key, start, tokens).await?))
+        .await?;
     Ok(())
 }
 

@@ -72,7 +72,8 @@ pub async fn record(app: &App, mut entry: Entry) -> Result<(), Error> {
         request_id: &entry.request_id,
     };
     let mut conn = app.db.get().await?;
-    queries::insert(&mut conn, &row).await?;
+    conn.write(async |c| Ok(queries::insert(c, &row).await?))
+        .await?;
     Ok(())
 }
 
