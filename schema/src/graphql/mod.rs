@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod money;
 pub mod nesting;
 pub mod one_connection;
+pub mod parsed;
 pub mod plugins;
 pub mod prices;
 pub mod registration;
@@ -162,7 +163,9 @@ pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
     .extension(socket_auth::Reauthorize)
     .extension(one_connection::OneConnection)
     .extension(audit::Audit)
-    .extension(metrics::OperationMetrics);
+    .extension(metrics::OperationMetrics)
+    // Innermost, so every other `parse_query` hook still runs on a cached document.
+    .extension(parsed::ParsedDocuments::default());
     match limits.suggestions {
         true => builder.finish(),
         false => builder.disable_suggestions().finish(),
