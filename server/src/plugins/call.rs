@@ -1,11 +1,18 @@
 //! Calling into a plugin: JSON in, JSON out, on the blocking pool, under a deadline. A plugin
 //! that panics (caught inside it), returns bytes that are not UTF-8 or not the expected JSON, or
 //! does not answer in time, fails that call with a clear reason and leaves the server running.
+//!
+//! The pure transforms of the ABI ([`PURE_METHODS`]: build a request, parse a response or a
+//! streamed event) run inline on the calling task instead: they take microseconds, and a hop to
+//! the blocking pool and back (two thread switches) cost more than the call itself. An instance
+//! whose pure call ever takes longer than [`INLINE_BUDGET`] is moved to the blocking pool for
+//! good, with a warning, so a slow plugin cannot hold up the async workers twice.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use cloudbase_plugin_api::abi::{PluginVTable, RBuf, RStr, status};
 use cloudbase_plugin_api::{ErrorCode, Manifest, PluginError};
@@ -112,11 +119,25 @@ pub async fn manifest(
     decode(code, &bytes)
 }
 
+/// Methods the ABI defines as pure, quick transforms of their input (no I/O, no waiting).
+pub const PURE_METHODS: [&str; 5] = [
+    "chat.build_request",
+    "chat.parse_response",
+    "chat.parse_stream_event",
+    "notify.build",
+    "notify.parse_response",
+];
+
+/// The longest a pure call may take inline before its instance moves to the blocking pool.
+pub const INLINE_BUDGET: Duration = Duration::from_millis(2);
+
 /// A live instance of a plugin.
 pub struct Instance {
     vtable: &'static PluginVTable,
     handle: Handle,
     deadline: Duration,
+    /// Whether pure calls still run inline (see the module docs).
+    inline: AtomicBool,
 }
 
 struct Handle(*mut c_void);
@@ -154,6 +175,7 @@ impl Instance {
             vtable,
             handle: ptr,
             deadline,
+            inline: AtomicBool::new(true),
         }))
     }
 
@@ -165,23 +187,43 @@ impl Instance {
     ) -> Result<O, CallFailure> {
         let input = serde_json::to_vec(input)
             .map_err(|e| CallFailure::Garbage(format!("encoding the input: {e}")))?;
+        if PURE_METHODS.contains(&method) && self.inline.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let (code, bytes) = self.raw_call(method, &input);
+            let took = started.elapsed();
+            if took > INLINE_BUDGET && self.inline.swap(false, Ordering::Relaxed) {
+                tracing::warn!(
+                    method,
+                    took_ms = took.as_secs_f64() * 1000.0,
+                    "a pure plugin call was slow; this instance's calls now run on the blocking pool"
+                );
+            }
+            return decode(code, &bytes);
+        }
         let this = Arc::clone(self);
-        let (code, bytes) = blocking(self.deadline, move || {
-            let mut out = RBuf::EMPTY;
-            // SAFETY: `call` is part of the checked v1 table; the handle came from `create`;
-            // method and input outlive the call; `out` is a valid slot.
-            let code = unsafe {
-                (this.vtable.call)(
-                    this.handle.0,
-                    rstr(method.as_bytes()),
-                    rstr(&input),
-                    &mut out,
-                )
-            };
-            (code, take(this.vtable, out))
-        })
-        .await?;
+        let (code, bytes) = blocking(self.deadline, move || this.raw_call(method, &input)).await?;
         decode(code, &bytes)
+    }
+
+    /// Whether pure calls still run inline.
+    pub fn runs_inline(&self) -> bool {
+        self.inline.load(Ordering::Relaxed)
+    }
+
+    /// One call through the ABI on the current thread: the status and the output bytes.
+    fn raw_call(&self, method: &str, input: &[u8]) -> (i32, Vec<u8>) {
+        let mut out = RBuf::EMPTY;
+        // SAFETY: `call` is part of the checked v1 table; the handle came from `create`; method
+        // and input outlive the call; `out` is a valid slot.
+        let code = unsafe {
+            (self.vtable.call)(
+                self.handle.0,
+                rstr(method.as_bytes()),
+                rstr(input),
+                &mut out,
+            )
+        };
+        (code, take(self.vtable, out))
     }
 
     /// Starts a streaming call: events arrive on the receiver (raw JSON), and the join handle
