@@ -4,17 +4,21 @@
 //! many events it missed (`LAGGED`) and never blocks producers. With PostgreSQL each event is also
 //! sent with `pg_notify` on one channel, tagged with this instance's id; every instance keeps one
 //! dedicated LISTEN connection (in the server) and re-broadcasts the events of the others through
-//! [`EventBus::receive_remote`]. Events carry ids, not state: subscribers read the current state,
+//! [`EventBus::receive_remote`]. One notifier task per instance sends them, in order, as many as
+//! are waiting in one statement: a call's events cost one round trip at most, and under load a
+//! batch of many calls' events costs one. Events carry ids, not state: subscribers read the current state,
 //! so delivery is at most once, and a client refetches after it (re)subscribes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use diesel::sql_types::Text;
+use diesel::sql_types::{Array, Text};
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
-use crate::db::{DbPool, db_run};
+use crate::db::DbPool;
+use crate::services::access_cache::AccessCache;
 
 /// The PostgreSQL channel events travel on.
 pub const CHANNEL: &str = "cloudbase_events";
@@ -84,14 +88,27 @@ pub enum Event {
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     origin: String,
+    /// This instance's count: PostgreSQL folds identical payloads sent in one transaction into
+    /// one, and two events of one call can be identical.
+    #[serde(default)]
+    seq: u64,
     event: Event,
 }
+
+/// Events waiting for the notifier at most; past that, other instances miss events (logged).
+const NOTIFY_QUEUE: usize = 8192;
+/// Events sent in one statement at most.
+const NOTIFY_BATCH: usize = 128;
 
 /// Publishes events to local subscribers and, with PostgreSQL, to the other instances.
 pub struct EventBus {
     local: broadcast::Sender<Arc<Event>>,
     origin: String,
-    postgres: Option<DbPool>,
+    seq: AtomicU64,
+    /// The notifier's queue, with PostgreSQL.
+    remote: Option<mpsc::Sender<String>>,
+    /// Live sessions, forgotten here on every `AccessChanged` before anyone else hears of it.
+    access: AccessCache,
 }
 
 impl EventBus {
@@ -99,10 +116,36 @@ impl EventBus {
     /// PostgreSQL) also fans events out to other instances.
     pub fn new(capacity: usize, postgres: Option<DbPool>) -> Self {
         let (local, _) = broadcast::channel(capacity.max(16));
+        let remote = postgres.and_then(|pool| {
+            let runtime = tokio::runtime::Handle::try_current().ok()?;
+            let (tx, rx) = mpsc::channel(NOTIFY_QUEUE);
+            runtime.spawn(notifier(pool, rx));
+            Some(tx)
+        });
         Self {
             local,
             origin: uuid::Uuid::now_v7().to_string(),
-            postgres,
+            seq: AtomicU64::new(0),
+            remote,
+            access: AccessCache::new(std::time::Duration::ZERO),
+        }
+    }
+
+    /// The same bus, keeping live sessions for `ttl` (see [`AccessCache`]).
+    pub fn with_session_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.access = AccessCache::new(ttl);
+        self
+    }
+
+    /// The cache of live sessions that this bus keeps true.
+    pub fn access(&self) -> &AccessCache {
+        &self.access
+    }
+
+    /// Applies an event to the caches this bus keeps true; before it reaches any subscriber.
+    fn invalidate(&self, event: &Event) {
+        if let Event::AccessChanged { user_id } = event {
+            self.access.forget_user(user_id);
         }
     }
 
@@ -114,28 +157,22 @@ impl EventBus {
     /// Delivers `event` to local subscribers now, and to other instances through `pg_notify`
     /// (in the background: a slow notify never holds up the caller).
     pub fn publish(&self, event: Event) {
-        if let Some(pool) = &self.postgres {
+        self.invalidate(&event);
+        if let Some(remote) = &self.remote {
             let payload = serde_json::to_string(&Envelope {
                 origin: self.origin.clone(),
+                seq: self.seq.fetch_add(1, Ordering::Relaxed),
                 event: event.clone(),
             });
-            let pool = pool.clone();
-            // A stored warning about a log batch's notify would make another batch, and so on:
-            // those are logged under the log writer's own target, which is never stored.
-            let about_logs = matches!(event, Event::LogsAppended { .. });
-            if let (Ok(payload), Ok(runtime)) = (payload, tokio::runtime::Handle::try_current()) {
-                runtime.spawn(async move {
-                    match notify(&pool, &payload).await {
-                        Ok(()) => {}
-                        Err(e) if about_logs => tracing::warn!(
-                            target: "cloudbase::logs",
-                            error = %e, "pg_notify failed; other instances miss one log batch"
-                        ),
-                        Err(e) => tracing::warn!(
-                            error = %e, "pg_notify failed; other instances miss one event"
-                        ),
-                    }
-                });
+            if let Ok(payload) = payload
+                && remote.try_send(payload).is_err()
+            {
+                // Under the log writer's own target, which is never stored: a stored warning
+                // would be one more event for the full queue.
+                tracing::warn!(
+                    target: "cloudbase::logs",
+                    "the pg_notify queue is full; other instances miss one event"
+                );
             }
         }
         // No subscriber is not an error.
@@ -146,6 +183,7 @@ impl EventBus {
     pub fn receive_remote(&self, payload: &str) {
         match serde_json::from_str::<Envelope>(payload) {
             Ok(envelope) if envelope.origin != self.origin => {
+                self.invalidate(&envelope.event);
                 let _ = self.local.send(Arc::new(envelope.event));
             }
             Ok(_) => {}
@@ -159,14 +197,36 @@ impl EventBus {
     }
 }
 
-async fn notify(pool: &DbPool, payload: &str) -> Result<(), crate::Error> {
-    let mut conn = pool.get().await?;
-    db_run!(&mut conn, |c| {
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<Text, _>(CHANNEL)
-            .bind::<Text, _>(payload)
-            .execute(c)
-            .await
-    })?;
+/// Sends what is queued, oldest first, up to [`NOTIFY_BATCH`] events a statement, until the bus
+/// is dropped.
+async fn notifier(pool: DbPool, mut queue: mpsc::Receiver<String>) {
+    let mut batch = Vec::with_capacity(NOTIFY_BATCH);
+    while queue.recv_many(&mut batch, NOTIFY_BATCH).await > 0 {
+        if let Err(e) = notify(&pool, &batch).await {
+            // Not stored (see `publish`): a stored warning would be one more event to send.
+            tracing::warn!(
+                target: "cloudbase::logs",
+                error = %e, events = batch.len(), "pg_notify failed; other instances miss these events"
+            );
+        }
+        batch.clear();
+    }
+}
+
+async fn notify(pool: &DbPool, payloads: &[String]) -> Result<(), crate::Error> {
+    let crate::db::DbPool::Pg(pool) = pool else {
+        return Ok(());
+    };
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| crate::Error::Unavailable(e.to_string()))?;
+    diesel::sql_query(
+        "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n",
+    )
+    .bind::<Text, _>(CHANNEL)
+    .bind::<Array<Text>, _>(payloads)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }

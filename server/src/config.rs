@@ -496,6 +496,12 @@ pub struct AuthConfig {
     pub refresh_token_ttl_secs: u64,
     /// Who may register: `open` (default), `invite` or `closed`.
     pub registration: RegistrationConfig,
+    /// How long a live session is trusted without reading the database again, in seconds.
+    /// Every logout, revocation, password change, disable and role change forgets it at once on
+    /// the instance where it happens, and on the others when their event arrives. Unset: 60 on
+    /// SQLite (one instance: exact), 0 (off) on PostgreSQL, where another instance would accept
+    /// an ended session for the moment the event takes to arrive.
+    pub session_cache_secs: Option<u64>,
 }
 
 /// `[http]`
@@ -618,6 +624,7 @@ impl Default for AuthConfig {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             registration: RegistrationConfig::Open,
+            session_cache_secs: None,
         }
     }
 }

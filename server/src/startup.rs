@@ -169,7 +169,12 @@ pub async fn build_app(
     let postgres = (db.backend() == cloudbase_schema::db::Backend::Postgres).then(|| db.clone());
     let mut app = App::new(db, tokens, clock.clone(), plugins);
     app.logs = Arc::new(logs::LogSink::new(config.logs.queue_capacity, clock));
-    app.events = cloudbase_schema::events::EventBus::new(1024, postgres);
+    let session_cache = config
+        .auth
+        .session_cache_secs
+        .unwrap_or(if postgres.is_some() { 0 } else { 60 });
+    app.events = cloudbase_schema::events::EventBus::new(1024, postgres)
+        .with_session_cache(std::time::Duration::from_secs(session_cache));
     app.chat = ChatSettings {
         default_provider: config.chat.default_provider.clone(),
         default_model: config.chat.default_model.clone(),

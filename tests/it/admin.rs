@@ -325,3 +325,100 @@ async fn instances_start_together_on_postgres() {
         "logout on one instance holds on all"
     );
 }
+
+/// With the session cache on (the SQLite default; turned on here for PostgreSQL too), a token
+/// that was just accepted, and so is cached, stops the moment a logout, a disable, a role change
+/// or a password change returns, including under requests racing the change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_session_ends_the_moment_access_changes() {
+    let app = TestApp::spawn_with(|c| c.auth.session_cache_secs = Some(600)).await;
+    let admin = app.admin_token().await;
+    let warm = |token: String| {
+        let app = &app;
+        async move {
+            app.gql_ok(Some(&token), "{ me { id } }", json!({})).await;
+        }
+    };
+
+    // Logout, with requests on the same token in flight around it.
+    let (token, _, _) = app.register("leaving@example.com", PASSWORD).await;
+    warm(token.clone()).await;
+    let racing: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, url, token) = (app.client.clone(), app.url("/graphql"), token.clone());
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({ "query": "{ me { id } }" }))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        })
+        .collect();
+    app.gql_ok(Some(&token), "mutation { logout }", json!({}))
+        .await;
+    for _ in 0..5 {
+        let me = app.gql(Some(&token), "{ me { id } }", json!({})).await;
+        assert_eq!(error_code(&me), "UNAUTHENTICATED", "after logout: {me}");
+    }
+    for r in racing {
+        assert!(r.await.unwrap().is_ok(), "racing requests are answered");
+    }
+
+    // Disable.
+    let (token, _, id) = app.register("disabled@example.com", PASSWORD).await;
+    warm(token.clone()).await;
+    app.gql_ok(
+        Some(&admin),
+        "mutation($u: ID!) { disableUser(userId: $u) { id } }",
+        json!({"u": id}),
+    )
+    .await;
+    let me = app.gql(Some(&token), "{ me { id } }", json!({})).await;
+    assert_eq!(error_code(&me), "UNAUTHENTICATED", "after disable: {me}");
+
+    // Role: promoted then demoted, each seen by the very next request.
+    let (token, _, id) = app.register("role@example.com", PASSWORD).await;
+    warm(token.clone()).await;
+    let users = "{ users { edges { node { id } } } }";
+    assert_eq!(
+        error_code(&app.gql(Some(&token), users, json!({})).await),
+        "FORBIDDEN"
+    );
+    for (role, code) in [("ADMIN", None), ("USER", Some("FORBIDDEN"))] {
+        app.gql_ok(
+            Some(&admin),
+            "mutation($u: ID!, $r: Role!) { setUserRole(userId: $u, role: $r) { id } }",
+            json!({"u": id, "r": role}),
+        )
+        .await;
+        let body = app.gql(Some(&token), users, json!({})).await;
+        match code {
+            None => assert!(body.get("errors").is_none(), "as {role}: {body}"),
+            Some(code) => assert_eq!(error_code(&body), code, "as {role}: {body}"),
+        }
+    }
+
+    // Password change ends the other sessions.
+    let (token, _, _) = app.register("rotating@example.com", PASSWORD).await;
+    let login = app.login("rotating@example.com", PASSWORD).await;
+    let other = login["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    warm(other.clone()).await;
+    app.gql_ok(
+        Some(&token),
+        "mutation($o: String!, $n: String!) { changePassword(currentPassword: $o, newPassword: $n) }",
+        json!({"o": PASSWORD, "n": "a brand new passphrase 42"}),
+    )
+    .await;
+    let me = app.gql(Some(&other), "{ me { id } }", json!({})).await;
+    assert_eq!(
+        error_code(&me),
+        "UNAUTHENTICATED",
+        "after a password change: {me}"
+    );
+}

@@ -4,7 +4,8 @@
 //! A session is one login. Its refresh tokens rotate: each is single-use, and presenting a used one
 //! again (a stolen copy, or a replay) revokes the whole session. Access tokens carry the session id,
 //! and `authenticate` checks the session and the user on every request, so logout, a password
-//! change or disabling a user takes effect at once.
+//! change or disabling a user takes effect at once (through [`super::access_cache`], which every
+//! such change empties for the user before it returns).
 
 use chrono::{DateTime, Utc};
 
@@ -375,6 +376,16 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Auth
         Ok(c) => c,
         Err(e) => return Ok(Auth::Rejected(e.to_string())),
     };
+    let cache = app.events.access();
+    if let Some(role) = cache.get(&claims.sub, &claims.sid) {
+        return Ok(Auth::User(Viewer {
+            expires_at: DateTime::from_timestamp(claims.exp, 0),
+            user_id: claims.sub,
+            session_id: claims.sid,
+            role,
+        }));
+    }
+    let generation = cache.generation();
     let mut conn = app.db.get().await?;
     let Some((role, disabled_at, revoked_at)) =
         sessions::access_state(&mut conn, &claims.sub, &claims.sid).await?
@@ -387,8 +398,10 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Auth
     if disabled_at.is_some() {
         return Ok(Auth::Rejected("this account is disabled".into()));
     }
+    drop(conn);
     let role = Role::parse(&role)
         .ok_or_else(|| Error::Internal(format!("user {} has unknown role {role}", claims.sub)))?;
+    cache.put(generation, &claims.sub, &claims.sid, role);
     Ok(Auth::User(Viewer {
         expires_at: DateTime::from_timestamp(claims.exp, 0),
         user_id: claims.sub,

@@ -24,6 +24,7 @@
 //! - [`tokens`]: JWT access tokens and opaque refresh tokens.
 //! - [`validate`]: input rules shared by the services (email, password, names, URLs, paging).
 
+pub mod access_cache;
 pub mod admission;
 pub mod ai_calls;
 pub mod alerts;

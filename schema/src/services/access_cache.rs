@@ -1,0 +1,136 @@
+//! The session check of [`super::auth::authenticate`] without a database read on every request:
+//! the live sessions seen lately, with their user's role.
+//!
+//! An entry goes the moment its user's access may have changed: the event bus calls
+//! [`AccessCache::forget_user`] for every `AccessChanged` (logout, a revoked or reused session, a
+//! password change, a disabled user, a new role), from this instance before the mutation
+//! returns, and from other instances when their event arrives. A read that raced such a change
+//! cannot put a stale entry back: the cache counts invalidations, and an entry read before one
+//! is dropped (see [`AccessCache::put`]).
+//!
+//! On one instance (SQLite) that makes the cache exact. Across instances an event takes a moment
+//! to arrive, so a session ended on one instance would still pass on another for that moment:
+//! PostgreSQL deployments leave the cache off unless `[auth] session_cache_secs` turns it on
+//! (docs/security.md).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::Role;
+
+/// Entries kept at most; past that, expired ones go, then all.
+const MAX_ENTRIES: usize = 100_000;
+
+struct Cached {
+    user_id: String,
+    role: Role,
+    at: Instant,
+}
+
+/// Live sessions seen within the last `ttl`.
+pub struct AccessCache {
+    ttl: Duration,
+    generation: AtomicU64,
+    entries: Mutex<HashMap<String, Cached>>,
+}
+
+impl AccessCache {
+    /// A cache keeping entries for `ttl`; `Duration::ZERO` turns it off.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            generation: AtomicU64::new(0),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether it keeps anything.
+    pub fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
+    /// The role of `user_id` if `session_id` was seen live within the ttl.
+    pub fn get(&self, user_id: &str, session_id: &str) -> Option<Role> {
+        if !self.enabled() {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = entries.get(session_id)?;
+        (hit.user_id == user_id && hit.at.elapsed() < self.ttl).then_some(hit.role)
+    }
+
+    /// The count of invalidations so far: read it before reading the database, and pass it to
+    /// [`AccessCache::put`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Keeps what the database said about a live session, unless an invalidation happened since
+    /// `generation` was read (the read may predate it).
+    pub fn put(&self, generation: u64, user_id: &str, session_id: &str, role: Role) {
+        if !self.enabled() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        // Under the lock: `forget_user` bumps the count while holding it.
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if entries.len() >= MAX_ENTRIES {
+            let ttl = self.ttl;
+            entries.retain(|_, e| e.at.elapsed() < ttl);
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            session_id.to_owned(),
+            Cached {
+                user_id: user_id.to_owned(),
+                role,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// Drops every entry of `user_id`.
+    pub fn forget_user(&self, user_id: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.retain(|_, e| e.user_id != user_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_kept() {
+        let cache = AccessCache::new(Duration::from_secs(60));
+        let before = cache.generation();
+        cache.forget_user("u1");
+        cache.put(before, "u1", "s1", Role::User);
+        assert_eq!(cache.get("u1", "s1"), None);
+        cache.put(cache.generation(), "u1", "s1", Role::User);
+        assert_eq!(cache.get("u1", "s1"), Some(Role::User));
+        assert_eq!(cache.get("u2", "s1"), None, "another user's token");
+        cache.forget_user("u2");
+        assert_eq!(
+            cache.get("u1", "s1"),
+            Some(Role::User),
+            "others' changes keep it"
+        );
+        cache.forget_user("u1");
+        assert_eq!(cache.get("u1", "s1"), None);
+    }
+
+    #[test]
+    fn off_keeps_nothing() {
+        let cache = AccessCache::new(Duration::ZERO);
+        cache.put(cache.generation(), "u1", "s1", Role::Admin);
+        assert_eq!(cache.get("u1", "s1"), None);
+    }
+}
