@@ -9,8 +9,9 @@
 //! batch of many calls' events costs one. Events carry ids, not state: subscribers read the current state,
 //! so delivery is at most once, and a client refetches after it (re)subscribes.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use diesel::sql_types::{Array, Text};
 use diesel_async::RunQueryDsl;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::db::DbPool;
+use crate::db::models::AiCall;
 use crate::services::access_cache::AccessCache;
 
 /// The PostgreSQL channel events travel on.
@@ -109,6 +111,41 @@ pub struct EventBus {
     remote: Option<mpsc::Sender<String>>,
     /// Live sessions, forgotten here on every `AccessChanged` before anyone else hears of it.
     access: AccessCache,
+    /// What subscribers read for an event, read once for all of them.
+    reads: SharedReads,
+}
+
+/// A call record as read for one event: `None` if it could not be read.
+pub type SharedRecord = Arc<tokio::sync::OnceCell<Option<AiCall>>>;
+
+/// One read per event, whoever many subscribers want it: each event is delivered to every
+/// subscriber as the same `Arc`, which keys its cell here. Cells of events no receiver holds any
+/// more are dropped as new ones come.
+#[derive(Default)]
+pub struct SharedReads {
+    cells: Mutex<HashMap<usize, (Weak<Event>, SharedRecord)>>,
+}
+
+/// Cells kept before the dropped events' ones are cleared out (the bus holds 1,024 at most).
+const SHARED_READS: usize = 4096;
+
+impl SharedReads {
+    /// The cell of `event`, the same for every subscriber that received it.
+    pub fn cell(&self, event: &Arc<Event>) -> SharedRecord {
+        let key = Arc::as_ptr(event) as usize;
+        let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((held, cell)) = cells.get(&key)
+            && held.upgrade().is_some_and(|e| Arc::ptr_eq(&e, event))
+        {
+            return Arc::clone(cell);
+        }
+        if cells.len() >= SHARED_READS {
+            cells.retain(|_, (held, _)| held.strong_count() > 0);
+        }
+        let cell = SharedRecord::default();
+        cells.insert(key, (Arc::downgrade(event), Arc::clone(&cell)));
+        cell
+    }
 }
 
 impl EventBus {
@@ -128,7 +165,13 @@ impl EventBus {
             seq: AtomicU64::new(0),
             remote,
             access: AccessCache::new(std::time::Duration::ZERO),
+            reads: SharedReads::default(),
         }
+    }
+
+    /// Reads shared by the subscribers of one event.
+    pub fn shared_reads(&self) -> &SharedReads {
+        &self.reads
     }
 
     /// The same bus, keeping live sessions for `ttl` (see [`AccessCache`]).

@@ -456,3 +456,44 @@ async fn system_stats_summarise_the_window() {
         "BAD_USER_INPUT"
     );
 }
+
+/// Twenty subscriptions to every call, on four sockets, cost one read of the record per event:
+/// every subscription gets the call's updates, and the read counter moves by the number of
+/// events (the call's start and its end), not by the number of subscribers.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscribers_of_one_event_share_one_read() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (user, _, _) = app.register("fanned@example.com", "fanned-out-password").await;
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        let mut socket = GqlWs::connect(&app, Some(&admin)).await.unwrap();
+        for id in 0..5 {
+            socket
+                .subscribe(
+                    &id.to_string(),
+                    "subscription { aiCallUpdated { id status } }",
+                    json!({}),
+                )
+                .await;
+        }
+        sockets.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reads = "cloudbase_subscription_record_reads_total";
+    let before = value(&scrape(&app).await, reads, &[]);
+
+    app.gql_ok(Some(&user), CHAT, mock_chat("to many")).await;
+    for socket in &mut sockets {
+        let mut finished = 0;
+        while finished < 5 {
+            let item = socket.next().await;
+            assert_eq!(item["type"], "next", "{item}");
+            if item["payload"]["data"]["aiCallUpdated"]["status"] == "SUCCEEDED" {
+                finished += 1;
+            }
+        }
+    }
+    let after = value(&scrape(&app).await, reads, &[]);
+    assert_eq!(after - before, 2.0, "one read for each of the call's two events");
+}

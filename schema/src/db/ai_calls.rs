@@ -6,6 +6,7 @@ use diesel_async::RunQueryDsl;
 
 use super::models::AiCall;
 use super::schema::ai_calls;
+use super::fixed::FixedShape;
 use super::{DbConn, db_run};
 
 /// Inserts a call record.
@@ -68,13 +69,15 @@ pub struct Finish {
 /// already finished (a call finishes once).
 pub async fn finish(conn: &mut DbConn, id: &str, finish: &Finish) -> QueryResult<Option<AiCall>> {
     db_run!(conn, |c| {
-        diesel::update(
-            ai_calls::table
-                .find(id)
-                .filter(ai_calls::status.eq("PENDING")),
+        FixedShape(
+            diesel::update(
+                ai_calls::table
+                    .find(id)
+                    .filter(ai_calls::status.eq("PENDING")),
+            )
+            .set(finish)
+            .returning(AiCall::as_returning()),
         )
-        .set(finish)
-        .returning(AiCall::as_returning())
         .get_result(c)
         .await
         .optional()

@@ -7,6 +7,7 @@ use diesel_async::RunQueryDsl;
 
 use super::models::{Budget, Reservation};
 use super::schema::{budget_reservations, budgets, usage_daily, usage_daily_models};
+use super::fixed::FixedShape;
 use super::{DbConn, db_run};
 
 /// Inserts a budget.
@@ -266,8 +267,9 @@ pub struct DailyUsage<'a> {
 pub async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> {
     add_user_daily(conn, u).await?;
     db_run!(conn, |c| {
-        diesel::insert_into(usage_daily_models::table)
-            .values((
+        FixedShape(
+            diesel::insert_into(usage_daily_models::table)
+                .values((
                 usage_daily_models::day.eq(u.day),
                 usage_daily_models::provider.eq(u.provider),
                 usage_daily_models::model.eq(u.model),
@@ -300,15 +302,17 @@ pub async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usi
                         .eq(usage_daily_models::cost_micros
                             + excluded(usage_daily_models::cost_micros)),
                 ),
-            )
-            .execute(c)
-            .await
+            ),
+        )
+        .execute(c)
+        .await
     })
 }
 
 async fn add_user_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> {
     db_run!(conn, |c| {
-        diesel::insert_into(usage_daily::table)
+        FixedShape(
+            diesel::insert_into(usage_daily::table)
             .values(u)
             .on_conflict((
                 usage_daily::day,
@@ -329,8 +333,9 @@ async fn add_user_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<us
                     .eq(usage_daily::completion_tokens + excluded(usage_daily::completion_tokens)),
                 usage_daily::cost_micros
                     .eq(usage_daily::cost_micros + excluded(usage_daily::cost_micros)),
-            ))
-            .execute(c)
-            .await
+            )),
+        )
+        .execute(c)
+        .await
     })
 }

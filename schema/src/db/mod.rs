@@ -18,6 +18,7 @@ pub mod alerts;
 pub mod audit;
 pub mod budgets;
 pub mod conversations;
+pub mod fixed;
 pub mod held;
 pub mod invites;
 pub mod leases;

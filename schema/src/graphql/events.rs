@@ -144,11 +144,20 @@ impl EventsSubscription {
                     if !wanted {
                         return None;
                     }
-                    let mut conn = match app.db.get().await {
-                        Ok(c) => c,
-                        Err(e) => return Some(Err(e)),
-                    };
-                    ai_calls::find(&mut conn, call_id).await.ok().map(Ok)
+                    // One read for every subscriber of this event (a socket's worth of
+                    // subscriptions, or thousands of them, cost one query).
+                    let cell = app.events.shared_reads().cell(&event);
+                    let record = cell
+                        .get_or_init(async || {
+                            app.metrics.record(|| {
+                                metrics::counter!("cloudbase_subscription_record_reads_total")
+                                    .increment(1);
+                            });
+                            let mut conn = app.db.get().await.ok()?;
+                            ai_calls::find(&mut conn, call_id).await.ok()
+                        })
+                        .await;
+                    record.clone().map(Ok)
                 }
             })
             .boxed();
