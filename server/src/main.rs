@@ -13,11 +13,6 @@ use cloudbase_server::config::Config;
 use cloudbase_server::plugins::Registry;
 use cloudbase_server::{startup, telemetry};
 
-/// mimalloc: a call allocates often and briefly (requests, rows, JSON), where glibc's allocator
-/// showed as a tenth of the CPU in the profile (`bench/RESULTS.md`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "cloudbase-ai",
