@@ -9,7 +9,10 @@
 //! may be `-` for none. Loopback URLs only. Failed requests are counted by what failed them: the
 //! HTTP status and the first GraphQL `extensions.code` (`503 UNAVAILABLE`, `200 INTERNAL`, …), or
 //! `transport` when no answer came; their latency is reported apart (`error_p99_ms`), so that fast
-//! refusals under overload can be told from slow failures.
+//! refusals under overload can be told from slow failures. A worker that is refused with a
+//! `retryAfterMs` (HTTP 503 with `Retry-After`, or a WebSocket error) waits that long before its
+//! next request, as the OpenAI SDKs and any well-behaved client do; the wait is not counted in
+//! any latency.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +40,20 @@ impl Samples {
         self.error_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         *self.codes.entry(what).or_default() += 1;
     }
+}
+
+/// The `extensions.retryAfterMs` of the first error in a GraphQL body, if any.
+fn retry_after(body: &str) -> Option<Duration> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let errors = v.get("errors").or_else(|| v.get("payload"))?;
+    let first = match errors {
+        Value::Array(items) => items.first()?,
+        Value::Object(_) => errors.get("errors")?.get(0)?,
+        _ => return None,
+    };
+    first["extensions"]["retryAfterMs"]
+        .as_u64()
+        .map(|ms| Duration::from_millis(ms.min(10_000)))
 }
 
 /// The first `extensions.code` in a GraphQL body, or `-`.
@@ -93,7 +110,12 @@ async fn http_worker(plan: Arc<Plan>, client: reqwest::Client, get: bool) -> Sam
                     Ok(text) if status == 200 && !text.contains("\"errors\"") => {
                         s.latency_ms.push(started.elapsed().as_secs_f64() * 1000.0)
                     }
-                    Ok(text) => s.failed(format!("{status} {}", first_code(&text)), started),
+                    Ok(text) => {
+                        s.failed(format!("{status} {}", first_code(&text)), started);
+                        if let Some(wait) = retry_after(&text) {
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
                     Err(_) => s.failed(format!("{status} body"), started),
                 }
             }
@@ -149,6 +171,7 @@ async fn ws_worker(plan: Arc<Plan>) -> Samples {
         }
         let mut first = None;
         let mut failed = None;
+        let mut wait = None;
         loop {
             let Some(Ok(message)) = socket.next().await else {
                 failed = Some("transport".to_owned());
@@ -164,12 +187,14 @@ async fn ws_worker(plan: Arc<Plan>) -> Samples {
                 Some("next") => {
                     if v["payload"].get("errors").is_some() {
                         failed = Some(format!("ws {}", first_code(&v["payload"].to_string())));
+                        wait = retry_after(&v["payload"].to_string());
                     }
                     first.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1000.0);
                 }
                 Some("complete") => break,
                 Some("error") => {
                     failed = Some(format!("ws {}", first_code(&v.to_string())));
+                    wait = retry_after(&v.to_string());
                     break;
                 }
                 Some("ping") => {
@@ -182,6 +207,9 @@ async fn ws_worker(plan: Arc<Plan>) -> Samples {
         }
         if let Some(what) = failed {
             s.failed(what, started);
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+            }
         } else {
             s.latency_ms.push(started.elapsed().as_secs_f64() * 1000.0);
             if let Some(t) = first {

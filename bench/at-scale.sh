@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Throughput with 1M existing call records beside an empty database, side by side: CloudBase's
+# `chat` at c=1 and c=32 on a fresh database, then on one seeded by `reports` (1,000 users,
+# 1,000,000 calls over 90 days, and their rollups). Loopback only; bounded runs. Results: one
+# JSON line per run in bench/out/at-scale.jsonl (run after run.sh, which clears bench/out).
+#
+#   bash bench/at-scale.sh                       # BACKENDS="sqlite postgres" SECONDS_PER_RUN=5
+set -euo pipefail
+ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
+BACKENDS="${BACKENDS:-sqlite postgres}"
+PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
+out="$repo/bench/out/at-scale"
+rm -rf "$out" && mkdir -p "$out/plugins"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+echo "building release binaries"
+cargo build --release --quiet -p cloudbase-server -p cloudbase-plugin-openai-compatible -p cloudbase-bench
+bin="$repo/target/release"
+cp "$bin/libcloudbase_plugin_openai_compatible.so" "$out/plugins/"
+UP=18921; CB=18923
+taskset -c 1 "$bin/mock_upstream" "127.0.0.1:$UP" & pids+=($!)
+wait_ready() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not ready: $1"; exit 1; }
+cat > "$out/prices.toml" <<TOML
+[[price]]
+provider = "bench"
+model = "bench-model"
+input = "4.00"
+cached_input = "1.00"
+output = "16.00"
+currency = "CNY"
+effective_from = "2020-01-01T00:00:00Z"
+TOML
+cat > "$out/cloudbase.toml" <<TOML
+prices_file = "$out/prices.toml"
+plugins_dir = "$out/plugins"
+[plugins.bench]
+plugin = "openai-compatible"
+settings = { base_url = "http://127.0.0.1:$UP/v1", models = [{ id = "bench-model" }] }
+retries = 0
+[rate_limits]
+requests_per_minute = 0
+[retention]
+ai_calls_days = 3650
+TOML
+BODY='{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}'
+wait_ready "http://127.0.0.1:$UP/"
+
+measure() { # measure LABEL DATABASE_URL
+    (cd "$out" && CLOUDBASE_LOG=info CLOUDBASE_LOG_FORMAT=json CLOUDBASE_CONFIG="$out/cloudbase.toml" CLOUDBASE_LISTEN="127.0.0.1:$CB" \
+        DATABASE_URL="$2" CLOUDBASE_DATA_DIR="$out/data-$1" \
+        CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL=bench@example.com CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD=bench-password-1 \
+        exec taskset -c 1 "$bin/cloudbase-ai" > "$out/cloudbase-$1.log" 2>&1) & local cb=$!; pids+=($cb)
+    wait_ready "http://127.0.0.1:$CB/readyz"
+    local token
+    token=$(curl -s "http://127.0.0.1:$CB/graphql" -H 'content-type: application/json' \
+        -d '{"query":"mutation { login(input: {email: \"bench@example.com\", password: \"bench-password-1\"}) { accessToken } }"}' \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["login"]["accessToken"])')
+    taskset -c 0 "$bin/load" http "http://127.0.0.1:$CB/graphql" "$BODY" "$token" 1 1 200 > /dev/null
+    for c in 1 32; do
+        local line
+        line=$(taskset -c 0 "$bin/load" http "http://127.0.0.1:$CB/graphql" "$BODY" "$token" "$c" "$SECONDS_PER_RUN" 200000)
+        echo "{\"label\":\"$1\",${line#\{}" | tee -a "$repo/bench/out/at-scale.jsonl"
+    done
+    kill "$cb"; wait "$cb" 2>/dev/null || true
+}
+
+for backend in $BACKENDS; do
+    if [ "$backend" = sqlite ]; then
+        empty="sqlite://$out/empty.db"; seeded="sqlite://$out/seeded.db"
+    else
+        for d in bench_empty bench_seeded; do
+            psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $d WITH (FORCE)" -c "CREATE DATABASE $d"
+        done
+        empty="$PG/bench_empty"; seeded="$PG/bench_seeded"
+    fi
+    echo "seeding 1,000,000 call records ($backend)"
+    "$bin/reports" "$seeded" 1000000 > "$out/seed-$backend.jsonl"
+    measure "$backend-empty" "$empty"
+    measure "$backend-1M" "$seeded"
+done
