@@ -156,7 +156,15 @@ async fn usage_reports_equal_the_call_records() {
 async fn monthly_statements_as_graphql_and_csv() {
     let (app, admin, (a, a_id), (b, _)) = traffic().await;
     let all = records(&app, &admin).await;
-    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    // The month as the statement counts it: in the budgets' time zone (a day ahead of UTC for
+    // eight hours a day with the default, Asia/Shanghai).
+    let timezone = cloudbase_server::config::Config::default()
+        .timezone()
+        .unwrap();
+    let month = chrono::Utc::now()
+        .with_timezone(&timezone)
+        .format("%Y-%m")
+        .to_string();
     let q = "query($u: ID, $m: String!) { statement(userId: $u, month: $m) { userId month lines { provider model currency requests costMicros } totals { currency requests costMicros } } }";
     let s = app.gql_ok(Some(&a), q, json!({"m": month})).await;
     let lines = s["statement"]["lines"].as_array().unwrap();

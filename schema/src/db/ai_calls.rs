@@ -4,9 +4,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::fixed::FixedShape;
 use super::models::AiCall;
 use super::schema::ai_calls;
-use super::fixed::FixedShape;
 use super::{DbConn, db_run};
 
 /// Inserts a call record.

@@ -5,9 +5,9 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
+use super::fixed::FixedShape;
 use super::models::{Budget, Reservation};
 use super::schema::{budget_reservations, budgets, usage_daily, usage_daily_models};
-use super::fixed::FixedShape;
 use super::{DbConn, db_run};
 
 /// Inserts a budget.
@@ -270,25 +270,24 @@ pub async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usi
         FixedShape(
             diesel::insert_into(usage_daily_models::table)
                 .values((
-                usage_daily_models::day.eq(u.day),
-                usage_daily_models::provider.eq(u.provider),
-                usage_daily_models::model.eq(u.model),
-                usage_daily_models::currency.eq(u.currency),
-                usage_daily_models::requests.eq(u.requests),
-                usage_daily_models::prompt_tokens.eq(u.prompt_tokens),
-                usage_daily_models::cached_prompt_tokens.eq(u.cached_prompt_tokens),
-                usage_daily_models::completion_tokens.eq(u.completion_tokens),
-                usage_daily_models::cost_micros.eq(u.cost_micros),
-            ))
-            .on_conflict((
-                usage_daily_models::day,
-                usage_daily_models::provider,
-                usage_daily_models::model,
-                usage_daily_models::currency,
-            ))
-            .do_update()
-            .set(
-                (
+                    usage_daily_models::day.eq(u.day),
+                    usage_daily_models::provider.eq(u.provider),
+                    usage_daily_models::model.eq(u.model),
+                    usage_daily_models::currency.eq(u.currency),
+                    usage_daily_models::requests.eq(u.requests),
+                    usage_daily_models::prompt_tokens.eq(u.prompt_tokens),
+                    usage_daily_models::cached_prompt_tokens.eq(u.cached_prompt_tokens),
+                    usage_daily_models::completion_tokens.eq(u.completion_tokens),
+                    usage_daily_models::cost_micros.eq(u.cost_micros),
+                ))
+                .on_conflict((
+                    usage_daily_models::day,
+                    usage_daily_models::provider,
+                    usage_daily_models::model,
+                    usage_daily_models::currency,
+                ))
+                .do_update()
+                .set((
                     usage_daily_models::requests
                         .eq(usage_daily_models::requests + excluded(usage_daily_models::requests)),
                     usage_daily_models::prompt_tokens.eq(usage_daily_models::prompt_tokens
@@ -301,8 +300,7 @@ pub async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usi
                     usage_daily_models::cost_micros
                         .eq(usage_daily_models::cost_micros
                             + excluded(usage_daily_models::cost_micros)),
-                ),
-            ),
+                )),
         )
         .execute(c)
         .await
@@ -313,27 +311,28 @@ async fn add_user_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<us
     db_run!(conn, |c| {
         FixedShape(
             diesel::insert_into(usage_daily::table)
-            .values(u)
-            .on_conflict((
-                usage_daily::day,
-                usage_daily::user_id,
-                usage_daily::provider,
-                usage_daily::model,
-                usage_daily::currency,
-            ))
-            .do_update()
-            .set((
-                usage_daily::requests.eq(usage_daily::requests + excluded(usage_daily::requests)),
-                usage_daily::prompt_tokens
-                    .eq(usage_daily::prompt_tokens + excluded(usage_daily::prompt_tokens)),
-                usage_daily::cached_prompt_tokens
-                    .eq(usage_daily::cached_prompt_tokens
+                .values(u)
+                .on_conflict((
+                    usage_daily::day,
+                    usage_daily::user_id,
+                    usage_daily::provider,
+                    usage_daily::model,
+                    usage_daily::currency,
+                ))
+                .do_update()
+                .set((
+                    usage_daily::requests
+                        .eq(usage_daily::requests + excluded(usage_daily::requests)),
+                    usage_daily::prompt_tokens
+                        .eq(usage_daily::prompt_tokens + excluded(usage_daily::prompt_tokens)),
+                    usage_daily::cached_prompt_tokens.eq(usage_daily::cached_prompt_tokens
                         + excluded(usage_daily::cached_prompt_tokens)),
-                usage_daily::completion_tokens
-                    .eq(usage_daily::completion_tokens + excluded(usage_daily::completion_tokens)),
-                usage_daily::cost_micros
-                    .eq(usage_daily::cost_micros + excluded(usage_daily::cost_micros)),
-            )),
+                    usage_daily::completion_tokens
+                        .eq(usage_daily::completion_tokens
+                            + excluded(usage_daily::completion_tokens)),
+                    usage_daily::cost_micros
+                        .eq(usage_daily::cost_micros + excluded(usage_daily::cost_micros)),
+                )),
         )
         .execute(c)
         .await

@@ -388,7 +388,8 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Auth
     let generation = cache.generation();
     let mut conn = app.db.get().await?;
     let Some((role, disabled_at, revoked_at)) =
-        sessions::access_state(&mut conn, &claims.sub, &claims.sid).await?
+        crate::db::on_call_path(sessions::access_state(&mut conn, &claims.sub, &claims.sid))
+            .await?
     else {
         return Ok(Auth::Rejected("session not found".into()));
     };

@@ -300,8 +300,27 @@ async fn prepare(app: &App, viewer: &Viewer, input: &ChatInput) -> Result<Prepar
     })
 }
 
-/// Inserts the `PENDING` record.
+/// Inserts the `PENDING` record, on the call path ([`crate::db::on_call_path`]).
 async fn open_record(
+    app: &App,
+    viewer: &Viewer,
+    meta: &RequestMeta,
+    p: &Prepared,
+    stream: bool,
+    tokens_per_minute: Option<i64>,
+) -> Result<Opened, Error> {
+    crate::db::on_call_path(insert_pending(
+        app,
+        viewer,
+        meta,
+        p,
+        stream,
+        tokens_per_minute,
+    ))
+    .await
+}
+
+async fn insert_pending(
     app: &App,
     viewer: &Viewer,
     meta: &RequestMeta,
@@ -482,8 +501,18 @@ struct Ending {
 }
 
 /// Prices the call, finishes its record and, on success inside a conversation, appends the turn,
-/// all in one transaction. Returns the finished record.
+/// all in one transaction, on the call path ([`crate::db::on_call_path`]). Returns the finished
+/// record.
 async fn close_record(
+    app: &App,
+    opened: &Opened,
+    prepared: &Prepared,
+    ending: Ending,
+) -> Result<AiCall, Error> {
+    crate::db::on_call_path(finish_record(app, opened, prepared, ending)).await
+}
+
+async fn finish_record(
     app: &App,
     opened: &Opened,
     prepared: &Prepared,

@@ -71,6 +71,10 @@ pub async fn effective(app: &App, user_id: &str) -> Result<(Option<i64>, Option<
 /// Admits one AI call for `user_id`, or fails with `RATE_LIMITED`. Returns the tokens-per-minute
 /// limit in force, which the finished call hands to [`spend_tokens`] (one lookup per call).
 pub async fn admit(app: &App, user_id: &str) -> Result<Option<i64>, Error> {
+    crate::db::on_call_path(admit_call(app, user_id)).await
+}
+
+async fn admit_call(app: &App, user_id: &str) -> Result<Option<i64>, Error> {
     let (rpm, tpm) = effective(app, user_id).await?;
     if rpm.is_none() && tpm.is_none() {
         return Ok(None);

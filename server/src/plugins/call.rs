@@ -295,3 +295,106 @@ unsafe extern "C" fn emit_to_channel(ctx: *mut c_void, event: RStr) -> i32 {
 pub fn decode_event<O: DeserializeOwned>(bytes: &[u8]) -> Result<O, CallFailure> {
     decode(status::OK, bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudbase_plugin_api::abi::ABI_VERSION;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Calls seen by the table below, and on which thread the last one ran.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    static SLOW_MS: AtomicUsize = AtomicUsize::new(0);
+    static THREAD: std::sync::Mutex<Option<std::thread::ThreadId>> = std::sync::Mutex::new(None);
+
+    fn last_thread() -> Option<std::thread::ThreadId> {
+        *THREAD.lock().unwrap()
+    }
+
+    fn owned(bytes: &[u8]) -> RBuf {
+        let mut bytes = std::mem::ManuallyDrop::new(bytes.to_vec());
+        RBuf {
+            ptr: bytes.as_mut_ptr(),
+            len: bytes.len(),
+            cap: bytes.capacity(),
+        }
+    }
+
+    unsafe extern "C" fn name() -> RStr {
+        rstr(b"slow")
+    }
+    unsafe extern "C" fn manifest(out: *mut RBuf) -> i32 {
+        // SAFETY: the host passes a valid slot.
+        unsafe { *out = owned(b"null") };
+        status::OK
+    }
+    unsafe extern "C" fn create(_: RStr, instance: *mut *mut c_void, out: *mut RBuf) -> i32 {
+        // SAFETY: the host passes valid slots; the handle is never dereferenced.
+        unsafe {
+            *instance = std::ptr::NonNull::<u8>::dangling().as_ptr().cast();
+            *out = owned(b"null");
+        }
+        status::OK
+    }
+    unsafe extern "C" fn destroy(_: *mut c_void) {}
+    unsafe extern "C" fn call(_: *mut c_void, _: RStr, _: RStr, out: *mut RBuf) -> i32 {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        *THREAD.lock().unwrap() = Some(std::thread::current().id());
+        std::thread::sleep(Duration::from_millis(SLOW_MS.load(Ordering::SeqCst) as u64));
+        // SAFETY: the host passes a valid slot.
+        unsafe { *out = owned(b"{\"ok\":true}") };
+        status::OK
+    }
+    unsafe extern "C" fn free_buf(buf: RBuf) {
+        // SAFETY: `buf` came from `owned`, once.
+        drop(unsafe { Vec::from_raw_parts(buf.ptr, buf.len, buf.cap) });
+    }
+
+    static TABLE: PluginVTable = PluginVTable {
+        abi_version: ABI_VERSION,
+        struct_size: std::mem::size_of::<PluginVTable>() as u32,
+        flags: 0,
+        name,
+        manifest,
+        create,
+        destroy,
+        call,
+        call_stream: None,
+        free_buf,
+    };
+
+    #[tokio::test]
+    async fn a_slow_pure_call_moves_its_instance_to_the_blocking_pool() {
+        let instance = Instance::create(&TABLE, b"{}".to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let answer: serde_json::Value = instance.call("chat.build_request", &()).await.unwrap();
+        assert_eq!(answer["ok"], true);
+        assert!(instance.runs_inline(), "a quick pure call stays inline");
+        let here = Some(std::thread::current().id());
+        assert_eq!(last_thread(), here, "it ran on the calling task's thread");
+        let _: serde_json::Value = instance.call("models", &()).await.unwrap();
+        assert_ne!(
+            last_thread(),
+            here,
+            "other methods run on the blocking pool"
+        );
+
+        SLOW_MS.store(5, Ordering::SeqCst);
+        let answer: serde_json::Value = instance.call("chat.parse_response", &()).await.unwrap();
+        assert_eq!(answer["ok"], true, "the slow call still answers");
+        assert!(
+            !instance.runs_inline(),
+            "and its instance leaves the async workers"
+        );
+
+        // From now on even a pure call is bounded by the deadline, on the blocking pool.
+        SLOW_MS.store(0, Ordering::SeqCst);
+        let before = CALLS.load(Ordering::SeqCst);
+        let answer: serde_json::Value = instance.call("chat.build_request", &()).await.unwrap();
+        assert_eq!(answer["ok"], true);
+        assert_eq!(CALLS.load(Ordering::SeqCst), before + 1);
+        assert_ne!(last_thread(), here, "now on the blocking pool");
+        assert!(!instance.runs_inline(), "for good");
+    }
+}

@@ -72,8 +72,8 @@ pub async fn record(app: &App, mut entry: Entry) -> Result<(), Error> {
         request_id: &entry.request_id,
     };
     let mut conn = app.db.get().await?;
-    conn.write(async |c| Ok(queries::insert(c, &row).await?))
-        .await?;
+    // Every mutation writes one: on the call path (`crate::db::on_call_path`).
+    crate::db::on_call_path(conn.write(async |c| Ok(queries::insert(c, &row).await?))).await?;
     Ok(())
 }
 
