@@ -29,17 +29,19 @@ pub async fn in_force(
     model: &str,
     at: NaiveDateTime,
 ) -> QueryResult<Option<Price>> {
-    db_run!(conn, |c| {
+    // The model's whole price history (a handful of rows), chosen from here: a range condition
+    // on a bound value makes SQLite (built with STAT4) prepare the statement again on every
+    // run, which cost more than the rest of the call's statements together (`bench/RESULTS.md`).
+    let history: Vec<Price> = db_run!(conn, |c| {
         prices::table
             .filter(prices::provider.eq(provider))
             .filter(prices::model.eq(model))
-            .filter(prices::effective_from.le(at))
             .order(prices::effective_from.desc())
             .select(Price::as_select())
-            .first(c)
+            .load(c)
             .await
-            .optional()
-    })
+    })?;
+    Ok(history.into_iter().find(|p| p.effective_from <= at))
 }
 
 /// Price history, newest start first, optionally for one provider and model.
