@@ -80,6 +80,10 @@ for backend in $BACKENDS; do
     fi
     echo "seeding 1,000,000 call records ($backend)"
     "$bin/reports" "$seeded" 1000000 > "$out/seed-$backend.jsonl"
+    # The seeded users exist, so no bootstrap admin is made there: create the bench account.
+    (cd "$out" && echo bench-password-1 | DATABASE_URL="$seeded" CLOUDBASE_CONFIG="$out/cloudbase.toml" \
+        CLOUDBASE_DATA_DIR="$out/data-$backend-1M" \
+        "$bin/cloudbase-ai" user create --email bench@example.com --role admin --password-stdin > /dev/null)
     measure "$backend-empty" "$empty"
     measure "$backend-1M" "$seeded"
 done
