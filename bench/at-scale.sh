@@ -9,6 +9,8 @@ set -euo pipefail
 ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
+# shellcheck source=bench/common.sh
+. "$repo/bench/common.sh"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
@@ -24,42 +26,14 @@ bin="$repo/target/release"
 cp "$bin/libcloudbase_plugin_openai_compatible.so" "$out/plugins/"
 UP=18921; CB=18923
 taskset -c 1 "$bin/mock_upstream" "127.0.0.1:$UP" & pids+=($!)
-wait_ready() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not ready: $1"; exit 1; }
-cat > "$out/prices.toml" <<TOML
-[[price]]
-provider = "bench"
-model = "bench-model"
-input = "4.00"
-cached_input = "1.00"
-output = "16.00"
-currency = "CNY"
-effective_from = "2020-01-01T00:00:00Z"
-TOML
-cat > "$out/cloudbase.toml" <<TOML
-prices_file = "$out/prices.toml"
-plugins_dir = "$out/plugins"
-[plugins.bench]
-plugin = "openai-compatible"
-settings = { base_url = "http://127.0.0.1:$UP/v1", models = [{ id = "bench-model" }] }
-retries = 0
-[rate_limits]
-requests_per_minute = 0
-[retention]
-ai_calls_days = 3650
-TOML
+write_config "$out" "$UP"
 BODY='{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}'
 wait_ready "http://127.0.0.1:$UP/"
 
 measure() { # measure LABEL DATABASE_URL
-    (cd "$out" && CLOUDBASE_LOG=info CLOUDBASE_LOG_FORMAT=json CLOUDBASE_CONFIG="$out/cloudbase.toml" CLOUDBASE_LISTEN="127.0.0.1:$CB" \
-        DATABASE_URL="$2" CLOUDBASE_DATA_DIR="$out/data-$1" \
-        CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL=bench@example.com CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD=bench-password-1 \
-        exec taskset -c 1 "$bin/cloudbase-ai" > "$out/cloudbase-$1.log" 2>&1) & local cb=$!; pids+=($cb)
-    wait_ready "http://127.0.0.1:$CB/readyz"
+    start_cloudbase "$out" "$1" "$2" "$CB"; local cb=$cb_pid
     local token
-    token=$(curl -s "http://127.0.0.1:$CB/graphql" -H 'content-type: application/json' \
-        -d '{"query":"mutation { login(input: {email: \"bench@example.com\", password: \"bench-password-1\"}) { accessToken } }"}' \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["login"]["accessToken"])')
+    token=$(login_token "$CB")
     taskset -c 0 "$bin/load" http "http://127.0.0.1:$CB/graphql" "$BODY" "$token" 1 1 200 > /dev/null
     for c in 1 32; do
         local line

@@ -10,6 +10,8 @@ set -euo pipefail
 ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
+# shellcheck source=bench/common.sh
+. "$repo/bench/common.sh"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
 MAX=200000
 LEVELS="${LEVELS:-1 32 128 512}"
@@ -29,9 +31,6 @@ cp "$bin/libcloudbase_plugin_openai_compatible.so" "$out/plugins/"
 UP=18901; FLOOR=18902; CB=18903
 taskset -c 1 "$bin/mock_upstream" "127.0.0.1:$UP" & pids+=($!)
 
-wait_ready() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not ready: $1"; exit 1; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 load() { # load LABEL MODE URL BODY TOKEN CONCURRENCY
     taskset -c 0 "$bin/load" "$2" "$3" "$4" "$5" "$6" 1 200 > /dev/null   # warm-up
     local line
@@ -48,30 +47,7 @@ FLOOR_STREAM='{"query":"subscription { chatStream(message: \"hi\") }"}'
 CB_PLAIN='{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}'
 CB_STREAM='{"query":"subscription { chatStream(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { delta done } }"}'
 
-cat > "$out/prices.toml" <<TOML
-[[price]]
-provider = "bench"
-model = "bench-model"
-input = "4.00"
-cached_input = "1.00"
-output = "16.00"
-currency = "CNY"
-effective_from = "2020-01-01T00:00:00Z"
-TOML
-cat > "$out/cloudbase.toml" <<TOML
-prices_file = "$out/prices.toml"
-plugins_dir = "$out/plugins"
-[plugins.bench]
-plugin = "openai-compatible"
-settings = { base_url = "http://127.0.0.1:$UP/v1", models = [{ id = "bench-model" }] }
-retries = 0
-[chat]
-default_provider = "bench"
-default_model = "bench-model"
-# The gateway's own cost is measured, not the per-user limit (120 a minute by default).
-[rate_limits]
-requests_per_minute = 0
-TOML
+write_config "$out" "$UP"
 
 for backend in sqlite postgres; do
     if [ "$backend" = sqlite ]; then
@@ -88,14 +64,8 @@ for backend in sqlite postgres; do
     for c in $LEVELS; do load "floor-$backend-stream" ws "ws://127.0.0.1:$FLOOR/graphql/ws" "$FLOOR_STREAM" - "$c"; done
     kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true
 
-    (cd "$out" && CLOUDBASE_LOG=info CLOUDBASE_LOG_FORMAT=json CLOUDBASE_CONFIG="$out/cloudbase.toml" CLOUDBASE_LISTEN="127.0.0.1:$CB" \
-        DATABASE_URL="$cb_db" CLOUDBASE_DATA_DIR="$out/data-$backend" \
-        CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL=bench@example.com CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD=bench-password-1 \
-        exec taskset -c 1 "$bin/cloudbase-ai" > "$out/cloudbase-$backend.log" 2>&1) & cb_pid=$!; pids+=($cb_pid)
-    wait_ready "http://127.0.0.1:$CB/readyz"
-    token=$(curl -s "http://127.0.0.1:$CB/graphql" -H 'content-type: application/json' \
-        -d '{"query":"mutation { login(input: {email: \"bench@example.com\", password: \"bench-password-1\"}) { accessToken } }"}' \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["login"]["accessToken"])')
+    start_cloudbase "$out" "$backend" "$cb_db" "$CB"
+    token=$(login_token "$CB")
     sleep 1
     echo "{\"label\":\"cloudbase-$backend-rss\",\"idle_rss_kb\":$(rss_kb "$cb_pid")}" | tee -a "$out/results.jsonl"
     for c in $LEVELS; do load "cloudbase-$backend" http "http://127.0.0.1:$CB/graphql" "$CB_PLAIN" "$token" "$c"; done

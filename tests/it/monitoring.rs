@@ -464,7 +464,9 @@ async fn system_stats_summarise_the_window() {
 async fn subscribers_of_one_event_share_one_read() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
-    let (user, _, _) = app.register("fanned@example.com", "fanned-out-password").await;
+    let (user, _, _) = app
+        .register("fanned@example.com", "fanned-out-password")
+        .await;
     let mut sockets = Vec::new();
     for _ in 0..4 {
         let mut socket = GqlWs::connect(&app, Some(&admin)).await.unwrap();
@@ -495,5 +497,9 @@ async fn subscribers_of_one_event_share_one_read() {
         }
     }
     let after = value(&scrape(&app).await, reads, &[]);
-    assert_eq!(after - before, 2.0, "one read for each of the call's two events");
+    assert_eq!(
+        after - before,
+        2.0,
+        "one read for each of the call's two events"
+    );
 }

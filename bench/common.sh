@@ -1,0 +1,55 @@
+# Shared by run.sh, fanout.sh and at-scale.sh (sourced): readiness, memory, CloudBase's config
+# for the `bench` provider, starting CloudBase on core 1, and the bench admin's token.
+
+wait_ready() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not ready: $1"; exit 1; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# write_config DIR UPSTREAM_PORT: DIR/prices.toml and DIR/cloudbase.toml (the `openai-compatible`
+# plugin as `bench` on the mock upstream, a price in force, the per-user request limit off so
+# that the gateway's own cost is measured, and records kept however old the seeded ones are).
+write_config() {
+    cat > "$1/prices.toml" <<TOML
+[[price]]
+provider = "bench"
+model = "bench-model"
+input = "4.00"
+cached_input = "1.00"
+output = "16.00"
+currency = "CNY"
+effective_from = "2020-01-01T00:00:00Z"
+TOML
+    cat > "$1/cloudbase.toml" <<TOML
+prices_file = "$1/prices.toml"
+plugins_dir = "$1/plugins"
+[plugins.bench]
+plugin = "openai-compatible"
+settings = { base_url = "http://127.0.0.1:$2/v1", models = [{ id = "bench-model" }] }
+retries = 0
+[chat]
+default_provider = "bench"
+default_model = "bench-model"
+[rate_limits]
+requests_per_minute = 0
+[retention]
+ai_calls_days = 3650
+TOML
+}
+
+# start_cloudbase DIR LABEL DATABASE_URL PORT: the release server on core 1, JSON logs at `info`
+# in DIR/cloudbase-LABEL.log; sets cb_pid and waits until it is ready.
+start_cloudbase() {
+    (cd "$1" && CLOUDBASE_LOG=info CLOUDBASE_LOG_FORMAT=json CLOUDBASE_CONFIG="$1/cloudbase.toml" \
+        CLOUDBASE_LISTEN="127.0.0.1:$4" DATABASE_URL="$3" CLOUDBASE_DATA_DIR="$1/data-$2" \
+        CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL=bench@example.com CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD=bench-password-1 \
+        exec taskset -c 1 "$bin/cloudbase-ai" > "$1/cloudbase-$2.log" 2>&1) & cb_pid=$!
+    pids+=("$cb_pid")
+    wait_ready "http://127.0.0.1:$4/readyz"
+}
+
+# login_token PORT: the bench admin's access token.
+login_token() {
+    curl -s "http://127.0.0.1:$1/graphql" -H 'content-type: application/json' \
+        -d '{"query":"mutation { login(input: {email: \"bench@example.com\", password: \"bench-password-1\"}) { accessToken } }"}' \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["login"]["accessToken"])'
+}
