@@ -15,20 +15,9 @@ SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 out="$repo/bench/out/at-scale"
-rm -rf "$out" && mkdir -p "$out/plugins"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-echo "building release binaries"
-cargo build --release --quiet -p cloudbase-server -p cloudbase-plugin-openai-compatible -p cloudbase-bench
-bin="$repo/target/release"
-cp "$bin/libcloudbase_plugin_openai_compatible.so" "$out/plugins/"
 UP=18921; CB=18923
-taskset -c 1 "$bin/mock_upstream" "127.0.0.1:$UP" & pids+=($!)
-write_config "$out" "$UP"
+prepare "$out" "$UP"
 BODY='{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}'
-wait_ready "http://127.0.0.1:$UP/"
 
 measure() { # measure LABEL DATABASE_URL
     start_cloudbase "$out" "$1" "$2" "$CB"; local cb=$cb_pid

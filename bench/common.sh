@@ -1,5 +1,23 @@
-# Shared by run.sh, fanout.sh and at-scale.sh (sourced): readiness, memory, CloudBase's config
-# for the `bench` provider, starting CloudBase on core 1, and the bench admin's token.
+# Shared by run.sh, fanout.sh and at-scale.sh (sourced after `cd "$repo"`): the release build,
+# the mock upstream, readiness, memory, CloudBase's config for the `bench` provider, starting
+# CloudBase on core 1, and the bench admin's token. Every process started is killed on exit.
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+bin="$repo/target/release"
+
+# prepare OUT UPSTREAM_PORT: builds the release binaries, empties OUT (with the plugin in
+# OUT/plugins and the config written), and starts the mock upstream on core 1.
+prepare() {
+    echo "building release binaries"
+    cargo build --release --quiet -p cloudbase-server -p cloudbase-plugin-openai-compatible -p cloudbase-bench
+    rm -rf "$1" && mkdir -p "$1/plugins"
+    cp "$bin/libcloudbase_plugin_openai_compatible.so" "$1/plugins/"
+    write_config "$1" "$2"
+    taskset -c 1 "$bin/mock_upstream" "127.0.0.1:$2" & pids+=($!)
+    wait_ready "http://127.0.0.1:$2/"
+}
 
 wait_ready() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not ready: $1"; exit 1; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }

@@ -14,19 +14,8 @@ cd "$repo"
 SOCKETS="${SOCKETS:-500}"; PER_SOCKET="${PER_SOCKET:-10}"; CALLS="${CALLS:-20}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 out="$repo/bench/out/fanout"
-rm -rf "$out" && mkdir -p "$out/plugins"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-echo "building release binaries"
-cargo build --release --quiet -p cloudbase-server -p cloudbase-plugin-openai-compatible -p cloudbase-bench
-bin="$repo/target/release"
-cp "$bin/libcloudbase_plugin_openai_compatible.so" "$out/plugins/"
 UP=18911; CB=18913
-taskset -c 1 "$bin/mock_upstream" "127.0.0.1:$UP" & pids+=($!)
-write_config "$out" "$UP"
-wait_ready "http://127.0.0.1:$UP/"
+prepare "$out" "$UP"
 for backend in sqlite postgres; do
     if [ "$backend" = sqlite ]; then
         db="sqlite://$out/cloudbase.db"

@@ -17,19 +17,8 @@ MAX=200000
 LEVELS="${LEVELS:-1 32 128 512}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 out="$repo/bench/out"
-rm -rf "$out" && mkdir -p "$out"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-echo "building release binaries"
-cargo build --release --quiet -p cloudbase-server -p cloudbase-plugin-openai-compatible -p cloudbase-bench
-bin="$repo/target/release"
-mkdir -p "$out/plugins"
-cp "$bin/libcloudbase_plugin_openai_compatible.so" "$out/plugins/"
-
 UP=18901; FLOOR=18902; CB=18903
-taskset -c 1 "$bin/mock_upstream" "127.0.0.1:$UP" & pids+=($!)
+prepare "$out" "$UP"
 
 load() { # load LABEL MODE URL BODY TOKEN CONCURRENCY
     taskset -c 0 "$bin/load" "$2" "$3" "$4" "$5" "$6" 1 200 > /dev/null   # warm-up
@@ -38,7 +27,6 @@ load() { # load LABEL MODE URL BODY TOKEN CONCURRENCY
     echo "{\"label\":\"$1\",${line#\{}" | tee -a "$out/results.jsonl"
 }
 
-wait_ready "http://127.0.0.1:$UP/"
 UPBODY='{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}'
 for c in $LEVELS; do load "upstream" http "http://127.0.0.1:$UP/v1/chat/completions" "$UPBODY" - "$c"; done
 
@@ -47,7 +35,6 @@ FLOOR_STREAM='{"query":"subscription { chatStream(message: \"hi\") }"}'
 CB_PLAIN='{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}'
 CB_STREAM='{"query":"subscription { chatStream(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { delta done } }"}'
 
-write_config "$out" "$UP"
 
 for backend in sqlite postgres; do
     if [ "$backend" = sqlite ]; then
