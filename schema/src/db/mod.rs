@@ -405,8 +405,9 @@ impl DbConn {
         }
     }
 
-    /// Runs `body`, one write statement outside a transaction, in SQLite's writer turn (see
-    /// [`WriteGate`]); on PostgreSQL, as it is.
+    /// Runs `body`, one write statement outside a transaction (or a few that need no
+    /// transaction together), in SQLite's writer turn (see [`WriteGate`]); on PostgreSQL, as it
+    /// is. `body` must not start a transaction: that takes the turn again.
     pub async fn write<T>(
         &mut self,
         body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,

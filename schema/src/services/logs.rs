@@ -276,7 +276,9 @@ pub async fn prune(app: &App, days: u64) -> Result<usize, Error> {
     let mut conn = app.db.get().await?;
     let mut deleted = 0;
     loop {
-        let n = queries::delete_before(&mut conn, cutoff, 5_000).await?;
+        let n = conn
+            .write(async |c| Ok(queries::delete_before(c, cutoff, 5_000).await?))
+            .await?;
         deleted += n;
         if n < 5_000 {
             break;

@@ -56,7 +56,9 @@ pub async fn prune(app: &App, days: u64) -> Result<usize, Error> {
     let cutoff =
         app.now() - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX / 86_400_000));
     let mut conn = app.db.get().await?;
-    let deleted = ai_calls::delete_finished_before(&mut conn, cutoff, 10_000).await?;
+    let deleted = conn
+        .write(async |c| Ok(ai_calls::delete_finished_before(c, cutoff, 10_000).await?))
+        .await?;
     if deleted > 0 {
         tracing::info!(deleted, retention_days = days, "old call records deleted");
     }

@@ -204,7 +204,9 @@ pub async fn set_overrides(
 /// Deletes counters older than a day (from the maintenance job).
 pub async fn prune(app: &App) -> Result<usize, Error> {
     let mut conn = app.db.get().await?;
-    Ok(queries::prune(&mut conn, app.now() - Duration::days(1)).await?)
+    let before = app.now() - Duration::days(1);
+    conn.write(async |c| Ok(queries::prune(c, before).await?))
+        .await
 }
 
 #[cfg(test)]

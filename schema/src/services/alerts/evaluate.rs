@@ -36,8 +36,10 @@ pub async fn tick(app: &App) -> Result<bool, Error> {
         .unwrap_or(chrono::Duration::seconds(45));
     let (leader, rules) = {
         let mut conn = app.db.get().await?;
-        let leader =
-            leases::acquire(&mut conn, "alerts", app.events.origin(), now, now + ttl).await?;
+        let origin = app.events.origin();
+        let leader = conn
+            .write(async |c| Ok(leases::acquire(c, "alerts", origin, now, now + ttl).await?))
+            .await?;
         (leader, queries::enabled_rules(&mut conn).await?)
     };
     let plugin_failed = RuleKind::PluginFailed.as_str();

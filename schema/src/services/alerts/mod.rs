@@ -171,6 +171,9 @@ pub async fn prune(app: &App, days: u64) -> Result<usize, Error> {
     let cutoff =
         app.now() - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX / 86_400_000));
     let mut conn = app.db.get().await?;
-    queries::delete_quiet_states_before(&mut conn, cutoff).await?;
-    Ok(queries::delete_alerts_before(&mut conn, cutoff).await?)
+    conn.write(async |c| {
+        queries::delete_quiet_states_before(c, cutoff).await?;
+        Ok(queries::delete_alerts_before(c, cutoff).await?)
+    })
+    .await
 }

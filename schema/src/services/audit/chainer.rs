@@ -184,7 +184,10 @@ async fn tick(app: &App, settings: &ChainSettings, lease: &mut LeaseState) -> Re
         let ttl = chrono::Duration::from_std(settings.lease_ttl)
             .unwrap_or_else(|_| chrono::Duration::seconds(3));
         let mut conn = app.db.get().await?;
-        let held = leases::acquire(&mut conn, LEASE, app.events.origin(), now, now + ttl).await?;
+        let origin = app.events.origin();
+        let held = conn
+            .write(async |c| Ok(leases::acquire(c, LEASE, origin, now, now + ttl).await?))
+            .await?;
         lease.held_until = held.then(|| started + settings.lease_ttl);
         lease.renew_at = started + settings.lease_ttl / 3;
     }
