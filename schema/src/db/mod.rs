@@ -379,30 +379,25 @@ impl DbConn {
         &mut self,
         body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        let turn = self.turn().await;
         match self {
             DbConn::Pg(c) => {
                 <diesel_async::AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::begin_transaction(&mut **c).await?;
             }
-            DbConn::Sqlite(c, gate) => {
-                let turn = gate.turn().await;
+            DbConn::Sqlite(c, _) => {
                 c.spawn_blocking(|inner| {
                     SyncAnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
                 })
                 .await?;
-                let result = body(self).await;
-                let DbConn::Sqlite(c, _) = self else {
-                    unreachable!("the variant matched above")
-                };
-                let done = finish_tx(&mut **c, result).await;
-                drop(turn);
-                return done;
             }
         }
         let result = body(self).await;
-        match self {
+        let done = match self {
             DbConn::Pg(c) => finish_tx(&mut **c, result).await,
             DbConn::Sqlite(c, _) => finish_tx(&mut **c, result).await,
-        }
+        };
+        drop(turn);
+        done
     }
 
     /// Runs `body`, one write statement outside a transaction (or a few that need no
@@ -412,18 +407,14 @@ impl DbConn {
         &mut self,
         body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let turn = match self {
-            DbConn::Sqlite(_, gate) => Some(gate.turn().await),
-            DbConn::Pg(_) => None,
-        };
+        let turn = self.turn().await;
         let result = body(self).await;
         drop(turn);
         result
     }
 
-    /// SQLite's writer turn, for a query function that writes on the blocking thread itself;
-    /// `None` on PostgreSQL.
-    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    /// SQLite's writer turn; `None` on PostgreSQL, which has no need of one.
+    async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match self {
             DbConn::Sqlite(_, gate) => Some(gate.turn().await),
             DbConn::Pg(_) => None,
