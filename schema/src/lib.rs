@@ -8,7 +8,7 @@
 //! - [`clock`]: the injectable clock every service reads the time from.
 //! - [`db`]: the two-backend pool (SQLite or PostgreSQL), migrations, `schema.rs`, models and queries.
 //! - [`metrics`]: the instance's metrics recorder and the metric names.
-//! - [`plugins`]: the plugin host as services see it (the server implements it).
+//! - [`ports`]: the plugin host as the services see it: the trait the server implements.
 //! - [`services`]: the workflows with side effects (accounts, sessions, tokens, users).
 //! - [`graphql`]: the async-graphql types and resolvers, split by domain, and the schema builder.
 
@@ -18,7 +18,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod metrics;
-pub mod plugins;
+pub mod ports;
 pub mod services;
 
 pub use error::Error;

@@ -7,13 +7,13 @@
 //! - [`events`]: the LISTEN connection that brings other instances' events in.
 //! - [`startup`]: connects and migrates the database, resolves secrets, builds the services.
 //! - [`http`]: the axum router: `/graphql`, `/playground`, `/healthz`, `/readyz`.
-//! - [`plugins`]: the plugin host: loading libraries, instances, calls, and their I/O.
+//! - [`plugin_host`]: the plugin host: loading libraries, instances, calls, and their I/O.
 //! - [`telemetry`]: tracing subscriber set-up.
 
 pub mod config;
 pub mod events;
 pub mod http;
-pub mod plugins;
+pub mod plugin_host;
 pub mod startup;
 pub mod telemetry;
 

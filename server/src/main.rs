@@ -10,7 +10,7 @@ use cloudbase_schema::clock::SystemClock;
 use cloudbase_schema::services::audit::Verdict;
 use cloudbase_schema::services::{Role, users};
 use cloudbase_server::config::Config;
-use cloudbase_server::plugins::Registry;
+use cloudbase_server::plugin_host::Registry;
 use cloudbase_server::{startup, telemetry};
 
 #[derive(Parser)]

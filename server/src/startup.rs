@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use cloudbase_schema::clock::{Clock, SystemClock};
 use cloudbase_schema::db::{DbConfig, DbPool};
-use cloudbase_schema::plugins::PluginHost;
+use cloudbase_schema::ports::PluginHost;
 use cloudbase_schema::services::budgets::BudgetSettings;
 use cloudbase_schema::services::chat::ChatSettings;
 use cloudbase_schema::services::login_throttle::LoginLimits;
@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 
 use crate::config::{Config, Environment, RateLimitsConfig};
 use crate::http;
-use crate::plugins::Registry;
+use crate::ports::Registry;
 use crate::telemetry;
 
 /// Serves until `shutdown` resolves. Tests and `main` start the server the same way.
@@ -135,7 +135,7 @@ pub async fn run_with_clock(
 /// existed).
 fn log_failed_plugins(app: &App) {
     for row in app.plugins.plugins() {
-        if row.status == cloudbase_schema::plugins::PluginStatus::Failed {
+        if row.status == cloudbase_schema::ports::PluginStatus::Failed {
             tracing::warn!(
                 target: "cloudbase::event::plugin",
                 plugin = %row.name, instance = ?row.instance, file = %row.file,

@@ -4,7 +4,7 @@ use async_graphql::{Context, Json, Object, SimpleObject};
 
 use super::ContextExt;
 use crate::Error;
-use crate::plugins::{ModelRow, PluginKind, PluginRow, PluginStatus};
+use crate::ports::{ModelRow, PluginKind, PluginRow, PluginStatus};
 use crate::services::plugins;
 
 /// A plugin library, or one configured instance of it.

@@ -53,7 +53,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::db::DbPool;
-use crate::plugins::PluginHost;
+use crate::ports::PluginHost;
 
 pub use auth::{Auth, RequestMeta, Role, Viewer};
 pub use tokens::TokenSettings;

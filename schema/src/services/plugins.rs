@@ -5,7 +5,7 @@ use cloudbase_plugin_api::{DeliveryReport, Notification, Severity};
 
 use super::{App, Viewer};
 use crate::Error;
-use crate::plugins::{Destination, ModelRow, PluginRow};
+use crate::ports::{Destination, ModelRow, PluginRow};
 
 /// Every plugin library and instance (admin only).
 pub fn list(app: &App, viewer: &Viewer) -> Result<Vec<PluginRow>, Error> {

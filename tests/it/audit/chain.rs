@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use cloudbase_schema::clock::SystemClock;
 use cloudbase_schema::db::audit::AuditRow;
 use cloudbase_schema::services::audit::{self, Verdict};
-use cloudbase_server::plugins::Registry;
+use cloudbase_server::plugin_host::Registry;
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection};
 use diesel_migrations::{FileBasedMigrations, MigrationHarness};
 use serde_json::json;

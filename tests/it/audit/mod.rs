@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cloudbase_schema::clock::SystemClock;
 use cloudbase_schema::services::audit::{self, Report, Verdict};
 use cloudbase_server::config::Config;
-use cloudbase_server::plugins::Registry;
+use cloudbase_server::plugin_host::Registry;
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, error_code};

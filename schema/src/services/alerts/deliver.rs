@@ -7,7 +7,7 @@ use cloudbase_plugin_api::{Notification, Severity};
 use super::targets;
 use crate::Error;
 use crate::db::alerts::{self as queries, AttemptEnd, DeliveryRow};
-use crate::plugins::Destination;
+use crate::ports::Destination;
 use crate::services::App;
 
 /// How long one instance holds a delivery it is sending.

@@ -10,7 +10,7 @@ use crate::db::budgets as budget_queries;
 use crate::db::leases;
 use crate::db::stats::{self, Scope};
 use crate::events::Event;
-use crate::plugins::PluginStatus;
+use crate::ports::PluginStatus;
 use crate::services::App;
 
 /// Runs the evaluator until the task is aborted.

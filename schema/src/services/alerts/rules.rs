@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{MAX_PERSONAL_RULES, RuleInput, RuleKind, RuleParams, Target, targets};
 use crate::Error;
 use crate::db::alerts::{self as queries, AlertRow, AlertRule, DeliveryRow};
-use crate::plugins::{PluginKind, PluginStatus};
+use crate::ports::{PluginKind, PluginStatus};
 use crate::services::{App, Viewer, validate};
 
 fn range(

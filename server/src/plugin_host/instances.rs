@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cloudbase_plugin_api::abi::PluginVTable;
 use cloudbase_plugin_api::{Manifest, ModelInfo, PluginConfig, PluginKind as ApiKind};
-use cloudbase_schema::plugins::{PluginKind, PluginRow, PluginStatus};
+use cloudbase_schema::ports::{PluginKind, PluginRow, PluginStatus};
 
 use super::call::{self, Instance};
 use super::{Notifier, Provider, Registry, file_name, library, upstream, user_http};

@@ -26,7 +26,7 @@ use cloudbase_plugin_api::{
     Manifest, ModelInfo, Notification, SseEvent, StreamEvent, Transport,
 };
 use cloudbase_schema::Error;
-use cloudbase_schema::plugins::{
+use cloudbase_schema::ports::{
     Destination, EventStream, ModelRow, PluginHost, PluginRow, ProviderReply, StreamStart,
 };
 use futures_util::future::BoxFuture;
