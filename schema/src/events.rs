@@ -62,8 +62,8 @@ pub enum Event {
         name: String,
         /// Instance, if any.
         instance: Option<String>,
-        /// `LOADED`, `FAILED` or `DISABLED`.
-        status: String,
+        /// Where it stands now.
+        status: crate::domain::PluginStatus,
     },
     /// A batch of system log entries was stored (one event per batch, so a log flood never
     /// floods the bus).
@@ -85,6 +85,18 @@ pub enum Event {
         /// The rule's owner, for a user's own rule; `None` for an admin rule.
         owner_id: Option<String>,
     },
+}
+
+impl Event {
+    /// A call record was written (opened or finished).
+    pub fn call_updated(call: &crate::db::models::AiCall) -> Self {
+        Self::AiCallUpdated {
+            call_id: call.id.clone(),
+            user_id: call.user_id.clone(),
+            provider: call.provider.clone(),
+            model: call.model.clone(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! - [`error`]: the crate's one error enum and its stable `extensions.code`s.
 //! - [`events`]: the event bus (in-process broadcast, and `pg_notify` across instances).
 //! - [`clock`]: the injectable clock every service reads the time from.
+//! - [`domain`]: the closed vocabularies (call status, message role, ...) and their stored names.
 //! - [`db`]: the two-backend pool (SQLite or PostgreSQL), migrations, `schema.rs`, models and queries.
 //! - [`metrics`]: the instance's metrics recorder and the metric names.
 //! - [`ports`]: the plugin host as the services see it: the trait the server implements.
@@ -14,6 +15,7 @@
 
 pub mod clock;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod graphql;

@@ -107,3 +107,39 @@ mod tests {
         assert_eq!(m.operation_label(Some("OneTooMany")), "other");
     }
 }
+
+/// Counts a finished AI call: by status, its tokens and cost, and its timings.
+pub fn record_call(m: &Metrics, r: &crate::db::models::AiCall) {
+    let labels = [("provider", r.provider.clone()), ("model", r.model.clone())];
+    let with =
+        |name: &'static str, value: String| [labels[0].clone(), labels[1].clone(), (name, value)];
+    let secs = |ms: i64| ms.max(0) as f64 / 1000.0;
+    m.record(|| {
+        metrics::counter!("cloudbase_ai_calls_total", &with("status", r.status.to_string()))
+            .increment(1);
+        for (kind, n) in [
+            ("prompt", r.prompt_tokens),
+            ("cached_prompt", r.cached_prompt_tokens),
+            ("completion", r.completion_tokens),
+        ] {
+            if n > 0 {
+                metrics::counter!("cloudbase_ai_tokens_total", &with("kind", kind.to_owned()))
+                    .increment(n.unsigned_abs());
+            }
+        }
+        if r.cost_micros > 0 {
+            let currency = r.currency.clone().unwrap_or_default();
+            metrics::counter!("cloudbase_ai_cost_micros_total", &with("currency", currency))
+                .increment(r.cost_micros.unsigned_abs());
+        }
+        if let Some(latency) = r.latency_ms {
+            metrics::histogram!("cloudbase_ai_call_duration_seconds", &labels).record(secs(latency));
+            if let Some(upstream) = r.upstream_ms {
+                metrics::histogram!("cloudbase_ai_upstream_duration_seconds", &labels)
+                    .record(secs(upstream));
+                metrics::histogram!("cloudbase_ai_overhead_duration_seconds", "provider" => r.provider.clone())
+                    .record(secs(latency - upstream));
+            }
+        }
+    });
+}

@@ -9,16 +9,7 @@ use futures_util::stream::BoxStream;
 
 use crate::Error;
 
-/// Whether a plugin (or one instance of it) is usable.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PluginStatus {
-    /// Loaded and, for an instance, created.
-    Loaded,
-    /// Rejected: see the reason.
-    Failed,
-    /// Turned off in config, or missing a required secret.
-    Disabled,
-}
+pub use crate::domain::PluginStatus;
 
 /// What a plugin provides.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]

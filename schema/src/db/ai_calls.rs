@@ -8,6 +8,7 @@ use super::fixed::FixedShape;
 use super::models::AiCall;
 use super::schema::ai_calls;
 use super::{DbConn, db_run};
+use crate::domain::{CallStatus, UsageSource};
 
 /// Inserts a call record.
 pub async fn insert(conn: &mut DbConn, call: &AiCall) -> QueryResult<usize> {
@@ -27,8 +28,8 @@ pub struct Finish {
     pub provider: String,
     /// The model that answered.
     pub model: String,
-    /// `SUCCEEDED`, `FAILED` or `CANCELLED`.
-    pub status: String,
+    /// `Succeeded`, `Failed` or `Cancelled`.
+    pub status: CallStatus,
     /// The error code.
     pub error_code: Option<String>,
     /// The error message.
@@ -39,8 +40,8 @@ pub struct Finish {
     pub cached_prompt_tokens: i64,
     /// Output tokens.
     pub completion_tokens: i64,
-    /// `REPORTED` or `ESTIMATED`.
-    pub usage_source: Option<String>,
+    /// Reported or estimated.
+    pub usage_source: Option<UsageSource>,
     /// UTC.
     pub finished_at: Option<NaiveDateTime>,
     /// Total time.
@@ -73,7 +74,7 @@ pub async fn finish(conn: &mut DbConn, id: &str, finish: &Finish) -> QueryResult
             diesel::update(
                 ai_calls::table
                     .find(id)
-                    .filter(ai_calls::status.eq("PENDING")),
+                    .filter(ai_calls::status.eq(CallStatus::Pending)),
             )
             .set(finish)
             .returning(AiCall::as_returning()),
@@ -105,7 +106,7 @@ pub struct Filter {
     /// Only this model.
     pub model: Option<String>,
     /// Only this status.
-    pub status: Option<String>,
+    pub status: Option<CallStatus>,
     /// Started at or after.
     pub from: Option<NaiveDateTime>,
     /// Started before.
@@ -156,10 +157,10 @@ pub async fn expire(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> QueryRes
         diesel::update(
             ai_calls::table
                 .find(id)
-                .filter(ai_calls::status.eq("PENDING")),
+                .filter(ai_calls::status.eq(CallStatus::Pending)),
         )
         .set((
-            ai_calls::status.eq("FAILED"),
+            ai_calls::status.eq(CallStatus::Failed),
             ai_calls::error_code.eq("INTERNAL"),
             ai_calls::error_message.eq("the call never finished; its budget reservation expired"),
             ai_calls::finished_at.eq(now),
@@ -178,7 +179,7 @@ pub async fn delete_finished_before(
     db_run!(conn, |c| {
         let ids: Vec<String> = ai_calls::table
             .filter(ai_calls::started_at.lt(cutoff))
-            .filter(ai_calls::status.ne("PENDING"))
+            .filter(ai_calls::status.ne(CallStatus::Pending))
             .select(ai_calls::id)
             .limit(limit)
             .load(c)

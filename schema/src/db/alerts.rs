@@ -9,6 +9,7 @@ use diesel_async::RunQueryDsl;
 
 use super::schema::{alert_deliveries, alert_rules, alert_states, alerts};
 use super::{DbConn, db_run};
+use crate::domain::DeliveryStatus;
 
 /// A row of `alert_rules`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -74,8 +75,8 @@ pub struct DeliveryRow {
     pub channel: String,
     /// A per-message destination (a user's own email or webhook).
     pub recipient: Option<String>,
-    /// `PENDING`, `SENDING`, `DELIVERED` or `FAILED`.
-    pub status: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
     /// Attempts made.
     pub attempts: i64,
     /// Why the last attempt failed.
@@ -389,10 +390,10 @@ pub async fn due_deliveries(
         alert_deliveries::table
             .filter(
                 alert_deliveries::status
-                    .eq("PENDING")
+                    .eq(DeliveryStatus::Pending)
                     .and(alert_deliveries::next_attempt_at.le(now))
                     .or(alert_deliveries::status
-                        .eq("SENDING")
+                        .eq(DeliveryStatus::Sending)
                         .and(alert_deliveries::claimed_until.lt(now))),
             )
             .select(DeliveryRow::as_select())
@@ -417,7 +418,7 @@ pub async fn claim_delivery(
                 .filter(alert_deliveries::attempts.eq(d.attempts)),
         )
         .set((
-            alert_deliveries::status.eq("SENDING"),
+            alert_deliveries::status.eq(DeliveryStatus::Sending),
             alert_deliveries::claimed_until.eq(until),
             alert_deliveries::attempts.eq(d.attempts + 1),
         ))
@@ -430,8 +431,8 @@ pub async fn claim_delivery(
 /// What one attempt came to.
 #[derive(Debug, Clone)]
 pub struct AttemptEnd<'a> {
-    /// `DELIVERED`, `PENDING` (to retry) or `FAILED`.
-    pub status: &'a str,
+    /// Delivered, pending (to retry) or failed.
+    pub status: DeliveryStatus,
     /// Why it failed.
     pub error: Option<&'a str>,
     /// When to try again.
@@ -452,7 +453,7 @@ pub async fn finish_delivery(
         diesel::update(
             alert_deliveries::table
                 .find(id)
-                .filter(alert_deliveries::status.eq("SENDING"))
+                .filter(alert_deliveries::status.eq(DeliveryStatus::Sending))
                 .filter(alert_deliveries::attempts.eq(attempt)),
         )
         .set((

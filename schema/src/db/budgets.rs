@@ -263,8 +263,32 @@ pub struct DailyUsage<'a> {
     pub cost_micros: i64,
 }
 
+/// Adds a finished call to the rollup rows of `day` (`YYYY-MM-DD` in the budgets' time zone).
+pub async fn add_call_to_daily(
+    conn: &mut DbConn,
+    day: &str,
+    call: &crate::db::models::AiCall,
+) -> QueryResult<usize> {
+    add_daily(
+        conn,
+        &DailyUsage {
+            day,
+            user_id: &call.user_id,
+            provider: &call.provider,
+            model: &call.model,
+            currency: call.currency.as_deref().unwrap_or(""),
+            requests: 1,
+            prompt_tokens: call.prompt_tokens,
+            cached_prompt_tokens: call.cached_prompt_tokens,
+            completion_tokens: call.completion_tokens,
+            cost_micros: call.cost_micros,
+        },
+    )
+    .await
+}
+
 /// Adds one call to its day's rollup rows: the user's and the team-wide one.
-pub async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> {
+async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> {
     add_user_daily(conn, u).await?;
     db_run!(conn, |c| {
         FixedShape(

@@ -3,6 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::domain::{CallStatus, MessageRole, UsageSource};
+
 use super::schema::{invites, refresh_tokens, sessions, users};
 
 /// A row of `users`.
@@ -169,8 +171,8 @@ pub struct Message {
     pub id: String,
     /// The conversation.
     pub conversation_id: String,
-    /// `SYSTEM`, `USER` or `ASSISTANT`.
-    pub role: String,
+    /// Who wrote it.
+    pub role: MessageRole,
     /// The text.
     pub content: String,
     /// The model's reasoning, for assistant messages of reasoning models.
@@ -179,6 +181,47 @@ pub struct Message {
     pub ai_call_id: Option<String>,
     /// UTC.
     pub created_at: NaiveDateTime,
+}
+
+impl AiCall {
+    /// A new record of a call being admitted now: `PENDING`, nothing used or spent yet.
+    pub fn pending(
+        user_id: String,
+        conversation_id: Option<String>,
+        request_id: Option<String>,
+        (provider, model): (String, String),
+        stream: bool,
+        started_at: NaiveDateTime,
+    ) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id,
+            conversation_id,
+            request_id,
+            provider,
+            model,
+            stream,
+            status: CallStatus::Pending,
+            error_code: None,
+            error_message: None,
+            prompt_tokens: 0,
+            cached_prompt_tokens: 0,
+            completion_tokens: 0,
+            usage_source: None,
+            started_at,
+            finished_at: None,
+            latency_ms: None,
+            ttft_ms: None,
+            upstream_ms: None,
+            price_id: None,
+            cost_micros: 0,
+            currency: None,
+            priced: false,
+            cached: false,
+            attempts: serde_json::json!([]),
+            prompt_log: None,
+        }
+    }
 }
 
 /// A row of `ai_calls`: one attempt to call a provider, whatever its outcome.
@@ -199,8 +242,8 @@ pub struct AiCall {
     pub model: String,
     /// Streamed or not.
     pub stream: bool,
-    /// `PENDING`, `SUCCEEDED`, `FAILED` or `CANCELLED`.
-    pub status: String,
+    /// Where it stands.
+    pub status: CallStatus,
     /// The `extensions.code` of the failure.
     pub error_code: Option<String>,
     /// The failure, as told to the client.
@@ -211,8 +254,8 @@ pub struct AiCall {
     pub cached_prompt_tokens: i64,
     /// Output tokens.
     pub completion_tokens: i64,
-    /// `REPORTED` by the provider or `ESTIMATED` by the gateway.
-    pub usage_source: Option<String>,
+    /// Reported by the provider or estimated by the gateway.
+    pub usage_source: Option<UsageSource>,
     /// When the call was admitted (UTC); prices are looked up at this time.
     pub started_at: NaiveDateTime,
     /// When it ended.

@@ -8,6 +8,7 @@ use diesel_async::RunQueryDsl;
 
 use super::schema::ai_calls;
 use super::{DbConn, db_run};
+use crate::domain::CallStatus;
 
 /// Which calls: started at or after `since`, optionally one provider and model.
 #[derive(Debug, Clone, Default)]
@@ -37,9 +38,9 @@ macro_rules! scoped {
 
 /// Finished calls in the scope, and how many of them failed.
 pub async fn outcomes(conn: &mut DbConn, scope: &Scope<'_>) -> QueryResult<(i64, i64)> {
-    let rows: Vec<(String, i64)> = db_run!(conn, |c| {
+    let rows: Vec<(CallStatus, i64)> = db_run!(conn, |c| {
         let q = ai_calls::table
-            .filter(ai_calls::status.ne("PENDING"))
+            .filter(ai_calls::status.ne(CallStatus::Pending))
             .group_by(ai_calls::status)
             .select((ai_calls::status, count_star()))
             .into_boxed();
@@ -48,7 +49,7 @@ pub async fn outcomes(conn: &mut DbConn, scope: &Scope<'_>) -> QueryResult<(i64,
     let total = rows.iter().map(|(_, n)| n).sum();
     let failed = rows
         .iter()
-        .filter(|(s, _)| s == "FAILED")
+        .filter(|(s, _)| *s == CallStatus::Failed)
         .map(|(_, n)| n)
         .sum();
     Ok((total, failed))
@@ -124,7 +125,7 @@ pub async fn per_model(conn: &mut DbConn, since: NaiveDateTime) -> QueryResult<V
         String,
         String,
         Option<String>,
-        String,
+        CallStatus,
         i64,
         Option<i64>,
         Option<i64>,
@@ -175,7 +176,7 @@ pub async fn per_model(conn: &mut DbConn, since: NaiveDateTime) -> QueryResult<V
         };
         let t = &mut out[i];
         t.calls += n;
-        if status == "FAILED" {
+        if status == CallStatus::Failed {
             t.failed += n;
         }
         t.tokens += prompt.unwrap_or(0) + completion.unwrap_or(0);
@@ -202,7 +203,7 @@ pub async fn providers_since(conn: &mut DbConn, since: NaiveDateTime) -> QueryRe
 pub async fn last_finished(
     conn: &mut DbConn,
     provider: &str,
-    status: &str,
+    status: CallStatus,
 ) -> QueryResult<Option<NaiveDateTime>> {
     db_run!(conn, |c| {
         ai_calls::table
@@ -215,11 +216,15 @@ pub async fn last_finished(
 }
 
 /// The statuses of `provider`'s last `n` finished calls, newest first.
-pub async fn last_statuses(conn: &mut DbConn, provider: &str, n: i64) -> QueryResult<Vec<String>> {
+pub async fn last_statuses(
+    conn: &mut DbConn,
+    provider: &str,
+    n: i64,
+) -> QueryResult<Vec<CallStatus>> {
     db_run!(conn, |c| {
         ai_calls::table
             .filter(ai_calls::provider.eq(provider))
-            .filter(ai_calls::status.eq_any(["SUCCEEDED", "FAILED"]))
+            .filter(ai_calls::status.eq_any([CallStatus::Succeeded, CallStatus::Failed]))
             .select(ai_calls::status)
             .order((ai_calls::started_at.desc(), ai_calls::id.desc()))
             .limit(n)

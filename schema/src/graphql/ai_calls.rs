@@ -1,56 +1,15 @@
 //! Call records: `AiCall`, `aiCalls` and `aiCall`.
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, Enum, ID, InputObject, Json, Object};
+use async_graphql::{Context, ID, InputObject, Json, Object};
 use chrono::{DateTime, Utc};
 
 use super::ContextExt;
 use super::money::Micros;
 use crate::Error;
 use crate::db::models::AiCall;
+use crate::domain::{CallStatus, UsageSource};
 use crate::services::ai_calls::{self, CallFilter};
-
-/// Where a call stands.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AiCallStatus {
-    /// In flight.
-    Pending,
-    /// Answered.
-    Succeeded,
-    /// Failed; see `errorCode`.
-    Failed,
-    /// The client went away before the end.
-    Cancelled,
-}
-
-impl AiCallStatus {
-    fn parse(s: &str) -> Self {
-        match s {
-            "SUCCEEDED" => Self::Succeeded,
-            "FAILED" => Self::Failed,
-            "CANCELLED" => Self::Cancelled,
-            _ => Self::Pending,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Succeeded => "SUCCEEDED",
-            Self::Failed => "FAILED",
-            Self::Cancelled => "CANCELLED",
-        }
-    }
-}
-
-/// Where token counts came from.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UsageSource {
-    /// Reported by the provider.
-    Reported,
-    /// Estimated by the gateway (the provider reported none).
-    Estimated,
-}
 
 /// One attempt to call a provider, whatever its outcome.
 #[Object]
@@ -84,8 +43,8 @@ impl AiCall {
         self.stream
     }
     /// Where it stands.
-    async fn status(&self) -> AiCallStatus {
-        AiCallStatus::parse(&self.status)
+    async fn status(&self) -> CallStatus {
+        self.status
     }
     /// The `extensions.code` of the failure.
     async fn error_code(&self) -> Option<&str> {
@@ -109,11 +68,7 @@ impl AiCall {
     }
     /// Reported by the provider or estimated.
     async fn usage_source(&self) -> Option<UsageSource> {
-        match self.usage_source.as_deref() {
-            Some("REPORTED") => Some(UsageSource::Reported),
-            Some("ESTIMATED") => Some(UsageSource::Estimated),
-            _ => None,
-        }
+        self.usage_source
     }
     /// When it was admitted.
     async fn started_at(&self) -> DateTime<Utc> {
@@ -175,7 +130,7 @@ pub struct AiCallFilter {
     /// Model.
     pub model: Option<String>,
     /// Status.
-    pub status: Option<AiCallStatus>,
+    pub status: Option<CallStatus>,
     /// Started at or after.
     pub from: Option<DateTime<Utc>>,
     /// Started before.
@@ -201,7 +156,7 @@ impl AiCallsQuery {
             user_id: f.user_id.map(|id| id.0),
             provider: f.provider,
             model: f.model,
-            status: f.status.map(|s| s.as_str().to_owned()),
+            status: f.status,
             from: f.from,
             to: f.to,
         };

@@ -1,6 +1,7 @@
 //! Alerting in GraphQL: rules (admins manage all; a user opts in to alerts on their own
 //! budgets), the alerts sent with their deliveries, and `alertFired`.
 
+use crate::domain::DeliveryStatus;
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::futures_util::stream::{BoxStream, StreamExt};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject, Subscription};
@@ -138,8 +139,8 @@ pub struct AlertDelivery {
     pub channel: String,
     /// Its own destination, if the rule gave one.
     pub recipient: Option<String>,
-    /// `PENDING`, `SENDING`, `DELIVERED` or `FAILED`.
-    pub status: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
     /// Attempts made.
     pub attempts: i64,
     /// Why the last attempt failed.

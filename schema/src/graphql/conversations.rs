@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use super::ContextExt;
 use crate::Error;
 use crate::db::models::{Conversation, Message};
+use crate::domain::MessageRole;
 use crate::services::conversations;
 
 /// A stored conversation.
@@ -61,9 +62,9 @@ impl Message {
     async fn id(&self) -> ID {
         ID(self.id.clone())
     }
-    /// `SYSTEM`, `USER` or `ASSISTANT`.
-    async fn role(&self) -> &str {
-        &self.role
+    /// Who wrote it.
+    async fn role(&self) -> MessageRole {
+        self.role
     }
     /// The text.
     async fn content(&self) -> &str {

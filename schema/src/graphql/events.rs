@@ -35,8 +35,8 @@ pub struct PluginStatusEvent {
     pub name: String,
     /// Instance, if any.
     pub instance: Option<String>,
-    /// `LOADED`, `FAILED` or `DISABLED`.
-    pub status: String,
+    /// Where it stands now.
+    pub status: crate::domain::PluginStatus,
 }
 
 pub(crate) fn app_of(ctx: &Context<'_>) -> Result<Arc<App>, Error> {
@@ -247,7 +247,7 @@ impl EventsSubscription {
                         } => Some(Ok(PluginStatusEvent {
                             name: name.clone(),
                             instance: instance.clone(),
-                            status: status.clone(),
+                            status: *status,
                         })),
                         _ => None,
                     },

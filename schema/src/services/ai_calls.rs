@@ -17,7 +17,7 @@ pub struct CallFilter {
     /// Model.
     pub model: Option<String>,
     /// `PENDING`, `SUCCEEDED`, `FAILED` or `CANCELLED`.
-    pub status: Option<String>,
+    pub status: Option<crate::domain::CallStatus>,
     /// Started at or after.
     pub from: Option<DateTime<Utc>>,
     /// Started before.

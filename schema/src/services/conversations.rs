@@ -8,6 +8,7 @@ use crate::Error;
 use crate::db::DbConn;
 use crate::db::conversations as queries;
 use crate::db::models::{Conversation, Message};
+use crate::domain::MessageRole;
 
 fn not_found(e: diesel::result::Error) -> Error {
     match e {
@@ -162,4 +163,43 @@ pub async fn messages(
     let more = items.len() as i64 > limit;
     items.truncate(limit as usize);
     Ok((items, more))
+}
+
+/// A turn of a conversation: the user's message and the answer of the call that took it.
+#[derive(Debug, Clone)]
+pub struct Turn<'a> {
+    /// The conversation.
+    pub conversation_id: &'a str,
+    /// The call that answered.
+    pub ai_call_id: &'a str,
+    /// The user's message.
+    pub question: &'a str,
+    /// The model's answer.
+    pub answer: &'a str,
+    /// The model's reasoning (empty if none).
+    pub reasoning: &'a str,
+    /// When the call finished (UTC).
+    pub at: NaiveDateTime,
+}
+
+/// Appends a turn (two messages) to its conversation and marks the conversation updated, inside
+/// the caller's transaction (the one that finishes the call).
+pub async fn append_turn(tx: &mut DbConn, turn: &Turn<'_>) -> Result<(), Error> {
+    for (role, content, reasoning) in [
+        (MessageRole::User, turn.question, None),
+        (MessageRole::Assistant, turn.answer, Some(turn.reasoning)),
+    ] {
+        let message = Message {
+            id: uuid::Uuid::now_v7().to_string(),
+            conversation_id: turn.conversation_id.to_owned(),
+            role,
+            content: content.to_owned(),
+            reasoning: reasoning.filter(|r| !r.is_empty()).map(str::to_owned),
+            ai_call_id: Some(turn.ai_call_id.to_owned()),
+            created_at: turn.at,
+        };
+        queries::insert_message(tx, &message).await?;
+    }
+    queries::touch(tx, turn.conversation_id, turn.at).await?;
+    Ok(())
 }

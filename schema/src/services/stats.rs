@@ -6,6 +6,7 @@ use chrono::NaiveDateTime;
 use super::{App, Viewer};
 use crate::Error;
 use crate::db::stats::{self as queries, ModelTotals, Scope};
+use crate::domain::CallStatus;
 
 /// Longest window: 30 days.
 pub const MAX_WINDOW_MINUTES: i32 = 43_200;
@@ -94,8 +95,10 @@ pub async fn system_stats(
         providers.push(ProviderHealth {
             calls,
             failed,
-            last_success_at: queries::last_finished(&mut conn, &provider, "SUCCEEDED").await?,
-            last_failure_at: queries::last_finished(&mut conn, &provider, "FAILED").await?,
+            last_success_at: queries::last_finished(&mut conn, &provider, CallStatus::Succeeded)
+                .await?,
+            last_failure_at: queries::last_finished(&mut conn, &provider, CallStatus::Failed)
+                .await?,
             provider,
         });
     }

@@ -7,6 +7,7 @@ use cloudbase_plugin_api::{Notification, Severity};
 use super::targets;
 use crate::Error;
 use crate::db::alerts::{self as queries, AttemptEnd, DeliveryRow};
+use crate::domain::DeliveryStatus;
 use crate::ports::Destination;
 use crate::services::App;
 
@@ -82,14 +83,18 @@ async fn deliver(app: &App, d: DeliveryRow) -> Result<(), Error> {
     let now = app.now();
     let max = i64::from(app.alert_settings.max_attempts);
     let (status, error, next) = match &outcome {
-        Ok(()) => ("DELIVERED", None, now),
-        Err(e) if attempt >= max => ("FAILED", Some(e.chars().take(500).collect::<String>()), now),
+        Ok(()) => (DeliveryStatus::Delivered, None, now),
+        Err(e) if attempt >= max => (
+            DeliveryStatus::Failed,
+            Some(e.chars().take(500).collect::<String>()),
+            now,
+        ),
         Err(e) => {
             let backoff = app.alert_settings.retry_backoff
                 * 2u32.saturating_pow(u32::try_from(attempt - 1).unwrap_or(16).min(16));
             let wait = chrono::Duration::from_std(backoff).unwrap_or(chrono::Duration::hours(1));
             (
-                "PENDING",
+                DeliveryStatus::Pending,
                 Some(e.chars().take(500).collect::<String>()),
                 now + wait,
             )
@@ -98,7 +103,7 @@ async fn deliver(app: &App, d: DeliveryRow) -> Result<(), Error> {
     if let Err(e) = &outcome {
         tracing::warn!(
             target: "cloudbase::event::alert",
-            channel = %d.channel, alert.id = %alert.id, attempt, error = %e, status,
+            channel = %d.channel, alert.id = %alert.id, attempt, error = %e, %status,
             "alert delivery failed"
         );
     }
@@ -111,7 +116,8 @@ async fn deliver(app: &App, d: DeliveryRow) -> Result<(), Error> {
     let mut conn = app.db.get().await?;
     if queries::finish_delivery(&mut conn, &d.id, attempt, &end).await? {
         app.metrics.record(|| {
-            metrics::counter!("cloudbase_alert_deliveries_total", "status" => status).increment(1);
+            metrics::counter!("cloudbase_alert_deliveries_total", "status" => status.as_str())
+                .increment(1);
         });
     }
     Ok(())

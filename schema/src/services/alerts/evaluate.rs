@@ -9,8 +9,8 @@ use crate::db::alerts::{self as queries, AlertRow, AlertRule, DeliveryRow};
 use crate::db::budgets as budget_queries;
 use crate::db::leases;
 use crate::db::stats::{self, Scope};
+use crate::domain::{CallStatus, DeliveryStatus, PluginStatus};
 use crate::events::Event;
-use crate::ports::PluginStatus;
 use crate::services::App;
 
 /// Runs the evaluator until the task is aborted.
@@ -128,8 +128,9 @@ async fn evaluate(app: &App, rule: &AlertRule) -> Result<(), Error> {
             };
             for provider in providers {
                 let last = stats::last_statuses(&mut conn, &provider, n).await?;
-                let all_failed = last.len() as i64 == n && last.iter().all(|s| s == "FAILED");
-                let recovered = last.first().is_some_and(|s| s == "SUCCEEDED");
+                let all_failed =
+                    last.len() as i64 == n && last.iter().all(|s| *s == CallStatus::Failed);
+                let recovered = last.first() == Some(&CallStatus::Succeeded);
                 if all_failed || recovered {
                     seen.push(Observation {
                         detail: if all_failed {
@@ -263,7 +264,7 @@ async fn apply(
                     alert_id: alert.id.clone(),
                     channel: t.channel.clone(),
                     recipient: t.to.clone(),
-                    status: "PENDING".into(),
+                    status: DeliveryStatus::Pending,
                     attempts: 0,
                     last_error: None,
                     next_attempt_at: now,

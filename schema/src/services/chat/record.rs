@@ -1,0 +1,402 @@
+//! A call's record: opened `PENDING` (with the budget reservations) before the provider is
+//! asked, and closed once, in named steps: price it, finish and settle it (with the daily rollup
+//! and the conversation turn, in one transaction), then publish. Both run on the call path
+//! ([`crate::db::on_call_path`]) and hold one pooled connection at a time (DESIGN §9).
+
+use std::time::Instant;
+
+use cloudbase_plugin_api::{ChatRequest, Usage};
+
+use super::prepare::Prepared;
+use crate::Error;
+use crate::db::models::{AiCall, Price};
+use crate::db::{DbConn, ai_calls, budgets as budget_queries, prices};
+use crate::domain::{CallStatus, UsageSource};
+use crate::events::Event;
+use crate::services::{App, RequestMeta, Viewer, budgets, conversations, pricing, rate_limits};
+
+/// The price in force at a call's start, for the provider and model first asked.
+#[derive(Debug, Clone)]
+struct KnownPrice {
+    provider: String,
+    model: String,
+    price: Option<Price>,
+}
+
+/// A `PENDING` record and what is already known about pricing it.
+#[derive(Debug, Clone)]
+pub(super) struct Opened {
+    pub(super) call: AiCall,
+    price: KnownPrice,
+    /// Whether budgets hold reservations for it (to settle).
+    reserved: bool,
+    /// The tokens-per-minute limit in force when it was admitted (its tokens count against it).
+    tokens_per_minute: Option<i64>,
+}
+
+/// Everything known when a call ends.
+pub(super) struct Ending {
+    /// The provider and model that answered (or were tried last).
+    pub(super) provider: String,
+    pub(super) model: String,
+    /// The attempt chain, as stored in the record.
+    pub(super) attempts: serde_json::Value,
+    /// Served from the response cache: no provider call, cost 0.
+    pub(super) cached: bool,
+    pub(super) status: CallStatus,
+    /// `(extensions.code, message)` of the failure.
+    pub(super) error: Option<(&'static str, String)>,
+    pub(super) usage: Option<(Usage, UsageSource)>,
+    pub(super) content: String,
+    pub(super) reasoning: String,
+    pub(super) latency_ms: i64,
+    pub(super) ttft_ms: Option<i64>,
+    pub(super) upstream_ms: Option<i64>,
+}
+
+impl Ending {
+    /// A call that failed before any output.
+    pub(super) fn failed(
+        error: &Error,
+        latency_ms: i64,
+        (provider, model): (&str, &str),
+        attempts: Vec<serde_json::Value>,
+    ) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            attempts: serde_json::Value::Array(attempts),
+            cached: false,
+            status: CallStatus::Failed,
+            error: Some(described(error)),
+            usage: None,
+            content: String::new(),
+            reasoning: String::new(),
+            latency_ms,
+            ttft_ms: None,
+            upstream_ms: None,
+        }
+    }
+}
+
+/// Inserts the `PENDING` record and reserves against the budgets that apply.
+pub(super) async fn open(
+    app: &App,
+    viewer: &Viewer,
+    meta: &RequestMeta,
+    p: &Prepared,
+    stream: bool,
+    tokens_per_minute: Option<i64>,
+) -> Result<Opened, Error> {
+    crate::db::on_call_path(insert_pending(
+        app,
+        viewer,
+        meta,
+        p,
+        stream,
+        tokens_per_minute,
+    ))
+    .await
+}
+
+async fn insert_pending(
+    app: &App,
+    viewer: &Viewer,
+    meta: &RequestMeta,
+    p: &Prepared,
+    stream: bool,
+    tokens_per_minute: Option<i64>,
+) -> Result<Opened, Error> {
+    let call = AiCall::pending(
+        viewer.user_id.clone(),
+        p.conversation.as_ref().map(|c| c.id.clone()),
+        Some(meta.request_id.clone()).filter(|r| !r.is_empty()),
+        (p.provider.clone(), p.model.clone()),
+        stream,
+        app.now(),
+    );
+    // One connection for the lookups and the insert (never two at once: DESIGN §9). A call with
+    // no budget is then one INSERT; a call with budgets reserves in the same transaction.
+    let mut conn = app.db.get().await?;
+    let mut prices_by_target = Vec::with_capacity(p.targets.len());
+    for (provider, model) in &p.targets {
+        prices_by_target.push(prices::in_force(&mut conn, provider, model, call.started_at).await?);
+    }
+    let applicable = budget_queries::applicable(&mut conn, &call.user_id).await?;
+    let price = prices_by_target.first().cloned().flatten();
+    if applicable.is_empty() {
+        conn.write(async |c| Ok(ai_calls::insert(c, &call).await?))
+            .await?;
+    } else {
+        let worst = worst_case(&p.request, p.max_output, &prices_by_target);
+        let currency = price.as_ref().map(|p| p.currency.clone());
+        conn.transaction(async |tx| {
+            ai_calls::insert(tx, &call).await?;
+            budgets::admit(tx, app, &call, &applicable, worst, currency.as_deref()).await
+        })
+        .await?;
+    }
+    drop(conn);
+    app.events.publish(Event::call_updated(&call));
+    Ok(Opened {
+        price: KnownPrice {
+            provider: call.provider.clone(),
+            model: call.model.clone(),
+            price,
+        },
+        reserved: !applicable.is_empty(),
+        tokens_per_minute,
+        call,
+    })
+}
+
+/// Output cap assumed when neither the request nor the model gives one.
+const DEFAULT_OUTPUT_CAP: u64 = 16_384;
+
+/// The most a call could cost: every prompt byte a token (no tokenizer makes more tokens than
+/// bytes), the full output cap, at the dearest price among the targets.
+fn worst_case(
+    request: &ChatRequest,
+    max_output: Option<u32>,
+    prices_by_target: &[Option<Price>],
+) -> budgets::Worst {
+    let prompt: u64 = request
+        .messages
+        .iter()
+        .map(|m| m.content.len() as u64 + 8)
+        .sum::<u64>()
+        + 8;
+    let output = request
+        .max_tokens
+        .map(u64::from)
+        .or(max_output.map(u64::from))
+        .unwrap_or(DEFAULT_OUTPUT_CAP);
+    let usage = Usage {
+        prompt_tokens: prompt,
+        cached_prompt_tokens: 0,
+        completion_tokens: output,
+    };
+    let micros = prices_by_target
+        .iter()
+        .flatten()
+        .map(|p| pricing::cost_micros(&usage, p))
+        .max()
+        .unwrap_or(0);
+    budgets::Worst {
+        micros,
+        tokens: i64::try_from(prompt + output).unwrap_or(i64::MAX),
+    }
+}
+
+/// Closes the record: price, finish and settle, publish. Returns the finished record.
+pub(super) async fn close(
+    app: &App,
+    opened: &Opened,
+    prepared: &Prepared,
+    ending: Ending,
+) -> Result<AiCall, Error> {
+    crate::db::on_call_path(async {
+        let mut conn = app.db.get().await?;
+        let price = price(&mut conn, opened, &ending).await?;
+        let (record, alerts) =
+            finish_and_settle(&mut conn, app, opened, prepared, &ending, price).await?;
+        drop(conn);
+        publish(app, opened, &record, alerts).await;
+        Ok(record)
+    })
+    .await
+}
+
+/// Step 1: the price in force at the call's start for whoever answered (none for a cache hit).
+async fn price(
+    conn: &mut DbConn,
+    opened: &Opened,
+    ending: &Ending,
+) -> Result<Option<Price>, Error> {
+    let known = &opened.price;
+    Ok(if ending.cached {
+        None
+    } else if known.provider == ending.provider && known.model == ending.model {
+        known.price.clone()
+    } else {
+        // A fallback answered: its own price in force at the call's start.
+        prices::in_force(
+            conn,
+            &ending.provider,
+            &ending.model,
+            opened.call.started_at,
+        )
+        .await?
+    })
+}
+
+/// Step 2, in one transaction: the finished record, the budget settlement, the daily rollup
+/// and, on success inside a conversation, the turn. Returns the record and the budget alerts
+/// the settlement raised.
+async fn finish_and_settle(
+    conn: &mut DbConn,
+    app: &App,
+    opened: &Opened,
+    prepared: &Prepared,
+    ending: &Ending,
+    price: Option<Price>,
+) -> Result<(AiCall, Vec<Event>), Error> {
+    let call = &opened.call;
+    let (usage, source) = ending
+        .usage
+        .map_or((Usage::default(), None), |(u, s)| (u, Some(s)));
+    let cost = price
+        .as_ref()
+        .map_or(0, |p| pricing::cost_micros(&usage, p));
+    if price.is_none() && ending.usage.is_some() && !ending.cached {
+        tracing::warn!(ai_call.id = %call.id, provider = %call.provider, model = %call.model, "no price in force; call recorded with cost 0");
+    }
+    let now = app.now();
+    let finish = ai_calls::Finish {
+        provider: ending.provider.clone(),
+        model: ending.model.clone(),
+        status: ending.status,
+        error_code: ending.error.as_ref().map(|(code, _)| (*code).to_owned()),
+        error_message: ending
+            .error
+            .as_ref()
+            .map(|(_, m)| m.chars().take(1000).collect()),
+        prompt_tokens: tokens(usage.prompt_tokens),
+        cached_prompt_tokens: tokens(usage.cached_prompt_tokens),
+        completion_tokens: tokens(usage.completion_tokens),
+        usage_source: source,
+        finished_at: Some(now),
+        latency_ms: Some(ending.latency_ms),
+        ttft_ms: ending.ttft_ms,
+        upstream_ms: ending.upstream_ms,
+        price_id: price.as_ref().map(|p| p.id.clone()),
+        cost_micros: cost,
+        currency: price.as_ref().map(|p| p.currency.clone()),
+        priced: price.is_some(),
+        cached: ending.cached,
+        attempts: ending.attempts.clone(),
+        prompt_log: app.chat.log_prompts.then(|| {
+            serde_json::json!({
+                "messages": prepared.request.messages,
+                "reply": ending.content,
+            })
+        }),
+    };
+    let turn = match (
+        &prepared.conversation,
+        &prepared.user_message,
+        ending.status,
+    ) {
+        (Some(c), Some(text), CallStatus::Succeeded) => Some(conversations::Turn {
+            conversation_id: &c.id,
+            ai_call_id: &call.id,
+            question: text,
+            answer: &ending.content,
+            reasoning: &ending.reasoning,
+            at: now,
+        }),
+        _ => None,
+    };
+    let day = budgets::report_day(&app.budgets, call.started_at);
+    let reserved = opened.reserved;
+    conn.transaction(async |tx| {
+        let record = ai_calls::finish(tx, &call.id, &finish)
+            .await?
+            .ok_or_else(|| Error::Conflict("the call was already finished".into()))?;
+        let alerts = if reserved {
+            let tokens = record.prompt_tokens + record.completion_tokens;
+            let currency = record.currency.as_deref();
+            budgets::settle(tx, &call.id, record.cost_micros, currency, tokens).await?
+        } else {
+            Vec::new()
+        };
+        budget_queries::add_call_to_daily(tx, &day, &record).await?;
+        if let Some(turn) = &turn {
+            conversations::append_turn(tx, turn).await?;
+        }
+        Ok((record, alerts))
+    })
+    .await
+}
+
+/// Step 3, after the commit (subscribers read what is now stored): the events, the tokens
+/// against the rate limit, the log lines and the metrics.
+async fn publish(app: &App, opened: &Opened, record: &AiCall, alerts: Vec<Event>) {
+    app.events.publish(Event::call_updated(record));
+    app.events.publish(Event::UsageUpdated {
+        user_id: record.user_id.clone(),
+    });
+    for alert in alerts {
+        app.events.publish(alert);
+    }
+    let used = record.prompt_tokens + record.completion_tokens;
+    if let Err(e) =
+        rate_limits::spend_tokens(app, &record.user_id, opened.tokens_per_minute, used).await
+    {
+        tracing::warn!(ai_call.id = %record.id, error = %e, "counting tokens for the rate limit failed");
+    }
+    tracing::info!(
+        ai_call.id = %record.id, provider = %record.provider, model = %record.model,
+        status = %record.status, cost_micros = record.cost_micros,
+        latency_ms = record.latency_ms.unwrap_or_default(), "AI call finished"
+    );
+    if record.status == CallStatus::Failed {
+        tracing::warn!(
+            target: "cloudbase::event::provider",
+            provider = %record.provider, model = %record.model, ai_call.id = %record.id,
+            error.code = record.error_code.as_deref().unwrap_or(""), "AI call failed"
+        );
+    }
+    crate::metrics::record_call(&app.metrics, record);
+}
+
+/// A rough token estimate (about four characters a token), used only when a provider reports no
+/// usage; such records say `ESTIMATED`.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+/// The usage of a call whose provider reported none.
+pub(super) fn estimate_usage(request: &ChatRequest, completion: &str) -> Usage {
+    let prompt: u64 = request
+        .messages
+        .iter()
+        .map(|m| estimate_tokens(&m.content) + 4)
+        .sum();
+    Usage {
+        prompt_tokens: prompt,
+        cached_prompt_tokens: 0,
+        completion_tokens: estimate_tokens(completion),
+    }
+}
+
+/// Milliseconds since `since`.
+pub(super) fn ms(since: Instant) -> i64 {
+    i64::try_from(since.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+fn tokens(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// What the record keeps of an error: its code and message.
+pub(super) fn described(error: &Error) -> (&'static str, String) {
+    (error.code().as_str(), error.to_string())
+}
+
+/// One entry of the attempt chain.
+pub(super) fn attempt(
+    provider: &str,
+    model: &str,
+    outcome: &str,
+    http_attempts: u32,
+    since: Instant,
+) -> serde_json::Value {
+    serde_json::json!({
+        "provider": provider,
+        "model": model,
+        "outcome": outcome,
+        "httpAttempts": http_attempts,
+        "ms": ms(since),
+    })
+}
