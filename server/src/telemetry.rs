@@ -11,7 +11,7 @@
 use std::io::IsTerminal as _;
 use std::sync::{Arc, RwLock, Weak};
 
-use cloudbase_schema::db::system_logs::LogRow;
+use cloudbase_schema::db::models::LogRow;
 use cloudbase_schema::services::logs::{EVENT_TARGET, LogSink, WRITER_TARGET};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};

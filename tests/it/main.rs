@@ -23,6 +23,7 @@
 //! - [`hardening`]: what an attacker sends: deep documents, sockets that outlive their
 //!   credentials or break the protocol's limits, slow clients.
 //! - [`capacity`]: overload refused fast, and consistency under concurrent load.
+//! - [`map`]: the map stays true: module headers and the README's Layout.
 //! - [`upstream`], [`receivers`], [`ws`]: a local OpenAI-compatible upstream, notification
 //!   receivers, and a `graphql-transport-ws` client.
 #![allow(
@@ -49,6 +50,7 @@ mod events;
 mod hardening;
 mod http;
 mod limits;
+mod map;
 mod monitoring;
 mod pages;
 mod plugins;

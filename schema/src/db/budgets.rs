@@ -6,6 +6,7 @@ use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
 use super::fixed::FixedShape;
+use super::models::DailyUsage;
 use super::models::{Budget, Reservation};
 use super::schema::{budget_reservations, budgets, usage_daily, usage_daily_models};
 use super::{DbConn, db_run};
@@ -235,32 +236,6 @@ pub async fn mark_alerted(conn: &mut DbConn, id: &str, threshold: i64) -> QueryR
         .await
         .map(|n| n == 1)
     })
-}
-
-/// One day's usage of one user with one model, added to `usage_daily`.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = usage_daily, treat_none_as_default_value = false)]
-pub struct DailyUsage<'a> {
-    /// `YYYY-MM-DD` in the configured time zone.
-    pub day: &'a str,
-    /// The user.
-    pub user_id: &'a str,
-    /// Provider instance.
-    pub provider: &'a str,
-    /// Model.
-    pub model: &'a str,
-    /// Currency of the cost (empty when unpriced).
-    pub currency: &'a str,
-    /// Calls.
-    pub requests: i64,
-    /// Input tokens.
-    pub prompt_tokens: i64,
-    /// Cached input tokens.
-    pub cached_prompt_tokens: i64,
-    /// Output tokens.
-    pub completion_tokens: i64,
-    /// Cost.
-    pub cost_micros: i64,
 }
 
 /// Adds a finished call to the rollup rows of `day` (`YYYY-MM-DD` in the budgets' time zone).

@@ -6,22 +6,26 @@
 //!
 //! - [`held`]: at most one pooled connection per request at a time, checked.
 //! - [`schema`]: the hand-written Diesel tables shared by both backends.
-//! - [`models`]: row structs (`User`) and insert structs (`NewUser<'a>`).
-//! - [`users`], [`sessions`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`],
-//!   [`rate_limits`], [`usage`], [`audit`], [`system_logs`], [`alerts`], [`leases`], [`stats`],
-//!   [`invites`]:
-//!   the query functions,
-//!   returning `QueryResult`.
+//! - [`models`]: every row struct (`User`) and insert struct (`NewUser<'a>`), by domain.
+//! - [`call_path`]: SQLite statements of an AI call run inline, not on the blocking pool.
+//! - [`migrate`]: the embedded migrations of both backends, run at start.
+//! - [`fixed`]: statements marked as having one shape, so both databases cache them.
+//! - [`users`], [`sessions`], [`invites`], [`prices`], [`conversations`], [`ai_calls`],
+//!   [`budgets`], [`rate_limits`], [`usage`], [`stats`], [`audit`], [`system_logs`], [`alerts`],
+//!   [`deliveries`], [`leases`]: the query functions, returning `QueryResult`.
 
 pub mod ai_calls;
 pub mod alerts;
 pub mod audit;
 pub mod budgets;
+mod call_path;
 pub mod conversations;
+pub mod deliveries;
 pub mod fixed;
 pub mod held;
 pub mod invites;
 pub mod leases;
+mod migrate;
 pub mod models;
 pub mod prices;
 pub mod rate_limits;
@@ -42,12 +46,10 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{
-    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
-    TransactionManager,
+    AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection, TransactionManager,
 };
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
 use crate::Error;
@@ -55,59 +57,7 @@ use crate::Error;
 /// SQLite through diesel-async's blocking wrapper, on the [`Spawner`] below.
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, Spawner>;
 
-tokio::task_local! {
-    /// Set while a future runs [`on_call_path`].
-    static ON_CALL_PATH: ();
-}
-
-/// Runs `work` with its SQLite statements executed right on the calling task instead of a hop
-/// to the blocking pool and back (two thread switches each, and a call made about ten: most of
-/// its cost, `bench/RESULTS.md`). Only for the point reads and single-row writes of an AI call
-/// (the session check, the limits, the price, the record, its rollups, the audit row): each
-/// takes microseconds, reads never wait in WAL mode, and this process's writers take turns
-/// before they write ([`WriteGate`]), so none of them waits in SQLite's busy handler. Reports,
-/// exports, sweeps and everything else keep the blocking pool. PostgreSQL is not affected.
-pub async fn on_call_path<F: std::future::Future>(work: F) -> F::Output {
-    ON_CALL_PATH.scope((), work).await
-}
-
-/// Where the SQLite wrapper runs a statement: inline inside [`on_call_path`] (or when the
-/// connection was made outside any runtime), otherwise on tokio's blocking pool (what
-/// diesel-async does by default).
-pub struct Spawner(Option<tokio::runtime::Handle>);
-
-impl SpawnBlocking for Spawner {
-    fn spawn_blocking<'a, R>(
-        &mut self,
-        task: impl FnOnce() -> R + Send + 'static,
-    ) -> futures_util::future::BoxFuture<'a, Result<R, Box<dyn std::error::Error + Send + Sync>>>
-    where
-        R: Send + 'static,
-    {
-        match &self.0 {
-            Some(handle) if ON_CALL_PATH.try_with(|()| ()).is_err() => handle
-                .spawn_blocking(task)
-                .map(|joined| joined.map_err(|e| Box::from(e.to_string())))
-                .boxed(),
-            _ => {
-                // A panic stays an error of this statement, as it would on the blocking pool.
-                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task))
-                    .map_err(|_| Box::from("a statement panicked"));
-                futures_util::future::ready(done).boxed()
-            }
-        }
-    }
-
-    fn get_runtime() -> Self {
-        Spawner(tokio::runtime::Handle::try_current().ok())
-    }
-}
-
-const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
-
-/// Serialises migrations across instances that start together (an arbitrary, fixed key).
-const MIGRATION_LOCK_KEY: i64 = 0x0c10_0dba_5e00_0001;
+pub use call_path::{Spawner, on_call_path};
 
 /// Set on every SQLite connection. `busy_timeout` must come before `journal_mode=WAL`.
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
@@ -208,7 +158,7 @@ impl DbPool {
     pub async fn connect_and_migrate(config: &DbConfig) -> Result<Self, ConnectError> {
         let pool = match Backend::of_url(&config.url)? {
             Backend::Postgres => {
-                migrate_pg(&config.url).await?;
+                migrate::migrate_pg(&config.url).await?;
                 // `Fast` recycling: no `SELECT 1` before every checkout (a round trip per query).
                 // A connection the server dropped fails its next query once and is then discarded.
                 let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
@@ -227,7 +177,7 @@ impl DbPool {
                         ConnectError::Connect(format!("cannot create {}: {e}", parent.display()))
                     })?;
                 }
-                migrate_sqlite(&path).await?;
+                migrate::migrate_sqlite(&path).await?;
                 let mut manager_config = ManagerConfig::<SqliteConn>::default();
                 manager_config.recycling_method = RecyclingMethod::Fast;
                 manager_config.custom_setup =
@@ -335,39 +285,6 @@ async fn establish_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> 
         .await
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
-}
-
-async fn migrate_sqlite(path: &str) -> Result<(), ConnectError> {
-    let conn = establish_sqlite(path.to_owned())
-        .await
-        .map_err(|e| ConnectError::Connect(format!("{path}: {e}")))?;
-    let mut harness = AsyncMigrationHarness::new(conn);
-    harness
-        .run_pending_migrations(SQLITE_MIGRATIONS)
-        .map_err(|e| ConnectError::Migrate(e.to_string()))?;
-    Ok(())
-}
-
-/// Runs the Postgres migrations on one dedicated connection that holds an advisory lock, so that
-/// several instances starting together migrate once.
-async fn migrate_pg(url: &str) -> Result<(), ConnectError> {
-    let mut conn = AsyncPgConnection::establish(url)
-        .await
-        .map_err(|e| ConnectError::Connect(e.to_string()))?;
-    let lock = format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})");
-    conn.batch_execute(&lock)
-        .await
-        .map_err(|e| ConnectError::Migrate(format!("advisory lock: {e}")))?;
-    let mut harness = AsyncMigrationHarness::new(conn);
-    let result = harness
-        .run_pending_migrations(PG_MIGRATIONS)
-        .map(|_| ())
-        .map_err(|e| ConnectError::Migrate(e.to_string()));
-    let mut conn = harness.into_inner();
-    let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})");
-    // The lock also goes away with the connection, which is dropped right after.
-    let _ = conn.batch_execute(&unlock).await;
-    result
 }
 
 impl DbConn {

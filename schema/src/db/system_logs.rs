@@ -4,31 +4,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::models::LogRow;
 use super::schema::system_logs;
 use super::users::lower;
 use super::{DbConn, db_run};
-
-/// A row of `system_logs`.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = system_logs, treat_none_as_default_value = false)]
-pub struct LogRow {
-    /// UUIDv7: sorts by time; the cursor.
-    pub id: String,
-    /// When the event happened (UTC).
-    pub at: NaiveDateTime,
-    /// `ERROR`, `WARN` or `INFO` (business events).
-    pub level: String,
-    /// The `tracing` target, e.g. `cloudbase::event::auth`.
-    pub source: String,
-    /// The message.
-    pub message: String,
-    /// Structured fields, a JSON object.
-    pub fields: String,
-    /// The request it happened in, if any.
-    pub request_id: Option<String>,
-    /// The write that stored it (set by the writer).
-    pub batch_id: String,
-}
 
 /// Inserts a batch: one multi-row `INSERT` on PostgreSQL; on SQLite (whose multi-row insert
 /// Diesel runs row by row) one transaction on the blocking thread, so the batch costs one hop.

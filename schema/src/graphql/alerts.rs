@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::ContextExt;
 use super::events::{app_of, events, until_expiry};
 use crate::Error;
-use crate::db::alerts::{AlertRow, AlertRule as RuleRow, DeliveryRow};
+use crate::db::models::{AlertRow, AlertRule as RuleRow, DeliveryRow};
 use crate::events::Event;
 use crate::services::alerts::{self, PersonalChannel, RuleInput, RuleKind, RuleParams, Target};
 

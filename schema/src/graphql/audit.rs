@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use super::errors::code_of;
 use super::{ContextExt, running_operation};
 use crate::Error;
-use crate::db::audit::AuditRow;
+use crate::db::models::AuditRow;
 use crate::services::audit::{self, AuditFilter, Entry};
 use crate::services::{App, Auth, RequestMeta};
 

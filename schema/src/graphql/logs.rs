@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::ContextExt;
 use super::events::{app_of, events, until_expiry};
 use crate::Error;
-use crate::db::system_logs::LogRow;
+use crate::db::models::LogRow;
 use crate::events::Event;
 use crate::services::logs::{self, LogFilter, LogLevel};
 

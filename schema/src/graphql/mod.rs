@@ -19,6 +19,7 @@
 //! - [`alerts`]: `alertRules`, `alerts`, rule mutations, `createMyBudgetAlert`, `alertFired`.
 //! - [`money`]: the string-backed `Micros` scalar.
 //! - [`nesting`]: the bound on a document's nesting, checked on its text before parsing.
+//! - [`parsed`]: parsed documents kept by text, so a repeated operation is not parsed again.
 //! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.
 
 pub mod ai_calls;

@@ -22,7 +22,8 @@ use tokio::sync::{Notify, mpsc};
 use super::{App, Viewer, validate};
 use crate::Error;
 use crate::clock::Clock;
-use crate::db::system_logs::{self as queries, Filter, LogRow};
+use crate::db::models::LogRow;
+use crate::db::system_logs::{self as queries, Filter};
 use crate::events::Event;
 
 /// Targets of business events start with this.

@@ -1,7 +1,8 @@
 //! The workflows: every function with side effects lives in exactly one place here.
 //!
 //! - [`admission`]: at most so many AI calls in flight per instance, refused fast past it.
-//! - [`chat`]: the AI-call workflow (validate, record, call, price, settle), plain and streamed.
+//! - [`chat`]: the AI-call workflow (admit, validate, record, call with fallbacks, price, settle,
+//!   publish), plain and streamed, as a folder of small parts.
 //! - [`conversations`], [`ai_calls`], [`pricing`]: history, call records, prices and costs.
 //! - [`budgets`]: reservations at admission, settlement, periods, the sweeper.
 //! - [`maintenance`]: the background sweeper and retention job.
@@ -16,6 +17,7 @@
 //!   [`invites`]: the invite codes.
 //! - [`usage`]: reports and monthly statements from the rollups.
 //! - [`cache`]: the opt-in, per-user, exact-match response cache.
+//! - [`access_cache`]: live sessions trusted for a short while, forgotten at once on any access change.
 //! - [`auth`]: register, login, refresh-token rotation, logout, password change, and the check
 //!   that turns an access token into a [`Viewer`].
 //! - [`users`]: profiles and the admin's user management.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cloudbase_schema::clock::SystemClock;
-use cloudbase_schema::db::audit::AuditRow;
+use cloudbase_schema::db::models::AuditRow;
 use cloudbase_schema::services::audit::{self, Verdict};
 use cloudbase_server::plugin_host::Registry;
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection};

@@ -6,7 +6,8 @@ use cloudbase_plugin_api::{Notification, Severity};
 
 use super::targets;
 use crate::Error;
-use crate::db::alerts::{self as queries, AttemptEnd, DeliveryRow};
+use crate::db::deliveries::{self as queries, AttemptEnd};
+use crate::db::models::DeliveryRow;
 use crate::domain::DeliveryStatus;
 use crate::ports::Destination;
 use crate::services::App;
@@ -37,7 +38,7 @@ async fn deliver(app: &App, d: DeliveryRow) -> Result<(), Error> {
     let attempt = d.attempts + 1;
     let alert = {
         let mut conn = app.db.get().await?;
-        queries::find_alert(&mut conn, &d.alert_id).await?
+        crate::db::alerts::find_alert(&mut conn, &d.alert_id).await?
     };
     let Some(alert) = alert else {
         return Ok(());

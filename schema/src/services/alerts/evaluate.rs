@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use super::{RuleKind, RuleParams, Target, decode, deliver};
 use crate::Error;
-use crate::db::alerts::{self as queries, AlertRow, AlertRule, DeliveryRow};
+use crate::db::alerts as queries;
 use crate::db::budgets as budget_queries;
 use crate::db::leases;
+use crate::db::models::{AlertRow, AlertRule, DeliveryRow};
 use crate::db::stats::{self, Scope};
 use crate::domain::{CallStatus, DeliveryStatus, PluginStatus};
 use crate::events::Event;

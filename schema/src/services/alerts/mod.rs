@@ -26,7 +26,8 @@ use async_graphql::Enum;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::db::alerts::{self as queries, AlertRule};
+use crate::db::alerts as queries;
+use crate::db::models::AlertRule;
 use crate::services::App;
 
 pub use deliver::deliver_due;

@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use super::{MAX_PERSONAL_RULES, RuleInput, RuleKind, RuleParams, Target, targets};
 use crate::Error;
-use crate::db::alerts::{self as queries, AlertRow, AlertRule, DeliveryRow};
+use crate::db::alerts as queries;
+use crate::db::models::{AlertRow, AlertRule, DeliveryRow};
 use crate::ports::{PluginKind, PluginStatus};
 use crate::services::{App, Viewer, validate};
 
@@ -364,7 +365,7 @@ async fn with_deliveries(
     alerts: Vec<AlertRow>,
 ) -> Result<Vec<(AlertRow, Vec<DeliveryRow>)>, Error> {
     let ids: Vec<String> = alerts.iter().map(|a| a.id.clone()).collect();
-    let mut deliveries = queries::deliveries_of(conn, &ids).await?;
+    let mut deliveries = crate::db::deliveries::deliveries_of(conn, &ids).await?;
     Ok(alerts
         .into_iter()
         .map(|a| {

@@ -17,8 +17,9 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::db::audit::{self as queries, AuditRow, Link};
+use crate::db::audit::{self as queries, Link};
 use crate::db::leases;
+use crate::db::models::AuditRow;
 use crate::services::App;
 
 /// The lease that names the one chainer in a cluster.

@@ -24,7 +24,8 @@ use serde_json::Value;
 
 use super::{App, Viewer, validate};
 use crate::Error;
-use crate::db::audit::{self as queries, AuditRow, Filter, NewAuditRow};
+use crate::db::audit::{self as queries, Filter};
+use crate::db::models::{AuditRow, NewAuditRow};
 
 pub use chainer::{ChainSettings, chain_hash};
 pub use check::{ChainStatus, Report, Tail, Verdict, status, verify};

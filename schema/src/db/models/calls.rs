@@ -1,123 +1,15 @@
-//! Row structs (`User`) and insert structs (`NewUser<'a>`), named the crates.io way.
+//! AI calls and what they touch: prices, conversations and messages, call records, budgets
+//! with their reservations, and the daily rollup.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::db::schema::usage_daily;
 use crate::domain::{CallStatus, MessageRole, UsageSource};
-
-use super::schema::{invites, refresh_tokens, sessions, users};
-
-/// A row of `users`.
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
-#[diesel(table_name = users)]
-pub struct User {
-    /// UUIDv7.
-    pub id: String,
-    /// Lower-cased and trimmed.
-    pub email: String,
-    /// An argon2id PHC string.
-    pub password_hash: String,
-    /// Shown in the UI.
-    pub display_name: String,
-    /// An http(s) URL, if set.
-    pub avatar_url: Option<String>,
-    /// Free-form client settings (a JSON object).
-    pub settings: serde_json::Value,
-    /// `USER` or `ADMIN`.
-    pub role: String,
-    /// Set while the account is disabled.
-    pub disabled_at: Option<NaiveDateTime>,
-    /// UTC.
-    pub created_at: NaiveDateTime,
-    /// UTC.
-    pub updated_at: NaiveDateTime,
-}
-
-/// An insert into `users`.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = users, treat_none_as_default_value = false)]
-pub struct NewUser<'a> {
-    /// UUIDv7.
-    pub id: &'a str,
-    /// Already normalised.
-    pub email: &'a str,
-    /// An argon2id PHC string.
-    pub password_hash: &'a str,
-    /// Already validated.
-    pub display_name: &'a str,
-    /// An empty object for a new user.
-    pub settings: &'a serde_json::Value,
-    /// `USER` or `ADMIN`.
-    pub role: &'a str,
-    /// UTC.
-    pub created_at: NaiveDateTime,
-    /// UTC.
-    pub updated_at: NaiveDateTime,
-}
-
-/// A row of `sessions`: one login, and the family of refresh tokens it rotates through.
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
-#[diesel(table_name = sessions)]
-pub struct Session {
-    /// UUIDv7; the `sid` claim of access tokens.
-    pub id: String,
-    /// The owner.
-    pub user_id: String,
-    /// UTC.
-    pub created_at: NaiveDateTime,
-    /// When the last refresh happened.
-    pub last_refreshed_at: NaiveDateTime,
-    /// After this the session cannot be refreshed.
-    pub expires_at: NaiveDateTime,
-    /// Set by logout, password change, disabling the user, or refresh-token reuse.
-    pub revoked_at: Option<NaiveDateTime>,
-    /// Why it was revoked.
-    pub revoked_reason: Option<String>,
-    /// The client's `User-Agent` at login.
-    pub user_agent: Option<String>,
-    /// The client's address at login.
-    pub client_ip: Option<String>,
-}
-
-/// An insert into `sessions`.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = sessions, treat_none_as_default_value = false)]
-pub struct NewSession<'a> {
-    /// UUIDv7.
-    pub id: &'a str,
-    /// The owner.
-    pub user_id: &'a str,
-    /// UTC.
-    pub created_at: NaiveDateTime,
-    /// Same as `created_at` at first.
-    pub last_refreshed_at: NaiveDateTime,
-    /// UTC.
-    pub expires_at: NaiveDateTime,
-    /// Truncated to 512 characters.
-    pub user_agent: Option<&'a str>,
-    /// The client's address.
-    pub client_ip: Option<&'a str>,
-}
-
-/// An insert into `refresh_tokens`. Only the SHA-256 of the token is stored.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = refresh_tokens, treat_none_as_default_value = false)]
-pub struct NewRefreshToken<'a> {
-    /// UUIDv7.
-    pub id: &'a str,
-    /// The family.
-    pub session_id: &'a str,
-    /// Hex SHA-256 of the token.
-    pub token_hash: &'a str,
-    /// UTC.
-    pub created_at: NaiveDateTime,
-    /// UTC.
-    pub expires_at: NaiveDateTime,
-}
 
 /// A row of `prices`: what one provider's model costs from `effective_from` on.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::prices, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::db::schema::prices, treat_none_as_default_value = false)]
 pub struct Price {
     /// UUIDv7.
     pub id: String,
@@ -145,7 +37,7 @@ pub struct Price {
 
 /// A row of `conversations`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::conversations, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::db::schema::conversations, treat_none_as_default_value = false)]
 pub struct Conversation {
     /// UUIDv7.
     pub id: String,
@@ -165,7 +57,7 @@ pub struct Conversation {
 
 /// A row of `messages`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::messages, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::db::schema::messages, treat_none_as_default_value = false)]
 pub struct Message {
     /// UUIDv7 (sorts in conversation order).
     pub id: String,
@@ -226,7 +118,7 @@ impl AiCall {
 
 /// A row of `ai_calls`: one attempt to call a provider, whatever its outcome.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::ai_calls, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::db::schema::ai_calls, treat_none_as_default_value = false)]
 pub struct AiCall {
     /// UUIDv7.
     pub id: String,
@@ -285,7 +177,7 @@ pub struct AiCall {
 /// A row of `budgets`: a limit on spend (and optionally tokens and requests) for one user or
 /// for everyone, per period.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::budgets, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::db::schema::budgets, treat_none_as_default_value = false)]
 pub struct Budget {
     /// UUIDv7.
     pub id: String,
@@ -341,7 +233,7 @@ impl Budget {
 
 /// A row of `budget_reservations`: what one call holds against one budget until it settles.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::budget_reservations, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::db::schema::budget_reservations, treat_none_as_default_value = false)]
 pub struct Reservation {
     /// The call.
     pub ai_call_id: String,
@@ -357,27 +249,28 @@ pub struct Reservation {
     pub expires_at: NaiveDateTime,
 }
 
-/// A row of `invites`: a single-use code that lets someone register in `invite` mode. Only the
-/// code's SHA-256 is stored.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = invites, treat_none_as_default_value = false)]
-pub struct Invite {
-    /// UUIDv7.
-    pub id: String,
-    /// Hex SHA-256 of the code.
-    pub code_hash: String,
-    /// Free text from the admin (whom it is for).
-    pub note: Option<String>,
-    /// The admin who created it.
-    pub created_by: Option<String>,
-    /// UTC.
-    pub created_at: NaiveDateTime,
-    /// After this it no longer works; `None` never expires.
-    pub expires_at: Option<NaiveDateTime>,
-    /// The account registered with it.
-    pub used_by: Option<String>,
-    /// When it was used (it works once).
-    pub used_at: Option<NaiveDateTime>,
-    /// When an admin revoked it.
-    pub revoked_at: Option<NaiveDateTime>,
+/// One day's usage of one user with one model, added to `usage_daily`.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = usage_daily, treat_none_as_default_value = false)]
+pub struct DailyUsage<'a> {
+    /// `YYYY-MM-DD` in the configured time zone.
+    pub day: &'a str,
+    /// The user.
+    pub user_id: &'a str,
+    /// Provider instance.
+    pub provider: &'a str,
+    /// Model.
+    pub model: &'a str,
+    /// Currency of the cost (empty when unpriced).
+    pub currency: &'a str,
+    /// Calls.
+    pub requests: i64,
+    /// Input tokens.
+    pub prompt_tokens: i64,
+    /// Cached input tokens.
+    pub cached_prompt_tokens: i64,
+    /// Output tokens.
+    pub completion_tokens: i64,
+    /// Cost.
+    pub cost_micros: i64,
 }

@@ -1,0 +1,48 @@
+//! The embedded migrations of both backends, run at start: SQLite on its one file, PostgreSQL on
+//! a dedicated connection under an advisory lock, so instances that start together migrate once.
+
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::{ConnectError, establish_sqlite};
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+/// Serialises migrations across instances that start together (an arbitrary, fixed key).
+const MIGRATION_LOCK_KEY: i64 = 0x0c10_0dba_5e00_0001;
+
+pub(super) async fn migrate_sqlite(path: &str) -> Result<(), ConnectError> {
+    let conn = establish_sqlite(path.to_owned())
+        .await
+        .map_err(|e| ConnectError::Connect(format!("{path}: {e}")))?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    harness
+        .run_pending_migrations(SQLITE_MIGRATIONS)
+        .map_err(|e| ConnectError::Migrate(e.to_string()))?;
+    Ok(())
+}
+
+/// Runs the Postgres migrations on one dedicated connection that holds an advisory lock, so that
+/// several instances starting together migrate once.
+pub(super) async fn migrate_pg(url: &str) -> Result<(), ConnectError> {
+    let mut conn = AsyncPgConnection::establish(url)
+        .await
+        .map_err(|e| ConnectError::Connect(e.to_string()))?;
+    let lock = format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})");
+    conn.batch_execute(&lock)
+        .await
+        .map_err(|e| ConnectError::Migrate(format!("advisory lock: {e}")))?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let result = harness
+        .run_pending_migrations(PG_MIGRATIONS)
+        .map(|_| ())
+        .map_err(|e| ConnectError::Migrate(e.to_string()));
+    let mut conn = harness.into_inner();
+    let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})");
+    // The lock also goes away with the connection, which is dropped right after.
+    let _ = conn.batch_execute(&unlock).await;
+    result
+}

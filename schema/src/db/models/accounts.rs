@@ -1,0 +1,139 @@
+//! Accounts: users, their sessions and refresh tokens, and invite codes.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::schema::{invites, refresh_tokens, sessions, users};
+
+/// A row of `users`.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = users)]
+pub struct User {
+    /// UUIDv7.
+    pub id: String,
+    /// Lower-cased and trimmed.
+    pub email: String,
+    /// An argon2id PHC string.
+    pub password_hash: String,
+    /// Shown in the UI.
+    pub display_name: String,
+    /// An http(s) URL, if set.
+    pub avatar_url: Option<String>,
+    /// Free-form client settings (a JSON object).
+    pub settings: serde_json::Value,
+    /// `USER` or `ADMIN`.
+    pub role: String,
+    /// Set while the account is disabled.
+    pub disabled_at: Option<NaiveDateTime>,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// UTC.
+    pub updated_at: NaiveDateTime,
+}
+
+/// An insert into `users`.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users, treat_none_as_default_value = false)]
+pub struct NewUser<'a> {
+    /// UUIDv7.
+    pub id: &'a str,
+    /// Already normalised.
+    pub email: &'a str,
+    /// An argon2id PHC string.
+    pub password_hash: &'a str,
+    /// Already validated.
+    pub display_name: &'a str,
+    /// An empty object for a new user.
+    pub settings: &'a serde_json::Value,
+    /// `USER` or `ADMIN`.
+    pub role: &'a str,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// UTC.
+    pub updated_at: NaiveDateTime,
+}
+
+/// A row of `sessions`: one login, and the family of refresh tokens it rotates through.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    /// UUIDv7; the `sid` claim of access tokens.
+    pub id: String,
+    /// The owner.
+    pub user_id: String,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// When the last refresh happened.
+    pub last_refreshed_at: NaiveDateTime,
+    /// After this the session cannot be refreshed.
+    pub expires_at: NaiveDateTime,
+    /// Set by logout, password change, disabling the user, or refresh-token reuse.
+    pub revoked_at: Option<NaiveDateTime>,
+    /// Why it was revoked.
+    pub revoked_reason: Option<String>,
+    /// The client's `User-Agent` at login.
+    pub user_agent: Option<String>,
+    /// The client's address at login.
+    pub client_ip: Option<String>,
+}
+
+/// An insert into `sessions`.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = sessions, treat_none_as_default_value = false)]
+pub struct NewSession<'a> {
+    /// UUIDv7.
+    pub id: &'a str,
+    /// The owner.
+    pub user_id: &'a str,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// Same as `created_at` at first.
+    pub last_refreshed_at: NaiveDateTime,
+    /// UTC.
+    pub expires_at: NaiveDateTime,
+    /// Truncated to 512 characters.
+    pub user_agent: Option<&'a str>,
+    /// The client's address.
+    pub client_ip: Option<&'a str>,
+}
+
+/// An insert into `refresh_tokens`. Only the SHA-256 of the token is stored.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = refresh_tokens, treat_none_as_default_value = false)]
+pub struct NewRefreshToken<'a> {
+    /// UUIDv7.
+    pub id: &'a str,
+    /// The family.
+    pub session_id: &'a str,
+    /// Hex SHA-256 of the token.
+    pub token_hash: &'a str,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// UTC.
+    pub expires_at: NaiveDateTime,
+}
+
+/// A row of `invites`: a single-use code that lets someone register in `invite` mode. Only the
+/// code's SHA-256 is stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invites, treat_none_as_default_value = false)]
+pub struct Invite {
+    /// UUIDv7.
+    pub id: String,
+    /// Hex SHA-256 of the code.
+    pub code_hash: String,
+    /// Free text from the admin (whom it is for).
+    pub note: Option<String>,
+    /// The admin who created it.
+    pub created_by: Option<String>,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// After this it no longer works; `None` never expires.
+    pub expires_at: Option<NaiveDateTime>,
+    /// The account registered with it.
+    pub used_by: Option<String>,
+    /// When it was used (it works once).
+    pub used_at: Option<NaiveDateTime>,
+    /// When an admin revoked it.
+    pub revoked_at: Option<NaiveDateTime>,
+}
