@@ -6,10 +6,16 @@ use chrono::{DateTime, Utc};
 
 use super::ContextExt;
 use super::money::Micros;
+use super::view::view;
 use crate::Error;
-use crate::db::models::AiCall;
+use crate::db::models::AiCall as CallRow;
 use crate::domain::{CallStatus, UsageSource};
 use crate::services::ai_calls::{self, CallFilter};
+
+view!(
+    /// AiCall as the API shows it.
+    AiCall(CallRow)
+);
 
 /// One attempt to call a provider, whatever its outcome.
 #[Object]
@@ -165,12 +171,14 @@ impl AiCallsQuery {
         let mut connection = Connection::new(after.is_some(), more);
         connection
             .edges
-            .extend(items.into_iter().map(|c| Edge::new(c.id.clone(), c)));
+            .extend(items.into_iter().map(|c| Edge::new(c.id.clone(), c.into())));
         Ok(connection)
     }
 
     /// One call record (yours, or any for an admin).
     async fn ai_call(&self, ctx: &Context<'_>, id: ID) -> Result<AiCall, Error> {
-        ai_calls::get(ctx.app()?, ctx.viewer()?, &id).await
+        ai_calls::get(ctx.app()?, ctx.viewer()?, &id)
+            .await
+            .map(Into::into)
     }
 }

@@ -4,8 +4,8 @@ use async_graphql::{Context, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::ContextExt;
+use super::users::User;
 use crate::Error;
-use crate::db::models::User;
 use crate::services::auth::{self, AuthTokens};
 use crate::services::registration::Registration;
 
@@ -32,7 +32,7 @@ impl From<AuthTokens> for AuthPayload {
             access_token_expires_at: t.access_token_expires_at,
             refresh_token: t.refresh_token,
             refresh_token_expires_at: t.refresh_token_expires_at,
-            user: t.user,
+            user: t.user.into(),
         }
     }
 }

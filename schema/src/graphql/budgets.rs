@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::ContextExt;
 use super::money::Micros;
+use super::view::{view, views};
 use crate::Error;
-use crate::db::models::Budget;
+use crate::db::models::Budget as BudgetRow;
 use crate::services::budgets::{self, BudgetInput, Period};
 
 /// Whose calls a budget counts.
@@ -17,6 +18,11 @@ pub enum BudgetScope {
     /// Everyone's.
     Global,
 }
+
+view!(
+    /// Budget as the API shows it.
+    Budget(BudgetRow)
+);
 
 /// A budget and where it stands in its current period.
 #[Object]
@@ -133,6 +139,7 @@ impl BudgetsQuery {
             user_id.as_ref().map(|id| id.as_str()),
         )
         .await
+        .map(views)
     }
 }
 
@@ -158,7 +165,9 @@ impl BudgetsMutation {
             limit_requests: input.limit_requests,
             thresholds: input.thresholds,
         };
-        budgets::create(ctx.app()?, ctx.viewer()?, input).await
+        budgets::create(ctx.app()?, ctx.viewer()?, input)
+            .await
+            .map(Into::into)
     }
 
     /// Changes a budget's limits (what is spent stays).
@@ -179,6 +188,7 @@ impl BudgetsMutation {
             limit_requests,
         )
         .await
+        .map(Into::into)
     }
 
     /// Removes a budget.

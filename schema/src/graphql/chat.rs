@@ -7,8 +7,8 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Subscr
 use cloudbase_plugin_api::{ChatMessage, ChatRole as ApiRole};
 
 use super::ContextExt;
+use super::ai_calls::AiCall;
 use crate::Error;
-use crate::db::models::AiCall;
 use crate::services::App;
 use crate::services::chat::{self, ChatChunk, ChatInput as ServiceInput, ChatOutcome};
 
@@ -105,7 +105,7 @@ impl From<ChatOutcome> for ChatResult {
             content: o.content,
             reasoning: o.reasoning,
             finish_reason: o.finish_reason,
-            ai_call: o.call,
+            ai_call: o.call.into(),
         }
     }
 }
@@ -148,7 +148,7 @@ impl From<ChatChunk> for ChatStreamEvent {
                 reasoning_delta: String::new(),
                 done: true,
                 finish_reason: outcome.finish_reason,
-                ai_call: Some(outcome.call),
+                ai_call: Some(outcome.call.into()),
             },
         }
     }

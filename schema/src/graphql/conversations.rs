@@ -5,10 +5,16 @@ use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 
 use super::ContextExt;
+use super::view::view;
 use crate::Error;
-use crate::db::models::{Conversation, Message};
+use crate::db::models::{Conversation as ConversationRow, Message as MessageRow};
 use crate::domain::MessageRole;
 use crate::services::conversations;
+
+view!(
+    /// Conversation as the API shows it.
+    Conversation(ConversationRow)
+);
 
 /// A stored conversation.
 #[Object]
@@ -50,10 +56,15 @@ impl Conversation {
         let mut connection = Connection::new(after.is_some(), more);
         connection
             .edges
-            .extend(items.into_iter().map(|m| Edge::new(m.id.clone(), m)));
+            .extend(items.into_iter().map(|m| Edge::new(m.id.clone(), m.into())));
         Ok(connection)
     }
 }
+
+view!(
+    /// Message as the API shows it.
+    Message(MessageRow)
+);
 
 /// A message of a conversation.
 #[Object]
@@ -102,14 +113,16 @@ impl ConversationsQuery {
         connection.edges.extend(
             page.items
                 .into_iter()
-                .map(|c| Edge::new(conversations::cursor(&c), c)),
+                .map(|c| Edge::new(conversations::cursor(&c), c.into())),
         );
         Ok(connection)
     }
 
     /// One conversation: yours, or any for an admin (support).
     async fn conversation(&self, ctx: &Context<'_>, id: ID) -> Result<Conversation, Error> {
-        conversations::get(ctx.app()?, ctx.viewer()?, &id).await
+        conversations::get(ctx.app()?, ctx.viewer()?, &id)
+            .await
+            .map(Into::into)
     }
 }
 
@@ -127,7 +140,9 @@ impl ConversationsMutation {
         provider: Option<String>,
         model: Option<String>,
     ) -> Result<Conversation, Error> {
-        conversations::create(ctx.app()?, ctx.viewer()?, title.as_deref(), provider, model).await
+        conversations::create(ctx.app()?, ctx.viewer()?, title.as_deref(), provider, model)
+            .await
+            .map(Into::into)
     }
 
     /// Renames one of your conversations.
@@ -137,7 +152,9 @@ impl ConversationsMutation {
         id: ID,
         title: String,
     ) -> Result<Conversation, Error> {
-        conversations::rename(ctx.app()?, ctx.viewer()?, &id, &title).await
+        conversations::rename(ctx.app()?, ctx.viewer()?, &id, &title)
+            .await
+            .map(Into::into)
     }
 
     /// Deletes one of your conversations and its messages (call records stay, for accounting).

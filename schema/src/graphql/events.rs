@@ -9,9 +9,11 @@ use async_graphql::{Context, ID, SimpleObject, Subscription};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::ContextExt;
+use super::ai_calls::AiCall;
+use super::budgets::Budget;
+use super::view::views;
 use crate::Error;
 use crate::db::ai_calls;
-use crate::db::models::{AiCall, Budget};
 use crate::events::Event;
 use crate::services::{App, Viewer, budgets};
 
@@ -157,7 +159,7 @@ impl EventsSubscription {
                             ai_calls::find(&mut conn, call_id).await.ok()
                         })
                         .await;
-                    record.clone().map(Ok)
+                    record.clone().map(|r| Ok(r.into()))
                 }
             })
             .boxed();
@@ -179,7 +181,7 @@ impl EventsSubscription {
                         Err(e) => Some(Err(e)),
                         Ok(event) => match &*event {
                             Event::UsageUpdated { user_id } if *user_id == me.user_id => {
-                                Some(budgets::list(&app, &me, Some(&me.user_id)).await)
+                                Some(budgets::list(&app, &me, Some(&me.user_id)).await.map(views))
                             }
                             _ => None,
                         },

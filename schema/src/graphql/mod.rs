@@ -19,6 +19,7 @@
 //! - [`alerts`]: `alertRules`, `alerts`, rule mutations, `createMyBudgetAlert`, `alertFired`.
 //! - [`money`]: the string-backed `Micros` scalar.
 //! - [`nesting`]: the bound on a document's nesting, checked on its text before parsing.
+//! - [`view`]: the one way an output type wraps a domain value (`view!`).
 //! - [`parsed`]: parsed documents kept by text, so a repeated operation is not parsed again.
 //! - [`errors`]: the one place errors become GraphQL errors with `extensions.code`, plus the alias limit.
 
@@ -45,6 +46,7 @@ pub mod socket_auth;
 pub mod stats;
 pub mod usage;
 pub mod users;
+mod view;
 
 use std::sync::Arc;
 

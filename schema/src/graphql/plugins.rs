@@ -3,13 +3,19 @@
 use async_graphql::{Context, Json, Object, SimpleObject};
 
 use super::ContextExt;
+use super::view::{view, views};
 use crate::Error;
-use crate::ports::{ModelRow, PluginKind, PluginRow, PluginStatus};
+use crate::ports::{ModelRow as CallableModel, PluginKind, PluginRow as PluginInfo, PluginStatus};
 use crate::services::plugins;
 
+view!(
+    /// Plugin as the API shows it.
+    Plugin(PluginInfo)
+);
+
 /// A plugin library, or one configured instance of it.
-#[Object(name = "Plugin")]
-impl PluginRow {
+#[Object]
+impl Plugin {
     /// The plugin's name (the file name if the library could not be read).
     async fn name(&self) -> &str {
         &self.name
@@ -66,9 +72,14 @@ impl PluginRow {
     }
 }
 
+view!(
+    /// Model as the API shows it.
+    Model(CallableModel)
+);
+
 /// A model you can call.
-#[Object(name = "Model")]
-impl ModelRow {
+#[Object]
+impl Model {
     /// The provider instance to name in a chat.
     async fn provider(&self) -> &str {
         &self.provider
@@ -123,13 +134,13 @@ pub struct PluginsQuery;
 #[Object]
 impl PluginsQuery {
     /// Every plugin library and instance, with its status (admin only).
-    async fn plugins(&self, ctx: &Context<'_>) -> Result<Vec<PluginRow>, Error> {
-        plugins::list(ctx.app()?, ctx.viewer()?)
+    async fn plugins(&self, ctx: &Context<'_>) -> Result<Vec<Plugin>, Error> {
+        plugins::list(ctx.app()?, ctx.viewer()?).map(views)
     }
 
     /// The provider and model pairs you can call.
-    async fn models(&self, ctx: &Context<'_>) -> Result<Vec<ModelRow>, Error> {
-        plugins::models(ctx.app()?, ctx.viewer()?)
+    async fn models(&self, ctx: &Context<'_>) -> Result<Vec<Model>, Error> {
+        plugins::models(ctx.app()?, ctx.viewer()?).map(views)
     }
 }
 

@@ -5,9 +5,15 @@ use chrono::{DateTime, Utc};
 
 use super::ContextExt;
 use super::money::Micros;
+use super::view::{view, views};
 use crate::Error;
-use crate::db::models::Price;
+use crate::db::models::Price as PriceRow;
 use crate::services::pricing::{self, NewPrice};
+
+view!(
+    /// Price as the API shows it.
+    Price(PriceRow)
+);
 
 /// What a provider's model costs from `effectiveFrom` until a later price.
 #[Object]
@@ -89,7 +95,9 @@ impl PricesQuery {
         model: Option<String>,
     ) -> Result<Vec<Price>, Error> {
         ctx.viewer()?;
-        pricing::history(ctx.app()?, provider.as_deref(), model.as_deref()).await
+        pricing::history(ctx.app()?, provider.as_deref(), model.as_deref())
+            .await
+            .map(views)
     }
 }
 
@@ -111,6 +119,8 @@ impl PricesMutation {
             effective_from: input.effective_from,
             note: input.note,
         };
-        pricing::add(ctx.app()?, ctx.viewer()?, new).await
+        pricing::add(ctx.app()?, ctx.viewer()?, new)
+            .await
+            .map(Into::into)
     }
 }

@@ -5,8 +5,9 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::ContextExt;
+use super::view::view;
 use crate::Error;
-use crate::db::models::Invite;
+use crate::db::models::Invite as InviteRow;
 use crate::services::invites::{self, InviteState};
 use crate::services::registration::RegistrationMode;
 use crate::services::validate;
@@ -21,6 +22,11 @@ pub struct RegistrationInfo {
     /// Longest password accepted, in characters.
     pub password_max_length: i32,
 }
+
+view!(
+    /// Invite as the API shows it.
+    Invite(InviteRow)
+);
 
 /// An invite code's record (the code itself is only shown when it is created).
 #[Object]
@@ -118,7 +124,7 @@ impl RegistrationQuery {
         connection.edges.extend(
             page.invites
                 .into_iter()
-                .map(|invite| Edge::new(invite.id.clone(), invite)),
+                .map(|invite| Edge::new(invite.id.clone(), invite.into())),
         );
         Ok(connection)
     }
@@ -144,11 +150,16 @@ impl RegistrationMutation {
             input.expires_at,
         )
         .await?;
-        Ok(CreatedInvite { code, invite })
+        Ok(CreatedInvite {
+            code,
+            invite: invite.into(),
+        })
     }
 
     /// Revokes an unused invite; a used one is a `CONFLICT`.
     async fn revoke_invite(&self, ctx: &Context<'_>, id: ID) -> Result<Invite, Error> {
-        invites::revoke(ctx.app()?, ctx.viewer()?, &id).await
+        invites::revoke(ctx.app()?, ctx.viewer()?, &id)
+            .await
+            .map(Into::into)
     }
 }

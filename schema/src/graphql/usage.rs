@@ -5,9 +5,15 @@ use chrono::NaiveDate;
 
 use super::ContextExt;
 use super::money::Micros;
+use super::view::{view, views};
 use crate::Error;
-use crate::db::usage::{UsageFilter as Filter, UsageRow};
-use crate::services::usage::{self, Dimension, Statement};
+use crate::db::usage::{UsageFilter as Filter, UsageRow as UsageTotals};
+use crate::services::usage::{self, Dimension, Statement as StatementTotals};
+
+view!(
+    /// UsageRow as the API shows it.
+    UsageRow(UsageTotals)
+);
 
 /// Sums over the rows a report groups together; a dimension not grouped by is null.
 #[Object]
@@ -57,6 +63,11 @@ impl UsageRow {
     }
 }
 
+view!(
+    /// Statement as the API shows it.
+    Statement(StatementTotals)
+);
+
 /// A user's month.
 #[Object]
 impl Statement {
@@ -69,12 +80,12 @@ impl Statement {
         &self.month
     }
     /// One line per provider, model and currency.
-    async fn lines(&self) -> &[UsageRow] {
-        &self.lines
+    async fn lines(&self) -> Vec<UsageRow> {
+        views(self.lines.clone())
     }
     /// One total per currency.
-    async fn totals(&self) -> &[UsageRow] {
-        &self.totals
+    async fn totals(&self) -> Vec<UsageRow> {
+        views(self.totals.clone())
     }
 }
 
@@ -127,6 +138,7 @@ impl UsageQuery {
             false,
         )
         .await
+        .map(views)
     }
 
     /// Your own usage.
@@ -145,6 +157,7 @@ impl UsageQuery {
             true,
         )
         .await
+        .map(views)
     }
 
     /// A month's statement: yours, or any user's for an admin. Also as CSV from
@@ -162,5 +175,6 @@ impl UsageQuery {
             &month,
         )
         .await
+        .map(Into::into)
     }
 }

@@ -5,10 +5,16 @@ use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object};
 use chrono::{DateTime, Utc};
 
 use super::ContextExt;
+use super::view::view;
 use crate::Error;
-use crate::db::models::User;
+use crate::db::models::User as UserRow;
 use crate::services::Role;
 use crate::services::users::{self, ProfileUpdate};
+
+view!(
+    /// User as the API shows it.
+    User(UserRow)
+);
 
 /// An account.
 #[Object]
@@ -74,12 +80,16 @@ impl UsersQuery {
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> Result<User, Error> {
         let viewer = ctx.viewer()?;
-        users::get(ctx.app()?, viewer, &viewer.user_id).await
+        users::get(ctx.app()?, viewer, &viewer.user_id)
+            .await
+            .map(Into::into)
     }
 
     /// One user: yourself, or anyone for an admin.
     async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<User, Error> {
-        users::get(ctx.app()?, ctx.viewer()?, &id).await
+        users::get(ctx.app()?, ctx.viewer()?, &id)
+            .await
+            .map(Into::into)
     }
 
     /// All users, newest first (admin only). `search` matches email or display name.
@@ -104,7 +114,7 @@ impl UsersQuery {
         connection.edges.extend(
             page.users
                 .into_iter()
-                .map(|user| Edge::new(user.id.clone(), user)),
+                .map(|user| Edge::new(user.id.clone(), user.into())),
         );
         Ok(connection)
     }
@@ -142,7 +152,9 @@ impl UsersMutation {
             },
             settings: input.settings.map(|Json(v)| v),
         };
-        users::update_profile(ctx.app()?, ctx.viewer()?, update).await
+        users::update_profile(ctx.app()?, ctx.viewer()?, update)
+            .await
+            .map(Into::into)
     }
 
     /// Sets a user's role (admin only; not your own).
@@ -152,16 +164,22 @@ impl UsersMutation {
         user_id: ID,
         role: Role,
     ) -> Result<User, Error> {
-        users::set_role(ctx.app()?, ctx.viewer()?, &user_id, role).await
+        users::set_role(ctx.app()?, ctx.viewer()?, &user_id, role)
+            .await
+            .map(Into::into)
     }
 
     /// Disables a user (admin only): their sessions end and their tokens stop working at once.
     async fn disable_user(&self, ctx: &Context<'_>, user_id: ID) -> Result<User, Error> {
-        users::set_disabled(ctx.app()?, ctx.viewer()?, &user_id, true).await
+        users::set_disabled(ctx.app()?, ctx.viewer()?, &user_id, true)
+            .await
+            .map(Into::into)
     }
 
     /// Re-enables a disabled user (admin only). They log in again.
     async fn enable_user(&self, ctx: &Context<'_>, user_id: ID) -> Result<User, Error> {
-        users::set_disabled(ctx.app()?, ctx.viewer()?, &user_id, false).await
+        users::set_disabled(ctx.app()?, ctx.viewer()?, &user_id, false)
+            .await
+            .map(Into::into)
     }
 }
