@@ -16,12 +16,9 @@ use cloudbase_plugin_api::messages::{
     ChatRequest, ChatResponse, ErrorCode, HttpRequest, HttpResponse, Manifest, ModelInfo,
     PluginConfig, PluginError, PluginKind, SecretSpec, SseEvent, StreamEvent, Transport,
 };
-use cloudbase_plugin_api::{Provider, export_plugin, openai};
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
-
-/// The names `settings` may contain.
-const SETTINGS: &[&str] = &["base_url", "models", "stream_usage", "extra_headers"];
+use cloudbase_plugin_api::{Provider, export_plugin, openai, parse_settings};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 /// Headers the plugin sets itself; `extra_headers` may not override them.
 const RESERVED_HEADERS: &[&str] = &["content-type", "accept", "authorization"];
@@ -36,44 +33,43 @@ pub struct OpenAiCompatible {
     has_api_key: bool,
 }
 
-fn config_error(name: &str, problem: impl std::fmt::Display) -> PluginError {
-    PluginError::config(format!("openai-compatible: invalid `{name}`: {problem}"))
+/// The instance settings; `null` counts as absent. `base_url` and `models` are required, checked
+/// in [`OpenAiCompatible::from_settings`] rather than by serde: for a missing `models`,
+/// [`parse_settings`] would name the `base_url` that is present.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// The API root; `/chat/completions` is appended.
+    base_url: Option<String>,
+    /// The models this instance serves.
+    models: Option<Vec<ModelInfo>>,
+    /// Send `stream_options.include_usage` when streaming (default on).
+    stream_usage: Option<bool>,
+    /// Headers added to every request.
+    extra_headers: Option<BTreeMap<String, String>>,
 }
 
-/// Reads one setting, naming it in the error if its value does not fit.
-fn setting<T: DeserializeOwned>(
-    map: &Map<String, Value>,
-    name: &str,
-) -> Result<Option<T>, PluginError> {
-    match map.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => T::deserialize(v)
-            .map(Some)
-            .map_err(|e| config_error(name, e)),
-    }
-}
-
-/// Like [`setting`], for a setting that must be present.
-fn required<T: DeserializeOwned>(map: &Map<String, Value>, name: &str) -> Result<T, PluginError> {
-    setting(map, name)?.ok_or_else(|| config_error(name, "required"))
+/// A `config` error about setting `name`, worded like those of [`parse_settings`].
+fn invalid_setting(name: &str, problem: impl std::fmt::Display) -> PluginError {
+    PluginError::config(format!("invalid setting `{name}`: {problem}"))
 }
 
 fn check_header(name: &str, value: &str) -> Result<(), PluginError> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(token) {
-        return Err(config_error(
+        return Err(invalid_setting(
             "extra_headers",
             format!("{name:?} is not a header name"),
         ));
     }
     if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-        return Err(config_error(
+        return Err(invalid_setting(
             "extra_headers",
             format!("`{name}` is set by the plugin"),
         ));
     }
     if value.contains(['\r', '\n']) {
-        return Err(config_error(
+        return Err(invalid_setting(
             "extra_headers",
             format!("the value of `{name}` has a line break"),
         ));
@@ -83,37 +79,32 @@ fn check_header(name: &str, value: &str) -> Result<(), PluginError> {
 
 impl OpenAiCompatible {
     fn from_settings(settings: &Value) -> Result<Self, PluginError> {
-        let Value::Object(map) = settings else {
-            return Err(PluginError::config(
-                "openai-compatible: settings must be an object with `base_url` and `models`",
-            ));
-        };
-        if let Some(unknown) = map.keys().find(|k| !SETTINGS.contains(&k.as_str())) {
-            return Err(PluginError::config(format!(
-                "openai-compatible: unknown setting `{unknown}` (expected one of: {})",
-                SETTINGS.join(", ")
-            )));
-        }
-        let base_url: String = required(map, "base_url")?;
+        let Settings {
+            base_url,
+            models,
+            stream_usage,
+            extra_headers,
+        } = parse_settings(settings)?;
+        let required = |name| invalid_setting(name, "required");
+        let base_url = base_url.ok_or_else(|| required("base_url"))?;
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(config_error(
+            return Err(invalid_setting(
                 "base_url",
                 format!("{base_url:?} must start with http:// or https://"),
             ));
         }
-        let models: Vec<ModelInfo> = required(map, "models")?;
+        let models = models.ok_or_else(|| required("models"))?;
         if models.is_empty() {
-            return Err(config_error("models", "the list is empty"));
+            return Err(invalid_setting("models", "the list is empty"));
         }
-        let extra_headers: BTreeMap<String, String> =
-            setting(map, "extra_headers")?.unwrap_or_default();
+        let extra_headers = extra_headers.unwrap_or_default();
         for (name, value) in &extra_headers {
             check_header(name, value)?;
         }
         Ok(Self {
             base_url,
             models,
-            stream_usage: setting(map, "stream_usage")?.unwrap_or(true),
+            stream_usage: stream_usage.unwrap_or(true),
             extra_headers: extra_headers.into_iter().collect(),
             has_api_key: false,
         })
@@ -273,7 +264,8 @@ mod tests {
     fn bad_settings_name_the_field() {
         let models = json!([{"id": "m"}]);
         let cases = [
-            (Value::Null, "settings must be an object"),
+            (Value::Null, "`base_url`: required"),
+            (json!("x"), "settings must be an object"),
             (json!({"models": models}), "`base_url`: required"),
             (
                 json!({"base_url": "ftp://x", "models": models}),
@@ -307,7 +299,7 @@ mod tests {
             ),
             (
                 json!({"base_url": "http://x", "models": models, "region": "cn"}),
-                "unknown setting `region`",
+                "unknown field `region`",
             ),
         ];
         for (settings, needle) in cases {
@@ -319,6 +311,10 @@ mod tests {
 
     #[test]
     fn schema_lists_every_setting() {
+        // serde's unknown-field error lists every key `Settings` accepts.
+        let err = parse_settings::<Settings>(&json!({"?": null})).unwrap_err();
+        let (_, accepted) = err.message.split_once("expected one of ").unwrap();
+        let mut accepted: Vec<&str> = accepted.split(", ").map(|k| k.trim_matches('`')).collect();
         let schema = config_schema();
         let mut names: Vec<&str> = schema["properties"]
             .as_object()
@@ -326,9 +322,8 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        let mut expected = SETTINGS.to_vec();
         names.sort_unstable();
-        expected.sort_unstable();
-        assert_eq!(names, expected);
+        accepted.sort_unstable();
+        assert_eq!(names, accepted);
     }
 }
