@@ -1,7 +1,11 @@
 //! The plugin side of the C ABI, behind [`crate::export_plugin!`]: generic `extern "C"` shims
 //! that decode JSON, call the safe traits, encode the result, and catch every panic so that none
 //! crosses the boundary (a panic unwinding into the host would abort it).
-#![allow(unsafe_code)]
+#![expect(
+    unsafe_code,
+    reason = "the shims are the plugin half of the C ABI: they read host pointers and hand out \
+              buffers the host frees through `free_buf`; each unsafe block has a SAFETY comment"
+)]
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};

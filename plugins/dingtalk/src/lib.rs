@@ -1,5 +1,7 @@
-//! The `dingtalk` notifier: posts alerts to a DingTalk (钉钉) custom robot webhook. Everything
-//! is here; `tests` holds the unit tests.
+//! The `dingtalk` notifier: posts alerts to a DingTalk (钉钉) custom robot webhook. All of it is
+//! in this file; its one module is
+//!
+//! - `tests`: unit tests (message, known-answer signature, replies, settings, schema).
 //!
 //! The message is `{"msgtype":"markdown","markdown":{"title":"[SEVERITY] title","text":"..."}}`,
 //! the text holding a heading, the body, the fields as a list and the link. A long body is cut on

@@ -1,5 +1,7 @@
 //! The `email` notifier: turns each notification into a plain-text email the host sends over
-//! SMTP. Everything is here; `tests` holds the unit tests.
+//! SMTP. All of it is in this file; its one module is
+//!
+//! - `tests`: unit tests (message, recipients, settings, schema).
 //!
 //! The subject is `<subject_prefix> <SEVERITY> <title>`. The text opens with `[SEVERITY] title`,
 //! then the body, then the fields as `key: value` lines, then the link.

@@ -1,5 +1,7 @@
-//! The `feishu` notifier: posts alerts to a Feishu/Lark (飞书) custom bot webhook. Everything
-//! is here; `tests` holds the unit tests.
+//! The `feishu` notifier: posts alerts to a Feishu/Lark (飞书) custom bot webhook. All of it is
+//! in this file; its one module is
+//!
+//! - `tests`: unit tests (message, known-answer signature, replies, settings, schema).
 //!
 //! The message is `{"msg_type":"text","content":{"text":"..."}}`: `[SEVERITY] title`, the body,
 //! the fields as `key: value` lines and the link. A long body is cut on a character boundary

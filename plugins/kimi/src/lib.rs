@@ -1,5 +1,8 @@
 //! The `kimi` plugin: Moonshot AI's Kimi models through their OpenAI-compatible chat-completions
-//! API, on the China (`api.moonshot.cn`) or global (`api.moonshot.ai`) endpoint.
+//! API, on the China (`api.moonshot.cn`) or global (`api.moonshot.ai`) endpoint. All of it is in
+//! this file; its one module is
+//!
+//! - `tests`: unit tests of the settings (the recorded-response tests are in `tests/kimi.rs`).
 //!
 //! Sans-IO like every HTTP provider: it builds requests (the API key travels as the
 //! `${secret:api_key}` placeholder the host fills in) and parses answers with
@@ -10,14 +13,16 @@
 //!   any upstream call so the caller gets a `bad_input` error instead of a billed round trip;
 //! - no `stream_options`: Kimi reports stream usage in `choices[0].usage` of the last chunk.
 
+#[cfg(test)]
+mod tests;
+
 use cloudbase_plugin_api::messages::{
     ChatRequest, ChatResponse, ErrorCode, HttpRequest, HttpResponse, Manifest, ModelInfo,
     PluginConfig, PluginError, PluginKind, SecretSpec, SseEvent, StreamEvent, Transport,
 };
-use cloudbase_plugin_api::{Provider, export_plugin, openai};
+use cloudbase_plugin_api::{Provider, export_plugin, openai, parse_settings};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// The China endpoint (`region = "cn"`, the default).
 pub const CN_BASE_URL: &str = "https://api.moonshot.cn/v1";
@@ -44,6 +49,18 @@ enum Region {
     Global,
 }
 
+/// The instance settings. Every key is optional, and `null` counts as absent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Which endpoint `base_url` defaults to.
+    region: Option<Region>,
+    /// Overrides the region's endpoint.
+    base_url: Option<String>,
+    /// Replaces the built-in model list.
+    models: Option<Vec<ModelInfo>>,
+}
+
 /// A Kimi instance: where to send requests, which models it serves, whether a key is set.
 #[derive(Debug, Clone)]
 pub struct Kimi {
@@ -52,56 +69,34 @@ pub struct Kimi {
     has_api_key: bool,
 }
 
-/// The names `settings` may contain.
-const SETTINGS: &[&str] = &["region", "base_url", "models"];
-
-/// Reads one optional setting, naming it in the error if its value does not fit.
-fn setting<T: DeserializeOwned>(
-    map: &Map<String, Value>,
-    name: &str,
-) -> Result<Option<T>, PluginError> {
-    match map.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => T::deserialize(v)
-            .map(Some)
-            .map_err(|e| PluginError::config(format!("kimi: invalid `{name}`: {e}"))),
-    }
+/// A `config` error about setting `name`, worded like those of [`parse_settings`].
+fn invalid_setting(name: &str, problem: impl std::fmt::Display) -> PluginError {
+    PluginError::config(format!("invalid setting `{name}`: {problem}"))
 }
 
 impl Kimi {
     fn from_settings(settings: &Value) -> Result<Self, PluginError> {
-        let empty = Map::new();
-        let map = match settings {
-            Value::Null => &empty,
-            Value::Object(map) => map,
-            other => {
-                return Err(PluginError::config(format!(
-                    "kimi: settings must be an object, got {other}"
-                )));
-            }
-        };
-        if let Some(unknown) = map.keys().find(|k| !SETTINGS.contains(&k.as_str())) {
-            return Err(PluginError::config(format!(
-                "kimi: unknown setting `{unknown}` (expected one of: {})",
-                SETTINGS.join(", ")
-            )));
-        }
-        let region: Region = setting(map, "region")?.unwrap_or_default();
-        let base_url = match setting::<String>(map, "base_url")? {
+        let Settings {
+            region,
+            base_url,
+            models,
+        } = parse_settings(settings)?;
+        let base_url = match base_url {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
             Some(url) => {
-                return Err(PluginError::config(format!(
-                    "kimi: invalid `base_url`: {url:?} must start with http:// or https://"
-                )));
-            }
-            None if region == Region::Global => GLOBAL_BASE_URL.to_owned(),
-            None => CN_BASE_URL.to_owned(),
-        };
-        let models = match setting::<Vec<ModelInfo>>(map, "models")? {
-            Some(models) if models.is_empty() => {
-                return Err(PluginError::config(
-                    "kimi: invalid `models`: the list is empty",
+                return Err(invalid_setting(
+                    "base_url",
+                    format!("{url:?} must start with http:// or https://"),
                 ));
+            }
+            None => match region.unwrap_or_default() {
+                Region::Cn => CN_BASE_URL.to_owned(),
+                Region::Global => GLOBAL_BASE_URL.to_owned(),
+            },
+        };
+        let models = match models {
+            Some(models) if models.is_empty() => {
+                return Err(invalid_setting("models", "the list is empty"));
             }
             Some(models) => models,
             None => builtin_models(),
@@ -238,63 +233,3 @@ fn config_schema() -> Value {
 }
 
 export_plugin!(provider: Kimi);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn create(settings: Value) -> Result<Kimi, PluginError> {
-        Kimi::create(PluginConfig {
-            settings,
-            secrets: Default::default(),
-        })
-    }
-
-    #[test]
-    fn defaults_to_the_china_endpoint_and_builtin_models() {
-        for settings in [Value::Null, json!({})] {
-            let kimi = create(settings).unwrap();
-            assert_eq!(kimi.base_url, CN_BASE_URL);
-            assert_eq!(kimi.models().len(), BUILTIN_MODELS.len());
-            assert!(!kimi.has_api_key);
-        }
-        let kimi = create(json!({"region": "global"})).unwrap();
-        assert_eq!(kimi.base_url, GLOBAL_BASE_URL);
-        let kimi =
-            create(json!({"region": "global", "base_url": "http://127.0.0.1:9/v1"})).unwrap();
-        assert_eq!(kimi.base_url, "http://127.0.0.1:9/v1");
-    }
-
-    #[test]
-    fn bad_settings_name_the_field() {
-        let cases = [
-            (json!({"region": "eu"}), "`region`"),
-            (json!({"base_url": "api.moonshot.cn"}), "`base_url`"),
-            (json!({"base_url": 5}), "`base_url`"),
-            (json!({"models": []}), "`models`"),
-            (json!({"models": [{"display_name": "x"}]}), "`models`"),
-            (json!({"api_key": "sk-..."}), "`api_key`"),
-            (json!("cn"), "settings must be an object"),
-        ];
-        for (settings, needle) in cases {
-            let err = create(settings).unwrap_err();
-            assert_eq!(err.code, ErrorCode::Config);
-            assert!(err.message.contains(needle), "{}", err.message);
-        }
-    }
-
-    #[test]
-    fn schema_lists_every_setting() {
-        let schema = config_schema();
-        let mut names: Vec<&str> = schema["properties"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let mut expected = SETTINGS.to_vec();
-        names.sort_unstable();
-        expected.sort_unstable();
-        assert_eq!(names, expected);
-    }
-}

@@ -1,7 +1,7 @@
 //! The `kimi` plugin on recorded Moonshot responses (`tests/fixtures/`), without network: request
 //! building, completions, streams, error mapping, and the C ABI entry point.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     reason = "test helpers: a failed unwrap is a failed test"
 )]
@@ -307,7 +307,10 @@ fn maps_errors_and_keeps_the_providers_message() {
 
 /// The real entry point, as the host sees it: vtable checks, manifest, create, one call, destroy.
 #[test]
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "drives the plugin through raw vtable pointers, exactly as the host does"
+)]
 fn the_c_abi_entry_point_works() {
     use cloudbase_plugin_api::abi::{
         ABI_VERSION, FLAG_PANIC_UNWIND, PluginVTable, RBuf, RStr, status,

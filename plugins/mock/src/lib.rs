@@ -2,7 +2,7 @@
 //! plain or streamed, with real token counts, so demos and tests run without an upstream.
 //!
 //! - [`tokens`]: the mock's tokenizer and how a reply is cut into stream deltas.
-//! - `tests`: unit tests.
+//! - `tests`: unit tests (replies, streams, limits, fault models, settings, schema).
 //!
 //! # Behaviour
 //!

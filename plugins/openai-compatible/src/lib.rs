@@ -1,5 +1,9 @@
 //! The `openai-compatible` plugin: any server that speaks OpenAI's chat-completions API, such as
-//! DeepSeek, Qwen (DashScope compatible mode), OpenRouter, vLLM or Ollama.
+//! DeepSeek, Qwen (DashScope compatible mode), OpenRouter, vLLM or Ollama. All of it is in this
+//! file; its one module is
+//!
+//! - `tests`: unit tests of the settings (the recorded-response tests are in
+//!   `tests/openai_compatible.rs`).
 //!
 //! Sans-IO like every HTTP provider: it builds requests and parses answers with
 //! [`cloudbase_plugin_api::openai`]. Each instance names its endpoint and models, so there is no
@@ -10,18 +14,18 @@
 //! `stream_options.include_usage`, default on; turn it off for servers that reject it) and
 //! `extra_headers` (e.g. OpenRouter's `HTTP-Referer`; values may use `${secret:api_key}`).
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 
 use cloudbase_plugin_api::messages::{
     ChatRequest, ChatResponse, ErrorCode, HttpRequest, HttpResponse, Manifest, ModelInfo,
     PluginConfig, PluginError, PluginKind, SecretSpec, SseEvent, StreamEvent, Transport,
 };
-use cloudbase_plugin_api::{Provider, export_plugin, openai};
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
-
-/// The names `settings` may contain.
-const SETTINGS: &[&str] = &["base_url", "models", "stream_usage", "extra_headers"];
+use cloudbase_plugin_api::{Provider, export_plugin, openai, parse_settings};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 /// Headers the plugin sets itself; `extra_headers` may not override them.
 const RESERVED_HEADERS: &[&str] = &["content-type", "accept", "authorization"];
@@ -36,44 +40,43 @@ pub struct OpenAiCompatible {
     has_api_key: bool,
 }
 
-fn config_error(name: &str, problem: impl std::fmt::Display) -> PluginError {
-    PluginError::config(format!("openai-compatible: invalid `{name}`: {problem}"))
+/// The instance settings; `null` counts as absent. `base_url` and `models` are required, checked
+/// in [`OpenAiCompatible::from_settings`] rather than by serde: for a missing `models`,
+/// [`parse_settings`] would name the `base_url` that is present.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// The API root; `/chat/completions` is appended.
+    base_url: Option<String>,
+    /// The models this instance serves.
+    models: Option<Vec<ModelInfo>>,
+    /// Send `stream_options.include_usage` when streaming (default on).
+    stream_usage: Option<bool>,
+    /// Headers added to every request.
+    extra_headers: Option<BTreeMap<String, String>>,
 }
 
-/// Reads one setting, naming it in the error if its value does not fit.
-fn setting<T: DeserializeOwned>(
-    map: &Map<String, Value>,
-    name: &str,
-) -> Result<Option<T>, PluginError> {
-    match map.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => T::deserialize(v)
-            .map(Some)
-            .map_err(|e| config_error(name, e)),
-    }
-}
-
-/// Like [`setting`], for a setting that must be present.
-fn required<T: DeserializeOwned>(map: &Map<String, Value>, name: &str) -> Result<T, PluginError> {
-    setting(map, name)?.ok_or_else(|| config_error(name, "required"))
+/// A `config` error about setting `name`, worded like those of [`parse_settings`].
+fn invalid_setting(name: &str, problem: impl std::fmt::Display) -> PluginError {
+    PluginError::config(format!("invalid setting `{name}`: {problem}"))
 }
 
 fn check_header(name: &str, value: &str) -> Result<(), PluginError> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(token) {
-        return Err(config_error(
+        return Err(invalid_setting(
             "extra_headers",
             format!("{name:?} is not a header name"),
         ));
     }
     if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-        return Err(config_error(
+        return Err(invalid_setting(
             "extra_headers",
             format!("`{name}` is set by the plugin"),
         ));
     }
     if value.contains(['\r', '\n']) {
-        return Err(config_error(
+        return Err(invalid_setting(
             "extra_headers",
             format!("the value of `{name}` has a line break"),
         ));
@@ -83,37 +86,32 @@ fn check_header(name: &str, value: &str) -> Result<(), PluginError> {
 
 impl OpenAiCompatible {
     fn from_settings(settings: &Value) -> Result<Self, PluginError> {
-        let Value::Object(map) = settings else {
-            return Err(PluginError::config(
-                "openai-compatible: settings must be an object with `base_url` and `models`",
-            ));
-        };
-        if let Some(unknown) = map.keys().find(|k| !SETTINGS.contains(&k.as_str())) {
-            return Err(PluginError::config(format!(
-                "openai-compatible: unknown setting `{unknown}` (expected one of: {})",
-                SETTINGS.join(", ")
-            )));
-        }
-        let base_url: String = required(map, "base_url")?;
+        let Settings {
+            base_url,
+            models,
+            stream_usage,
+            extra_headers,
+        } = parse_settings(settings)?;
+        let required = |name| invalid_setting(name, "required");
+        let base_url = base_url.ok_or_else(|| required("base_url"))?;
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(config_error(
+            return Err(invalid_setting(
                 "base_url",
                 format!("{base_url:?} must start with http:// or https://"),
             ));
         }
-        let models: Vec<ModelInfo> = required(map, "models")?;
+        let models = models.ok_or_else(|| required("models"))?;
         if models.is_empty() {
-            return Err(config_error("models", "the list is empty"));
+            return Err(invalid_setting("models", "the list is empty"));
         }
-        let extra_headers: BTreeMap<String, String> =
-            setting(map, "extra_headers")?.unwrap_or_default();
+        let extra_headers = extra_headers.unwrap_or_default();
         for (name, value) in &extra_headers {
             check_header(name, value)?;
         }
         Ok(Self {
             base_url,
             models,
-            stream_usage: setting(map, "stream_usage")?.unwrap_or(true),
+            stream_usage: stream_usage.unwrap_or(true),
             extra_headers: extra_headers.into_iter().collect(),
             has_api_key: false,
         })
@@ -240,95 +238,3 @@ fn config_schema() -> Value {
 }
 
 export_plugin!(provider: OpenAiCompatible);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn create(settings: Value) -> Result<OpenAiCompatible, PluginError> {
-        OpenAiCompatible::create(PluginConfig {
-            settings,
-            secrets: Default::default(),
-        })
-    }
-
-    #[test]
-    fn reads_settings() {
-        let p = create(json!({
-            "base_url": "https://openrouter.ai/api/v1",
-            "models": [{"id": "deepseek/deepseek-chat"}],
-            "stream_usage": false,
-            "extra_headers": {"HTTP-Referer": "https://cloudbase.example", "X-Title": "CloudBase"}
-        }))
-        .unwrap();
-        assert!(!p.stream_usage && !p.has_api_key);
-        assert_eq!(p.extra_headers.len(), 2);
-        let p = create(
-            json!({"base_url": "http://127.0.0.1:11434/v1", "models": [{"id": "qwen3:8b"}]}),
-        );
-        assert!(p.unwrap().stream_usage);
-    }
-
-    #[test]
-    fn bad_settings_name_the_field() {
-        let models = json!([{"id": "m"}]);
-        let cases = [
-            (Value::Null, "settings must be an object"),
-            (json!({"models": models}), "`base_url`: required"),
-            (
-                json!({"base_url": "ftp://x", "models": models}),
-                "`base_url`",
-            ),
-            (json!({"base_url": "http://x"}), "`models`: required"),
-            (json!({"base_url": "http://x", "models": []}), "`models`"),
-            (
-                json!({"base_url": "http://x", "models": [{"name": "m"}]}),
-                "`models`",
-            ),
-            (
-                json!({"base_url": "http://x", "models": models, "stream_usage": "yes"}),
-                "`stream_usage`",
-            ),
-            (
-                json!({"base_url": "http://x", "models": models, "extra_headers": {"a": 1}}),
-                "`extra_headers`",
-            ),
-            (
-                json!({"base_url": "http://x", "models": models, "extra_headers": {"Authorization": "x"}}),
-                "set by the plugin",
-            ),
-            (
-                json!({"base_url": "http://x", "models": models, "extra_headers": {"a b": "x"}}),
-                "not a header name",
-            ),
-            (
-                json!({"base_url": "http://x", "models": models, "extra_headers": {"x": "a\r\nb: c"}}),
-                "line break",
-            ),
-            (
-                json!({"base_url": "http://x", "models": models, "region": "cn"}),
-                "unknown setting `region`",
-            ),
-        ];
-        for (settings, needle) in cases {
-            let err = create(settings).unwrap_err();
-            assert_eq!(err.code, ErrorCode::Config);
-            assert!(err.message.contains(needle), "{needle}: {}", err.message);
-        }
-    }
-
-    #[test]
-    fn schema_lists_every_setting() {
-        let schema = config_schema();
-        let mut names: Vec<&str> = schema["properties"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let mut expected = SETTINGS.to_vec();
-        names.sort_unstable();
-        expected.sort_unstable();
-        assert_eq!(names, expected);
-    }
-}

@@ -1,7 +1,7 @@
 //! The `openai-compatible` plugin on recorded OpenAI-format responses (`tests/fixtures/`),
 //! without network: request building, completions, streams and error mapping.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     reason = "test helpers: a failed unwrap is a failed test"
 )]

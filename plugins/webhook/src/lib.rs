@@ -1,5 +1,7 @@
 //! The `webhook` notifier: POSTs each notification as JSON to a URL of the operator's choosing,
-//! optionally signed with HMAC-SHA256. Everything is here; `tests` holds the unit tests.
+//! optionally signed with HMAC-SHA256. All of it is in this file; its one module is
+//!
+//! - `tests`: unit tests (body, known-answer signature, headers, recipients, settings, schema).
 //!
 //! # The request
 //!

@@ -1,5 +1,7 @@
-//! The `wecom` notifier: posts alerts to a WeCom (企业微信) group robot webhook. Everything is
-//! here; `tests` holds the unit tests.
+//! The `wecom` notifier: posts alerts to a WeCom (企业微信) group robot webhook. All of it is in
+//! this file; its one module is
+//!
+//! - `tests`: unit tests (markdown and text messages, replies, settings, schema).
 //!
 //! The message is `{"msgtype":"markdown","markdown":{"content":"..."}}`: the severity and title
 //! in bold, the body, the fields as quoted `key: value` lines, and the link. WeCom caps markdown

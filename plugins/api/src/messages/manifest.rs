@@ -1,0 +1,109 @@
+//! What a plugin declares about itself ([`Manifest`]) and what an instance is created from
+//! ([`PluginConfig`], read with [`parse_settings`]).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::PluginError;
+
+/// What a plugin provides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginKind {
+    /// Chat completions.
+    AiProvider,
+    /// Alert and notification delivery.
+    Notifier,
+}
+
+/// How a provider produces completions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// Builds HTTP requests the host sends (`chat.build_request`, `chat.parse_*`).
+    #[default]
+    Http,
+    /// Answers in-process (`chat.complete`, and `chat.stream` through `call_stream`).
+    Local,
+}
+
+/// A secret the plugin needs. The operator names an environment variable for it; the host reads
+/// it and passes the value in `PluginConfig::secrets`. Secrets never appear in responses or logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSpec {
+    /// Key in `PluginConfig::secrets`, e.g. `api_key`.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Whether the instance can work without it.
+    pub required: bool,
+    /// The environment variable read when the operator names none, e.g. `MOONSHOT_API_KEY`.
+    #[serde(default)]
+    pub default_env: Option<String>,
+}
+
+/// Describes a plugin: returned by `manifest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Unique name, `[a-z0-9_-]+`; instances refer to it with `plugin = "<name>"`.
+    pub name: String,
+    /// Provider or notifier.
+    pub kind: PluginKind,
+    /// The plugin's own version (semver).
+    pub version: String,
+    /// One line for humans.
+    pub description: String,
+    /// A mock or test double, never a real model or channel; labelled as such wherever listed.
+    #[serde(default)]
+    pub mock: bool,
+    /// JSON Schema of the instance `settings`.
+    pub config_schema: Value,
+    /// Secrets the instance reads.
+    #[serde(default)]
+    pub secrets: Vec<SecretSpec>,
+    /// Create an instance named after the plugin, with empty settings, when the operator
+    /// configures none.
+    #[serde(default)]
+    pub default_instance: bool,
+    /// For providers: HTTP (sans-IO) or local.
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+/// What `create` receives.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PluginConfig {
+    /// The instance settings, already validated against `config_schema`.
+    #[serde(default)]
+    pub settings: Value,
+    /// Secret values by name (only those that are set).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// Deserializes instance `settings` (null counts as `{}`) into a plugin's settings type. A bad
+/// value is reported as a `config` error naming the setting at fault, where it can be found.
+pub fn parse_settings<T: serde::de::DeserializeOwned>(settings: &Value) -> Result<T, PluginError> {
+    let object = match settings {
+        Value::Null => serde_json::Map::new(),
+        Value::Object(map) => map.clone(),
+        _ => return Err(PluginError::config("settings must be an object")),
+    };
+    serde_json::from_value(Value::Object(object.clone())).map_err(|e| {
+        // Find the key whose removal makes the error go away (or turn into "missing").
+        let culprit = object.keys().find(|key| {
+            let mut rest = object.clone();
+            rest.remove(key.as_str());
+            match serde_json::from_value::<T>(Value::Object(rest)) {
+                Ok(_) => true,
+                Err(e) => e.to_string().contains(&format!("missing field `{key}`")),
+            }
+        });
+        match culprit {
+            Some(key) => PluginError::config(format!("invalid setting `{key}`: {e}")),
+            None => PluginError::config(format!("invalid settings: {e}")),
+        }
+    })
+}
