@@ -10,7 +10,8 @@
 //! - [`db`]: the two-backend pool (SQLite or PostgreSQL), migrations, `schema.rs`, models and queries.
 //! - [`metrics`]: the instance's metrics recorder and the metric names.
 //! - [`ports`]: the plugin host as the services see it: the trait the server implements.
-//! - [`services`]: the workflows with side effects (accounts, sessions, tokens, users).
+//! - [`services`]: every workflow with side effects, one domain a module: accounts and
+//!   sessions, the AI-call flow, budgets, limits, conversations, usage, audit, logs, alerts.
 //! - [`graphql`]: the async-graphql types and resolvers, split by domain, and the schema builder.
 
 pub mod clock;

@@ -79,7 +79,7 @@ impl Ending {
     }
 }
 
-/// Inserts the `PENDING` record and reserves against the budgets that apply.
+/// Inserts the `PENDING` record and reserves against the budgets that apply, on the call path.
 pub(super) async fn open(
     app: &App,
     viewer: &Viewer,
@@ -88,66 +88,51 @@ pub(super) async fn open(
     stream: bool,
     tokens_per_minute: Option<i64>,
 ) -> Result<Opened, Error> {
-    crate::db::on_call_path(insert_pending(
-        app,
-        viewer,
-        meta,
-        p,
-        stream,
-        tokens_per_minute,
-    ))
-    .await
-}
-
-async fn insert_pending(
-    app: &App,
-    viewer: &Viewer,
-    meta: &RequestMeta,
-    p: &Prepared,
-    stream: bool,
-    tokens_per_minute: Option<i64>,
-) -> Result<Opened, Error> {
-    let call = AiCall::pending(
-        viewer.user_id.clone(),
-        p.conversation.as_ref().map(|c| c.id.clone()),
-        Some(meta.request_id.clone()).filter(|r| !r.is_empty()),
-        (p.provider.clone(), p.model.clone()),
-        stream,
-        app.now(),
-    );
-    // One connection for the lookups and the insert (never two at once: DESIGN §9). A call with
-    // no budget is then one INSERT; a call with budgets reserves in the same transaction.
-    let mut conn = app.db.get().await?;
-    let mut prices_by_target = Vec::with_capacity(p.targets.len());
-    for (provider, model) in &p.targets {
-        prices_by_target.push(prices::in_force(&mut conn, provider, model, call.started_at).await?);
-    }
-    let applicable = budget_queries::applicable(&mut conn, &call.user_id).await?;
-    let price = prices_by_target.first().cloned().flatten();
-    if applicable.is_empty() {
-        conn.write(async |c| Ok(ai_calls::insert(c, &call).await?))
+    crate::db::on_call_path(async {
+        let call = AiCall::pending(
+            viewer.user_id.clone(),
+            p.conversation.as_ref().map(|c| c.id.clone()),
+            Some(meta.request_id.clone()).filter(|r| !r.is_empty()),
+            (p.provider.clone(), p.model.clone()),
+            stream,
+            app.now(),
+        );
+        // One connection for the lookups and the insert (never two at once: DESIGN §9). A call with
+        // no budget is then one INSERT; a call with budgets reserves in the same transaction.
+        let mut conn = app.db.get().await?;
+        let mut prices_by_target = Vec::with_capacity(p.targets.len());
+        for (provider, model) in &p.targets {
+            prices_by_target
+                .push(prices::in_force(&mut conn, provider, model, call.started_at).await?);
+        }
+        let applicable = budget_queries::applicable(&mut conn, &call.user_id).await?;
+        let price = prices_by_target.first().cloned().flatten();
+        if applicable.is_empty() {
+            conn.write(async |c| Ok(ai_calls::insert(c, &call).await?))
+                .await?;
+        } else {
+            let worst = worst_case(&p.request, p.max_output, &prices_by_target);
+            let currency = price.as_ref().map(|p| p.currency.clone());
+            conn.transaction(async |tx| {
+                ai_calls::insert(tx, &call).await?;
+                budgets::admit(tx, app, &call, &applicable, worst, currency.as_deref()).await
+            })
             .await?;
-    } else {
-        let worst = worst_case(&p.request, p.max_output, &prices_by_target);
-        let currency = price.as_ref().map(|p| p.currency.clone());
-        conn.transaction(async |tx| {
-            ai_calls::insert(tx, &call).await?;
-            budgets::admit(tx, app, &call, &applicable, worst, currency.as_deref()).await
+        }
+        drop(conn);
+        app.events.publish(Event::call_updated(&call));
+        Ok(Opened {
+            price: KnownPrice {
+                provider: call.provider.clone(),
+                model: call.model.clone(),
+                price,
+            },
+            reserved: !applicable.is_empty(),
+            tokens_per_minute,
+            call,
         })
-        .await?;
-    }
-    drop(conn);
-    app.events.publish(Event::call_updated(&call));
-    Ok(Opened {
-        price: KnownPrice {
-            provider: call.provider.clone(),
-            model: call.model.clone(),
-            price,
-        },
-        reserved: !applicable.is_empty(),
-        tokens_per_minute,
-        call,
     })
+    .await
 }
 
 /// Output cap assumed when neither the request nor the model gives one.
