@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 
 use crate::config::{Config, Environment, RateLimitsConfig};
 use crate::http;
-use crate::ports::Registry;
+use crate::plugin_host::Registry;
 use crate::telemetry;
 
 /// Serves until `shutdown` resolves. Tests and `main` start the server the same way.
