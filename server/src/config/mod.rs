@@ -4,8 +4,10 @@
 //! Environment keys are `CLOUDBASE_<KEY>`, with `__` between a section and its key
 //! (`CLOUDBASE_GRAPHQL__MAX_DEPTH=8`), plus `DATABASE_URL`. Errors name the key and what was expected.
 //!
-//! - [`sections`]: `[database]`, `[auth]`, `[http]`, `[graphql]`, `[metrics]`, `[logs]`, `[retention]`.
-//! - [`services`]: `[chat]`, `[budgets]`, `[rate_limits]`, `[alerts]`, `[audit]`.
+//! - [`sections`]: `[database]`, `[auth]`, `[http]`, `[graphql]`, `[metrics]`, `[logs]`: what the
+//!   server itself reads.
+//! - [`services`]: `[chat]`, `[budgets]`, `[rate_limits]`, `[alerts]`, `[audit]`, `[retention]`,
+//!   and their conversions into the services' settings.
 //! - [`plugins`]: `[plugins.<instance>]` and the upstream timeouts.
 //! - [`secret`]: [`Secret`], a string that never prints in clear.
 //! - [`validate`]: [`ConfigError`] and the checks on values that parse but make no sense.
@@ -28,10 +30,11 @@ pub use self::plugins::{PluginInstanceConfig, UpstreamTimeouts};
 pub use self::secret::Secret;
 pub use self::sections::{
     AuthConfig, DatabaseConfig, GraphqlConfig, HttpConfig, LogsConfig, MetricsConfig,
-    RegistrationConfig, RetentionConfig,
+    RegistrationConfig,
 };
 pub use self::services::{
     AlertsConfig, AuditConfig, BudgetsConfig, ChatConfig, PeriodConfig, RateLimitsConfig,
+    RetentionConfig,
 };
 pub use self::validate::ConfigError;
 use self::validate::invalid;
@@ -186,15 +189,7 @@ impl Config {
 
     /// The budget time zone.
     pub fn timezone(&self) -> Result<chrono_tz::Tz, ConfigError> {
-        self.budgets.timezone.parse().map_err(|_| {
-            invalid(
-                "budgets.timezone",
-                format!(
-                    "unknown time zone {:?}; expected an IANA name such as Asia/Shanghai",
-                    self.budgets.timezone
-                ),
-            )
-        })
+        self.budgets.timezone()
     }
 
     /// The AI calls one instance takes at once.
@@ -212,11 +207,7 @@ impl Config {
 
     /// The audit chainer's settings.
     pub fn chain_settings(&self) -> cloudbase_schema::services::audit::ChainSettings {
-        cloudbase_schema::services::audit::ChainSettings {
-            interval: std::time::Duration::from_millis(self.audit.chain_interval_ms),
-            batch_size: i64::from(self.audit.chain_batch_size),
-            lease_ttl: std::time::Duration::from_millis(self.audit.chain_lease_ttl_ms),
-        }
+        (&self.audit).into()
     }
 
     /// The GraphQL limits; name suggestions only in `dev`, where introspection is open.
@@ -229,4 +220,13 @@ impl Config {
             suggestions: self.env == Environment::Dev,
         }
     }
+}
+
+/// A number of seconds from config as a `chrono` duration. Validation keeps the ones it bounds
+/// within a few years; one past what `chrono` can hold becomes ten years rather than a panic.
+fn seconds(secs: u64) -> chrono::Duration {
+    i64::try_from(secs)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .unwrap_or(chrono::Duration::days(3650))
 }

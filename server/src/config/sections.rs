@@ -1,10 +1,13 @@
 //! The sections the server itself reads: `[database]`, `[auth]`, `[http]`, `[graphql]`,
-//! `[metrics]`, `[logs]` and `[retention]`, each with its defaults.
+//! `[metrics]` and `[logs]`, each with its defaults.
 
+use std::time::Duration;
+
+use cloudbase_schema::services::registration::RegistrationMode;
 use serde::{Deserialize, Serialize};
 
-use super::Secret;
 use super::validate::{ConfigError, invalid};
+use super::{Secret, seconds};
 
 /// `[database]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,6 +25,13 @@ impl Default for DatabaseConfig {
             max_connections: 16,
             acquire_timeout_ms: 5_000,
         }
+    }
+}
+
+impl DatabaseConfig {
+    /// How long a request waits for a connection.
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
     }
 }
 
@@ -54,6 +64,25 @@ impl Default for AuthConfig {
     }
 }
 
+impl AuthConfig {
+    /// How long an access token is valid.
+    pub fn access_token_ttl(&self) -> chrono::Duration {
+        seconds(self.access_token_ttl_secs)
+    }
+
+    /// How long a refresh token (and an idle session) lives.
+    pub fn refresh_token_ttl(&self) -> chrono::Duration {
+        seconds(self.refresh_token_ttl_secs)
+    }
+
+    /// How long a live session is trusted unread: `session_cache_secs`, or unset 60 s on SQLite
+    /// and 0 (off) on PostgreSQL.
+    pub fn session_cache(&self, postgres: bool) -> Duration {
+        let default = if postgres { 0 } else { 60 };
+        Duration::from_secs(self.session_cache_secs.unwrap_or(default))
+    }
+}
+
 /// Who may register: `[auth] registration`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,9 +95,8 @@ pub enum RegistrationConfig {
     Closed,
 }
 
-impl From<RegistrationConfig> for cloudbase_schema::services::registration::RegistrationMode {
+impl From<RegistrationConfig> for RegistrationMode {
     fn from(r: RegistrationConfig) -> Self {
-        use cloudbase_schema::services::registration::RegistrationMode;
         match r {
             RegistrationConfig::Open => RegistrationMode::Open,
             RegistrationConfig::Invite => RegistrationMode::Invite,
@@ -108,6 +136,26 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
+    /// Longest a GraphQL request may run.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// How long a client may take to send a request's headers.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    /// How long a client may take to send a request's body.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
+    }
+
+    /// How long a WebSocket may stay open without a `connection_init`.
+    pub fn ws_init_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_init_timeout_secs)
+    }
+
     /// The proxy hops in force: `trusted_proxies`, or 1 for `trust_forwarded_for = true`.
     pub fn proxy_hops(&self) -> usize {
         match (self.trusted_proxies, self.trust_forwarded_for) {
@@ -216,29 +264,6 @@ impl Default for LogsConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 8192,
-        }
-    }
-}
-
-/// `[retention]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetentionConfig {
-    /// Finished AI call records older than this many days are deleted (rollups are kept);
-    /// 0 keeps them forever.
-    pub ai_calls_days: u64,
-    /// System log entries older than this many days are deleted; 0 keeps them forever.
-    pub system_logs_days: u64,
-    /// Alerts (and their delivery records) older than this many days are deleted; 0 keeps them.
-    pub alerts_days: u64,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        Self {
-            ai_calls_days: 90,
-            system_logs_days: 30,
-            alerts_days: 90,
         }
     }
 }

@@ -1,9 +1,22 @@
-//! The sections the services read: `[chat]`, `[budgets]`, `[rate_limits]`, `[alerts]` and
-//! `[audit]`, each with its defaults.
+//! The sections the services read: `[chat]`, `[budgets]`, `[rate_limits]`, `[alerts]`,
+//! `[audit]` and `[retention]`, each with its defaults (the one place they are defined), and the
+//! conversions that turn each into the settings its service takes.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use cloudbase_schema::services::alerts::AlertSettings;
+use cloudbase_schema::services::audit::ChainSettings;
+use cloudbase_schema::services::budgets::{BudgetSettings, Period};
+use cloudbase_schema::services::chat::ChatSettings;
+use cloudbase_schema::services::login_throttle::LoginLimits;
+use cloudbase_schema::services::maintenance::Retention;
+use cloudbase_schema::services::rate_limits::RateLimitSettings;
+use cloudbase_schema::services::registration::{NewUserBudget, RegistrationSettings};
 use serde::{Deserialize, Serialize};
+
+use super::validate::{ConfigError, invalid};
+use super::{Config, seconds};
 
 /// `[chat]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,13 +37,24 @@ pub struct ChatConfig {
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        let defaults = cloudbase_schema::services::chat::ChatSettings::default();
+        let defaults = ChatSettings::default();
         Self {
             default_provider: defaults.default_provider,
             default_model: defaults.default_model,
             log_prompts: defaults.log_prompts,
             fallbacks: defaults.fallbacks,
             max_calls_in_flight: 0,
+        }
+    }
+}
+
+impl From<&ChatConfig> for ChatSettings {
+    fn from(chat: &ChatConfig) -> Self {
+        Self {
+            default_provider: chat.default_provider.clone(),
+            default_model: chat.default_model.clone(),
+            log_prompts: chat.log_prompts,
+            fallbacks: chat.fallbacks.clone(),
         }
     }
 }
@@ -67,6 +91,61 @@ impl Default for BudgetsConfig {
     }
 }
 
+impl BudgetsConfig {
+    /// The time zone periods start over in.
+    pub fn timezone(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        self.timezone.parse().map_err(|_| {
+            invalid(
+                "budgets.timezone",
+                format!(
+                    "unknown time zone {:?}; expected an IANA name such as Asia/Shanghai",
+                    self.timezone
+                ),
+            )
+        })
+    }
+
+    /// How long a call's reservation holds.
+    pub fn reservation_ttl(&self) -> chrono::Duration {
+        seconds(self.reservation_ttl_secs)
+    }
+
+    /// How often the sweeper and the retention job run.
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(self.sweep_interval_secs)
+    }
+
+    /// The budget a self-registered user starts with; none when `new_user_limit_micros` is 0.
+    pub fn new_user_budget(&self) -> Option<NewUserBudget> {
+        (self.new_user_limit_micros > 0).then(|| NewUserBudget {
+            period: self.new_user_period.into(),
+            currency: self.new_user_currency.clone(),
+            limit_micros: i64::try_from(self.new_user_limit_micros).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+impl TryFrom<&BudgetsConfig> for BudgetSettings {
+    type Error = ConfigError;
+
+    fn try_from(budgets: &BudgetsConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            timezone: budgets.timezone()?,
+            reservation_ttl: budgets.reservation_ttl(),
+        })
+    }
+}
+
+/// Who may register (`[auth] registration`) and the budget they start with (`[budgets]`).
+impl From<&Config> for RegistrationSettings {
+    fn from(config: &Config) -> Self {
+        Self {
+            mode: config.auth.registration.into(),
+            new_user_budget: config.budgets.new_user_budget(),
+        }
+    }
+}
+
 /// A budget period, as config spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,9 +160,8 @@ pub enum PeriodConfig {
     Total,
 }
 
-impl From<PeriodConfig> for cloudbase_schema::services::budgets::Period {
+impl From<PeriodConfig> for Period {
     fn from(p: PeriodConfig) -> Self {
-        use cloudbase_schema::services::budgets::Period;
         match p {
             PeriodConfig::Day => Period::Day,
             PeriodConfig::Week => Period::Week,
@@ -137,6 +215,29 @@ impl Default for RateLimitsConfig {
     }
 }
 
+/// 0 turns a limit off.
+impl From<&RateLimitsConfig> for RateLimitSettings {
+    fn from(limits: &RateLimitsConfig) -> Self {
+        let optional = |n: u64| (n > 0).then(|| i64::try_from(n).unwrap_or(i64::MAX));
+        Self {
+            requests_per_minute: optional(limits.requests_per_minute),
+            tokens_per_minute: optional(limits.tokens_per_minute),
+            login: LoginLimits {
+                failures_per_account: optional(limits.login_failures_per_account)
+                    .unwrap_or(i64::MAX),
+                failures_per_address: optional(limits.login_failures_per_address)
+                    .unwrap_or(i64::MAX),
+                window: seconds(limits.login_window_secs),
+                free_failures: i64::try_from(limits.login_failures_before_backoff)
+                    .unwrap_or(i64::MAX),
+                backoff_max: seconds(limits.login_backoff_max_secs),
+                trusted_for: seconds(limits.login_trusted_address_days.saturating_mul(86_400)),
+            },
+            registrations_per_address: optional(limits.registrations_per_address),
+        }
+    }
+}
+
 /// `[alerts]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -163,6 +264,17 @@ impl Default for AlertsConfig {
     }
 }
 
+impl From<&AlertsConfig> for AlertSettings {
+    fn from(alerts: &AlertsConfig) -> Self {
+        Self {
+            evaluate_interval: Duration::from_millis(alerts.evaluate_interval_ms),
+            max_attempts: alerts.max_delivery_attempts,
+            retry_backoff: Duration::from_millis(alerts.retry_backoff_ms),
+            allow_private_targets: alerts.allow_private_targets,
+        }
+    }
+}
+
 /// `[audit]`: the chainer, which links the rows requests write into the hash chain, on the one
 /// instance holding the `audit-chain` lease.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -179,11 +291,54 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        let defaults = cloudbase_schema::services::audit::ChainSettings::default();
+        let defaults = ChainSettings::default();
         Self {
             chain_interval_ms: u64::try_from(defaults.interval.as_millis()).unwrap_or(200),
             chain_batch_size: u32::try_from(defaults.batch_size).unwrap_or(500),
             chain_lease_ttl_ms: u64::try_from(defaults.lease_ttl.as_millis()).unwrap_or(3000),
+        }
+    }
+}
+
+impl From<&AuditConfig> for ChainSettings {
+    fn from(audit: &AuditConfig) -> Self {
+        Self {
+            interval: Duration::from_millis(audit.chain_interval_ms),
+            batch_size: i64::from(audit.chain_batch_size),
+            lease_ttl: Duration::from_millis(audit.chain_lease_ttl_ms),
+        }
+    }
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Finished AI call records older than this many days are deleted (rollups are kept);
+    /// 0 keeps them forever.
+    pub ai_calls_days: u64,
+    /// System log entries older than this many days are deleted; 0 keeps them forever.
+    pub system_logs_days: u64,
+    /// Alerts (and their delivery records) older than this many days are deleted; 0 keeps them.
+    pub alerts_days: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            ai_calls_days: 90,
+            system_logs_days: 30,
+            alerts_days: 90,
+        }
+    }
+}
+
+impl From<&RetentionConfig> for Retention {
+    fn from(retention: &RetentionConfig) -> Self {
+        Self {
+            ai_calls_days: retention.ai_calls_days,
+            system_logs_days: retention.system_logs_days,
+            alerts_days: retention.alerts_days,
         }
     }
 }
