@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use cloudbase_schema::clock::{Clock, SystemClock};
-use cloudbase_schema::db::{DbConfig, DbPool};
+use cloudbase_schema::db::{Backend, DbConfig, DbPool};
+use cloudbase_schema::events::EventBus;
+use cloudbase_schema::metrics::Metrics;
 use cloudbase_schema::ports::PluginHost;
-use cloudbase_schema::services::{App, TokenSettings, pricing, tokens, users};
+use cloudbase_schema::services::admission::Admission;
+use cloudbase_schema::services::{App, AppParts, TokenSettings, pricing, tokens, users};
 use cloudbase_schema::services::{alerts, audit, logs, maintenance};
 use tokio::net::TcpListener;
 use tracing::Instrument as _;
@@ -38,13 +41,14 @@ pub async fn run_with_clock(
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
-    let mut app = build_app(&config, clock, plugins).await?;
     let (metrics, metrics_handle) = http::metrics::recorder();
-    app.metrics = metrics;
     let host =
         hostname::get().map_or_else(|_| "localhost".into(), |h| h.to_string_lossy().into_owned());
-    app.node = format!("{host}:{}", addr.port());
-    let app = Arc::new(app);
+    let node = Node {
+        name: format!("{host}:{}", addr.port()),
+        metrics,
+    };
+    let app = Arc::new(build_app_for(&config, clock, plugins, node).await?);
     // From here on this instance's warnings and business events are stored.
     let _logs = telemetry::register(app.events.origin(), &app.logs);
     let span = telemetry::instance_span(app.events.origin());
@@ -65,7 +69,7 @@ pub async fn run_with_clock(
     let chainer = tokio::spawn(
         audit::chainer::run(app.clone(), config.chain_settings()).instrument(span.clone()),
     );
-    let listener_task = (app.db.backend() == cloudbase_schema::db::Backend::Postgres).then(|| {
+    let listener_task = (app.db.backend() == Backend::Postgres).then(|| {
         tokio::spawn(
             crate::events::listen(config.database_url(), app.clone()).instrument(span.clone()),
         )
@@ -135,15 +139,44 @@ fn log_failed_plugins(app: &App) {
     }
 }
 
-fn config_backend(config: &Config) -> Option<cloudbase_schema::db::Backend> {
-    cloudbase_schema::db::Backend::of_url(&config.database_url()).ok()
+fn config_backend(config: &Config) -> Option<Backend> {
+    Backend::of_url(&config.database_url()).ok()
 }
 
-/// Opens (and migrates) the database and wires the services.
+/// Who an instance is: its name among the instances and the recorder behind its `/metrics`.
+pub struct Node {
+    /// Where it runs (`host:port`): names its own subjects in per-instance alerts.
+    pub name: String,
+    /// Its metrics.
+    pub metrics: Metrics,
+}
+
+impl Node {
+    /// An instance that does not serve (CLI commands): named `local`, recording nothing.
+    pub fn offline() -> Self {
+        Self {
+            name: "local".into(),
+            metrics: Metrics::default(),
+        }
+    }
+}
+
+/// Opens (and migrates) the database and wires the services, for a command that does not serve
+/// ([`Node::offline`]).
 pub async fn build_app(
     config: &Config,
     clock: Arc<dyn Clock>,
     plugins: Arc<dyn PluginHost>,
+) -> anyhow::Result<App> {
+    build_app_for(config, clock, plugins, Node::offline()).await
+}
+
+/// Opens (and migrates) the database and wires the services of `node`, then seeds the prices.
+pub async fn build_app_for(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    plugins: Arc<dyn PluginHost>,
+    node: Node,
 ) -> anyhow::Result<App> {
     let secret = jwt_secret(config)?;
     let db = connect(config).await?;
@@ -152,19 +185,24 @@ pub async fn build_app(
         config.auth.access_token_ttl(),
         config.auth.refresh_token_ttl(),
     );
-    let postgres = (db.backend() == cloudbase_schema::db::Backend::Postgres).then(|| db.clone());
-    let mut app = App::new(db, tokens, clock.clone(), plugins);
-    app.logs = Arc::new(logs::LogSink::new(config.logs.queue_capacity, clock));
+    let postgres = (db.backend() == Backend::Postgres).then(|| db.clone());
     let session_cache = config.auth.session_cache(postgres.is_some());
-    app.events =
-        cloudbase_schema::events::EventBus::new(1024, postgres).with_session_cache(session_cache);
-    app.chat = (&config.chat).into();
-    app.admission =
-        cloudbase_schema::services::admission::Admission::new(config.max_calls_in_flight());
-    app.budgets = (&config.budgets).try_into()?;
-    app.rate_limits = (&config.rate_limits).into();
-    app.registration = config.into();
-    app.alert_settings = (&config.alerts).into();
+    let app = App::new(AppParts {
+        db,
+        tokens,
+        clock: clock.clone(),
+        plugins,
+        chat: (&config.chat).into(),
+        admission: Admission::new(config.max_calls_in_flight()),
+        budgets: (&config.budgets).try_into()?,
+        rate_limits: (&config.rate_limits).into(),
+        registration: config.into(),
+        events: EventBus::new(1024, postgres).with_session_cache(session_cache),
+        logs: Arc::new(logs::LogSink::new(config.logs.queue_capacity, clock)),
+        metrics: node.metrics,
+        alert_settings: (&config.alerts).into(),
+        node: node.name,
+    });
     seed_prices(config, &app).await?;
     Ok(app)
 }
