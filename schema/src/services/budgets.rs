@@ -26,15 +26,6 @@ pub struct BudgetSettings {
     pub reservation_ttl: Duration,
 }
 
-impl Default for BudgetSettings {
-    fn default() -> Self {
-        Self {
-            timezone: chrono_tz::Asia::Shanghai,
-            reservation_ttl: Duration::minutes(15),
-        }
-    }
-}
-
 /// A budget period.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(name = "BudgetPeriod")]
