@@ -2,11 +2,11 @@
 //! parameters (from a JSON body or a query string), the body within its time and size limits,
 //! and whether a GET would run a mutation.
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::OperationType;
 use axum::body::{Body as RequestBody, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use cloudbase_schema::graphql::nesting;
+use cloudbase_schema::graphql::{nesting, running_operation};
 
 use crate::http::HttpState;
 use crate::http::error::{MediaType, json_error};
@@ -152,14 +152,7 @@ pub(super) fn is_mutation(params: &Params) -> bool {
     let Ok(doc) = async_graphql::parser::parse_query(&params.query) else {
         return false;
     };
-    let ty = match (&doc.operations, params.operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
-        }
-        _ => None,
-    };
+    let ty = running_operation(&doc, params.operation_name.as_deref()).map(|(_, op)| op.ty);
     matches!(
         ty,
         Some(OperationType::Mutation | OperationType::Subscription)
