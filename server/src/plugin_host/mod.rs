@@ -4,6 +4,7 @@
 //!
 //! - [`library`]: opening a library and checking symbol, ABI version, table size and panic flag.
 //! - [`call`]: calls into a plugin on the blocking pool, under a deadline.
+//! - [`failure`]: why a plugin call failed, and the service error clients see for it.
 //! - [`upstream`]: HTTP for sans-IO plugins: secrets, timeouts, server-sent events.
 //! - [`user_http`]: the client for addresses users gave: no redirects, public addresses only.
 //! - [`smtp`]: email delivery.
@@ -12,6 +13,7 @@
 //! - [`notifier`]: a live notifier instance: building, sending and reading a delivery.
 
 pub mod call;
+pub mod failure;
 pub mod instances;
 pub mod library;
 pub mod notifier;
@@ -24,14 +26,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use cloudbase_plugin_api::{ChatRequest, DeliveryReport, ErrorCode, Notification};
+use cloudbase_plugin_api::{ChatRequest, DeliveryReport, Notification};
 use cloudbase_schema::Error;
 use cloudbase_schema::ports::{
     Destination, ModelRow, PluginHost, PluginRow, ProviderReply, StreamStart,
 };
 use futures_util::future::BoxFuture;
 
-use self::call::CallFailure;
 use self::notifier::Notifier;
 use self::provider::Provider;
 use crate::config::Config;
@@ -65,33 +66,6 @@ impl Registry {
             field: Some("input.provider"),
             message: format!("unknown provider `{name}`; see `models` for what you can call"),
         })
-    }
-}
-
-/// Turns a failed plugin call into the service error clients see; misbehaviour is logged here.
-pub(super) fn failure(instance: &str, f: CallFailure) -> Error {
-    match f {
-        CallFailure::Plugin(e) => match e.code {
-            ErrorCode::BadInput => Error::BadInput {
-                field: None,
-                message: e.message,
-            },
-            ErrorCode::Upstream => Error::Upstream(e.message),
-            ErrorCode::Config => {
-                Error::Upstream(format!("`{instance}` is misconfigured: {}", e.message))
-            }
-            ErrorCode::Unsupported | ErrorCode::Internal => {
-                Error::Plugin(format!("plugin `{instance}`: {}", e.message))
-            }
-        },
-        CallFailure::TimedOut(_) => {
-            tracing::warn!(plugin.instance = %instance, error = %f, "plugin call timed out");
-            Error::Timeout(format!("plugin `{instance}` {f}"))
-        }
-        other => {
-            tracing::warn!(plugin.instance = %instance, error = %other, "plugin call failed");
-            Error::Plugin(format!("plugin `{instance}` {other}"))
-        }
     }
 }
 

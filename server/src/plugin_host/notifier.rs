@@ -11,7 +11,8 @@ use cloudbase_schema::Error;
 use cloudbase_schema::ports::Destination;
 
 use super::call::Instance;
-use super::{failure, smtp, upstream};
+use super::failure::failure;
+use super::{smtp, upstream};
 use crate::config::UpstreamTimeouts;
 
 /// A live notifier instance.

@@ -13,8 +13,9 @@ use cloudbase_schema::Error;
 use cloudbase_schema::ports::{EventStream, ProviderReply, StreamStart};
 use futures_util::stream::{BoxStream, StreamExt};
 
-use super::call::{self, CallFailure, Instance};
-use super::{failure, upstream};
+use super::call::{self, Instance};
+use super::failure::{CallFailure, failure};
+use super::upstream;
 use crate::config::UpstreamTimeouts;
 
 /// A live provider instance.
