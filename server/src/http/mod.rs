@@ -2,8 +2,8 @@
 //!
 //! - [`graphql`]: `GET`/`POST /graphql`, per the GraphQL-over-HTTP spec.
 //! - [`client_addr`]: the client's address: the peer, or the hop a trusted proxy added.
-//! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket; [`sockets`]: the open ones, closed
-//!   when their user's access changes.
+//! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket.
+//! - [`sockets`]: the open WebSockets, closed when their user's access changes.
 //! - [`playground`]: the embedded, offline GraphiQL page (off by default in `prod`), under a strict CSP.
 //! - [`statements`]: monthly statements as CSV.
 //! - [`metrics`]: `/metrics`, Prometheus text, for loopback or a bearer token.
