@@ -293,9 +293,9 @@ impl Default for AuditConfig {
     fn default() -> Self {
         let defaults = ChainSettings::default();
         Self {
-            chain_interval_ms: u64::try_from(defaults.interval.as_millis()).unwrap_or(200),
-            chain_batch_size: u32::try_from(defaults.batch_size).unwrap_or(500),
-            chain_lease_ttl_ms: u64::try_from(defaults.lease_ttl.as_millis()).unwrap_or(3000),
+            chain_interval_ms: u64::try_from(defaults.interval.as_millis()).unwrap_or(u64::MAX),
+            chain_batch_size: u32::try_from(defaults.batch_size).unwrap_or(u32::MAX),
+            chain_lease_ttl_ms: u64::try_from(defaults.lease_ttl.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
