@@ -6,19 +6,17 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use cloudbase_schema::clock::{Clock, SystemClock};
-use cloudbase_schema::db::{DbConfig, DbPool};
+use cloudbase_schema::db::{Backend, DbConfig, DbPool};
+use cloudbase_schema::events::EventBus;
+use cloudbase_schema::metrics::Metrics;
 use cloudbase_schema::ports::PluginHost;
-use cloudbase_schema::services::budgets::BudgetSettings;
-use cloudbase_schema::services::chat::ChatSettings;
-use cloudbase_schema::services::login_throttle::LoginLimits;
-use cloudbase_schema::services::rate_limits::RateLimitSettings;
-use cloudbase_schema::services::registration::{NewUserBudget, RegistrationSettings};
-use cloudbase_schema::services::{App, TokenSettings, pricing, tokens, users};
+use cloudbase_schema::services::admission::Admission;
+use cloudbase_schema::services::{App, AppParts, TokenSettings, pricing, tokens, users};
 use cloudbase_schema::services::{alerts, audit, logs, maintenance};
 use tokio::net::TcpListener;
 use tracing::Instrument as _;
 
-use crate::config::{Config, Environment, RateLimitsConfig};
+use crate::config::{Config, Environment};
 use crate::http;
 use crate::plugin_host::Registry;
 use crate::telemetry;
@@ -43,13 +41,14 @@ pub async fn run_with_clock(
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
-    let mut app = build_app(&config, clock, plugins).await?;
     let (metrics, metrics_handle) = http::metrics::recorder();
-    app.metrics = metrics;
     let host =
         hostname::get().map_or_else(|_| "localhost".into(), |h| h.to_string_lossy().into_owned());
-    app.node = format!("{host}:{}", addr.port());
-    let app = Arc::new(app);
+    let node = Node {
+        name: format!("{host}:{}", addr.port()),
+        metrics,
+    };
+    let app = Arc::new(build_app_for(&config, clock, plugins, node).await?);
     // From here on this instance's warnings and business events are stored.
     let _logs = telemetry::register(app.events.origin(), &app.logs);
     let span = telemetry::instance_span(app.events.origin());
@@ -58,16 +57,11 @@ pub async fn run_with_clock(
     bootstrap_admin(&config, &app)
         .instrument(span.clone())
         .await?;
-    let retention = maintenance::Retention {
-        ai_calls_days: config.retention.ai_calls_days,
-        system_logs_days: config.retention.system_logs_days,
-        alerts_days: config.retention.alerts_days,
-    };
     let housekeeping = tokio::spawn(
         maintenance::run(
             app.clone(),
-            std::time::Duration::from_secs(config.budgets.sweep_interval_secs),
-            retention,
+            config.budgets.sweep_interval(),
+            (&config.retention).into(),
         )
         .instrument(span.clone()),
     );
@@ -75,7 +69,7 @@ pub async fn run_with_clock(
     let chainer = tokio::spawn(
         audit::chainer::run(app.clone(), config.chain_settings()).instrument(span.clone()),
     );
-    let listener_task = (app.db.backend() == cloudbase_schema::db::Backend::Postgres).then(|| {
+    let listener_task = (app.db.backend() == Backend::Postgres).then(|| {
         tokio::spawn(
             crate::events::listen(config.database_url(), app.clone()).instrument(span.clone()),
         )
@@ -102,7 +96,7 @@ pub async fn run_with_clock(
     http::listen::serve(
         listener,
         router,
-        std::time::Duration::from_secs(config.http.header_read_timeout_secs),
+        config.http.header_read_timeout(),
         shutdown,
     )
     .await;
@@ -145,92 +139,72 @@ fn log_failed_plugins(app: &App) {
     }
 }
 
-fn config_backend(config: &Config) -> Option<cloudbase_schema::db::Backend> {
-    cloudbase_schema::db::Backend::of_url(&config.database_url()).ok()
+fn config_backend(config: &Config) -> Option<Backend> {
+    Backend::of_url(&config.database_url()).ok()
 }
 
-/// Opens (and migrates) the database and wires the services.
+/// Who an instance is: its name among the instances and the recorder behind its `/metrics`.
+pub struct Node {
+    /// Where it runs (`host:port`): names its own subjects in per-instance alerts.
+    pub name: String,
+    /// Its metrics.
+    pub metrics: Metrics,
+}
+
+impl Node {
+    /// An instance that does not serve (CLI commands): named `local`, recording nothing.
+    pub fn offline() -> Self {
+        Self {
+            name: "local".into(),
+            metrics: Metrics::default(),
+        }
+    }
+}
+
+/// Opens (and migrates) the database and wires the services, for a command that does not serve
+/// ([`Node::offline`]).
 pub async fn build_app(
     config: &Config,
     clock: Arc<dyn Clock>,
     plugins: Arc<dyn PluginHost>,
 ) -> anyhow::Result<App> {
+    build_app_for(config, clock, plugins, Node::offline()).await
+}
+
+/// Opens (and migrates) the database and wires the services of `node`, then seeds the prices.
+pub async fn build_app_for(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    plugins: Arc<dyn PluginHost>,
+    node: Node,
+) -> anyhow::Result<App> {
     let secret = jwt_secret(config)?;
     let db = connect(config).await?;
     let tokens = TokenSettings::new(
         secret.as_bytes(),
-        chrono::Duration::seconds(
-            i64::try_from(config.auth.access_token_ttl_secs).unwrap_or(i64::MAX / 2),
-        ),
-        chrono::Duration::seconds(
-            i64::try_from(config.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
-        ),
+        config.auth.access_token_ttl(),
+        config.auth.refresh_token_ttl(),
     );
-    let postgres = (db.backend() == cloudbase_schema::db::Backend::Postgres).then(|| db.clone());
-    let mut app = App::new(db, tokens, clock.clone(), plugins);
-    app.logs = Arc::new(logs::LogSink::new(config.logs.queue_capacity, clock));
-    let session_cache = config
-        .auth
-        .session_cache_secs
-        .unwrap_or(if postgres.is_some() { 0 } else { 60 });
-    app.events = cloudbase_schema::events::EventBus::new(1024, postgres)
-        .with_session_cache(std::time::Duration::from_secs(session_cache));
-    app.chat = ChatSettings {
-        default_provider: config.chat.default_provider.clone(),
-        default_model: config.chat.default_model.clone(),
-        log_prompts: config.chat.log_prompts,
-        fallbacks: config.chat.fallbacks.clone(),
-    };
-    app.admission =
-        cloudbase_schema::services::admission::Admission::new(config.max_calls_in_flight());
-    app.budgets = BudgetSettings {
-        timezone: config.timezone()?,
-        reservation_ttl: chrono::Duration::seconds(
-            i64::try_from(config.budgets.reservation_ttl_secs).unwrap_or(i64::MAX / 2),
-        ),
-    };
-    app.rate_limits = rate_limit_settings(&config.rate_limits);
-    app.registration = RegistrationSettings {
-        mode: config.auth.registration.into(),
-        new_user_budget: (config.budgets.new_user_limit_micros > 0).then(|| NewUserBudget {
-            period: config.budgets.new_user_period.into(),
-            currency: config.budgets.new_user_currency.clone(),
-            limit_micros: i64::try_from(config.budgets.new_user_limit_micros).unwrap_or(i64::MAX),
-        }),
-    };
-    app.alert_settings = alerts::AlertSettings {
-        evaluate_interval: std::time::Duration::from_millis(config.alerts.evaluate_interval_ms),
-        max_attempts: config.alerts.max_delivery_attempts,
-        retry_backoff: std::time::Duration::from_millis(config.alerts.retry_backoff_ms),
-        allow_private_targets: config.alerts.allow_private_targets,
-    };
+    let postgres = (db.backend() == Backend::Postgres).then(|| db.clone());
+    let session_cache = config.auth.session_cache(postgres.is_some());
+    let app = App::new(AppParts {
+        db,
+        tokens,
+        clock: clock.clone(),
+        plugins,
+        chat: (&config.chat).into(),
+        admission: Admission::new(config.max_calls_in_flight()),
+        budgets: (&config.budgets).try_into()?,
+        rate_limits: (&config.rate_limits).into(),
+        registration: config.into(),
+        events: EventBus::new(1024, postgres).with_session_cache(session_cache),
+        logs: Arc::new(logs::LogSink::new(config.logs.queue_capacity, clock)),
+        metrics: node.metrics,
+        alert_settings: (&config.alerts).into(),
+        node: node.name,
+    });
     seed_prices(config, &app).await?;
     Ok(app)
-}
-
-/// `[rate_limits]` as the services take them (0 turns a limit off).
-fn rate_limit_settings(limits: &RateLimitsConfig) -> RateLimitSettings {
-    let optional = |n: u64| (n > 0).then(|| i64::try_from(n).unwrap_or(i64::MAX));
-    // Config validation keeps these within a few years; the fallback only avoids a panic.
-    let secs = |n: u64| {
-        i64::try_from(n)
-            .ok()
-            .and_then(chrono::Duration::try_seconds)
-            .unwrap_or(chrono::Duration::days(3650))
-    };
-    RateLimitSettings {
-        requests_per_minute: optional(limits.requests_per_minute),
-        tokens_per_minute: optional(limits.tokens_per_minute),
-        login: LoginLimits {
-            failures_per_account: optional(limits.login_failures_per_account).unwrap_or(i64::MAX),
-            failures_per_address: optional(limits.login_failures_per_address).unwrap_or(i64::MAX),
-            window: secs(limits.login_window_secs),
-            free_failures: i64::try_from(limits.login_failures_before_backoff).unwrap_or(i64::MAX),
-            backoff_max: secs(limits.login_backoff_max_secs),
-            trusted_for: secs(limits.login_trusted_address_days.saturating_mul(86_400)),
-        },
-        registrations_per_address: optional(limits.registrations_per_address),
-    }
 }
 
 /// Adds the shipped prices, and those of `prices_file`, that are not in the database yet.
@@ -257,7 +231,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<DbPool> {
     let db_config = DbConfig {
         url: config.database_url(),
         max_connections: config.database.max_connections,
-        acquire_timeout: std::time::Duration::from_millis(config.database.acquire_timeout_ms),
+        acquire_timeout: config.database.acquire_timeout(),
     };
     DbPool::connect_and_migrate(&db_config)
         .await

@@ -100,7 +100,7 @@ pub struct Subscription(
 
 /// The operation of `document` that a request asking for `requested` runs (the only one, or the
 /// one named), with its name: the requested one, or that of the document's one named operation.
-pub(crate) fn running_operation<'d>(
+pub fn running_operation<'d>(
     document: &'d ExecutableDocument,
     requested: Option<&str>,
 ) -> Option<(Option<String>, &'d OperationDefinition)> {

@@ -56,12 +56,6 @@ impl Admission {
     }
 }
 
-impl Default for Admission {
-    fn default() -> Self {
-        Self::new(256)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

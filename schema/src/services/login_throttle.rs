@@ -54,19 +54,6 @@ pub struct LoginLimits {
     pub trusted_for: Duration,
 }
 
-impl Default for LoginLimits {
-    fn default() -> Self {
-        Self {
-            failures_per_account: 10,
-            failures_per_address: 100,
-            window: Duration::minutes(15),
-            free_failures: 3,
-            backoff_max: Duration::minutes(15),
-            trusted_for: Duration::days(30),
-        }
-    }
-}
-
 /// How long the pair's failures count.
 const PAIR_MEMORY: Duration = Duration::days(1);
 
@@ -199,15 +186,27 @@ pub async fn succeeded(conn: &mut DbConn, attempt: &Attempt) -> Result<(), Error
 mod tests {
     use super::*;
 
+    /// Three free failures and a 15-minute cap (the other limits play no part in the backoff).
+    fn fifteen_minute_cap() -> LoginLimits {
+        LoginLimits {
+            failures_per_account: 10,
+            failures_per_address: 100,
+            window: Duration::minutes(15),
+            free_failures: 3,
+            backoff_max: Duration::minutes(15),
+            trusted_for: Duration::days(30),
+        }
+    }
+
     #[test]
     fn backoff_doubles_after_the_free_failures_up_to_the_cap() {
-        let limits = LoginLimits::default();
+        let limits = fifteen_minute_cap();
         let waits: Vec<i64> = (0..8).map(|n| backoff(&limits, n).num_seconds()).collect();
         assert_eq!(waits, [0, 0, 0, 1, 2, 4, 8, 16]);
         assert_eq!(backoff(&limits, 1000), Duration::minutes(15));
         let off = LoginLimits {
             backoff_max: Duration::zero(),
-            ..LoginLimits::default()
+            ..fifteen_minute_cap()
         };
         assert_eq!(backoff(&off, 50), Duration::zero());
     }

@@ -11,7 +11,7 @@ use crate::Error;
 use crate::db::ai_calls;
 
 /// How long records are kept, in days; 0 keeps them forever.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Retention {
     /// Finished AI call records.
     pub ai_calls_days: u64,

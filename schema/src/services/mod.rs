@@ -60,8 +60,8 @@ use crate::ports::PluginHost;
 pub use auth::{Auth, RequestMeta, Role, Viewer};
 pub use tokens::TokenSettings;
 
-/// Process-wide state shared by every request: built once at start-up and handed to the schema
-/// with `.data(..)`.
+/// Process-wide state shared by every request: built once at start-up, from [`AppParts`], and
+/// handed to the schema with `.data(..)`. Nothing changes its fields afterwards.
 pub struct App {
     /// The database.
     pub db: DbPool,
@@ -96,30 +96,73 @@ pub struct App {
     passwords: passwords::Passwords,
 }
 
+/// Everything start-up decides that an [`App`] is made of; [`App::new`] is the one way in.
+pub struct AppParts {
+    /// The database.
+    pub db: DbPool,
+    /// Signing key and lifetimes of tokens.
+    pub tokens: TokenSettings,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// AI providers and notification channels.
+    pub plugins: Arc<dyn PluginHost>,
+    /// Chat defaults and switches.
+    pub chat: chat::ChatSettings,
+    /// The slots for AI calls in flight.
+    pub admission: admission::Admission,
+    /// Budget time zone and reservation lifetime.
+    pub budgets: budgets::BudgetSettings,
+    /// Default rate limits.
+    pub rate_limits: rate_limits::RateLimitSettings,
+    /// Who may register, and a new user's budget.
+    pub registration: registration::RegistrationSettings,
+    /// Where state changes are published.
+    pub events: crate::events::EventBus,
+    /// Where the `tracing` layer hands system log entries to their writer.
+    pub logs: Arc<logs::LogSink>,
+    /// The instance's metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// Alert evaluation and delivery.
+    pub alert_settings: alerts::AlertSettings,
+    /// Where this instance runs (`host:port`).
+    pub node: String,
+}
+
 impl App {
-    /// Wires the services together.
-    pub fn new(
-        db: DbPool,
-        tokens: TokenSettings,
-        clock: Arc<dyn Clock>,
-        plugins: Arc<dyn PluginHost>,
-    ) -> Self {
+    /// Wires the services together; the response cache and the password hasher start empty.
+    pub fn new(parts: AppParts) -> Self {
+        let AppParts {
+            db,
+            tokens,
+            clock,
+            plugins,
+            chat,
+            admission,
+            budgets,
+            rate_limits,
+            registration,
+            events,
+            logs,
+            metrics,
+            alert_settings,
+            node,
+        } = parts;
         Self {
             db,
             tokens,
-            clock: clock.clone(),
+            clock,
             plugins,
-            chat: chat::ChatSettings::default(),
-            admission: admission::Admission::default(),
+            chat,
+            admission,
             cache: cache::ResponseCache::default(),
-            budgets: budgets::BudgetSettings::default(),
-            rate_limits: rate_limits::RateLimitSettings::default(),
-            registration: registration::RegistrationSettings::default(),
-            events: crate::events::EventBus::new(1024, None),
-            logs: Arc::new(logs::LogSink::new(8192, clock.clone())),
-            metrics: crate::metrics::Metrics::default(),
-            alert_settings: alerts::AlertSettings::default(),
-            node: "local".into(),
+            budgets,
+            rate_limits,
+            registration,
+            events,
+            logs,
+            metrics,
+            alert_settings,
+            node,
             passwords: passwords::Passwords::default(),
         }
     }

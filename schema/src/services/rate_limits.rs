@@ -30,17 +30,6 @@ pub struct RateLimitSettings {
     pub registrations_per_address: Option<i64>,
 }
 
-impl Default for RateLimitSettings {
-    fn default() -> Self {
-        Self {
-            requests_per_minute: Some(120),
-            tokens_per_minute: None,
-            login: LoginLimits::default(),
-            registrations_per_address: Some(10),
-        }
-    }
-}
-
 /// The window of length `len` containing `now`: its start and end.
 fn window(now: DateTime<Utc>, len: Duration) -> (NaiveDateTime, DateTime<Utc>) {
     let start = now.duration_trunc(len).unwrap_or(now);

@@ -15,10 +15,9 @@ use crate::db::models::User;
 use crate::db::{budgets as budget_queries, invites};
 
 /// Who may register.
-#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistrationMode {
     /// Anyone may register.
-    #[default]
     Open,
     /// Only with an invite code from an admin.
     Invite,
@@ -38,7 +37,7 @@ pub struct NewUserBudget {
 }
 
 /// Registration settings, from config.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RegistrationSettings {
     /// Who may register.
     pub mode: RegistrationMode,

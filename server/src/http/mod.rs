@@ -2,8 +2,8 @@
 //!
 //! - [`graphql`]: `GET`/`POST /graphql`, per the GraphQL-over-HTTP spec.
 //! - [`client_addr`]: the client's address: the peer, or the hop a trusted proxy added.
-//! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket; [`sockets`]: the open ones, closed
-//!   when their user's access changes.
+//! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket.
+//! - [`sockets`]: the open WebSockets, closed when their user's access changes.
 //! - [`playground`]: the embedded, offline GraphiQL page (off by default in `prod`), under a strict CSP.
 //! - [`statements`]: monthly statements as CSV.
 //! - [`metrics`]: `/metrics`, Prometheus text, for loopback or a bearer token.
@@ -97,17 +97,17 @@ pub fn router(
         schema: build_schema(app.clone(), config.limits()),
         app,
         env: config.env,
-        request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+        request_timeout: config.http.request_timeout(),
         client_address: Arc::new(ClientAddress::new(
             config.http.proxy_hops(),
             config.http.proxy_networks()?,
         )),
         max_nesting: config.graphql.max_nesting,
         max_body_bytes: config.http.max_body_bytes,
-        body_read_timeout: Duration::from_secs(config.http.body_read_timeout_secs),
+        body_read_timeout: config.http.body_read_timeout(),
         metrics,
         ws: WsLimits {
-            init_timeout: Duration::from_secs(config.http.ws_init_timeout_secs),
+            init_timeout: config.http.ws_init_timeout(),
             max_operations: config.http.ws_max_operations,
             max_message_bytes: config.http.max_body_bytes,
         },

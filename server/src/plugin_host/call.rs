@@ -7,7 +7,10 @@
 //! the blocking pool and back (two thread switches) cost more than the call itself. An instance
 //! whose pure call ever takes longer than [`INLINE_BUDGET`] is moved to the blocking pool for
 //! good, with a warning, so a slow plugin cannot hold up the async workers twice.
-#![allow(unsafe_code)]
+#![expect(
+    unsafe_code,
+    reason = "plugin calls cross the C ABI; each block has a SAFETY comment"
+)]
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -20,29 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-/// Why a call into a plugin failed.
-#[derive(Debug, Clone)]
-pub enum CallFailure {
-    /// The plugin reported an error.
-    Plugin(PluginError),
-    /// The plugin panicked (and caught it at the boundary).
-    Panicked(String),
-    /// The plugin answered something that breaks the contract.
-    Garbage(String),
-    /// No answer within the deadline. The blocking thread is abandoned to the plugin.
-    TimedOut(Duration),
-}
-
-impl std::fmt::Display for CallFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallFailure::Plugin(e) => write!(f, "{}", e.message),
-            CallFailure::Panicked(m) => write!(f, "panicked: {m}"),
-            CallFailure::Garbage(m) => write!(f, "broke the plugin contract: {m}"),
-            CallFailure::TimedOut(d) => write!(f, "did not answer within {} ms", d.as_millis()),
-        }
-    }
-}
+pub use super::failure::CallFailure;
 
 fn rstr(bytes: &[u8]) -> RStr {
     RStr {

@@ -1,7 +1,10 @@
 //! Opening a plugin library and checking it before anything in it is trusted: the entry symbol,
 //! then the ABI version, the table size and the panic flag, in that order. Libraries are never
 //! unloaded (their code may still be running on a blocking thread).
-#![allow(unsafe_code)]
+#![expect(
+    unsafe_code,
+    reason = "loading a library and calling its entry symbol cannot be checked by the compiler"
+)]
 
 use std::path::Path;
 

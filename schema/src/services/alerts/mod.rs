@@ -53,17 +53,6 @@ pub struct AlertSettings {
 /// Most personal rules one user may have.
 pub const MAX_PERSONAL_RULES: usize = 10;
 
-impl Default for AlertSettings {
-    fn default() -> Self {
-        Self {
-            evaluate_interval: Duration::from_secs(15),
-            max_attempts: 5,
-            retry_backoff: Duration::from_secs(5),
-            allow_private_targets: false,
-        }
-    }
-}
-
 /// What a rule watches.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

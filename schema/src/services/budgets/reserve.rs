@@ -1,0 +1,84 @@
+//! Admission: a call reserves its worst-case cost in every budget that applies, with one
+//! conditional UPDATE each, in the transaction that inserts its `PENDING` record.
+
+use super::periods::{Period, window};
+use crate::Error;
+use crate::db::DbConn;
+use crate::db::budgets as queries;
+use crate::db::models::{AiCall, Budget, Reservation};
+use crate::services::App;
+
+/// What a call reserves in one budget.
+#[derive(Debug, Clone, Copy)]
+pub struct Worst {
+    /// Worst-case cost, in the currency of the price in force.
+    pub micros: i64,
+    /// Worst-case tokens (prompt upper bound plus the output cap).
+    pub tokens: i64,
+}
+
+fn describe(b: &Budget) -> String {
+    match &b.user_id {
+        Some(_) => format!("your {} budget", b.period.to_lowercase()),
+        None => format!("the team's {} budget", b.period.to_lowercase()),
+    }
+}
+
+/// Admits a call: inside the caller's transaction, starts new periods where due and reserves the
+/// worst case in every budget that applies. Fails with `BUDGET_EXCEEDED` (and the caller's
+/// transaction rolls back) if any budget has no room.
+pub async fn admit(
+    conn: &mut DbConn,
+    app: &App,
+    call: &AiCall,
+    budgets: &[Budget],
+    worst: Worst,
+    currency: Option<&str>,
+) -> Result<(), Error> {
+    let now = app.clock.now();
+    for budget in budgets {
+        let period = Period::parse(&budget.period).unwrap_or(Period::Total);
+        let mut current_end = budget.period_end;
+        if let Some(end) = budget.period_end
+            && now.naive_utc() >= end
+        {
+            let (start, next_end) = window(period, app.budgets.timezone, now, budget.created_at);
+            queries::roll(conn, &budget.id, end, start, next_end).await?;
+            current_end = next_end;
+        }
+        // A cost in another currency cannot be compared with this limit.
+        let micros = if currency == Some(budget.currency.as_str()) {
+            worst.micros
+        } else {
+            0
+        };
+        if !queries::reserve(conn, &budget.id, micros, worst.tokens).await? {
+            let fresh = queries::find(conn, &budget.id).await?;
+            let remaining = fresh.limit_micros - fresh.spent_micros - fresh.reserved_micros;
+            return Err(Error::BudgetExceeded {
+                message: format!(
+                    "{} has no room for this call (it could cost up to {} micro-{}, {} remain)",
+                    describe(&fresh),
+                    micros,
+                    fresh.currency,
+                    remaining.max(0)
+                ),
+                remaining_micros: remaining.max(0),
+                reset_at: current_end.map(|t| t.and_utc()),
+            });
+        }
+        queries::insert_reservation(
+            conn,
+            &Reservation {
+                ai_call_id: call.id.clone(),
+                budget_id: budget.id.clone(),
+                amount_micros: micros,
+                tokens: worst.tokens,
+                requests: 1,
+                expires_at: (now + app.budgets.reservation_ttl).naive_utc(),
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}

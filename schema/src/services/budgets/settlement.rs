@@ -1,0 +1,99 @@
+//! Settlement: a finished call's reservations are released and its actual cost added, raising
+//! threshold events; the sweeper releases the reservations a crash left behind.
+
+use crate::Error;
+use crate::db::budgets as queries;
+use crate::db::models::Budget;
+use crate::db::{DbConn, ai_calls};
+use crate::events::Event;
+use crate::services::App;
+
+/// Settles a finished call inside the caller's transaction: releases its reservations and adds
+/// what it really used (`micros` only to budgets in `currency`).
+pub async fn settle(
+    conn: &mut DbConn,
+    call_id: &str,
+    micros: i64,
+    currency: Option<&str>,
+    tokens: i64,
+) -> Result<Vec<Event>, Error> {
+    let mut alerts = Vec::new();
+    for r in queries::reservations_of(conn, call_id).await? {
+        let budget = queries::find(conn, &r.budget_id).await?;
+        let spent = if currency == Some(budget.currency.as_str()) {
+            micros
+        } else {
+            0
+        };
+        if let Some(now) = queries::settle(conn, &r, (spent, tokens, 1)).await?
+            && let Some(alert) = raise_thresholds(conn, &now).await?
+        {
+            alerts.push(alert);
+        }
+    }
+    Ok(alerts)
+}
+
+/// The percentage of the spend limit used (past 100 when over; 100 for a zero limit once used).
+fn percent_used(b: &Budget) -> i64 {
+    match b.limit_micros {
+        0 if b.spent_micros > 0 => 100,
+        0 => 0,
+        limit => {
+            i64::try_from(i128::from(b.spent_micros) * 100 / i128::from(limit)).unwrap_or(i64::MAX)
+        }
+    }
+}
+
+/// Raises the highest threshold the budget has crossed and not yet raised this period, returning
+/// the event to publish once the transaction commits. The conditional update makes each
+/// threshold fire once per period, however many instances settle.
+async fn raise_thresholds(conn: &mut DbConn, b: &Budget) -> Result<Option<Event>, Error> {
+    let used = percent_used(b);
+    let crossed = b
+        .threshold_list()
+        .into_iter()
+        .filter(|t| *t <= used && *t > b.alerted_percent)
+        .max();
+    if let Some(threshold) = crossed
+        && queries::mark_alerted(conn, &b.id, threshold).await?
+    {
+        // The budget event: logged now; the event bus publishes it to subscribers and alert rules.
+        tracing::warn!(
+            target: "cloudbase::event::budget",
+            threshold, budget.id = %b.id, user.id = ?b.user_id, percent_used = used,
+            spent_micros = b.spent_micros, limit_micros = b.limit_micros, currency = %b.currency,
+            "budget threshold crossed"
+        );
+        return Ok(Some(Event::BudgetAlert {
+            budget_id: b.id.clone(),
+            user_id: b.user_id.clone(),
+            threshold,
+            percent_used: used,
+        }));
+    }
+    Ok(None)
+}
+
+/// Releases reservations whose time is up (left by a crash) and fails their calls if they are
+/// still `PENDING`. Returns how many it released.
+pub async fn sweep(app: &App) -> Result<usize, Error> {
+    let now = app.now();
+    let mut conn = app.db.get().await?;
+    let expired = queries::expired(&mut conn, now, 500).await?;
+    let mut released = 0;
+    for r in &expired {
+        let done = conn
+            .transaction(async |tx| {
+                let settled = queries::settle(tx, r, (0, 0, 0)).await?.is_some();
+                ai_calls::expire(tx, &r.ai_call_id, now).await?;
+                Ok(settled)
+            })
+            .await?;
+        released += usize::from(done);
+    }
+    if released > 0 {
+        tracing::warn!(released, "expired budget reservations released");
+    }
+    Ok(released)
+}

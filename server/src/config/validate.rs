@@ -1,0 +1,198 @@
+//! [`ConfigError`], and the checks on values that parse but make no sense.
+
+use super::{Config, Environment};
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment did not parse into the expected types.
+    #[error("{0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value parsed but is not acceptable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The config key, dotted.
+        key: &'static str,
+        /// What was expected.
+        message: String,
+    },
+}
+
+pub(super) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        cloudbase_schema::db::Backend::of_url(&self.database_url())
+            .map_err(|e| invalid("database_url", e.to_string()))?;
+        if self.env == Environment::Prod {
+            match &self.jwt_secret {
+                None => {
+                    return Err(invalid(
+                        "jwt_secret",
+                        "required when env = \"prod\"; set CLOUDBASE_JWT_SECRET to at least 32 random bytes",
+                    ));
+                }
+                Some(s) if s.expose().len() < 32 => {
+                    return Err(invalid("jwt_secret", "must be at least 32 bytes long"));
+                }
+                Some(_) => {}
+            }
+        }
+        if self
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < 32)
+        {
+            return Err(invalid("jwt_secret", "must be at least 32 bytes long"));
+        }
+        if self.bootstrap_admin_email.is_some() != self.bootstrap_admin_password.is_some() {
+            return Err(invalid(
+                "bootstrap_admin_email",
+                "set both bootstrap_admin_email and bootstrap_admin_password, or neither",
+            ));
+        }
+        let positive: &[(&'static str, u64)] = &[
+            (
+                "database.max_connections",
+                self.database.max_connections as u64,
+            ),
+            (
+                "database.acquire_timeout_ms",
+                self.database.acquire_timeout_ms,
+            ),
+            (
+                "auth.access_token_ttl_secs",
+                self.auth.access_token_ttl_secs,
+            ),
+            (
+                "auth.refresh_token_ttl_secs",
+                self.auth.refresh_token_ttl_secs,
+            ),
+            ("http.max_body_bytes", self.http.max_body_bytes as u64),
+            ("http.request_timeout_secs", self.http.request_timeout_secs),
+            ("graphql.max_depth", self.graphql.max_depth as u64),
+            ("graphql.max_complexity", self.graphql.max_complexity as u64),
+            ("graphql.max_nesting", self.graphql.max_nesting as u64),
+            (
+                "http.header_read_timeout_secs",
+                self.http.header_read_timeout_secs,
+            ),
+            (
+                "http.body_read_timeout_secs",
+                self.http.body_read_timeout_secs,
+            ),
+            ("http.ws_init_timeout_secs", self.http.ws_init_timeout_secs),
+            ("http.ws_max_operations", self.http.ws_max_operations as u64),
+            ("plugin_call_timeout_ms", self.plugin_call_timeout_ms),
+            (
+                "budgets.reservation_ttl_secs",
+                self.budgets.reservation_ttl_secs,
+            ),
+            (
+                "budgets.sweep_interval_secs",
+                self.budgets.sweep_interval_secs,
+            ),
+            (
+                "rate_limits.login_window_secs",
+                self.rate_limits.login_window_secs,
+            ),
+            ("logs.queue_capacity", self.logs.queue_capacity as u64),
+            (
+                "alerts.evaluate_interval_ms",
+                self.alerts.evaluate_interval_ms,
+            ),
+            (
+                "alerts.max_delivery_attempts",
+                u64::from(self.alerts.max_delivery_attempts),
+            ),
+            ("alerts.retry_backoff_ms", self.alerts.retry_backoff_ms),
+            ("audit.chain_interval_ms", self.audit.chain_interval_ms),
+            (
+                "audit.chain_batch_size",
+                u64::from(self.audit.chain_batch_size),
+            ),
+            ("audit.chain_lease_ttl_ms", self.audit.chain_lease_ttl_ms),
+        ];
+        if self.http.trust_forwarded_for && self.http.trusted_proxies > 0 {
+            return Err(invalid(
+                "http.trust_forwarded_for",
+                "replaced by http.trusted_proxies (trust_forwarded_for = true means 1); set only trusted_proxies",
+            ));
+        }
+        self.http.proxy_networks()?;
+        if let Some(token) = &self.metrics.token
+            && token.expose().len() < 16
+        {
+            return Err(invalid("metrics.token", "must be at least 16 characters"));
+        }
+        if self.graphql.max_nesting > cloudbase_schema::graphql::nesting::MAX_NESTING_CEILING {
+            return Err(invalid(
+                "graphql.max_nesting",
+                format!(
+                    "at most {} (deeper documents risk the parser's stack)",
+                    cloudbase_schema::graphql::nesting::MAX_NESTING_CEILING
+                ),
+            ));
+        }
+        self.timezone()?;
+        let at_most: &[(&'static str, u64, u64, &str)] = &[
+            (
+                "rate_limits.login_window_secs",
+                self.rate_limits.login_window_secs,
+                86_400,
+                "a day: older failures are pruned",
+            ),
+            (
+                "rate_limits.login_backoff_max_secs",
+                self.rate_limits.login_backoff_max_secs,
+                86_400,
+                "a day: older failures are pruned",
+            ),
+            (
+                "rate_limits.login_trusted_address_days",
+                self.rate_limits.login_trusted_address_days,
+                3650,
+                "ten years",
+            ),
+        ];
+        for &(key, value, max, why) in at_most {
+            if value > max {
+                return Err(invalid(key, format!("must be at most {max} ({why})")));
+            }
+        }
+        let currency = &self.budgets.new_user_currency;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(invalid(
+                "budgets.new_user_currency",
+                format!("expected an ISO 4217 code such as CNY, got {currency:?}"),
+            ));
+        }
+        if i64::try_from(self.budgets.new_user_limit_micros).is_err() {
+            return Err(invalid(
+                "budgets.new_user_limit_micros",
+                "must be at most 9223372036854775807",
+            ));
+        }
+        for &(key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.audit.chain_batch_size > 10_000 {
+            return Err(invalid("audit.chain_batch_size", "at most 10000"));
+        }
+        if self.audit.chain_lease_ttl_ms <= self.audit.chain_interval_ms {
+            return Err(invalid(
+                "audit.chain_lease_ttl_ms",
+                "must be longer than audit.chain_interval_ms",
+            ));
+        }
+        Ok(())
+    }
+}
