@@ -90,24 +90,6 @@ impl Drop for GaugeGuard {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn operation_labels_are_bounded() {
-        let m = Metrics::default();
-        assert_eq!(m.operation_label(None), "anonymous");
-        assert_eq!(m.operation_label(Some("Me")), "Me");
-        assert_eq!(m.operation_label(Some("bad name")), "other");
-        for i in 0..MAX_OPERATION_NAMES {
-            m.operation_label(Some(&format!("Op{i}")));
-        }
-        assert_eq!(m.operation_label(Some("Me")), "Me");
-        assert_eq!(m.operation_label(Some("OneTooMany")), "other");
-    }
-}
-
 /// Counts a finished AI call: by status, its tokens and cost, and its timings.
 pub fn record_call(m: &Metrics, r: &crate::db::models::AiCall) {
     let labels = [("provider", r.provider.clone()), ("model", r.model.clone())];
@@ -142,4 +124,22 @@ pub fn record_call(m: &Metrics, r: &crate::db::models::AiCall) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_labels_are_bounded() {
+        let m = Metrics::default();
+        assert_eq!(m.operation_label(None), "anonymous");
+        assert_eq!(m.operation_label(Some("Me")), "Me");
+        assert_eq!(m.operation_label(Some("bad name")), "other");
+        for i in 0..MAX_OPERATION_NAMES {
+            m.operation_label(Some(&format!("Op{i}")));
+        }
+        assert_eq!(m.operation_label(Some("Me")), "Me");
+        assert_eq!(m.operation_label(Some("OneTooMany")), "other");
+    }
 }

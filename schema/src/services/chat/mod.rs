@@ -137,7 +137,7 @@ pub async fn chat(
     )
     .await?;
     let (reply, target) = match tried {
-        Tried::Cached(outcome) => return Ok(outcome),
+        Tried::Cached(outcome) => return Ok(*outcome),
         Tried::Answered(reply, target) => (reply, target),
     };
     let r = reply.response;
@@ -207,7 +207,7 @@ pub async fn chat_stream(
                 content: outcome.content.clone(),
                 reasoning: outcome.reasoning.clone().unwrap_or_default(),
             };
-            let done = ChatChunk::Done(Box::new(outcome));
+            let done = ChatChunk::Done(outcome);
             return Ok(futures_util::stream::iter([Ok(delta), Ok(done)]).boxed());
         }
         Tried::Answered(events, target) => (events, target),
@@ -281,7 +281,7 @@ struct Target {
 /// How [`try_targets`] got an answer.
 enum Tried<T> {
     /// From the response cache: the call is already recorded, at cost 0.
-    Cached(ChatOutcome),
+    Cached(Box<ChatOutcome>),
     /// From a provider: what it gave, and which target it was.
     Answered(T, Target),
 }
@@ -305,7 +305,7 @@ where
     if let Some(hit) = key.and_then(|(k, _)| app.cache.get(k)) {
         return serve_cached(app, opened, prepared, hit, started)
             .await
-            .map(Tried::Cached);
+            .map(|outcome| Tried::Cached(Box::new(outcome)));
     }
     let mut attempts = Vec::new();
     let mut last_error = None;
