@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudbase_bench::percentile;
+use cloudbase_schema::domain::CallStatus;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -67,7 +68,7 @@ async fn open(
                 continue;
             }
             let call = &v["payload"]["data"]["aiCallUpdated"];
-            if call["status"] == "SUCCEEDED"
+            if call["status"] == CallStatus::Succeeded.as_str()
                 && let Some(id) = call["id"].as_str()
             {
                 let at = Instant::now();

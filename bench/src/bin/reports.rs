@@ -8,6 +8,7 @@ use std::time::Instant;
 use cloudbase_bench::percentile;
 use cloudbase_schema::db::usage::{self, Dimensions, UsageFilter};
 use cloudbase_schema::db::{DbConfig, DbConn, DbPool, db_run};
+use cloudbase_schema::domain::{CallStatus, UsageSource};
 use serde_json::json;
 
 const USERS: usize = 1_000;
@@ -61,6 +62,10 @@ async fn seed_calls(
     to: usize,
 ) -> anyhow::Result<()> {
     let attempts = if pg { "'[]'" } else { "jsonb('[]')" };
+    let (succeeded, reported) = (
+        CallStatus::Succeeded.as_str(),
+        UsageSource::Reported.as_str(),
+    );
     let start = chrono::NaiveDate::from_ymd_opt(2026, 8, 1)
         .unwrap_or_default()
         .and_hms_opt(0, 0, 0)
@@ -76,7 +81,7 @@ async fn seed_calls(
                 let (prompt, completion) = (50 + rng.below(2_000) as i64, 20 + rng.below(800) as i64);
                 let cost = prompt * 4 + completion * 16;
                 format!(
-                    "('{:08x}-0000-7000-8000-{:012}', '{}', 'bench', 'model-{model}', FALSE, 'SUCCEEDED', {prompt}, 0, {completion}, 'REPORTED', '{}', {cost}, 'CNY', TRUE, FALSE, {attempts})",
+                    "('{:08x}-0000-7000-8000-{:012}', '{}', 'bench', 'model-{model}', FALSE, '{succeeded}', {prompt}, 0, {completion}, '{reported}', '{}', {cost}, 'CNY', TRUE, FALSE, {attempts})",
                     i + k,
                     i + k,
                     user_id(user),
