@@ -60,42 +60,6 @@ use crate::ports::PluginHost;
 pub use auth::{Auth, RequestMeta, Role, Viewer};
 pub use tokens::TokenSettings;
 
-/// Process-wide state shared by every request: built once at start-up, from [`AppParts`], and
-/// handed to the schema with `.data(..)`. Nothing changes its fields afterwards.
-pub struct App {
-    /// The database.
-    pub db: DbPool,
-    /// Signing key and lifetimes of tokens.
-    pub tokens: TokenSettings,
-    /// Where "now" comes from.
-    pub clock: Arc<dyn Clock>,
-    /// AI providers and notification channels.
-    pub plugins: Arc<dyn PluginHost>,
-    /// Chat defaults and switches.
-    pub chat: chat::ChatSettings,
-    /// The slots for AI calls in flight.
-    pub admission: admission::Admission,
-    /// Replies of providers that opted into caching.
-    pub cache: cache::ResponseCache,
-    /// Budget time zone and reservation lifetime.
-    pub budgets: budgets::BudgetSettings,
-    /// Default rate limits.
-    pub rate_limits: rate_limits::RateLimitSettings,
-    /// Who may register, and a new user's budget.
-    pub registration: registration::RegistrationSettings,
-    /// Where state changes are published.
-    pub events: crate::events::EventBus,
-    /// Where the `tracing` layer hands system log entries to their writer.
-    pub logs: Arc<logs::LogSink>,
-    /// The instance's metrics.
-    pub metrics: crate::metrics::Metrics,
-    /// Alert evaluation and delivery.
-    pub alert_settings: alerts::AlertSettings,
-    /// Where this instance runs (`host:port`): names its own subjects in per-instance alerts.
-    pub node: String,
-    passwords: passwords::Passwords,
-}
-
 /// Everything start-up decides that an [`App`] is made of; [`App::new`] is the one way in.
 pub struct AppParts {
     /// The database.
@@ -128,41 +92,30 @@ pub struct AppParts {
     pub node: String,
 }
 
+/// Process-wide state shared by every request: built once at start-up from its [`AppParts`], and
+/// handed to the schema with `.data(..)`. Nothing changes it afterwards. Its parts are read
+/// through it (`app.db`, `app.chat`, ...).
+pub struct App {
+    parts: AppParts,
+    /// Replies of providers that opted into caching.
+    pub cache: cache::ResponseCache,
+    passwords: passwords::Passwords,
+}
+
+impl std::ops::Deref for App {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.parts
+    }
+}
+
 impl App {
     /// Wires the services together; the response cache and the password hasher start empty.
     pub fn new(parts: AppParts) -> Self {
-        let AppParts {
-            db,
-            tokens,
-            clock,
-            plugins,
-            chat,
-            admission,
-            budgets,
-            rate_limits,
-            registration,
-            events,
-            logs,
-            metrics,
-            alert_settings,
-            node,
-        } = parts;
         Self {
-            db,
-            tokens,
-            clock,
-            plugins,
-            chat,
-            admission,
+            parts,
             cache: cache::ResponseCache::default(),
-            budgets,
-            rate_limits,
-            registration,
-            events,
-            logs,
-            metrics,
-            alert_settings,
-            node,
             passwords: passwords::Passwords::default(),
         }
     }
