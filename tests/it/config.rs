@@ -147,3 +147,19 @@ fn registration_and_login_settings_load_and_are_checked() {
             .contains("rate_limits.login_trusted_address_days")
     );
 }
+
+#[test]
+fn cors_origins_are_exact_origins() {
+    for bad in [
+        "*",
+        "https://app.example/",
+        "https://app.example/path",
+        "app.example",
+        "ftp://app.example",
+        "https://",
+    ] {
+        let toml = format!("[http]\ncors_origins = [{bad:?}]");
+        let message = load_error(&toml);
+        assert!(message.contains("http.cors_origins"), "{bad}: {message}");
+    }
+}

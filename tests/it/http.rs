@@ -290,3 +290,122 @@ async fn graphql_over_http_audit() {
     )
     .await;
 }
+
+/// The full introspection queries of graphql-js (`getIntrospectionQuery()`, what codegen and most
+/// clients send) and of GraphiQL (the same with every option on), as graphql 16.11 writes them.
+const INTROSPECTION_QUERIES: [&str; 2] = [
+    include_str!("fixtures/introspection-graphql-js.graphql"),
+    include_str!("fixtures/introspection-graphiql.graphql"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_introspection_passes_the_default_limits_and_deep_queries_still_do_not() {
+    let app = TestApp::spawn().await;
+    for query in INTROSPECTION_QUERIES {
+        let body = app.gql(None, query, json!({})).await;
+        assert!(body.get("errors").is_none(), "{body}");
+        assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+        let types = body["data"]["__schema"]["types"].as_array().unwrap();
+        assert!(
+            types.iter().any(|t| t["name"] == "AiCall"),
+            "the whole schema comes back"
+        );
+    }
+    // An ordinary query deeper than `max_depth` (12) is still refused, as is one that hides its
+    // depth in a fragment.
+    let mut deep = String::from("id");
+    for _ in 0..12 {
+        deep = format!("user(id: \"x\") {{ {deep} }}");
+    }
+    let refused = app.gql(None, &format!("{{ {deep} }}"), json!({})).await;
+    assert_eq!(
+        error_code(&refused),
+        "GRAPHQL_VALIDATION_FAILED",
+        "{refused}"
+    );
+    let hidden = format!("{{ ...F }} fragment F on Query {{ {deep} }}");
+    let refused = app.gql(None, &hidden, json!({})).await;
+    assert_eq!(
+        error_code(&refused),
+        "GRAPHQL_VALIDATION_FAILED",
+        "{refused}"
+    );
+    // Introspection has its own bound: an `ofType` chain deeper than any real client sends.
+    let mut chain = String::from("name");
+    for _ in 0..30 {
+        chain = format!("ofType {{ {chain} }}");
+    }
+    let attack = format!("{{ __type(name: \"Query\") {{ {chain} }} }}");
+    let refused = app.gql(None, &attack, json!({})).await;
+    assert_eq!(
+        error_code(&refused),
+        "GRAPHQL_VALIDATION_FAILED",
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_answers_listed_origins_only() {
+    let listed = "https://console.example";
+    let app = TestApp::spawn_with(|c| c.http.cors_origins = vec![listed.into()]).await;
+    let preflight = |origin: &str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/graphql"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let r = preflight(listed).await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], listed);
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"));
+    assert!(h.get("access-control-allow-credentials").is_none());
+    // The request itself carries the grant and exposes the request id.
+    let r = app
+        .client
+        .post(app.url("/graphql"))
+        .header("origin", listed)
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], listed);
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.to_lowercase().contains("x-request-id"));
+    // Any other origin gets no grant, so its browser refuses to read the answer.
+    let r = preflight("https://evil.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = preflight("https://console.example.evil.example")
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    // By default no origin is listed.
+    let closed = TestApp::spawn().await;
+    let r = closed
+        .client
+        .request(reqwest::Method::OPTIONS, closed.url("/graphql"))
+        .header("origin", listed)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}

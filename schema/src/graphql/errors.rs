@@ -29,6 +29,8 @@ pub struct ErrorPolicy {
     pub max_aliases: usize,
     /// Deepest bracket nesting allowed, checked before parsing (see [`super::nesting`]).
     pub max_nesting: usize,
+    /// Deepest ordinary selection allowed (see [`super::depth`]).
+    pub max_depth: usize,
 }
 
 impl ExtensionFactory for ErrorPolicy {
@@ -36,6 +38,7 @@ impl ExtensionFactory for ErrorPolicy {
         Arc::new(ErrorPolicyExtension {
             max_aliases: self.max_aliases,
             max_nesting: self.max_nesting,
+            max_depth: self.max_depth,
             request_id: std::sync::Mutex::new(String::new()),
         })
     }
@@ -45,6 +48,7 @@ impl ExtensionFactory for ErrorPolicy {
 struct ErrorPolicyExtension {
     max_aliases: usize,
     max_nesting: usize,
+    max_depth: usize,
     /// Captured while parsing: the `request` hook's context cannot see per-request data.
     request_id: std::sync::Mutex<String>,
 }
@@ -285,6 +289,11 @@ impl Extension for ErrorPolicyExtension {
                 ),
                 None,
             );
+            set_code(&mut e, "GRAPHQL_VALIDATION_FAILED");
+            return Err(e);
+        }
+        if let Err(message) = super::depth::check(&doc, self.max_depth) {
+            let mut e = ServerError::new(message, None);
             set_code(&mut e, "GRAPHQL_VALIDATION_FAILED");
             return Err(e);
         }

@@ -18,6 +18,7 @@
 //! - [`one_connection`]: each operation counted as one request by the pool's guard.
 //! - [`alerts`]: `alertRules`, `alerts`, rule mutations, `createMyBudgetAlert`, `alertFired`.
 //! - [`money`]: the string-backed `Micros` scalar.
+//! - [`depth`]: the depth limit, with its own bound for introspection (GraphiQL's full query).
 //! - [`nesting`]: the bound on a document's nesting, checked on its text before parsing.
 //! - [`view`]: the one way an output type wraps a domain value (`view!`).
 //! - [`parsed`]: parsed documents kept by text, so a repeated operation is not parsed again.
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod budgets;
 pub mod chat;
 pub mod conversations;
+pub mod depth;
 pub mod errors;
 pub mod events;
 pub mod limits;
@@ -157,11 +159,11 @@ pub fn build_schema(app: Arc<App>, limits: Limits) -> AppSchema {
         Subscription::default(),
     )
     .data(app)
-    .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity)
     .extension(errors::ErrorPolicy {
         max_aliases: limits.max_aliases,
         max_nesting: limits.max_nesting,
+        max_depth: limits.max_depth,
     })
     .extension(socket_auth::Reauthorize)
     .extension(one_connection::OneConnection)

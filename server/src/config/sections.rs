@@ -133,6 +133,9 @@ pub struct HttpConfig {
     pub ws_max_operations: usize,
     /// Serve the GraphiQL playground at `/playground`; unset: on in `dev`, off in `prod`.
     pub playground: Option<bool>,
+    /// Web origins (`https://app.example.com`) whose pages may call `/graphql` and the statement
+    /// CSVs from the browser (CORS). Empty (the default): none but this server's own pages.
+    pub cors_origins: Vec<String>,
 }
 
 impl HttpConfig {
@@ -162,6 +165,32 @@ impl HttpConfig {
             (0, true) => 1,
             (n, _) => n,
         }
+    }
+
+    /// `cors_origins`, checked: each an exact `http(s)://host[:port]`, with no path, and no `*`
+    /// (a bearer token is worth more than a wildcard's convenience).
+    pub fn cors_origins(&self) -> Result<Vec<axum::http::HeaderValue>, ConfigError> {
+        self.cors_origins
+            .iter()
+            .map(|origin| {
+                let bad = |why: &str| invalid("http.cors_origins", format!("{origin:?}: {why}"));
+                let rest = origin
+                    .strip_prefix("https://")
+                    .or_else(|| origin.strip_prefix("http://"))
+                    .ok_or_else(|| bad("an origin starts with https:// or http://"))?;
+                if rest.is_empty()
+                    || !rest.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                    })
+                {
+                    return Err(bad(
+                        "an origin is a scheme, a host and an optional port, with no path",
+                    ));
+                }
+                axum::http::HeaderValue::from_str(origin)
+                    .map_err(|_| bad("not a valid header value"))
+            })
+            .collect()
     }
 
     /// `proxy_networks`, parsed; a bare address is a network of one.
@@ -198,6 +227,7 @@ impl Default for HttpConfig {
             ws_init_timeout_secs: 10,
             ws_max_operations: 100,
             playground: None,
+            cors_origins: Vec::new(),
         }
     }
 }

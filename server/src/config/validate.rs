@@ -126,6 +126,7 @@ impl Config {
             ));
         }
         self.http.proxy_networks()?;
+        self.http.cors_origins()?;
         if let Some(token) = &self.metrics.token
             && token.expose().len() < 16
         {

@@ -113,13 +113,20 @@ pub fn router(
         },
         sockets,
     };
-    let routes = Router::new()
+    // What pages of other origins may call from the browser, when `[http] cors_origins` lets them.
+    let api = Router::new()
         .route(
             "/graphql",
             get(graphql::get_handler).post(graphql::post_handler),
         )
+        .route("/statements/{file}", get(statements::csv));
+    let cors = config.http.cors_origins()?;
+    let api = match cors.is_empty() {
+        true => api,
+        false => api.layer(cors_layer(cors)),
+    };
+    let routes = api
         .route("/graphql/ws", get(ws::handler))
-        .route("/statements/{file}", get(statements::csv))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::handler));
@@ -138,6 +145,28 @@ pub fn router(
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state))
+}
+
+/// CORS for the listed origins only: the methods and headers the API uses, the response headers a
+/// client reads (its request id, and when to retry), and preflights cached for ten minutes. No
+/// credentials: the API takes bearer tokens, never cookies. WebSockets are not subject to CORS;
+/// their operations are authorised by the token in `connection_init`.
+fn cors_layer(origins: Vec<axum::http::HeaderValue>) -> tower_http::cors::CorsLayer {
+    use axum::http::{Method, header};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Gives every request an id (the caller's `x-request-id` if it is sane, else a UUIDv7), runs it
