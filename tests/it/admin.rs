@@ -422,3 +422,76 @@ async fn a_cached_session_ends_the_moment_access_changes() {
         "after a password change: {me}"
     );
 }
+
+const CREATE_USER: &str = "mutation($input: CreateUserInput!) { createUser(input: $input) { id email displayName role } }";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_creates_accounts_even_with_registration_closed() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth.registration = cloudbase_server::config::RegistrationConfig::Closed;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let input = json!({"email": "New.Person@Example.com", "password": PASSWORD, "displayName": "New Person"});
+    let made = app
+        .gql_ok(Some(&admin), CREATE_USER, json!({ "input": input }))
+        .await;
+    assert_eq!(made["createUser"]["email"], "new.person@example.com");
+    assert_eq!(made["createUser"]["role"], "USER");
+    // They log in with the password given.
+    let login = app.login("new.person@example.com", PASSWORD).await;
+    assert_eq!(login["data"]["login"]["user"]["role"], "USER", "{login}");
+    let user = login["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // An admin may make another admin.
+    let second = json!({"email": "ops@example.com", "password": PASSWORD, "displayName": "Ops", "role": "ADMIN"});
+    let made = app
+        .gql_ok(Some(&admin), CREATE_USER, json!({ "input": second }))
+        .await;
+    assert_eq!(made["createUser"]["role"], "ADMIN");
+
+    // Refused: a user, nobody, a taken email, a weak password, a bad email.
+    let other = json!({"email": "x@example.com", "password": PASSWORD, "displayName": "X"});
+    let by_user = app
+        .gql(Some(&user), CREATE_USER, json!({ "input": other }))
+        .await;
+    assert_eq!(error_code(&by_user), "FORBIDDEN");
+    let anonymous = app.gql(None, CREATE_USER, json!({ "input": other })).await;
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+    let taken = app
+        .gql(Some(&admin), CREATE_USER, json!({ "input": input }))
+        .await;
+    assert_eq!(error_code(&taken), "CONFLICT");
+    for (email, password) in [("y@example.com", "password1"), ("not-an-email", PASSWORD)] {
+        let bad = json!({"email": email, "password": password, "displayName": "Y"});
+        let refused = app
+            .gql(Some(&admin), CREATE_USER, json!({ "input": bad }))
+            .await;
+        assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+    }
+    // The audit trail has the mutation, never the password.
+    let log = app
+        .gql_ok(
+            Some(&admin),
+            "{ auditLog(filter: { field: \"createUser\" }, first: 10) { edges { node { arguments outcome } } } }",
+            json!({}),
+        )
+        .await;
+    let edges = log["auditLog"]["edges"].as_array().unwrap();
+    let made = edges
+        .iter()
+        .filter(|e| e["node"]["outcome"] == "OK")
+        .count();
+    assert_eq!(made, 2, "both creations are audited: {log}");
+    let text = log.to_string();
+    assert!(
+        text.contains("New.Person@Example.com"),
+        "the arguments are kept: {text}"
+    );
+    assert!(
+        !text.contains(PASSWORD),
+        "the password reached the audit log: {text}"
+    );
+}

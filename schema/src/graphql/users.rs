@@ -131,6 +131,19 @@ pub struct UpdateProfileInput {
     pub settings: Option<Json<serde_json::Value>>,
 }
 
+/// A new account, made by an admin.
+#[derive(InputObject)]
+pub struct CreateUserInput {
+    /// Their email; must not be taken.
+    pub email: String,
+    /// At least 8 characters, and not easily guessed (the same rule as registration).
+    pub password: String,
+    /// 1–64 characters.
+    pub display_name: String,
+    /// `USER` unless given.
+    pub role: Option<Role>,
+}
+
 /// User mutations.
 #[derive(Default)]
 pub struct UsersMutation;
@@ -155,6 +168,24 @@ impl UsersMutation {
         users::update_profile(ctx.app()?, ctx.viewer()?, update)
             .await
             .map(Into::into)
+    }
+
+    /// Creates an account (admin only), whatever the registration mode. They log in with the
+    /// password given and may change it.
+    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<User, Error> {
+        let role = input.role.unwrap_or(Role::User);
+        let app = ctx.app()?;
+        let viewer = ctx.viewer()?;
+        users::create_by_admin(
+            app,
+            viewer,
+            &input.email,
+            &input.password,
+            &input.display_name,
+            role,
+        )
+        .await
+        .map(Into::into)
     }
 
     /// Sets a user's role (admin only; not your own).

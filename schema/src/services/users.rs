@@ -81,6 +81,26 @@ pub async fn create(
     insert(&mut conn, &account, role, app.now()).await
 }
 
+/// An account an admin makes for someone, whatever the registration mode (closed included), with
+/// the role the admin chooses. The same checks as registration, except the invite and the
+/// per-address limit; no starting budget (the admin sets budgets).
+pub async fn create_by_admin(
+    app: &App,
+    viewer: &Viewer,
+    email: &str,
+    password: &str,
+    display_name: &str,
+    role: Role,
+) -> Result<User, Error> {
+    viewer.require_admin()?;
+    let user = create(app, email, password, display_name, role).await?;
+    tracing::info!(
+        target: "cloudbase::event::user",
+        role = role.as_str(), user.id = %user.id, admin.id = %viewer.user_id, "user created by an admin"
+    );
+    Ok(user)
+}
+
 /// Creates the first admin from config when the database has no users at all. Returns whether it
 /// did. Safe when several instances start together: the loser of the race finds the admin made.
 pub async fn ensure_bootstrap_admin(app: &App, email: &str, password: &str) -> Result<bool, Error> {
