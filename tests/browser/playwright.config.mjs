@@ -1,0 +1,41 @@
+// Browser tests: the real `cloudbase-ai` binary (debug build, SQLite in a fresh folder) and the
+// distribution's Chromium (`/usr/bin/chromium`, Debian's package; never a downloaded build).
+// `.ci/run` builds the binary, installs Chromium when it is missing, and runs these.
+import { defineConfig } from '@playwright/test';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const port = 18931;
+export const baseURL = `http://127.0.0.1:${port}`;
+export const admin = { email: 'admin@example.com', password: 'change-me-please' };
+
+export default defineConfig({
+  testDir: '.',
+  testMatch: '*.spec.mjs',
+  timeout: 60_000,
+  workers: 1,
+  reporter: [['list']],
+  outputDir: 'results',
+  use: {
+    baseURL,
+    launchOptions: {
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      args: ['--no-sandbox'],
+    },
+  },
+  webServer: {
+    command: '../../target/debug/cloudbase-ai',
+    url: `${baseURL}/readyz`,
+    timeout: 60_000,
+    reuseExistingServer: false,
+    env: {
+      CLOUDBASE_ENV: 'dev',
+      CLOUDBASE_LISTEN: `127.0.0.1:${port}`,
+      CLOUDBASE_DATA_DIR: mkdtempSync(join(tmpdir(), 'cloudbase-browser-')),
+      CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL: admin.email,
+      CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD: admin.password,
+      CLOUDBASE_LOG: 'warn',
+    },
+  },
+});
