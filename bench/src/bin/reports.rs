@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use cloudbase_bench::percentile;
 use cloudbase_schema::db::usage::{self, Dimensions, UsageFilter};
-use cloudbase_schema::db::{DbConfig, DbConn, DbPool, db_run};
+use cloudbase_schema::db::{DbConfig, DbConn, DbPool, ai_calls, db_run};
 use cloudbase_schema::domain::{CallStatus, UsageSource};
 use serde_json::json;
 
@@ -62,10 +62,7 @@ async fn seed_calls(
     to: usize,
 ) -> anyhow::Result<()> {
     let attempts = if pg { "'[]'" } else { "jsonb('[]')" };
-    let (succeeded, reported) = (
-        CallStatus::Succeeded.as_str(),
-        UsageSource::Reported.as_str(),
-    );
+    let reported = UsageSource::Reported.as_str();
     let start = chrono::NaiveDate::from_ymd_opt(2026, 8, 1)
         .unwrap_or_default()
         .and_hms_opt(0, 0, 0)
@@ -80,8 +77,14 @@ async fn seed_calls(
                 let at = start + chrono::Duration::seconds(rng.below((DAYS * 86_400) as u64) as i64);
                 let (prompt, completion) = (50 + rng.below(2_000) as i64, 20 + rng.below(800) as i64);
                 let cost = prompt * 4 + completion * 16;
+                // One call in 50 failed, so the calls page has failures to filter for.
+                let status = match (i + k) % 50 {
+                    0 => CallStatus::Failed,
+                    _ => CallStatus::Succeeded,
+                }
+                .as_str();
                 format!(
-                    "('{:08x}-0000-7000-8000-{:012}', '{}', 'bench', 'model-{model}', FALSE, '{succeeded}', {prompt}, 0, {completion}, '{reported}', '{}', {cost}, 'CNY', TRUE, FALSE, {attempts})",
+                    "('{:08x}-0000-7000-8000-{:012}', '{}', 'bench', 'model-{model}', FALSE, '{status}', {prompt}, 0, {completion}, '{reported}', '{}', {cost}, 'CNY', TRUE, FALSE, {attempts})",
                     i + k,
                     i + k,
                     user_id(user),
@@ -113,7 +116,13 @@ async fn rebuild_rollups(conn: &mut DbConn, pg: bool) -> anyhow::Result<()> {
     if !pg {
         exec(conn, "ANALYZE").await?;
     } else {
-        exec(conn, "ANALYZE usage_daily; ANALYZE usage_daily_models").await?;
+        // What autovacuum does after a bulk load; without it the planner judges `ai_calls` by the
+        // statistics of an almost empty table (one provider filter then scanned 1M rows).
+        exec(
+            conn,
+            "ANALYZE ai_calls; ANALYZE usage_daily; ANALYZE usage_daily_models",
+        )
+        .await?;
     }
     Ok(())
 }
@@ -130,6 +139,29 @@ async fn count(conn: &mut DbConn, table: &str) -> anyhow::Result<i64> {
         diesel::sql_query(&sql).load(c).await
     })?;
     Ok(rows.into_iter().next().map_or(0, |r| r.n))
+}
+
+/// Times `runs` loads of one page of the calls explorer (51 rows: 50 and whether there are more);
+/// returns (p50, max) in milliseconds and the rows of the last.
+async fn time_page(
+    conn: &mut DbConn,
+    runs: usize,
+    filter: &ai_calls::Filter,
+    before: Option<&str>,
+) -> anyhow::Result<(f64, f64, usize)> {
+    let mut samples = Vec::with_capacity(runs);
+    let mut rows = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        rows = ai_calls::page(conn, filter, before, 51).await?.len();
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok((
+        percentile(&samples, 50.0),
+        percentile(&samples, 100.0),
+        rows,
+    ))
 }
 
 /// Times `runs` executions of a report; returns (p50, max) in milliseconds.
@@ -246,6 +278,62 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "{}",
                 json!({"backend": if pg { "postgres" } else { "sqlite" }, "records": stage, "rollup_rows_per_user": user_rows, "rollup_rows_team": model_rows, "report": name, "rows": rows, "p50_ms": (p50 * 1000.0).round() / 1000.0, "max_ms": (max * 1000.0).round() / 1000.0, "seed_seconds": (seed_s * 10.0).round() / 10.0})
+            );
+        }
+        // The calls explorer: the first page, filtered pages, and a page deep in the history.
+        let day = |d: u32| {
+            chrono::NaiveDate::from_ymd_opt(2026, 9, d)
+                .unwrap_or_default()
+                .and_hms_opt(0, 0, 0)
+        };
+        let middle = format!("{:08x}-0000-7000-8000-{:012}", stage / 2, stage / 2);
+        let pages = [
+            ("calls: first page", ai_calls::Filter::default(), None),
+            (
+                "calls: one user",
+                ai_calls::Filter {
+                    user_id: Some(user_id(7)),
+                    ..ai_calls::Filter::default()
+                },
+                None,
+            ),
+            (
+                "calls: one provider and model",
+                ai_calls::Filter {
+                    provider: Some("bench".into()),
+                    model: Some("model-3".into()),
+                    ..ai_calls::Filter::default()
+                },
+                None,
+            ),
+            (
+                "calls: failed only (2%)",
+                ai_calls::Filter {
+                    status: Some(CallStatus::Failed),
+                    ..ai_calls::Filter::default()
+                },
+                None,
+            ),
+            (
+                "calls: one day",
+                ai_calls::Filter {
+                    from: day(10),
+                    to: day(11),
+                    ..ai_calls::Filter::default()
+                },
+                None,
+            ),
+            (
+                "calls: page in the middle of the history",
+                ai_calls::Filter::default(),
+                Some(middle.as_str()),
+            ),
+        ];
+        for (name, filter, before) in pages {
+            let (p50, max, rows) = time_page(&mut conn, 20, &filter, before).await?;
+            println!(
+                "{}",
+                json!({"backend": if pg { "postgres" } else { "sqlite" }, "records": stage, "report": name, "rows": rows, "p50_ms": (p50 * 1000.0).round() / 1000.0, "max_ms": (max * 1000.0).round() / 1000.0})
             );
         }
     }
