@@ -7,7 +7,7 @@
 //! The types live in private modules, one per concern, and are all re-exported here:
 //!
 //! - `manifest`: what a plugin declares ([`Manifest`]) and what an instance is created from
-//!   ([`PluginConfig`], [`parse_settings`]).
+//!   ([`PluginConfig`], [`parse_settings`], and [`schema_lists_settings`] for a plugin's tests).
 //! - `chat`: chat completions ([`ChatRequest`], [`ChatResponse`], [`StreamEvent`], [`Usage`]).
 //! - `http`: the HTTP requests and responses the host performs for a plugin, and SSE events.
 //! - `notify`: notifications and their delivery ([`Notification`], [`Delivery`]).
@@ -22,7 +22,10 @@ mod notify;
 pub use chat::{ChatMessage, ChatRequest, ChatResponse, ChatRole, ModelInfo, StreamEvent, Usage};
 pub use error::{ErrorCode, PluginError};
 pub use http::{HttpRequest, HttpResponse, SseEvent};
-pub use manifest::{Manifest, PluginConfig, PluginKind, SecretSpec, Transport, parse_settings};
+pub use manifest::{
+    Manifest, PluginConfig, PluginKind, SecretSpec, Transport, parse_settings,
+    schema_lists_settings,
+};
 pub use notify::{
     Delivery, DeliveryReport, EmailMessage, Notification, Severity, SmtpTarget, SmtpTls,
 };

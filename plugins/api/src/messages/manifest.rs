@@ -107,3 +107,72 @@ pub fn parse_settings<T: serde::de::DeserializeOwned>(settings: &Value) -> Resul
         }
     })
 }
+
+/// Checks, for a plugin's own test, that its settings JSON Schema (`config_schema` in the
+/// manifest) names exactly the keys its settings type `T` accepts. `T` must deny unknown fields
+/// (`#[serde(deny_unknown_fields)]`): the error for an unknown key is what lists the accepted
+/// ones. The error says what differs.
+pub fn schema_lists_settings<T: serde::de::DeserializeOwned>(schema: &Value) -> Result<(), String> {
+    let probe = serde_json::json!({ "\u{1}probe": null });
+    let message = match serde_json::from_value::<T>(probe) {
+        Ok(_) => return Err("the settings type accepts unknown keys (deny_unknown_fields)".into()),
+        Err(e) => e.to_string(),
+    };
+    let listed = message
+        .split_once("expected one of ")
+        .or_else(|| message.split_once("expected "))
+        .map_or("", |(_, keys)| keys);
+    // serde lists them as "`a`", "`a` or `b`", or "one of `a`, `b`, `c`".
+    let mut accepted: Vec<&str> = listed
+        .split(", ")
+        .flat_map(|part| part.split(" or "))
+        .map(|k| k.trim_matches('`'))
+        .filter(|k| !k.is_empty())
+        .collect();
+    let mut named: Vec<&str> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    accepted.sort_unstable();
+    named.sort_unstable();
+    match accepted == named {
+        true => Ok(()),
+        false => Err(format!(
+            "the schema names {named:?}; the settings accept {accepted:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "only its accepted keys matter here")]
+    struct Two {
+        region: Option<String>,
+        base_url: Option<String>,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[expect(dead_code, reason = "only its accepted keys matter here")]
+    struct Open {
+        region: Option<String>,
+    }
+
+    #[test]
+    fn a_schema_must_name_exactly_the_accepted_keys() {
+        let both = serde_json::json!({"properties": {"base_url": {}, "region": {}}});
+        assert_eq!(schema_lists_settings::<Two>(&both), Ok(()));
+        let one = serde_json::json!({"properties": {"region": {}}});
+        let missing = schema_lists_settings::<Two>(&one).unwrap_err();
+        assert!(missing.contains("base_url"), "{missing}");
+        let extra = serde_json::json!({"properties": {"region": {}, "base_url": {}, "x": {}}});
+        assert!(schema_lists_settings::<Two>(&extra).is_err());
+        assert!(
+            schema_lists_settings::<Open>(&one).is_err(),
+            "unknown keys must be denied"
+        );
+    }
+}
