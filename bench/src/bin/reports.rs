@@ -141,43 +141,17 @@ async fn count(conn: &mut DbConn, table: &str) -> anyhow::Result<i64> {
     Ok(rows.into_iter().next().map_or(0, |r| r.n))
 }
 
-/// Times `runs` loads of one page of the calls explorer (51 rows: 50 and whether there are more);
-/// returns (p50, max) in milliseconds and the rows of the last.
-async fn time_page(
-    conn: &mut DbConn,
-    runs: usize,
-    filter: &ai_calls::Filter,
-    before: Option<&str>,
-) -> anyhow::Result<(f64, f64, usize)> {
+/// Times `runs` executions of `query` (which returns how many rows it read); returns the p50 and
+/// the max in milliseconds, and the rows of the last run.
+async fn time<F>(runs: usize, mut query: F) -> anyhow::Result<(f64, f64, usize)>
+where
+    F: AsyncFnMut() -> anyhow::Result<usize>,
+{
     let mut samples = Vec::with_capacity(runs);
     let mut rows = 0;
     for _ in 0..runs {
         let started = Instant::now();
-        rows = ai_calls::page(conn, filter, before, 51).await?.len();
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    samples.sort_by(f64::total_cmp);
-    Ok((
-        percentile(&samples, 50.0),
-        percentile(&samples, 100.0),
-        rows,
-    ))
-}
-
-/// Times `runs` executions of a report; returns (p50, max) in milliseconds.
-async fn time(
-    conn: &mut DbConn,
-    runs: usize,
-    from: &str,
-    to: &str,
-    dims: Dimensions,
-    filter: &UsageFilter,
-) -> anyhow::Result<(f64, f64, usize)> {
-    let mut samples = Vec::with_capacity(runs);
-    let mut rows = 0;
-    for _ in 0..runs {
-        let started = Instant::now();
-        rows = usage::report(conn, from, to, dims, filter).await?.len();
+        rows = query().await?;
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     samples.sort_by(f64::total_cmp);
@@ -274,7 +248,12 @@ async fn main() -> anyhow::Result<()> {
             ),
         ];
         for (name, from, to, dims, filter) in reports {
-            let (p50, max, rows) = time(&mut conn, 20, from, to, dims, filter).await?;
+            let (p50, max, rows) = time(20, async || {
+                Ok(usage::report(&mut conn, from, to, dims, filter)
+                    .await?
+                    .len())
+            })
+            .await?;
             println!(
                 "{}",
                 json!({"backend": if pg { "postgres" } else { "sqlite" }, "records": stage, "rollup_rows_per_user": user_rows, "rollup_rows_team": model_rows, "report": name, "rows": rows, "p50_ms": (p50 * 1000.0).round() / 1000.0, "max_ms": (max * 1000.0).round() / 1000.0, "seed_seconds": (seed_s * 10.0).round() / 10.0})
@@ -330,7 +309,11 @@ async fn main() -> anyhow::Result<()> {
             ),
         ];
         for (name, filter, before) in pages {
-            let (p50, max, rows) = time_page(&mut conn, 20, &filter, before).await?;
+            // One page of the explorer: 51 rows, 50 and whether there are more.
+            let (p50, max, rows) = time(20, async || {
+                Ok(ai_calls::page(&mut conn, &filter, before, 51).await?.len())
+            })
+            .await?;
             println!(
                 "{}",
                 json!({"backend": if pg { "postgres" } else { "sqlite" }, "records": stage, "report": name, "rows": rows, "p50_ms": (p50 * 1000.0).round() / 1000.0, "max_ms": (max * 1000.0).round() / 1000.0})

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::receivers::HttpReceiver;
 use crate::support::{TestApp, instance};
@@ -82,7 +82,9 @@ async fn a_users_webhook_that_redirects_is_a_failed_delivery() {
             .iter()
             .flat_map(|e| e["node"]["deliveries"].as_array().unwrap().clone())
             .collect::<Vec<_>>();
-        if deliveries.len() == 2 && deliveries.iter().all(|d| d["status"] != "PENDING") {
+        // Settled: neither waiting for an attempt nor in the middle of one.
+        let settled = |d: &Value| d["status"] != "PENDING" && d["status"] != "SENDING";
+        if deliveries.len() == 2 && deliveries.iter().all(settled) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
