@@ -6,7 +6,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const port = 18931;
+// BROWSER_PORT lets several runs share a machine (each gets its own server and database).
+const port = Number(process.env.BROWSER_PORT || 18931);
 export const baseURL = `http://127.0.0.1:${port}`;
 export const admin = { email: 'admin@example.com', password: 'change-me-please' };
 

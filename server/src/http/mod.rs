@@ -4,7 +4,9 @@
 //! - [`client_addr`]: the client's address: the peer, or the hop a trusted proxy added.
 //! - [`ws`]: `/graphql/ws`, subscriptions over WebSocket.
 //! - [`sockets`]: the open WebSockets, closed when their user's access changes.
-//! - [`playground`]: the embedded, offline GraphiQL page (off by default in `prod`), under a strict CSP.
+//! - [`console`]: the web console at `/console` (admin and cost dashboards, the user's chat).
+//! - [`playground`]: the offline GraphiQL page (off by default in `prod`).
+//! - [`embedded`]: how both are served from the binary, under a strict CSP.
 //! - [`statements`]: monthly statements as CSV.
 //! - [`metrics`]: `/metrics`, Prometheus text, for loopback or a bearer token.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database reachable).
@@ -12,6 +14,8 @@
 //! - [`listen`]: the accept loop, with the header-read timeout and graceful shutdown.
 
 pub mod client_addr;
+pub mod console;
+pub mod embedded;
 pub mod error;
 pub mod graphql;
 pub mod health;
@@ -129,13 +133,16 @@ pub fn router(
         .route("/graphql/ws", get(ws::handler))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::handler));
+        .route("/metrics", get(metrics::handler))
+        .route("/console", get(console::index))
+        .route("/console/", get(console::index))
+        .route("/console/assets/{*file}", get(console::asset))
+        .route("/", get(|| async { Redirect::temporary("/console") }));
     let routes = match config.playground() {
         true => routes
             .route("/playground", get(playground::index))
             .route("/playground/", get(playground::index))
-            .route("/playground/assets/{*file}", get(playground::asset))
-            .route("/", get(|| async { Redirect::temporary("/playground") })),
+            .route("/playground/assets/{*file}", get(playground::asset)),
         false => routes
             .route("/playground", get(playground::turned_off))
             .route("/playground/", get(playground::turned_off))

@@ -1,0 +1,89 @@
+/**
+ * Formatting for people: money (exact, from integer micro-units), token counts, durations and
+ * times, in the language in force.
+ */
+
+/** Micro-units (a decimal integer string, as the API sends `Micros`) as an exact decimal string. */
+export function microsToDecimal(micros: string | number | bigint): string {
+  let value = BigInt(micros);
+  const negative = value < 0n;
+  if (negative) value = -value;
+  const whole = value / 1_000_000n;
+  const fraction = (value % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
+  return `${negative ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`;
+}
+
+/** For charts only (floating point is fine for a bar's height, never for a total). */
+export function microsToNumber(micros: string | number | bigint): number {
+  return Number(BigInt(micros)) / 1_000_000;
+}
+
+/** Sums micro-unit strings exactly. */
+export function sumMicros(values: Iterable<string | number | bigint>): bigint {
+  let total = 0n;
+  for (const v of values) total += BigInt(v);
+  return total;
+}
+
+/** Money in its currency, exact to the micro-unit: at least 2 decimals, at most 6. */
+export function money(micros: string | number | bigint, currency: string | null | undefined, locale: string): string {
+  const decimal = microsToDecimal(micros);
+  const options: Intl.NumberFormatOptions = { minimumFractionDigits: 2, maximumFractionDigits: 6 };
+  if (currency && /^[A-Z]{3}$/.test(currency)) {
+    options.style = 'currency';
+    options.currency = currency;
+    options.currencyDisplay = 'code';
+  }
+  // Intl formats a decimal string exactly (no float on the way).
+  const format = new Intl.NumberFormat(locale, options).format as unknown as (value: string) => string;
+  return format(decimal);
+}
+
+/** A decimal amount typed by a person (`"4.00"`) as micro-units, or null if it is not one. */
+export function decimalToMicros(text: string): string | null {
+  const match = /^\s*(\d{1,12})(?:\.(\d{1,6}))?\s*$/.exec(text);
+  if (!match) return null;
+  return (BigInt(match[1]) * 1_000_000n + BigInt((match[2] ?? '').padEnd(6, '0'))).toString();
+}
+
+export function count(value: number | null | undefined, locale: string): string {
+  return value == null ? '—' : new Intl.NumberFormat(locale).format(value);
+}
+
+export function percent(fraction: number | null | undefined, locale: string): string {
+  return fraction == null
+    ? '—'
+    : new Intl.NumberFormat(locale, { style: 'percent', maximumFractionDigits: 1 }).format(fraction);
+}
+
+export function ms(value: number | null | undefined, locale: string): string {
+  return value == null ? '—' : `${new Intl.NumberFormat(locale).format(value)} ms`;
+}
+
+export function dateTime(iso: string | null | undefined, locale: string): string {
+  if (!iso) return '—';
+  return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'medium' }).format(new Date(iso));
+}
+
+export function time(iso: string | null | undefined, locale: string): string {
+  if (!iso) return '—';
+  return new Intl.DateTimeFormat(locale, { timeStyle: 'medium' }).format(new Date(iso));
+}
+
+/** `YYYY-MM-DD` of a local date. */
+export function isoDay(date: Date): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+}
+
+/** `YYYY-MM` of a local date. */
+export function isoMonth(date: Date): string {
+  return isoDay(date).slice(0, 7);
+}
+
+/** A `datetime-local` input's value as RFC 3339 (UTC), or undefined when empty. */
+export function localInputToIso(value: string): string | undefined {
+  if (!value) return undefined;
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
+}
