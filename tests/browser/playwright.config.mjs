@@ -26,7 +26,8 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: '../../target/debug/cloudbase-ai',
+    // CLOUDBASE_BIN: another build of the server (a git worktree may share one binary).
+    command: process.env.CLOUDBASE_BIN || '../../target/debug/cloudbase-ai',
     url: `${baseURL}/readyz`,
     timeout: 60_000,
     reuseExistingServer: false,
@@ -37,6 +38,8 @@ export default defineConfig({
       CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL: admin.email,
       CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD: admin.password,
       CLOUDBASE_LOG: 'warn',
+      // Set when working on the console: serve its dist/ from disk ([http] console_dir, dev only).
+      ...(process.env.CLOUDBASE_HTTP__CONSOLE_DIR ? { CLOUDBASE_HTTP__CONSOLE_DIR: process.env.CLOUDBASE_HTTP__CONSOLE_DIR } : {}),
     },
   },
 });

@@ -1,6 +1,7 @@
 //! The sections the server itself reads: `[database]`, `[auth]`, `[http]`, `[graphql]`,
 //! `[metrics]` and `[logs]`, each with its defaults.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use cloudbase_schema::services::registration::RegistrationMode;
@@ -136,6 +137,9 @@ pub struct HttpConfig {
     /// Web origins (`https://app.example.com`) whose pages may call `/graphql` and the statement
     /// CSVs from the browser (CORS). Empty (the default): none but this server's own pages.
     pub cors_origins: Vec<String>,
+    /// Serve the console from this folder (a `console/dist` being worked on) instead of the
+    /// copy built into the binary, read again on every request. Only in `dev`; refused in `prod`.
+    pub console_dir: Option<PathBuf>,
 }
 
 impl HttpConfig {
@@ -227,6 +231,7 @@ impl Default for HttpConfig {
             ws_init_timeout_secs: 10,
             ws_max_operations: 100,
             playground: None,
+            console_dir: None,
             cors_origins: Vec::new(),
         }
     }

@@ -44,6 +44,12 @@ impl Config {
                 Some(_) => {}
             }
         }
+        if self.env == Environment::Prod && self.http.console_dir.is_some() {
+            return Err(invalid(
+                "http.console_dir",
+                "serving the console from a folder is for working on it (env = \"dev\") only",
+            ));
+        }
         if self
             .jwt_secret
             .as_ref()

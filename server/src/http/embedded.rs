@@ -117,31 +117,48 @@ fn new_nonce() -> Option<String> {
     }
 }
 
-/// A page's `index.html`, with a nonce for its inline styles when `with_nonce`.
-pub fn index<E: Embed>(headers: &HeaderMap, uri: &Uri, with_nonce: bool) -> Response {
+/// A page's `index.html` (`None`: there is none), with a nonce for its inline styles when
+/// `with_nonce`.
+pub fn index(page: Option<Vec<u8>>, headers: &HeaderMap, uri: &Uri, with_nonce: bool) -> Response {
     let host = origin_host(headers, uri);
     let nonce = with_nonce.then(new_nonce).flatten();
     let csp = policy(host, nonce.as_deref());
-    let Some(page) = E::get("index.html") else {
+    let Some(page) = page else {
         return not_found(&csp);
     };
-    let page = String::from_utf8_lossy(&page.data)
+    let page = String::from_utf8_lossy(&page)
         .replace(NONCE_PLACEHOLDER, nonce.as_deref().unwrap_or_default());
     // A nonce is new each time, and the page names its assets: the page is never stored.
     file("index.html", page.into_bytes(), "no-store", &csp)
 }
 
-/// One of a page's `assets/` files.
-pub fn asset<E: Embed>(name: &str, headers: &HeaderMap, uri: &Uri) -> Response {
+/// The path of an asset called `name` under `assets/`, unless the name could reach outside it.
+pub fn asset_path(name: &str) -> Option<String> {
+    let plain = !name.is_empty()
+        && !name.contains("..")
+        && !name.starts_with('/')
+        && !name.contains('\\')
+        && !name.contains('\0');
+    plain.then(|| format!("assets/{name}"))
+}
+
+/// One of a page's `assets/` files at `path` (from [`asset_path`]); `None`: there is none.
+pub fn asset(path: &str, body: Option<Vec<u8>>, headers: &HeaderMap, uri: &Uri) -> Response {
     let csp = policy(origin_host(headers, uri), None);
-    if name.contains("..") {
-        return not_found(&csp);
-    }
-    let path = format!("assets/{name}");
-    match E::get(&path) {
-        Some(asset) => file(&path, asset.data.into_owned(), "public, max-age=300", &csp),
+    match body {
+        Some(body) => file(path, body, "public, max-age=300", &csp),
         None => not_found(&csp),
     }
+}
+
+/// The 404 of a page's folder.
+pub fn missing(headers: &HeaderMap, uri: &Uri) -> Response {
+    not_found(&policy(origin_host(headers, uri), None))
+}
+
+/// An embedded file's bytes.
+pub fn embedded<E: Embed>(path: &str) -> Option<Vec<u8>> {
+    E::get(path).map(|f| f.data.into_owned())
 }
 
 #[cfg(test)]
@@ -175,6 +192,24 @@ mod tests {
             origin_host(&HeaderMap::new(), &absolute),
             Some("ai.example.com:8443")
         );
+    }
+
+    #[test]
+    fn an_asset_name_cannot_leave_the_assets_folder() {
+        assert_eq!(
+            asset_path("console.js").as_deref(),
+            Some("assets/console.js")
+        );
+        for bad in [
+            "../Cargo.toml",
+            "a/../../b",
+            "/etc/passwd",
+            "a\\b",
+            "",
+            "a\0b",
+        ] {
+            assert_eq!(asset_path(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct HttpState {
     pub ws: WsLimits,
     /// The open WebSockets.
     pub sockets: Arc<sockets::Sockets>,
+    /// `[http] console_dir`: serve the console from this folder (dev only).
+    pub console_dir: Option<Arc<std::path::Path>>,
 }
 
 /// Limits on one WebSocket.
@@ -116,6 +118,7 @@ pub fn router(
             max_message_bytes: config.http.max_body_bytes,
         },
         sockets,
+        console_dir: config.http.console_dir.as_deref().map(Arc::from),
     };
     // What pages of other origins may call from the browser, when `[http] cors_origins` lets them.
     let api = Router::new()

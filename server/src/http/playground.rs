@@ -17,12 +17,20 @@ struct Assets;
 
 /// `GET /playground`
 pub async fn index(headers: HeaderMap, uri: Uri) -> Response {
-    embedded::index::<Assets>(&headers, &uri, true)
+    embedded::index(
+        embedded::embedded::<Assets>("index.html"),
+        &headers,
+        &uri,
+        true,
+    )
 }
 
 /// `GET /playground/assets/{file}`
 pub async fn asset(Path(name): Path<String>, headers: HeaderMap, uri: Uri) -> Response {
-    embedded::asset::<Assets>(&name, &headers, &uri)
+    match embedded::asset_path(&name) {
+        Some(path) => embedded::asset(&path, embedded::embedded::<Assets>(&path), &headers, &uri),
+        None => embedded::missing(&headers, &uri),
+    }
 }
 
 /// `/playground` when `[http] playground` is off.
