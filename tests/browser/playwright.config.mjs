@@ -38,6 +38,9 @@ export default defineConfig({
       CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL: admin.email,
       CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD: admin.password,
       CLOUDBASE_LOG: 'warn',
+      // The mock provider streams mock-echo a delta every 40 ms, so Stop can land mid-stream.
+      CLOUDBASE_PLUGINS__MOCK__PLUGIN: 'mock',
+      CLOUDBASE_PLUGINS__MOCK__SETTINGS__DELAY_MS: '40',
       // Set when working on the console: serve its dist/ from disk ([http] console_dir, dev only).
       ...(process.env.CLOUDBASE_HTTP__CONSOLE_DIR ? { CLOUDBASE_HTTP__CONSOLE_DIR: process.env.CLOUDBASE_HTTP__CONSOLE_DIR } : {}),
     },
