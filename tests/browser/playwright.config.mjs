@@ -26,8 +26,8 @@ export default defineConfig({
     },
   },
   webServer: {
-    // CLOUDBASE_BIN: another build of the server (a git worktree may share one binary).
-    command: process.env.CLOUDBASE_BIN || '../../target/debug/cloudbase-ai',
+    // SERVER_BIN: another build of the server (a git worktree may share one binary).
+    command: process.env.SERVER_BIN || '../../target/debug/cloudbase-ai',
     url: `${baseURL}/readyz`,
     timeout: 60_000,
     reuseExistingServer: false,
