@@ -12,6 +12,7 @@ import { useQuery, useSubscription } from '../../api/hooks';
 import { current, refresh } from '../../api/session';
 import { defineText, useLang, useText } from '../../i18n';
 import { navigate, type Route } from '../../router';
+import type { ChartOptions } from 'chart.js';
 import { ChartView, PALETTE } from '../../ui/charts';
 import { ErrorBox, Field, LiveDot, Loading, Page, Table, type Column } from '../../ui/components';
 import { count, dateTime, isoMonth, microsToNumber, money } from '../../ui/format';
@@ -375,6 +376,19 @@ function barData(rows: Row[], key: (r: Row) => string, label: (k: string) => str
   };
 }
 
+/** Chart options: amounts on the axis and in tooltips as decimals in the series' currency. */
+function moneyAxis(locale: string): ChartOptions<'bar'> {
+  const number = new Intl.NumberFormat(locale, { maximumFractionDigits: 6 });
+  return {
+    scales: { y: { beginAtZero: true, ticks: { callback: (value) => number.format(Number(value)) } } },
+    plugins: {
+      tooltip: {
+        callbacks: { label: (item) => `${item.dataset.label ?? ''} ${number.format(Number(item.parsed.y))}` },
+      },
+    },
+  };
+}
+
 /** Saves a text as a file through a Blob object URL and an <a download>. */
 function saveFile(name: string, blob: Blob) {
   const url = URL.createObjectURL(blob);
@@ -500,6 +514,7 @@ export function Costs({ route }: ViewProps) {
     };
   }, [dayRows, days]);
   const totals = totalsByCurrency(dayRows);
+  const chartOptions = useMemo(() => moneyAxis(locale), [locale]);
   const p = presets();
 
   const amount = (r: { costMicros: string; currency: string | null }) =>
@@ -521,12 +536,18 @@ export function Costs({ route }: ViewProps) {
   ) => {
     const rows = topPerCurrency(query.data?.usage ?? [], TOP_N);
     return (
-      <section className="card" aria-labelledby={id} data-testid={id}>
+      <section className="card costs-card" aria-labelledby={id} data-testid={id}>
         <h2 id={id}>{title}</h2>
         <p className="muted">{t.topN(TOP_N)}</p>
         <ErrorBox error={query.error} onRetry={query.reload} />
         {rows.length > 0 && (
-          <ChartView type="bar" label={t.chartOf(title)} data={barData(rows, keyOf, labelOf)} height={200} />
+          <ChartView
+            type="bar"
+            label={t.chartOf(title)}
+            data={barData(rows, keyOf, labelOf)}
+            options={chartOptions}
+            height={200}
+          />
         )}
         <Table<Row>
           rows={rows}
@@ -555,7 +576,7 @@ export function Costs({ route }: ViewProps) {
 
   return (
     <Page title={t.title} actions={<LiveDot error={callsLive.error} />}>
-      <section className="card" aria-labelledby="costs-range">
+      <section className="card costs-card" aria-labelledby="costs-range">
         <h2 id="costs-range" className="sr-only">
           {t.range}
         </h2>
@@ -594,7 +615,7 @@ export function Costs({ route }: ViewProps) {
 
       {!rangeError && (
         <>
-          <section className="card" aria-labelledby="costs-by-day" data-testid="costs-by-day">
+          <section className="card costs-card" aria-labelledby="costs-by-day" data-testid="costs-by-day">
             <div className="costs-head">
               <h2 id="costs-by-day">{t.byDay}</h2>
               <div className="costs-total" data-testid="costs-total">
@@ -612,7 +633,7 @@ export function Costs({ route }: ViewProps) {
             </div>
             <ErrorBox error={byDay.error} onRetry={byDay.reload} />
             <Loading show={byDay.loading && !byDay.data} />
-            <ChartView type="bar" label={t.chartDay} data={dayChart} />
+            <ChartView type="bar" label={t.chartDay} data={dayChart} options={chartOptions} />
           </section>
           <div className="grid-2">
             {breakdown(
@@ -629,7 +650,7 @@ export function Costs({ route }: ViewProps) {
         </>
       )}
 
-      <section className="card" aria-labelledby="costs-budgets" data-testid="costs-budgets">
+      <section className="card costs-card" aria-labelledby="costs-budgets" data-testid="costs-budgets">
         <h2 id="costs-budgets">{t.budgets}</h2>
         <ErrorBox error={budgets.error} onRetry={budgets.reload} />
         <Loading show={budgets.loading && !budgets.data} />
@@ -667,7 +688,7 @@ export function Costs({ route }: ViewProps) {
         )}
       </section>
 
-      <section className="card" aria-labelledby="costs-statement" data-testid="costs-statement">
+      <section className="card costs-card" aria-labelledby="costs-statement" data-testid="costs-statement">
         <h2 id="costs-statement">{t.statement}</h2>
         <div className="row">
           <Field label={t.month}>
@@ -741,7 +762,7 @@ function Meter({ budget, label, locale }: { budget: Budget; label: (pct: string)
         role="meter"
         aria-valuemin={0}
         aria-valuemax={100}
-        aria-valuenow={Math.round(spent + reserved)}
+        aria-valuenow={Math.round((spent + reserved) * 10) / 10}
         aria-label={label(pct)}
       >
         <span className="meter-spent" style={{ width: `${spent}%` }} />

@@ -344,7 +344,7 @@ export function Overview({ route }: ViewProps) {
       </Tiles>
       {s && <p className="muted overview-since">{t.since(dateTime(s.since, locale))}</p>}
 
-      <section className="card" aria-labelledby="overview-providers">
+      <section className="card overview-card" aria-labelledby="overview-providers">
         <h2 id="overview-providers">{t.providers}</h2>
         <Table<ProviderHealth>
           rows={s?.providers ?? []}
@@ -362,7 +362,7 @@ export function Overview({ route }: ViewProps) {
       </section>
 
       <div className="grid-2">
-        <section className="card" aria-labelledby="overview-calls">
+        <section className="card overview-card" aria-labelledby="overview-calls">
           <div className="overview-feed-head">
             <h2 id="overview-calls">{t.liveCalls}</h2>
             <LiveDot error={callsLive.error} />
@@ -391,7 +391,7 @@ export function Overview({ route }: ViewProps) {
             </ul>
           )}
         </section>
-        <section className="card" aria-labelledby="overview-alerts">
+        <section className="card overview-card" aria-labelledby="overview-alerts">
           <div className="overview-feed-head">
             <h2 id="overview-alerts">{t.liveAlerts}</h2>
             <LiveDot error={alertsLive.error} />
