@@ -180,6 +180,31 @@ test('another client’s chat shows live in the overview and the cost dashboard,
   expect(totals.map((f) => ({ currency: f[3], costMicros: decimalToMicros(f[8]).toString(), requests: Number(f[4]) }))).toEqual(
     statement.totals,
   );
+
+  // A stale access token: the download is refused once (401), refreshes the session and succeeds.
+  expect(problems()).toEqual([]);
+  const statuses = [];
+  page.on('response', (r) => {
+    if (r.url().includes('/statements/')) statuses.push(r.status());
+  });
+  const stale = await page.evaluate(() => {
+    const key = 'cloudbase.console.session';
+    const session = JSON.parse(localStorage.getItem(key));
+    session.accessToken = `stale${session.accessToken}`;
+    localStorage.setItem(key, JSON.stringify(session));
+    return session.accessToken;
+  });
+  const [again] = await Promise.all([
+    page.waitForEvent('download', { timeout: 10_000 }),
+    statementCard.getByRole('button', { name: 'Download CSV' }).click(),
+  ]);
+  expect(readFileSync(await again.path(), 'utf8').trim().split('\n')).toEqual(csv);
+  expect(statuses).toEqual([401, 200]);
+  const renewed = await page.evaluate(() => JSON.parse(localStorage.getItem('cloudbase.console.session')).accessToken);
+  expect(renewed).not.toBe(stale);
+  // The browser logs the refused request itself; nothing else may be logged.
+  expect(problems()).toEqual(['Failed to load resource: the server responded with a status of 401 (Unauthorized)']);
+  problems().length = 0;
   await expectAccessible(page, 'costs (en)');
   await screenshot(page, 'costs-en');
 
@@ -200,6 +225,12 @@ test('both pages in Chinese, and a bad range is refused', async ({ page, request
   await expect(page.getByRole('heading', { name: '服务商健康状况' })).toBeVisible();
   await expect(page.locator('.tile-label', { hasText: '本月花费' })).toBeVisible();
   await expect(page.getByRole('heading', { name: '实时调用' })).toBeVisible();
+  // The window is kept in the URL and asks the server for that window.
+  const asked = page.waitForRequest((r) => r.url().endsWith('/graphql') && r.postDataJSON()?.variables?.windowMinutes === 1440);
+  await page.getByLabel('时间窗口').selectOption('1440');
+  await asked;
+  await expect(page).toHaveURL(/#\/overview\?window=1440$/);
+  await expect(page.getByLabel('时间窗口')).toHaveValue('1440');
   await expectAccessible(page, 'overview (zh)');
   await screenshot(page, 'overview-zh');
 
