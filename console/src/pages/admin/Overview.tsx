@@ -275,6 +275,8 @@ export function Overview({ route }: ViewProps) {
       setCalls((list) => {
         const at = list.findIndex((x) => x.id === call.id);
         if (at >= 0) {
+          // A late PENDING never hides the call's end.
+          if (call.status === 'PENDING' && list[at].status !== 'PENDING') return list;
           const next = list.slice();
           next[at] = call;
           return next;
