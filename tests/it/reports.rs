@@ -244,3 +244,59 @@ async fn monthly_statements_as_graphql_and_csv() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+/// A page's "today" is the server's: `reportCalendar` names the zone days are counted in, and a
+/// call made now is on its `today` in the usage report, in a zone far ahead of UTC and in one
+/// far behind it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_report_calendar_is_the_one_reports_count_days_in() {
+    for zone in ["Pacific/Kiritimati", "Pacific/Pago_Pago"] {
+        let app = TestApp::spawn_with(|c| {
+            c.budgets.timezone = zone.into();
+            c.plugins
+                .insert("mock".into(), instance("mock", json!({}), &[]));
+        })
+        .await;
+        let (user, _, _) = app
+            .register("calendar@example.com", "calendar-password")
+            .await;
+        let calendar = app
+            .gql_ok(
+                Some(&user),
+                "{ reportCalendar { timeZone today month } }",
+                json!({}),
+            )
+            .await["reportCalendar"]
+            .clone();
+        assert_eq!(calendar["timeZone"], zone);
+        let today = calendar["today"].as_str().unwrap().to_owned();
+        assert_eq!(calendar["month"], today[..7], "{calendar}");
+        let expected = chrono::Utc::now()
+            .with_timezone(&zone.parse::<chrono_tz::Tz>().unwrap())
+            .date_naive()
+            .to_string();
+        assert_eq!(today, expected, "{zone}");
+        app.gql_ok(
+            Some(&user),
+            &chat_query(),
+            json!({"input": {"provider": "mock", "model": "mock-fast", "message": "which day is it?"}}),
+        )
+        .await;
+        let rows = app
+            .gql_ok(
+                Some(&user),
+                "query($r: DateRange!) { myUsage(range: $r, groupBy: [DAY]) { day requests } }",
+                json!({"r": {"from": today, "to": today}}),
+            )
+            .await;
+        assert_eq!(
+            rows["myUsage"],
+            json!([{"day": today, "requests": 1}]),
+            "{zone}"
+        );
+        let anonymous = app
+            .gql(None, "{ reportCalendar { timeZone } }", json!({}))
+            .await;
+        assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+    }
+}

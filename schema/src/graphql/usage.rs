@@ -1,6 +1,6 @@
 //! Usage reports (`usage`, `myUsage`) and monthly statements, from the daily rollups.
 
-use async_graphql::{Context, ID, InputObject, Object};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::NaiveDate;
 
 use super::ContextExt;
@@ -113,8 +113,33 @@ pub struct UsageFilter {
 #[derive(Default)]
 pub struct UsageQuery;
 
+/// How reports, statements and budget periods count days on this server.
+#[derive(SimpleObject)]
+pub struct ReportCalendar {
+    /// The IANA time zone days are counted in (`[budgets] timezone`), e.g. `Asia/Shanghai`.
+    pub time_zone: String,
+    /// Today in that zone.
+    pub today: NaiveDate,
+    /// This month in that zone, `YYYY-MM`.
+    pub month: String,
+}
+
 #[Object]
 impl UsageQuery {
+    /// The time zone reports count days in, and today's date there (any signed-in user), so a
+    /// page's "today" and "this month" are the server's.
+    async fn report_calendar(&self, ctx: &Context<'_>) -> Result<ReportCalendar, Error> {
+        ctx.viewer()?;
+        let app = ctx.app()?;
+        let zone = app.budgets.timezone;
+        let today = app.now().and_utc().with_timezone(&zone).date_naive();
+        Ok(ReportCalendar {
+            time_zone: zone.name().to_owned(),
+            today,
+            month: today.format("%Y-%m").to_string(),
+        })
+    }
+
     /// Everyone's usage (admin only), grouped by any of day, user, provider and model.
     async fn usage(
         &self,
