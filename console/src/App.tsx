@@ -6,11 +6,14 @@
  */
 import { useEffect, useState, type ComponentType } from 'react';
 import { request } from './api/client';
+import { REPORT_CALENDAR, setServerZone } from './api/calendar';
+import { useQuery } from './api/hooks';
 import { gql } from './api/gql';
 import { clear, current, onChange, type Session } from './api/session';
 import { common } from './i18n/common';
 import { LANGS, useLang, useText, type Lang } from './i18n';
 import { href, navigate, useRoute, type Route } from './router';
+import { Loading } from './ui/components';
 import { Login } from './pages/Login';
 import { Register } from './pages/Register';
 import { Overview } from './pages/admin/Overview';
@@ -114,6 +117,10 @@ function Shell({ session, active, children }: { session: Session; active: string
   const t = useText(common);
   const { lang, setLang } = useLang();
   const isAdmin = session.user.role === 'ADMIN';
+  // The server's calendar first: pages count "today" in its zone (the browser's if it fails).
+  const calendar = useQuery<{ reportCalendar: { timeZone: string } }>(REPORT_CALENDAR);
+  if (calendar.data) setServerZone(calendar.data.reportCalendar.timeZone);
+  const ready = !!calendar.data || !!calendar.error;
   const logout = async () => {
     await request(LOGOUT).catch(() => undefined);
     clear('logout');
@@ -165,7 +172,7 @@ function Shell({ session, active, children }: { session: Session; active: string
         <ul>{USER_VIEWS.map(link)}</ul>
       </nav>
       <main id="main" tabIndex={-1}>
-        {children}
+        {ready ? children : <Loading />}
       </main>
     </div>
   );

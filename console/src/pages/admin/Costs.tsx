@@ -15,7 +15,8 @@ import { navigate, type Route } from '../../router';
 import type { ChartOptions } from 'chart.js';
 import { ChartView, PALETTE } from '../../ui/charts';
 import { ErrorBox, Field, LiveDot, Loading, Page, Table, type Column } from '../../ui/components';
-import { count, dateTime, isoMonth, microsToNumber, money } from '../../ui/format';
+import { count, dateTime, microsToNumber, money } from '../../ui/format';
+import { serverMonth, serverZone } from '../../api/calendar';
 import {
   addDays,
   daySpan,
@@ -42,7 +43,7 @@ const text = defineText({
     lastMonth: 'Last month',
     badRange: 'Pick a first day on or before the last day.',
     tooLong: 'A range may span at most 366 days.',
-    daysNote: 'Days are counted in the server’s configured time zone.',
+    daysNote: (zone: string) => `Days are counted in the server’s time zone, ${zone}.`,
     total: 'Total in range',
     nothing: 'No spend in this range.',
     byDay: 'Spend by day',
@@ -100,7 +101,7 @@ const text = defineText({
     lastMonth: '上月',
     badRange: '开始日期不能晚于结束日期。',
     tooLong: '日期范围最多 366 天。',
-    daysNote: '日期按服务器配置的时区计算。',
+    daysNote: (zone: string) => `日期按服务器时区（${zone}）计算。`,
     total: '范围内合计',
     nothing: '此范围内没有花费。',
     byDay: '每日花费',
@@ -447,7 +448,7 @@ export function Costs({ route }: ViewProps) {
   const byUser = useQuery<{ usage: Row[] }>(BY_USER, { range }, skip);
   const budgets = useQuery<{ budgets: Budget[] }>(BUDGETS);
 
-  const month = route.params.get('month') || isoMonth(new Date());
+  const month = route.params.get('month') || serverMonth();
   const statementUser = route.params.get('user') || undefined;
   const monthOk = /^\d{4}-(0[1-9]|1[0-2])$/.test(month);
   const statement = useQuery<{ statement: Statement }>(STATEMENT, { userId: statementUser, month }, !monthOk);
@@ -605,7 +606,7 @@ export function Costs({ route }: ViewProps) {
             ))}
           </div>
         </div>
-        <p className="muted costs-note">{t.daysNote}</p>
+        <p className="muted costs-note">{t.daysNote(serverZone() ?? '')}</p>
         {rangeError && (
           <p className="error" role="alert">
             {rangeError}

@@ -4,6 +4,7 @@
  */
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { request } from '../../api/client';
+import { serverToday } from '../../api/calendar';
 import { gql } from '../../api/gql';
 import { isoDay, sumMicros } from '../../ui/format';
 
@@ -29,8 +30,9 @@ export function daySpan(from: string, to: string): number {
   return Math.round((b.getTime() - a.getTime()) / 86_400_000) + 1;
 }
 
+/** Today in the server's calendar (see api/calendar.ts). */
 export function today(): string {
-  return isoDay(new Date());
+  return serverToday();
 }
 
 export function monthStart(day: string): string {
