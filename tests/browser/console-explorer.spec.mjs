@@ -167,3 +167,165 @@ test.describe('AI calls explorer', () => {
     noProblems(problems);
   });
 });
+
+const ME = `{ me { id email } }`;
+
+/** The first error code a request with `token` gets, or null when it succeeds. */
+async function errorCode(request, query, token, variables = {}) {
+  const response = await request.post('/graphql', {
+    data: { query, variables },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+  });
+  const body = await response.json();
+  return body.errors?.[0]?.extensions?.code ?? null;
+}
+
+test.describe('Users', () => {
+  test('create a user through the page (weak password refused), then they log in over the API', async ({ page, request }) => {
+    const problems = watch(page);
+    await signIn(page, 'en', '#/users');
+    await expect(page.getByRole('heading', { level: 1, name: 'Users' })).toBeVisible();
+    await expect(page.locator('main tbody')).toContainText(admin.email);
+    await expectAccessible(page, 'users (en)');
+
+    const suffix = Date.now().toString(36);
+    const who = { email: `dana-${suffix}@example.com`, displayName: `Dana ${suffix}`, password: `Quiet-Violet-Harbor-${suffix}` };
+    await page.getByRole('button', { name: 'New user' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Create a user' });
+    await expect(dialog).toBeVisible();
+    await dialog.getByLabel('Email').fill(who.email);
+    await dialog.getByLabel('Display name').fill(who.displayName);
+    await dialog.getByLabel('Password').fill('password123');
+    await dialog.getByRole('button', { name: 'Create' }).click();
+    // The server's reason is shown, with the code's meaning.
+    await expect(dialog.getByRole('alert')).toContainText('too easy to guess');
+    await expect(dialog.getByRole('alert')).toContainText('The input is not valid.');
+    await expectAccessible(page, 'users create dialog (en)');
+    await dialog.getByLabel('Password').fill(who.password);
+    await dialog.getByRole('button', { name: 'Create' }).click();
+    await expect(dialog).toBeHidden();
+    await expect(page.getByRole('status').filter({ hasText: `Created ${who.email}` })).toBeVisible();
+
+    // They can log in over the API, as a plain user.
+    const session = await apiLogin(request, who);
+    const me = await gql(request, `{ me { email displayName role } }`, {}, session.accessToken);
+    expect(me.me).toEqual({ email: who.email, displayName: who.displayName, role: 'USER' });
+
+    // The search finds them (and only them).
+    await page.getByLabel('Search by email or name').fill(who.email);
+    await page.getByRole('button', { name: 'Search' }).click();
+    await expect(page.locator('main tbody tr')).toHaveCount(1);
+    await expect(page.locator('main tbody tr').first()).toContainText(who.displayName);
+    expect(page.url()).toContain(`search=${encodeURIComponent(who.email)}`);
+    await screenshot(page, 'users-en');
+    noProblems(problems);
+  });
+
+  test('disable a user through the page: their API requests are refused; enable them again', async ({ page, request }) => {
+    const problems = watch(page);
+    const root = await apiLogin(request);
+    const erin = await newUser(request, root.accessToken, 'erin');
+    const token = (await apiLogin(request, erin)).accessToken;
+    expect(await errorCode(request, ME, token)).toBeNull();
+
+    await signIn(page, 'en', `#/users?search=${encodeURIComponent(erin.email)}`);
+    const row = page.locator('main tbody tr').filter({ hasText: erin.email });
+    await expect(row).toContainText('Active');
+    // No role change or disabling of yourself.
+    await page.getByLabel('Search by email or name').fill(admin.email);
+    await page.getByRole('button', { name: 'Search' }).click();
+    const self = page.locator('main tbody tr').filter({ hasText: admin.email });
+    await expect(self).toContainText('(you)');
+    await expect(self.getByRole('button')).toHaveCount(0);
+    await expect(self.getByRole('combobox')).toHaveCount(0);
+    await page.getByLabel('Search by email or name').fill(erin.email);
+    await page.getByRole('button', { name: 'Search' }).click();
+
+    await page.getByRole('button', { name: `Disable ${erin.displayName}` }).click();
+    const confirm = page.getByRole('dialog', { name: 'Confirm' });
+    await expect(confirm).toContainText(`Disable ${erin.displayName}?`);
+    // Cancelling changes nothing.
+    await confirm.getByRole('button', { name: 'Cancel' }).click();
+    await expect(confirm).toBeHidden();
+    expect(await errorCode(request, ME, token)).toBeNull();
+    await page.getByRole('button', { name: `Disable ${erin.displayName}` }).click();
+    await confirm.getByRole('button', { name: 'Confirm' }).click();
+    await expect(confirm).toBeHidden();
+    await expect(row).toContainText('Disabled');
+    expect(await errorCode(request, ME, token)).toBe('UNAUTHENTICATED');
+
+    await page.getByRole('button', { name: `Enable ${erin.displayName}` }).click();
+    await confirm.getByRole('button', { name: 'Confirm' }).click();
+    await expect(row).toContainText('Active');
+    const again = await apiLogin(request, erin);
+    expect(await errorCode(request, ME, again.accessToken)).toBeNull();
+
+    // The role, changed through the page, is read back over the API.
+    await row.getByRole('combobox', { name: `Role of ${erin.displayName}` }).selectOption('ADMIN');
+    await expect(page.getByRole('status').filter({ hasText: `${erin.displayName} is now: Administrator.` })).toBeVisible();
+    const read = await gql(request, `query($id: ID!) { user(id: $id) { role } }`, { id: erin.id }, root.accessToken);
+    expect(read.user.role).toBe('ADMIN');
+    noProblems(problems);
+  });
+
+  test('rate limits and budgets set through the page (in Chinese) are read back over the API', async ({ page, request }) => {
+    const problems = watch(page);
+    const root = await apiLogin(request);
+    const finn = await newUser(request, root.accessToken, 'finn');
+    await signIn(page, 'zh', `#/users?search=${encodeURIComponent(finn.email)}`);
+    await expect(page.getByRole('heading', { level: 1, name: '用户' })).toBeVisible();
+    await page.getByRole('link', { name: `打开 ${finn.displayName}` }).click();
+    const detail = page.getByTestId('user-detail');
+    await expect(detail.getByRole('heading', { name: '速率限制' })).toBeVisible();
+    await expect(detail.getByRole('heading', { name: '预算', exact: true })).toBeVisible();
+    await expect(detail).toContainText('没有适用于该用户的预算。');
+
+    // Rate limits: a bad value is refused before the server; then saved and read back.
+    const limits = detail.getByTestId('rate-limits');
+    await limits.getByLabel('每分钟请求数').fill('abc');
+    await limits.getByRole('button', { name: '保存' }).click();
+    await expect(limits.getByRole('alert')).toContainText('请输入不小于 1 的整数');
+    await limits.getByLabel('每分钟请求数').fill('30');
+    await limits.getByLabel('每分钟 Token 数').fill('5000');
+    await limits.getByRole('button', { name: '保存' }).click();
+    await expect(limits.getByRole('status')).toHaveText('已保存');
+    const q = `query($u: ID) { rateLimits(userId: $u) { requestsPerMinute tokensPerMinute } }`;
+    expect((await gql(request, q, { u: finn.id }, root.accessToken)).rateLimits).toEqual({ requestsPerMinute: 30, tokensPerMinute: 5000 });
+    // Emptied: back to the default (120 a minute, no token limit).
+    await limits.getByLabel('每分钟 Token 数').fill('');
+    await limits.getByRole('button', { name: '保存' }).click();
+    await expect.poll(async () => (await gql(request, q, { u: finn.id }, root.accessToken)).rateLimits).toEqual({
+      requestsPerMinute: 30,
+      tokensPerMinute: null,
+    });
+
+    // A budget: created with a decimal limit, edited, deleted.
+    const budgets = detail.getByTestId('budgets');
+    await budgets.getByLabel('周期').selectOption('MONTH');
+    await budgets.getByLabel('额度（金额）').fill('12.5');
+    await budgets.getByRole('button', { name: '创建' }).click();
+    await expect(budgets.getByTestId('budget')).toHaveCount(1);
+    const bq = `query($u: ID) { budgets(userId: $u) { id scope userId period currency limitMicros } }`;
+    let read = (await gql(request, bq, { u: finn.id }, root.accessToken)).budgets;
+    expect(read).toHaveLength(1);
+    expect(read[0]).toMatchObject({ scope: 'USER', userId: finn.id, period: 'MONTH', currency: 'CNY', limitMicros: '12500000' });
+    await expect(budgets.getByTestId('budget-limit')).toHaveText(money('12500000', 'CNY', 'zh-CN'));
+    await expectAccessible(page, 'users detail (zh)');
+    await screenshot(page, 'users-zh');
+
+    await budgets.getByRole('button', { name: '编辑' }).click();
+    await budgets.getByLabel('每月预算的新额度').fill('20.000001');
+    await budgets.getByRole('button', { name: '保存' }).click();
+    await expect(budgets.getByTestId('budget-limit')).toHaveText(money('20000001', 'CNY', 'zh-CN'));
+    read = (await gql(request, bq, { u: finn.id }, root.accessToken)).budgets;
+    expect(read[0].limitMicros).toBe('20000001');
+
+    await budgets.getByRole('button', { name: '删除每月预算' }).click();
+    const confirm = page.getByRole('dialog', { name: '确认' });
+    await expect(confirm).toContainText('确定删除每月预算吗');
+    await confirm.getByRole('button', { name: '确认' }).click();
+    await expect(budgets.getByTestId('budget')).toHaveCount(0);
+    expect((await gql(request, bq, { u: finn.id }, root.accessToken)).budgets).toEqual([]);
+    noProblems(problems);
+  });
+});
