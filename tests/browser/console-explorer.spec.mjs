@@ -329,3 +329,93 @@ test.describe('Users', () => {
     noProblems(problems);
   });
 });
+
+test.describe('Plugins & models', () => {
+  test('the mock plugin is LOADED, schemas and models show; a price added through the page is read back', async ({ page, request }) => {
+    const problems = watch(page);
+    const root = await apiLogin(request);
+    const { plugins } = await gql(request, `{ plugins { name instance status file reason } }`, {}, root.accessToken);
+    const mock = plugins.find((p) => p.instance === 'mock');
+    expect(mock.status).toBe('LOADED');
+
+    await signIn(page, 'en', '#/plugins');
+    await expect(page.getByRole('heading', { level: 1, name: 'Plugins & models' })).toBeVisible();
+    const pluginRows = page.locator('section[aria-labelledby=plugins-title] tbody tr');
+    await expect(pluginRows).toHaveCount(plugins.length);
+    const mockRow = pluginRows.filter({ hasText: mock.file });
+    await expect(mockRow).toContainText('Loaded');
+    await expect(mockRow).toContainText('Mock');
+    await expect(mockRow).toContainText('AI provider');
+    // A plugin that is not loaded says why.
+    const off = plugins.find((p) => p.status !== 'LOADED');
+    if (off) await expect(pluginRows.filter({ hasText: off.file })).toContainText(off.reason);
+    // The settings schema, per row.
+    await mockRow.locator('summary').filter({ hasText: 'Settings schema of mock' }).click();
+    await expect(mockRow.locator('pre')).toContainText('"delay_ms"');
+    const models = page.locator('section[aria-labelledby=models-title] tbody tr');
+    await expect(models.filter({ hasText: 'mock-echo' })).toContainText('32,768');
+
+    // Add a price in force since June.
+    const form = page.getByTestId('add-price');
+    await form.getByLabel('Provider').fill('mock');
+    await form.getByLabel('Model').fill('mock-fast');
+    await form.getByLabel('Input', { exact: true }).fill('0.75');
+    await form.getByLabel('Cached input').fill('0.1x');
+    await form.getByLabel('Output').fill('1.5');
+    await form.getByLabel('In force from').fill('2026-06-01T00:00');
+    await form.getByLabel('Note').fill('browser test price');
+    await form.getByRole('button', { name: 'Add a price' }).click();
+    await expect(form.getByRole('alert')).toContainText('Amounts are decimals');
+    await form.getByLabel('Cached input').fill('0.125');
+    await form.getByRole('button', { name: 'Add a price' }).click();
+    await expect(page.getByRole('status').filter({ hasText: 'Price added for mock / mock-fast.' })).toBeVisible();
+
+    const { prices } = await gql(
+      request,
+      `{ prices(provider: "mock", model: "mock-fast") { id inputPerMtok cachedInputPerMtok outputPerMtok currency effectiveFrom note } }`,
+      {},
+      root.accessToken,
+    );
+    const added = prices.find((p) => p.note === 'browser test price');
+    expect(added).toMatchObject({ inputPerMtok: '750000', cachedInputPerMtok: '125000', outputPerMtok: '1500000', currency: 'CNY' });
+    expect(Date.parse(added.effectiveFrom)).toBe(new Date('2026-06-01T00:00').getTime());
+    // Shown first in its group, marked in force; the demo price under it superseded.
+    const group = page.getByTestId('price-group').filter({ hasText: 'mock-fast' });
+    const rows = group.locator('tbody tr');
+    await expect(rows.first()).toContainText('browser test price');
+    await expect(rows.first()).toContainText('In force');
+    await expect(rows.first()).toContainText(money('750000', 'CNY', 'en-US'));
+    await expect(rows.nth(1)).toContainText('Superseded');
+    await expect(group.getByText('In force', { exact: true })).toHaveCount(1);
+    await expectAccessible(page, 'plugins (en)');
+    await screenshot(page, 'plugins-en');
+    noProblems(problems);
+  });
+
+  test('the page in Chinese', async ({ page, request }) => {
+    const problems = watch(page);
+    await signIn(page, 'zh', '#/plugins');
+    await expect(page.getByRole('heading', { level: 1, name: '插件与模型' })).toBeVisible();
+    await expect(page.getByRole('heading', { level: 2, name: '价格' })).toBeVisible();
+    const mockRow = page.locator('section[aria-labelledby=plugins-title] tbody tr').filter({ hasText: 'libcloudbase_plugin_mock' });
+    await expect(mockRow).toContainText('已加载');
+    await expect(mockRow).toContainText('AI 服务商');
+    const form = page.getByTestId('add-price');
+    await form.getByLabel('服务商').fill('mock');
+    await form.getByLabel('模型').fill('mock-echo');
+    await form.getByLabel('输入', { exact: true }).fill('1');
+    await form.getByLabel('缓存输入').fill('0.5');
+    await form.getByLabel('输出').fill('2');
+    await form.getByLabel('币种').fill('C1');
+    await form.getByLabel('生效时间').fill('2026-06-01T00:00');
+    await form.getByRole('button', { name: '添加价格' }).click();
+    await expect(form.getByRole('alert')).toContainText('请输入三位字母的币种代码');
+    // Refused before the server: no price was added.
+    const root = await apiLogin(request);
+    const { prices } = await gql(request, `{ prices(provider: "mock", model: "mock-echo") { id } }`, {}, root.accessToken);
+    expect(prices).toHaveLength(1);
+    await expectAccessible(page, 'plugins (zh)');
+    await screenshot(page, 'plugins-zh');
+    noProblems(problems);
+  });
+});
