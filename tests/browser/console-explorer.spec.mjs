@@ -146,6 +146,60 @@ test.describe('AI calls explorer', () => {
     noProblems(problems);
   });
 
+  test('pages of 50 by cursor, and the time range', async ({ page, request }) => {
+    const problems = watch(page);
+    const root = await apiLogin(request);
+    const gus = await newUser(request, root.accessToken, 'gus');
+    const token = (await apiLogin(request, gus)).accessToken;
+    const ids = [];
+    for (let i = 0; i < 51; i += 1) {
+      const data = await gql(request, CHAT, { input: { provider: 'mock', model: 'mock-fast', message: `n${i}` } }, token);
+      ids.push(data.chat.aiCall.id);
+    }
+    await signIn(page, 'en', `#/calls?user=${gus.id}`);
+    const rows = page.locator('main tbody tr');
+    await expect(rows).toHaveCount(50);
+    await expect(page.getByRole('button', { name: 'First page' })).toBeDisabled();
+    await page.getByRole('button', { name: 'Next page' }).click();
+    // The oldest call is alone on page 2.
+    await expect(rows).toHaveCount(1);
+    await expect(page.getByRole('button', { name: 'Next page' })).toBeDisabled();
+    await rows.first().click();
+    await expect(page).toHaveURL(new RegExp(`#/calls/${ids[0]}`));
+    await page.getByRole('button', { name: 'First page' }).click();
+    await expect(rows).toHaveCount(50);
+
+    // A range that ends before the calls shows none; one around them shows them all again.
+    const before = new Date(Date.now() - 2 * 86_400_000);
+    const pad = (n) => String(n).padStart(2, '0');
+    const local = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    await page.getByLabel('To').fill(local(before));
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await expect(rows).toHaveCount(1);
+    await expect(rows.first()).toContainText('Nothing here yet.');
+    expect(page.url()).toContain('to=');
+    // A start after the end is refused before the server.
+    await page.getByLabel('From').fill(local(new Date()));
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await expect(page.getByRole('alert')).toContainText('The start must be before the end.');
+    await page.getByLabel('From').fill(local(before));
+    await page.getByLabel('To').fill('');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await expect(rows).toHaveCount(50);
+    expect(page.url()).toContain('from=');
+    // Model: gus only used mock-fast.
+    await page.getByLabel('Model').fill('mock-echo');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await expect(rows).toHaveCount(1);
+    await expect(rows.first()).toContainText('Nothing here yet.');
+    await page.getByLabel('Provider').fill('mock');
+    await page.getByLabel('Model').fill('mock-fast');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await expect(rows).toHaveCount(50);
+    expect(page.url()).toMatch(/provider=mock&model=mock-fast|model=mock-fast/);
+    noProblems(problems);
+  });
+
   test('a call deep link opens its detail, in Chinese', async ({ page, request }) => {
     const problems = watch(page);
     const root = await apiLogin(request);

@@ -192,8 +192,12 @@ export function Plugins(_props: ViewProps) {
         </>
       ),
     },
-    { key: 'instance', title: t.instance, render: (p) => p.instance ?? <span className="muted">{t.library}</span> },
-    { key: 'kind', title: t.kind, render: (p) => (p.kind ? t[p.kind] : '—') },
+    {
+      key: 'instance',
+      title: t.instance,
+      render: (p) => p.instance ?? <span className="muted plugins-nowrap">{t.library}</span>,
+    },
+    { key: 'kind', title: t.kind, render: (p) => <span className="plugins-nowrap">{p.kind ? t[p.kind] : '—'}</span> },
     { key: 'version', title: t.version, render: (p) => p.version ?? '—' },
     {
       key: 'status',
