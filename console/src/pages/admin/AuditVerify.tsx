@@ -1,0 +1,4 @@
+/** "Verify chain" waits for the server's `verifyAuditChain` query. */
+export function VerifyChain() {
+  return null;
+}
