@@ -38,6 +38,8 @@ export default defineConfig({
       CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL: admin.email,
       CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD: admin.password,
       CLOUDBASE_LOG: 'warn',
+      // Notifier instances (`webhook`, `email`) that alert rules can target; they deliver nowhere.
+      CLOUDBASE_CONFIG: new URL('./notifiers.toml', import.meta.url).pathname,
       // Set when working on the console: serve its dist/ from disk ([http] console_dir, dev only).
       ...(process.env.CLOUDBASE_HTTP__CONSOLE_DIR ? { CLOUDBASE_HTTP__CONSOLE_DIR: process.env.CLOUDBASE_HTTP__CONSOLE_DIR } : {}),
     },

@@ -318,7 +318,7 @@ export function Usage({ route }: ViewProps) {
         <Tile label={t.totalRequests} value={count(requests, locale)} />
         <Tile label={t.totalTokens} value={count(tokens, locale)} />
       </Tiles>
-      <div className="grid-2">
+      <div className="stack">
         <section className="card" aria-labelledby="usage-by-day">
           <h2 id="usage-by-day">{t.byDay}</h2>
           <Loading show={byDay.loading && !byDay.data} />
