@@ -6,7 +6,7 @@
 #   dist/index.html
 #   dist/assets/console.js
 #   dist/assets/console.css
-# Needs the server's SDL: `cloudbase-ai schema` output in $CLOUDBASE_SDL, or a built binary at
+# Needs the server's SDL: `cloudbase-ai schema` output in $CONSOLE_SDL, or a built binary at
 # target/debug/cloudbase-ai (see check-documents.mjs).
 set -euo pipefail
 

@@ -3,7 +3,7 @@
 //
 // A document is a gql`...` template in src/ (no interpolation allowed: the text is the document).
 // Each must parse, hold exactly one named operation, and pass graphql-js `validate` against the
-// SDL that `cloudbase-ai schema` prints. The SDL comes from $CLOUDBASE_SDL (a file) when set, else
+// SDL that `cloudbase-ai schema` prints. The SDL comes from $CONSOLE_SDL (a file) when set, else
 // from the debug or release binary in ../target.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -13,12 +13,12 @@ import { buildSchema, parse, validate, Kind } from 'graphql';
 const here = new URL('.', import.meta.url).pathname;
 
 function sdl() {
-  if (process.env.CLOUDBASE_SDL) return readFileSync(process.env.CLOUDBASE_SDL, 'utf8');
+  if (process.env.CONSOLE_SDL) return readFileSync(process.env.CONSOLE_SDL, 'utf8');
   for (const profile of ['debug', 'release']) {
     const bin = join(here, '..', 'target', profile, 'cloudbase-ai');
     if (existsSync(bin)) return execFileSync(bin, ['schema'], { encoding: 'utf8' });
   }
-  throw new Error('no SDL: set CLOUDBASE_SDL or build the server (cargo build -p cloudbase-server)');
+  throw new Error('no SDL: set CONSOLE_SDL or build the server (cargo build -p cloudbase-server)');
 }
 
 function* files(dir) {

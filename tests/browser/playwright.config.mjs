@@ -26,8 +26,8 @@ export default defineConfig({
     },
   },
   webServer: {
-    // CLOUDBASE_BIN: another build of the server (a git worktree may share one binary).
-    command: process.env.CLOUDBASE_BIN || '../../target/debug/cloudbase-ai',
+    // SERVER_BIN: another build of the server (a git worktree may share one binary).
+    command: process.env.SERVER_BIN || '../../target/debug/cloudbase-ai',
     url: `${baseURL}/readyz`,
     timeout: 60_000,
     reuseExistingServer: false,
@@ -38,6 +38,9 @@ export default defineConfig({
       CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL: admin.email,
       CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD: admin.password,
       CLOUDBASE_LOG: 'warn',
+      // The mock provider streams mock-echo a delta every 40 ms, so Stop can land mid-stream.
+      CLOUDBASE_PLUGINS__MOCK__PLUGIN: 'mock',
+      CLOUDBASE_PLUGINS__MOCK__SETTINGS__DELAY_MS: '40',
       // Notifier instances (`webhook`, `email`) that alert rules can target; they deliver nowhere.
       CLOUDBASE_CONFIG: new URL('./notifiers.toml', import.meta.url).pathname,
       // Set when working on the console: serve its dist/ from disk ([http] console_dir, dev only).

@@ -13,7 +13,7 @@
 //! - [`pages`]: the playground and health probes.
 //! - [`config`]: configuration loading and its errors.
 //! - [`edges`]: the hardened edges: client addresses behind proxies, users' webhooks that
-//!   redirect, no schema hints in production, the playground's policy and token storage.
+//!   redirect, no schema hints in production, the playground's and the console's policy.
 //! - [`plugins`]: loading, robustness, notifications, and Kimi against a local upstream.
 //! - [`chat`], [`conversations`]: AI calls plain and streamed, records, prices, history.
 //! - [`budgets`], [`reports`]: budgets that cannot be overspent, rollups, reports, statements.

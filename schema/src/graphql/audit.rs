@@ -1,6 +1,7 @@
 //! The audit trail in GraphQL: the [`Audit`] extension records every executed mutation field
 //! (so no resolver records anything by hand), and admins read it with `auditLog` and see how far
-//! its hash chain is linked with `auditChain`.
+//! its hash chain is linked with `auditChain`, and re-check it in bounded steps with
+//! `verifyAuditChain`.
 
 use std::sync::{Arc, Mutex};
 
@@ -220,6 +221,27 @@ pub struct AuditChain {
     pub oldest_unchained_age_ms: i64,
 }
 
+/// One bounded step of checking the audit hash chain.
+#[derive(SimpleObject)]
+pub struct AuditVerification {
+    /// The step started after this position (trusting that row's stored hash; 0 trusts nothing).
+    pub after_seq: i64,
+    /// The last position that checked out: the next step's `afterSeq`.
+    pub last_seq: i64,
+    /// Rows this step checked and found sound.
+    pub checked_rows: i64,
+    /// No break found in this step.
+    pub intact: bool,
+    /// The first position that does not check out.
+    pub broken_at_seq: Option<i64>,
+    /// Why it does not.
+    pub reason: Option<String>,
+    /// The chain head's position when the step began.
+    pub head_seq: i64,
+    /// Nothing is left to check: the head was reached, or a break was found.
+    pub done: bool,
+}
+
 /// What `auditLog` may filter on.
 #[derive(InputObject, Default)]
 pub struct AuditLogFilter {
@@ -280,6 +302,29 @@ impl AuditQuery {
             unchained_rows: status.tail.rows,
             oldest_unchained_at: status.tail.oldest_at.map(|t| t.and_utc()),
             oldest_unchained_age_ms: status.tail.oldest_age_ms(app.now()),
+        })
+    }
+
+    /// Re-checks the audit hash chain in bounded steps (admin only): at most `limit` (1–10000)
+    /// linked rows after position `afterSeq`, each linking to the one before and hashing to its
+    /// stored hash, and the head agreeing once it is reached. Call again with `afterSeq` =
+    /// `lastSeq` until `done`. `cloudbase-ai audit verify` checks the whole chain at once.
+    async fn verify_audit_chain(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 0)] after_seq: i64,
+        #[graphql(default = 5000)] limit: i64,
+    ) -> Result<AuditVerification, Error> {
+        let report = audit::verify_range(ctx.app()?, ctx.viewer()?, after_seq, limit).await?;
+        Ok(AuditVerification {
+            after_seq: report.after_seq,
+            last_seq: report.last_seq,
+            checked_rows: report.last_seq - report.after_seq,
+            intact: report.broken.is_none(),
+            broken_at_seq: report.broken.as_ref().map(|(seq, _)| *seq),
+            done: report.broken.is_some() || report.last_seq >= report.head_seq,
+            reason: report.broken.map(|(_, reason)| reason),
+            head_seq: report.head_seq,
         })
     }
 }

@@ -258,6 +258,109 @@ async fn tampering_breaks_the_chain() {
     ));
 }
 
+const VERIFY_STEP: &str = "query($after: Int!, $limit: Int!) {
+  verifyAuditChain(afterSeq: $after, limit: $limit) {
+    afterSeq lastSeq checkedRows intact brokenAtSeq reason headSeq done
+  }
+}";
+
+/// The console's "verify chain": bounded steps that page along the chain, find an edit and a
+/// removed tail row, refuse limits out of range, and are for admins only.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_checks_the_chain_in_bounded_steps() {
+    let app = TestApp::spawn_with(fast_chainer).await;
+    let admin = app.admin_token().await;
+    let (user, _, _) = app.register("steps0@example.com", "steps-password").await;
+    for i in 1..6 {
+        app.register(&format!("steps{i}@example.com"), "steps-password")
+            .await;
+    }
+    wait_chained(&app).await;
+    let step = |after: i64, limit: i64| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            app.gql_ok(
+                Some(&admin),
+                VERIFY_STEP,
+                json!({ "after": after, "limit": limit }),
+            )
+            .await["verifyAuditChain"]
+                .clone()
+        }
+    };
+    // The admin's login and six registrations: seven rows, walked three at a time.
+    let mut after = 0;
+    let mut steps = Vec::new();
+    loop {
+        let s = step(after, 3).await;
+        assert_eq!(s["intact"], true, "{s}");
+        assert_eq!(s["headSeq"], 7, "{s}");
+        steps.push((
+            s["afterSeq"].as_i64().unwrap(),
+            s["lastSeq"].as_i64().unwrap(),
+            s["checkedRows"].as_i64().unwrap(),
+        ));
+        after = s["lastSeq"].as_i64().unwrap();
+        if s["done"] == true {
+            break;
+        }
+        assert!(steps.len() < 10, "the walk does not end: {steps:?}");
+    }
+    assert_eq!(steps, vec![(0, 3, 3), (3, 6, 3), (6, 7, 1)]);
+
+    // An edited row is found by the step that covers it, not by the ones before it.
+    app.sql("UPDATE audit_log SET outcome = 'FORBIDDEN' WHERE seq = 5")
+        .await;
+    assert_eq!(step(0, 3).await["intact"], true);
+    let broken = step(3, 3).await;
+    assert_eq!(
+        (
+            &broken["intact"],
+            &broken["brokenAtSeq"],
+            &broken["lastSeq"],
+            &broken["done"]
+        ),
+        (&json!(false), &json!(5), &json!(4), &json!(true)),
+        "{broken}"
+    );
+    assert!(
+        broken["reason"].as_str().unwrap().contains("edited"),
+        "{broken}"
+    );
+    app.sql("UPDATE audit_log SET outcome = 'OK' WHERE seq = 5")
+        .await;
+    assert_eq!(step(3, 3).await["intact"], true);
+
+    // A removed last row: the head says more were linked.
+    app.sql("DELETE FROM audit_log WHERE seq = 7").await;
+    let removed = step(6, 10).await;
+    assert_eq!(removed["brokenAtSeq"], 7, "{removed}");
+    assert!(
+        removed["reason"].as_str().unwrap().contains("removed"),
+        "{removed}"
+    );
+
+    // Out of range, and not an admin.
+    for (after, limit) in [(0, 0), (0, 10_001), (-1, 10), (8, 10)] {
+        let body = app
+            .gql(
+                Some(&admin),
+                VERIFY_STEP,
+                json!({ "after": after, "limit": limit }),
+            )
+            .await;
+        assert_eq!(
+            error_code(&body),
+            "BAD_USER_INPUT",
+            "{after} {limit}: {body}"
+        );
+    }
+    let body = app
+        .gql(Some(&user), VERIFY_STEP, json!({ "after": 0, "limit": 10 }))
+        .await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+}
+
 /// Turning a chained row back into an unchained one (to edit it and have it linked afresh)
 /// leaves a hole where it was.
 #[tokio::test(flavor = "multi_thread")]

@@ -4,7 +4,9 @@
 //! - [`webhooks`]: users' webhooks that answer with a redirect.
 //! - [`suggestions`]: no schema hints in validation errors in production.
 //! - [`playground`]: the playground's headers, its switch, and where it keeps the token.
+//! - [`console`]: the console's headers, `/` leading to it, and its folder in `dev`.
 
+mod console;
 mod playground;
 mod proxies;
 mod suggestions;

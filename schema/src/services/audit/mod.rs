@@ -28,7 +28,9 @@ use crate::db::audit::{self as queries, Filter};
 use crate::db::models::{AuditRow, NewAuditRow};
 
 pub use chainer::{ChainSettings, chain_hash};
-pub use check::{ChainStatus, Report, Tail, Verdict, status, verify};
+pub use check::{
+    ChainStatus, MAX_RANGE, RangeReport, Report, Tail, Verdict, status, verify, verify_range,
+};
 pub use secrets::{REDACTED, redact};
 
 /// One executed mutation field, as the extension saw it.
