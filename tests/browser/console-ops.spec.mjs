@@ -225,11 +225,24 @@ test('audit: a mutation made over the API is listed with its redacted arguments,
   expect(chain.chainedRows).toBeGreaterThan(2);
   await expect(page.getByText(chain.headHash)).toBeVisible();
 
+  // Verify chain: the server re-checks every linked row; the page shows how far and the verdict.
+  await page.getByRole('button', { name: 'Verify chain' }).click();
+  const verdict = page.locator('.verdict');
+  await expect(verdict).toHaveText(/^Intact: \d+ rows checked, every hash matches\.$/);
+  const checked = Number((await verdict.textContent()).match(/\d+/)[0]);
+  const head = (await gql(request, '{ verifyAuditChain { headSeq intact done } }', {}, token)).verifyAuditChain;
+  expect(head.intact).toBe(true);
+  expect(checked).toBeGreaterThanOrEqual(chain.chainedRows);
+  expect(checked).toBeLessThanOrEqual(head.headSeq);
+  await expect(page.getByText(new RegExp(`^Checked up to row \\d+ of \\d+$`))).toBeVisible();
+  await expect(page.locator('progress')).toHaveAttribute('value', /\d+/);
   await expectAccessible(page, 'audit (en)');
   await screenshot(page, 'audit-en');
   await switchLang(page, 'zh');
   await expect(page.getByRole('heading', { name: '哈希链' })).toBeVisible();
   await expect(page.getByText('已入链记录')).toBeVisible();
+  await expect(page.getByRole('button', { name: '校验哈希链' })).toBeVisible();
+  await expect(page.locator('.verdict')).toHaveText(/^完好：已校验 \d+ 条，哈希全部一致。$/);
   await expectAccessible(page, 'audit (zh)');
   await screenshot(page, 'audit-zh');
   expectClean(problems);
