@@ -204,16 +204,23 @@ test('audit: a mutation made over the API is listed with its redacted arguments,
   const created = table.getByRole('row').filter({ hasText: 'createUser' });
   await expect(created.first()).toBeVisible();
   await created.first().click();
-  const detail = page.getByRole('complementary', { name: 'Row' });
+  const detail = page.getByRole('dialog', { name: 'Audit row' });
   await expect(detail).toContainText(user.email);
   await expect(detail).toContainText('[REDACTED]');
   await expect(detail).not.toContainText(user.password);
+  await detail.getByRole('button', { name: 'Close' }).click();
+  await expect(detail).toBeHidden();
 
   await page.getByLabel('Mutation').fill('setRateLimits');
   await page.getByRole('button', { name: 'Apply' }).click();
-  await table.getByRole('row').filter({ hasText: 'setRateLimits' }).click();
+  // Keyboard: a row opens with Enter, the dialog closes with Escape.
+  await table.getByRole('row').filter({ hasText: 'setRateLimits' }).focus();
+  await page.keyboard.press('Enter');
   await expect(detail).toContainText('"requestsPerMinute": 77');
   await expect(detail).toContainText(user.id);
+  await expect(detail).toContainText(/Hash\s*[0-9a-f]{64}/);
+  await page.keyboard.press('Escape');
+  await expect(detail).toBeHidden();
 
   // The chain links rows moments after they are written: once linked, the row shows it, with its hash.
   await expect
@@ -301,6 +308,10 @@ test('usage: a chat made over the API shows by model and in the statement with i
   );
   const both = (BigInt(costMicros) + BigInt(second.chat.aiCall.costMicros)).toString();
   await expect(budgets).toContainText(`${money(both, currency, 'en-US')} of`);
+  // ...and so do the reports.
+  await expect(row).toContainText(money(both, currency, 'en-US'));
+  await expect(row.getByRole('cell').nth(1)).toHaveText('2');
+  await expect(statement.getByRole('table', { name: 'Totals' }).getByRole('row').filter({ hasText: currency })).toContainText(money(both, currency, 'en-US'));
 
   await expect(page.getByRole('region', { name: 'My rate limits' })).toContainText('120');
   await expectAccessible(page, 'usage (en)');

@@ -9,7 +9,7 @@ import { useQuery } from '../../api/hooks';
 import { common } from '../../i18n/common';
 import { defineText, useLang, useText } from '../../i18n';
 import { navigate } from '../../router';
-import { Badge, ErrorBox, Field, Loading, Page, Pager, Table, Tile, Tiles, usePager } from '../../ui/components';
+import { Badge, Dialog, ErrorBox, Field, Loading, Page, Pager, Table, Tile, Tiles, usePager, type Column } from '../../ui/components';
 import { count, dateTime, localInputToIso, ms } from '../../ui/format';
 import { VerifyChain } from './AuditVerify';
 import '../ops.css';
@@ -40,14 +40,13 @@ const text = defineText({
     anonymous: 'anonymous',
     ip: 'Client IP',
     requestId: 'Request id',
-    details: 'Row',
+    details: 'Audit row',
     arguments: 'Arguments (redacted)',
     operation: 'Operation',
     userAgent: 'User agent',
     prevHash: 'Previous hash',
     hash: 'Hash',
     notLinked: 'not linked yet',
-    pickOne: 'Select a row to see its arguments and hashes.',
   },
   zh: {
     title: '审计',
@@ -74,14 +73,13 @@ const text = defineText({
     anonymous: '匿名',
     ip: '客户端 IP',
     requestId: '请求 ID',
-    details: '记录详情',
+    details: '审计记录详情',
     arguments: '参数（已脱敏）',
     operation: '操作名',
     userAgent: 'User-Agent',
     prevHash: '前一哈希',
     hash: '哈希',
     notLinked: '尚未入链',
-    pickOne: '选择一条记录以查看其参数和哈希。',
   },
 });
 
@@ -187,6 +185,35 @@ export function Audit({ route }: ViewProps) {
     chain.reload();
   };
   const ch = chain.data?.auditChain;
+  const COLUMNS: Column<AuditEntry>[] = [
+              {
+                key: 'chained',
+                title: t.chained,
+                render: (r) => (r.chained ? <Badge tone="ok">{t.chained}</Badge> : <Badge tone="muted">{t.pending}</Badge>),
+              },
+              { key: 'seq', title: t.seq, numeric: true, render: (r) => r.seq ?? '—' },
+              { key: 'at', title: t.at, render: (r) => <span className="nowrap">{dateTime(r.at, locale)}</span> },
+              { key: 'field', title: t.field, render: (r) => <code>{r.field}</code> },
+              {
+                key: 'actor',
+                title: t.actor,
+                render: (r) =>
+                  r.actorId ? (
+                    <span title={r.actorRole ?? undefined}>
+                      <code>{r.actorId.slice(0, 13)}…</code> {r.actorRole && <span className="muted">{r.actorRole}</span>}
+                    </span>
+                  ) : (
+                    <span className="muted">{t.anonymous}</span>
+                  ),
+              },
+              {
+                key: 'outcome',
+                title: t.outcome,
+                render: (r) => <Badge tone={r.outcome === 'OK' ? 'ok' : 'bad'}>{r.outcome}</Badge>,
+              },
+              { key: 'ip', title: t.ip, render: (r) => r.clientIp ?? '—' },
+              { key: 'req', title: t.requestId, render: (r) => <code title={r.requestId}>{r.requestId.slice(-12)}</code> },
+            ];
 
   return (
     <Page
@@ -234,54 +261,19 @@ export function Audit({ route }: ViewProps) {
         </button>
       </form>
       <ErrorBox error={log.error} onRetry={log.reload} />
-      <div className="split">
-        <div>
-          <Loading show={log.loading && !log.data} />
-          <Table<AuditEntry>
-            caption={t.title}
-            rows={log.data?.auditLog.nodes ?? []}
-            rowKey={(r) => r.id}
-            selected={selected?.id}
-            onRowClick={(r) => setSelected(selected?.id === r.id ? undefined : r)}
-            columns={[
-              {
-                key: 'chained',
-                title: t.chained,
-                render: (r) => (r.chained ? <Badge tone="ok">{t.chained}</Badge> : <Badge tone="muted">{t.pending}</Badge>),
-              },
-              { key: 'seq', title: t.seq, numeric: true, render: (r) => r.seq ?? '—' },
-              { key: 'at', title: t.at, render: (r) => <span className="nowrap">{dateTime(r.at, locale)}</span> },
-              { key: 'field', title: t.field, render: (r) => <code>{r.field}</code> },
-              {
-                key: 'actor',
-                title: t.actor,
-                render: (r) =>
-                  r.actorId ? (
-                    <span title={r.actorRole ?? undefined}>
-                      <code>{r.actorId.slice(0, 13)}…</code> {r.actorRole && <span className="muted">{r.actorRole}</span>}
-                    </span>
-                  ) : (
-                    <span className="muted">{t.anonymous}</span>
-                  ),
-              },
-              {
-                key: 'outcome',
-                title: t.outcome,
-                render: (r) => <Badge tone={r.outcome === 'OK' ? 'ok' : 'bad'}>{r.outcome}</Badge>,
-              },
-              { key: 'ip', title: t.ip, render: (r) => r.clientIp ?? '—' },
-              { key: 'req', title: t.requestId, render: (r) => <code title={r.requestId}>{r.requestId.slice(-12)}</code> },
-            ]}
-          />
-          <Pager
-            pager={pager}
-            hasNext={!!log.data?.auditLog.pageInfo.hasNextPage}
-            endCursor={log.data?.auditLog.pageInfo.endCursor}
-          />
-        </div>
-        <aside className="card detail" aria-label={t.details}>
-          <h2>{t.details}</h2>
-          {selected ? (
+      <Loading show={log.loading && !log.data} />
+      <Table<AuditEntry>
+        caption={t.title}
+        rows={log.data?.auditLog.nodes ?? []}
+        rowKey={(r) => r.id}
+        selected={selected?.id}
+        onRowClick={(r) => setSelected(r)}
+        columns={COLUMNS}
+      />
+      <Pager pager={pager} hasNext={!!log.data?.auditLog.pageInfo.hasNextPage} endCursor={log.data?.auditLog.pageInfo.endCursor} />
+      <Dialog open={!!selected} title={t.details} onClose={() => setSelected(undefined)}>
+        {selected && (
+          <div className="detail audit-detail">
             <dl>
               <dt>{t.field}</dt>
               <dd>
@@ -310,11 +302,14 @@ export function Audit({ route }: ViewProps) {
               <dt>{t.hash}</dt>
               <dd className="hash">{selected.hash ?? t.notLinked}</dd>
             </dl>
-          ) : (
-            <p className="muted">{t.pickOne}</p>
-          )}
-        </aside>
-      </div>
+            <div className="dialog-actions">
+              <button type="button" onClick={() => setSelected(undefined)}>
+                {c.close}
+              </button>
+            </div>
+          </div>
+        )}
+      </Dialog>
     </Page>
   );
 }

@@ -3,7 +3,7 @@
  * range, the budgets that apply to them (moving live as their calls settle), their rate limits,
  * and a month's statement.
  */
-import { useMemo, useState, type FormEvent } from 'react';
+import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import type { ViewProps } from '../../App';
 import { gql } from '../../api/gql';
 import { useQuery, useSubscription } from '../../api/hooks';
@@ -264,6 +264,13 @@ export function Usage({ route }: ViewProps) {
   const range = { from, to };
   const byDay = useQuery<{ myUsage: UsageRow[] }>(BY_DAY, { range }, badRange);
   const byModel = useQuery<{ myUsage: UsageRow[] }>(BY_MODEL, { range }, badRange);
+  // A call of mine settled (the budgets subscription says so): the reports move too.
+  const [settled, setSettled] = useState(0);
+  const onSettled = () => {
+    byDay.reload();
+    byModel.reload();
+    setSettled((n) => n + 1);
+  };
 
   const setParams = (next: Record<string, string>) =>
     navigate('/usage', { from: route.params.get('from'), to: route.params.get('to'), month: route.params.get('month'), ...next });
@@ -292,6 +299,16 @@ export function Usage({ route }: ViewProps) {
       })),
     };
   }, [byDay.data, from, to]);
+
+  const chartOptions = useMemo(() => {
+    const number = new Intl.NumberFormat(locale, { maximumFractionDigits: 6 });
+    return {
+      scales: {
+        x: { stacked: true },
+        y: { stacked: true, beginAtZero: true, ticks: { callback: (value: string | number) => number.format(Number(value)) } },
+      },
+    };
+  }, [locale]);
 
   return (
     <Page title={t.title}>
@@ -322,7 +339,7 @@ export function Usage({ route }: ViewProps) {
         <section className="card" aria-labelledby="usage-by-day">
           <h2 id="usage-by-day">{t.byDay}</h2>
           <Loading show={byDay.loading && !byDay.data} />
-          <ChartView type="bar" data={chart} label={t.byDayLabel} options={{ scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } }} />
+          <ChartView type="bar" data={chart} label={t.byDayLabel} options={chartOptions} />
         </section>
         <section className="card" aria-labelledby="usage-by-model">
           <h2 id="usage-by-model">{t.byModel}</h2>
@@ -341,26 +358,27 @@ export function Usage({ route }: ViewProps) {
         </section>
       </div>
       <div className="grid-2">
-        <Budgets />
+        <Budgets onSettled={onSettled} />
         <RateLimits />
       </div>
-      <Statement month={month} onMonth={(m) => setParams({ month: m })} />
+      <Statement month={month} settled={settled} onMonth={(m) => setParams({ month: m })} />
     </Page>
   );
 }
 
-function Budgets() {
+function Budgets({ onSettled }: { onSettled(): void }) {
   const t = useText(text);
   const { locale } = useLang();
   const budgets = useQuery<{ budgets: Budget[] }>(BUDGETS);
   const [live, setLive] = useState<Record<string, Budget>>({});
-  const sub = useSubscription<{ usageUpdated: Budget[] }>(BUDGETS_LIVE, undefined, (d) =>
+  const sub = useSubscription<{ usageUpdated: Budget[] }>(BUDGETS_LIVE, undefined, (d) => {
     setLive((prev) => {
       const next = { ...prev };
       for (const b of d.usageUpdated) next[b.id] = b;
       return next;
-    }),
-  );
+    });
+    onSettled();
+  });
   const list = (budgets.data?.budgets ?? []).map((b) => live[b.id] ?? b);
   return (
     <section className="card" aria-labelledby="usage-budgets">
@@ -444,10 +462,14 @@ function RateLimits() {
   );
 }
 
-function Statement({ month, onMonth }: { month: string; onMonth(m: string): void }) {
+function Statement({ month, settled, onMonth }: { month: string; settled: number; onMonth(m: string): void }) {
   const t = useText(text);
   const { locale } = useLang();
   const st = useQuery<{ statement: { month: string; lines: UsageRow[]; totals: UsageRow[] } }>(STATEMENT, { month });
+  const { reload } = st;
+  useEffect(() => {
+    if (settled) reload();
+  }, [settled, reload]);
   return (
     <section className="card" aria-labelledby="usage-statement">
       <div className="page-head">
@@ -483,7 +505,7 @@ function Statement({ month, onMonth }: { month: string; onMonth(m: string): void
             columns={[
               { key: 'currency', title: t.currency, render: (r) => r.currency ?? '—' },
               { key: 'requests', title: t.requests, numeric: true, render: (r) => count(r.requests, locale) },
-              { key: 'tokens', title: t.totalTokens, numeric: true, render: (r) => count(r.promptTokens + r.completionTokens, locale) },
+              { key: 'tokens', title: t.tokens, numeric: true, render: (r) => count(r.promptTokens + r.completionTokens, locale) },
               { key: 'cost', title: t.cost, numeric: true, render: (r) => <strong>{money(r.costMicros, r.currency, locale)}</strong> },
             ]}
           />
