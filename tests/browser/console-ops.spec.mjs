@@ -362,11 +362,39 @@ test('my alerts: a user opts in to a budget alert by email, turns it off and del
   const table = page.getByRole('region', { name: 'My rules' });
   await expect(table).toContainText('email → me-alerts@example.com');
 
+  // The rule fires: a budget of 100 micro-CNY, and two small calls spend more than 75% of it. The
+  // alert arrives live (no reload), with its delivery to the address given (which fails: nothing
+  // listens there).
+  await gql(
+    request,
+    'mutation($input: CreateBudgetInput!) { createBudget(input: $input) { id } }',
+    { input: { userId: user.id, period: 'MONTH', currency: 'CNY', limitMicros: '100' } },
+    adminToken,
+  );
+  let spent = 0n;
+  while (spent < 75n) {
+    const { chat } = await gql(
+      request,
+      'mutation($input: ChatInput!) { chat(input: $input) { aiCall { costMicros } } }',
+      { input: { provider: 'mock', model: 'mock-echo', message: 'hi', maxTokens: 8 } },
+      token,
+    );
+    spent += BigInt(chat.aiCall.costMicros);
+  }
+  const sent = page.getByRole('region', { name: 'Alerts sent to me' });
+  const fired = sent.getByRole('row').filter({ hasText: 'My budgets at 75%' });
+  await expect(fired).toBeVisible({ timeout: 10_000 });
+  await expect(fired).toContainText('me-alerts@example.com');
+  await expect(fired).toContainText(/Firing · WARNING/);
+  // The delivery's attempts and last error show once the list is read again.
+  await page.reload();
+  await expect(fired).toContainText(/Connection refused|SMTP/, { timeout: 10_000 });
+  await expect(fired).toContainText(/\d+ attempts?/);
+
   await table.getByRole('button', { name: /^Disable / }).click();
   await expect(table.getByRole('button', { name: /^Enable / })).toBeVisible();
   expect((await mine())[0].enabled).toBe(false);
 
-  await expect(page.getByRole('region', { name: 'Alerts sent to me' }).getByRole('cell', { name: 'Nothing here yet.' })).toBeVisible();
   await expectAccessible(page, 'my alerts (en)');
   await screenshot(page, 'my-alerts-en');
   await switchLang(page, 'zh');

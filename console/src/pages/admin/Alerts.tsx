@@ -364,7 +364,7 @@ export function Alerts(_props: ViewProps) {
                 key: 'actions',
                 title: t.actions,
                 render: (r) => (
-                  <span className="row nowrap">
+                  <span className="cell-actions">
                     <button type="button" onClick={() => void setEnabled(r, !r.enabled)} aria-label={`${r.enabled ? t.disable : t.enable} ${r.name}`}>
                       {r.enabled ? t.disable : t.enable}
                     </button>

@@ -24,6 +24,7 @@ const text = defineText({
     levelWarn: 'Warnings and errors',
     levelInfo: 'Everything (events too)',
     source: 'Source starts with',
+    sourceCol: 'Source',
     sourceHint: 'e.g. cloudbase::event',
     text: 'Message contains',
     since: 'From',
@@ -47,6 +48,7 @@ const text = defineText({
     levelWarn: '警告及错误',
     levelInfo: '全部（含业务事件）',
     source: '来源前缀',
+    sourceCol: '来源',
     sourceHint: '例如 cloudbase::event',
     text: '消息包含',
     since: '开始时间',
@@ -217,7 +219,7 @@ export function Logs({ route }: ViewProps) {
             columns={[
               { key: 'at', title: t.at, render: (r) => <span className="nowrap">{dateTime(r.at, locale)}</span> },
               { key: 'level', title: t.level, render: (r) => <Badge tone={LEVEL_TONE[r.level]}>{r.level}</Badge> },
-              { key: 'source', title: t.source, render: (r) => <code>{r.source}</code> },
+              { key: 'source', title: t.sourceCol, render: (r) => <code>{r.source}</code> },
               { key: 'message', title: t.message, render: (r) => r.message },
             ]}
           />
@@ -231,7 +233,7 @@ export function Logs({ route }: ViewProps) {
               <dd>{dateTime(selected.at, locale)}</dd>
               <dt>{t.level}</dt>
               <dd>{selected.level}</dd>
-              <dt>{t.source}</dt>
+              <dt>{t.sourceCol}</dt>
               <dd>
                 <code>{selected.source}</code>
               </dd>

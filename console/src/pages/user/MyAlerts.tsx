@@ -241,7 +241,7 @@ export function MyAlerts(_props: ViewProps) {
                 key: 'actions',
                 title: t.actions,
                 render: (r) => (
-                  <span className="row nowrap">
+                  <span className="cell-actions">
                     <button
                       type="button"
                       onClick={() => void act(SET_ENABLED, { id: r.id, enabled: !r.enabled })}
