@@ -385,7 +385,7 @@ test('my alerts: a user opts in to a budget alert by email, turns it off and del
   const fired = sent.getByRole('row').filter({ hasText: 'My budgets at 75%' });
   await expect(fired).toBeVisible({ timeout: 10_000 });
   await expect(fired).toContainText('me-alerts@example.com');
-  await expect(fired).toContainText(/Firing · WARNING/);
+  await expect(fired).toContainText('Firing · Warning');
   // The delivery's attempts and last error show once the list is read again.
   await page.reload();
   await expect(fired).toContainText(/Connection refused|SMTP/, { timeout: 10_000 });
@@ -399,6 +399,7 @@ test('my alerts: a user opts in to a budget alert by email, turns it off and del
   await screenshot(page, 'my-alerts-en');
   await switchLang(page, 'zh');
   await expect(page.getByRole('heading', { name: '发给我的告警' })).toBeVisible();
+  await expect(page.getByRole('region', { name: '发给我的告警' })).toContainText('触发中 · 警告');
   await expectAccessible(page, 'my alerts (zh)');
   await screenshot(page, 'my-alerts-zh');
 

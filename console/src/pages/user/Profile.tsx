@@ -21,6 +21,8 @@ const text = defineText({
     account: 'Account',
     email: 'Email',
     role: 'Role',
+    USER: 'User',
+    ADMIN: 'Administrator',
     since: 'Member since',
     details: 'Profile details',
     displayName: 'Display name',
@@ -47,6 +49,8 @@ const text = defineText({
     account: '账户',
     email: '电子邮件',
     role: '角色',
+    USER: '普通用户',
+    ADMIN: '管理员',
     since: '注册时间',
     details: '资料',
     displayName: '显示名称',
@@ -136,7 +140,7 @@ export function Profile(_props: ViewProps) {
                 <dt>{t.email}</dt>
                 <dd>{user.email}</dd>
                 <dt>{t.role}</dt>
-                <dd>{user.role}</dd>
+                <dd>{user.role === 'ADMIN' ? t.ADMIN : t.USER}</dd>
                 <dt>{t.since}</dt>
                 <dd>{dateTime(user.createdAt, locale)}</dd>
               </dl>

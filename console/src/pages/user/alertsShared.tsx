@@ -43,6 +43,8 @@ export const alertsText = defineText({
     FAILED: 'Failed',
     FIRING: 'Firing',
     RESOLVED: 'Resolved',
+    WARNING: 'Warning',
+    CRITICAL: 'Critical',
   },
   zh: {
     alerts: '告警',
@@ -60,6 +62,8 @@ export const alertsText = defineText({
     FAILED: '失败',
     FIRING: '触发中',
     RESOLVED: '已恢复',
+    WARNING: '警告',
+    CRITICAL: '严重',
   },
 });
 
@@ -81,7 +85,7 @@ export function AlertFeed({ alerts, ruleName, label }: { alerts: Alert[]; ruleNa
           title: t.severity,
           render: (a) => (
             <Badge tone={a.state === 'RESOLVED' ? 'ok' : a.severity === 'CRITICAL' ? 'bad' : 'warn'}>
-              {a.state === 'RESOLVED' ? t.RESOLVED : `${t.FIRING} · ${a.severity}`}
+              {a.state === 'RESOLVED' ? t.RESOLVED : `${t.FIRING} · ${a.severity === 'CRITICAL' ? t.CRITICAL : a.severity === 'WARNING' ? t.WARNING : a.severity}`}
             </Badge>
           ),
         },
