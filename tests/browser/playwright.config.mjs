@@ -41,6 +41,8 @@ export default defineConfig({
       // The mock provider streams mock-echo a delta every 40 ms, so Stop can land mid-stream.
       CLOUDBASE_PLUGINS__MOCK__PLUGIN: 'mock',
       CLOUDBASE_PLUGINS__MOCK__SETTINGS__DELAY_MS: '40',
+      // Notifier instances (`webhook`, `email`) that alert rules can target; they deliver nowhere.
+      CLOUDBASE_CONFIG: new URL('./notifiers.toml', import.meta.url).pathname,
       // Set when working on the console: serve its dist/ from disk ([http] console_dir, dev only).
       ...(process.env.CLOUDBASE_HTTP__CONSOLE_DIR ? { CLOUDBASE_HTTP__CONSOLE_DIR: process.env.CLOUDBASE_HTTP__CONSOLE_DIR } : {}),
     },
