@@ -1,4 +1,5 @@
-//! Capacity: overload is refused fast, with a status and a time to come back.
+//! Capacity: overload is refused fast, with a status and a time to come back; fields share their
+//! request's one connection.
 
 use serde_json::json;
 
@@ -157,4 +158,59 @@ async fn two_hundred_concurrent_chats_on_two_instances_leave_everything_consiste
         ),
         "{report:?}"
     );
+}
+
+/// Fields that resolve side by side take turns at the request's one connection: a query with
+/// several root fields that read the database, and a page of conversations with each one's
+/// messages, answer in full (no `INTERNAL` for a second connection), and the pool of two is
+/// never exhausted by them.
+#[tokio::test(flavor = "multi_thread")]
+async fn sibling_fields_share_the_requests_one_connection() {
+    let app = TestApp::spawn_with(|c| {
+        c.database.max_connections = 2;
+        c.plugins
+            .insert("mock".into(), instance("mock", json!({}), &[]));
+    })
+    .await;
+    let (user, _, _) = app
+        .register("siblings@example.com", "siblings-password")
+        .await;
+    for i in 0..3 {
+        let id = app
+            .gql_ok(
+                Some(&user),
+                "mutation($t: String) { createConversation(title: $t, provider: \"mock\", model: \"mock-fast\") { id } }",
+                json!({"t": format!("c{i}")}),
+            )
+            .await["createConversation"]["id"]
+            .clone();
+        app.gql_ok(
+            Some(&user),
+            &crate::chat::chat_query(),
+            json!({"input": {"conversationId": id, "message": format!("hello {i}")}}),
+        )
+        .await;
+    }
+    let wide = "{ me { id } budgets { id } rateLimits { userId } aiCalls(first: 5) { nodes { id } } \
+                conversations(first: 10) { nodes { title messages(first: 10) { nodes { role } } } } \
+                models { id } reportCalendar { timeZone } }";
+    // Several at once, on a pool of two: each request uses one connection at a time.
+    let answers =
+        futures_util::future::join_all((0..8).map(|_| app.gql(Some(&user), wide, json!({})))).await;
+    for body in answers {
+        assert!(body.get("errors").is_none(), "{body}");
+        assert_eq!(
+            body["data"]["aiCalls"]["nodes"].as_array().unwrap().len(),
+            3
+        );
+        let conversations = body["data"]["conversations"]["nodes"].as_array().unwrap();
+        assert_eq!(conversations.len(), 3);
+        for c in conversations {
+            assert_eq!(
+                c["messages"]["nodes"],
+                json!([{"role": "USER"}, {"role": "ASSISTANT"}]),
+                "{c}"
+            );
+        }
+    }
 }

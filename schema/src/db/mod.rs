@@ -201,16 +201,17 @@ impl DbPool {
     }
 
     /// Checks out a connection, waiting at most the configured acquire timeout. Inside a request
-    /// ([`held::scope`]), asking for a second one while one is held is refused in debug builds.
+    /// ([`held::scope`]) it first waits for the request's one connection slot (a sibling field may
+    /// hold it); asking for a second one while the same field holds one is refused in debug builds.
     pub async fn get(&self) -> Result<DbConn, Error> {
         match self {
             DbPool::Pg(pool) => {
-                let held = held::Held::take(())?;
+                let held = held::Held::take(()).await?;
                 let conn = pool.get().await.map_err(pool_error)?;
                 Ok(DbConn::Pg(held.with(conn)))
             }
             DbPool::Sqlite(pool, gate) => {
-                let held = held::Held::take(())?;
+                let held = held::Held::take(()).await?;
                 let conn = pool.get().await.map_err(pool_error)?;
                 Ok(DbConn::Sqlite(held.with(conn), gate.clone()))
             }

@@ -1,15 +1,17 @@
 //! Every operation runs as one request for the pool's guard ([`crate::db::held`]): a query or
-//! mutation in one scope, a subscription's stream in one scope across its polls. Over HTTP the
-//! server's middleware scopes the whole request as well.
+//! mutation in one scope, a subscription's stream in one scope across its polls, and each field
+//! in a field scope of its own, so fields that resolve side by side take turns at the request's
+//! one connection. Over HTTP the server's middleware scopes the whole request as well.
 
 use std::sync::Arc;
 
-use async_graphql::Response;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextSubscribe,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextResolve, NextSubscribe,
+    ResolveInfo,
 };
 use async_graphql::futures_util::StreamExt as _;
 use async_graphql::futures_util::stream::BoxStream;
+use async_graphql::{Response, ServerResult, Value};
 
 use crate::db::held;
 
@@ -31,6 +33,17 @@ impl Extension for OneConnection {
         next: NextExecute<'_>,
     ) -> Response {
         held::scope(next.run(ctx, operation_name)).await
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        // Every field: siblings at any depth (a page of conversations and each one's messages)
+        // resolve side by side. A resolver's own connection is gone before its children run.
+        held::field_scope(next.run(ctx, info)).await
     }
 
     fn subscribe<'s>(
