@@ -4,14 +4,14 @@
  * When the session ends (logout, refused refresh, a disabled account), the login page takes
  * over and says why.
  */
-import { useEffect, useState, type ComponentType } from 'react';
+import { useEffect, useRef, useState, type ComponentType } from 'react';
 import { request } from './api/client';
-import { REPORT_CALENDAR, setServerZone } from './api/calendar';
+import { setServerZone } from './api/calendar';
 import { useQuery } from './api/hooks';
 import { gql } from './api/gql';
 import { clear, current, onChange, type Session } from './api/session';
 import { common } from './i18n/common';
-import { LANGS, useLang, useText, type Lang } from './i18n';
+import { LANGS, languagePicked, useLang, useText, type Lang } from './i18n';
 import { href, navigate, useRoute, type Route } from './router';
 import { Loading } from './ui/components';
 import { Login } from './pages/Login';
@@ -61,6 +61,31 @@ const USER_VIEWS: View[] = [
   { path: 'my-alerts', title: 'myAlerts', component: MyAlerts },
   { path: 'profile', title: 'profile', component: Profile },
 ];
+
+/** What every page needs first: the server's calendar, and the user's saved preferences. */
+const START = gql`
+  query ConsoleStart {
+    reportCalendar { timeZone }
+    me { id settings }
+  }
+`;
+
+const MY_SETTINGS = gql`
+  query ConsoleMySettings {
+    me { id settings }
+  }
+`;
+
+const SAVE_LANGUAGE = gql`
+  mutation ConsoleSaveLanguage($settings: JSON!) {
+    updateProfile(input: { settings: $settings }) { id }
+  }
+`;
+
+interface Start {
+  reportCalendar: { timeZone: string };
+  me: { id: string; settings: Record<string, unknown> | null };
+}
 
 const LOGOUT = gql`
   mutation ConsoleLogout {
@@ -118,9 +143,26 @@ function Shell({ session, active, children }: { session: Session; active: string
   const { lang, setLang } = useLang();
   const isAdmin = session.user.role === 'ADMIN';
   // The server's calendar first: pages count "today" in its zone (the browser's if it fails).
-  const calendar = useQuery<{ reportCalendar: { timeZone: string } }>(REPORT_CALENDAR);
-  if (calendar.data) setServerZone(calendar.data.reportCalendar.timeZone);
-  const ready = !!calendar.data || !!calendar.error;
+  const start = useQuery<Start>(START);
+  if (start.data) setServerZone(start.data.reportCalendar.timeZone);
+  const ready = !!start.data || !!start.error;
+  // A browser where no language was picked yet takes the one saved with the account.
+  const saved = start.data?.me.settings?.lang;
+  const apply = useRef(setLang);
+  apply.current = setLang;
+  useEffect(() => {
+    if ((saved === 'en' || saved === 'zh') && !languagePicked()) apply.current(saved);
+  }, [saved]);
+  // A language picked here is saved with the account too (merged into its current settings).
+  const switchLanguage = async (next: Lang) => {
+    setLang(next);
+    try {
+      const { me } = await request<{ me: { settings: Record<string, unknown> | null } }>(MY_SETTINGS);
+      await request(SAVE_LANGUAGE, { settings: { ...(me.settings ?? {}), lang: next } });
+    } catch {
+      // The page is in the new language either way; it is saved next time.
+    }
+  };
   const logout = async () => {
     await request(LOGOUT).catch(() => undefined);
     clear('logout');
@@ -144,7 +186,7 @@ function Shell({ session, active, children }: { session: Session; active: string
         <div className="topbar-right">
           <label className="lang">
             <span className="sr-only">{t.language}</span>
-            <select value={lang} onChange={(e) => setLang(e.target.value as Lang)} aria-label={t.language}>
+            <select value={lang} onChange={(e) => void switchLanguage(e.target.value as Lang)} aria-label={t.language}>
               {LANGS.map((l) => (
                 <option key={l} value={l}>
                   {l === 'en' ? 'English' : '中文'}

@@ -134,6 +134,7 @@ test("a disabled user's open console is refused on its next request and sent to 
   await openConsole(page, 'en');
   await consoleLogin(page, who);
   await expect(page).toHaveURL(/#\/chat/);
+  await expect(page.getByLabel('Message')).toBeVisible();
 
   await gql(request, `mutation($id: ID!) { disableUser(userId: $id) { disabled } }`, { id: who.id }, admin.accessToken);
   await page.getByLabel('Message').fill('are you still there?');
@@ -168,4 +169,31 @@ test('the sign-in and sign-up pages in English and Chinese', async ({ page }) =>
     await screenshot(page, `register-${lang}`);
   }
   expect(problems()).toEqual([]);
+});
+
+test('the language picked in the top bar follows the account to a browser that has none picked', async ({ browser, request }) => {
+  const admin = await apiLogin(request);
+  const who = await newUser(request, admin.accessToken, 'polyglot');
+  const first = await browser.newContext();
+  const page = await first.newPage();
+  await openConsole(page, 'en');
+  await consoleLogin(page, who);
+  await expect(page.getByRole('heading', { name: 'Chat' })).toBeVisible();
+  await page.getByRole('combobox', { name: 'Language' }).selectOption('zh');
+  await expect(page.getByRole('heading', { name: '对话' })).toBeVisible();
+  const me = await apiLogin(request, who);
+  await expect
+    .poll(async () => (await gql(request, '{ me { settings } }', {}, me.accessToken)).me.settings.lang)
+    .toBe('zh');
+  await first.close();
+
+  // Another browser (in English, where no language was picked yet) signs in to Chinese.
+  const second = await browser.newContext({ locale: 'en-US' });
+  const other = await second.newPage();
+  await other.goto('/console');
+  await expect(other.getByRole('heading', { name: 'CloudBase AI · Sign in' })).toBeVisible();
+  await consoleLogin(other, who);
+  await expect(other.getByRole('heading', { name: '对话' })).toBeVisible();
+  await expect(other.locator('html')).toHaveAttribute('lang', 'zh-CN');
+  await second.close();
 });

@@ -182,18 +182,22 @@ test('another client’s chat shows live in the overview and the cost dashboard,
     statement.totals,
   );
 
-  // A stale access token: the download is refused once (401), refreshes the session and succeeds.
+  // The access token has expired by the time of the download: the server refuses it once (401,
+  // answered here for the first try), and the page refreshes the session and tries again.
   expect(problems()).toEqual([]);
   const statuses = [];
   page.on('response', (r) => {
     if (r.url().includes('/statements/')) statuses.push(r.status());
   });
-  const stale = await page.evaluate(() => {
-    const key = 'cloudbase.console.session';
-    const session = JSON.parse(localStorage.getItem(key));
-    session.accessToken = `stale${session.accessToken}`;
-    localStorage.setItem(key, JSON.stringify(session));
-    return session.accessToken;
+  const stale = await page.evaluate(() => JSON.parse(localStorage.getItem('cloudbase.console.session')).accessToken);
+  let refused = 0;
+  await page.route('**/statements/**', (route) => {
+    if (refused++ > 0) return route.continue();
+    return route.fulfill({
+      status: 401,
+      contentType: 'application/json',
+      body: JSON.stringify({ errors: [{ message: 'access token expired', extensions: { code: 'UNAUTHENTICATED' } }] }),
+    });
   });
   const [again] = await Promise.all([
     page.waitForEvent('download', { timeout: 10_000 }),

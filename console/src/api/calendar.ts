@@ -3,14 +3,7 @@
  * time zone (`reportCalendar`), which may not be the browser's. Pages take "today" and "this
  * month" from here, so a preset asks for the days the server means.
  */
-import { gql } from './gql';
 import { isoDay } from '../ui/format';
-
-export const REPORT_CALENDAR = gql`
-  query ConsoleReportCalendar {
-    reportCalendar { timeZone }
-  }
-`;
 
 let zone: string | undefined;
 
@@ -44,3 +37,35 @@ export function serverToday(): string {
 export function serverMonth(): string {
   return serverToday().slice(0, 7);
 }
+
+/** `YYYY-MM-DD` → a local Date at midnight. */
+export function parseDay(day: string): Date | null {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
+  if (!m) return null;
+  const date = new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+  return isoDay(date) === day ? date : null;
+}
+
+export function addDays(day: string, n: number): string {
+  const date = parseDay(day) ?? new Date();
+  date.setDate(date.getDate() + n);
+  return isoDay(date);
+}
+
+/** Days from `from` to `to`, both included (0 when `to` is before `from`). */
+export function daySpan(from: string, to: string): number {
+  const a = parseDay(from);
+  const b = parseDay(to);
+  if (!a || !b) return 0;
+  return Math.round((b.getTime() - a.getTime()) / 86_400_000) + 1;
+}
+
+/** Today in the server's calendar. */
+export function today(): string {
+  return serverToday();
+}
+
+export function monthStart(day: string): string {
+  return `${day.slice(0, 7)}-01`;
+}
+

@@ -11,6 +11,12 @@ export const LANGS: Lang[] = ['en', 'zh'];
 
 const KEY = 'cloudbase.console.lang';
 
+/** Whether this browser has a language picked (rather than taken from the browser's own). */
+export function languagePicked(): boolean {
+  const saved = localStorage.getItem(KEY);
+  return saved === 'en' || saved === 'zh';
+}
+
 function initial(): Lang {
   const saved = localStorage.getItem(KEY);
   if (saved === 'en' || saved === 'zh') return saved;

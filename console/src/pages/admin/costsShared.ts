@@ -1,43 +1,13 @@
 /**
- * What the overview and the cost dashboard share: days in the viewer's calendar, a debounced
+ * What the overview and the cost dashboard share: days in the server's calendar, a debounced
  * callback, people's names for user ids, and money summed per currency.
  */
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { request } from '../../api/client';
-import { serverToday } from '../../api/calendar';
 import { gql } from '../../api/gql';
-import { isoDay, sumMicros } from '../../ui/format';
+import { sumMicros } from '../../ui/format';
 
-/** `YYYY-MM-DD` → a local Date at midnight. */
-export function parseDay(day: string): Date | null {
-  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
-  if (!m) return null;
-  const date = new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
-  return isoDay(date) === day ? date : null;
-}
-
-export function addDays(day: string, n: number): string {
-  const date = parseDay(day) ?? new Date();
-  date.setDate(date.getDate() + n);
-  return isoDay(date);
-}
-
-/** Days from `from` to `to`, both included (0 when `to` is before `from`). */
-export function daySpan(from: string, to: string): number {
-  const a = parseDay(from);
-  const b = parseDay(to);
-  if (!a || !b) return 0;
-  return Math.round((b.getTime() - a.getTime()) / 86_400_000) + 1;
-}
-
-/** Today in the server's calendar (see api/calendar.ts). */
-export function today(): string {
-  return serverToday();
-}
-
-export function monthStart(day: string): string {
-  return `${day.slice(0, 7)}-01`;
-}
+export { addDays, daySpan, monthStart, parseDay, today } from '../../api/calendar';
 
 /** A callback that runs `run` once, `delay` ms after the last call to it. */
 export function useDebounced(run: () => void, delay: number): () => void {

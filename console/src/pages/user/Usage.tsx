@@ -12,7 +12,8 @@ import { defineText, useLang, useText } from '../../i18n';
 import { navigate } from '../../router';
 import { Badge, ErrorBox, Field, LiveDot, Loading, Page, Table, Tile, Tiles } from '../../ui/components';
 import { ChartView, PALETTE } from '../../ui/charts';
-import { count, dateTime, isoDay, isoMonth, microsToNumber, money, sumMicros } from '../../ui/format';
+import { count, dateTime, isoDay, microsToNumber, money, sumMicros } from '../../ui/format';
+import { addDays, serverMonth, serverToday } from '../../api/calendar';
 import '../ops.css';
 
 const text = defineText({
@@ -235,11 +236,10 @@ const STATEMENT = gql`
   }
 `;
 
+/** The last 30 days, in the server's calendar. */
 function defaultRange() {
-  const to = new Date();
-  const from = new Date(to);
-  from.setDate(from.getDate() - 29);
-  return { from: isoDay(from), to: isoDay(to) };
+  const to = serverToday();
+  return { from: addDays(to, -29), to };
 }
 
 /** Sums per currency (a total across currencies would mean nothing). */
@@ -259,7 +259,7 @@ export function Usage({ route }: ViewProps) {
   const fallback = defaultRange();
   const from = route.params.get('from') || fallback.from;
   const to = route.params.get('to') || fallback.to;
-  const month = route.params.get('month') || isoMonth(new Date());
+  const month = route.params.get('month') || serverMonth();
   const badRange = from > to;
   const range = { from, to };
   const byDay = useQuery<{ myUsage: UsageRow[] }>(BY_DAY, { range }, badRange);
