@@ -226,6 +226,14 @@ async fn records_rollups_and_spend_agree_to_the_micro_unit() {
     let global = app.gql_ok(Some(&admin), BUDGETS, json!({})).await["budgets"][0].clone();
     assert!(records > 0);
     assert_eq!(rollups, records, "rollups = records");
+    for rollup in ["usage_daily_users", "usage_daily_models"] {
+        let sums = app
+            .sql_number(&format!(
+                "SELECT CAST(SUM(cost_micros) * 100 + SUM(requests) AS BIGINT) AS n FROM {rollup}"
+            ))
+            .await;
+        assert_eq!(sums, rollups * 100 + requests, "{rollup} = usage_daily");
+    }
     assert_eq!(
         micros(&global["spentMicros"]),
         records,

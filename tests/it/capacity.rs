@@ -147,6 +147,14 @@ async fn two_hundred_concurrent_chats_on_two_instances_leave_everything_consiste
     assert_eq!(pending, 0);
     assert!(records > 0);
     assert_eq!(rollups, records, "rollups = records");
+    for rollup in ["usage_daily_users", "usage_daily_models"] {
+        let sum = app
+            .sql_number(&format!(
+                "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS n FROM {rollup}"
+            ))
+            .await;
+        assert_eq!(sum, records, "{rollup} = records");
+    }
     assert_eq!(spent, records, "budget spend = records");
     assert_eq!(reserved, 0, "every reservation came back");
     crate::audit::wait_chained(&app).await;

@@ -7,7 +7,8 @@ use std::path::Path;
 use cloudbase_schema::db::schema::{
     ai_calls, alert_deliveries, alert_rules, alert_states, alerts, audit_head, audit_log,
     budget_reservations, budgets, conversations, invites, leases, messages, prices, rate_counters,
-    refresh_tokens, sessions, system_logs, usage_daily, usage_daily_models, user_limits, users,
+    refresh_tokens, sessions, system_logs, usage_daily, usage_daily_models, usage_daily_users,
+    user_limits, users,
 };
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -105,6 +106,7 @@ fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
         budget_reservations,
         usage_daily,
         usage_daily_models,
+        usage_daily_users,
         rate_counters,
         user_limits,
         audit_log,

@@ -98,7 +98,7 @@ async fn seed_calls(
     Ok(())
 }
 
-/// Rebuilds both rollups from the raw records (what settling every call would have produced).
+/// Rebuilds the three rollups from the raw records (what settling every call would have produced).
 async fn rebuild_rollups(conn: &mut DbConn, pg: bool) -> anyhow::Result<()> {
     let day = if pg {
         "to_char(started_at, 'YYYY-MM-DD')"
@@ -108,10 +108,11 @@ async fn rebuild_rollups(conn: &mut DbConn, pg: bool) -> anyhow::Result<()> {
     let sums = "CAST(COUNT(*) AS BIGINT), CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(cached_prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT)";
     exec(
         conn,
-        "DELETE FROM usage_daily; DELETE FROM usage_daily_models;",
+        "DELETE FROM usage_daily; DELETE FROM usage_daily_users; DELETE FROM usage_daily_models;",
     )
     .await?;
     exec(conn, &format!("INSERT INTO usage_daily (day, user_id, provider, model, currency, requests, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_micros) SELECT {day}, user_id, provider, model, currency, {sums} FROM ai_calls GROUP BY 1, 2, 3, 4, 5")).await?;
+    exec(conn, &format!("INSERT INTO usage_daily_users (day, user_id, currency, requests, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_micros) SELECT {day}, user_id, currency, {sums} FROM ai_calls GROUP BY 1, 2, 3")).await?;
     exec(conn, &format!("INSERT INTO usage_daily_models (day, provider, model, currency, requests, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_micros) SELECT {day}, provider, model, currency, {sums} FROM ai_calls GROUP BY 1, 2, 3, 4")).await?;
     if !pg {
         exec(conn, "ANALYZE").await?;
@@ -120,7 +121,7 @@ async fn rebuild_rollups(conn: &mut DbConn, pg: bool) -> anyhow::Result<()> {
         // statistics of an almost empty table (one provider filter then scanned 1M rows).
         exec(
             conn,
-            "ANALYZE ai_calls; ANALYZE usage_daily; ANALYZE usage_daily_models",
+            "ANALYZE ai_calls; ANALYZE usage_daily; ANALYZE usage_daily_users; ANALYZE usage_daily_models",
         )
         .await?;
     }
@@ -184,8 +185,9 @@ async fn main() -> anyhow::Result<()> {
         seeded = stage;
         rebuild_rollups(&mut conn, pg).await?;
         let seed_s = t.elapsed().as_secs_f64();
-        let (user_rows, model_rows) = (
+        let (user_rows, user_total_rows, model_rows) = (
             count(&mut conn, "usage_daily").await?,
+            count(&mut conn, "usage_daily_users").await?,
             count(&mut conn, "usage_daily_models").await?,
         );
         let everyone = UsageFilter::default();
@@ -223,6 +225,16 @@ async fn main() -> anyhow::Result<()> {
                 &everyone,
             ),
             (
+                "usage 30 days by provider",
+                "2026-09-01",
+                "2026-09-30",
+                Dimensions {
+                    provider: true,
+                    ..Dimensions::default()
+                },
+                &everyone,
+            ),
+            (
                 "statement lines (one user, one month)",
                 "2026-09-01",
                 "2026-09-30",
@@ -256,7 +268,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             println!(
                 "{}",
-                json!({"backend": if pg { "postgres" } else { "sqlite" }, "records": stage, "rollup_rows_per_user": user_rows, "rollup_rows_team": model_rows, "report": name, "rows": rows, "p50_ms": (p50 * 1000.0).round() / 1000.0, "max_ms": (max * 1000.0).round() / 1000.0, "seed_seconds": (seed_s * 10.0).round() / 10.0})
+                json!({"backend": if pg { "postgres" } else { "sqlite" }, "records": stage, "rollup_rows_per_user": user_rows, "rollup_rows_users": user_total_rows, "rollup_rows_team": model_rows, "report": name, "rows": rows, "p50_ms": (p50 * 1000.0).round() / 1000.0, "max_ms": (max * 1000.0).round() / 1000.0, "seed_seconds": (seed_s * 10.0).round() / 10.0})
             );
         }
         // The calls explorer: the first page, filtered pages, and a page deep in the history.

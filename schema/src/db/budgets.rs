@@ -1,4 +1,5 @@
-//! Queries on `budgets`, `budget_reservations` and `usage_daily`.
+//! Queries on `budgets`, `budget_reservations` and the daily rollups (`usage_daily`,
+//! `usage_daily_users`, `usage_daily_models`).
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -8,7 +9,9 @@ use diesel_async::RunQueryDsl;
 use super::fixed::FixedShape;
 use super::models::DailyUsage;
 use super::models::{Budget, Reservation};
-use super::schema::{budget_reservations, budgets, usage_daily, usage_daily_models};
+use super::schema::{
+    budget_reservations, budgets, usage_daily, usage_daily_models, usage_daily_users,
+};
 use super::{DbConn, db_run};
 
 /// Inserts a budget.
@@ -262,78 +265,56 @@ pub async fn add_call_to_daily(
     .await
 }
 
-/// Adds one call to its day's rollup rows: the user's and the team-wide one.
-async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> {
-    add_user_daily(conn, u).await?;
-    db_run!(conn, |c| {
-        FixedShape(
-            diesel::insert_into(usage_daily_models::table)
-                .values((
-                    usage_daily_models::day.eq(u.day),
-                    usage_daily_models::provider.eq(u.provider),
-                    usage_daily_models::model.eq(u.model),
-                    usage_daily_models::currency.eq(u.currency),
-                    usage_daily_models::requests.eq(u.requests),
-                    usage_daily_models::prompt_tokens.eq(u.prompt_tokens),
-                    usage_daily_models::cached_prompt_tokens.eq(u.cached_prompt_tokens),
-                    usage_daily_models::completion_tokens.eq(u.completion_tokens),
-                    usage_daily_models::cost_micros.eq(u.cost_micros),
-                ))
-                .on_conflict((
-                    usage_daily_models::day,
-                    usage_daily_models::provider,
-                    usage_daily_models::model,
-                    usage_daily_models::currency,
-                ))
-                .do_update()
-                .set((
-                    usage_daily_models::requests
-                        .eq(usage_daily_models::requests + excluded(usage_daily_models::requests)),
-                    usage_daily_models::prompt_tokens.eq(usage_daily_models::prompt_tokens
-                        + excluded(usage_daily_models::prompt_tokens)),
-                    usage_daily_models::cached_prompt_tokens
-                        .eq(usage_daily_models::cached_prompt_tokens
-                            + excluded(usage_daily_models::cached_prompt_tokens)),
-                    usage_daily_models::completion_tokens.eq(usage_daily_models::completion_tokens
-                        + excluded(usage_daily_models::completion_tokens)),
-                    usage_daily_models::cost_micros
-                        .eq(usage_daily_models::cost_micros
-                            + excluded(usage_daily_models::cost_micros)),
-                )),
-        )
-        .execute(c)
-        .await
-    })
+/// Adds `$u`'s sums to the row of rollup `$table` keyed by the `$key` columns (inserted when the
+/// day has none yet): one statement, the same shape for every call.
+macro_rules! add_to_rollup {
+    ($conn:expr, $u:expr, $table:ident, [$($key:ident),+]) => {{
+        let u = $u;
+        db_run!($conn, |c| {
+            FixedShape(
+                diesel::insert_into($table::table)
+                    .values((
+                        $($table::$key.eq(u.$key),)+
+                        $table::requests.eq(u.requests),
+                        $table::prompt_tokens.eq(u.prompt_tokens),
+                        $table::cached_prompt_tokens.eq(u.cached_prompt_tokens),
+                        $table::completion_tokens.eq(u.completion_tokens),
+                        $table::cost_micros.eq(u.cost_micros),
+                    ))
+                    .on_conflict(($($table::$key,)+))
+                    .do_update()
+                    .set((
+                        $table::requests.eq($table::requests + excluded($table::requests)),
+                        $table::prompt_tokens
+                            .eq($table::prompt_tokens + excluded($table::prompt_tokens)),
+                        $table::cached_prompt_tokens.eq(
+                            $table::cached_prompt_tokens + excluded($table::cached_prompt_tokens),
+                        ),
+                        $table::completion_tokens
+                            .eq($table::completion_tokens + excluded($table::completion_tokens)),
+                        $table::cost_micros.eq($table::cost_micros + excluded($table::cost_micros)),
+                    )),
+            )
+            .execute(c)
+            .await
+        })
+    }};
 }
 
-async fn add_user_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> {
-    db_run!(conn, |c| {
-        FixedShape(
-            diesel::insert_into(usage_daily::table)
-                .values(u)
-                .on_conflict((
-                    usage_daily::day,
-                    usage_daily::user_id,
-                    usage_daily::provider,
-                    usage_daily::model,
-                    usage_daily::currency,
-                ))
-                .do_update()
-                .set((
-                    usage_daily::requests
-                        .eq(usage_daily::requests + excluded(usage_daily::requests)),
-                    usage_daily::prompt_tokens
-                        .eq(usage_daily::prompt_tokens + excluded(usage_daily::prompt_tokens)),
-                    usage_daily::cached_prompt_tokens.eq(usage_daily::cached_prompt_tokens
-                        + excluded(usage_daily::cached_prompt_tokens)),
-                    usage_daily::completion_tokens
-                        .eq(usage_daily::completion_tokens
-                            + excluded(usage_daily::completion_tokens)),
-                    usage_daily::cost_micros
-                        .eq(usage_daily::cost_micros + excluded(usage_daily::cost_micros)),
-                )),
-        )
-        .execute(c)
-        .await
-    })
+/// Adds one call to its day's rollup rows: the user's per model, the user's in all, and the
+/// team-wide one per model.
+async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> {
+    add_to_rollup!(
+        conn,
+        u,
+        usage_daily,
+        [day, user_id, provider, model, currency]
+    )?;
+    add_to_rollup!(conn, u, usage_daily_users, [day, user_id, currency])?;
+    add_to_rollup!(
+        conn,
+        u,
+        usage_daily_models,
+        [day, provider, model, currency]
+    )
 }

@@ -179,7 +179,9 @@ mod tests {
         let field = |name: u32| {
             let (inside, most) = (Arc::clone(&inside), Arc::clone(&most));
             field_scope(async move {
-                let held = Held::take(Box::new(name)).await.expect("a field takes its turn");
+                let held = Held::take(Box::new(name))
+                    .await
+                    .expect("a field takes its turn");
                 let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -166,6 +166,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_daily_users (day, user_id, currency) {
+        day -> Text,
+        user_id -> Text,
+        currency -> Text,
+        requests -> BigInt,
+        prompt_tokens -> BigInt,
+        cached_prompt_tokens -> BigInt,
+        completion_tokens -> BigInt,
+        cost_micros -> BigInt,
+    }
+}
+
+diesel::table! {
     usage_daily_models (day, provider, model, currency) {
         day -> Text,
         provider -> Text,
@@ -335,6 +348,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     budget_reservations,
     usage_daily,
     usage_daily_models,
+    usage_daily_users,
     rate_counters,
     user_limits,
     audit_log,

@@ -1,6 +1,6 @@
-//! Reports over the daily rollups (`usage_daily` per user, `usage_daily_models` team-wide). Their
-//! cost grows with the number of days, models and (for per-user reports) users, never with the
-//! number of calls.
+//! Reports over the daily rollups (`usage_daily` per user and model, `usage_daily_users` per user,
+//! `usage_daily_models` team-wide per model). Their cost grows with the number of days, models
+//! and (for per-user reports) users, never with the number of calls.
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Nullable, Text};
@@ -75,12 +75,15 @@ pub async fn report(
     dims: Dimensions,
     filter: &UsageFilter,
 ) -> diesel::QueryResult<Vec<UsageRow>> {
-    // The team-wide rollup is enough unless users are grouped or filtered.
+    // The smallest rollup that holds the answer: team-wide per model unless users are grouped
+    // or filtered; per user in all unless models or providers are too.
     let per_user = dims.user || filter.user_id.is_some();
-    let table = if per_user {
-        "usage_daily"
-    } else {
-        "usage_daily_models"
+    let per_model =
+        dims.provider || dims.model || filter.provider.is_some() || filter.model.is_some();
+    let table = match (per_user, per_model) {
+        (false, _) => "usage_daily_models",
+        (true, false) => "usage_daily_users",
+        (true, true) => "usage_daily",
     };
     let pg = matches!(conn, DbConn::Pg(_));
     let p = |i: u8| if pg { format!("${i}") } else { format!("?{i}") };
