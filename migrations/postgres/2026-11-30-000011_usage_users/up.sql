@@ -14,6 +14,9 @@ CREATE TABLE usage_daily_users (
     PRIMARY KEY (day, user_id, currency)
 );
 
+-- One user's days (a user's usage and statements), as on usage_daily.
+CREATE INDEX usage_daily_users_user_day_idx ON usage_daily_users (user_id, day);
+
 INSERT INTO usage_daily_users
     (day, user_id, currency, requests, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_micros)
 SELECT day, user_id, currency, SUM(requests), SUM(prompt_tokens), SUM(cached_prompt_tokens),
