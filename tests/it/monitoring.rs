@@ -235,6 +235,10 @@ async fn business_events_are_stored_with_their_request_and_streamed_live() {
         .expect("stored");
     assert_eq!(login["source"], "cloudbase::event::auth");
     assert_eq!(login["requestId"], "login-probe-1");
+    assert_eq!(
+        login["fields"]["client_ip"], "127.0.0.1",
+        "the address as text: {login}"
+    );
     assert!(
         !login.to_string().contains("wrong-password"),
         "no secrets in logs"

@@ -1,6 +1,6 @@
 -- The per-user daily rollup without the model: what a report by user (the cost dashboard's top
 -- users) reads, at most days x users rows, instead of days x users x models in usage_daily.
--- Filled from usage_daily, and kept by the same statement that settles each call.
+-- Filled from usage_daily here, then kept in the transaction that settles each call.
 
 CREATE TABLE usage_daily_users (
     day                  TEXT NOT NULL,

@@ -43,7 +43,7 @@ pub async fn login(
         None => app.passwords.verify_dummy(password).await?,
     };
     let Some(user) = user.filter(|u| verified && u.disabled_at.is_none()) else {
-        tracing::info!(target: "cloudbase::event::auth", client_ip = ?meta.client_ip, "login failed");
+        tracing::info!(target: "cloudbase::event::auth", client_ip = meta.client_ip.as_deref().unwrap_or("unknown"), "login failed");
         return Err(Error::Unauthenticated("invalid email or password".into()));
     };
     let mut conn = app.db.get().await?;
