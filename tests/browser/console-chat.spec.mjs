@@ -11,23 +11,10 @@ import {
   screenshot,
   watch,
 } from './support.mjs';
+import { money as shown } from './support.mjs';
 
 const LAST_CALL = `{ aiCalls(first: 1) { nodes { id status costMicros currency completionTokens } } }`;
 const CONVERSATIONS = `{ conversations(first: 10) { nodes { id title } } }`;
-
-/** What the page shows for an amount: the API's micro-units in its currency, as en-US money. */
-function shown(micros, currency, locale = 'en-US') {
-  const whole = BigInt(micros) / 1_000_000n;
-  const fraction = (BigInt(micros) % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
-  const decimal = `${whole}${fraction ? `.${fraction}` : ''}`;
-  return new Intl.NumberFormat(locale, {
-    style: 'currency',
-    currency,
-    currencyDisplay: 'code',
-    minimumFractionDigits: 2,
-    maximumFractionDigits: 6,
-  }).format(decimal);
-}
 
 /** Picks the mock provider's echo model (it streams a delta every 40 ms in these tests). */
 async function pickEcho(page) {
@@ -71,6 +58,8 @@ test('a user registers, streams a reply, sees its cost, and keeps, renames and d
   expect(call.status).toBe('SUCCEEDED');
   expect(BigInt(call.costMicros) > 0n, 'the mock has a demo price').toBe(true);
   await expect(page.getByTestId('call-cost')).toHaveText(shown(call.costMicros, call.currency));
+  expect(call.currency, "the mock's demo prices").toBe('CNY');
+  await expect(page.getByTestId('call-cost')).toHaveText(/^¥0\.\d{2,6}$/);
   await screenshot(page, 'chat-en');
   await expectAccessible(page, 'chat');
 
@@ -196,4 +185,32 @@ test('the language picked in the top bar follows the account to a browser that h
   await expect(other.getByRole('heading', { name: '对话' })).toBeVisible();
   await expect(other.locator('html')).toHaveAttribute('lang', 'zh-CN');
   await second.close();
+});
+
+test('on a phone, in Chinese: sign in, chat, and read usage, with nothing wider than the screen', async ({ browser, request }) => {
+  const admin = await apiLogin(request);
+  const who = await newUser(request, admin.accessToken, 'phone');
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const page = await context.newPage();
+  const problems = watch(page);
+  const fits = async (what) =>
+    expect(await page.evaluate(() => document.documentElement.scrollWidth), `${what}: no sideways scrolling`).toBeLessThanOrEqual(390);
+  await openConsole(page, 'zh');
+  await fits('sign-in');
+  await consoleLogin(page, who);
+  await expect(page.getByRole('heading', { name: '对话' })).toBeVisible();
+  await pickEcho(page);
+  await page.getByLabel('消息').fill('你好，手机');
+  await page.getByRole('button', { name: '发送' }).tap();
+  await expect(page.getByTestId('call-cost')).toBeVisible({ timeout: 15_000 });
+  await expect(page.getByTestId('call-cost')).toHaveText(/^¥/);
+  await fits('chat');
+  await expectAccessible(page, 'chat on a phone');
+  await screenshot(page, 'chat-phone-zh');
+  await page.getByRole('link', { name: '用量与预算' }).tap();
+  await expect(page.getByRole('heading', { name: '用量与预算', level: 1 })).toBeVisible();
+  await fits('usage');
+  await screenshot(page, 'usage-phone-zh');
+  expect(problems()).toEqual([]);
+  await context.close();
 });

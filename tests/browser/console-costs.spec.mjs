@@ -6,6 +6,7 @@
 import { test, expect } from '@playwright/test';
 import { readFileSync } from 'node:fs';
 import { apiLogin, consoleLogin, expectAccessible, gql, newUser, openConsole, screenshot, watch } from './support.mjs';
+import { money as formatMoney } from './support.mjs';
 
 // Usage days are counted in the server's configured time zone (`budgets.timezone`, by default
 // Asia/Shanghai). The browser runs 19 hours behind it, so a page that took "today" from the
@@ -22,21 +23,6 @@ async function chatAs(request, token, message) {
   expect(BigInt(call.costMicros)).toBeGreaterThan(0n);
   expect(call.currency).toMatch(/^[A-Z]{3}$/);
   return call;
-}
-
-/** Money as the console must show it, formatted independently here (exact decimal string). */
-function formatMoney(micros, currency, locale) {
-  const value = BigInt(micros);
-  const whole = value / 1_000_000n;
-  const fraction = (value % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
-  const decimal = `${whole}${fraction ? `.${fraction}` : ''}`;
-  return new Intl.NumberFormat(locale, {
-    style: 'currency',
-    currency,
-    currencyDisplay: 'code',
-    minimumFractionDigits: 2,
-    maximumFractionDigits: 6,
-  }).format(decimal);
 }
 
 /** A CSV decimal amount (`0.000036`) as micro-units. */
@@ -102,7 +88,9 @@ test('another client’s chat shows live in the overview and the cost dashboard,
   await expect(page.locator(`[data-call-id="${first.id}"]`)).toHaveCount(1);
   // The tiles refresh (debounced) once the call has finished.
   await expect(callsTile.locator('.tile-value')).toHaveText(String(callsBefore + 1), { timeout: 3_000 });
-  await expect(page.locator('.tile').filter({ hasText: 'Spend today' })).toContainText(first.currency);
+  // Spend today is an amount in the call's currency (its symbol: ¥ for CNY).
+  const symbol = formatMoney(0, first.currency, 'en-US').replace(/[\d.,\s]/g, '');
+  await expect(page.locator('.tile').filter({ hasText: 'Spend today' })).toContainText(symbol);
   await expectAccessible(page, 'overview (en)');
   await screenshot(page, 'overview-en');
 

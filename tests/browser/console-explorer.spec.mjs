@@ -14,6 +14,7 @@ import {
   screenshot,
   watch,
 } from './support.mjs';
+import { money } from './support.mjs';
 
 /** Signs the admin in through the page (in `lang`) and goes to `hash`. */
 async function signIn(page, lang, hash, who = admin) {
@@ -23,21 +24,6 @@ async function signIn(page, lang, hash, who = admin) {
   await expect(page.locator('header.topbar button')).toBeVisible();
   // The session is stored now: load the view afresh, as a pasted link would.
   await page.goto(`/console${hash}`);
-}
-
-/** Money as the console shows it (exact, from micro-units). */
-function money(micros, currency, locale) {
-  const value = BigInt(micros);
-  const whole = value / 1_000_000n;
-  const fraction = (value % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
-  const decimal = `${whole}${fraction ? `.${fraction}` : ''}`;
-  return new Intl.NumberFormat(locale, {
-    minimumFractionDigits: 2,
-    maximumFractionDigits: 6,
-    style: 'currency',
-    currency,
-    currencyDisplay: 'code',
-  }).format(decimal);
 }
 
 function noProblems(problems) {

@@ -3,6 +3,7 @@
 // shows on the page, and what the page does is read back over the API.
 import { test, expect } from '@playwright/test';
 import { admin, apiLogin, consoleLogin, expectAccessible, gql, newUser, openConsole, screenshot, watch } from './support.mjs';
+import { money } from './support.mjs';
 
 /** Switches the console's language with the top bar's selector. */
 async function switchLang(page, lang) {
@@ -25,20 +26,6 @@ function expectClean(problems) {
   const seen = problems();
   expect(seen.filter((p) => /Content Security Policy|Refused to/.test(p))).toEqual([]);
   expect(seen).toEqual([]);
-}
-
-/** What `money()` shows for an amount in micro-units, in a locale. */
-function money(micros, currency, locale) {
-  const value = BigInt(micros);
-  const whole = value / 1_000_000n;
-  const fraction = (value % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
-  return new Intl.NumberFormat(locale, {
-    style: 'currency',
-    currency,
-    currencyDisplay: 'code',
-    minimumFractionDigits: 2,
-    maximumFractionDigits: 6,
-  }).format(`${whole}${fraction ? `.${fraction}` : ''}`);
 }
 
 test('alerts: an admin creates a rule in the dialog, sends a test notification and disables the rule', async ({ page, request }) => {

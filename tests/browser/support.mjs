@@ -8,6 +8,26 @@ import { admin, baseURL } from './playwright.config.mjs';
 
 export { admin, baseURL };
 
+/**
+ * What the console must show for an amount of micro-units: exact (a decimal string, no float),
+ * 2 to 6 decimals, and the currency's symbol (¥ for CNY, as Chinese readers expect; the
+ * locale's own symbol for the others).
+ */
+export function money(micros, currency, locale = 'en-US') {
+  const value = BigInt(micros);
+  const negative = value < 0n;
+  const abs = negative ? -value : value;
+  const whole = abs / 1_000_000n;
+  const fraction = (abs % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
+  return new Intl.NumberFormat(locale, {
+    style: 'currency',
+    currency,
+    currencyDisplay: currency === 'CNY' ? 'narrowSymbol' : 'symbol',
+    minimumFractionDigits: 2,
+    maximumFractionDigits: 6,
+  }).format(`${negative ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`);
+}
+
 /** Runs a GraphQL operation over HTTP; fails the test on any error. */
 export async function gql(request, query, variables = {}, token) {
   const headers = { 'content-type': 'application/json' };

@@ -3,12 +3,13 @@
  * time zone (`reportCalendar`), which may not be the browser's. Pages take "today" and "this
  * month" from here, so a preset asks for the days the server means.
  */
-import { isoDay } from '../ui/format';
+import { isoDay, setDisplayZone } from '../ui/format';
 
 let zone: string | undefined;
 
 export function setServerZone(timeZone: string) {
   zone = timeZone;
+  setDisplayZone(timeZone);
 }
 
 /** The zone the server counts days in (undefined until known). */

@@ -1,6 +1,6 @@
 /** Small building blocks every page uses: page frame, errors, loading, tables, paging, tiles,
  * badges, form fields and dialogs. */
-import { useEffect, useRef, useState, type ReactNode } from 'react';
+import { useEffect, useId, useRef, useState, type ReactNode } from 'react';
 import { ApiError } from '../api/client';
 import { common } from '../i18n/common';
 import { useText } from '../i18n';
@@ -159,9 +159,12 @@ export function Pager({
 }) {
   const t = useText(common);
   return (
-    <nav className="pager" aria-label="pages">
+    <nav className="pager" aria-label={t.pages}>
       <button type="button" onClick={pager.first} disabled={pager.page === 1}>
         {t.first}
+      </button>
+      <button type="button" onClick={pager.previous} disabled={pager.page === 1}>
+        {t.previous}
       </button>
       <span className="muted">{pager.page}</span>
       <button type="button" onClick={() => pager.next(endCursor)} disabled={!hasNext}>
@@ -203,6 +206,8 @@ export function Field({ label, children, hint }: { label: string; children: Reac
 /** A modal dialog (the browser's `<dialog>`: focus trapped, Escape closes). */
 export function Dialog({ open, title, onClose, children }: { open: boolean; title: string; onClose(): void; children: ReactNode }) {
   const ref = useRef<HTMLDialogElement>(null);
+  // Each dialog names itself by its own heading, however many a page holds.
+  const titleId = useId();
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;
@@ -210,8 +215,8 @@ export function Dialog({ open, title, onClose, children }: { open: boolean; titl
     if (!open && dialog.open) dialog.close();
   }, [open]);
   return (
-    <dialog ref={ref} onClose={onClose} aria-labelledby="dialog-title">
-      <h2 id="dialog-title">{title}</h2>
+    <dialog ref={ref} onClose={onClose} aria-labelledby={titleId}>
+      <h2 id={titleId}>{title}</h2>
       {open && children}
     </dialog>
   );

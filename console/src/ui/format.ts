@@ -25,14 +25,18 @@ export function sumMicros(values: Iterable<string | number | bigint>): bigint {
   return total;
 }
 
-/** Money in its currency, exact to the micro-unit: at least 2 decimals, at most 6. */
+/**
+ * Money in its currency, exact to the micro-unit: at least 2 decimals, at most 6, with the
+ * currency's symbol (¥ for CNY in both languages; the locale's own symbol for the others, such
+ * as US$ in Chinese and $ in English).
+ */
 export function money(micros: string | number | bigint, currency: string | null | undefined, locale: string): string {
   const decimal = microsToDecimal(micros);
   const options: Intl.NumberFormatOptions = { minimumFractionDigits: 2, maximumFractionDigits: 6 };
   if (currency && /^[A-Z]{3}$/.test(currency)) {
     options.style = 'currency';
     options.currency = currency;
-    options.currencyDisplay = 'code';
+    options.currencyDisplay = currency === 'CNY' ? 'narrowSymbol' : 'symbol';
   }
   // Intl formats a decimal string exactly (no float on the way).
   const format = new Intl.NumberFormat(locale, options).format as unknown as (value: string) => string;
@@ -60,14 +64,37 @@ export function ms(value: number | null | undefined, locale: string): string {
   return value == null ? '—' : `${new Intl.NumberFormat(locale).format(value)} ms`;
 }
 
+/** The zone times are shown in: the server's (`reportCalendar`), once known. */
+let displayZone: string | undefined;
+
+export function setDisplayZone(zone: string) {
+  displayZone = zone;
+}
+
+function inZone(locale: string, options: Intl.DateTimeFormatOptions): Intl.DateTimeFormat {
+  try {
+    return new Intl.DateTimeFormat(locale, { ...options, timeZone: displayZone });
+  } catch {
+    return new Intl.DateTimeFormat(locale, options);
+  }
+}
+
+/** A moment, in the server's time zone (the one its days and budgets are counted in). */
 export function dateTime(iso: string | null | undefined, locale: string): string {
   if (!iso) return '—';
-  return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'medium' }).format(new Date(iso));
+  return inZone(locale, { dateStyle: 'medium', timeStyle: 'medium' }).format(new Date(iso));
+}
+
+/** A compact moment for tables (month, day and time), in the server's time zone. */
+export function shortDateTime(iso: string, locale: string): string {
+  return inZone(locale, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' }).format(
+    new Date(iso),
+  );
 }
 
 export function time(iso: string | null | undefined, locale: string): string {
   if (!iso) return '—';
-  return new Intl.DateTimeFormat(locale, { timeStyle: 'medium' }).format(new Date(iso));
+  return inZone(locale, { timeStyle: 'medium' }).format(new Date(iso));
 }
 
 /** `YYYY-MM-DD` of a local date. */

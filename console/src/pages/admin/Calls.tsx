@@ -13,7 +13,7 @@ import { common } from '../../i18n/common';
 import { defineText, useLang, useText } from '../../i18n';
 import { navigate } from '../../router';
 import { Badge, ErrorBox, Field, Loading, Page, Pager, Table, usePager, type Column } from '../../ui/components';
-import { count, dateTime, localInputToIso, money, ms } from '../../ui/format';
+import { count, dateTime, localInputToIso, money, ms, shortDateTime } from '../../ui/format';
 import './Calls.css';
 
 const text = defineText({
@@ -279,13 +279,7 @@ function statusTone(status: Status): 'ok' | 'warn' | 'bad' | 'info' | 'muted' {
 
 /** A compact date and time for the table (the full one is its tooltip). */
 function shortTime(iso: string, locale: string): string {
-  return new Intl.DateTimeFormat(locale, {
-    month: 'short',
-    day: 'numeric',
-    hour: '2-digit',
-    minute: '2-digit',
-    second: '2-digit',
-  }).format(new Date(iso));
+  return shortDateTime(iso, locale);
 }
 
 /** An RFC 3339 time as a `datetime-local` value (local time, to the minute). */
