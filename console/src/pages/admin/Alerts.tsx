@@ -11,7 +11,7 @@ import { common } from '../../i18n/common';
 import { defineText, useLang, useText } from '../../i18n';
 import { Badge, Dialog, ErrorBox, Field, LiveDot, Loading, Page, Pager, Table, usePager } from '../../ui/components';
 import { dateTime } from '../../ui/format';
-import { AlertFeed, alertsText, type Alert } from '../user/alertsShared';
+import { ALERTS, AlertFeed, FIRED, alertsText, type Alert } from '../user/alertsShared';
 import '../ops.css';
 
 const text = defineText({
@@ -213,60 +213,6 @@ const SET_ENABLED = gql`
 const DELETE = gql`
   mutation AlertsPageDelete($id: ID!) {
     deleteAlertRule(id: $id)
-  }
-`;
-
-const ALERTS = gql`
-  query AlertsPageAlerts($ruleId: ID, $first: Int, $after: String) {
-    alerts(ruleId: $ruleId, first: $first, after: $after) {
-      pageInfo {
-        hasNextPage
-        endCursor
-      }
-      nodes {
-        id
-        ruleId
-        subject
-        state
-        severity
-        title
-        body
-        at
-        deliveries {
-          channel
-          recipient
-          status
-          attempts
-          lastError
-          nextAttemptAt
-          deliveredAt
-        }
-      }
-    }
-  }
-`;
-
-const FIRED = gql`
-  subscription AlertsPageFired {
-    alertFired {
-      id
-      ruleId
-      subject
-      state
-      severity
-      title
-      body
-      at
-      deliveries {
-        channel
-        recipient
-        status
-        attempts
-        lastError
-        nextAttemptAt
-        deliveredAt
-      }
-    }
   }
 `;
 

@@ -11,7 +11,7 @@ import { common } from '../../i18n/common';
 import { defineText, useLang, useText } from '../../i18n';
 import { Badge, ErrorBox, Field, LiveDot, Loading, Page, Pager, Table, usePager } from '../../ui/components';
 import { dateTime } from '../../ui/format';
-import { AlertFeed, alertsText, type Alert } from './alertsShared';
+import { ALERTS, AlertFeed, FIRED, alertsText, type Alert } from './alertsShared';
 import '../ops.css';
 
 const text = defineText({
@@ -118,60 +118,6 @@ const SET_ENABLED = gql`
 const DELETE = gql`
   mutation MyAlertsPageDelete($id: ID!) {
     deleteAlertRule(id: $id)
-  }
-`;
-
-const ALERTS = gql`
-  query MyAlertsPageAlerts($first: Int, $after: String) {
-    alerts(first: $first, after: $after) {
-      pageInfo {
-        hasNextPage
-        endCursor
-      }
-      nodes {
-        id
-        ruleId
-        subject
-        state
-        severity
-        title
-        body
-        at
-        deliveries {
-          channel
-          recipient
-          status
-          attempts
-          lastError
-          nextAttemptAt
-          deliveredAt
-        }
-      }
-    }
-  }
-`;
-
-const FIRED = gql`
-  subscription MyAlertsPageFired {
-    alertFired {
-      id
-      ruleId
-      subject
-      state
-      severity
-      title
-      body
-      at
-      deliveries {
-        channel
-        recipient
-        status
-        attempts
-        lastError
-        nextAttemptAt
-        deliveredAt
-      }
-    }
   }
 `;
 

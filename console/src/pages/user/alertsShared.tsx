@@ -1,8 +1,66 @@
 /** What the admin's alerts page and the user's own alerts page share: an alert with its
  * deliveries, shown as a table. */
+import { gql } from '../../api/gql';
 import { defineText, useLang, useText } from '../../i18n';
 import { Badge, Table } from '../../ui/components';
 import { dateTime } from '../../ui/format';
+
+/** Alerts sent, newest first (all for an admin, the user's own otherwise), optionally one rule's. */
+export const ALERTS = gql`
+  query AlertsSent($ruleId: ID, $first: Int, $after: String) {
+    alerts(ruleId: $ruleId, first: $first, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        ruleId
+        subject
+        state
+        severity
+        title
+        body
+        at
+        deliveries {
+          channel
+          recipient
+          status
+          attempts
+          lastError
+          nextAttemptAt
+          deliveredAt
+        }
+      }
+    }
+  }
+`;
+
+/** Alerts as they fire or resolve (the same visibility as `ALERTS`). */
+export const FIRED = gql`
+  subscription AlertsFired {
+    alertFired {
+      id
+      ruleId
+      subject
+      state
+      severity
+      title
+      body
+      at
+      deliveries {
+        channel
+        recipient
+        status
+        attempts
+        lastError
+        nextAttemptAt
+        deliveredAt
+      }
+    }
+  }
+`;
+
 
 export interface Delivery {
   channel: string;
