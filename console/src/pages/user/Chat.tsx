@@ -10,62 +10,13 @@ import { ApiError, request, subscribe, type Subscription } from '../../api/clien
 import { gql } from '../../api/gql';
 import { useQuery } from '../../api/hooks';
 import { common } from '../../i18n/common';
-import { defineText, useLang, useText } from '../../i18n';
-import { href, navigate } from '../../router';
+import { useText } from '../../i18n';
+import { navigate } from '../../router';
 import { Dialog, ErrorBox, Field, Loading } from '../../ui/components';
-import { count, money, ms } from '../../ui/format';
+import { text } from './Chat.text';
+import { ChatHistory, type ConversationRow } from './ChatHistory';
+import { Message, type CallSummary, type Turn } from './ChatMessage';
 import './Chat.css';
-
-const text = defineText({
-  en: {
-    title: 'Chat',
-    history: 'Conversations',
-    newChat: 'New chat',
-    rename: 'Rename',
-    renameTitle: 'Rename the conversation',
-    name: 'Title',
-    model: 'Model',
-    placeholder: 'Write a message… (Enter sends, Shift+Enter for a new line)',
-    message: 'Message',
-    send: 'Send',
-    stop: 'Stop',
-    streaming: 'Answering…',
-    stopped: 'Stopped: the call was cancelled.',
-    reasoning: 'Reasoning',
-    you: 'You',
-    assistant: 'Assistant',
-    empty: 'Ask anything to start a conversation. Each reply shows its tokens and cost.',
-    noModels: 'No model can be called: ask an administrator to set up a provider.',
-    tokens: (prompt: string, completion: string) => `${prompt} in · ${completion} out`,
-    cached: 'from cache',
-    untitled: 'New conversation',
-    deleteTitle: 'Delete this conversation and its messages?',
-  },
-  zh: {
-    title: '对话',
-    history: '会话',
-    newChat: '新对话',
-    rename: '重命名',
-    renameTitle: '重命名会话',
-    name: '标题',
-    model: '模型',
-    placeholder: '输入消息…（Enter 发送，Shift+Enter 换行）',
-    message: '消息',
-    send: '发送',
-    stop: '停止',
-    streaming: '正在回答…',
-    stopped: '已停止：本次调用已取消。',
-    reasoning: '推理过程',
-    you: '我',
-    assistant: '助手',
-    empty: '输入任意问题开始对话。每条回复都会显示用量与费用。',
-    noModels: '没有可调用的模型，请联系管理员配置服务商。',
-    tokens: (prompt: string, completion: string) => `输入 ${prompt} · 输出 ${completion}`,
-    cached: '来自缓存',
-    untitled: '新会话',
-    deleteTitle: '删除此会话及其全部消息？',
-  },
-});
 
 const MODELS = gql`
   query ChatModels {
@@ -137,37 +88,6 @@ interface ModelRow {
   mock: boolean;
 }
 
-interface ConversationRow {
-  id: string;
-  title: string;
-  provider: string | null;
-  model: string | null;
-  updatedAt: string;
-}
-
-interface CallSummary {
-  id: string;
-  status: string;
-  promptTokens: number;
-  cachedPromptTokens: number;
-  completionTokens: number;
-  costMicros: string;
-  currency: string | null;
-  latencyMs: number | null;
-  ttftMs: number | null;
-  cached: boolean;
-}
-
-interface Turn {
-  key: string;
-  role: 'USER' | 'ASSISTANT' | 'SYSTEM';
-  content: string;
-  reasoning?: string | null;
-  call?: CallSummary;
-  streaming?: boolean;
-  stopped?: boolean;
-}
-
 interface StreamEvent {
   chatStream: {
     aiCallId: string;
@@ -184,7 +104,6 @@ const SEP = '\u0000';
 export function Chat({ route }: ViewProps) {
   const t = useText(text);
   const c = useText(common);
-  const { locale } = useLang();
   const openId = route.path[1];
 
   const models = useQuery<{ models: ModelRow[] }>(MODELS);
@@ -374,44 +293,17 @@ export function Chat({ route }: ViewProps) {
 
   return (
     <div className="chat">
-      <aside className="chat-history" aria-label={t.history}>
-        <button type="button" className="primary chat-new" onClick={startNew}>
-          {t.newChat}
-        </button>
-        <h2>{t.history}</h2>
-        <Loading show={conversations.loading && !conversations.data} />
-        <ErrorBox error={conversations.error} onRetry={conversations.reload} />
-        <ul>
-          {list.map((row) => (
-            <li key={row.id}>
-              <a href={href(`/chat/${row.id}`)} aria-current={row.id === openId ? 'page' : undefined} title={row.title}>
-                {row.title || t.untitled}
-              </a>
-              <button
-                type="button"
-                className="icon"
-                aria-label={`${t.rename}: ${row.title}`}
-                title={t.rename}
-                onClick={() => {
-                  setRenaming(row);
-                  setNewTitle(row.title);
-                }}
-              >
-                ✎
-              </button>
-              <button
-                type="button"
-                className="icon"
-                aria-label={`${c.delete}: ${row.title}`}
-                title={c.delete}
-                onClick={() => void remove(row)}
-              >
-                ×
-              </button>
-            </li>
-          ))}
-        </ul>
-      </aside>
+      <ChatHistory
+        conversations={conversations}
+        list={list}
+        openId={openId}
+        onNew={startNew}
+        onRename={(row) => {
+          setRenaming(row);
+          setNewTitle(row.title);
+        }}
+        onRemove={(row) => void remove(row)}
+      />
       <section className="chat-main" aria-labelledby="page-title">
         <div className="chat-bar">
           <h1 id="page-title" className="chat-title">
@@ -430,26 +322,7 @@ export function Chat({ route }: ViewProps) {
             <p className="muted">{modelList.length === 0 && models.data ? t.noModels : t.empty}</p>
           )}
           {turns.map((turn) => (
-            <article key={turn.key} className={`msg msg-${turn.role.toLowerCase()}`} aria-busy={turn.streaming || undefined}>
-              <span className="sr-only">{turn.role === 'USER' ? t.you : t.assistant}: </span>
-              {turn.reasoning && (
-                <details className="msg-reasoning">
-                  <summary>{t.reasoning}</summary>
-                  <div>{turn.reasoning}</div>
-                </details>
-              )}
-              <div className="msg-text">{turn.content}</div>
-              {turn.streaming && <div className="msg-meta">{t.streaming}</div>}
-              {turn.stopped && <div className="msg-meta">{t.stopped}</div>}
-              {turn.call && (
-                <div className="msg-meta" data-testid="call-meta">
-                  {t.tokens(count(turn.call.promptTokens, locale), count(turn.call.completionTokens, locale))} ·{' '}
-                  {ms(turn.call.latencyMs, locale)} ·{' '}
-                  <span data-testid="call-cost">{money(turn.call.costMicros, turn.call.currency, locale)}</span>
-                  {turn.call.cached && ` · ${t.cached}`}
-                </div>
-              )}
-            </article>
+            <Message key={turn.key} turn={turn} />
           ))}
           <div ref={bottom} />
         </div>
