@@ -18,6 +18,11 @@ export class ApiError extends Error {
   }
 }
 
+/** Anything a request threw, as an `ApiError` (unexpected ones as `INTERNAL`). */
+export function toApiError(error: unknown): ApiError {
+  return error instanceof ApiError ? error : new ApiError(String(error), 'INTERNAL');
+}
+
 interface GraphQLError {
   message: string;
   extensions?: { code?: string } & Record<string, unknown>;

@@ -1,7 +1,7 @@
 /** React hooks over the API: `useQuery` (load, reload, keep the last data while reloading) and
  * `useSubscription` (live results while mounted). */
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { ApiError, request, subscribe } from './client';
+import { ApiError, request, subscribe, toApiError } from './client';
 
 export interface QueryState<T> {
   data: T | undefined;
@@ -25,7 +25,7 @@ export function useQuery<T>(document: string, variables?: object, skip = false):
         live &&
         setState((s) => ({
           data: s.data,
-          error: error instanceof ApiError ? error : new ApiError(String(error), 'INTERNAL'),
+          error: toApiError(error),
           loading: false,
         })),
       );

@@ -1,6 +1,6 @@
 /** Sign-in: email and password, then the view the role starts on. */
 import { useState, type FormEvent } from 'react';
-import { ApiError, request } from '../api/client';
+import { ApiError, request, toApiError } from '../api/client';
 import { gql } from '../api/gql';
 import { store, type Session } from '../api/session';
 import { common } from '../i18n/common';
@@ -73,7 +73,7 @@ export function Login({ notice }: { notice?: string }) {
       store(data.login);
       navigate(data.login.user.role === 'ADMIN' ? '/overview' : '/chat', undefined, true);
     } catch (e) {
-      setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
+      setError(toApiError(e));
     } finally {
       setBusy(false);
     }

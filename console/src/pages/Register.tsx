@@ -1,6 +1,6 @@
 /** Sign-up, as the server allows it: open, by invite code, or closed (then it says so). */
 import { useState, type FormEvent } from 'react';
-import { ApiError, request } from '../api/client';
+import { ApiError, request, toApiError } from '../api/client';
 import { gql } from '../api/gql';
 import { useQuery } from '../api/hooks';
 import { store, type Session } from '../api/session';
@@ -79,7 +79,7 @@ export function Register() {
       store(data.register);
       navigate('/chat', undefined, true);
     } catch (e) {
-      setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
+      setError(toApiError(e));
     } finally {
       setBusy(false);
     }

@@ -1,6 +1,6 @@
 /** Small building blocks every page uses: page frame, errors, loading, tables, paging, tiles,
  * badges, form fields and dialogs. */
-import { useEffect, useId, useRef, useState, type ReactNode } from 'react';
+import { useEffect, useId, useRef, useState, type AriaAttributes, type ReactNode } from 'react';
 import { ApiError } from '../api/client';
 import { common } from '../i18n/common';
 import { useText } from '../i18n';
@@ -219,6 +219,20 @@ export function Dialog({ open, title, onClose, children }: { open: boolean; titl
       <h2 id={titleId}>{title}</h2>
       {open && children}
     </dialog>
+  );
+}
+
+/** A budget meter: spent, then reserved, as shares of the limit (see `limitShares`); the caller
+ * names it for assistive technology (`role="meter"` with its values) or hides it. */
+export function Meter({
+  shares,
+  ...aria
+}: { shares: { spent: number; reserved: number } } & AriaAttributes & { role?: 'meter' }) {
+  return (
+    <div className="meter" {...aria}>
+      <div className="meter-spent" style={{ width: `${shares.spent}%` }} />
+      <div className="meter-reserved" style={{ width: `${shares.reserved}%` }} />
+    </div>
   );
 }
 

@@ -114,3 +114,20 @@ export function localInputToIso(value: string): string | undefined {
   const date = new Date(value);
   return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
 }
+
+/**
+ * Spent and reserved as percentages of a limit, for a meter: exact per-mille from the micro-units
+ * (only the result is a float), reserved capped to what spent leaves; both 0 without a limit.
+ */
+export function limitShares(
+  limitMicros: string,
+  spentMicros: string,
+  reservedMicros: string,
+): { spent: number; reserved: number } {
+  const limit = BigInt(limitMicros);
+  if (limit <= 0n) return { spent: 0, reserved: 0 };
+  const perMille = (v: string) => Math.min(1000, Number((BigInt(v) * 1000n) / limit));
+  const spent = perMille(spentMicros);
+  const reserved = Math.min(1000 - spent, perMille(reservedMicros));
+  return { spent: spent / 10, reserved: reserved / 10 };
+}

@@ -4,14 +4,14 @@
  */
 import { useState } from 'react';
 import type { ViewProps } from '../../App';
-import { ApiError, request } from '../../api/client';
+import { ApiError, request, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useQuery } from '../../api/hooks';
 import { common } from '../../i18n/common';
 import { useLang, useText } from '../../i18n';
 import { Badge, Dialog, ErrorBox, Loading, Page, Table } from '../../ui/components';
 import { dateTime } from '../../ui/format';
-import { asError, PARAMS, type Rule } from './alertRules';
+import { PARAMS, type Rule } from './alertRules';
 import { text } from './Alerts.text';
 import { RuleForm } from './RuleForm';
 import { SentAlerts } from './SentAlerts';
@@ -91,7 +91,7 @@ export function Alerts(_props: ViewProps) {
       await request(SET_ENABLED, { id: rule.id, enabled });
       rules.reload();
     } catch (e) {
-      setActionError(asError(e));
+      setActionError(toApiError(e));
     }
   };
   const remove = async (rule: Rule) => {
@@ -101,7 +101,7 @@ export function Alerts(_props: ViewProps) {
       await request(DELETE, { id: rule.id });
       rules.reload();
     } catch (e) {
-      setActionError(asError(e));
+      setActionError(toApiError(e));
     }
   };
   const ruleName = (id: string) => rules.data?.alertRules.find((r) => r.id === id)?.name ?? id.slice(0, 8);

@@ -4,7 +4,7 @@
  * break.
  */
 import { useRef, useState } from 'react';
-import { ApiError, request } from '../../api/client';
+import { ApiError, request, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { defineText, useLang, useText } from '../../i18n';
 import { ErrorBox } from '../../ui/components';
@@ -103,7 +103,7 @@ export function VerifyChain() {
         afterSeq = v.lastSeq;
       }
     } catch (e) {
-      setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
+      setError(toApiError(e));
       setState({ phase: 'idle' });
     }
   };

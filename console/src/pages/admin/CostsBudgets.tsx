@@ -2,8 +2,8 @@
 import type { QueryState } from '../../api/hooks';
 import { gql } from '../../api/gql';
 import { useLang, useText } from '../../i18n';
-import { ErrorBox, Loading, Table } from '../../ui/components';
-import { dateTime, money } from '../../ui/format';
+import { ErrorBox, Loading, Meter, Table } from '../../ui/components';
+import { dateTime, limitShares, money } from '../../ui/format';
 import { personLabel, type Person } from './costsShared';
 import { text } from './Costs.text';
 
@@ -78,7 +78,7 @@ export function CostsBudgets({
               numeric: true,
               render: (b) => money(b.remainingMicros, b.currency, locale),
             },
-            { key: 'use', title: t.use, render: (b) => <Meter budget={b} label={t.meterLabel} locale={locale} /> },
+            { key: 'use', title: t.use, render: (b) => <BudgetMeter budget={b} label={t.meterLabel} locale={locale} /> },
             { key: 'reset', title: t.resets, render: (b) => dateTime(b.resetAt, locale) },
           ]}
         />
@@ -87,26 +87,20 @@ export function CostsBudgets({
   );
 }
 
-function Meter({ budget, label, locale }: { budget: Budget; label: (pct: string) => string; locale: string }) {
-  const limit = BigInt(budget.limitMicros);
-  // Per-mille by integer arithmetic on micro-units; only the bar widths are floats.
-  const share = (v: string) => (limit > 0n ? Math.min(1000, Number((BigInt(v) * 1000n) / limit)) / 10 : 0);
-  const spent = share(budget.spentMicros);
-  const reserved = Math.min(100 - spent, share(budget.reservedMicros));
-  const pct = new Intl.NumberFormat(locale, { style: 'percent', maximumFractionDigits: 1 }).format((spent + reserved) / 100);
+function BudgetMeter({ budget, label, locale }: { budget: Budget; label: (pct: string) => string; locale: string }) {
+  const shares = limitShares(budget.limitMicros, budget.spentMicros, budget.reservedMicros);
+  const used = shares.spent + shares.reserved;
+  const pct = new Intl.NumberFormat(locale, { style: 'percent', maximumFractionDigits: 1 }).format(used / 100);
   return (
     <div className="costs-meter">
-      <div
-        className="meter"
+      <Meter
+        shares={shares}
         role="meter"
         aria-valuemin={0}
         aria-valuemax={100}
-        aria-valuenow={Math.round((spent + reserved) * 10) / 10}
+        aria-valuenow={Math.round(used * 10) / 10}
         aria-label={label(pct)}
-      >
-        <span className="meter-spent" style={{ width: `${spent}%` }} />
-        <span className="meter-reserved" style={{ width: `${reserved}%` }} />
-      </div>
+      />
       <span className="muted">{pct}</span>
     </div>
   );

@@ -1,6 +1,6 @@
 /** The costs page's monthly statement card: pick a month and a user, see the lines and totals, download the CSV. */
 import { useState } from 'react';
-import { ApiError } from '../../api/client';
+import { ApiError, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useQuery, type QueryState } from '../../api/hooks';
 import { current, refresh } from '../../api/session';
@@ -127,7 +127,7 @@ export function CostsStatement({
       const blob = await fetchCsv(month, statementUser);
       saveFile(`statement-${statementUser ?? current()?.user.id ?? 'me'}-${month}.csv`, blob);
     } catch (error) {
-      setCsvError(error instanceof ApiError ? error : new ApiError(String(error), 'INTERNAL'));
+      setCsvError(toApiError(error));
     } finally {
       setCsvBusy(false);
     }

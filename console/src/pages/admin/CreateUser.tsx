@@ -1,12 +1,12 @@
 /** The create-user dialog of the Users page. */
 import { useEffect, useState, type FormEvent } from 'react';
-import { request, type ApiError } from '../../api/client';
+import { request, type ApiError, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { common } from '../../i18n/common';
 import { useText } from '../../i18n';
 import { Dialog, ErrorBox, Field } from '../../ui/components';
 import { text } from './Users.text';
-import { ROLES, asApiError, type Role } from './UsersShared';
+import { ROLES, type Role } from './UsersShared';
 
 const CREATE = gql`
   mutation UsersCreate($input: CreateUserInput!) {
@@ -36,7 +36,7 @@ export function CreateUser({ open, onClose, onCreated }: { open: boolean; onClos
       });
       onCreated(data.createUser.email);
     } catch (e) {
-      setError(asApiError(e));
+      setError(toApiError(e));
     } finally {
       setBusy(false);
     }

@@ -5,7 +5,7 @@
  */
 import { useMemo, useState, type FormEvent } from 'react';
 import type { ViewProps } from '../../App';
-import { ApiError, request } from '../../api/client';
+import { ApiError, request, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useQuery } from '../../api/hooks';
 import { defineText, useLang, useText } from '../../i18n';
@@ -416,7 +416,7 @@ function AddPrice({
       setForm(blank);
       onAdded({ provider, model });
     } catch (e) {
-      setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
+      setError(toApiError(e));
     } finally {
       setBusy(false);
     }

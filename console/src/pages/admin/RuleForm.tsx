@@ -1,11 +1,11 @@
 /** The alert rule form shown in the new/edit dialog: name, kind, its settings, targets, cooldown, on/off. */
 import { useState, type FormEvent } from 'react';
-import { ApiError, request } from '../../api/client';
+import { ApiError, request, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { common } from '../../i18n/common';
 import { useText } from '../../i18n';
 import { ErrorBox, Field } from '../../ui/components';
-import { asError, KINDS, NUMERIC, PARAMS, type Kind, type Params, type Rule } from './alertRules';
+import { KINDS, NUMERIC, PARAMS, type Kind, type Params, type Rule } from './alertRules';
 import { text } from './Alerts.text';
 
 const CREATE = gql`
@@ -80,7 +80,7 @@ export function RuleForm({
       else await request(CREATE, { input: body });
       onDone();
     } catch (err) {
-      setError(asError(err));
+      setError(toApiError(err));
     } finally {
       setBusy(false);
     }

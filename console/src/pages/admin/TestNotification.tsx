@@ -1,10 +1,9 @@
 /** The test-notification card: send a test message through any loaded notifier and show the verdict. */
 import { useState, type FormEvent } from 'react';
-import { ApiError, request } from '../../api/client';
+import { ApiError, request, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useText } from '../../i18n';
 import { Badge, ErrorBox, Field } from '../../ui/components';
-import { asError } from './alertRules';
 import { text } from './Alerts.text';
 
 const TEST = gql`
@@ -37,7 +36,7 @@ export function TestNotification({ notifiers }: { notifiers: string[] }) {
       });
       setResult(d.testNotification);
     } catch (err) {
-      setError(asError(err));
+      setError(toApiError(err));
     } finally {
       setBusy(false);
     }

@@ -1,14 +1,14 @@
 /** A user's budgets in the user detail panel: meters, editing a limit, deleting, adding one. */
 import { useState, type FormEvent } from 'react';
-import { request, type ApiError } from '../../api/client';
+import { request, type ApiError, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useQuery } from '../../api/hooks';
 import { common } from '../../i18n/common';
 import { useLang, useText } from '../../i18n';
-import { Badge, ErrorBox, Field, Loading } from '../../ui/components';
-import { decimalToMicros, microsToDecimal, money } from '../../ui/format';
+import { Badge, ErrorBox, Field, Loading, Meter } from '../../ui/components';
+import { decimalToMicros, limitShares, microsToDecimal, money } from '../../ui/format';
 import { text } from './Users.text';
-import { Confirm, PERIODS, asApiError, type Budget, type Period } from './UsersShared';
+import { Confirm, PERIODS, type Budget, type Period } from './UsersShared';
 
 const BUDGETS = gql`
   query UsersBudgets($userId: ID) {
@@ -60,7 +60,7 @@ export function UserBudgets({ userId }: { userId: string }) {
       setEditing(null);
       budgets.reload();
     } catch (e) {
-      setError(asApiError(e));
+      setError(toApiError(e));
     }
   };
 
@@ -78,7 +78,7 @@ export function UserBudgets({ userId }: { userId: string }) {
                 <strong>{t[b.period]}</strong>
                 <Badge tone={b.scope === 'USER' ? 'info' : 'muted'}>{b.scope === 'USER' ? t.scopeUser : t.scopeGlobal}</Badge>
               </div>
-              <Meter budget={b} />
+              <BudgetMeter budget={b} />
               <dl>
                 <dt>{t.limit}</dt>
                 <dd data-testid="budget-limit">{money(b.limitMicros, b.currency, locale)}</dd>
@@ -149,19 +149,9 @@ export function UserBudgets({ userId }: { userId: string }) {
   );
 }
 
-function Meter({ budget }: { budget: Budget }) {
-  const limit = BigInt(budget.limitMicros);
-  if (limit <= 0n) return null;
-  // Widths in per-mille, from exact integers (no money in floating point).
-  const share = (v: string) => Number((BigInt(v) * 1000n) / limit);
-  const spent = Math.min(1000, share(budget.spentMicros));
-  const reserved = Math.min(1000 - spent, share(budget.reservedMicros));
-  return (
-    <div className="meter" aria-hidden="true">
-      <div className="meter-spent" style={{ width: `${spent / 10}%` }} />
-      <div className="meter-reserved" style={{ width: `${reserved / 10}%` }} />
-    </div>
-  );
+function BudgetMeter({ budget }: { budget: Budget }) {
+  if (BigInt(budget.limitMicros) <= 0n) return null;
+  return <Meter shares={limitShares(budget.limitMicros, budget.spentMicros, budget.reservedMicros)} aria-hidden="true" />;
 }
 
 function NewBudget({ userId, onCreated }: { userId: string; onCreated(): void }) {
@@ -187,7 +177,7 @@ function NewBudget({ userId, onCreated }: { userId: string; onCreated(): void })
       setAmount('');
       onCreated();
     } catch (e) {
-      setError(asApiError(e));
+      setError(toApiError(e));
     } finally {
       setBusy(false);
     }

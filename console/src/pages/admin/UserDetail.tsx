@@ -1,6 +1,6 @@
 /** The user detail panel of the Users page: the user's rate limits and budgets. */
 import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
-import { request, type ApiError } from '../../api/client';
+import { request, type ApiError, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useQuery } from '../../api/hooks';
 import { common } from '../../i18n/common';
@@ -8,7 +8,7 @@ import { useLang, useText } from '../../i18n';
 import { ErrorBox, Field, Loading } from '../../ui/components';
 import { text } from './Users.text';
 import { UserBudgets } from './UserBudgets';
-import { asApiError, type UserRow } from './UsersShared';
+import { type UserRow } from './UsersShared';
 
 const USER = gql`
   query UsersOne($id: ID!) {
@@ -114,7 +114,7 @@ function RateLimitsForm({ userId }: { userId: string }) {
       setSaved(true);
       limits.reload();
     } catch (e) {
-      setError(asApiError(e));
+      setError(toApiError(e));
     } finally {
       setBusy(false);
     }

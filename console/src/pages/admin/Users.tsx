@@ -5,7 +5,7 @@
  */
 import { useEffect, useState } from 'react';
 import type { ViewProps } from '../../App';
-import { request, type ApiError } from '../../api/client';
+import { request, type ApiError, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useQuery } from '../../api/hooks';
 import { common } from '../../i18n/common';
@@ -16,7 +16,7 @@ import { dateTime } from '../../ui/format';
 import { CreateUser } from './CreateUser';
 import { UserDetail } from './UserDetail';
 import { text } from './Users.text';
-import { Confirm, ROLES, asApiError, type Role, type UserRow } from './UsersShared';
+import { Confirm, ROLES, type Role, type UserRow } from './UsersShared';
 import './Users.css';
 
 const PAGE_SIZE = 25;
@@ -76,7 +76,7 @@ export function Users({ route, session }: ViewProps) {
       await request(SET_ROLE, { userId: user.id, role });
       setNotice(t.roleChanged(user.displayName, t[role]));
     } catch (e) {
-      setActionError(asApiError(e));
+      setActionError(toApiError(e));
     }
     users.reload();
     setDetailTick((n) => n + 1);

@@ -1,6 +1,6 @@
 /** Types, constants and the confirmation dialog shared by the Users page and its panels. */
 import { useEffect, useState, type FormEvent } from 'react';
-import { ApiError } from '../../api/client';
+import { ApiError, toApiError } from '../../api/client';
 import { useText } from '../../i18n';
 import { common } from '../../i18n/common';
 import { Dialog, ErrorBox } from '../../ui/components';
@@ -32,9 +32,6 @@ export interface Budget {
   remainingMicros: string;
 }
 
-export function asApiError(e: unknown): ApiError {
-  return e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL');
-}
 
 /** A yes/no question in a modal dialog. */
 export function Confirm({
@@ -65,7 +62,7 @@ export function Confirm({
       await onConfirm();
       onClose();
     } catch (e) {
-      setError(asApiError(e));
+      setError(toApiError(e));
     } finally {
       setBusy(false);
     }
@@ -87,3 +84,4 @@ export function Confirm({
     </Dialog>
   );
 }
+

@@ -1,5 +1,4 @@
 /** Alert rules as the alerting page sees them: the kinds, the settings each kind takes, and the rule row. */
-import { ApiError } from '../../api/client';
 
 export const KINDS = ['BUDGET_THRESHOLD', 'ERROR_RATE', 'PROVIDER_FAILING', 'LATENCY_P95', 'PLUGIN_FAILED'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -27,9 +26,4 @@ export interface Rule {
   enabled: boolean;
   ownerId: string | null;
   lastFiredAt: string | null;
-}
-
-/** Any thrown value as an ApiError. */
-export function asError(e: unknown) {
-  return e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL');
 }

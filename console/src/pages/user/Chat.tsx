@@ -6,7 +6,7 @@
  */
 import { useEffect, useMemo, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import type { ViewProps } from '../../App';
-import { ApiError, request, subscribe, type Subscription } from '../../api/client';
+import { ApiError, request, subscribe, type Subscription, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useQuery } from '../../api/hooks';
 import { common } from '../../i18n/common';
@@ -162,7 +162,7 @@ export function Chat({ route }: ViewProps) {
       }
       if (live) setTurns(all);
     })()
-      .catch((e: unknown) => live && setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL')))
+      .catch((e: unknown) => live && setError(toApiError(e)))
       .finally(() => live && setLoadingTurns(false));
     return () => {
       live = false;
@@ -193,7 +193,7 @@ export function Chat({ route }: ViewProps) {
         navigate(`/chat/${conversationId}`);
       }
     } catch (e) {
-      setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
+      setError(toApiError(e));
       return;
     }
     streamed.current = conversationId;
@@ -266,7 +266,7 @@ export function Chat({ route }: ViewProps) {
       setRenaming(null);
       conversations.reload();
     } catch (e) {
-      setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
+      setError(toApiError(e));
     }
   };
 
@@ -277,7 +277,7 @@ export function Chat({ route }: ViewProps) {
       if (row.id === openId) startNew();
       conversations.reload();
     } catch (e) {
-      setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
+      setError(toApiError(e));
     }
   };
 

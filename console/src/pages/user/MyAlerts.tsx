@@ -4,7 +4,7 @@
  */
 import { useState, type FormEvent } from 'react';
 import type { ViewProps } from '../../App';
-import { ApiError, request } from '../../api/client';
+import { ApiError, request, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useQuery, useSubscription } from '../../api/hooks';
 import { common } from '../../i18n/common';
@@ -121,9 +121,6 @@ const DELETE = gql`
   }
 `;
 
-function asError(e: unknown) {
-  return e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL');
-}
 
 export function MyAlerts(_props: ViewProps) {
   const t = useText(text);
@@ -154,7 +151,7 @@ export function MyAlerts(_props: ViewProps) {
       await request(doc, vars);
       rules.reload();
     } catch (e) {
-      setActionError(asError(e));
+      setActionError(toApiError(e));
     }
   };
 
@@ -251,7 +248,7 @@ function NewBudgetAlert({ onCreated }: { onCreated(): void }) {
       setAddress('');
       onCreated();
     } catch (err) {
-      setError(asError(err));
+      setError(toApiError(err));
     } finally {
       setBusy(false);
     }

@@ -5,7 +5,7 @@
  */
 import { useEffect, useState, type FormEvent } from 'react';
 import type { ViewProps } from '../../App';
-import { ApiError, request } from '../../api/client';
+import { ApiError, request, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useQuery } from '../../api/hooks';
 import { current, store } from '../../api/session';
@@ -118,9 +118,6 @@ const CHANGE_PASSWORD = gql`
   }
 `;
 
-function asError(e: unknown) {
-  return e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL');
-}
 
 export function Profile(_props: ViewProps) {
   const t = useText(text);
@@ -195,7 +192,7 @@ function ProfileForm({ user, onSaved }: { user: Me; onSaved(): void }) {
       setDone(true);
       onSaved();
     } catch (err) {
-      setError(asError(err));
+      setError(toApiError(err));
     } finally {
       setBusy(false);
     }
@@ -262,7 +259,7 @@ function PasswordForm() {
       setForm({ current: '', next: '', repeat: '' });
       setDone(true);
     } catch (err) {
-      const failure = asError(err);
+      const failure = toApiError(err);
       if (failure.code === 'BAD_USER_INPUT' && failure.extensions.field === 'currentPassword') setProblem(t.wrongCurrent);
       setError(failure);
     } finally {

@@ -3,8 +3,8 @@ import { useState } from 'react';
 import { gql } from '../../api/gql';
 import { useQuery, useSubscription } from '../../api/hooks';
 import { useLang, useText } from '../../i18n';
-import { Badge, ErrorBox, LiveDot, Loading } from '../../ui/components';
-import { count, dateTime, money } from '../../ui/format';
+import { Badge, ErrorBox, LiveDot, Loading, Meter } from '../../ui/components';
+import { count, dateTime, limitShares, money } from '../../ui/format';
 import { text } from './Usage.text';
 
 interface Budget {
@@ -90,10 +90,7 @@ export function Budgets({ onSettled }: { onSettled(): void }) {
       <Loading show={budgets.loading && !budgets.data} />
       {budgets.data && list.length === 0 && <p className="muted">{t.noBudgets}</p>}
       {list.map((b) => {
-        const limit = BigInt(b.limitMicros);
-        const share = (v: string) => (limit > 0n ? Number((BigInt(v) * 10000n) / limit) / 100 : 0);
-        const spent = Math.min(100, share(b.spentMicros));
-        const reserved = Math.min(100 - spent, share(b.reservedMicros));
+        const shares = limitShares(b.limitMicros, b.spentMicros, b.reservedMicros);
         return (
           <div className="meter-block" key={b.id} data-budget={b.id}>
             <div className="meter-legend">
@@ -102,18 +99,15 @@ export function Budgets({ onSettled }: { onSettled(): void }) {
               </strong>
               <span>{t.meter(money(b.spentMicros, b.currency, locale), money(b.limitMicros, b.currency, locale))}</span>
             </div>
-            <div
-              className="meter"
+            <Meter
+              shares={shares}
               role="meter"
               aria-label={`${t.spent} ${t[b.period]}`}
               aria-valuemin={0}
               aria-valuemax={100}
-              aria-valuenow={Math.round(spent)}
+              aria-valuenow={Math.round(shares.spent)}
               aria-valuetext={t.meter(money(b.spentMicros, b.currency, locale), money(b.limitMicros, b.currency, locale))}
-            >
-              <div className="meter-spent" style={{ width: `${spent}%` }} />
-              <div className="meter-reserved" style={{ width: `${reserved}%` }} />
-            </div>
+            />
             <div className="meter-legend muted">
               <span>
                 {t.reserved}: {money(b.reservedMicros, b.currency, locale)}
