@@ -117,7 +117,8 @@ fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
         alerts,
         alert_deliveries,
         leases,
-        invites
+        invites,
+        api_keys
     )
 }
 

@@ -105,6 +105,8 @@ pub struct Filter {
     pub provider: Option<String>,
     /// Only this model.
     pub model: Option<String>,
+    /// Only this API key's calls.
+    pub api_key_id: Option<String>,
     /// Only this status.
     pub status: Option<CallStatus>,
     /// Started at or after.
@@ -134,6 +136,9 @@ pub async fn page(
         }
         if let Some(v) = &filter.model {
             query = query.filter(ai_calls::model.eq(v));
+        }
+        if let Some(v) = &filter.api_key_id {
+            query = query.filter(ai_calls::api_key_id.eq(v));
         }
         if let Some(v) = &filter.status {
             query = query.filter(ai_calls::status.eq(v));

@@ -24,6 +24,18 @@ pub async fn insert(conn: &mut DbConn, budget: &Budget) -> QueryResult<usize> {
     })
 }
 
+/// The budget of an API key family, if it has one.
+pub async fn of_key(conn: &mut DbConn, family_id: &str) -> QueryResult<Option<Budget>> {
+    db_run!(conn, |c| {
+        budgets::table
+            .filter(budgets::api_key_id.eq(family_id))
+            .select(Budget::as_select())
+            .first(c)
+            .await
+            .optional()
+    })
+}
+
 /// One budget.
 pub async fn find(conn: &mut DbConn, id: &str) -> QueryResult<Budget> {
     db_run!(conn, |c| {
@@ -49,12 +61,24 @@ pub async fn list(conn: &mut DbConn, user_id: Option<&str>) -> QueryResult<Vec<B
     })
 }
 
-/// The budgets a call by `user_id` counts against (the user's own and the global ones), oldest
-/// first. A fixed-shape statement: it runs on every call, so both databases keep its plan.
-pub async fn applicable(conn: &mut DbConn, user_id: &str) -> QueryResult<Vec<Budget>> {
+/// The budgets a call by `user_id` counts against (the user's own, the global ones, and with an
+/// API key its family's), oldest first. A fixed-shape statement: it runs on every call, so both
+/// databases keep its plan (a call without a key passes `""`, which no family has).
+pub async fn applicable(
+    conn: &mut DbConn,
+    user_id: &str,
+    key_family: Option<&str>,
+) -> QueryResult<Vec<Budget>> {
+    let family = key_family.unwrap_or("");
     db_run!(conn, |c| {
         budgets::table
-            .filter(budgets::user_id.eq(user_id).or(budgets::scope.eq("GLOBAL")))
+            .filter(
+                budgets::user_id
+                    .eq(user_id)
+                    .and(budgets::api_key_id.is_null())
+                    .or(budgets::scope.eq("GLOBAL"))
+                    .or(budgets::api_key_id.eq(family)),
+            )
             .select(Budget::as_select())
             .order(budgets::id.asc())
             .load(c)
@@ -252,6 +276,7 @@ pub async fn add_call_to_daily(
         &DailyUsage {
             day,
             user_id: &call.user_id,
+            api_key_id: call.api_key_id.as_deref().unwrap_or(""),
             provider: &call.provider,
             model: &call.model,
             currency: call.currency.as_deref().unwrap_or(""),
@@ -308,7 +333,7 @@ async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> 
         conn,
         u,
         usage_daily,
-        [day, user_id, provider, model, currency]
+        [day, user_id, api_key_id, provider, model, currency]
     )?;
     add_to_rollup!(conn, u, usage_daily_users, [day, user_id, currency])?;
     add_to_rollup!(

@@ -16,6 +16,7 @@
 
 pub mod ai_calls;
 pub mod alerts;
+pub mod api_keys;
 pub mod audit;
 pub mod budgets;
 mod call_path;

@@ -99,6 +99,7 @@ diesel::table! {
         cached -> Bool,
         attempts -> Jsonb,
         prompt_log -> Nullable<Jsonb>,
+        api_key_id -> Nullable<Text>,
     }
 }
 
@@ -136,6 +137,7 @@ diesel::table! {
         updated_at -> Timestamp,
         thresholds -> Text,
         alerted_percent -> BigInt,
+        api_key_id -> Nullable<Text>,
     }
 }
 
@@ -151,9 +153,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    usage_daily (day, user_id, provider, model, currency) {
+    usage_daily (day, user_id, api_key_id, provider, model, currency) {
         day -> Text,
         user_id -> Text,
+        api_key_id -> Text,
         provider -> Text,
         model -> Text,
         currency -> Text,
@@ -327,7 +330,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        user_id -> Text,
+        name -> Text,
+        prefix -> Text,
+        secret_hash -> Text,
+        scope -> Text,
+        allowed_models -> Nullable<Text>,
+        requests_per_minute -> Nullable<BigInt>,
+        tokens_per_minute -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+        last_used_ip -> Nullable<Text>,
+        family_id -> Text,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(budget_reservations -> budgets (budget_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(conversations -> users (user_id));
@@ -359,5 +383,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     alerts,
     alert_deliveries,
     leases,
-    invites
+    invites,
+    api_keys
 );

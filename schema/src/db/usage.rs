@@ -19,6 +19,8 @@ pub struct Dimensions {
     pub provider: bool,
     /// One row per model.
     pub model: bool,
+    /// One row per API key (calls without a key together, under an empty key).
+    pub api_key: bool,
 }
 
 /// One row of a report; a dimension not grouped by is empty.
@@ -30,6 +32,9 @@ pub struct UsageRow {
     /// The user.
     #[diesel(sql_type = Text)]
     pub user_id: String,
+    /// The API key (empty: calls without one, or not grouped by key).
+    #[diesel(sql_type = Text)]
+    pub api_key_id: String,
     /// Provider instance.
     #[diesel(sql_type = Text)]
     pub provider: String,
@@ -65,6 +70,8 @@ pub struct UsageFilter {
     pub provider: Option<String>,
     /// One model.
     pub model: Option<String>,
+    /// One API key.
+    pub api_key_id: Option<String>,
 }
 
 /// Sums of the rollups for days `from..=to` (`YYYY-MM-DD`), grouped by `dims` and currency.
@@ -76,10 +83,15 @@ pub async fn report(
     filter: &UsageFilter,
 ) -> diesel::QueryResult<Vec<UsageRow>> {
     // The smallest rollup that holds the answer: team-wide per model unless users are grouped
-    // or filtered; per user in all unless models or providers are too.
-    let per_user = dims.user || filter.user_id.is_some();
-    let per_model =
-        dims.provider || dims.model || filter.provider.is_some() || filter.model.is_some();
+    // or filtered; per user in all unless models or providers are too; keys are only in
+    // usage_daily (per user, key and model).
+    let per_key = dims.api_key || filter.api_key_id.is_some();
+    let per_user = dims.user || filter.user_id.is_some() || per_key;
+    let per_model = dims.provider
+        || dims.model
+        || filter.provider.is_some()
+        || filter.model.is_some()
+        || per_key;
     let table = match (per_user, per_model) {
         (false, _) => "usage_daily_models",
         (true, false) => "usage_daily_users",
@@ -97,6 +109,7 @@ pub async fn report(
     for (on, name) in [
         (dims.day, "day"),
         (dims.user && per_user, "user_id"),
+        (dims.api_key, "api_key_id"),
         (dims.provider, "provider"),
         (dims.model, "model"),
     ] {
@@ -107,7 +120,7 @@ pub async fn report(
     group.push("currency");
     let group = group.join(", ");
     // A filter that is set becomes a plain equality (so indexes apply, SQLite included); one
-    // that is not still mentions its parameter, so every query binds the same five values.
+    // that is not still mentions its parameter, so every query binds the same six values.
     let condition = |set: bool, column: &str, i: u8| {
         if set {
             format!("AND {column} = {}", p(i))
@@ -118,14 +131,16 @@ pub async fn report(
     let user_filter = condition(per_user && filter.user_id.is_some(), "user_id", 3);
     let provider_filter = condition(filter.provider.is_some(), "provider", 4);
     let model_filter = condition(filter.model.is_some(), "model", 5);
+    let key_filter = condition(filter.api_key_id.is_some(), "api_key_id", 6);
     let sql = format!(
-        "SELECT {day} AS day, {user_col} AS user_id, {provider} AS provider, {model} AS model, currency, \
+        "SELECT {day} AS day, {user_col} AS user_id, {key} AS api_key_id, {provider} AS provider, {model} AS model, currency, \
          CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
          CAST(SUM(cached_prompt_tokens) AS BIGINT) AS cached_prompt_tokens, \
          CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(cost_micros) AS BIGINT) AS cost_micros \
-         FROM {table} WHERE day >= {p1} AND day <= {p2} {user_filter} {provider_filter} {model_filter} \
+         FROM {table} WHERE day >= {p1} AND day <= {p2} {user_filter} {provider_filter} {model_filter} {key_filter} \
          GROUP BY {group} ORDER BY {group}",
         day = column(dims.day, "day"),
+        key = column(dims.api_key, "api_key_id"),
         provider = column(dims.provider, "provider"),
         model = column(dims.model, "model"),
         p1 = p(1),
@@ -138,6 +153,7 @@ pub async fn report(
             .bind::<Nullable<Text>, _>(filter.user_id.as_deref())
             .bind::<Nullable<Text>, _>(filter.provider.as_deref())
             .bind::<Nullable<Text>, _>(filter.model.as_deref())
+            .bind::<Nullable<Text>, _>(filter.api_key_id.as_deref())
             .load::<UsageRow>(c)
             .await
     })

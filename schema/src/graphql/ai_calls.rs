@@ -124,6 +124,10 @@ impl AiCall {
     async fn attempts(&self) -> Json<&serde_json::Value> {
         Json(&self.attempts)
     }
+    /// The API key that made it (null: a signed-in session).
+    async fn api_key_id(&self) -> Option<ID> {
+        self.api_key_id.clone().map(ID)
+    }
 }
 
 /// Filters for `aiCalls`.
@@ -135,6 +139,8 @@ pub struct AiCallFilter {
     pub provider: Option<String>,
     /// Model.
     pub model: Option<String>,
+    /// One API key's calls.
+    pub api_key_id: Option<ID>,
     /// Status.
     pub status: Option<CallStatus>,
     /// Started at or after.
@@ -162,6 +168,7 @@ impl AiCallsQuery {
             user_id: f.user_id.map(|id| id.0),
             provider: f.provider,
             model: f.model,
+            api_key_id: f.api_key_id.map(|id| id.0),
             status: f.status,
             from: f.from,
             to: f.to,

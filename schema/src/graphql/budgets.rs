@@ -17,6 +17,9 @@ pub enum BudgetScope {
     User,
     /// Everyone's.
     Global,
+    /// One API key's (and the keys rotated from it): a budget of the key's owner that only the
+    /// key's calls count against.
+    ApiKey,
 }
 
 view!(
@@ -33,15 +36,21 @@ impl Budget {
     }
     /// One user's or everyone's.
     async fn scope(&self) -> BudgetScope {
-        if self.user_id.is_some() {
+        if self.api_key_id.is_some() {
+            BudgetScope::ApiKey
+        } else if self.user_id.is_some() {
             BudgetScope::User
         } else {
             BudgetScope::Global
         }
     }
-    /// The user, for a user budget.
+    /// The user, for a user or API key budget.
     async fn user_id(&self) -> Option<ID> {
         self.user_id.clone().map(ID)
+    }
+    /// The API key family, for an API key budget (see `ApiKey.familyId`).
+    async fn api_key_id(&self) -> Option<ID> {
+        self.api_key_id.clone().map(ID)
     }
     /// How often it starts over.
     async fn period(&self) -> Period {

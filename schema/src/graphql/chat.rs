@@ -163,7 +163,7 @@ impl ChatMutation {
     /// Asks a model and waits for the whole answer. Every call is recorded and priced.
     async fn chat(&self, ctx: &Context<'_>, input: ChatInput) -> Result<ChatResult, Error> {
         let meta = ctx.request_meta();
-        chat::chat(ctx.app()?, ctx.viewer()?, &meta, input.into())
+        chat::chat(ctx.app()?, ctx.chat_viewer()?, &meta, input.into())
             .await
             .map(Into::into)
     }
@@ -186,7 +186,7 @@ impl ChatSubscription {
             .data::<Arc<App>>()
             .map_err(|_| Error::Internal("schema built without App".into()))?
             .clone();
-        let viewer = ctx.viewer()?.clone();
+        let viewer = ctx.chat_viewer()?.clone();
         let meta = ctx.request_meta();
         let stream = chat::chat_stream(app, &viewer, &meta, input.into()).await?;
         Ok(stream.map(|item| {

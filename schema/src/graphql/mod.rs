@@ -7,6 +7,7 @@
 //!   `createInvite`, `revokeInvite`.
 //! - [`plugins`]: `plugins`, `models`, `testNotification`.
 //! - [`chat`]: `chat` and `chatStream`; [`conversations`], [`ai_calls`], [`prices`].
+//! - [`api_keys`]: `apiKeys`, and creating, changing, revoking and rotating keys.
 //! - [`budgets`]: `budgets`, `createBudget`, `updateBudget`, `deleteBudget`.
 //! - [`limits`]: `rateLimits`, `setRateLimits`.
 //! - [`usage`]: `usage`, `myUsage`, `statement`.
@@ -26,6 +27,7 @@
 
 pub mod ai_calls;
 pub mod alerts;
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod budgets;
@@ -74,6 +76,7 @@ pub struct Query(
     stats::StatsQuery,
     alerts::AlertsQuery,
     registration::RegistrationQuery,
+    api_keys::ApiKeysQuery,
 );
 
 /// The root mutation: every domain's mutations merged.
@@ -89,6 +92,7 @@ pub struct Mutation(
     limits::LimitsMutation,
     alerts::AlertsMutation,
     registration::RegistrationMutation,
+    api_keys::ApiKeysMutation,
 );
 
 /// The root subscription: every domain's subscriptions merged.
@@ -192,8 +196,10 @@ pub fn sdl() -> String {
 pub trait ContextExt {
     /// The process-wide services.
     fn app(&self) -> Result<&App, Error>;
-    /// Who is asking, or `UNAUTHENTICATED`.
+    /// Who is asking, or `UNAUTHENTICATED`; `FORBIDDEN` for an API key of scope `CHAT`.
     fn viewer(&self) -> Result<&Viewer, Error>;
+    /// Who is asking, API keys of scope `CHAT` included: for chatting and listing models only.
+    fn chat_viewer(&self) -> Result<&Viewer, Error>;
     /// The request's id, address and user agent.
     fn request_meta(&self) -> RequestMeta;
 }
@@ -206,6 +212,10 @@ impl ContextExt for Context<'_> {
     }
 
     fn viewer(&self) -> Result<&Viewer, Error> {
+        self.chat_viewer()?.require_full_access()
+    }
+
+    fn chat_viewer(&self) -> Result<&Viewer, Error> {
         match self.data_opt::<Auth>() {
             Some(auth) => auth.viewer(),
             None => Err(Error::unauthenticated()),

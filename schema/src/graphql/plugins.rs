@@ -140,7 +140,7 @@ impl PluginsQuery {
 
     /// The provider and model pairs you can call.
     async fn models(&self, ctx: &Context<'_>) -> Result<Vec<Model>, Error> {
-        plugins::models(ctx.app()?, ctx.viewer()?).map(views)
+        plugins::models(ctx.app()?, ctx.chat_viewer()?).map(views)
     }
 }
 

@@ -68,7 +68,7 @@ impl Extension for Reauthorize {
                 let app = ctx
                     .data::<Arc<App>>()
                     .map_err(|_| refused(Error::Internal("schema built without App".into())))?;
-                let now = auth::authenticate(app, Some(authorization))
+                let now = auth::authenticate(app, Some(authorization), None)
                     .await
                     .map_err(refused)?;
                 if let Err(why) = auth::still_valid(opened_as, &now) {

@@ -61,6 +61,12 @@ impl UsageRow {
     async fn cost_micros(&self) -> Micros {
         Micros(self.cost_micros)
     }
+    /// The API key (when grouped by key; null for calls without one).
+    async fn api_key_id(&self) -> Option<ID> {
+        Some(self.api_key_id.clone())
+            .filter(|k| !k.is_empty())
+            .map(ID)
+    }
 }
 
 view!(
@@ -107,6 +113,8 @@ pub struct UsageFilter {
     pub provider: Option<String>,
     /// One model.
     pub model: Option<String>,
+    /// One API key.
+    pub api_key_id: Option<ID>,
 }
 
 /// Report queries.
@@ -153,6 +161,7 @@ impl UsageQuery {
             user_id: f.user_id.map(|id| id.0),
             provider: f.provider,
             model: f.model,
+            api_key_id: f.api_key_id.map(|id| id.0),
         };
         usage::report(
             ctx.app()?,
@@ -166,19 +175,24 @@ impl UsageQuery {
         .map(views)
     }
 
-    /// Your own usage.
+    /// Your own usage; `apiKeyId` narrows it to one of your keys.
     async fn my_usage(
         &self,
         ctx: &Context<'_>,
         range: DateRange,
         group_by: Vec<Dimension>,
+        api_key_id: Option<ID>,
     ) -> Result<Vec<UsageRow>, Error> {
+        let filter = Filter {
+            api_key_id: api_key_id.map(|id| id.0),
+            ..Filter::default()
+        };
         usage::report(
             ctx.app()?,
             ctx.viewer()?,
             (range.from, range.to),
             &group_by,
-            Filter::default(),
+            filter,
             true,
         )
         .await

@@ -1,5 +1,6 @@
 //! The session check of [`super::auth::authenticate`] without a database read on every request:
-//! the live sessions seen lately, with their user's role.
+//! the live sessions seen lately, with their user's role, and likewise the API keys seen lately
+//! (by the hash of their secret), with what they grant.
 //!
 //! An entry goes the moment its user's access may have changed: the event bus calls
 //! [`AccessCache::forget_user`] for every `AccessChanged` (logout, a revoked or reused session, a
@@ -14,11 +15,12 @@
 //! (docs/security.md).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Role;
+use super::api_keys::KeyGrant;
 
 /// Entries kept at most; past that, expired ones go, then all.
 const MAX_ENTRIES: usize = 100_000;
@@ -26,8 +28,13 @@ const MAX_ENTRIES: usize = 100_000;
 struct Cached {
     user_id: String,
     role: Role,
+    /// For an API key (the entry is keyed by its hash): what it grants.
+    key: Option<Arc<KeyGrant>>,
     at: Instant,
 }
+
+/// An API key's entry: its owner, the owner's role, and what it grants.
+pub type KeyEntry = (String, Role, Arc<KeyGrant>);
 
 /// Live sessions seen within the last `ttl`.
 pub struct AccessCache {
@@ -58,7 +65,20 @@ impl AccessCache {
         }
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let hit = entries.get(session_id)?;
-        (hit.user_id == user_id && hit.at.elapsed() < self.ttl).then_some(hit.role)
+        (hit.key.is_none() && hit.user_id == user_id && hit.at.elapsed() < self.ttl)
+            .then_some(hit.role)
+    }
+
+    /// The API key whose secret hashes to `hash`, if it was seen live within the ttl. (Its
+    /// expiry and revocation time are in the grant, checked by the caller on every use.)
+    pub fn get_key(&self, hash: &str) -> Option<KeyEntry> {
+        if !self.enabled() {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = entries.get(&key_entry(hash))?;
+        let grant = hit.key.as_ref().filter(|_| hit.at.elapsed() < self.ttl)?;
+        Some((hit.user_id.clone(), hit.role, Arc::clone(grant)))
     }
 
     /// The count of invalidations so far: read it before reading the database, and pass it to
@@ -70,6 +90,29 @@ impl AccessCache {
     /// Keeps what the database said about a live session, unless an invalidation happened since
     /// `generation` was read (the read may predate it).
     pub fn put(&self, generation: u64, user_id: &str, session_id: &str, role: Role) {
+        self.insert(generation, session_id.to_owned(), user_id, role, None);
+    }
+
+    /// Keeps what the database said about a live API key, as [`AccessCache::put`] does.
+    pub fn put_key(
+        &self,
+        generation: u64,
+        hash: &str,
+        user_id: &str,
+        role: Role,
+        grant: Arc<KeyGrant>,
+    ) {
+        self.insert(generation, key_entry(hash), user_id, role, Some(grant));
+    }
+
+    fn insert(
+        &self,
+        generation: u64,
+        entry: String,
+        user_id: &str,
+        role: Role,
+        key: Option<Arc<KeyGrant>>,
+    ) {
         if !self.enabled() {
             return;
         }
@@ -86,10 +129,11 @@ impl AccessCache {
             }
         }
         entries.insert(
-            session_id.to_owned(),
+            entry,
             Cached {
                 user_id: user_id.to_owned(),
                 role,
+                key,
                 at: Instant::now(),
             },
         );
@@ -101,6 +145,11 @@ impl AccessCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.retain(|_, e| e.user_id != user_id);
     }
+}
+
+/// Where an API key's entry is kept: apart from session ids (UUIDs), by its secret's hash.
+fn key_entry(hash: &str) -> String {
+    format!("key:{hash}")
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub struct CallFilter {
     pub provider: Option<String>,
     /// Model.
     pub model: Option<String>,
+    /// One API key's calls.
+    pub api_key_id: Option<String>,
     /// `PENDING`, `SUCCEEDED`, `FAILED` or `CANCELLED`.
     pub status: Option<crate::domain::CallStatus>,
     /// Started at or after.
@@ -56,6 +58,7 @@ pub async fn list(
         user_id,
         provider: filter.provider,
         model: filter.model,
+        api_key_id: filter.api_key_id,
         status: filter.status,
         from: filter.from.map(|t| t.naive_utc()),
         to: filter.to.map(|t| t.naive_utc()),

@@ -18,6 +18,7 @@
 //! - [`usage`]: reports and monthly statements from the rollups.
 //! - [`cache`]: the opt-in, per-user, exact-match response cache.
 //! - [`access_cache`]: live sessions trusted for a short while, forgotten at once on any access change.
+//! - [`api_keys`]: API keys (create, change, revoke, rotate) and what a key grants.
 //! - [`auth`]: register, login, refresh-token rotation, logout, password change, and the check
 //!   that turns an access token into a [`Viewer`].
 //! - [`users`]: profiles and the admin's user management.
@@ -30,6 +31,7 @@ pub mod access_cache;
 pub mod admission;
 pub mod ai_calls;
 pub mod alerts;
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod budgets;
@@ -99,6 +101,8 @@ pub struct App {
     parts: AppParts,
     /// Replies of providers that opted into caching.
     pub cache: cache::ResponseCache,
+    /// When each API key's use was last written.
+    pub key_uses: api_keys::Uses,
     passwords: passwords::Passwords,
 }
 
@@ -116,6 +120,7 @@ impl App {
         Self {
             parts,
             cache: cache::ResponseCache::default(),
+            key_uses: api_keys::Uses::default(),
             passwords: passwords::Passwords::default(),
         }
     }

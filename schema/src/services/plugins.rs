@@ -15,8 +15,11 @@ pub fn list(app: &App, viewer: &Viewer) -> Result<Vec<PluginRow>, Error> {
 
 /// The provider and model pairs the viewer can call.
 pub fn models(app: &App, viewer: &Viewer) -> Result<Vec<ModelRow>, Error> {
-    let _ = viewer;
-    Ok(app.plugins.models())
+    let mut models = app.plugins.models();
+    if let Some(key) = viewer.key.as_deref() {
+        models.retain(|m| key.allows(&m.provider, &m.info.id));
+    }
+    Ok(models)
 }
 
 /// Sends `message` through notifier instance `channel` (admin only) and reports the delivery.

@@ -57,60 +57,99 @@ pub async fn effective(app: &App, user_id: &str) -> Result<(Option<i64>, Option<
     })
 }
 
-/// Admits one AI call for `user_id`, or fails with `RATE_LIMITED`. Returns the tokens-per-minute
-/// limit in force, which the finished call hands to [`spend_tokens`] (one lookup per call).
-pub async fn admit(app: &App, user_id: &str) -> Result<Option<i64>, Error> {
-    crate::db::on_call_path(admit_call(app, user_id)).await
+/// The token counters a call's tokens are added to once it ends (its user's and its API key's,
+/// where a token limit applies).
+#[derive(Debug, Clone, Default)]
+pub struct TokenCounters(Vec<String>);
+
+/// One holder of limits: the user, or an API key family.
+struct Subject {
+    /// Counter names are `rpm:<id>` and `tpm:<id>`.
+    id: String,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    /// How a refusal names it.
+    whose: &'static str,
 }
 
-async fn admit_call(app: &App, user_id: &str) -> Result<Option<i64>, Error> {
-    let (rpm, tpm) = effective(app, user_id).await?;
-    if rpm.is_none() && tpm.is_none() {
-        return Ok(None);
+/// Admits one AI call for the viewer under the user's limits and, for an API key, the key's own;
+/// or fails with `RATE_LIMITED`. Returns the token counters the finished call hands to
+/// [`spend_tokens`] (one lookup per call).
+pub async fn admit(app: &App, viewer: &Viewer) -> Result<TokenCounters, Error> {
+    crate::db::on_call_path(admit_call(app, viewer)).await
+}
+
+async fn admit_call(app: &App, viewer: &Viewer) -> Result<TokenCounters, Error> {
+    let (rpm, tpm) = effective(app, &viewer.user_id).await?;
+    let mut subjects = vec![Subject {
+        id: viewer.user_id.clone(),
+        rpm,
+        tpm,
+        whose: "",
+    }];
+    if let Some(key) = viewer.key.as_deref() {
+        subjects.push(Subject {
+            id: format!("key:{}", key.family_id),
+            rpm: key.requests_per_minute,
+            tpm: key.tokens_per_minute,
+            whose: "this API key's ",
+        });
+    }
+    subjects.retain(|s| s.rpm.is_some() || s.tpm.is_some());
+    if subjects.is_empty() {
+        return Ok(TokenCounters::default());
     }
     let now = app.clock.now();
     let (start, end) = window(now, Duration::minutes(1));
     let mut conn = app.db.get().await?;
-    if let Some(limit) = tpm
-        && queries::peek(&mut conn, &format!("tpm:{user_id}"), start).await? >= limit
-    {
-        return Err(limited(
-            format!("token limit reached ({limit} tokens a minute)"),
-            now,
-            end,
-        ));
+    for s in &subjects {
+        if let Some(limit) = s.tpm
+            && queries::peek(&mut conn, &format!("tpm:{}", s.id), start).await? >= limit
+        {
+            return Err(limited(
+                format!("{}token limit reached ({limit} tokens a minute)", s.whose),
+                now,
+                end,
+            ));
+        }
     }
-    let key = format!("rpm:{user_id}");
-    if let Some(limit) = rpm
-        && !conn
-            .write(async |c| Ok(queries::take(c, &key, start, 1, limit).await?))
-            .await?
-    {
-        return Err(limited(
-            format!("request limit reached ({limit} requests a minute)"),
-            now,
-            end,
-        ));
+    for s in &subjects {
+        let key = format!("rpm:{}", s.id);
+        if let Some(limit) = s.rpm
+            && !conn
+                .write(async |c| Ok(queries::take(c, &key, start, 1, limit).await?))
+                .await?
+        {
+            return Err(limited(
+                format!(
+                    "{}request limit reached ({limit} requests a minute)",
+                    s.whose
+                ),
+                now,
+                end,
+            ));
+        }
     }
-    Ok(tpm)
+    Ok(TokenCounters(
+        subjects
+            .iter()
+            .filter(|s| s.tpm.is_some())
+            .map(|s| format!("tpm:{}", s.id))
+            .collect(),
+    ))
 }
 
-/// Adds the tokens a finished call used to the user's minute, when a token limit (`tpm`, what
-/// [`admit`] returned) applies to the call.
-pub async fn spend_tokens(
-    app: &App,
-    user_id: &str,
-    tpm: Option<i64>,
-    tokens: i64,
-) -> Result<(), Error> {
-    if tokens <= 0 || tpm.is_none() {
+/// Adds the tokens a finished call used to its minute's counters (what [`admit`] returned).
+pub async fn spend_tokens(app: &App, counters: &TokenCounters, tokens: i64) -> Result<(), Error> {
+    if tokens <= 0 || counters.0.is_empty() {
         return Ok(());
     }
     let (start, _) = window(app.clock.now(), Duration::minutes(1));
     let mut conn = app.db.get().await?;
-    let key = format!("tpm:{user_id}");
-    conn.write(async |c| Ok(queries::add(c, &key, start, tokens).await?))
-        .await?;
+    for key in &counters.0 {
+        conn.write(async |c| Ok(queries::add(c, key, start, tokens).await?))
+            .await?;
+    }
     Ok(())
 }
 

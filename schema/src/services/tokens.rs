@@ -116,6 +116,20 @@ pub fn hash_invite_code(code: &str) -> String {
     sha256_hex(code.trim())
 }
 
+/// A fresh API key (`cb-` and 256 random bits, URL-safe) and the hash that is stored.
+pub fn new_api_key() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let key = format!("cb-{}", URL_SAFE_NO_PAD.encode(bytes));
+    let hash = hash_api_key(&key);
+    (key, hash)
+}
+
+/// The stored form of an API key.
+pub fn hash_api_key(key: &str) -> String {
+    sha256_hex(key)
+}
+
 fn sha256_hex(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()

@@ -18,6 +18,8 @@ pub enum Dimension {
     Provider,
     /// One row per model.
     Model,
+    /// One row per API key (calls without a key together, with a null key).
+    ApiKey,
 }
 
 /// The longest range one report may cover, in days.
@@ -29,6 +31,7 @@ fn dimensions(group_by: &[Dimension]) -> Dimensions {
         user: group_by.contains(&Dimension::User),
         provider: group_by.contains(&Dimension::Provider),
         model: group_by.contains(&Dimension::Model),
+        api_key: group_by.contains(&Dimension::ApiKey),
     }
 }
 
@@ -66,6 +69,9 @@ pub async fn report(
     check_range(from, to)?;
     if let Some(user) = &filter.user_id {
         validate::id("filter.userId", user)?;
+    }
+    if let Some(key) = &filter.api_key_id {
+        validate::id("filter.apiKeyId", key)?;
     }
     let mut conn = app.db.get().await?;
     let rows = queries::report(
@@ -108,14 +114,14 @@ pub async fn statement(
     user_id: Option<&str>,
     month: &str,
 ) -> Result<Statement, Error> {
+    viewer.require_full_access()?;
     let user = user_id.unwrap_or(&viewer.user_id).to_owned();
     viewer.require_self_or_admin(&user)?;
     validate::id("userId", &user)?;
     let (from, to) = month_range("month", month)?;
     let filter = UsageFilter {
         user_id: Some(user.clone()),
-        provider: None,
-        model: None,
+        ..UsageFilter::default()
     };
     let from = from.format("%Y-%m-%d").to_string();
     let to = to.format("%Y-%m-%d").to_string();

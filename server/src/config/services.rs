@@ -30,6 +30,8 @@ pub struct ChatConfig {
     pub log_prompts: bool,
     /// `"provider/model" = ["provider/model", ...]`: what to try, in order, when a model fails.
     pub fallbacks: BTreeMap<String, Vec<String>>,
+    /// `"public-name" = "provider/model"`: names the `/v1` door accepts as `model`.
+    pub model_aliases: BTreeMap<String, String>,
     /// Most AI calls in flight on this instance; past it a call gets `UNAVAILABLE` (503) at once.
     /// 0 means 16 per database connection (`database.max_connections`).
     pub max_calls_in_flight: usize,
@@ -43,6 +45,7 @@ impl Default for ChatConfig {
             default_model: defaults.default_model,
             log_prompts: defaults.log_prompts,
             fallbacks: defaults.fallbacks,
+            model_aliases: defaults.model_aliases,
             max_calls_in_flight: 0,
         }
     }
@@ -55,6 +58,7 @@ impl From<&ChatConfig> for ChatSettings {
             default_model: chat.default_model.clone(),
             log_prompts: chat.log_prompts,
             fallbacks: chat.fallbacks.clone(),
+            model_aliases: chat.model_aliases.clone(),
         }
     }
 }

@@ -191,6 +191,17 @@ impl Config {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
+        for (alias, target) in &self.chat.model_aliases {
+            let whole = target
+                .split_once('/')
+                .is_some_and(|(p, m)| !p.is_empty() && !m.is_empty());
+            if alias.is_empty() || !whole {
+                return Err(invalid(
+                    "chat.model_aliases",
+                    format!("`{alias}` must map to a \"provider/model\", got {target:?}"),
+                ));
+            }
+        }
         if self.audit.chain_batch_size > 10_000 {
             return Err(invalid("audit.chain_batch_size", "at most 10000"));
         }

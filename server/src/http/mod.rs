@@ -7,6 +7,7 @@
 //! - [`console`]: the web console at `/console` (admin and cost dashboards, the user's chat).
 //! - [`playground`]: the offline GraphiQL page (off by default in `prod`).
 //! - [`embedded`]: how both are served from the binary, under a strict CSP.
+//! - [`openai`]: the OpenAI-compatible `/v1` door (chat completions and models) for API keys.
 //! - [`statements`]: monthly statements as CSV.
 //! - [`metrics`]: `/metrics`, Prometheus text, for loopback or a bearer token.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database reachable).
@@ -21,6 +22,7 @@ pub mod graphql;
 pub mod health;
 pub mod listen;
 pub mod metrics;
+pub mod openai;
 pub mod playground;
 pub mod sockets;
 pub mod statements;
@@ -34,7 +36,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use cloudbase_schema::{App, AppSchema, build_schema};
 use tracing::Instrument as _;
 
@@ -126,7 +128,10 @@ pub fn router(
             "/graphql",
             get(graphql::get_handler).post(graphql::post_handler),
         )
-        .route("/statements/{file}", get(statements::csv));
+        .route("/statements/{file}", get(statements::csv))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/models/{*name}", get(openai::model));
     let cors = config.http.cors_origins()?;
     let api = match cors.is_empty() {
         true => api,
@@ -177,6 +182,23 @@ fn cors_layer(origins: Vec<axum::http::HeaderValue>) -> tower_http::cors::CorsLa
             header::RETRY_AFTER,
         ])
         .max_age(std::time::Duration::from_secs(600))
+}
+
+/// The request's id, client address and user agent, for sessions, logs and records.
+pub fn request_meta(
+    state: &HttpState,
+    headers: &axum::http::HeaderMap,
+    peer: std::net::SocketAddr,
+    request_id: &RequestId,
+) -> cloudbase_schema::services::RequestMeta {
+    cloudbase_schema::services::RequestMeta {
+        request_id: request_id.0.clone(),
+        client_ip: Some(state.client_address.of(headers, peer).to_string()),
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect()),
+    }
 }
 
 /// Gives every request an id (the caller's `x-request-id` if it is sane, else a UUIDv7), runs it

@@ -130,7 +130,7 @@ impl Sockets {
             let Some((authorization, opened_as)) = socket.credential() else {
                 continue;
             };
-            match auth::authenticate(app, Some(&authorization)).await {
+            match auth::authenticate(app, Some(&authorization), None).await {
                 Ok(now) => {
                     if let Err(why) = auth::still_valid(&opened_as, &now) {
                         socket.close_unauthorized(&why);

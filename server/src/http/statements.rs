@@ -48,7 +48,7 @@ pub async fn csv(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let viewer = match auth::authenticate(&state.app, authorization).await {
+    let viewer = match auth::authenticate(&state.app, authorization, None).await {
         Ok(Auth::User(viewer)) => viewer,
         Ok(Auth::Anonymous) => {
             return json_error(

@@ -137,3 +137,40 @@ pub struct Invite {
     /// When an admin revoked it.
     pub revoked_at: Option<NaiveDateTime>,
 }
+
+/// A row of `api_keys`: a long-lived credential of one user. Only the secret's SHA-256 is kept.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Identifiable)]
+#[diesel(table_name = crate::db::schema::api_keys, treat_none_as_default_value = false)]
+pub struct ApiKey {
+    /// UUIDv7.
+    pub id: String,
+    /// The owner.
+    pub user_id: String,
+    /// What the owner calls it.
+    pub name: String,
+    /// The start of the secret (`cb-` and 8 characters), to recognise it by.
+    pub prefix: String,
+    /// SHA-256 of the whole secret, hex.
+    pub secret_hash: String,
+    /// `CHAT` or `FULL`.
+    pub scope: String,
+    /// A JSON array of `provider/model` names; `None` allows every model.
+    pub allowed_models: Option<String>,
+    /// The key's own request limit.
+    pub requests_per_minute: Option<i64>,
+    /// The key's own token limit.
+    pub tokens_per_minute: Option<i64>,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// After this the key is refused.
+    pub expires_at: Option<NaiveDateTime>,
+    /// Set once revoked (refused from then on).
+    pub revoked_at: Option<NaiveDateTime>,
+    /// When it last authenticated a request (kept to the minute).
+    pub last_used_at: Option<NaiveDateTime>,
+    /// From which address.
+    pub last_used_ip: Option<String>,
+    /// The first key of its rotation chain (its own id unless made by a rotation); the key's
+    /// own budget and rate limits belong to the family, so a rotation keeps them.
+    pub family_id: String,
+}

@@ -112,6 +112,7 @@ impl AiCall {
             cached: false,
             attempts: serde_json::json!([]),
             prompt_log: None,
+            api_key_id: None,
         }
     }
 }
@@ -172,6 +173,8 @@ pub struct AiCall {
     pub attempts: serde_json::Value,
     /// The prompt and reply, only with prompt logging on.
     pub prompt_log: Option<serde_json::Value>,
+    /// The API key that made the call (`None`: a session).
+    pub api_key_id: Option<String>,
 }
 
 /// A row of `budgets`: a limit on spend (and optionally tokens and requests) for one user or
@@ -219,6 +222,9 @@ pub struct Budget {
     pub thresholds: String,
     /// The highest threshold raised in the current period (0: none).
     pub alerted_percent: i64,
+    /// For a key's own budget (a `USER` row of the key's owner): the key, whose calls alone
+    /// count against it.
+    pub api_key_id: Option<String>,
 }
 
 impl Budget {
@@ -257,6 +263,8 @@ pub struct DailyUsage<'a> {
     pub day: &'a str,
     /// The user.
     pub user_id: &'a str,
+    /// The API key (empty for a session's calls).
+    pub api_key_id: &'a str,
     /// Provider instance.
     pub provider: &'a str,
     /// Model.

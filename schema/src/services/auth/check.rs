@@ -1,16 +1,25 @@
 //! The check every request with a bearer token goes through, and the one a long-lived socket
 //! repeats.
 
+use std::sync::Arc;
+
 use chrono::DateTime;
 
 use super::{Auth, Role, Viewer};
 use crate::Error;
-use crate::db::sessions;
+use crate::db::{api_keys, sessions};
 use crate::services::App;
+use crate::services::api_keys::{KeyGrant, note_use};
+use crate::services::tokens;
 
 /// Turns an `Authorization` header value into an [`Auth`]: the token must be a valid, unexpired
-/// JWT, its session must be live, and its user enabled.
-pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Auth, Error> {
+/// JWT whose session is live, or a live API key (`cb-…`); and its user enabled. `client_ip`, when
+/// given, is noted as an API key's last use (a socket's periodic re-check gives none).
+pub async fn authenticate(
+    app: &App,
+    authorization: Option<&str>,
+    client_ip: Option<&str>,
+) -> Result<Auth, Error> {
     let Some(header) = authorization.map(str::trim).filter(|h| !h.is_empty()) else {
         return Ok(Auth::Anonymous);
     };
@@ -22,6 +31,15 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Auth
             ));
         }
     };
+    if token.starts_with("cb-") {
+        let auth = authenticate_key(app, token).await?;
+        if let (Auth::User(v), Some(ip)) = (&auth, client_ip)
+            && let Some(id) = v.key_id()
+        {
+            note_use(app, id, Some(ip));
+        }
+        return Ok(auth);
+    }
     let claims = match app.tokens.verify_access(token) {
         Ok(c) => c,
         Err(e) => return Ok(Auth::Rejected(e.to_string())),
@@ -33,6 +51,7 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Auth
             user_id: claims.sub,
             session_id: claims.sid,
             role,
+            key: None,
         }));
     }
     let generation = cache.generation();
@@ -58,6 +77,50 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Auth
         user_id: claims.sub,
         session_id: claims.sid,
         role,
+        key: None,
+    }))
+}
+
+/// The check of an API key: a known secret, not revoked or expired, of an enabled user.
+async fn authenticate_key(app: &App, secret: &str) -> Result<Auth, Error> {
+    let hash = tokens::hash_api_key(secret);
+    let cache = app.events.access();
+    let now = app.now();
+    let (user_id, role, grant) = match cache.get_key(&hash) {
+        Some(hit) => hit,
+        None => {
+            let generation = cache.generation();
+            let mut conn = app.db.get().await?;
+            let found = crate::db::on_call_path(api_keys::by_hash(&mut conn, &hash)).await?;
+            drop(conn);
+            let Some((key, role, disabled_at)) = found else {
+                return Ok(Auth::Rejected("invalid API key".into()));
+            };
+            if disabled_at.is_some() {
+                return Ok(Auth::Rejected("this account is disabled".into()));
+            }
+            let role = Role::parse(&role).ok_or_else(|| {
+                Error::Internal(format!("user {} has unknown role {role}", key.user_id))
+            })?;
+            let grant = Arc::new(KeyGrant::of(&key)?);
+            cache.put_key(generation, &hash, &key.user_id, role, Arc::clone(&grant));
+            (key.user_id, role, grant)
+        }
+    };
+    if let Some(why) = grant.refusal(now) {
+        return Ok(Auth::Rejected(why.into()));
+    }
+    // A socket opened with the key ends when the key does.
+    let ends = match (grant.expires_at, grant.revoked_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(Auth::User(Viewer {
+        user_id,
+        session_id: grant.id.clone(),
+        role,
+        expires_at: ends.map(|t| t.and_utc()),
+        key: Some(grant),
     }))
 }
 

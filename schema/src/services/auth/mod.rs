@@ -13,10 +13,13 @@
 mod check;
 mod sessions;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::Error;
 use crate::db::models::User;
+use crate::services::api_keys::{KeyGrant, KeyScope};
 
 pub use check::{authenticate, still_valid};
 pub use sessions::{change_password, login, logout, refresh, register};
@@ -54,15 +57,32 @@ impl Role {
 pub struct Viewer {
     /// The user.
     pub user_id: String,
-    /// The session behind the access token.
+    /// The session behind the access token (for an API key: the key's id).
     pub session_id: String,
     /// The role as stored now (not as it was when the token was signed).
     pub role: Role,
-    /// When the access token expires (long-lived subscriptions end then).
+    /// When the access token (or API key) expires; long-lived subscriptions end then.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The API key the request came with, and what it grants (`None`: a session's token).
+    pub key: Option<Arc<KeyGrant>>,
 }
 
 impl Viewer {
+    /// The API key's id, when the request came with one.
+    pub fn key_id(&self) -> Option<&str> {
+        self.key.as_deref().map(|k| k.id.as_str())
+    }
+
+    /// `FORBIDDEN` for an API key of scope `CHAT`, which may chat and list models only.
+    pub fn require_full_access(&self) -> Result<&Self, Error> {
+        match self.key.as_deref() {
+            Some(key) if key.scope == KeyScope::Chat => Err(Error::Forbidden(
+                "this API key has scope CHAT: it may call chat, chatStream and models only".into(),
+            )),
+            _ => Ok(self),
+        }
+    }
+
     /// Whether the viewer is an admin.
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin

@@ -64,7 +64,43 @@ fn new_row(
             .collect::<Vec<_>>()
             .join(","),
         alerted_percent: 0,
+        api_key_id: None,
     }
+}
+
+/// The budget of an API key family (a `USER` row of the key's owner that only the family's calls
+/// count against); the caller inserts it.
+pub fn key_budget(
+    app: &App,
+    user_id: &str,
+    family_id: &str,
+    period: Period,
+    currency: String,
+    limit_micros: i64,
+) -> Result<Budget, Error> {
+    check_limits(limit_micros, None, None)?;
+    check_currency(&currency)?;
+    Ok(Budget {
+        api_key_id: Some(family_id.to_owned()),
+        ..new_row(
+            app,
+            Some(user_id.to_owned()),
+            period,
+            currency,
+            limit_micros,
+        )
+    })
+}
+
+/// `BAD_USER_INPUT` unless `currency` looks like an ISO 4217 code.
+fn check_currency(currency: &str) -> Result<(), Error> {
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Error::bad_input(
+            "input.currency",
+            "currency must be an ISO 4217 code such as CNY",
+        ));
+    }
+    Ok(())
 }
 
 /// The budget a self-registered user starts with (`[budgets] new_user_limit_micros`); the caller
@@ -112,12 +148,7 @@ fn check_limits(micros: i64, tokens: Option<i64>, requests: Option<i64>) -> Resu
 pub async fn create(app: &App, viewer: &Viewer, input: BudgetInput) -> Result<Budget, Error> {
     viewer.require_admin()?;
     check_limits(input.limit_micros, input.limit_tokens, input.limit_requests)?;
-    if input.currency.len() != 3 || !input.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(Error::bad_input(
-            "input.currency",
-            "currency must be an ISO 4217 code such as CNY",
-        ));
-    }
+    check_currency(&input.currency)?;
     if let Some(user) = &input.user_id {
         validate::id("input.userId", user)?;
     }

@@ -20,7 +20,9 @@ pub mod settlement;
 use chrono::Duration;
 use chrono_tz::Tz;
 
-pub use manage::{BudgetInput, create, delete, list, new_user_budget, thresholds, update};
+pub use manage::{
+    BudgetInput, create, delete, key_budget, list, new_user_budget, thresholds, update,
+};
 pub use periods::{Period, report_day, window};
 pub use reserve::{Worst, admit};
 pub use settlement::{settle, sweep};

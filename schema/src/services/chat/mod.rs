@@ -29,6 +29,7 @@ use crate::Error;
 use crate::db::models::AiCall;
 use crate::domain::{CallStatus, UsageSource};
 
+pub use self::prepare::resolve_model;
 pub use self::record::estimate_tokens;
 
 /// Chat defaults and switches, from config.
@@ -43,6 +44,8 @@ pub struct ChatSettings {
     /// Fallbacks per model: `"provider/model"` → the `"provider/model"`s to try, in order, when
     /// it fails (not for bad input).
     pub fallbacks: BTreeMap<String, Vec<String>>,
+    /// Public model names → the `"provider/model"` they stand for (the `/v1` door's `model`).
+    pub model_aliases: BTreeMap<String, String>,
 }
 
 impl Default for ChatSettings {
@@ -52,6 +55,7 @@ impl Default for ChatSettings {
             default_model: "mock-echo".into(),
             log_prompts: false,
             fallbacks: BTreeMap::new(),
+            model_aliases: BTreeMap::new(),
         }
     }
 }
@@ -119,7 +123,7 @@ pub async fn chat(
 ) -> Result<ChatOutcome, Error> {
     let _admitted = app.admission.admit()?;
     let prepared = prepare::prepare(app, viewer, &input).await?;
-    let tpm = rate_limits::admit(app, &viewer.user_id).await?;
+    let tpm = rate_limits::admit(app, viewer).await?;
     let opened = record::open(app, viewer, meta, &prepared, false, tpm).await?;
     let started = Instant::now();
     let key = cache_key(app, viewer, &prepared);
@@ -183,7 +187,7 @@ pub async fn chat_stream(
 ) -> Result<BoxStream<'static, Result<ChatChunk, Error>>, Error> {
     let admitted = app.admission.admit()?;
     let prepared = prepare::prepare(&app, viewer, &input).await?;
-    let tpm = rate_limits::admit(&app, &viewer.user_id).await?;
+    let tpm = rate_limits::admit(&app, viewer).await?;
     let opened = record::open(&app, viewer, meta, &prepared, true, tpm).await?;
     let started = Instant::now();
     let key = cache_key(&app, viewer, &prepared);

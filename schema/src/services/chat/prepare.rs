@@ -98,6 +98,13 @@ pub(super) async fn prepare(
         .unwrap_or_else(|| app.chat.default_model.clone());
     let models = app.plugins.models();
     let info = callable(&models, &provider, &model)?;
+    if let Some(key) = viewer.key.as_deref()
+        && !key.allows(&provider, &model)
+    {
+        return Err(Error::Forbidden(format!(
+            "this API key may not call `{provider}/{model}`"
+        )));
+    }
     check_params(input, info.info.max_output_tokens)?;
     let (messages, user_message) = messages(app, input, conversation.as_ref()).await?;
     let request = ChatRequest {
@@ -119,6 +126,42 @@ pub(super) async fn prepare(
         conversation,
         user_message,
     })
+}
+
+/// The provider and model a single model name stands for: a configured alias, a
+/// `provider/model` pair, or a bare model id that exactly one provider serves. `NOT_FOUND` when
+/// nothing matches; `BAD_USER_INPUT` when a bare id is served by several providers.
+pub fn resolve_model(app: &App, name: &str) -> Result<(String, String), Error> {
+    let name = app
+        .chat
+        .model_aliases
+        .get(name)
+        .map_or(name, String::as_str);
+    let models = app.plugins.models();
+    // Model ids may hold a `/` themselves (`meta-llama/Llama-3`): match whole names.
+    if let Some(row) = models.iter().find(|m| {
+        name.strip_prefix(m.provider.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            == Some(m.info.id.as_str())
+    }) {
+        return Ok((row.provider.clone(), row.info.id.clone()));
+    }
+    let serving: Vec<&ModelRow> = models.iter().filter(|m| m.info.id == name).collect();
+    match serving.as_slice() {
+        [row] => Ok((row.provider.clone(), row.info.id.clone())),
+        [] => Err(Error::NotFound("model")),
+        several => Err(Error::bad_input(
+            "model",
+            format!(
+                "`{name}` is served by several providers; name one: {}",
+                several
+                    .iter()
+                    .map(|m| format!("{}/{}", m.provider, m.info.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 /// The model row of `provider`/`model`, or which of the two is unknown.

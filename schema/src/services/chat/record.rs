@@ -30,8 +30,8 @@ pub(super) struct Opened {
     price: KnownPrice,
     /// Whether budgets hold reservations for it (to settle).
     reserved: bool,
-    /// The tokens-per-minute limit in force when it was admitted (its tokens count against it).
-    tokens_per_minute: Option<i64>,
+    /// The token counters its tokens are added to (where a token limit applied at admission).
+    tokens_per_minute: rate_limits::TokenCounters,
 }
 
 /// Everything known when a call ends.
@@ -86,17 +86,20 @@ pub(super) async fn open(
     meta: &RequestMeta,
     p: &Prepared,
     stream: bool,
-    tokens_per_minute: Option<i64>,
+    tokens_per_minute: rate_limits::TokenCounters,
 ) -> Result<Opened, Error> {
     crate::db::on_call_path(async {
-        let call = AiCall::pending(
-            viewer.user_id.clone(),
-            p.conversation.as_ref().map(|c| c.id.clone()),
-            Some(meta.request_id.clone()).filter(|r| !r.is_empty()),
-            (p.provider.clone(), p.model.clone()),
-            stream,
-            app.now(),
-        );
+        let call = AiCall {
+            api_key_id: viewer.key_id().map(str::to_owned),
+            ..AiCall::pending(
+                viewer.user_id.clone(),
+                p.conversation.as_ref().map(|c| c.id.clone()),
+                Some(meta.request_id.clone()).filter(|r| !r.is_empty()),
+                (p.provider.clone(), p.model.clone()),
+                stream,
+                app.now(),
+            )
+        };
         // One connection for the lookups and the insert (never two at once: DESIGN §9). A call with
         // no budget is then one INSERT; a call with budgets reserves in the same transaction.
         let mut conn = app.db.get().await?;
@@ -105,7 +108,8 @@ pub(super) async fn open(
             prices_by_target
                 .push(prices::in_force(&mut conn, provider, model, call.started_at).await?);
         }
-        let applicable = budget_queries::applicable(&mut conn, &call.user_id).await?;
+        let family = viewer.key.as_deref().map(|k| k.family_id.as_str());
+        let applicable = budget_queries::applicable(&mut conn, &call.user_id, family).await?;
         let price = prices_by_target.first().cloned().flatten();
         if applicable.is_empty() {
             conn.write(async |c| Ok(ai_calls::insert(c, &call).await?))
@@ -315,9 +319,7 @@ async fn publish(app: &App, opened: &Opened, record: &AiCall, alerts: Vec<Event>
         app.events.publish(alert);
     }
     let used = record.prompt_tokens + record.completion_tokens;
-    if let Err(e) =
-        rate_limits::spend_tokens(app, &record.user_id, opened.tokens_per_minute, used).await
-    {
+    if let Err(e) = rate_limits::spend_tokens(app, &opened.tokens_per_minute, used).await {
         tracing::warn!(ai_call.id = %record.id, error = %e, "counting tokens for the rate limit failed");
     }
     tracing::info!(

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cloudbase_schema::error::Code;
 use cloudbase_schema::graphql::errors::IntrospectionDenied;
-use cloudbase_schema::services::{Auth, RequestMeta, auth};
+use cloudbase_schema::services::{Auth, auth};
 use serde::Serialize;
 
 use super::request::Params;
@@ -40,7 +40,9 @@ pub(super) async fn execute(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let auth = match auth::authenticate(&state.app, authorization).await {
+    let meta = super::super::request_meta(state, headers, peer, request_id);
+    let auth = match auth::authenticate(&state.app, authorization, meta.client_ip.as_deref()).await
+    {
         Ok(auth) => auth,
         Err(e) => {
             let (status, message) = match e.code() {
@@ -61,14 +63,6 @@ pub(super) async fn execute(
     };
     let introspection =
         state.env == Environment::Dev || matches!(&auth, Auth::User(v) if v.is_admin());
-    let meta = RequestMeta {
-        request_id: request_id.0.clone(),
-        client_ip: Some(state.client_address.of(headers, peer).to_string()),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(512).collect()),
-    };
     let mut request = async_graphql::Request::new(params.query)
         .variables(Variables::from_json(serde_json::Value::Object(
             params.variables.unwrap_or_default(),

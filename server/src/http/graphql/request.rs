@@ -166,6 +166,39 @@ pub(super) async fn read_body(
     body: RequestBody,
     media: MediaType,
 ) -> Result<Bytes, Rejection> {
+    read_whole(state, body).await.map_err(|e| match e {
+        BodyError::TooLarge => Box::new(json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            media,
+            "PAYLOAD_TOO_LARGE",
+            &e.to_string(),
+        )),
+        BodyError::Unreadable => bad_request(media, &e.to_string()),
+        BodyError::TooSlow(_) => Box::new(json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            media,
+            "REQUEST_TIMEOUT",
+            &e.to_string(),
+        )),
+    })
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Past `http.max_body_bytes`.
+    #[error("the request body is larger than http.max_body_bytes")]
+    TooLarge,
+    /// The connection failed mid-body.
+    #[error("the request body could not be read")]
+    Unreadable,
+    /// The client took longer than `http.body_read_timeout_secs`.
+    #[error("the request body took longer than {0} s to arrive")]
+    TooSlow(u64),
+}
+
+/// Reads a request body whole, within the size limit and the body deadline.
+pub async fn read_whole(state: &HttpState, body: RequestBody) -> Result<Bytes, BodyError> {
     let read = axum::body::to_bytes(body, state.max_body_bytes);
     match tokio::time::timeout(state.body_read_timeout, read).await {
         Ok(Ok(bytes)) => Ok(bytes),
@@ -176,24 +209,11 @@ pub(super) async fn read_body(
                 })
                 .any(|e| e.is::<http_body_util::LengthLimitError>());
             Err(if too_large {
-                Box::new(json_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    media,
-                    "PAYLOAD_TOO_LARGE",
-                    "the request body is larger than http.max_body_bytes",
-                ))
+                BodyError::TooLarge
             } else {
-                bad_request(media, "the request body could not be read")
+                BodyError::Unreadable
             })
         }
-        Err(_) => Err(Box::new(json_error(
-            StatusCode::REQUEST_TIMEOUT,
-            media,
-            "REQUEST_TIMEOUT",
-            &format!(
-                "the request body took longer than {} s to arrive",
-                state.body_read_timeout.as_secs()
-            ),
-        ))),
+        Err(_) => Err(BodyError::TooSlow(state.body_read_timeout.as_secs())),
     }
 }

@@ -73,14 +73,7 @@ pub async fn handler(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let meta = RequestMeta {
-        request_id: request_id.0,
-        client_ip: Some(state.client_address.of(&headers, peer).to_string()),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(512).collect()),
-    };
+    let meta = super::request_meta(&state, &headers, peer, &request_id);
     // The protocol `GraphQLProtocol` chose: the first one the client offers that is known.
     let transport_ws = headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -156,12 +149,14 @@ async fn serve(
     });
     let sockets = Arc::clone(&state.sockets);
     let registered = Arc::clone(&live);
+    let client_ip = meta.client_ip.clone();
     let on_init = move |payload: serde_json::Value| async move {
         let authorization = credential(&payload);
-        let auth = match auth::authenticate(&app, authorization.as_deref()).await {
-            Ok(auth) => auth,
-            Err(e) => return refuse(4500, async_graphql::Error::new(e.to_string())),
-        };
+        let auth =
+            match auth::authenticate(&app, authorization.as_deref(), client_ip.as_deref()).await {
+                Ok(auth) => auth,
+                Err(e) => return refuse(4500, async_graphql::Error::new(e.to_string())),
+            };
         let opened_as = match auth {
             Auth::Rejected(why) => return refuse(4403, async_graphql::Error::new(why)),
             Auth::Anonymous => None,
