@@ -20,6 +20,8 @@
 //! - [`events`]: live subscriptions, across instances.
 //! - [`monitoring`], [`alerting`]: logs, metrics, `systemStats`, alert rules and deliveries.
 //! - [`resilience`]: retries, fallbacks and the response cache.
+//! - [`openai`]: the OpenAI-compatible `/v1` door, with the official SDKs as clients, and the API
+//!   keys behind it.
 //! - [`hardening`]: what an attacker sends: deep documents, sockets that outlive their
 //!   credentials or break the protocol's limits, slow clients.
 //! - [`capacity`]: overload refused fast, and consistency under concurrent load.
@@ -52,6 +54,7 @@ mod http;
 mod limits;
 mod map;
 mod monitoring;
+mod openai;
 mod pages;
 mod plugins;
 mod receivers;

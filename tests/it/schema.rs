@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use cloudbase_schema::db::schema::{
-    ai_calls, alert_deliveries, alert_rules, alert_states, alerts, audit_head, audit_log,
+    ai_calls, alert_deliveries, alert_rules, alert_states, alerts, api_keys, audit_head, audit_log,
     budget_reservations, budgets, conversations, invites, leases, messages, prices, rate_counters,
     refresh_tokens, sessions, system_logs, usage_daily, usage_daily_models, usage_daily_users,
     user_limits, users,

@@ -421,41 +421,93 @@ pub fn skip_without_postgres(test: &str) -> bool {
     skip
 }
 
-/// Runs a Node harness from `tests/<dir>` (installing its lockfile with `npm ci` the first time,
-/// when `node_modules/<package>` is missing) against the server; returns its stdout after
-/// checking it exited 0 and its last line reports ` 0 failed`.
-pub async fn run_node_harness(dir: &str, package: &str, script: &str, args: Vec<String>) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    if !dir.join("node_modules").join(package).exists() {
-        let install = dir.clone();
-        let status = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-                .current_dir(&install)
-                .status()
-        })
-        .await
-        .unwrap()
-        .expect("npm is needed for the Node harnesses (install Node.js)");
-        assert!(status.success(), "npm ci in {} failed", dir.display());
+/// Installs a harness folder's npm lockfile with `npm ci` the first time (when
+/// `node_modules/<package>` is missing).
+pub async fn npm_install(dir: &Path, package: &str) {
+    if dir.join("node_modules").join(package).exists() {
+        return;
     }
-    let script = script.to_owned();
+    let install = dir.to_path_buf();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&install)
+            .status()
+    })
+    .await
+    .unwrap()
+    .expect("npm is needed for the Node harnesses (install Node.js)");
+    assert!(status.success(), "npm ci in {} failed", dir.display());
+}
+
+/// The Python of a harness folder's virtual environment (`.venv`), made the first time from its
+/// `requirements.txt` (every package pinned), from PyPI.
+pub async fn python_venv(dir: &Path) -> PathBuf {
+    let python = dir.join(".venv/bin/python");
+    if python.exists() {
+        return python;
+    }
+    let folder = dir.to_path_buf();
+    let status = tokio::task::spawn_blocking(move || {
+        let venv = std::process::Command::new("python3")
+            .args(["-m", "venv", ".venv"])
+            .current_dir(&folder)
+            .status()?;
+        if !venv.success() {
+            return Ok(venv);
+        }
+        std::process::Command::new(".venv/bin/pip")
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                "requirements.txt",
+            ])
+            .current_dir(&folder)
+            .status()
+    })
+    .await
+    .unwrap()
+    .expect("python3 (with venv) is needed for the Python harnesses");
+    assert!(status.success(), "making {}/.venv failed", dir.display());
+    python
+}
+
+/// Runs `program args` in `dir` and returns its stdout, after checking it exited 0 and its last
+/// line reports ` 0 failed`.
+pub async fn run_harness(dir: &Path, program: PathBuf, args: Vec<String>) -> String {
+    let dir = dir.to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(script)
+        std::process::Command::new(&program)
             .args(args)
             .current_dir(&dir)
             .output()
     })
     .await
     .unwrap()
-    .expect("node is needed for the Node harnesses (install Node.js)");
+    .expect("the harness could not start");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let summary = stdout.lines().last().unwrap_or_default();
     assert!(summary.ends_with(" 0 failed"), "{stdout}");
     stdout
+}
+
+/// The folder `tests/<dir>`.
+pub fn harness_dir(dir: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
+}
+
+/// Runs a Node harness from `tests/<dir>` (installing its lockfile the first time) against the
+/// server; see [`run_harness`].
+pub async fn run_node_harness(dir: &str, package: &str, script: &str, args: Vec<String>) -> String {
+    let dir = harness_dir(dir);
+    npm_install(&dir, package).await;
+    let mut all = vec![script.to_owned()];
+    all.extend(args);
+    run_harness(&dir, PathBuf::from("node"), all).await
 }
 
 /// Waits until `addr` answers `/readyz`, failing if `alive` turns false or 30 s pass.

@@ -193,8 +193,7 @@ async fn main() -> anyhow::Result<()> {
         let everyone = UsageFilter::default();
         let one_user = UsageFilter {
             user_id: Some(user_id(7)),
-            provider: None,
-            model: None,
+            ..UsageFilter::default()
         };
         let by_day = Dimensions {
             day: true,
