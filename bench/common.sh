@@ -71,3 +71,10 @@ login_token() {
         -d '{"query":"mutation { login(input: {email: \"bench@example.com\", password: \"bench-password-1\"}) { accessToken } }"}' \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["login"]["accessToken"])'
 }
+
+# api_key PORT TOKEN: a new CHAT-scoped API key (`cb-…`) of the bench admin, for `/v1`.
+api_key() {
+    curl -s "http://127.0.0.1:$1/graphql" -H 'content-type: application/json' -H "authorization: Bearer $2" \
+        -d '{"query":"mutation { createApiKey(input: {name: \"bench\"}) { secret } }"}' \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["createApiKey"]["secret"])'
+}

@@ -34,6 +34,11 @@ FLOOR_PLAIN='{"query":"mutation { chat(message: \"hi\") }"}'
 FLOOR_STREAM='{"query":"subscription { chatStream(message: \"hi\") }"}'
 CB_PLAIN='{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}'
 CB_STREAM='{"query":"subscription { chatStream(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { delta done } }"}'
+# The OpenAI-compatible door, and the REST floor beside it (same body but for the model's name).
+V1_PLAIN='{"model":"bench/bench-model","messages":[{"role":"user","content":"hi"}]}'
+V1_STREAM='{"model":"bench/bench-model","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+REST_PLAIN='{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}'
+REST_STREAM='{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"hi"}]}'
 
 
 for backend in sqlite postgres; do
@@ -49,6 +54,8 @@ for backend in sqlite postgres; do
     wait_ready "http://127.0.0.1:$FLOOR/graphql"
     for c in $LEVELS; do load "floor-$backend" http "http://127.0.0.1:$FLOOR/graphql" "$FLOOR_PLAIN" - "$c"; done
     for c in $LEVELS; do load "floor-$backend-stream" ws "ws://127.0.0.1:$FLOOR/graphql/ws" "$FLOOR_STREAM" - "$c"; done
+    for c in $LEVELS; do load "floor-$backend-rest" http "http://127.0.0.1:$FLOOR/v1/chat/completions" "$REST_PLAIN" - "$c"; done
+    for c in $LEVELS; do load "floor-$backend-rest-sse" sse "http://127.0.0.1:$FLOOR/v1/chat/completions" "$REST_STREAM" - "$c"; done
     kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true
 
     start_cloudbase "$out" "$backend" "$cb_db" "$CB"
@@ -57,6 +64,9 @@ for backend in sqlite postgres; do
     echo "{\"label\":\"cloudbase-$backend-rss\",\"idle_rss_kb\":$(rss_kb "$cb_pid")}" | tee -a "$out/results.jsonl"
     for c in $LEVELS; do load "cloudbase-$backend" http "http://127.0.0.1:$CB/graphql" "$CB_PLAIN" "$token" "$c"; done
     for c in $LEVELS; do load "cloudbase-$backend-stream" ws "ws://127.0.0.1:$CB/graphql/ws" "$CB_STREAM" "$token" "$c"; done
+    key=$(api_key "$CB" "$token")
+    for c in $LEVELS; do load "cloudbase-$backend-v1" http "http://127.0.0.1:$CB/v1/chat/completions" "$V1_PLAIN" "$key" "$c"; done
+    for c in $LEVELS; do load "cloudbase-$backend-v1-sse" sse "http://127.0.0.1:$CB/v1/chat/completions" "$V1_STREAM" "$key" "$c"; done
     echo "{\"label\":\"cloudbase-$backend-rss\",\"peak_rss_kb\":$(hwm_kb "$cb_pid")}" | tee -a "$out/results.jsonl"
     kill "$cb_pid"; wait "$cb_pid" 2>/dev/null || true
 done

@@ -1,7 +1,9 @@
-//! The floor: the least a GraphQL gateway on this stack can do per call. `chat` forwards to the
-//! upstream with reqwest and does one INSERT; `chatStream` forwards SSE deltas and INSERTs at the
-//! end. It uses CloudBase's pool (same SQLite pragmas, same Postgres driver), so the comparison is
-//! about everything else. Usage: `floor LISTEN UPSTREAM_URL DATABASE_URL`.
+//! The floor: the least a gateway on this stack can do per call. Over GraphQL, `chat` forwards to
+//! the upstream with reqwest and does one INSERT; `chatStream` forwards SSE deltas and INSERTs at
+//! the end. Over REST, `POST /v1/chat/completions` does the same with OpenAI's body: it forwards
+//! the request, passes the reply (or the SSE bytes) through, and INSERTs once. It uses CloudBase's
+//! pool (same SQLite pragmas, same Postgres driver), so the comparison is about everything else.
+//! Usage: `floor LISTEN UPSTREAM_URL DATABASE_URL`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -140,6 +142,49 @@ impl Subscriptions {
     }
 }
 
+/// `POST /v1/chat/completions`: forward, pass the answer through, one INSERT.
+async fn rest(
+    axum::extract::State(floor): axum::extract::State<std::sync::Arc<Floor>>,
+    axum::Json(body): axum::Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let response = match floor.http.post(&floor.upstream).json(&body).send().await {
+        Ok(r) => r,
+        Err(e) => return (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    if !stream {
+        let Ok(reply) = response.json::<Value>().await else {
+            return axum::http::StatusCode::BAD_GATEWAY.into_response();
+        };
+        let tokens = reply["usage"]["completion_tokens"]
+            .as_i64()
+            .unwrap_or_default();
+        if floor.record(tokens).await.is_err() {
+            return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        return axum::Json(reply).into_response();
+    }
+    // Pass the bytes through as they come; INSERT once the upstream ends.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(32);
+    tokio::spawn(async move {
+        let mut bytes = response.bytes_stream();
+        let mut chunks = 0;
+        while let Some(Ok(chunk)) = bytes.next().await {
+            chunks += 1;
+            if tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+        let _ = floor.record(chunks).await;
+    });
+    let body =
+        axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|v| (v, rx))
+        }));
+    ([("content-type", "text/event-stream")], body).into_response()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     use diesel_async::RunQueryDsl as _;
@@ -165,12 +210,21 @@ async fn main() -> anyhow::Result<()> {
         upstream: format!("{upstream}/chat/completions"),
         db,
     };
+    let rest_floor = std::sync::Arc::new(Floor {
+        http: floor.http.clone(),
+        upstream: floor.upstream.clone(),
+        db: floor.db.clone(),
+    });
     let schema = Schema::build(Query, Mutation, Subscriptions)
         .data(floor)
         .finish();
     let app = Router::new()
         .route_service("/graphql", GraphQL::new(schema.clone()))
-        .route_service("/graphql/ws", GraphQLSubscription::new(schema));
+        .route_service("/graphql/ws", GraphQLSubscription::new(schema))
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(rest).with_state(rest_floor),
+        );
     let listener = tokio::net::TcpListener::bind(&listen).await?.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

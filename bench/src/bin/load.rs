@@ -4,7 +4,10 @@
 //! load http URL BODY [TOKEN] CONCURRENCY SECONDS MAX_REQUESTS
 //! load get  URL - [TOKEN] CONCURRENCY SECONDS MAX_REQUESTS
 //! load ws   URL PAYLOAD [TOKEN] CONCURRENCY SECONDS MAX_REQUESTS
+//! load sse  URL BODY [TOKEN] CONCURRENCY SECONDS MAX_REQUESTS
 //! ```
+//! `sse` POSTs an OpenAI chat body with `stream: true` and reads the server-sent events to
+//! `data: [DONE]`; its TTFT is the first event carrying answer text.
 //! `BODY` is the POST body (JSON); `PAYLOAD` the `subscribe` payload (`{"query": ...}`). TOKEN
 //! may be `-` for none. Loopback URLs only. Failed requests are counted by what failed them: the
 //! HTTP status and the first GraphQL `extensions.code` (`503 UNAVAILABLE`, `200 INTERNAL`, …), or
@@ -125,6 +128,75 @@ async fn http_worker(plan: Arc<Plan>, client: reqwest::Client, get: bool) -> Sam
     s
 }
 
+/// Whether an SSE event carries answer text (`"content":"` and then something).
+fn has_text(event: &str) -> bool {
+    event
+        .split("\"content\":\"")
+        .skip(1)
+        .any(|rest| !rest.starts_with('"'))
+}
+
+async fn sse_worker(plan: Arc<Plan>, client: reqwest::Client) -> Samples {
+    let mut s = Samples::default();
+    while plan.claim() {
+        let started = Instant::now();
+        let mut request = client
+            .post(&plan.url)
+            .header("content-type", "application/json")
+            .body(plan.body.clone());
+        if let Some(t) = &plan.token {
+            request = request.bearer_auth(t);
+        }
+        let response = match request.send().await {
+            Ok(r) if r.status() == 200 => r,
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let wait = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                s.failed(format!("{status}"), started);
+                if let Some(secs) = wait {
+                    tokio::time::sleep(Duration::from_secs(secs.min(10))).await;
+                }
+                continue;
+            }
+            Err(_) => {
+                s.failed("transport".into(), started);
+                continue;
+            }
+        };
+        let mut bytes = response.bytes_stream();
+        let (mut buffer, mut first, mut done, mut failed) = (String::new(), None, false, false);
+        while let Some(chunk) = bytes.next().await {
+            let Ok(chunk) = chunk else {
+                failed = true;
+                break;
+            };
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                if event.contains("[DONE]") {
+                    done = true;
+                } else if event.contains("\"error\"") {
+                    failed = true;
+                } else if first.is_none() && has_text(&event) {
+                    first = Some(started.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+        if failed || !done {
+            s.failed("sse".into(), started);
+        } else {
+            s.latency_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            if let Some(t) = first {
+                s.ttft_ms.push(t);
+            }
+        }
+    }
+    s
+}
+
 async fn ws_worker(plan: Arc<Plan>) -> Samples {
     let mut s = Samples::default();
     let Ok(mut request) = plan.url.clone().into_client_request() else {
@@ -225,7 +297,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     anyhow::ensure!(
         args.len() == 7,
-        "usage: load http|get|ws URL BODY TOKEN CONCURRENCY SECONDS MAX_REQUESTS"
+        "usage: load http|get|ws|sse URL BODY TOKEN CONCURRENCY SECONDS MAX_REQUESTS"
     );
     let mode = args[0].clone();
     let url = args[1].clone();
@@ -251,12 +323,12 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..concurrency {
         let plan = Arc::clone(&plan);
         let client = client.clone();
-        let (ws, get) = (mode == "ws", mode == "get");
+        let mode = mode.clone();
         tasks.push(tokio::spawn(async move {
-            if ws {
-                ws_worker(plan).await
-            } else {
-                http_worker(plan, client, get).await
+            match mode.as_str() {
+                "ws" => ws_worker(plan).await,
+                "sse" => sse_worker(plan, client).await,
+                other => http_worker(plan, client, other == "get").await,
             }
         }));
     }

@@ -10,7 +10,7 @@
 //! - [`call_path`]: SQLite statements of an AI call run inline, not on the blocking pool.
 //! - [`migrate`]: the embedded migrations of both backends, run at start.
 //! - [`fixed`]: statements marked as having one shape, so both databases cache them.
-//! - [`users`], [`sessions`], [`invites`], [`prices`], [`conversations`], [`ai_calls`],
+//! - [`users`], [`sessions`], [`api_keys`], [`invites`], [`prices`], [`conversations`], [`ai_calls`],
 //!   [`budgets`], [`rate_limits`], [`usage`], [`stats`], [`audit`], [`system_logs`], [`alerts`],
 //!   [`deliveries`], [`leases`]: the query functions, returning `QueryResult`.
 

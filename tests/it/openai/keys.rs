@@ -187,8 +187,7 @@ async fn a_chat_key_chats_and_reads_nothing_else() {
         .await;
     let refused = socket.next_item("1").await;
     assert_eq!(
-        refused["payload"]["errors"][0]["extensions"]["code"],
-        "FORBIDDEN",
+        refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
         "{refused}"
     );
     socket

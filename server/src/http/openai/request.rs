@@ -35,8 +35,11 @@ pub struct Completion {
     pub input: ChatInput,
 }
 
+/// Whether a field's value is its default.
+type IsDefault = fn(&Value) -> bool;
+
 /// Fields accepted only with their default value (they change nothing then).
-const DEFAULT_ONLY: &[(&str, fn(&Value) -> bool)] = &[
+const DEFAULT_ONLY: &[(&str, IsDefault)] = &[
     ("n", |v| v.as_i64() == Some(1)),
     ("presence_penalty", |v| v.as_f64() == Some(0.0)),
     ("frequency_penalty", |v| v.as_f64() == Some(0.0)),
