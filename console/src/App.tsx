@@ -1,6 +1,7 @@
 /**
  * The console's frame: who is signed in, which view the hash names, and the navigation. Admin
- * views are shown to admins only; everyone has the chat and their own usage, alerts and profile.
+ * views are shown to admins only; everyone has the chat and their own usage, API keys, alerts and
+ * profile.
  * When the session ends (logout, refused refresh, a disabled account), the login page takes
  * over and says why.
  */
@@ -28,6 +29,7 @@ import { Chat } from './pages/user/Chat';
 import { Usage } from './pages/user/Usage';
 import { MyAlerts } from './pages/user/MyAlerts';
 import { Profile } from './pages/user/Profile';
+import { ApiKeys } from './pages/user/ApiKeys';
 
 /** What every view receives. */
 export interface ViewProps {
@@ -58,6 +60,7 @@ const ADMIN_VIEWS: View[] = [
 const USER_VIEWS: View[] = [
   { path: 'chat', title: 'chat', component: Chat },
   { path: 'usage', title: 'usage', component: Usage },
+  { path: 'keys', title: 'apiKeys', component: ApiKeys },
   { path: 'my-alerts', title: 'myAlerts', component: MyAlerts },
   { path: 'profile', title: 'profile', component: Profile },
 ];

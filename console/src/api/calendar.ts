@@ -19,18 +19,56 @@ export function serverZone(): string | undefined {
 
 /** Today, `YYYY-MM-DD`, in the server's zone (the browser's until it is known). */
 export function serverToday(): string {
-  if (!zone) return isoDay(new Date());
+  return serverDayOf(new Date());
+}
+
+/** The day of a moment, `YYYY-MM-DD`, in the server's zone (the browser's until it is known). */
+export function serverDayOf(moment: Date): string {
+  if (!zone) return isoDay(moment);
   try {
     const parts = new Intl.DateTimeFormat('en-US', {
       timeZone: zone,
       year: 'numeric',
       month: '2-digit',
       day: '2-digit',
-    }).formatToParts(new Date());
+    }).formatToParts(moment);
     const part = (type: string) => parts.find((p) => p.type === type)?.value ?? '';
     return `${part('year')}-${part('month')}-${part('day')}`;
   } catch {
-    return isoDay(new Date());
+    return isoDay(moment);
+  }
+}
+
+/** How far the server's zone is ahead of UTC at a moment, in milliseconds. */
+function zoneOffset(at: number, timeZone: string): number {
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+  }).formatToParts(new Date(at));
+  const part = (type: string) => Number(parts.find((p) => p.type === type)?.value ?? 0);
+  const wall = Date.UTC(part('year'), part('month') - 1, part('day'), part('hour'), part('minute'), part('second'));
+  return wall - Math.floor(at / 1000) * 1000;
+}
+
+/** The moment a day starts in the server's zone, as RFC 3339 (UTC); undefined for a bad day. */
+export function serverDayStart(day: string): string | undefined {
+  const local = parseDay(day);
+  if (!local) return undefined;
+  if (!zone) return local.toISOString();
+  try {
+    const wall = Date.UTC(local.getFullYear(), local.getMonth(), local.getDate());
+    // Twice: the offset at the guess may differ from the one at the answer (a DST change).
+    let at = wall - zoneOffset(wall, zone);
+    at = wall - zoneOffset(at, zone);
+    return new Date(at).toISOString();
+  } catch {
+    return local.toISOString();
   }
 }
 

@@ -62,6 +62,7 @@ export function Table<T>({
   onRowClick,
   selected,
   caption,
+  rowClass,
 }: {
   columns: Column<T>[];
   rows: T[];
@@ -69,6 +70,8 @@ export function Table<T>({
   onRowClick?: (row: T) => void;
   selected?: string;
   caption?: string;
+  /** An extra class for a row (such as `inactive`). */
+  rowClass?: (row: T) => string | undefined;
 }) {
   const t = useText(common);
   return (
@@ -97,7 +100,7 @@ export function Table<T>({
             return (
               <tr
                 key={id}
-                className={[onRowClick ? 'clickable' : '', selected === id ? 'selected' : ''].join(' ').trim() || undefined}
+                className={[onRowClick ? 'clickable' : '', selected === id ? 'selected' : '', rowClass?.(row) ?? ''].join(' ').trim() || undefined}
                 onClick={onRowClick ? () => onRowClick(row) : undefined}
                 onKeyDown={
                   onRowClick

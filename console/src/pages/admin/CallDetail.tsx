@@ -7,7 +7,7 @@ import { useLang, useText } from '../../i18n';
 import { Badge, ErrorBox, Loading } from '../../ui/components';
 import { count, dateTime, money, ms } from '../../ui/format';
 import { text } from './Calls.text';
-import { statusTone, useUsers, type CallRow } from './callsShared';
+import { statusTone, useKeys, useUsers, type CallRow } from './callsShared';
 
 interface CallDetail extends CallRow {
   conversationId: string | null;
@@ -40,7 +40,7 @@ const CALL = gql`
     aiCall(id: $id) {
       id userId conversationId requestId provider model stream status errorCode errorMessage
       promptTokens cachedPromptTokens completionTokens usageSource startedAt finishedAt
-      latencyMs ttftMs upstreamMs overheadMs priceId costMicros currency priced cached attempts
+      latencyMs ttftMs upstreamMs overheadMs priceId costMicros currency priced cached attempts apiKeyId
     }
   }
 `;
@@ -60,7 +60,18 @@ interface Attempt {
   ms?: number;
   httpAttempts?: number;
 }
-export function CallPanel({ id, onClose, closeLabel }: { id: string; onClose(): void; closeLabel: string }) {
+export function CallPanel({
+  id,
+  onClose,
+  closeLabel,
+  onKey,
+}: {
+  id: string;
+  onClose(): void;
+  closeLabel: string;
+  /** Shows only the calls of this API key. */
+  onKey(apiKeyId: string): void;
+}) {
   const t = useText(text);
   const c = useText(common);
   const { locale } = useLang();
@@ -72,6 +83,7 @@ export function CallPanel({ id, onClose, closeLabel }: { id: string; onClose(): 
     !d?.priceId,
   );
   const users = useUsers(d ? [d.userId] : []);
+  const keys = useKeys(d ? [d] : []);
   const heading = useRef<HTMLHeadingElement>(null);
   useEffect(() => {
     heading.current?.focus();
@@ -80,6 +92,7 @@ export function CallPanel({ id, onClose, closeLabel }: { id: string; onClose(): 
   const price = d?.priceId ? prices.data?.prices.find((p) => p.id === d.priceId) : undefined;
   const attempts: Attempt[] = Array.isArray(d?.attempts) ? (d?.attempts as Attempt[]) : [];
   const user = d ? users[d.userId] : undefined;
+  const apiKey = d?.apiKeyId ? keys[d.apiKeyId] : undefined;
 
   return (
     <aside className="card detail calls-detail" aria-labelledby="calls-detail-title" data-testid="call-detail">
@@ -101,6 +114,25 @@ export function CallPanel({ id, onClose, closeLabel }: { id: string; onClose(): 
           </dd>
           <dt>{t.user}</dt>
           <dd>{user ? `${user.displayName} <${user.email}>` : <code>{d.userId}</code>}</dd>
+          <dt>{t.apiKey}</dt>
+          <dd data-testid="detail-api-key">
+            {d.apiKeyId ? (
+              <>
+                {apiKey ? (
+                  <>
+                    <code>{apiKey.prefix}…</code> {apiKey.name}
+                  </>
+                ) : (
+                  <code>{d.apiKeyId}</code>
+                )}{' '}
+                <button type="button" className="link" onClick={() => d.apiKeyId && onKey(d.apiKeyId)}>
+                  {t.keyCalls}
+                </button>
+              </>
+            ) : (
+              <span className="muted">{t.session}</span>
+            )}
+          </dd>
           <dt>{t.providerModel}</dt>
           <dd>
             {d.provider} / <strong>{d.model}</strong>

@@ -35,10 +35,13 @@ function isoToLocalInput(iso: string | null): string {
 
 export function FilterForm({
   filters,
+  keyLabel,
   onApply,
   onReset,
 }: {
   filters: Filters;
+  /** The filtered API key's prefix and name, once known. */
+  keyLabel?: string;
   onApply(f: Filters): void;
   onReset(): void;
 }) {
@@ -87,6 +90,17 @@ export function FilterForm({
   return (
     <form className="card calls-filters" onSubmit={submit} aria-label={t.filters}>
       <UserPicker value={filters.user} onPick={(id) => onApply({ ...filters, user: id })} />
+      {filters.key && (
+        <div className="calls-user">
+          <span className="field-label">{t.apiKey}</span>
+          <span className="calls-user-chip" data-testid="calls-key-chip">
+            {keyLabel ? <span>{keyLabel}</span> : <code className="muted">{filters.key}</code>}
+            <button type="button" className="link" onClick={() => onApply({ ...filters, key: '' })} aria-label={t.keyClear} title={t.keyClear}>
+              ×
+            </button>
+          </span>
+        </div>
+      )}
       <div className="row">
         <Field label={t.provider}>
           <input

@@ -1,7 +1,7 @@
 /**
  * The AI calls explorer (admin): every call record, newest first, one page of 50 at a time
  * (cursor paging, never a count of all rows, so it stays quick over millions of records).
- * Filters (user, provider, model, status, time range) live in the query string, so a link
+ * Filters (user, API key, provider, model, status, time range) live in the query string, so a link
  * reproduces the view; `#/calls/<id>` opens one call's detail beside the table.
  */
 import { useMemo } from 'react';
@@ -16,7 +16,7 @@ import { count, dateTime, money, ms, shortDateTime } from '../../ui/format';
 import { CallPanel } from './CallDetail';
 import { FilterForm } from './CallFilters';
 import { text } from './Calls.text';
-import { FILTER_KEYS, STATUSES, statusTone, useUsers, type CallRow, type Filters, type Status } from './callsShared';
+import { FILTER_KEYS, STATUSES, statusTone, useKeys, useUsers, type CallRow, type Filters, type Status } from './callsShared';
 import './Calls.css';
 
 const PAGE_SIZE = 50;
@@ -27,7 +27,7 @@ const CALLS = gql`
       pageInfo { hasNextPage endCursor }
       nodes {
         id userId provider model status promptTokens cachedPromptTokens completionTokens
-        startedAt latencyMs costMicros currency
+        startedAt latencyMs costMicros currency apiKeyId
       }
     }
   }
@@ -56,6 +56,7 @@ export function Calls({ route }: ViewProps) {
   const apiFilter = useMemo(() => {
     const f: Record<string, string> = {};
     if (filters.user) f.userId = filters.user;
+    if (filters.key) f.apiKeyId = filters.key;
     if (filters.provider) f.provider = filters.provider;
     if (filters.model) f.model = filters.model;
     if (filters.status) f.status = filters.status;
@@ -70,6 +71,7 @@ export function Calls({ route }: ViewProps) {
   }>(CALLS, { filter: apiFilter, first: PAGE_SIZE, after: pager.cursor });
   const rows = calls.data?.aiCalls.nodes ?? [];
   const users = useUsers(rows.map((r) => r.userId));
+  const keys = useKeys(rows);
 
   const go = (next: Partial<Filters>, id?: string) => {
     navigate(id ? `/calls/${encodeURIComponent(id)}` : '/calls', { ...filters, ...next });
@@ -83,6 +85,15 @@ export function Calls({ route }: ViewProps) {
       render: (r) => {
         const u = users[r.userId];
         return u ? <span title={u.email}>{u.displayName}</span> : <code className="muted">{r.userId.slice(0, 8)}</code>;
+      },
+    },
+    {
+      key: 'apiKey',
+      title: t.apiKey,
+      render: (r) => {
+        if (!r.apiKeyId) return <span className="muted">—</span>;
+        const k = keys[r.apiKeyId];
+        return k ? <code className="calls-nowrap" title={k.name}>{k.prefix}…</code> : <code className="muted">{r.apiKeyId.slice(0, 8)}</code>;
       },
     },
     {
@@ -116,7 +127,12 @@ export function Calls({ route }: ViewProps) {
 
   return (
     <Page title={t.title}>
-      <FilterForm filters={filters} onApply={(f) => go(f)} onReset={() => navigate('/calls')} />
+      <FilterForm
+        filters={filters}
+        keyLabel={filters.key && keys[filters.key] ? `${keys[filters.key].prefix}… ${keys[filters.key].name}` : undefined}
+        onApply={(f) => go(f)}
+        onReset={() => navigate('/calls')}
+      />
       <div className={selectedId ? 'calls-split' : undefined}>
         <div>
           <ErrorBox error={calls.error} onRetry={calls.reload} />
@@ -140,7 +156,7 @@ export function Calls({ route }: ViewProps) {
           )}
         </div>
         {selectedId && (
-          <CallPanel id={selectedId} onClose={() => go({})} closeLabel={c.close} />
+          <CallPanel id={selectedId} onClose={() => go({})} closeLabel={c.close} onKey={(key) => go({ key })} />
         )}
       </div>
     </Page>
