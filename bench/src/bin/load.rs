@@ -13,7 +13,8 @@
 //! HTTP status and the first GraphQL `extensions.code` (`503 UNAVAILABLE`, `200 INTERNAL`, …), or
 //! `transport` when no answer came; their latency is reported apart (`error_p99_ms`), so that fast
 //! refusals under overload can be told from slow failures. A worker that is refused with a
-//! `retryAfterMs` (HTTP 503 with `Retry-After`, or a WebSocket error) waits that long before its
+//! `retryAfterMs` (HTTP 503 with `Retry-After`, or a WebSocket error), or a `/v1` refusal with a
+//! `Retry-After` header, waits that long before its
 //! next request, as the OpenAI SDKs and any well-behaved client do; the wait is not counted in
 //! any latency.
 
@@ -109,13 +110,18 @@ async fn http_worker(plan: Arc<Plan>, client: reqwest::Client, get: bool) -> Sam
         match request.send().await {
             Ok(r) => {
                 let status = r.status().as_u16();
+                let header_wait = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .map(|secs| Duration::from_secs(secs.min(10)));
                 match r.text().await {
                     Ok(text) if status == 200 && !text.contains("\"errors\"") => {
                         s.latency_ms.push(started.elapsed().as_secs_f64() * 1000.0)
                     }
                     Ok(text) => {
                         s.failed(format!("{status} {}", first_code(&text)), started);
-                        if let Some(wait) = retry_after(&text) {
+                        if let Some(wait) = retry_after(&text).or(header_wait) {
                             tokio::time::sleep(wait).await;
                         }
                     }

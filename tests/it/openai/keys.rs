@@ -90,6 +90,12 @@ async fn revoked_expired_and_disabled_owners_keys_are_refused_on_every_door() {
         refused(expired, 401).await["message"],
         "this API key has expired"
     );
+    let socket = GqlWs::connect(&app, Some(&short)).await;
+    assert_eq!(
+        socket.err().map(|c| c.code),
+        Some(Some(4403)),
+        "expired on the socket too"
+    );
     let past = (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
     let bad = app
         .gql(
