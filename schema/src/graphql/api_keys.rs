@@ -52,7 +52,8 @@ impl ApiKey {
     }
     /// What it may reach.
     async fn scope(&self) -> Result<KeyScope, Error> {
-        Ok(KeyGrant::of(self)?.scope)
+        KeyScope::parse(&self.scope)
+            .ok_or_else(|| Error::Internal(format!("key {} has scope {}", self.id, self.scope)))
     }
     /// The `provider/model` names it may call; null: every model.
     async fn allowed_models(&self) -> Result<Option<Vec<String>>, Error> {
@@ -69,11 +70,11 @@ impl ApiKey {
     /// Where it stands now.
     async fn state(&self, ctx: &Context<'_>) -> Result<ApiKeyState, Error> {
         let now = ctx.app()?.now();
-        Ok(match KeyGrant::of(self)?.refusal(now) {
-            Some(_) if self.revoked_at.is_some_and(|at| at <= now) => ApiKeyState::Revoked,
-            Some(_) => ApiKeyState::Expired,
-            None if self.revoked_at.is_some() => ApiKeyState::Rotating,
-            None => ApiKeyState::Active,
+        Ok(match (self.revoked_at, self.expires_at) {
+            (Some(at), _) if at <= now => ApiKeyState::Revoked,
+            (_, Some(at)) if at <= now => ApiKeyState::Expired,
+            (Some(_), _) => ApiKeyState::Rotating,
+            _ => ApiKeyState::Active,
         })
     }
     /// When it was made.

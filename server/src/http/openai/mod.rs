@@ -143,6 +143,19 @@ pub async fn chat_completions(
     response
 }
 
+/// The models the caller (and its key) may call, or the error to send.
+async fn visible_models(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    request_id: &RequestId,
+) -> Result<Vec<cloudbase_schema::ports::ModelRow>, ApiError> {
+    let meta = request_meta(state, headers, peer, request_id);
+    let client_ip = meta.client_ip.unwrap_or_default();
+    let viewer = viewer(state, headers, &client_ip, &request_id.0).await?;
+    plugins::models(&state.app, &viewer).map_err(|e| ApiError::from_service(&e, &request_id.0))
+}
+
 /// `GET /v1/models`: the models the caller (and its key) may call.
 pub async fn models(
     State(state): State<HttpState>,
@@ -150,18 +163,7 @@ pub async fn models(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let meta = request_meta(&state, &headers, peer, &request_id);
-    let listed = async {
-        let viewer = viewer(
-            &state,
-            &headers,
-            meta.client_ip.as_deref().unwrap_or_default(),
-            &request_id.0,
-        )
-        .await?;
-        plugins::models(&state.app, &viewer).map_err(|e| ApiError::from_service(&e, &request_id.0))
-    };
-    match listed.await {
+    match visible_models(&state, &headers, peer, &request_id).await {
         Ok(rows) => Json(serde_json::json!({
             "object": "list",
             "data": rows.iter().map(|m| reply::model(&m.provider, &m.info.id)).collect::<Vec<_>>(),
@@ -179,23 +181,15 @@ pub async fn model(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let meta = request_meta(&state, &headers, peer, &request_id);
-    let found = async {
-        let viewer = viewer(
-            &state,
-            &headers,
-            meta.client_ip.as_deref().unwrap_or_default(),
-            &request_id.0,
-        )
-        .await?;
-        let rows = plugins::models(&state.app, &viewer)
-            .map_err(|e| ApiError::from_service(&e, &request_id.0))?;
-        rows.iter()
-            .find(|m| format!("{}/{}", m.provider, m.info.id) == name)
-            .map(|m| reply::model(&m.provider, &m.info.id))
-            .ok_or_else(|| ApiError::unknown_model(&name))
-    };
-    match found.await {
+    let found = visible_models(&state, &headers, peer, &request_id)
+        .await
+        .and_then(|rows| {
+            rows.iter()
+                .find(|m| format!("{}/{}", m.provider, m.info.id) == name)
+                .map(|m| reply::model(&m.provider, &m.info.id))
+                .ok_or_else(|| ApiError::unknown_model(&name))
+        });
+    match found {
         Ok(model) => Json(model).into_response(),
         Err(e) => e.into_response(),
     }
