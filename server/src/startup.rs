@@ -69,6 +69,10 @@ pub async fn run_with_clock(
     let chainer = tokio::spawn(
         audit::chainer::run(app.clone(), config.chain_settings()).instrument(span.clone()),
     );
+    let checkpointer = app.db.write_gate().map(|gate| {
+        let path = cloudbase_schema::db::sqlite_path(&config.database_url()).to_owned();
+        tokio::spawn(cloudbase_schema::db::checkpoint::run(path, gate).instrument(span.clone()))
+    });
     let listener_task = (app.db.backend() == Backend::Postgres).then(|| {
         tokio::spawn(
             crate::events::listen(config.database_url(), app.clone()).instrument(span.clone()),
@@ -110,7 +114,7 @@ pub async fn run_with_clock(
         tracing::warn!(error = %e, "releasing the audit chain lease failed");
     }
     socket_watcher.abort();
-    if let Some(task) = listener_task {
+    for task in [listener_task, checkpointer].into_iter().flatten() {
         task.abort();
     }
     // Write what is queued before stopping.

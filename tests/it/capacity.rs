@@ -222,3 +222,44 @@ async fn sibling_fields_share_the_requests_one_connection() {
         }
     }
 }
+
+#[derive(diesel::QueryableByName)]
+struct WalFrames {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+}
+
+/// On SQLite the write-ahead log is checkpointed and rewound in the writers' turn, a few times a
+/// second (`db::checkpoint`), rather than inside one call's commit in seventy: after a burst of
+/// calls and a quiet moment, the next call writes at the start of the log again, so the log
+/// holds only its frames, far fewer than the burst wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_rewinds_its_log_between_calls() {
+    use diesel_async::RunQueryDsl;
+    let app = TestApp::spawn_with(|c| c.rate_limits.requests_per_minute = 0).await;
+    if app.is_postgres() {
+        eprintln!("sqlite_rewinds_its_log_between_calls: SQLite only");
+        return;
+    }
+    let token = app.admin_token().await;
+    let url = app.config.database_url.clone().unwrap();
+    let frames = async || {
+        let mut conn = crate::support::sqlite_connection(&url).await;
+        let rows: Vec<WalFrames> = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+            .load(&mut conn)
+            .await
+            .unwrap();
+        rows[0].log
+    };
+    // 300 calls write thousands of frames (two commits of several pages each).
+    for _ in 0..300 {
+        app.gql_ok(Some(&token), CHAT, json!({})).await;
+    }
+    tokio::time::sleep(cloudbase_schema::db::checkpoint::EVERY * 3).await;
+    app.gql_ok(Some(&token), CHAT, json!({})).await;
+    let after = frames().await;
+    assert!(
+        after < 100,
+        "after a quiet moment the log starts over: {after} frames"
+    );
+}

@@ -8,6 +8,7 @@
 //! - [`schema`]: the hand-written Diesel tables shared by both backends.
 //! - [`models`]: every row struct (`User`) and insert struct (`NewUser<'a>`), by domain.
 //! - [`call_path`]: SQLite statements of an AI call run inline, not on the blocking pool.
+//! - [`checkpoint`]: SQLite's checkpoints in the writers' turn, not inside a call's commit.
 //! - [`migrate`]: the embedded migrations of both backends, run at start.
 //! - [`fixed`]: statements marked as having one shape, so both databases cache them.
 //! - [`users`], [`sessions`], [`api_keys`], [`invites`], [`prices`], [`conversations`], [`ai_calls`],
@@ -20,6 +21,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod budgets;
 mod call_path;
+pub mod checkpoint;
 pub mod conversations;
 pub mod deliveries;
 pub mod fixed;
@@ -60,9 +62,12 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, Spawner>;
 
 pub use call_path::{Spawner, on_call_path};
 
-/// Set on every SQLite connection. `busy_timeout` must come before `journal_mode=WAL`.
+/// Set on every SQLite connection. `busy_timeout` must come before `journal_mode=WAL`. Commits
+/// checkpoint by themselves only as a backstop ([`checkpoint`]); a log longer than 64 MiB is
+/// cut back when it starts over.
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+     PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864;";
 
 /// Which database a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +196,14 @@ impl DbPool {
             .await
             .map_err(|e| ConnectError::Connect(e.to_string()))?;
         Ok(pool)
+    }
+
+    /// SQLite's writer turn; `None` on PostgreSQL.
+    pub fn write_gate(&self) -> Option<WriteGate> {
+        match self {
+            DbPool::Sqlite(_, gate) => Some(gate.clone()),
+            DbPool::Pg(_) => None,
+        }
     }
 
     /// Which backend this pool talks to.
