@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::db::DbPool;
 use crate::db::models::AiCall;
 use crate::services::access_cache::AccessCache;
+use crate::services::call_reads::CallReads;
 
 /// The PostgreSQL channel events travel on.
 pub const CHANNEL: &str = "cloudbase_events";
@@ -78,6 +79,15 @@ pub enum Event {
         /// Whose.
         user_id: String,
     },
+    /// A user's rate-limit overrides changed.
+    LimitsChanged {
+        /// Whose.
+        user_id: String,
+    },
+    /// A price was added.
+    PricesChanged,
+    /// A budget was created, changed, deleted, or started a new period.
+    BudgetsChanged,
     /// An alert rule started or stopped firing, and its deliveries were queued.
     AlertFired {
         /// The alert.
@@ -123,6 +133,8 @@ pub struct EventBus {
     remote: Option<mpsc::Sender<String>>,
     /// Live sessions, forgotten here on every `AccessChanged` before anyone else hears of it.
     access: AccessCache,
+    /// What every call reads and rarely changes, forgotten here on every change.
+    call_reads: CallReads,
     /// What subscribers read for an event, read once for all of them.
     reads: SharedReads,
 }
@@ -177,6 +189,7 @@ impl EventBus {
             seq: AtomicU64::new(0),
             remote,
             access: AccessCache::new(std::time::Duration::ZERO),
+            call_reads: CallReads::default(),
             reads: SharedReads::default(),
         }
     }
@@ -197,11 +210,29 @@ impl EventBus {
         &self.access
     }
 
+    /// The limits, prices and budgets every call reads, that this bus keeps true.
+    pub fn call_reads(&self) -> &CallReads {
+        &self.call_reads
+    }
+
     /// Applies an event to the caches this bus keeps true; before it reaches any subscriber.
     fn invalidate(&self, event: &Event) {
-        if let Event::AccessChanged { user_id } = event {
-            self.access.forget_user(user_id);
+        match event {
+            Event::AccessChanged { user_id } => self.access.forget_user(user_id),
+            Event::LimitsChanged { user_id } => {
+                self.call_reads.limits.forget_where(|k, _| k == user_id);
+            }
+            Event::PricesChanged => self.call_reads.prices.clear(),
+            Event::BudgetsChanged => self.call_reads.budgets.clear(),
+            _ => {}
         }
+    }
+
+    /// Forgets everything the caches keep: the LISTEN connection was (re)established, and events
+    /// sent while it was down were missed.
+    pub fn resync(&self) {
+        self.access.clear();
+        self.call_reads.clear();
     }
 
     /// This instance's id (events it sent come back through LISTEN and are skipped).

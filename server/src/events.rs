@@ -42,6 +42,9 @@ async fn listen_once(url: &str, app: &App) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("listening for events from other instances");
+    // Whatever was published while no connection listened is lost: what the caches keep may be
+    // stale now.
+    app.events.resync();
     let mut notifications = std::pin::pin!(conn.notifications_stream());
     while let Some(notification) = notifications.next().await {
         match notification {

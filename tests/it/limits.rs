@@ -370,3 +370,69 @@ async fn request_limits_hold_across_two_instances_on_postgres() {
     }
     assert_eq!(ok, 5, "5 a minute in total, whichever instance serves them");
 }
+
+/// What every call reads and an admin rarely changes (the user's limits, the model's prices, the
+/// budgets that apply) is read once and then kept (`services::call_reads`); each change applies
+/// to the very next call all the same, because the change forgets what was kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_to_limits_prices_or_budgets_applies_to_the_very_next_call() {
+    let clock = clock_at_minute_start();
+    let app = TestApp::spawn_with_clock(clock.clone(), |_| {}).await;
+    let admin = app.admin_token().await;
+    let (user, _, user_id) = app.register("next@example.com", "next-password").await;
+    let ask = json!({"input": {"provider": "mock", "model": "mock-echo", "message": "what does this cost"}});
+    let call = async || app.gql(Some(&user), &chat_query(), ask.clone()).await;
+    let cost = |body: &Value| -> i64 {
+        body["data"]["chat"]["aiCall"]["costMicros"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}"))
+            .parse()
+            .unwrap()
+    };
+    // Read and kept: the price history, no budget, no limits.
+    let before = cost(&call().await);
+    assert_eq!(cost(&call().await), before);
+
+    // A dearer price from a second ago applies to the next call.
+    use cloudbase_schema::clock::Clock;
+    let from =
+        (clock.now() - TimeDelta::seconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    app.gql_ok(Some(&admin), "mutation($i: AddPriceInput!) { addPrice(input: $i) { id } }", json!({"i": {"provider": "mock", "model": "mock-echo", "input": "500", "cachedInput": "0", "output": "500", "currency": "CNY", "effectiveFrom": from}})).await;
+    let dearer = call().await;
+    let tokens = dearer["data"]["chat"]["aiCall"]["promptTokens"]
+        .as_i64()
+        .unwrap()
+        + dearer["data"]["chat"]["aiCall"]["completionTokens"]
+            .as_i64()
+            .unwrap();
+    assert_eq!(
+        cost(&dearer),
+        tokens * 500,
+        "500 CNY per 1M tokens: {dearer}"
+    );
+
+    // A budget with no room refuses the next call; deleting it lets the next one through.
+    let created = app
+        .gql_ok(Some(&admin), "mutation($i: CreateBudgetInput!) { createBudget(input: $i) { id } }", json!({"i": {"userId": user_id, "period": "MONTH", "currency": "CNY", "limitMicros": "1"}}))
+        .await;
+    assert_eq!(error_code(&call().await), "BUDGET_EXCEEDED");
+    app.gql_ok(
+        Some(&admin),
+        "mutation($id: ID!) { deleteBudget(id: $id) }",
+        json!({"id": created["createBudget"]["id"]}),
+    )
+    .await;
+    let through = call().await;
+    assert!(through.get("errors").is_none(), "{through}");
+
+    // The calls so far counted against the default limit: one a minute refuses the next call,
+    // a hundred lets it through.
+    let set = "mutation($u: ID!, $r: Int) { setRateLimits(userId: $u, requestsPerMinute: $r) { requestsPerMinute } }";
+    app.gql_ok(Some(&admin), set, json!({"u": user_id, "r": 1}))
+        .await;
+    assert_eq!(error_code(&call().await), "RATE_LIMITED");
+    app.gql_ok(Some(&admin), set, json!({"u": user_id, "r": 100}))
+        .await;
+    let through = call().await;
+    assert!(through.get("errors").is_none(), "{through}");
+}

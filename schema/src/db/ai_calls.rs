@@ -4,7 +4,6 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::fixed::FixedShape;
 use super::models::AiCall;
 use super::schema::ai_calls;
 use super::{DbConn, db_run};
@@ -64,25 +63,6 @@ pub struct Finish {
     pub attempts: serde_json::Value,
     /// Prompt and reply, with prompt logging on.
     pub prompt_log: Option<serde_json::Value>,
-}
-
-/// Finishes a call that is still `PENDING` and returns the finished row; `None` if it was
-/// already finished (a call finishes once).
-pub async fn finish(conn: &mut DbConn, id: &str, finish: &Finish) -> QueryResult<Option<AiCall>> {
-    db_run!(conn, |c| {
-        FixedShape(
-            diesel::update(
-                ai_calls::table
-                    .find(id)
-                    .filter(ai_calls::status.eq(CallStatus::Pending)),
-            )
-            .set(finish)
-            .returning(AiCall::as_returning()),
-        )
-        .get_result(c)
-        .await
-        .optional()
-    })
 }
 
 /// One call.

@@ -1,18 +1,19 @@
 //! Queries on `budgets`, `budget_reservations` and the daily rollups (`usage_daily`,
-//! `usage_daily_users`, `usage_daily_models`).
+//! `usage_daily_users`, `usage_daily_models`), and the finish of a call with its rollups.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
+use super::ai_calls::Finish;
 use super::fixed::FixedShape;
-use super::models::DailyUsage;
-use super::models::{Budget, Reservation};
+use super::models::{AiCall, Budget, DailyUsage, Reservation};
 use super::schema::{
-    budget_reservations, budgets, usage_daily, usage_daily_models, usage_daily_users,
+    ai_calls, budget_reservations, budgets, usage_daily, usage_daily_models, usage_daily_users,
 };
 use super::{DbConn, db_run};
+use crate::domain::CallStatus;
 
 /// Inserts a budget.
 pub async fn insert(conn: &mut DbConn, budget: &Budget) -> QueryResult<usize> {
@@ -265,81 +266,121 @@ pub async fn mark_alerted(conn: &mut DbConn, id: &str, threshold: i64) -> QueryR
     })
 }
 
-/// Adds a finished call to the rollup rows of `day` (`YYYY-MM-DD` in the budgets' time zone).
-pub async fn add_call_to_daily(
-    conn: &mut DbConn,
-    day: &str,
-    call: &crate::db::models::AiCall,
-) -> QueryResult<usize> {
-    add_daily(
-        conn,
-        &DailyUsage {
-            day,
-            user_id: &call.user_id,
-            api_key_id: call.api_key_id.as_deref().unwrap_or(""),
-            provider: &call.provider,
-            model: &call.model,
-            currency: call.currency.as_deref().unwrap_or(""),
-            requests: 1,
-            prompt_tokens: call.prompt_tokens,
-            cached_prompt_tokens: call.cached_prompt_tokens,
-            completion_tokens: call.completion_tokens,
-            cost_micros: call.cost_micros,
-        },
-    )
-    .await
+/// The update that finishes call `$id` if it is still `PENDING`, returning the row.
+macro_rules! finish_statement {
+    ($id:expr, $finish:expr) => {
+        FixedShape(
+            diesel::update(
+                ai_calls::table
+                    .find($id)
+                    .filter(ai_calls::status.eq(CallStatus::Pending)),
+            )
+            .set($finish)
+            .returning(AiCall::as_returning()),
+        )
+    };
 }
 
-/// Adds `$u`'s sums to the row of rollup `$table` keyed by the `$key` columns (inserted when the
-/// day has none yet): one statement, the same shape for every call.
-macro_rules! add_to_rollup {
-    ($conn:expr, $u:expr, $table:ident, [$($key:ident),+]) => {{
+/// The statement that adds `$u`'s sums to the row of rollup `$table` keyed by the `$key`
+/// columns (inserted when the day has none yet): the same shape for every call.
+macro_rules! rollup_statement {
+    ($u:expr, $table:ident, [$($key:ident),+]) => {{
         let u = $u;
-        db_run!($conn, |c| {
-            FixedShape(
-                diesel::insert_into($table::table)
-                    .values((
-                        $($table::$key.eq(u.$key),)+
-                        $table::requests.eq(u.requests),
-                        $table::prompt_tokens.eq(u.prompt_tokens),
-                        $table::cached_prompt_tokens.eq(u.cached_prompt_tokens),
-                        $table::completion_tokens.eq(u.completion_tokens),
-                        $table::cost_micros.eq(u.cost_micros),
-                    ))
-                    .on_conflict(($($table::$key,)+))
-                    .do_update()
-                    .set((
-                        $table::requests.eq($table::requests + excluded($table::requests)),
-                        $table::prompt_tokens
-                            .eq($table::prompt_tokens + excluded($table::prompt_tokens)),
-                        $table::cached_prompt_tokens.eq(
-                            $table::cached_prompt_tokens + excluded($table::cached_prompt_tokens),
-                        ),
-                        $table::completion_tokens
-                            .eq($table::completion_tokens + excluded($table::completion_tokens)),
-                        $table::cost_micros.eq($table::cost_micros + excluded($table::cost_micros)),
-                    )),
-            )
-            .execute(c)
-            .await
-        })
+        FixedShape(
+            diesel::insert_into($table::table)
+                .values((
+                    $($table::$key.eq(u.$key),)+
+                    $table::requests.eq(u.requests),
+                    $table::prompt_tokens.eq(u.prompt_tokens),
+                    $table::cached_prompt_tokens.eq(u.cached_prompt_tokens),
+                    $table::completion_tokens.eq(u.completion_tokens),
+                    $table::cost_micros.eq(u.cost_micros),
+                ))
+                .on_conflict(($($table::$key,)+))
+                .do_update()
+                .set((
+                    $table::requests.eq($table::requests + excluded($table::requests)),
+                    $table::prompt_tokens
+                        .eq($table::prompt_tokens + excluded($table::prompt_tokens)),
+                    $table::cached_prompt_tokens.eq(
+                        $table::cached_prompt_tokens + excluded($table::cached_prompt_tokens),
+                    ),
+                    $table::completion_tokens
+                        .eq($table::completion_tokens + excluded($table::completion_tokens)),
+                    $table::cost_micros.eq($table::cost_micros + excluded($table::cost_micros)),
+                )),
+        )
     }};
 }
 
-/// Adds one call to its day's rollup rows: the user's per model, the user's in all, and the
-/// team-wide one per model.
-async fn add_daily(conn: &mut DbConn, u: &DailyUsage<'_>) -> QueryResult<usize> {
-    add_to_rollup!(
-        conn,
-        u,
-        usage_daily,
-        [day, user_id, api_key_id, provider, model, currency]
-    )?;
-    add_to_rollup!(conn, u, usage_daily_users, [day, user_id, currency])?;
-    add_to_rollup!(
-        conn,
-        u,
-        usage_daily_models,
-        [day, provider, model, currency]
-    )
+/// Finishes call `call` (still `PENDING`) as `finish` says and adds it to the rollup rows of
+/// `day` (`YYYY-MM-DD` in the budgets' time zone); returns the finished row, or `None` if it was
+/// already finished (a call finishes once; the caller's transaction then rolls the rollups back).
+///
+/// On PostgreSQL the four statements are pipelined: sent together, answered in one round trip
+/// (they depend on nothing but what the caller knows). On SQLite they run one after another.
+pub async fn finish_and_add_to_daily(
+    conn: &mut DbConn,
+    call: &AiCall,
+    finish: &Finish,
+    day: &str,
+) -> QueryResult<Option<AiCall>> {
+    let u = &DailyUsage {
+        day,
+        user_id: &call.user_id,
+        api_key_id: call.api_key_id.as_deref().unwrap_or(""),
+        provider: &finish.provider,
+        model: &finish.model,
+        currency: finish.currency.as_deref().unwrap_or(""),
+        requests: 1,
+        prompt_tokens: finish.prompt_tokens,
+        cached_prompt_tokens: finish.cached_prompt_tokens,
+        completion_tokens: finish.completion_tokens,
+        cost_micros: finish.cost_micros,
+    };
+    let id = call.id.as_str();
+    match conn {
+        DbConn::Pg(obj) => {
+            let mut c: &diesel_async::AsyncPgConnection = obj;
+            let record = finish_statement!(id, finish).get_result::<AiCall>(&mut c);
+            let per_key = rollup_statement!(
+                u,
+                usage_daily,
+                [day, user_id, api_key_id, provider, model, currency]
+            )
+            .execute(&mut c);
+            let per_user =
+                rollup_statement!(u, usage_daily_users, [day, user_id, currency]).execute(&mut c);
+            let per_model =
+                rollup_statement!(u, usage_daily_models, [day, provider, model, currency])
+                    .execute(&mut c);
+            let record = async { record.await.optional() };
+            let (record, ..) = futures_util::try_join!(record, per_key, per_user, per_model)?;
+            Ok(record)
+        }
+        DbConn::Sqlite(obj, _) => {
+            let c: &mut super::SqliteConn = obj;
+            let Some(record) = finish_statement!(id, finish)
+                .get_result::<AiCall>(c)
+                .await
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            rollup_statement!(
+                u,
+                usage_daily,
+                [day, user_id, api_key_id, provider, model, currency]
+            )
+            .execute(c)
+            .await?;
+            rollup_statement!(u, usage_daily_users, [day, user_id, currency])
+                .execute(c)
+                .await?;
+            rollup_statement!(u, usage_daily_models, [day, provider, model, currency])
+                .execute(c)
+                .await?;
+            Ok(Some(record))
+        }
+    }
 }

@@ -1,6 +1,5 @@
 //! Queries on `prices`.
 
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
@@ -22,17 +21,12 @@ pub async fn insert_if_absent(conn: &mut DbConn, price: &Price) -> QueryResult<b
     })
 }
 
-/// The price of `provider`/`model` in force at `at`.
-pub async fn in_force(
-    conn: &mut DbConn,
-    provider: &str,
-    model: &str,
-    at: NaiveDateTime,
-) -> QueryResult<Option<Price>> {
-    // The model's whole price history (a handful of rows), chosen from here: a range condition
-    // on a bound value makes SQLite (built with STAT4) prepare the statement again on every
-    // run, which cost more than the rest of the call's statements together (`bench/RESULTS.md`).
-    let history: Vec<Price> = db_run!(conn, |c| {
+/// The price history of `provider`/`model`, newest start first (a handful of rows). The price in
+/// force at a time is chosen from it in Rust: a range condition on a bound value makes SQLite
+/// (built with STAT4) prepare the statement again on every run, which cost more than the rest of
+/// the call's statements together (`bench/RESULTS.md`).
+pub async fn history_of(conn: &mut DbConn, provider: &str, model: &str) -> QueryResult<Vec<Price>> {
+    db_run!(conn, |c| {
         prices::table
             .filter(prices::provider.eq(provider))
             .filter(prices::model.eq(model))
@@ -40,8 +34,7 @@ pub async fn in_force(
             .select(Price::as_select())
             .load(c)
             .await
-    })?;
-    Ok(history.into_iter().find(|p| p.effective_from <= at))
+    })
 }
 
 /// Price history, newest start first, optionally for one provider and model.

@@ -14,77 +14,58 @@
 //! PostgreSQL deployments leave the cache off unless `[auth] session_cache_secs` turns it on
 //! (docs/security.md).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::Role;
 use super::api_keys::KeyGrant;
+use super::memo::Memo;
 
-/// Entries kept at most; past that, expired ones go, then all.
-const MAX_ENTRIES: usize = 100_000;
-
+#[derive(Clone)]
 struct Cached {
     user_id: String,
     role: Role,
     /// For an API key (the entry is keyed by its hash): what it grants.
     key: Option<Arc<KeyGrant>>,
-    at: Instant,
 }
 
 /// An API key's entry: its owner, the owner's role, and what it grants.
 pub type KeyEntry = (String, Role, Arc<KeyGrant>);
 
-/// Live sessions seen within the last `ttl`.
-pub struct AccessCache {
-    ttl: Duration,
-    generation: AtomicU64,
-    entries: Mutex<HashMap<String, Cached>>,
-}
+/// Live sessions (by id) and API keys (by hash) seen within the last `ttl`.
+pub struct AccessCache(Memo<String, Cached>);
 
 impl AccessCache {
     /// A cache keeping entries for `ttl`; `Duration::ZERO` turns it off.
     pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            generation: AtomicU64::new(0),
-            entries: Mutex::new(HashMap::new()),
-        }
+        Self(Memo::new(ttl))
     }
 
     /// Whether it keeps anything.
     pub fn enabled(&self) -> bool {
-        !self.ttl.is_zero()
+        self.0.enabled()
     }
 
     /// The role of `user_id` if `session_id` was seen live within the ttl.
     pub fn get(&self, user_id: &str, session_id: &str) -> Option<Role> {
-        if !self.enabled() {
-            return None;
-        }
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let hit = entries.get(session_id)?;
-        (hit.key.is_none() && hit.user_id == user_id && hit.at.elapsed() < self.ttl)
-            .then_some(hit.role)
+        self.0
+            .get_if(session_id, |hit| {
+                hit.key.is_none() && hit.user_id == user_id
+            })
+            .map(|hit| hit.role)
     }
 
     /// The API key whose secret hashes to `hash`, if it was seen live within the ttl. (Its
     /// expiry and revocation time are in the grant, checked by the caller on every use.)
     pub fn get_key(&self, hash: &str) -> Option<KeyEntry> {
-        if !self.enabled() {
-            return None;
-        }
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let hit = entries.get(&key_entry(hash))?;
-        let grant = hit.key.as_ref().filter(|_| hit.at.elapsed() < self.ttl)?;
-        Some((hit.user_id.clone(), hit.role, Arc::clone(grant)))
+        let hit = self.0.get(&key_entry(hash))?;
+        Some((hit.user_id, hit.role, hit.key?))
     }
 
     /// The count of invalidations so far: read it before reading the database, and pass it to
     /// [`AccessCache::put`].
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.0.generation()
     }
 
     /// Keeps what the database said about a live session, unless an invalidation happened since
@@ -113,37 +94,22 @@ impl AccessCache {
         role: Role,
         key: Option<Arc<KeyGrant>>,
     ) {
-        if !self.enabled() {
-            return;
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        // Under the lock: `forget_user` bumps the count while holding it.
-        if self.generation.load(Ordering::Acquire) != generation {
-            return;
-        }
-        if entries.len() >= MAX_ENTRIES {
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.at.elapsed() < ttl);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(
-            entry,
-            Cached {
-                user_id: user_id.to_owned(),
-                role,
-                key,
-                at: Instant::now(),
-            },
-        );
+        let cached = Cached {
+            user_id: user_id.to_owned(),
+            role,
+            key,
+        };
+        self.0.put(generation, entry, cached);
     }
 
     /// Drops every entry of `user_id`.
     pub fn forget_user(&self, user_id: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.retain(|_, e| e.user_id != user_id);
+        self.0.forget_where(|_, e| e.user_id == user_id);
+    }
+
+    /// Drops everything (events may have been missed).
+    pub fn clear(&self) {
+        self.0.clear();
     }
 }
 

@@ -544,9 +544,11 @@ pub async fn budget_of(app: &App, key: &ApiKey) -> Result<Option<Budget>, Error>
     Ok(budget_queries::of_key(&mut conn, &key.family_id).await?)
 }
 
-/// Tells every instance that the owner's access changed: cached grants of the key go at once.
+/// Tells every instance that the owner's access changed: cached grants of the key go at once,
+/// and so do the budgets that apply to calls (the key's own may have changed).
 fn changed(app: &App, key: &ApiKey) {
     app.events.publish(Event::AccessChanged {
         user_id: key.user_id.clone(),
     });
+    app.events.publish(Event::BudgetsChanged);
 }

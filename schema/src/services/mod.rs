@@ -18,6 +18,8 @@
 //! - [`usage`]: reports and monthly statements from the rollups.
 //! - [`cache`]: the opt-in, per-user, exact-match response cache.
 //! - [`access_cache`]: live sessions trusted for a short while, forgotten at once on any access change.
+//! - [`call_reads`]: what every AI call reads and an admin rarely changes (limits, prices, budgets),
+//!   read once and forgotten at once on any change; [`memo`]: the memo both caches are made of.
 //! - [`api_keys`]: API keys (create, change, revoke, rotate) and what a key grants.
 //! - [`auth`]: register, login, refresh-token rotation, logout, password change, and the check
 //!   that turns an access token into a [`Viewer`].
@@ -36,12 +38,14 @@ pub mod audit;
 pub mod auth;
 pub mod budgets;
 pub mod cache;
+pub mod call_reads;
 pub mod chat;
 pub mod conversations;
 pub mod invites;
 pub mod login_throttle;
 pub mod logs;
 pub mod maintenance;
+pub mod memo;
 pub mod passwords;
 pub mod plugins;
 pub mod pricing;

@@ -5,13 +5,34 @@ use chrono::{DateTime, Utc};
 use cloudbase_plugin_api::Usage;
 use serde::Deserialize;
 
-use super::{App, Viewer};
+use super::{App, Viewer, call_reads};
 use crate::Error;
 use crate::db::models::Price;
-use crate::db::prices;
+use crate::db::{DbConn, prices};
+use crate::events::Event;
 
 /// The prices shipped with the server (`schema/data/prices.toml`).
 pub const SEED: &str = include_str!("../../data/prices.toml");
+
+/// The price of `provider`/`model` in force at `at`, from the model's price history (read once,
+/// then kept until a price is added: [`call_reads`]), on the caller's connection.
+pub async fn in_force(
+    app: &App,
+    conn: &mut DbConn,
+    provider: &str,
+    model: &str,
+    at: chrono::NaiveDateTime,
+) -> Result<Option<Price>, Error> {
+    let memo = &app.events.call_reads().prices;
+    let key = (provider.to_owned(), model.to_owned());
+    let history = call_reads::through(memo, key, async || {
+        Ok::<_, Error>(std::sync::Arc::new(
+            prices::history_of(conn, provider, model).await?,
+        ))
+    })
+    .await?;
+    Ok(history.iter().find(|p| p.effective_from <= at).cloned())
+}
 
 /// The cost of `usage` at `price`, in micro-units, rounded half up once.
 pub fn cost_micros(usage: &Usage, price: &Price) -> i64 {
@@ -131,6 +152,10 @@ pub async fn seed(app: &App, toml_text: &str) -> Result<usize, Error> {
             added += 1;
         }
     }
+    drop(conn);
+    if added > 0 {
+        app.events.publish(Event::PricesChanged);
+    }
     Ok(added)
 }
 
@@ -145,6 +170,8 @@ pub async fn add(app: &App, viewer: &Viewer, new: NewPrice) -> Result<Price, Err
             row.provider, row.model
         )));
     }
+    drop(conn);
+    app.events.publish(Event::PricesChanged);
     tracing::info!(price.id = %row.id, provider = %row.provider, model = %row.model, admin.id = %viewer.user_id, "price added");
     Ok(row)
 }

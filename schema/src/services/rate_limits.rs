@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Duration, DurationRound, NaiveDateTime, Utc};
 
 use super::login_throttle::LoginLimits;
-use super::{App, Viewer, validate};
+use super::{App, Viewer, call_reads, validate};
 use crate::Error;
 use crate::db::rate_limits as queries;
 
@@ -45,8 +45,12 @@ fn limited(what: String, now: DateTime<Utc>, end: DateTime<Utc>) -> Error {
 
 /// A user's effective limits: `(requests, tokens)` per minute.
 pub async fn effective(app: &App, user_id: &str) -> Result<(Option<i64>, Option<i64>), Error> {
-    let mut conn = app.db.get().await?;
-    let overrides = queries::overrides(&mut conn, user_id).await?;
+    let memo = &app.events.call_reads().limits;
+    let overrides = call_reads::through(memo, user_id.to_owned(), async || {
+        let mut conn = app.db.get().await?;
+        Ok::<_, Error>(queries::overrides(&mut conn, user_id).await?)
+    })
+    .await?;
     let defaults = &app.rate_limits;
     Ok(match overrides {
         Some((rpm, tpm)) => (
@@ -225,6 +229,9 @@ pub async fn set_overrides(
             other => other.into(),
         })?;
     drop(conn);
+    app.events.publish(crate::events::Event::LimitsChanged {
+        user_id: user_id.to_owned(),
+    });
     tracing::info!(user.id = %user_id, admin.id = %viewer.user_id, "rate limits changed");
     effective(app, user_id).await
 }

@@ -5,6 +5,7 @@ use super::periods::{Period, window};
 use crate::Error;
 use crate::db::budgets as queries;
 use crate::db::models::Budget;
+use crate::events::Event;
 use crate::services::{App, Viewer, registration, validate};
 
 /// Checks and normalises a list of threshold percentages.
@@ -175,6 +176,8 @@ pub async fn create(app: &App, viewer: &Viewer, input: BudgetInput) -> Result<Bu
             ) => Error::bad_input("input.userId", "no such user"),
             other => other.into(),
         })?;
+    drop(conn);
+    app.events.publish(Event::BudgetsChanged);
     tracing::info!(budget.id = %budget.id, admin.id = %viewer.user_id, "budget created");
     Ok(budget)
 }
@@ -199,14 +202,17 @@ pub async fn update(
     validate::id("id", id)?;
     check_limits(limit_micros, limit_tokens, limit_requests)?;
     let mut conn = app.db.get().await?;
-    queries::set_limits(
+    let budget = queries::set_limits(
         &mut conn,
         id,
         (limit_micros, limit_tokens, limit_requests),
         app.now(),
     )
     .await
-    .map_err(not_found)
+    .map_err(not_found)?;
+    drop(conn);
+    app.events.publish(Event::BudgetsChanged);
+    Ok(budget)
 }
 
 /// Removes a budget (admin only).
@@ -217,6 +223,8 @@ pub async fn delete(app: &App, viewer: &Viewer, id: &str) -> Result<(), Error> {
     if queries::delete(&mut conn, id).await? == 0 {
         return Err(Error::NotFound("budget"));
     }
+    drop(conn);
+    app.events.publish(Event::BudgetsChanged);
     Ok(())
 }
 

@@ -1,12 +1,33 @@
 //! Admission: a call reserves its worst-case cost in every budget that applies, with one
 //! conditional UPDATE each, in the transaction that inserts its `PENDING` record.
 
+use std::sync::Arc;
+
 use super::periods::{Period, window};
 use crate::Error;
 use crate::db::DbConn;
 use crate::db::budgets as queries;
 use crate::db::models::{AiCall, Budget, Reservation};
-use crate::services::App;
+use crate::services::{App, call_reads};
+
+/// The budgets that apply to a call of `user_id` (made with a key of `key_family`): read once on
+/// the caller's connection, then kept until a budget changes ([`call_reads`]). Only their ids,
+/// periods and currencies are used from here: every limit is checked by the database.
+pub async fn applicable(
+    app: &App,
+    conn: &mut DbConn,
+    user_id: &str,
+    key_family: Option<&str>,
+) -> Result<Arc<Vec<Budget>>, Error> {
+    let memo = &app.events.call_reads().budgets;
+    let key = (user_id.to_owned(), key_family.unwrap_or("").to_owned());
+    call_reads::through(memo, key, async || {
+        Ok::<_, Error>(Arc::new(
+            queries::applicable(conn, user_id, key_family).await?,
+        ))
+    })
+    .await
+}
 
 /// What a call reserves in one budget.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +47,8 @@ fn describe(b: &Budget) -> String {
 
 /// Admits a call: inside the caller's transaction, starts new periods where due and reserves the
 /// worst case in every budget that applies. Fails with `BUDGET_EXCEEDED` (and the caller's
-/// transaction rolls back) if any budget has no room.
+/// transaction rolls back) if any budget has no room. Returns whether a budget started a new
+/// period (the caller publishes `BudgetsChanged` once the transaction commits).
 pub async fn admit(
     conn: &mut DbConn,
     app: &App,
@@ -34,8 +56,9 @@ pub async fn admit(
     budgets: &[Budget],
     worst: Worst,
     currency: Option<&str>,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let now = app.clock.now();
+    let mut rolled = false;
     for budget in budgets {
         let period = Period::parse(&budget.period).unwrap_or(Period::Total);
         let mut current_end = budget.period_end;
@@ -45,6 +68,7 @@ pub async fn admit(
             let (start, next_end) = window(period, app.budgets.timezone, now, budget.created_at);
             queries::roll(conn, &budget.id, end, start, next_end).await?;
             current_end = next_end;
+            rolled = true;
         }
         // A cost in another currency cannot be compared with this limit.
         let micros = if currency == Some(budget.currency.as_str()) {
@@ -80,5 +104,5 @@ pub async fn admit(
         )
         .await?;
     }
-    Ok(())
+    Ok(rolled)
 }

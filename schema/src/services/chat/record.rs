@@ -10,7 +10,7 @@ use cloudbase_plugin_api::{ChatRequest, Usage};
 use super::prepare::Prepared;
 use crate::Error;
 use crate::db::models::{AiCall, Price};
-use crate::db::{DbConn, ai_calls, budgets as budget_queries, prices};
+use crate::db::{DbConn, ai_calls, budgets as budget_queries};
 use crate::domain::{CallStatus, UsageSource};
 use crate::events::Event;
 use crate::services::{App, RequestMeta, Viewer, budgets, conversations, pricing, rate_limits};
@@ -106,24 +106,29 @@ pub(super) async fn open(
         let mut prices_by_target = Vec::with_capacity(p.targets.len());
         for (provider, model) in &p.targets {
             prices_by_target
-                .push(prices::in_force(&mut conn, provider, model, call.started_at).await?);
+                .push(pricing::in_force(app, &mut conn, provider, model, call.started_at).await?);
         }
         let family = viewer.key.as_deref().map(|k| k.family_id.as_str());
-        let applicable = budget_queries::applicable(&mut conn, &call.user_id, family).await?;
+        let applicable = budgets::applicable(app, &mut conn, &call.user_id, family).await?;
         let price = prices_by_target.first().cloned().flatten();
+        let mut rolled = false;
         if applicable.is_empty() {
             conn.write(async |c| Ok(ai_calls::insert(c, &call).await?))
                 .await?;
         } else {
             let worst = worst_case(&p.request, p.max_output, &prices_by_target);
             let currency = price.as_ref().map(|p| p.currency.clone());
-            conn.transaction(async |tx| {
-                ai_calls::insert(tx, &call).await?;
-                budgets::admit(tx, app, &call, &applicable, worst, currency.as_deref()).await
-            })
-            .await?;
+            rolled = conn
+                .transaction(async |tx| {
+                    ai_calls::insert(tx, &call).await?;
+                    budgets::admit(tx, app, &call, &applicable, worst, currency.as_deref()).await
+                })
+                .await?;
         }
         drop(conn);
+        if rolled {
+            app.events.publish(Event::BudgetsChanged);
+        }
         app.events.publish(Event::call_updated(&call));
         Ok(Opened {
             price: KnownPrice {
@@ -186,7 +191,7 @@ pub(super) async fn close(
 ) -> Result<AiCall, Error> {
     crate::db::on_call_path(async {
         let mut conn = app.db.get().await?;
-        let price = price(&mut conn, opened, &ending).await?;
+        let price = price(app, &mut conn, opened, &ending).await?;
         let (record, alerts) =
             finish_and_settle(&mut conn, app, opened, prepared, &ending, price).await?;
         drop(conn);
@@ -198,6 +203,7 @@ pub(super) async fn close(
 
 /// Step 1: the price in force at the call's start for whoever answered (none for a cache hit).
 async fn price(
+    app: &App,
     conn: &mut DbConn,
     opened: &Opened,
     ending: &Ending,
@@ -209,7 +215,8 @@ async fn price(
         known.price.clone()
     } else {
         // A fallback answered: its own price in force at the call's start.
-        prices::in_force(
+        pricing::in_force(
+            app,
             conn,
             &ending.provider,
             &ending.model,
@@ -289,7 +296,7 @@ async fn finish_and_settle(
     let day = budgets::report_day(&app.budgets, call.started_at);
     let reserved = opened.reserved;
     conn.transaction(async |tx| {
-        let record = ai_calls::finish(tx, &call.id, &finish)
+        let record = budget_queries::finish_and_add_to_daily(tx, call, &finish, &day)
             .await?
             .ok_or_else(|| Error::Conflict("the call was already finished".into()))?;
         let alerts = if reserved {
@@ -299,7 +306,6 @@ async fn finish_and_settle(
         } else {
             Vec::new()
         };
-        budget_queries::add_call_to_daily(tx, &day, &record).await?;
         if let Some(turn) = &turn {
             conversations::append_turn(tx, turn).await?;
         }
