@@ -48,18 +48,17 @@ impl AccessCache {
 
     /// The role of `user_id` if `session_id` was seen live within the ttl.
     pub fn get(&self, user_id: &str, session_id: &str) -> Option<Role> {
-        self.0
-            .get_if(session_id, |hit| {
-                hit.key.is_none() && hit.user_id == user_id
-            })
-            .map(|hit| hit.role)
+        self.0.read(session_id, |hit| {
+            (hit.key.is_none() && hit.user_id == user_id).then_some(hit.role)
+        })
     }
 
     /// The API key whose secret hashes to `hash`, if it was seen live within the ttl. (Its
     /// expiry and revocation time are in the grant, checked by the caller on every use.)
     pub fn get_key(&self, hash: &str) -> Option<KeyEntry> {
-        let hit = self.0.get(&key_entry(hash))?;
-        Some((hit.user_id, hit.role, hit.key?))
+        self.0.read(&key_entry(hash), |hit| {
+            Some((hit.user_id.clone(), hit.role, Arc::clone(hit.key.as_ref()?)))
+        })
     }
 
     /// The count of invalidations so far: read it before reading the database, and pass it to

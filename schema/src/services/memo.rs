@@ -37,8 +37,9 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
         !self.ttl.is_zero()
     }
 
-    /// The value kept for `key`, if it was read within the ttl and `keep` accepts it.
-    pub fn get_if<Q>(&self, key: &Q, keep: impl FnOnce(&V) -> bool) -> Option<V>
+    /// What `look` makes of the value kept for `key`, if it was read within the ttl (without
+    /// copying the value).
+    pub fn read<Q, R>(&self, key: &Q, look: impl FnOnce(&V) -> Option<R>) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -48,7 +49,11 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
         }
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let (value, at) = entries.get(key)?;
-        (at.elapsed() < self.ttl && keep(value)).then(|| value.clone())
+        if at.elapsed() < self.ttl {
+            look(value)
+        } else {
+            None
+        }
     }
 
     /// The value kept for `key`, if it was read within the ttl.
@@ -57,7 +62,7 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.get_if(key, |_| true)
+        self.read(key, |v| Some(v.clone()))
     }
 
     /// The count of invalidations so far: read it before reading the database, and pass it to
