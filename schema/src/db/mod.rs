@@ -98,17 +98,29 @@ pub enum DbPool {
     Sqlite(Pool<SqliteConn>, WriteGate),
 }
 
-/// SQLite's writers, in turn. SQLite lets one connection write at a time, and a second writer
-/// waits in SQLite's busy handler, which sleeps in steps of 1 to 100 ms: under concurrent calls
-/// those sleeps were most of the tail (`bench/RESULTS.md`). Writers of this process queue here
-/// instead and are woken the moment the lock is free. Transactions ([`DbConn::transaction`]) and
-/// single-statement writes ([`DbConn::write`]) take it; reads never do.
-#[derive(Clone, Default)]
-pub struct WriteGate(Arc<tokio::sync::Mutex<()>>);
+/// SQLite's writers, in turn, on one connection. SQLite lets one connection write at a time, and
+/// a second writer waits in SQLite's busy handler, which sleeps in steps of 1 to 100 ms: under
+/// concurrent calls those sleeps were most of the tail (`bench/RESULTS.md`). Writers of this
+/// process queue here instead and are woken the moment the lock is free. Transactions
+/// ([`DbConn::transaction`]) and single-statement writes ([`DbConn::write`]) take the turn; reads
+/// never do.
+///
+/// The turn also holds the writer connection, and every write runs on it (swapped in for the
+/// pooled connection for the length of the turn). A connection's page cache is thrown away
+/// whenever another connection has written since its last use, so writes spread over the pool
+/// read their pages again with a system call each; one connection that does all the writing
+/// always finds its cache current.
+#[derive(Clone)]
+pub struct WriteGate(Arc<tokio::sync::Mutex<Option<SqliteConn>>>);
 
 impl WriteGate {
+    /// A gate whose turn carries `writer` (`None`: writes stay on the connection they came with).
+    pub fn new(writer: Option<SqliteConn>) -> Self {
+        Self(Arc::new(tokio::sync::Mutex::new(writer)))
+    }
+
     /// Waits for the turn to write.
-    pub async fn turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+    pub async fn turn(&self) -> tokio::sync::OwnedMutexGuard<Option<SqliteConn>> {
         Arc::clone(&self.0).lock_owned().await
     }
 }
@@ -188,8 +200,11 @@ impl DbPool {
                 manager_config.recycling_method = RecyclingMethod::Fast;
                 manager_config.custom_setup =
                     Box::new(|url| establish_sqlite(url.to_owned()).boxed());
+                let writer = establish_sqlite(path.clone())
+                    .await
+                    .map_err(|e| ConnectError::Connect(e.to_string()))?;
                 let manager = AsyncDieselConnectionManager::new_with_config(path, manager_config);
-                DbPool::Sqlite(build_pool(manager, config)?, WriteGate::default())
+                DbPool::Sqlite(build_pool(manager, config)?, WriteGate::new(Some(writer)))
             }
         };
         pool.ping()
@@ -311,7 +326,7 @@ impl DbConn {
         &mut self,
         body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let turn = self.turn().await;
+        let mut turn = self.take_turn().await;
         match self {
             DbConn::Pg(c) => {
                 <diesel_async::AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::begin_transaction(&mut **c).await?;
@@ -328,29 +343,48 @@ impl DbConn {
             DbConn::Pg(c) => finish_tx(&mut **c, result).await,
             DbConn::Sqlite(c, _) => finish_tx(&mut **c, result).await,
         };
-        drop(turn);
+        self.give_turn_back(&mut turn);
         done
     }
 
     /// Runs `body`, one write statement outside a transaction (or a few that need no
-    /// transaction together), in SQLite's writer turn (see [`WriteGate`]); on PostgreSQL, as it
-    /// is. `body` must not start a transaction: that takes the turn again.
+    /// transaction together), in SQLite's writer turn on the writer connection (see
+    /// [`WriteGate`]); on PostgreSQL, as it is. `body` must not start a transaction: that takes
+    /// the turn again.
     pub async fn write<T>(
         &mut self,
         body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let turn = self.turn().await;
+        let mut turn = self.take_turn().await;
         let result = body(self).await;
-        drop(turn);
+        self.give_turn_back(&mut turn);
         result
     }
 
-    /// SQLite's writer turn; `None` on PostgreSQL, which has no need of one.
-    async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match self {
-            DbConn::Sqlite(_, gate) => Some(gate.turn().await),
-            DbConn::Pg(_) => None,
+    /// Waits for SQLite's writer turn and puts the writer connection in place of this one
+    /// (`None` on PostgreSQL, which needs no turn). [`Self::give_turn_back`] swaps them back.
+    /// If the caller is dropped in between, the two stay swapped: both are connections to the
+    /// same database with the same settings, and a transaction left open goes back to the pool
+    /// with the connection that holds it, which the pool discards as broken.
+    async fn take_turn(&mut self) -> Option<tokio::sync::OwnedMutexGuard<Option<SqliteConn>>> {
+        let DbConn::Sqlite(pooled, gate) = self else {
+            return None;
+        };
+        let mut turn = gate.turn().await;
+        if let Some(writer) = turn.as_mut() {
+            std::mem::swap::<SqliteConn>(&mut **pooled, writer);
         }
+        Some(turn)
+    }
+
+    /// Ends the turn [`Self::take_turn`] began, with this connection back in place.
+    fn give_turn_back(&mut self, turn: &mut Option<tokio::sync::OwnedMutexGuard<Option<SqliteConn>>>) {
+        if let (DbConn::Sqlite(pooled, _), Some(writer)) =
+            (&mut *self, turn.as_mut().and_then(|t| t.as_mut()))
+        {
+            std::mem::swap::<SqliteConn>(&mut **pooled, writer);
+        }
+        turn.take();
     }
 }
 

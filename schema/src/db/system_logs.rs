@@ -8,21 +8,20 @@ use super::models::LogRow;
 use super::schema::system_logs;
 use super::users::lower;
 use super::{DbConn, db_run};
+use crate::Error;
 
 /// Inserts a batch: one multi-row `INSERT` on PostgreSQL; on SQLite (whose multi-row insert
-/// Diesel runs row by row) one transaction on the blocking thread, so the batch costs one hop.
-pub async fn insert_batch(conn: &mut DbConn, rows: &[LogRow]) -> QueryResult<usize> {
-    match conn {
-        DbConn::Pg(c) => {
-            diesel::insert_into(system_logs::table)
-                .values(rows)
-                .execute(&mut **c)
-                .await
-        }
-        DbConn::Sqlite(c, gate) => {
-            let _turn = gate.turn().await;
+/// Diesel runs row by row) one transaction on the blocking thread in the writers' turn, so the
+/// batch costs one hop.
+pub async fn insert_batch(conn: &mut DbConn, rows: &[LogRow]) -> Result<usize, Error> {
+    conn.write(async |conn| match conn {
+        DbConn::Pg(c) => Ok(diesel::insert_into(system_logs::table)
+            .values(rows)
+            .execute(&mut **c)
+            .await?),
+        DbConn::Sqlite(c, _) => {
             let rows = rows.to_vec();
-            c.spawn_blocking(move |c| {
+            Ok(c.spawn_blocking(move |c| {
                 c.immediate_transaction(|c| {
                     diesel::RunQueryDsl::execute(
                         diesel::insert_into(system_logs::table).values(&rows),
@@ -30,9 +29,10 @@ pub async fn insert_batch(conn: &mut DbConn, rows: &[LogRow]) -> QueryResult<usi
                     )
                 })
             })
-            .await
+            .await?)
         }
-    }
+    })
+    .await
 }
 
 /// What a page of logs may filter on; `None` means any.

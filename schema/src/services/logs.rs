@@ -198,7 +198,7 @@ async fn write(app: &App, batch: &mut Vec<LogRow>) {
 
 async fn insert(app: &App, batch: &[LogRow]) -> Result<usize, Error> {
     let mut conn = app.db.get().await?;
-    Ok(queries::insert_batch(&mut conn, batch).await?)
+    queries::insert_batch(&mut conn, batch).await
 }
 
 /// What a `logs` query may filter on.
