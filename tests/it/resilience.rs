@@ -34,7 +34,7 @@ fn ask(message: &str) -> serde_json::Value {
 async fn server_errors_are_retried_then_fail_cleanly() {
     let upstream = Upstream::start(Dialect::Kimi).await;
     let app = app_with(&upstream, false).await;
-    let (user, _, _) = app.register("retry@example.com", "retry-password").await;
+    let (user, _, user_id) = app.register("retry@example.com", "retry-password").await;
     let q = format!(
         "mutation($input: ChatInput!) {{ chat(input: $input) {{ content aiCall {{ {CALL_FIELDS} attempts }} }} }}"
     );
@@ -84,6 +84,24 @@ async fn server_errors_are_retried_then_fail_cleanly() {
     let long = app.gql(Some(&user), &q, ask("TOO_LONG")).await;
     assert_eq!(error_code(&long), "BAD_USER_INPUT");
     assert_eq!(upstream.seen().len(), before + 1);
+
+    // Each chat mutation is audited once, with its own outcome (written in its call's finish
+    // transaction, not a second time after the field); the stream is no mutation.
+    let admin = app.admin_token().await;
+    let log = app
+        .gql_ok(
+            Some(&admin),
+            "{ auditLog(filter: {field: \"chat\"}, first: 10) { edges { node { outcome actorId } } } }",
+            json!({}),
+        )
+        .await;
+    let rows = log["auditLog"]["edges"].as_array().unwrap();
+    let outcomes: Vec<&str> = rows
+        .iter()
+        .map(|e| e["node"]["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["BAD_USER_INPUT", "UPSTREAM_FAILED", "OK"]);
+    assert!(rows.iter().all(|e| e["node"]["actorId"] == user_id));
 }
 
 #[tokio::test(flavor = "multi_thread")]

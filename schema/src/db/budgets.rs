@@ -8,9 +8,10 @@ use diesel_async::RunQueryDsl;
 
 use super::ai_calls::Finish;
 use super::fixed::FixedShape;
-use super::models::{AiCall, Budget, DailyUsage, Reservation};
+use super::models::{AiCall, Budget, DailyUsage, NewAuditRow, Reservation};
 use super::schema::{
-    ai_calls, budget_reservations, budgets, usage_daily, usage_daily_models, usage_daily_users,
+    ai_calls, audit_log, budget_reservations, budgets, usage_daily, usage_daily_models,
+    usage_daily_users,
 };
 use super::{DbConn, db_run};
 use crate::domain::CallStatus;
@@ -316,14 +317,16 @@ macro_rules! rollup_statement {
 /// Finishes call `call` (still `PENDING`) as `finish` says and adds it to the rollup rows of
 /// `day` (`YYYY-MM-DD` in the budgets' time zone); returns the finished row, or `None` if it was
 /// already finished (a call finishes once; the caller's transaction then rolls the rollups back).
+/// With `audit`, the mutation's audit row goes in with them (`services::audit::take_running`).
 ///
-/// On PostgreSQL the four statements are pipelined: sent together, answered in one round trip
-/// (they depend on nothing but what the caller knows). On SQLite they run one after another.
+/// On PostgreSQL the statements are pipelined: sent together, answered in one round trip (they
+/// depend on nothing but what the caller knows). On SQLite they run one after another.
 pub async fn finish_and_add_to_daily(
     conn: &mut DbConn,
     call: &AiCall,
     finish: &Finish,
     day: &str,
+    audit: Option<&NewAuditRow<'_>>,
 ) -> QueryResult<Option<AiCall>> {
     let u = &DailyUsage {
         day,
@@ -354,8 +357,20 @@ pub async fn finish_and_add_to_daily(
             let per_model =
                 rollup_statement!(u, usage_daily_models, [day, provider, model, currency])
                     .execute(&mut c);
+            let audited = async {
+                match audit {
+                    Some(row) => {
+                        diesel::insert_into(audit_log::table)
+                            .values(row)
+                            .execute(&mut c)
+                            .await
+                    }
+                    None => Ok(0),
+                }
+            };
             let record = async { record.await.optional() };
-            let (record, ..) = futures_util::try_join!(record, per_key, per_user, per_model)?;
+            let (record, ..) =
+                futures_util::try_join!(record, per_key, per_user, per_model, audited)?;
             Ok(record)
         }
         DbConn::Sqlite(obj, _) => {
@@ -380,6 +395,12 @@ pub async fn finish_and_add_to_daily(
             rollup_statement!(u, usage_daily_models, [day, provider, model, currency])
                 .execute(c)
                 .await?;
+            if let Some(row) = audit {
+                diesel::insert_into(audit_log::table)
+                    .values(row)
+                    .execute(c)
+                    .await?;
+            }
             Ok(Some(record))
         }
     }

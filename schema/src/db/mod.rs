@@ -378,7 +378,10 @@ impl DbConn {
     }
 
     /// Ends the turn [`Self::take_turn`] began, with this connection back in place.
-    fn give_turn_back(&mut self, turn: &mut Option<tokio::sync::OwnedMutexGuard<Option<SqliteConn>>>) {
+    fn give_turn_back(
+        &mut self,
+        turn: &mut Option<tokio::sync::OwnedMutexGuard<Option<SqliteConn>>>,
+    ) {
         if let (DbConn::Sqlite(pooled, _), Some(writer)) =
             (&mut *self, turn.as_mut().and_then(|t| t.as_mut()))
         {

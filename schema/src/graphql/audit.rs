@@ -113,9 +113,8 @@ impl Extension for AuditExtension {
             }
             (serde_json::Value::Object(map), request.1.clone())
         };
-        let result = next.run(ctx, info).await;
         let Some(app) = ctx.data_opt::<Arc<App>>() else {
-            return result;
+            return next.run(ctx, info).await;
         };
         let meta = ctx.data_opt::<RequestMeta>();
         let entry = Entry {
@@ -126,15 +125,21 @@ impl Extension for AuditExtension {
             operation_name,
             field,
             arguments,
-            // An error below the root field (in the selection the client asked for) does not
-            // undo the mutation: only the field's own error is its outcome.
-            outcome: match &result {
-                Err(e) if e.path.len() <= 1 => code_of(e),
-                _ => "OK".to_owned(),
-            },
+            outcome: String::new(),
             client_ip: meta.and_then(|m| m.client_ip.clone()),
             user_agent: meta.and_then(|m| m.user_agent.clone()),
             request_id: meta.map(|m| m.request_id.clone()).unwrap_or_default(),
+        };
+        // An AI call writes the entry in its finish transaction; otherwise it is written here.
+        let (result, entry) = audit::running(entry, next.run(ctx, info)).await;
+        let Some(mut entry) = entry else {
+            return result;
+        };
+        // An error below the root field (in the selection the client asked for) does not undo
+        // the mutation: only the field's own error is its outcome.
+        entry.outcome = match &result {
+            Err(e) if e.path.len() <= 1 => code_of(e),
+            _ => "OK".to_owned(),
         };
         // The mutation has happened: a lost audit row is logged loudly, and the caller still
         // gets the mutation's own result.

@@ -3,6 +3,8 @@
 //!
 //! A request writes its row with one `INSERT` ([`record`]), committed before the mutation's
 //! response goes out, and touches no shared row: mutations on every instance run side by side.
+//! A mutation that commits a transaction of its own anyway (an AI call's finish) writes the row
+//! in it instead ([`running`], [`take_running`]): one transaction fewer per call.
 //! The chainer then links rows into a hash chain in batches, well under a second behind, on the
 //! one instance holding the `audit-chain` lease. Each chained row gets the next position `seq`,
 //! the previous row's hash, and its own `hash`: SHA-256 over its content, `seq` and the previous
@@ -18,6 +20,8 @@
 pub mod chainer;
 pub mod check;
 pub mod secrets;
+
+use std::cell::RefCell;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
@@ -54,30 +58,90 @@ pub struct Entry {
     pub request_id: String,
 }
 
+/// An entry ready to store: secrets redacted, arguments serialised, its time taken.
+#[derive(Debug)]
+pub struct Stored {
+    entry: Entry,
+    arguments: String,
+    at: NaiveDateTime,
+}
+
+impl Stored {
+    /// Redacts `entry` and stamps it with the time now.
+    pub fn new(app: &App, mut entry: Entry) -> Self {
+        redact(&mut entry.arguments, app.chat.log_prompts);
+        Self {
+            arguments: entry.arguments.to_string(),
+            // Microseconds: what both databases store, so the chainer hashes what a reader sees.
+            at: truncate_micros(app.now()),
+            entry,
+        }
+    }
+
+    /// The row to insert.
+    pub fn row(&self) -> NewAuditRow<'_> {
+        let e = &self.entry;
+        NewAuditRow {
+            at: self.at,
+            actor_id: e.actor.as_ref().map(|(id, _)| id.as_str()),
+            actor_role: e.actor.as_ref().map(|(_, role)| role.as_str()),
+            operation_name: e.operation_name.as_deref(),
+            field: &e.field,
+            arguments: &self.arguments,
+            outcome: &e.outcome,
+            client_ip: e.client_ip.as_deref(),
+            user_agent: e.user_agent.as_deref(),
+            request_id: &e.request_id,
+        }
+    }
+}
+
 /// Writes `entry`, secrets redacted, as one unchained row, committed when this returns (on
 /// SQLite, whose `synchronous = NORMAL` survives a crashed process but not a lost machine, like
 /// every other write).
-pub async fn record(app: &App, mut entry: Entry) -> Result<(), Error> {
-    redact(&mut entry.arguments, app.chat.log_prompts);
-    let arguments = entry.arguments.to_string();
-    let (actor_id, actor_role) = entry.actor.unzip();
-    let row = NewAuditRow {
-        // Microseconds: what both databases store, so the chainer hashes what a reader sees.
-        at: truncate_micros(app.now()),
-        actor_id: actor_id.as_deref(),
-        actor_role: actor_role.as_deref(),
-        operation_name: entry.operation_name.as_deref(),
-        field: &entry.field,
-        arguments: &arguments,
-        outcome: &entry.outcome,
-        client_ip: entry.client_ip.as_deref(),
-        user_agent: entry.user_agent.as_deref(),
-        request_id: &entry.request_id,
-    };
+pub async fn record(app: &App, entry: Entry) -> Result<(), Error> {
+    let stored = Stored::new(app, entry);
     let mut conn = app.db.get().await?;
     // Every mutation writes one: on the call path (`crate::db::on_call_path`).
-    crate::db::on_call_path(conn.write(async |c| Ok(queries::insert(c, &row).await?))).await?;
+    crate::db::on_call_path(conn.write(async |c| Ok(queries::insert(c, &stored.row()).await?)))
+        .await?;
     Ok(())
+}
+
+tokio::task_local! {
+    /// The entry of the root mutation field running on this task, until someone writes it.
+    static RUNNING: RefCell<Option<Entry>>;
+}
+
+/// Runs `field`, a root mutation field whose `entry` waits for its outcome, so that work which
+/// commits a transaction anyway can write the entry in it ([`take_running`]) instead of the
+/// separate `INSERT` of [`record`]. Returns the field's output, and the entry if it is still to
+/// be written.
+pub async fn running<F: std::future::Future>(entry: Entry, field: F) -> (F::Output, Option<Entry>) {
+    RUNNING
+        .scope(RefCell::new(Some(entry)), async {
+            let output = field.await;
+            (output, RUNNING.with(|slot| slot.borrow_mut().take()))
+        })
+        .await
+}
+
+/// The running mutation's entry (see [`running`]) with its `outcome`, to insert in a
+/// transaction about to commit; `None` outside a mutation (a subscription, the `/v1` door) or
+/// once taken. If that transaction does not commit, [`give_back`] returns it, and the field's own
+/// outcome is written after it ends.
+pub fn take_running(app: &App, outcome: &str) -> Option<Stored> {
+    let mut entry = RUNNING
+        .try_with(|slot| slot.borrow_mut().take())
+        .ok()
+        .flatten()?;
+    outcome.clone_into(&mut entry.outcome);
+    Some(Stored::new(app, entry))
+}
+
+/// Returns an entry from [`take_running`] whose transaction failed.
+pub fn give_back(stored: Stored) {
+    let _ = RUNNING.try_with(|slot| *slot.borrow_mut() = Some(stored.entry));
 }
 
 fn truncate_micros(t: NaiveDateTime) -> NaiveDateTime {

@@ -13,7 +13,9 @@ use crate::db::models::{AiCall, Price};
 use crate::db::{DbConn, ai_calls, budgets as budget_queries};
 use crate::domain::{CallStatus, UsageSource};
 use crate::events::Event;
-use crate::services::{App, RequestMeta, Viewer, budgets, conversations, pricing, rate_limits};
+use crate::services::{
+    App, RequestMeta, Viewer, audit, budgets, conversations, pricing, rate_limits,
+};
 
 /// The price in force at a call's start, for the provider and model first asked.
 #[derive(Debug, Clone)]
@@ -295,23 +297,38 @@ async fn finish_and_settle(
     };
     let day = budgets::report_day(&app.budgets, call.started_at);
     let reserved = opened.reserved;
-    conn.transaction(async |tx| {
-        let record = budget_queries::finish_and_add_to_daily(tx, call, &finish, &day)
+    // Inside a mutation (`chat`), its audit row commits with the record: one transaction fewer.
+    let outcome = ending.error.as_ref().map_or("OK", |(code, _)| *code);
+    let audited = audit::take_running(app, outcome);
+    let finished = conn
+        .transaction(async |tx| {
+            let audit_row = audited.as_ref().map(audit::Stored::row);
+            let record = budget_queries::finish_and_add_to_daily(
+                tx,
+                call,
+                &finish,
+                &day,
+                audit_row.as_ref(),
+            )
             .await?
             .ok_or_else(|| Error::Conflict("the call was already finished".into()))?;
-        let alerts = if reserved {
-            let tokens = record.prompt_tokens + record.completion_tokens;
-            let currency = record.currency.as_deref();
-            budgets::settle(tx, &call.id, record.cost_micros, currency, tokens).await?
-        } else {
-            Vec::new()
-        };
-        if let Some(turn) = &turn {
-            conversations::append_turn(tx, turn).await?;
-        }
-        Ok((record, alerts))
-    })
-    .await
+            let alerts = if reserved {
+                let tokens = record.prompt_tokens + record.completion_tokens;
+                let currency = record.currency.as_deref();
+                budgets::settle(tx, &call.id, record.cost_micros, currency, tokens).await?
+            } else {
+                Vec::new()
+            };
+            if let Some(turn) = &turn {
+                conversations::append_turn(tx, turn).await?;
+            }
+            Ok((record, alerts))
+        })
+        .await;
+    if let (Err(_), Some(stored)) = (&finished, audited) {
+        audit::give_back(stored);
+    }
+    finished
 }
 
 /// Step 3, after the commit (subscribers read what is now stored): the events, the tokens
