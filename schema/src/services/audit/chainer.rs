@@ -30,7 +30,9 @@ pub const LEASE: &str = "audit-chain";
 pub struct ChainSettings {
     /// How often the lease holder links what was written since.
     pub interval: Duration,
-    /// Most rows linked in one transaction (a longer tail takes several, back to back).
+    /// Most rows linked in one transaction (a longer tail takes several, back to back). On
+    /// SQLite a batch holds the writers' turn, so a call can wait for one: small batches keep
+    /// that wait short.
     pub batch_size: i64,
     /// How long a held lease lasts without renewal: how soon another instance takes over from
     /// one that died (it is renewed every third of this).
@@ -41,7 +43,7 @@ impl Default for ChainSettings {
     fn default() -> Self {
         Self {
             interval: Duration::from_millis(200),
-            batch_size: 500,
+            batch_size: 64,
             lease_ttl: Duration::from_secs(3),
         }
     }
