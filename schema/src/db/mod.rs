@@ -111,16 +111,19 @@ pub enum DbPool {
 /// read their pages again with a system call each; one connection that does all the writing
 /// always finds its cache current.
 #[derive(Clone)]
-pub struct WriteGate(Arc<tokio::sync::Mutex<Option<SqliteConn>>>);
+pub struct WriteGate(Arc<tokio::sync::Mutex<SqliteConn>>);
+
+/// SQLite's writer turn, holding the writer connection.
+pub type Turn = tokio::sync::OwnedMutexGuard<SqliteConn>;
 
 impl WriteGate {
-    /// A gate whose turn carries `writer` (`None`: writes stay on the connection they came with).
-    pub fn new(writer: Option<SqliteConn>) -> Self {
+    /// A gate whose turn carries `writer`.
+    pub fn new(writer: SqliteConn) -> Self {
         Self(Arc::new(tokio::sync::Mutex::new(writer)))
     }
 
     /// Waits for the turn to write.
-    pub async fn turn(&self) -> tokio::sync::OwnedMutexGuard<Option<SqliteConn>> {
+    pub async fn turn(&self) -> Turn {
         Arc::clone(&self.0).lock_owned().await
     }
 }
@@ -204,7 +207,7 @@ impl DbPool {
                     .await
                     .map_err(|e| ConnectError::Connect(e.to_string()))?;
                 let manager = AsyncDieselConnectionManager::new_with_config(path, manager_config);
-                DbPool::Sqlite(build_pool(manager, config)?, WriteGate::new(Some(writer)))
+                DbPool::Sqlite(build_pool(manager, config)?, WriteGate::new(writer))
             }
         };
         pool.ping()
@@ -326,7 +329,7 @@ impl DbConn {
         &mut self,
         body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut turn = self.take_turn().await;
+        let turn = self.take_turn().await;
         match self {
             DbConn::Pg(c) => {
                 <diesel_async::AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::begin_transaction(&mut **c).await?;
@@ -343,7 +346,7 @@ impl DbConn {
             DbConn::Pg(c) => finish_tx(&mut **c, result).await,
             DbConn::Sqlite(c, _) => finish_tx(&mut **c, result).await,
         };
-        self.give_turn_back(&mut turn);
+        self.give_turn_back(turn);
         done
     }
 
@@ -355,9 +358,9 @@ impl DbConn {
         &mut self,
         body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut turn = self.take_turn().await;
+        let turn = self.take_turn().await;
         let result = body(self).await;
-        self.give_turn_back(&mut turn);
+        self.give_turn_back(turn);
         result
     }
 
@@ -366,28 +369,20 @@ impl DbConn {
     /// If the caller is dropped in between, the two stay swapped: both are connections to the
     /// same database with the same settings, and a transaction left open goes back to the pool
     /// with the connection that holds it, which the pool discards as broken.
-    async fn take_turn(&mut self) -> Option<tokio::sync::OwnedMutexGuard<Option<SqliteConn>>> {
+    async fn take_turn(&mut self) -> Option<Turn> {
         let DbConn::Sqlite(pooled, gate) = self else {
             return None;
         };
         let mut turn = gate.turn().await;
-        if let Some(writer) = turn.as_mut() {
-            std::mem::swap::<SqliteConn>(&mut **pooled, writer);
-        }
+        std::mem::swap::<SqliteConn>(&mut **pooled, &mut turn);
         Some(turn)
     }
 
     /// Ends the turn [`Self::take_turn`] began, with this connection back in place.
-    fn give_turn_back(
-        &mut self,
-        turn: &mut Option<tokio::sync::OwnedMutexGuard<Option<SqliteConn>>>,
-    ) {
-        if let (DbConn::Sqlite(pooled, _), Some(writer)) =
-            (&mut *self, turn.as_mut().and_then(|t| t.as_mut()))
-        {
-            std::mem::swap::<SqliteConn>(&mut **pooled, writer);
+    fn give_turn_back(&mut self, turn: Option<Turn>) {
+        if let (DbConn::Sqlite(pooled, _), Some(mut writer)) = (&mut *self, turn) {
+            std::mem::swap::<SqliteConn>(&mut **pooled, &mut writer);
         }
-        turn.take();
     }
 }
 
