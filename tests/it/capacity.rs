@@ -157,6 +157,32 @@ async fn two_hundred_concurrent_chats_on_two_instances_leave_everything_consiste
     }
     assert_eq!(spent, records, "budget spend = records");
     assert_eq!(reserved, 0, "every reservation came back");
+    // One user, one model: on PostgreSQL the calls were added to several of the day's rollup rows
+    // (`db::budgets::shard`), so that they did not wait for one row lock each; a report sums them.
+    let rows = app
+        .sql_number("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM usage_daily")
+        .await;
+    let top = app
+        .sql_number("SELECT CAST(MAX(shard) AS BIGINT) AS n FROM usage_daily")
+        .await;
+    assert!(rows > 1, "the calls went to {rows} rollup row(s)");
+    assert!(
+        top < i64::from(cloudbase_schema::db::budgets::ROLLUP_SHARDS),
+        "shard {top}"
+    );
+    let today = chrono::Utc::now().date_naive();
+    let range = json!({"from": (today - chrono::Duration::days(1)).to_string(), "to": (today + chrono::Duration::days(1)).to_string()});
+    let report = app
+        .gql_ok(
+            Some(&admin),
+            "query($r: DateRange!) { usage(range: $r, groupBy: [USER, MODEL]) { requests costMicros } }",
+            json!({"r": range}),
+        )
+        .await;
+    let report = report["usage"].as_array().unwrap();
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert_eq!(report[0]["requests"], succeeded, "{report:?}");
+    assert_eq!(report[0]["costMicros"], records.to_string(), "{report:?}");
     crate::audit::wait_chained(&app).await;
     let report = crate::audit::verify(&app).await;
     assert!(

@@ -314,6 +314,27 @@ macro_rules! rollup_statement {
     }};
 }
 
+/// Rollup rows per day and key on PostgreSQL (see [`shard`]).
+pub const ROLLUP_SHARDS: u16 = 16;
+
+/// The rollup row a finishing call adds itself to, among the day's [`ROLLUP_SHARDS`] rows for
+/// its key. Every call of a day, a user and a model would otherwise update the same rows, and on
+/// PostgreSQL each would wait for the row lock of the one before, held until that call's commit
+/// is on disk: concurrent calls finished one at a time (`bench/RESULTS.md`). Calls of this
+/// instance take the shards in turn, so up to 16 finish side by side; reports sum the shards.
+/// SQLite writes one transaction at a time anyway, so there every call takes shard 0 and the
+/// rollups stay one row per key.
+pub fn shard(conn: &DbConn) -> i16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    match conn {
+        DbConn::Pg(_) => {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % ROLLUP_SHARDS;
+            i16::try_from(n).unwrap_or(0)
+        }
+        DbConn::Sqlite(..) => 0,
+    }
+}
+
 /// Finishes call `call` (still `PENDING`) as `finish` says and adds it to the rollup rows of
 /// `day` (`YYYY-MM-DD` in the budgets' time zone); returns the finished row, or `None` if it was
 /// already finished (a call finishes once; the caller's transaction then rolls the rollups back).
@@ -340,6 +361,7 @@ pub async fn finish_and_add_to_daily(
         cached_prompt_tokens: finish.cached_prompt_tokens,
         completion_tokens: finish.completion_tokens,
         cost_micros: finish.cost_micros,
+        shard: shard(conn),
     };
     let id = call.id.as_str();
     match conn {
@@ -349,14 +371,17 @@ pub async fn finish_and_add_to_daily(
             let per_key = rollup_statement!(
                 u,
                 usage_daily,
-                [day, user_id, api_key_id, provider, model, currency]
+                [day, user_id, api_key_id, provider, model, currency, shard]
             )
             .execute(&mut c);
-            let per_user =
-                rollup_statement!(u, usage_daily_users, [day, user_id, currency]).execute(&mut c);
-            let per_model =
-                rollup_statement!(u, usage_daily_models, [day, provider, model, currency])
-                    .execute(&mut c);
+            let per_user = rollup_statement!(u, usage_daily_users, [day, user_id, currency, shard])
+                .execute(&mut c);
+            let per_model = rollup_statement!(
+                u,
+                usage_daily_models,
+                [day, provider, model, currency, shard]
+            )
+            .execute(&mut c);
             let audited = async {
                 match audit {
                     Some(row) => {
@@ -385,16 +410,20 @@ pub async fn finish_and_add_to_daily(
             rollup_statement!(
                 u,
                 usage_daily,
-                [day, user_id, api_key_id, provider, model, currency]
+                [day, user_id, api_key_id, provider, model, currency, shard]
             )
             .execute(c)
             .await?;
-            rollup_statement!(u, usage_daily_users, [day, user_id, currency])
+            rollup_statement!(u, usage_daily_users, [day, user_id, currency, shard])
                 .execute(c)
                 .await?;
-            rollup_statement!(u, usage_daily_models, [day, provider, model, currency])
-                .execute(c)
-                .await?;
+            rollup_statement!(
+                u,
+                usage_daily_models,
+                [day, provider, model, currency, shard]
+            )
+            .execute(c)
+            .await?;
             if let Some(row) = audit {
                 diesel::insert_into(audit_log::table)
                     .values(row)

@@ -153,7 +153,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    usage_daily (day, user_id, api_key_id, provider, model, currency) {
+    usage_daily (day, user_id, api_key_id, provider, model, currency, shard) {
         day -> Text,
         user_id -> Text,
         api_key_id -> Text,
@@ -165,11 +165,12 @@ diesel::table! {
         cached_prompt_tokens -> BigInt,
         completion_tokens -> BigInt,
         cost_micros -> BigInt,
+        shard -> SmallInt,
     }
 }
 
 diesel::table! {
-    usage_daily_users (day, user_id, currency) {
+    usage_daily_users (day, user_id, currency, shard) {
         day -> Text,
         user_id -> Text,
         currency -> Text,
@@ -178,11 +179,12 @@ diesel::table! {
         cached_prompt_tokens -> BigInt,
         completion_tokens -> BigInt,
         cost_micros -> BigInt,
+        shard -> SmallInt,
     }
 }
 
 diesel::table! {
-    usage_daily_models (day, provider, model, currency) {
+    usage_daily_models (day, provider, model, currency, shard) {
         day -> Text,
         provider -> Text,
         model -> Text,
@@ -192,6 +194,7 @@ diesel::table! {
         cached_prompt_tokens -> BigInt,
         completion_tokens -> BigInt,
         cost_micros -> BigInt,
+        shard -> SmallInt,
     }
 }
 

@@ -281,4 +281,6 @@ pub struct DailyUsage<'a> {
     pub completion_tokens: i64,
     /// Cost.
     pub cost_micros: i64,
+    /// Which of the day's rows for the same key it is added to (see [`crate::db::budgets::shard`]).
+    pub shard: i16,
 }
