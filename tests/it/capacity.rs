@@ -289,3 +289,187 @@ async fn sqlite_rewinds_its_log_between_calls() {
         "after a quiet moment the log starts over: {after} frames"
     );
 }
+
+/// A SQLite pool of its own on a new file, with one table `t (i)`.
+async fn sqlite_pool_with_a_table(dir: &tempfile::TempDir) -> cloudbase_schema::db::DbPool {
+    use diesel_async::RunQueryDsl;
+    let pool = cloudbase_schema::db::DbPool::connect_and_migrate(&cloudbase_schema::db::DbConfig {
+        url: format!("sqlite://{}", dir.path().join("writers.db").display()),
+        max_connections: 16,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let mut conn = pool.get().await.unwrap();
+    conn.write(async |c| {
+        cloudbase_schema::db_run!(c, |c| {
+            diesel::sql_query("CREATE TABLE t (i INTEGER PRIMARY KEY)")
+                .execute(c)
+                .await?
+        });
+        Ok(())
+    })
+    .await
+    .unwrap();
+    pool
+}
+
+/// Inserts `i` into `t` in a transaction that then fails if `fail`, or never ends if `hang`.
+async fn insert_into_t(
+    pool: &cloudbase_schema::db::DbPool,
+    i: i32,
+    fail: bool,
+    hang: bool,
+) -> Result<(), cloudbase_schema::Error> {
+    use diesel_async::RunQueryDsl;
+    let mut conn = pool.get().await?;
+    conn.transaction(async |tx| {
+        cloudbase_schema::db_run!(tx, |c| {
+            diesel::sql_query("INSERT INTO t (i) VALUES (?)")
+                .bind::<diesel::sql_types::Integer, _>(i)
+                .execute(c)
+                .await?
+        });
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        if fail {
+            return Err(cloudbase_schema::Error::Conflict(format!("{i} fails")));
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The rows of `t`, read on a connection of their own.
+async fn rows_of_t(dir: &tempfile::TempDir) -> Vec<i32> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        i: i32,
+    }
+    let url = format!("sqlite://{}", dir.path().join("writers.db").display());
+    let mut conn = crate::support::sqlite_connection(&url).await;
+    let rows: Vec<Row> = diesel::sql_query("SELECT i FROM t ORDER BY i")
+        .load(&mut conn)
+        .await
+        .unwrap();
+    rows.into_iter().map(|r| r.i).collect()
+}
+
+/// On SQLite, writers queued behind each other share one commit (`db::writer`): each runs in a
+/// savepoint of the open batch, one that fails is rolled back alone, and every writer returns
+/// only once the batch holding its work is committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_writers_queued_together_share_commits_and_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = sqlite_pool_with_a_table(&dir).await;
+    let gate = pool.write_gate().unwrap();
+    let before = gate.stats();
+    let held = gate.turn().await;
+    let writers: Vec<_> = (0..40)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move { (i, insert_into_t(&pool, i, i % 4 == 0, false).await) })
+        })
+        .collect();
+    // Every pooled connection (16) is taken by a writer waiting for the turn.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gate.queued() < 16 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} queued",
+            gate.queued()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(held);
+    let mut committed = Vec::new();
+    for writer in writers {
+        let (i, outcome) = writer.await.unwrap();
+        match outcome {
+            Ok(()) => {
+                assert_ne!(i % 4, 0);
+                // Durable the moment it returns: seen from another connection.
+                assert!(rows_of_t(&dir).await.contains(&i), "{i} not committed");
+                committed.push(i);
+            }
+            Err(e) => {
+                assert_eq!(i % 4, 0, "{i}: {e}");
+                assert!(matches!(e, cloudbase_schema::Error::Conflict(_)), "{e}");
+            }
+        }
+    }
+    committed.sort_unstable();
+    assert_eq!(committed.len(), 30);
+    assert_eq!(
+        rows_of_t(&dir).await,
+        committed,
+        "the failed writers' rows are gone"
+    );
+    let after = gate.stats();
+    let (writes, commits) = (after.writes - before.writes, after.commits - before.commits);
+    assert_eq!(writes, 30);
+    assert!(commits < writes / 2, "{writes} writes in {commits} commits");
+}
+
+/// Starts writers of `t` one after another, each queued for the turn (held by the caller)
+/// before the next: the writer of `i` hangs in its turn if `i` is in `hang`.
+async fn queue_writers(
+    pool: &cloudbase_schema::db::DbPool,
+    rows: &[i32],
+    hang: &[i32],
+) -> Vec<tokio::task::JoinHandle<Result<(), cloudbase_schema::Error>>> {
+    let gate = pool.write_gate().unwrap();
+    let mut writers = Vec::new();
+    for (n, &i) in rows.iter().enumerate() {
+        let (pool, hangs) = (pool.clone(), hang.contains(&i));
+        writers.push(tokio::spawn(async move {
+            insert_into_t(&pool, i, false, hangs).await
+        }));
+        while gate.queued() <= n {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    writers
+}
+
+/// A writer dropped in the middle of its turn (its request went away) leaves its work open on
+/// the writer connection: the next writer rolls back that work alone (the whole transaction if
+/// it was the batch's first writer, its savepoint otherwise) and goes on; the writers before it
+/// in the batch are committed, and the pool is fine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_dropped_in_its_turn_loses_only_its_own_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = sqlite_pool_with_a_table(&dir).await;
+    let gate = pool.write_gate().unwrap();
+    // First in its batch (no savepoint), then in the middle of one (a savepoint).
+    for (rows, hanging) in [(vec![1, 2], 1), (vec![3, 4, 5], 4)] {
+        let held = gate.turn().await;
+        let mut writers = queue_writers(&pool, &rows, &[hanging]).await;
+        drop(held);
+        let at = rows.iter().position(|&i| i == hanging).unwrap();
+        let hung = writers.remove(at);
+        // The hanging writer holds the turn (its row written, uncommitted) and never ends.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            !writers.last().unwrap().is_finished(),
+            "the last writer waits for the turn"
+        );
+        hung.abort();
+        assert!(hung.await.unwrap_err().is_cancelled());
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+    }
+    assert_eq!(rows_of_t(&dir).await, vec![2, 3, 5]);
+    // Every pooled connection still writes.
+    let more = (6..40).map(|i| insert_into_t(&pool, i, false, false));
+    for outcome in futures_util::future::join_all(more).await {
+        outcome.unwrap();
+    }
+    let mut expected = vec![2, 3, 5];
+    expected.extend(6..40);
+    assert_eq!(rows_of_t(&dir).await, expected);
+}

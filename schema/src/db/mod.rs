@@ -8,6 +8,7 @@
 //! - [`schema`]: the hand-written Diesel tables shared by both backends.
 //! - [`models`]: every row struct (`User`) and insert struct (`NewUser<'a>`), by domain.
 //! - [`call_path`]: SQLite statements of an AI call run inline, not on the blocking pool.
+//! - [`writer`]: SQLite's writers in turn on one connection, sharing commits when they queue.
 //! - [`checkpoint`]: SQLite's checkpoints in the writers' turn, not inside a call's commit.
 //! - [`migrate`]: the embedded migrations of both backends, run at start.
 //! - [`fixed`]: statements marked as having one shape, so both databases cache them.
@@ -38,13 +39,12 @@ pub mod stats;
 pub mod system_logs;
 pub mod usage;
 pub mod users;
+mod writer;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::SqliteConnection;
-use diesel::connection::AnsiTransactionManager as SyncAnsiTransactionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -61,6 +61,7 @@ use crate::Error;
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, Spawner>;
 
 pub use call_path::{Spawner, on_call_path};
+pub use writer::{Turn, WriteGate, WriterStats};
 
 /// Set on every SQLite connection. `busy_timeout` must come before `journal_mode=WAL`. Commits
 /// checkpoint by themselves only as a backstop ([`checkpoint`]); a log longer than 64 MiB is
@@ -98,36 +99,6 @@ pub enum DbPool {
     Sqlite(Pool<SqliteConn>, WriteGate),
 }
 
-/// SQLite's writers, in turn, on one connection. SQLite lets one connection write at a time, and
-/// a second writer waits in SQLite's busy handler, which sleeps in steps of 1 to 100 ms: under
-/// concurrent calls those sleeps were most of the tail (`bench/RESULTS.md`). Writers of this
-/// process queue here instead and are woken the moment the lock is free. Transactions
-/// ([`DbConn::transaction`]) and single-statement writes ([`DbConn::write`]) take the turn; reads
-/// never do.
-///
-/// The turn also holds the writer connection, and every write runs on it (swapped in for the
-/// pooled connection for the length of the turn). A connection's page cache is thrown away
-/// whenever another connection has written since its last use, so writes spread over the pool
-/// read their pages again with a system call each; one connection that does all the writing
-/// always finds its cache current.
-#[derive(Clone)]
-pub struct WriteGate(Arc<tokio::sync::Mutex<SqliteConn>>);
-
-/// SQLite's writer turn, holding the writer connection.
-pub type Turn = tokio::sync::OwnedMutexGuard<SqliteConn>;
-
-impl WriteGate {
-    /// A gate whose turn carries `writer`.
-    pub fn new(writer: SqliteConn) -> Self {
-        Self(Arc::new(tokio::sync::Mutex::new(writer)))
-    }
-
-    /// Waits for the turn to write.
-    pub async fn turn(&self) -> Turn {
-        Arc::clone(&self.0).lock_owned().await
-    }
-}
-
 /// One checked-out connection, passed to the query functions.
 #[expect(
     clippy::large_enum_variant,
@@ -137,7 +108,36 @@ pub enum DbConn {
     /// A PostgreSQL connection.
     Pg(held::Held<Object<AsyncPgConnection>>),
     /// A SQLite connection, and its pool's writer turn.
-    Sqlite(held::Held<Object<SqliteConn>>, WriteGate),
+    Sqlite(SqliteSlot, WriteGate),
+}
+
+/// Where a SQLite [`DbConn`]'s connection is: checked out of the pool, or, for the length of a
+/// write, the writers' turn with the writer connection ([`WriteGate`]).
+pub enum SqliteSlot {
+    /// A pooled connection.
+    Pooled(held::Held<Object<SqliteConn>>),
+    /// The writer connection, in the writers' turn.
+    Writer(Turn),
+}
+
+impl std::ops::Deref for SqliteSlot {
+    type Target = SqliteConn;
+
+    fn deref(&self) -> &SqliteConn {
+        match self {
+            SqliteSlot::Pooled(c) => c,
+            SqliteSlot::Writer(turn) => &turn.conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for SqliteSlot {
+    fn deref_mut(&mut self) -> &mut SqliteConn {
+        match self {
+            SqliteSlot::Pooled(c) => c,
+            SqliteSlot::Writer(turn) => &mut turn.conn,
+        }
+    }
 }
 
 /// Failure to open the database at start-up.
@@ -206,8 +206,9 @@ impl DbPool {
                 let writer = establish_sqlite(path.clone())
                     .await
                     .map_err(|e| ConnectError::Connect(e.to_string()))?;
-                let manager = AsyncDieselConnectionManager::new_with_config(path, manager_config);
-                DbPool::Sqlite(build_pool(manager, config)?, WriteGate::new(writer))
+                let manager =
+                    AsyncDieselConnectionManager::new_with_config(path.clone(), manager_config);
+                DbPool::Sqlite(build_pool(manager, config)?, WriteGate::new(writer, path))
             }
         };
         pool.ping()
@@ -245,7 +246,10 @@ impl DbPool {
             DbPool::Sqlite(pool, gate) => {
                 let held = held::Held::take(()).await?;
                 let conn = pool.get().await.map_err(pool_error)?;
-                Ok(DbConn::Sqlite(held.with(conn), gate.clone()))
+                Ok(DbConn::Sqlite(
+                    SqliteSlot::Pooled(held.with(conn)),
+                    gate.clone(),
+                ))
             }
         }
     }
@@ -322,66 +326,37 @@ async fn establish_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> 
 
 impl DbConn {
     /// Runs `body` inside a write transaction on this connection: commit on `Ok`, roll back on
-    /// `Err`. Query functions taking `&mut DbConn` compose inside it. SQLite uses
-    /// `BEGIN IMMEDIATE`, so the write lock is taken up front (waiting up to `busy_timeout`) and a
-    /// transaction that reads before it writes never fails on upgrade.
+    /// `Err`. Query functions taking `&mut DbConn` compose inside it. On SQLite it runs in the
+    /// writers' turn on the writer connection, in a savepoint of a batch that writers queued
+    /// behind each other commit together ([`WriteGate`]); it returns once that commit is done.
     pub async fn transaction<T>(
         &mut self,
         body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let turn = self.take_turn().await;
         match self {
             DbConn::Pg(c) => {
                 <diesel_async::AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::begin_transaction(&mut **c).await?;
+                let result = body(self).await;
+                match self {
+                    DbConn::Pg(c) => finish_tx(&mut **c, result).await,
+                    DbConn::Sqlite(c, _) => finish_tx(&mut **c, result).await,
+                }
             }
-            DbConn::Sqlite(c, _) => {
-                c.spawn_blocking(|inner| {
-                    SyncAnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
-                })
-                .await?;
-            }
+            DbConn::Sqlite(_, gate) => gate.clone().write(self, body).await,
         }
-        let result = body(self).await;
-        let done = match self {
-            DbConn::Pg(c) => finish_tx(&mut **c, result).await,
-            DbConn::Sqlite(c, _) => finish_tx(&mut **c, result).await,
-        };
-        self.give_turn_back(turn);
-        done
     }
 
     /// Runs `body`, one write statement outside a transaction (or a few that need no
-    /// transaction together), in SQLite's writer turn on the writer connection (see
-    /// [`WriteGate`]); on PostgreSQL, as it is. `body` must not start a transaction: that takes
+    /// transaction together): on SQLite as [`Self::transaction`] does (the writers' turn admits
+    /// nothing else), on PostgreSQL as it is. `body` must not start a transaction: that takes
     /// the turn again.
     pub async fn write<T>(
         &mut self,
         body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let turn = self.take_turn().await;
-        let result = body(self).await;
-        self.give_turn_back(turn);
-        result
-    }
-
-    /// Waits for SQLite's writer turn and puts the writer connection in place of this one
-    /// (`None` on PostgreSQL, which needs no turn). [`Self::give_turn_back`] swaps them back.
-    /// If the caller is dropped in between, the two stay swapped: both are connections to the
-    /// same database with the same settings, and a transaction left open goes back to the pool
-    /// with the connection that holds it, which the pool discards as broken.
-    async fn take_turn(&mut self) -> Option<Turn> {
-        let DbConn::Sqlite(pooled, gate) = self else {
-            return None;
-        };
-        let mut turn = gate.turn().await;
-        std::mem::swap::<SqliteConn>(&mut **pooled, &mut turn);
-        Some(turn)
-    }
-
-    /// Ends the turn [`Self::take_turn`] began, with this connection back in place.
-    fn give_turn_back(&mut self, turn: Option<Turn>) {
-        if let (DbConn::Sqlite(pooled, _), Some(mut writer)) = (&mut *self, turn) {
-            std::mem::swap::<SqliteConn>(&mut **pooled, &mut writer);
+        match self {
+            DbConn::Pg(_) => body(self).await,
+            DbConn::Sqlite(_, gate) => gate.clone().write(self, body).await,
         }
     }
 }

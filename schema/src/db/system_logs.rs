@@ -11,8 +11,8 @@ use super::{DbConn, db_run};
 use crate::Error;
 
 /// Inserts a batch: one multi-row `INSERT` on PostgreSQL; on SQLite (whose multi-row insert
-/// Diesel runs row by row) one transaction on the blocking thread in the writers' turn, so the
-/// batch costs one hop.
+/// Diesel runs row by row) all rows in one hop to the blocking thread, in the writers' turn,
+/// whose savepoint makes them one write.
 pub async fn insert_batch(conn: &mut DbConn, rows: &[LogRow]) -> Result<usize, Error> {
     conn.write(async |conn| match conn {
         DbConn::Pg(c) => Ok(diesel::insert_into(system_logs::table)
@@ -22,12 +22,10 @@ pub async fn insert_batch(conn: &mut DbConn, rows: &[LogRow]) -> Result<usize, E
         DbConn::Sqlite(c, _) => {
             let rows = rows.to_vec();
             Ok(c.spawn_blocking(move |c| {
-                c.immediate_transaction(|c| {
-                    diesel::RunQueryDsl::execute(
-                        diesel::insert_into(system_logs::table).values(&rows),
-                        c,
-                    )
-                })
+                diesel::RunQueryDsl::execute(
+                    diesel::insert_into(system_logs::table).values(&rows),
+                    c,
+                )
             })
             .await?)
         }

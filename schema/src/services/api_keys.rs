@@ -163,7 +163,8 @@ pub fn note_use(app: &App, key_id: &str, ip: Option<&str>) {
     tokio::spawn(async move {
         let written = async {
             let mut conn = db.get().await?;
-            queries::touch(&mut conn, &id, at, ip.as_deref()).await?;
+            conn.write(async |c| Ok(queries::touch(c, &id, at, ip.as_deref()).await?))
+                .await?;
             Ok::<_, Error>(())
         };
         if let Err(e) = written.await {

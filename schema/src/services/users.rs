@@ -171,9 +171,12 @@ pub async fn update_profile(
         updated_at: Some(app.now()),
     };
     let mut conn = app.db.get().await?;
-    queries::update_profile(&mut conn, &viewer.user_id, &changes)
-        .await
-        .map_err(not_found)
+    conn.write(async |c| {
+        queries::update_profile(c, &viewer.user_id, &changes)
+            .await
+            .map_err(not_found)
+    })
+    .await
 }
 
 /// One page of users for an admin, newest first.

@@ -90,6 +90,7 @@ pub async fn handler(
     }
     let app = &state.app;
     let pool = app.db.usage();
+    let writer = app.db.write_gate().map(|gate| gate.stats());
     let (accepted, dropped, written) =
         (app.logs.accepted(), app.logs.dropped(), app.logs.written());
     app.metrics.record(|| {
@@ -100,6 +101,10 @@ pub async fn handler(
             ("waiting", pool.waiting),
         ] {
             metrics::gauge!("cloudbase_db_pool_connections", "state" => state).set(n as f64);
+        }
+        if let Some(writer) = &writer {
+            metrics::counter!("cloudbase_sqlite_writes_total").absolute(writer.writes);
+            metrics::counter!("cloudbase_sqlite_commits_total").absolute(writer.commits);
         }
         for (outcome, n) in [
             ("queued", accepted),

@@ -25,7 +25,9 @@ pub async fn deliver_due(app: &App) -> Result<(), Error> {
     for d in due {
         let claimed = {
             let mut conn = app.db.get().await?;
-            queries::claim_delivery(&mut conn, &d, app.now() + CLAIM).await?
+            let until = app.now() + CLAIM;
+            conn.write(async |c| Ok(queries::claim_delivery(c, &d, until).await?))
+                .await?
         };
         if claimed {
             deliver(app, d).await?;
@@ -115,7 +117,10 @@ async fn deliver(app: &App, d: DeliveryRow) -> Result<(), Error> {
         delivered_at: outcome.is_ok().then_some(now),
     };
     let mut conn = app.db.get().await?;
-    if queries::finish_delivery(&mut conn, &d.id, attempt, &end).await? {
+    if conn
+        .write(async |c| Ok(queries::finish_delivery(c, &d.id, attempt, &end).await?))
+        .await?
+    {
         app.metrics.record(|| {
             metrics::counter!("cloudbase_alert_deliveries_total", "status" => status.as_str())
                 .increment(1);
