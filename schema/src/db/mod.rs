@@ -203,7 +203,7 @@ impl DbPool {
                 manager_config.recycling_method = RecyclingMethod::Fast;
                 manager_config.custom_setup =
                     Box::new(|url| establish_sqlite(url.to_owned()).boxed());
-                let writer = establish_sqlite(path.clone())
+                let writer = writer::establish_writer(path.clone())
                     .await
                     .map_err(|e| ConnectError::Connect(e.to_string()))?;
                 let manager =

@@ -351,7 +351,7 @@ impl WriteGate {
         if depth(&mut turn.conn) == Some(0) {
             return;
         }
-        match super::establish_sqlite(self.0.path.clone()).await {
+        match establish_writer(self.0.path.clone()).await {
             Ok(fresh) => turn.conn = fresh,
             Err(e) => tracing::error!(error = %e, "cannot reopen the SQLite writer connection"),
         }
@@ -370,6 +370,21 @@ fn depth(conn: &mut SqliteConn) -> Option<u32> {
     }))
     .ok()
     .flatten()
+}
+
+/// The writer connection's page cache (KiB, as SQLite's negative `cache_size` counts): every
+/// write reads the index leaves and rollup pages it changes, and on a database of a million
+/// calls those no longer fit SQLite's default 2 MiB.
+const WRITER_CACHE_KIB: i32 = 32 * 1024;
+
+/// Opens the writer connection: a pooled connection's settings, and a larger page cache.
+pub(super) async fn establish_writer(path: String) -> diesel::ConnectionResult<SqliteConn> {
+    use diesel_async::SimpleAsyncConnection;
+    let mut conn = super::establish_sqlite(path).await?;
+    conn.batch_execute(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))
+        .await
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
 }
 
 async fn begin_immediate(conn: &mut SqliteConn) -> Result<(), Error> {
