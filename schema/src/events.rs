@@ -140,7 +140,7 @@ pub struct EventBus {
 }
 
 /// A call record as read for one event: `None` if it could not be read.
-pub type SharedRecord = Arc<tokio::sync::OnceCell<Option<AiCall>>>;
+pub type SharedRecord = Arc<tokio::sync::OnceCell<Option<Arc<AiCall>>>>;
 
 /// One read per event, whoever many subscribers want it: each event is delivered to every
 /// subscriber as the same `Arc`, which keys its cell here. Cells of events no receiver holds any

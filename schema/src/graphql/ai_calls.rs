@@ -13,9 +13,16 @@ use crate::domain::{CallStatus, UsageSource};
 use crate::services::ai_calls::{self, CallFilter};
 
 view!(
-    /// AiCall as the API shows it.
-    AiCall(CallRow)
+    /// AiCall as the API shows it. The record is shared: a live update reaches every
+    /// subscriber as the same record, read once.
+    AiCall(std::sync::Arc<CallRow>)
 );
+
+impl From<CallRow> for AiCall {
+    fn from(row: CallRow) -> Self {
+        Self(std::sync::Arc::new(row))
+    }
+}
 
 /// One attempt to call a provider, whatever its outcome.
 #[Object]

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use async_graphql::futures_util::FutureExt as _;
+use async_graphql::futures_util::future;
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
 use async_graphql::{Context, ID, SimpleObject, Subscription};
 use tokio::sync::broadcast::error::RecvError;
@@ -122,30 +124,35 @@ impl EventsSubscription {
     ) -> Result<BoxStream<'static, async_graphql::Result<AiCall>>, Error> {
         let (app, viewer) = (app_of(ctx)?, ctx.viewer()?.clone());
         let who = scope(&viewer, user_id)?;
+        // The cheap test runs in place for every event; only a wanted one gets a (boxed) future
+        // for its read, so an idle subscription holds no room for that read's state.
+        let wanted = move |item: &Result<Arc<Event>, Error>| {
+            let Ok(event) = item else { return true };
+            let Event::AiCallUpdated {
+                user_id,
+                provider: p,
+                model: m,
+                ..
+            } = &**event
+            else {
+                return false;
+            };
+            who.as_ref().is_none_or(|w| w == user_id)
+                && provider.as_ref().is_none_or(|x| x == p)
+                && model.as_ref().is_none_or(|x| x == m)
+        };
         let filtered = events(&app)
+            .filter(move |item| future::ready(wanted(item)))
             .filter_map(move |item| {
-                let (app, who, provider, model) =
-                    (app.clone(), who.clone(), provider.clone(), model.clone());
+                let app = app.clone();
                 async move {
                     let event = match item {
                         Ok(event) => event,
                         Err(e) => return Some(Err(e)),
                     };
-                    let Event::AiCallUpdated {
-                        call_id,
-                        user_id,
-                        provider: p,
-                        model: m,
-                    } = &*event
-                    else {
+                    let Event::AiCallUpdated { call_id, .. } = &*event else {
                         return None;
                     };
-                    let wanted = who.as_ref().is_none_or(|w| w == user_id)
-                        && provider.as_ref().is_none_or(|x| x == p)
-                        && model.as_ref().is_none_or(|x| x == m);
-                    if !wanted {
-                        return None;
-                    }
                     // One read for every subscriber of this event (a socket's worth of
                     // subscriptions, or thousands of them, cost one query).
                     let cell = app.events.shared_reads().cell(&event);
@@ -156,14 +163,14 @@ impl EventsSubscription {
                                     .increment(1);
                             });
                             let mut conn = app.db.get().await.ok()?;
-                            ai_calls::find(&mut conn, call_id).await.ok()
+                            ai_calls::find(&mut conn, call_id).await.ok().map(Arc::new)
                         })
                         .await;
                     record.clone().map(|r| Ok(r.into()))
                 }
-            })
-            .boxed();
-        Ok(until_expiry(&viewer, filtered))
+                .boxed()
+            });
+        Ok(until_expiry(&viewer, filtered.boxed()))
     }
 
     /// Your budgets (spent, reserved, remaining) after each of your calls settles.
@@ -173,20 +180,25 @@ impl EventsSubscription {
     ) -> Result<BoxStream<'static, async_graphql::Result<Vec<Budget>>>, Error> {
         let (app, viewer) = (app_of(ctx)?, ctx.viewer()?.clone());
         let me = viewer.clone();
+        let mine = viewer.user_id.clone();
         let filtered = events(&app)
+            .filter(move |item| {
+                future::ready(match item {
+                    Err(_) => true,
+                    Ok(event) => {
+                        matches!(&**event, Event::UsageUpdated { user_id } if *user_id == mine)
+                    }
+                })
+            })
             .filter_map(move |item| {
                 let (app, me) = (app.clone(), me.clone());
                 async move {
                     match item {
                         Err(e) => Some(Err(e)),
-                        Ok(event) => match &*event {
-                            Event::UsageUpdated { user_id } if *user_id == me.user_id => {
-                                Some(budgets::list(&app, &me, Some(&me.user_id)).await.map(views))
-                            }
-                            _ => None,
-                        },
+                        Ok(_) => Some(budgets::list(&app, &me, Some(&me.user_id)).await.map(views)),
                     }
                 }
+                .boxed()
             })
             .boxed();
         Ok(until_expiry(&viewer, filtered))
