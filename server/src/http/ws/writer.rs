@@ -25,7 +25,7 @@ pub(super) async fn write(
     handoff: tokio::sync::oneshot::Receiver<Incoming>,
 ) {
     let mut closed = false;
-    'sending: while let Some(first) = queued.next().await {
+    while let Some(first) = queued.next().await {
         // What is already queued behind the first message goes out with it in one write: an
         // event with ten subscriptions on a socket is one `write` to the kernel, not ten.
         let mut next = Some(first);
@@ -45,7 +45,7 @@ pub(super) async fn write(
             return;
         }
         if closed {
-            break 'sending;
+            break;
         }
     }
     if !closed && let Some((code, reason)) = live.closing() {
