@@ -337,10 +337,12 @@ impl DbConn {
             DbConn::Pg(c) => {
                 <diesel_async::AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::begin_transaction(&mut **c).await?;
                 let result = body(self).await;
-                match self {
-                    DbConn::Pg(c) => finish_tx(&mut **c, result).await,
-                    DbConn::Sqlite(c, _) => finish_tx(&mut **c, result).await,
-                }
+                let DbConn::Pg(c) = self else {
+                    return Err(Error::Internal(
+                        "a PostgreSQL transaction's connection changed backend".into(),
+                    ));
+                };
+                finish_tx(&mut **c, result).await
             }
             DbConn::Sqlite(_, gate) => gate.clone().write(self, body).await,
         }
