@@ -473,3 +473,49 @@ async fn a_writer_dropped_in_its_turn_loses_only_its_own_work() {
     expected.extend(6..40);
     assert_eq!(rows_of_t(&dir).await, expected);
 }
+
+/// Another process on the same SQLite file (a command-line tool, a second server) holds the write
+/// lock while it waits for something: a write on the call path waits for the lock without
+/// stopping the runtime's thread, so the holder goes on, and both writes land. (In SQLite's busy
+/// handler, on the one worker thread here, the holder could not finish before the 5 s timeout,
+/// and the write failed with "database is locked".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_write_waiting_for_another_process_lock_leaves_the_runtime_running() {
+    use diesel_async::RunQueryDsl;
+    let dir = tempfile::tempdir().unwrap();
+    let ours = sqlite_pool_with_a_table(&dir).await;
+    let theirs =
+        cloudbase_schema::db::DbPool::connect_and_migrate(&cloudbase_schema::db::DbConfig {
+            url: format!("sqlite://{}", dir.path().join("writers.db").display()),
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+    let (locked, is_locked) = tokio::sync::oneshot::channel();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let holder = tokio::spawn(async move {
+        let mut conn = theirs.get().await?;
+        conn.transaction(async |tx| {
+            cloudbase_schema::db_run!(tx, |c| {
+                diesel::sql_query("INSERT INTO t (i) VALUES (1)")
+                    .execute(c)
+                    .await?
+            });
+            let _ = locked.send(());
+            let _ = released.await;
+            Ok(())
+        })
+        .await
+    });
+    is_locked.await.unwrap();
+    let writer = tokio::spawn(async move {
+        cloudbase_schema::db::on_call_path(insert_into_t(&ours, 2, false, false)).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!writer.is_finished(), "the second write waits for the lock");
+    let _ = release.send(());
+    holder.await.unwrap().unwrap();
+    writer.await.unwrap().unwrap();
+    assert_eq!(rows_of_t(&dir).await, vec![1, 2]);
+}

@@ -377,22 +377,47 @@ fn depth(conn: &mut SqliteConn) -> Option<u32> {
 /// calls those no longer fit SQLite's default 2 MiB.
 const WRITER_CACHE_KIB: i32 = 32 * 1024;
 
-/// Opens the writer connection: a pooled connection's settings, and a larger page cache.
+/// Opens the writer connection: a pooled connection's settings, a larger page cache, and no
+/// busy handler (see [`begin_immediate`]).
 pub(super) async fn establish_writer(path: String) -> diesel::ConnectionResult<SqliteConn> {
     use diesel_async::SimpleAsyncConnection;
     let mut conn = super::establish_sqlite(path).await?;
-    conn.batch_execute(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))
-        .await
-        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    conn.batch_execute(&format!(
+        "PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA busy_timeout = 0;"
+    ))
+    .await
+    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
 }
 
+/// How long a batch waits for another process (a command-line tool, a second server on the same
+/// file) to release SQLite's write lock, as `busy_timeout` does for other connections.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens a batch's transaction, taking SQLite's write lock. The writer connection has no busy
+/// handler: while another process holds the lock, it waits here with tokio's timers instead of
+/// sleeping in SQLite's handler, which on the call path ([`super::on_call_path`]) would stop a
+/// runtime thread for as long, and with it whatever that process's lock was waiting for when it
+/// shares the runtime (two `App`s in one process, as the tests run them).
 async fn begin_immediate(conn: &mut SqliteConn) -> Result<(), Error> {
-    conn.spawn_blocking(|inner| {
-        SyncAnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
-    })
-    .await?;
-    Ok(())
+    let deadline = Instant::now() + BUSY_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let begun = conn
+            .spawn_blocking(|inner| {
+                SyncAnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
+            })
+            .await;
+        match begun {
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message() == "database is locked" && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Where the connection of a SQLite `conn` is.
