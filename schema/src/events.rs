@@ -8,6 +8,10 @@
 //! are waiting in one statement: a call's events cost one round trip at most, and under load a
 //! batch of many calls' events costs one. Events carry ids, not state: subscribers read the current state,
 //! so delivery is at most once, and a client refetches after it (re)subscribes.
+//!
+//! A change of access is told to the other instances differently: inside the transaction that
+//! makes it ([`EventBus::tell_others_in`]), so that it reaches them if and only if it commits, in
+//! commit order; with the heartbeats of [`Horizon`] that keeps their access caches exact.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +22,9 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::db::DbPool;
 use crate::db::models::AiCall;
-use crate::services::access_cache::AccessCache;
+use crate::db::{DbConn, DbPool};
+use crate::services::access_cache::{AccessCache, BEAT_EVERY, HORIZON, Horizon};
 use crate::services::call_reads::CallReads;
 
 /// The PostgreSQL channel events travel on.
@@ -131,6 +135,8 @@ pub struct EventBus {
     seq: AtomicU64,
     /// The notifier's queue, with PostgreSQL.
     remote: Option<mpsc::Sender<String>>,
+    /// With PostgreSQL: when the access cache may be trusted (this instance's heartbeats).
+    horizon: Option<Arc<Horizon>>,
     /// Live sessions, forgotten here on every `AccessChanged` before anyone else hears of it.
     access: AccessCache,
     /// What every call reads and rarely changes, forgotten here on every change.
@@ -177,16 +183,24 @@ impl EventBus {
     /// PostgreSQL) also fans events out to other instances.
     pub fn new(capacity: usize, postgres: Option<DbPool>) -> Self {
         let (local, _) = broadcast::channel(capacity.max(16));
+        let origin = uuid::Uuid::now_v7().to_string();
+        let horizon = Arc::new(Horizon::default());
         let remote = postgres.and_then(|pool| {
             let runtime = tokio::runtime::Handle::try_current().ok()?;
             let (tx, rx) = mpsc::channel(NOTIFY_QUEUE);
             runtime.spawn(notifier(pool, rx));
+            runtime.spawn(heartbeats(
+                Arc::clone(&horizon),
+                tx.downgrade(),
+                origin.clone(),
+            ));
             Some(tx)
         });
         Self {
             local,
-            origin: uuid::Uuid::now_v7().to_string(),
+            origin,
             seq: AtomicU64::new(0),
+            horizon: remote.is_some().then_some(horizon),
             remote,
             access: AccessCache::new(std::time::Duration::ZERO),
             call_reads: CallReads::default(),
@@ -201,7 +215,10 @@ impl EventBus {
 
     /// The same bus, keeping live sessions for `ttl` (see [`AccessCache`]).
     pub fn with_session_cache(mut self, ttl: std::time::Duration) -> Self {
-        self.access = AccessCache::new(ttl);
+        self.access = match &self.horizon {
+            Some(h) => AccessCache::new(ttl).across_instances(Arc::clone(h)),
+            None => AccessCache::new(ttl),
+        };
         self
     }
 
@@ -231,6 +248,9 @@ impl EventBus {
     /// Forgets everything the caches keep: the LISTEN connection was (re)established, and events
     /// sent while it was down were missed.
     pub fn resync(&self) {
+        if let Some(h) = &self.horizon {
+            h.reset();
+        }
         self.access.clear();
         self.call_reads.clear();
     }
@@ -245,12 +265,7 @@ impl EventBus {
     pub fn publish(&self, event: Event) {
         self.invalidate(&event);
         if let Some(remote) = &self.remote {
-            let payload = serde_json::to_string(&Envelope {
-                origin: self.origin.clone(),
-                seq: self.seq.fetch_add(1, Ordering::Relaxed),
-                event: event.clone(),
-            });
-            if let Ok(payload) = payload
+            if let Ok(payload) = self.envelope(&event)
                 && remote.try_send(payload).is_err()
             {
                 // Under the log writer's own target, which is never stored: a stored warning
@@ -265,8 +280,57 @@ impl EventBus {
         let _ = self.local.send(Arc::new(event));
     }
 
-    /// Re-broadcasts an event another instance sent; skips this instance's own.
+    fn envelope(&self, event: &Event) -> serde_json::Result<String> {
+        serde_json::to_string(&Envelope {
+            origin: self.origin.clone(),
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            event: event.clone(),
+        })
+    }
+
+    /// Tells the other instances of `event` from inside `tx`, the transaction that makes the
+    /// change (with PostgreSQL; there are no others on SQLite): they hear of it if and only if
+    /// it commits, before anything that commits after it. After the commit, call
+    /// [`EventBus::told`].
+    pub async fn tell_others_in(&self, tx: &mut DbConn, event: &Event) -> Result<(), crate::Error> {
+        let (Some(_), DbConn::Pg(conn)) = (&self.remote, tx) else {
+            return Ok(());
+        };
+        let payload = self
+            .envelope(event)
+            .map_err(|e| crate::Error::Internal(e.to_string()))?;
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(CHANNEL)
+            .bind::<Text, _>(payload)
+            .execute(&mut **conn)
+            .await?;
+        Ok(())
+    }
+
+    /// After the commit of a transaction that told the others of `event`: publishes it on this
+    /// instance (its caches, then its subscribers), then, with other instances trusting their
+    /// access caches, waits out the [`HORIZON`], after which none of them still trusts what it
+    /// cached before the commit (see [`Horizon`]).
+    pub async fn told(&self, event: Event) {
+        self.invalidate(&event);
+        let _ = self.local.send(Arc::new(event));
+        if self.horizon.is_some() && self.access.enabled() {
+            tokio::time::sleep(HORIZON).await;
+        }
+    }
+
+    /// Re-broadcasts an event another instance sent; skips this instance's own. A heartbeat of
+    /// this instance's own moves its [`Horizon`].
     pub fn receive_remote(&self, payload: &str) {
+        if let Some(beat) = payload.strip_prefix(BEAT) {
+            if let (Some(h), Some((origin, n))) = (&self.horizon, beat.rsplit_once(':'))
+                && origin == self.origin
+                && let Ok(n) = n.parse()
+            {
+                h.heard(n);
+            }
+            return;
+        }
         match serde_json::from_str::<Envelope>(payload) {
             Ok(envelope) if envelope.origin != self.origin => {
                 self.invalidate(&envelope.event);
@@ -280,6 +344,29 @@ impl EventBus {
     /// A new subscription to every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.local.subscribe()
+    }
+}
+
+/// How a heartbeat's payload starts: `beat:{origin}:{number}`.
+const BEAT: &str = "beat:";
+
+/// Sends this instance's heartbeats through the notifier while its access cache is in use (see
+/// [`Horizon`]), until the bus is dropped.
+async fn heartbeats(horizon: Arc<Horizon>, queue: mpsc::WeakSender<String>, origin: String) {
+    loop {
+        if !horizon.in_use() {
+            horizon.wanted(std::time::Duration::from_secs(1)).await;
+        }
+        let Some(queue) = queue.upgrade() else {
+            return;
+        };
+        if horizon.in_use() {
+            let n = horizon.beat();
+            // A full queue loses this one; trust runs out sooner, nothing worse.
+            let _ = queue.try_send(format!("{BEAT}{origin}:{n}"));
+            drop(queue);
+            tokio::time::sleep(BEAT_EVERY).await;
+        }
     }
 }
 

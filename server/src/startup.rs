@@ -190,7 +190,7 @@ pub async fn build_app_for(
         config.auth.refresh_token_ttl(),
     );
     let postgres = (db.backend() == Backend::Postgres).then(|| db.clone());
-    let session_cache = config.auth.session_cache(postgres.is_some());
+    let session_cache = config.auth.session_cache();
     let app = App::new(AppParts {
         db,
         tokens,

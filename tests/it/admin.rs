@@ -326,6 +326,233 @@ async fn instances_start_together_on_postgres() {
     );
 }
 
+/// One request as `token` to the GraphQL endpoint at `url`.
+async fn gql_at(app: &TestApp, url: &str, token: &str, query: &str) -> serde_json::Value {
+    app.client
+        .post(url)
+        .bearer_auth(token)
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Uses `token` (a session's or an API key's) on every instance until each answers it from its
+/// access cache. What shows it: with its user disabled behind the servers' back (an edit no
+/// event tells them of), every instance still accepts the token. Then the edit is undone.
+async fn cached_everywhere(app: &TestApp, urls: &[String], token: &str, user_id: &str) {
+    let revoke = |at: &str| format!("UPDATE users SET disabled_at = {at} WHERE id = '{user_id}'");
+    for _ in 0..100 {
+        app.sql(&revoke("NULL")).await;
+        for url in urls {
+            let me = gql_at(app, url, token, "{ me { id } }").await;
+            assert!(me.get("errors").is_none(), "{me}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        app.sql(&revoke("now()")).await;
+        let mut cached = true;
+        for url in urls {
+            let me = gql_at(app, url, token, "{ me { id } }").await;
+            cached &= me.get("errors").is_none();
+        }
+        if cached {
+            app.sql(&revoke("NULL")).await;
+            return;
+        }
+    }
+    panic!("the token was never answered from every instance's cache");
+}
+
+/// On PostgreSQL every instance caches live sessions and API keys (the default), and the cache
+/// is exact across instances: a logout, a disable, a role change, a password change or a key's
+/// revocation made on one instance holds on every other the moment it returns, with the token
+/// cached everywhere and requests racing the change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_of_access_holds_on_every_instance_when_it_returns() {
+    if crate::support::skip_without_postgres(
+        "a_change_of_access_holds_on_every_instance_when_it_returns",
+    ) {
+        return;
+    }
+    let (app, peers) = TestApp::spawn_cluster(3).await;
+    let admin = app.admin_token().await;
+    let urls: Vec<String> = std::iter::once(app.url("/graphql"))
+        .chain(peers.iter().map(|p| p.url("/graphql")))
+        .collect();
+    let (here, others) = (&urls[0], &urls[1..]);
+    let refused_everywhere = |token: String, query: &'static str, code: &'static str, what| {
+        let app = &app;
+        async move {
+            for url in others {
+                let body = gql_at(app, url, &token, query).await;
+                assert_eq!(error_code(&body), code, "{what} at {url}: {body}");
+            }
+        }
+    };
+
+    // Logout, with requests on the token racing it on every instance.
+    let (token, _, id) = app.register("leaving@example.com", PASSWORD).await;
+    cached_everywhere(&app, &urls, &token, &id).await;
+    let racing: Vec<_> = (0..24)
+        .map(|i| {
+            let (client, url, token) = (app.client.clone(), urls[i % 3].clone(), token.clone());
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({ "query": "{ me { id } }" }))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        })
+        .collect();
+    let out = gql_at(&app, here, &token, "mutation { logout }").await;
+    assert_eq!(out["data"]["logout"], true, "{out}");
+    refused_everywhere(token, "{ me { id } }", "UNAUTHENTICATED", "after logout").await;
+    for r in racing {
+        assert!(r.await.unwrap().is_ok(), "racing requests are answered");
+    }
+
+    // Disable.
+    let (token, _, id) = app.register("disabled@example.com", PASSWORD).await;
+    cached_everywhere(&app, &urls, &token, &id).await;
+    app.gql_ok(
+        Some(&admin),
+        "mutation($u: ID!) { disableUser(userId: $u) { id } }",
+        json!({"u": id}),
+    )
+    .await;
+    refused_everywhere(token, "{ me { id } }", "UNAUTHENTICATED", "after disable").await;
+
+    // A role taken away.
+    let (token, _, id) = app.register("demoted@example.com", PASSWORD).await;
+    let set_role = "mutation($u: ID!, $r: Role!) { setUserRole(userId: $u, role: $r) { id } }";
+    app.gql_ok(Some(&admin), set_role, json!({"u": id, "r": "ADMIN"}))
+        .await;
+    cached_everywhere(&app, &urls, &token, &id).await;
+    let users = "{ users { edges { node { id } } } }";
+    for url in others {
+        let body = gql_at(&app, url, &token, users).await;
+        assert!(body.get("errors").is_none(), "an admin still: {body}");
+    }
+    app.gql_ok(Some(&admin), set_role, json!({"u": id, "r": "USER"}))
+        .await;
+    refused_everywhere(token, users, "FORBIDDEN", "after the demotion").await;
+
+    // A password change ends the other sessions.
+    let (token, _, id) = app.register("rotating@example.com", PASSWORD).await;
+    let login = app.login("rotating@example.com", PASSWORD).await;
+    let other = login["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cached_everywhere(&app, &urls, &other, &id).await;
+    app.gql_ok(
+        Some(&token),
+        "mutation($o: String!, $n: String!) { changePassword(currentPassword: $o, newPassword: $n) }",
+        json!({"o": PASSWORD, "n": "a brand new passphrase 42"}),
+    )
+    .await;
+    refused_everywhere(
+        other,
+        "{ me { id } }",
+        "UNAUTHENTICATED",
+        "after a password change",
+    )
+    .await;
+
+    // An API key revoked.
+    let (token, _, id) = app.register("keyed@example.com", PASSWORD).await;
+    let made = app
+        .gql_ok(
+            Some(&token),
+            "mutation { createApiKey(input: {name: \"cluster\", scope: FULL}) { secret apiKey { id } } }",
+            json!({}),
+        )
+        .await;
+    let secret = made["createApiKey"]["secret"].as_str().unwrap().to_owned();
+    let key_id = made["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cached_everywhere(&app, &urls, &secret, &id).await;
+    app.gql_ok(
+        Some(&token),
+        "mutation($id: ID!) { revokeApiKey(id: $id) { state } }",
+        json!({"id": key_id}),
+    )
+    .await;
+    refused_everywhere(
+        secret,
+        "{ me { id } }",
+        "UNAUTHENTICATED",
+        "after revoking the key",
+    )
+    .await;
+
+    // With every instance's LISTEN connection cut (the event bus down for a moment), a logout
+    // still holds everywhere when it returns: the others stop trusting their caches.
+    let (token, _, id) = app.register("cut@example.com", PASSWORD).await;
+    cached_everywhere(&app, &urls, &token, &id).await;
+    app.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'cloudbase-listener' AND datname = current_database()",
+    )
+    .await;
+    let out = gql_at(&app, here, &token, "mutation { logout }").await;
+    assert_eq!(out["data"]["logout"], true, "{out}");
+    refused_everywhere(
+        token,
+        "{ me { id } }",
+        "UNAUTHENTICATED",
+        "logout, bus down",
+    )
+    .await;
+
+    // With every LISTEN connection stalled rather than cut (its server process stopped, so no
+    // instance notices), the others stop trusting their caches within the horizon.
+    let (token, _, id) = app.register("stalled@example.com", PASSWORD).await;
+    cached_everywhere(&app, &urls, &token, &id).await;
+    let mut listeners = Vec::new();
+    for i in 0..urls.len() {
+        listeners.push(
+            app.sql_number(&format!(
+                "SELECT pid::bigint AS n FROM pg_stat_activity WHERE application_name = \
+                 'cloudbase-listener' AND datname = current_database() ORDER BY pid OFFSET {i}"
+            ))
+            .await
+            .to_string(),
+        );
+    }
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .arg(sig)
+            .args(&listeners)
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} {listeners:?}");
+    };
+    signal("-STOP");
+    let out = gql_at(&app, here, &token, "mutation { logout }").await;
+    let refused = async {
+        for url in others {
+            let body = gql_at(&app, url, &token, "{ me { id } }").await;
+            if body.get("errors").is_none() {
+                return Err(format!("logout, bus stalled, at {url}: {body}"));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    signal("-CONT");
+    assert_eq!(out["data"]["logout"], true, "{out}");
+    refused.unwrap();
+}
+
 /// With the session cache on (the SQLite default; turned on here for PostgreSQL too), a token
 /// that was just accepted, and so is cached, stops the moment a logout, a disable, a role change
 /// or a password change returns, including under requests racing the change.

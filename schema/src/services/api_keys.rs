@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
+use super::auth::change_access;
 use super::budgets::{self, Period};
 use super::{App, Viewer, tokens, validate};
 use crate::Error;
@@ -380,25 +381,21 @@ pub async fn update(
         expires_at: settings.expires_at.map(|e| e.map(|t| t.naive_utc())),
     };
     let budget = settings.budget.clone();
-    let mut conn = app.db.get().await?;
-    let updated = conn
-        .transaction(async |tx| {
-            let updated = if changes_anything(&changes) {
-                queries::update(tx, id, &changes).await?
-            } else {
-                Some(key.clone()).filter(|k| k.revoked_at.is_none())
-            };
-            let Some(updated) = updated else {
-                return Err(Error::Conflict("this API key has been revoked".into()));
-            };
-            if let Some(budget) = budget {
-                set_budget(tx, app, &updated, budget).await?;
-            }
-            Ok(updated)
-        })
-        .await?;
-    drop(conn);
-    changed(app, &updated);
+    let updated = change(app, &key, async |tx| {
+        let updated = if changes_anything(&changes) {
+            queries::update(tx, id, &changes).await?
+        } else {
+            Some(key.clone()).filter(|k| k.revoked_at.is_none())
+        };
+        let Some(updated) = updated else {
+            return Err(Error::Conflict("this API key has been revoked".into()));
+        };
+        if let Some(budget) = budget {
+            set_budget(tx, app, &updated, budget).await?;
+        }
+        Ok(updated)
+    })
+    .await?;
     Ok(updated)
 }
 
@@ -466,12 +463,11 @@ async fn set_budget(
 /// Revokes a key at once (its owner or an admin). Revoking a revoked key changes nothing.
 pub async fn revoke(app: &App, viewer: &Viewer, id: &str) -> Result<ApiKey, Error> {
     let key = owned(app, viewer, id).await?;
-    let mut conn = app.db.get().await?;
-    queries::revoke(&mut conn, id, app.now()).await?;
-    let key = queries::find(&mut conn, &key.id).await?;
-    drop(conn);
-    changed(app, &key);
-    Ok(key)
+    change(app, &key, async |tx| {
+        queries::revoke(tx, id, app.now()).await?;
+        Ok(queries::find(tx, &key.id).await?)
+    })
+    .await
 }
 
 /// Makes a new key with the same settings in the same family, and revokes the old one at once or
@@ -508,8 +504,7 @@ pub async fn rotate(
         ..old.clone()
     };
     let revoke_at = now + chrono::Duration::seconds(grace);
-    let mut conn = app.db.get().await?;
-    conn.transaction(async |tx| {
+    change(app, &old, async |tx| {
         if !queries::revoke(tx, &old.id, revoke_at).await? {
             return Err(Error::Conflict("this API key was revoked meanwhile".into()));
         }
@@ -517,8 +512,6 @@ pub async fn rotate(
         Ok(())
     })
     .await?;
-    drop(conn);
-    changed(app, &old);
     tracing::info!(api_key.id = %new.id, rotated_from = %old.id, grace_secs = grace, "API key rotated");
     Ok(CreatedKey { secret, key: new })
 }
@@ -545,11 +538,15 @@ pub async fn budget_of(app: &App, key: &ApiKey) -> Result<Option<Budget>, Error>
     Ok(budget_queries::of_key(&mut conn, &key.family_id).await?)
 }
 
-/// Tells every instance that the owner's access changed: cached grants of the key go at once,
-/// and so do the budgets that apply to calls (the key's own may have changed).
-fn changed(app: &App, key: &ApiKey) {
-    app.events.publish(Event::AccessChanged {
-        user_id: key.user_id.clone(),
-    });
+/// Changes `key` in a transaction that tells every instance its owner's access changed
+/// ([`change_access`]: cached grants of the key go at once), then that the budgets that apply to
+/// calls may have (the key's own).
+async fn change<T>(
+    app: &App,
+    key: &ApiKey,
+    body: impl AsyncFnOnce(&mut crate::db::DbConn) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let out = change_access(app, &key.user_id, body).await?;
     app.events.publish(Event::BudgetsChanged);
+    Ok(out)
 }

@@ -1,13 +1,12 @@
 //! Accounts as data: creating users, profiles, and the admin's user management.
 
-use super::auth::{Role, Viewer};
+use super::auth::{Role, Viewer, change_access};
 use super::{App, validate};
 use crate::Error;
 use crate::db::models::{NewUser, User};
 use crate::db::users::ProfileChanges;
 use crate::db::{DbConn, sessions, users as queries};
 use crate::error::is_unique_violation;
-use crate::events::Event;
 
 /// A new account's fields, validated and normalised, and the password's hash.
 #[derive(Debug)]
@@ -235,14 +234,13 @@ pub async fn set_role(
     viewer.require_admin()?;
     validate::id("userId", user_id)?;
     not_self(viewer, user_id, "change the role of")?;
-    let mut conn = app.db.get().await?;
-    let user = queries::set_role(&mut conn, user_id, role.as_str(), app.now())
-        .await
-        .map_err(not_found)?;
+    let user = change_access(app, user_id, async |tx| {
+        queries::set_role(tx, user_id, role.as_str(), app.now())
+            .await
+            .map_err(not_found)
+    })
+    .await?;
     tracing::info!(user.id = %user_id, role = role.as_str(), admin.id = %viewer.user_id, "user role changed");
-    app.events.publish(Event::AccessChanged {
-        user_id: user_id.to_owned(),
-    });
     Ok(user)
 }
 
@@ -258,23 +256,18 @@ pub async fn set_disabled(
     validate::id("userId", user_id)?;
     not_self(viewer, user_id, "disable or enable")?;
     let now = app.now();
-    let mut conn = app.db.get().await?;
-    let user = conn
-        .transaction(async |tx| {
-            let user = queries::find(tx, user_id).await.map_err(not_found)?;
-            if disabled {
-                let at = user.disabled_at.unwrap_or(now);
-                queries::set_disabled(tx, user_id, Some(at), now).await?;
-                sessions::revoke_all_for_user(tx, user_id, None, now, "user_disabled").await?;
-            } else {
-                queries::set_disabled(tx, user_id, None, now).await?;
-            }
-            Ok(queries::find(tx, user_id).await?)
-        })
-        .await?;
+    let user = change_access(app, user_id, async |tx| {
+        let user = queries::find(tx, user_id).await.map_err(not_found)?;
+        if disabled {
+            let at = user.disabled_at.unwrap_or(now);
+            queries::set_disabled(tx, user_id, Some(at), now).await?;
+            sessions::revoke_all_for_user(tx, user_id, None, now, "user_disabled").await?;
+        } else {
+            queries::set_disabled(tx, user_id, None, now).await?;
+        }
+        Ok(queries::find(tx, user_id).await?)
+    })
+    .await?;
     tracing::info!(user.id = %user_id, disabled, admin.id = %viewer.user_id, "user access changed");
-    app.events.publish(Event::AccessChanged {
-        user_id: user_id.to_owned(),
-    });
     Ok(user)
 }

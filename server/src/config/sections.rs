@@ -46,11 +46,11 @@ pub struct AuthConfig {
     pub refresh_token_ttl_secs: u64,
     /// Who may register: `open` (default), `invite` or `closed`.
     pub registration: RegistrationConfig,
-    /// How long a live session is trusted without reading the database again, in seconds.
-    /// Every logout, revocation, password change, disable and role change forgets it at once on
-    /// the instance where it happens, and on the others when their event arrives. Unset: 60 on
-    /// SQLite (one instance: exact), 0 (off) on PostgreSQL, where another instance would accept
-    /// an ended session for the moment the event takes to arrive.
+    /// How long a live session or API key is trusted without reading the database again, in
+    /// seconds (default 60; 0 turns the cache off). Every logout, revocation, password change,
+    /// disable and role change forgets it everywhere before it returns: at once on SQLite; on
+    /// PostgreSQL the change returns half a second after its commit, and an instance trusts its
+    /// cache only while it knows it has heard every change that old (docs/security.md).
     pub session_cache_secs: Option<u64>,
 }
 
@@ -76,11 +76,9 @@ impl AuthConfig {
         seconds(self.refresh_token_ttl_secs)
     }
 
-    /// How long a live session is trusted unread: `session_cache_secs`, or unset 60 s on SQLite
-    /// and 0 (off) on PostgreSQL.
-    pub fn session_cache(&self, postgres: bool) -> Duration {
-        let default = if postgres { 0 } else { 60 };
-        Duration::from_secs(self.session_cache_secs.unwrap_or(default))
+    /// How long a live session is trusted unread: `session_cache_secs`, unset 60 s.
+    pub fn session_cache(&self) -> Duration {
+        Duration::from_secs(self.session_cache_secs.unwrap_or(60))
     }
 }
 

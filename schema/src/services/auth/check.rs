@@ -7,7 +7,8 @@ use chrono::DateTime;
 
 use super::{Auth, Role, Viewer};
 use crate::Error;
-use crate::db::{api_keys, sessions};
+use crate::db::{DbConn, api_keys, sessions};
+use crate::events::Event;
 use crate::services::App;
 use crate::services::api_keys::{KeyGrant, note_use};
 use crate::services::tokens;
@@ -122,6 +123,32 @@ async fn authenticate_key(app: &App, secret: &str) -> Result<Auth, Error> {
         expires_at: ends.map(|t| t.and_utc()),
         key: Some(grant),
     }))
+}
+
+/// Makes a change to `user_id`'s access (ends sessions or keys, changes the role, disables the
+/// account) in one transaction that also tells every other instance, and returns once no
+/// instance can accept what the change ended: at once on one instance, after the access
+/// caches' horizon on several (see [`crate::services::access_cache::Horizon`]). Holds its pooled
+/// connection for the transaction only.
+pub async fn change_access<T>(
+    app: &App,
+    user_id: &str,
+    body: impl AsyncFnOnce(&mut DbConn) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let event = Event::AccessChanged {
+        user_id: user_id.to_owned(),
+    };
+    let mut conn = app.db.get().await?;
+    let out = conn
+        .transaction(async |tx| {
+            let out = body(tx).await?;
+            app.events.tell_others_in(tx, &event).await?;
+            Ok(out)
+        })
+        .await?;
+    drop(conn);
+    app.events.told(event).await;
+    Ok(out)
 }
 
 /// Whether a credential checked again now still grants what it granted when a long-lived

@@ -21,7 +21,7 @@ use crate::Error;
 use crate::db::models::User;
 use crate::services::api_keys::{KeyGrant, KeyScope};
 
-pub use check::{authenticate, still_valid};
+pub use check::{authenticate, change_access, still_valid};
 pub use sessions::{change_password, login, logout, refresh, register};
 
 /// A user's role.

@@ -2,11 +2,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{AuthTokens, RequestMeta, Viewer};
+use super::{AuthTokens, RequestMeta, Viewer, change_access};
 use crate::Error;
 use crate::db::models::{NewRefreshToken, NewSession, User};
 use crate::db::{DbConn, sessions, users as user_queries};
-use crate::events::Event;
 use crate::services::{App, login_throttle, registration, tokens, validate};
 
 /// Creates an account with the `USER` role, if registration allows it, and signs it in.
@@ -111,7 +110,7 @@ async fn insert_refresh(
 /// How a refresh attempt ended inside its transaction.
 enum Rotation {
     Rotated(Box<AuthTokens>),
-    Reused(String),
+    Reused { session_id: String, user_id: String },
     Rejected(&'static str),
 }
 
@@ -128,7 +127,10 @@ pub async fn refresh(app: &App, refresh_token: &str) -> Result<AuthTokens, Error
                 sessions::consume_refresh_token(tx, &hash, now.naive_utc()).await?
             else {
                 return Ok(match sessions::refresh_token_state(tx, &hash).await? {
-                    Some((session_id, Some(_used), _)) => Rotation::Reused(session_id),
+                    Some((session_id, Some(_used), _)) => Rotation::Reused {
+                        user_id: sessions::find(tx, &session_id).await?.user_id,
+                        session_id,
+                    },
                     Some(_) => Rotation::Rejected("refresh token expired"),
                     None => Rotation::Rejected("invalid refresh token"),
                 });
@@ -159,20 +161,17 @@ pub async fn refresh(app: &App, refresh_token: &str) -> Result<AuthTokens, Error
     match outcome {
         Rotation::Rotated(tokens) => Ok(*tokens),
         Rotation::Rejected(why) => Err(Error::Unauthenticated(why.into())),
-        Rotation::Reused(session_id) => {
-            sessions::revoke(
-                &mut conn,
-                &session_id,
-                now.naive_utc(),
-                "refresh_token_reuse",
-            )
+        Rotation::Reused {
+            session_id,
+            user_id,
+        } => {
+            drop(conn);
+            change_access(app, &user_id, async |tx| {
+                sessions::revoke(tx, &session_id, now.naive_utc(), "refresh_token_reuse").await?;
+                Ok(())
+            })
             .await?;
             tracing::warn!(target: "cloudbase::event::auth", session_id = %session_id, "refresh token reused; session revoked");
-            if let Ok(session) = sessions::find(&mut conn, &session_id).await {
-                app.events.publish(Event::AccessChanged {
-                    user_id: session.user_id,
-                });
-            }
             Err(Error::Unauthenticated(
                 "refresh token was already used; the session has been revoked".into(),
             ))
@@ -182,12 +181,11 @@ pub async fn refresh(app: &App, refresh_token: &str) -> Result<AuthTokens, Error
 
 /// Ends the viewer's session. Its access and refresh tokens stop working at once.
 pub async fn logout(app: &App, viewer: &Viewer) -> Result<(), Error> {
-    let mut conn = app.db.get().await?;
-    sessions::revoke(&mut conn, &viewer.session_id, app.now(), "logout").await?;
-    app.events.publish(Event::AccessChanged {
-        user_id: viewer.user_id.clone(),
-    });
-    Ok(())
+    change_access(app, &viewer.user_id, async |tx| {
+        sessions::revoke(tx, &viewer.session_id, app.now(), "logout").await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Changes the viewer's password after checking the current one, and revokes every other session.
@@ -214,9 +212,10 @@ pub async fn change_password(
     }
     let mut conn = app.db.get().await?;
     login_throttle::succeeded(&mut conn, &attempt).await?;
+    drop(conn);
     let hash = app.passwords.hash(new).await?;
     let now = app.now();
-    conn.transaction(async |tx| {
+    change_access(app, &user.id, async |tx| {
         user_queries::set_password_hash(tx, &user.id, &hash, now).await?;
         sessions::revoke_all_for_user(
             tx,
@@ -230,7 +229,5 @@ pub async fn change_password(
     })
     .await?;
     tracing::info!(user.id = %user.id, "password changed; other sessions revoked");
-    app.events
-        .publish(Event::AccessChanged { user_id: user.id });
     Ok(())
 }
