@@ -264,17 +264,16 @@ impl EventBus {
     /// (in the background: a slow notify never holds up the caller).
     pub fn publish(&self, event: Event) {
         self.invalidate(&event);
-        if let Some(remote) = &self.remote {
-            if let Ok(payload) = self.envelope(&event)
-                && remote.try_send(payload).is_err()
-            {
-                // Under the log writer's own target, which is never stored: a stored warning
-                // would be one more event for the full queue.
-                tracing::warn!(
-                    target: "cloudbase::logs",
-                    "the pg_notify queue is full; other instances miss one event"
-                );
-            }
+        if let Some(remote) = &self.remote
+            && let Ok(payload) = self.envelope(&event)
+            && remote.try_send(payload).is_err()
+        {
+            // Under the log writer's own target, which is never stored: a stored warning would
+            // be one more event for the full queue.
+            tracing::warn!(
+                target: "cloudbase::logs",
+                "the pg_notify queue is full; other instances miss one event"
+            );
         }
         // No subscriber is not an error.
         let _ = self.local.send(Arc::new(event));

@@ -6,6 +6,7 @@
 //! - [`registration`]: open, invite-only and closed registration, invites, the per-address limit,
 //!   and a new user's budget.
 //! - [`admin`]: user management and data isolation.
+//! - [`sessions`]: a user's sessions, listed and ended.
 //! - [`limits`]: rate limits and the login throttle.
 //! - [`http`]: the GraphQL-over-HTTP surface, limits, and the `graphql-http` audit.
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
@@ -62,6 +63,7 @@ mod registration;
 mod reports;
 mod resilience;
 mod schema;
+mod sessions;
 mod support;
 mod upstream;
 mod ws;

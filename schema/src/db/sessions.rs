@@ -189,3 +189,39 @@ pub async fn access_state(
             .optional()
     })
 }
+
+/// A user's live sessions (not revoked, not past `now`), the most recently started first, at
+/// most `limit`.
+pub async fn live_for_user(
+    conn: &mut DbConn,
+    user_id: &str,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<Session>> {
+    db_run!(conn, |c| {
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(now))
+            .order((sessions::created_at.desc(), sessions::id.desc()))
+            .limit(limit)
+            .select(Session::as_select())
+            .load(c)
+            .await
+    })
+}
+
+/// Records that an access token of the session was used at `at`, from `ip`.
+pub async fn note_use(
+    conn: &mut DbConn,
+    id: &str,
+    at: NaiveDateTime,
+    ip: Option<&str>,
+) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::update(sessions::table.find(id))
+            .set((sessions::last_used_at.eq(at), sessions::last_used_ip.eq(ip)))
+            .execute(c)
+            .await
+    })
+}

@@ -3,6 +3,8 @@
 //!
 //! - [`users`]: `User`, `me`, `user`, `users`, profile and admin mutations.
 //! - [`auth`]: `register`, `login`, `refreshSession`, `logout`, `changePassword`.
+//! - [`sessions`]: `mySessions`, `userSessions`, `revokeSession`, `revokeOtherSessions`,
+//!   `revokeUserSessions`.
 //! - [`registration`]: the public `registration` query, and the admin's `invites`,
 //!   `createInvite`, `revokeInvite`.
 //! - [`plugins`]: `plugins`, `models`, `testNotification`.
@@ -46,6 +48,7 @@ pub mod parsed;
 pub mod plugins;
 pub mod prices;
 pub mod registration;
+pub mod sessions;
 pub mod socket_auth;
 pub mod stats;
 pub mod usage;
@@ -77,6 +80,7 @@ pub struct Query(
     alerts::AlertsQuery,
     registration::RegistrationQuery,
     api_keys::ApiKeysQuery,
+    sessions::SessionsQuery,
 );
 
 /// The root mutation: every domain's mutations merged.
@@ -93,6 +97,7 @@ pub struct Mutation(
     alerts::AlertsMutation,
     registration::RegistrationMutation,
     api_keys::ApiKeysMutation,
+    sessions::SessionsMutation,
 );
 
 /// The root subscription: every domain's subscriptions merged.

@@ -10,10 +10,6 @@
 //! owner, so a cached grant is dropped at once (as for sessions), and every mutation is audited
 //! (the secret is a result, never an argument).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::auth::change_access;
@@ -126,52 +122,6 @@ fn allowed_models(key: &ApiKey) -> Result<Option<Vec<String>>, Error> {
         .map(serde_json::from_str)
         .transpose()
         .map_err(|e| Error::Internal(format!("key {} has bad allowed_models: {e}", key.id)))
-}
-
-/// When each key's use was last written, so `last_used_at` costs at most one write a minute per
-/// key and address.
-#[derive(Default)]
-pub struct Uses(Mutex<HashMap<String, (Instant, Option<String>)>>);
-
-impl Uses {
-    const EVERY: Duration = Duration::from_secs(60);
-
-    /// Whether a use of `key_id` from `ip` should be written now (and notes that it will be).
-    fn due(&self, key_id: &str, ip: Option<&str>) -> bool {
-        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, last_ip)) = seen.get(key_id)
-            && at.elapsed() < Self::EVERY
-            && last_ip.as_deref() == ip
-        {
-            return false;
-        }
-        if seen.len() >= 100_000 {
-            seen.retain(|_, (at, _)| at.elapsed() < Self::EVERY);
-        }
-        seen.insert(key_id.to_owned(), (Instant::now(), ip.map(str::to_owned)));
-        true
-    }
-}
-
-/// Records that `key_id` authenticated a request from `ip`, off the request path, at most once
-/// a minute per key and address.
-pub fn note_use(app: &App, key_id: &str, ip: Option<&str>) {
-    if !app.key_uses.due(key_id, ip) {
-        return;
-    }
-    let (db, at) = (app.db.clone(), app.now());
-    let (id, ip) = (key_id.to_owned(), ip.map(str::to_owned));
-    tokio::spawn(async move {
-        let written = async {
-            let mut conn = db.get().await?;
-            conn.write(async |c| Ok(queries::touch(c, &id, at, ip.as_deref()).await?))
-                .await?;
-            Ok::<_, Error>(())
-        };
-        if let Err(e) = written.await {
-            tracing::warn!(api_key.id = %id, error = %e, "recording an API key's use failed");
-        }
-    });
 }
 
 /// A key's own budget, as its owner sets it.

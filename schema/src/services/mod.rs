@@ -105,8 +105,8 @@ pub struct App {
     parts: AppParts,
     /// Replies of providers that opted into caching.
     pub cache: cache::ResponseCache,
-    /// When each API key's use was last written.
-    pub key_uses: api_keys::Uses,
+    /// When each session's and API key's use was last written.
+    pub uses: auth::Uses,
     passwords: passwords::Passwords,
 }
 
@@ -124,7 +124,7 @@ impl App {
         Self {
             parts,
             cache: cache::ResponseCache::default(),
-            key_uses: api_keys::Uses::default(),
+            uses: auth::Uses::default(),
             passwords: passwords::Passwords::default(),
         }
     }

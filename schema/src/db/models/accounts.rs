@@ -75,6 +75,10 @@ pub struct Session {
     pub user_agent: Option<String>,
     /// The client's address at login.
     pub client_ip: Option<String>,
+    /// When an access token of the session was last used (to the minute).
+    pub last_used_at: Option<NaiveDateTime>,
+    /// From where.
+    pub last_used_ip: Option<String>,
 }
 
 /// An insert into `sessions`.

@@ -5,22 +5,35 @@ use std::sync::Arc;
 
 use chrono::DateTime;
 
+use super::uses::{Credential, note_use};
 use super::{Auth, Role, Viewer};
 use crate::Error;
 use crate::db::{DbConn, api_keys, sessions};
 use crate::events::Event;
 use crate::services::App;
-use crate::services::api_keys::{KeyGrant, note_use};
+use crate::services::api_keys::KeyGrant;
 use crate::services::tokens;
 
 /// Turns an `Authorization` header value into an [`Auth`]: the token must be a valid, unexpired
 /// JWT whose session is live, or a live API key (`cb-…`); and its user enabled. `client_ip`, when
-/// given, is noted as an API key's last use (a socket's periodic re-check gives none).
+/// given, is noted as the session's or key's last use (a socket's periodic re-check gives none).
 pub async fn authenticate(
     app: &App,
     authorization: Option<&str>,
     client_ip: Option<&str>,
 ) -> Result<Auth, Error> {
+    let auth = check(app, authorization).await?;
+    if let (Auth::User(v), Some(ip)) = (&auth, client_ip) {
+        let used = match v.key_id() {
+            Some(id) => Credential::Key(id),
+            None => Credential::Session(&v.session_id),
+        };
+        note_use(app, used, Some(ip));
+    }
+    Ok(auth)
+}
+
+async fn check(app: &App, authorization: Option<&str>) -> Result<Auth, Error> {
     let Some(header) = authorization.map(str::trim).filter(|h| !h.is_empty()) else {
         return Ok(Auth::Anonymous);
     };
@@ -33,13 +46,7 @@ pub async fn authenticate(
         }
     };
     if token.starts_with("cb-") {
-        let auth = authenticate_key(app, token).await?;
-        if let (Auth::User(v), Some(ip)) = (&auth, client_ip)
-            && let Some(id) = v.key_id()
-        {
-            note_use(app, id, Some(ip));
-        }
-        return Ok(auth);
+        return authenticate_key(app, token).await;
     }
     let claims = match app.tokens.verify_access(token) {
         Ok(c) => c,

@@ -8,10 +8,15 @@
 //! such change empties for the user before it returns).
 //!
 //! - [`sessions`]: register, login, refresh-token rotation, logout, password change.
-//! - [`check`]: [`authenticate`], and whether a long-lived socket's viewer is still valid.
+//! - [`check`]: [`authenticate`], [`change_access`], and whether a long-lived socket's viewer is
+//!   still valid.
+//! - [`devices`]: a user's sessions, listed and ended one by one or all but the current one.
+//! - [`uses`]: when a session or API key was last used.
 
 mod check;
+mod devices;
 mod sessions;
+mod uses;
 
 use std::sync::Arc;
 
@@ -22,7 +27,11 @@ use crate::db::models::User;
 use crate::services::api_keys::{KeyGrant, KeyScope};
 
 pub use check::{authenticate, change_access, still_valid};
+pub use devices::{
+    SESSIONS_LISTED, list_sessions, revoke_other_sessions, revoke_session, revoke_user_sessions,
+};
 pub use sessions::{change_password, login, logout, refresh, register};
+pub use uses::{Credential, Uses, note_use};
 
 /// A user's role.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,2 @@
+ALTER TABLE sessions DROP COLUMN last_used_ip;
+ALTER TABLE sessions DROP COLUMN last_used_at;
