@@ -17,18 +17,28 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use diesel::QueryResult;
 use diesel::sql_types::{Array, Text};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::db::DbConn;
 use crate::db::models::AiCall;
-use crate::db::{DbConn, DbPool};
 use crate::services::access_cache::{AccessCache, BEAT_EVERY, HORIZON, Horizon};
 use crate::services::call_reads::CallReads;
 
 /// The PostgreSQL channel events travel on.
 pub const CHANNEL: &str = "cloudbase_events";
+
+/// The `application_name` of notifier connections (visible in `pg_stat_activity`).
+pub const NOTIFIER_NAME: &str = "cloudbase-notifier";
+
+/// `url` with `application_name` set to `name`, for a connection of its own.
+pub fn named_connection(url: &str, name: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={name}")
+}
 
 /// Something that happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,16 +189,16 @@ impl SharedReads {
 }
 
 impl EventBus {
-    /// A bus whose subscribers may fall `capacity` events behind; `postgres` (a pool on
-    /// PostgreSQL) also fans events out to other instances.
-    pub fn new(capacity: usize, postgres: Option<DbPool>) -> Self {
+    /// A bus whose subscribers may fall `capacity` events behind; `postgres` (the database's
+    /// URL, on PostgreSQL) also fans events out to other instances.
+    pub fn new(capacity: usize, postgres: Option<String>) -> Self {
         let (local, _) = broadcast::channel(capacity.max(16));
         let origin = uuid::Uuid::now_v7().to_string();
         let horizon = Arc::new(Horizon::default());
-        let remote = postgres.and_then(|pool| {
+        let remote = postgres.and_then(|url| {
             let runtime = tokio::runtime::Handle::try_current().ok()?;
             let (tx, rx) = mpsc::channel(NOTIFY_QUEUE);
-            runtime.spawn(notifier(pool, rx));
+            runtime.spawn(notifier(named_connection(&url, NOTIFIER_NAME), rx));
             runtime.spawn(heartbeats(
                 Arc::clone(&horizon),
                 tx.downgrade(),
@@ -369,36 +379,48 @@ async fn heartbeats(horizon: Arc<Horizon>, queue: mpsc::WeakSender<String>, orig
     }
 }
 
-/// Sends what is queued, oldest first, up to [`NOTIFY_BATCH`] events a statement, until the bus
-/// is dropped.
-async fn notifier(pool: DbPool, mut queue: mpsc::Receiver<String>) {
+/// Sends what is queued, oldest first, up to [`NOTIFY_BATCH`] events a statement, on a
+/// connection of its own, until the bus is dropped. A batch that fails is lost (delivery is at
+/// most once), and the connection is opened again for the next.
+async fn notifier(url: String, mut queue: mpsc::Receiver<String>) {
     let mut batch = Vec::with_capacity(NOTIFY_BATCH);
+    let mut conn: Option<AsyncPgConnection> = None;
     while queue.recv_many(&mut batch, NOTIFY_BATCH).await > 0 {
-        if let Err(e) = notify(&pool, &batch).await {
+        if conn.is_none() {
+            conn = AsyncPgConnection::establish(&url)
+                .await
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        target: "cloudbase::logs",
+                        error = %e, "the pg_notify connection could not be opened"
+                    );
+                })
+                .ok();
+        }
+        let sent = match conn.as_mut() {
+            Some(c) => notify(c, &batch).await,
+            None => Ok(false),
+        };
+        if !matches!(sent, Ok(true)) {
+            conn = None;
             // Not stored (see `publish`): a stored warning would be one more event to send.
             tracing::warn!(
                 target: "cloudbase::logs",
-                error = %e, events = batch.len(), "pg_notify failed; other instances miss these events"
+                error = ?sent.err(), events = batch.len(), "pg_notify failed; other instances miss these events"
             );
         }
         batch.clear();
     }
 }
 
-async fn notify(pool: &DbPool, payloads: &[String]) -> Result<(), crate::Error> {
-    let crate::db::DbPool::Pg(pool) = pool else {
-        return Ok(());
-    };
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|e| crate::Error::Unavailable(e.to_string()))?;
+/// Sends `payloads` in one statement; `Ok(false)` if there was no connection to send them on.
+async fn notify(conn: &mut AsyncPgConnection, payloads: &[String]) -> QueryResult<bool> {
     diesel::sql_query(
         "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n",
     )
     .bind::<Text, _>(CHANNEL)
     .bind::<Array<Text>, _>(payloads)
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
-    Ok(())
+    Ok(true)
 }

@@ -7,17 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudbase_schema::App;
-use cloudbase_schema::events::CHANNEL;
+use cloudbase_schema::events::{CHANNEL, named_connection};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::StreamExt;
 
 /// The `application_name` of listener connections (visible in `pg_stat_activity`).
 pub const LISTENER_NAME: &str = "cloudbase-listener";
-
-fn listener_url(url: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}application_name={LISTENER_NAME}")
-}
 
 /// Listens until the task is aborted, reconnecting with backoff (0.1 s doubling to 5 s).
 pub async fn listen(url: String, app: Arc<App>) {
@@ -35,7 +30,7 @@ pub async fn listen(url: String, app: Arc<App>) {
 }
 
 async fn listen_once(url: &str, app: &App) -> Result<(), String> {
-    let mut conn = AsyncPgConnection::establish(&listener_url(url))
+    let mut conn = AsyncPgConnection::establish(&named_connection(url, LISTENER_NAME))
         .await
         .map_err(|e| e.to_string())?;
     conn.batch_execute(&format!("LISTEN {CHANNEL}"))

@@ -10,6 +10,10 @@
 //! - [`plugin_host`]: the plugin host: loading libraries, instances, calls, and their I/O.
 //! - [`telemetry`]: tracing subscriber set-up.
 
+// The schema's merged roots nest one type per domain, and the layout of the future that resolves
+// a mutation's fields goes deeper than the default limit of 128 (async-graphql's own advice).
+#![recursion_limit = "256"]
+
 pub mod config;
 pub mod events;
 pub mod http;

@@ -189,7 +189,7 @@ pub async fn build_app_for(
         config.auth.access_token_ttl(),
         config.auth.refresh_token_ttl(),
     );
-    let postgres = (db.backend() == Backend::Postgres).then(|| db.clone());
+    let postgres = (db.backend() == Backend::Postgres).then(|| config.database_url());
     let session_cache = config.auth.session_cache();
     let app = App::new(AppParts {
         db,

@@ -209,6 +209,7 @@ impl Horizon {
         let trusted = now < self.until.load(Ordering::Acquire);
         if !trusted {
             self.wake.notify_one();
+            metrics::counter!("cloudbase_access_cache_untrusted_total").increment(1);
         }
         trusted
     }

@@ -1,7 +1,7 @@
 /**
  * The signed-in user's profile: display name, avatar and preferred language (kept in the
- * account's settings, so it follows them to other browsers), and a password change (which ends
- * their other sessions).
+ * account's settings, so it follows them to other browsers), a password change (which ends
+ * their other sessions), and their sessions (`SessionsPanel`).
  */
 import { useEffect, useState, type FormEvent } from 'react';
 import type { ViewProps } from '../../App';
@@ -13,6 +13,7 @@ import { common } from '../../i18n/common';
 import { LANGS, defineText, useLang, useText, type Lang } from '../../i18n';
 import { ErrorBox, Field, Loading, Page } from '../../ui/components';
 import { dateTime } from '../../ui/format';
+import { SessionsPanel } from './Sessions';
 import '../ops.css';
 
 const text = defineText({
@@ -147,6 +148,7 @@ export function Profile(_props: ViewProps) {
           <PasswordForm />
         </div>
       )}
+      {user && <SessionsPanel />}
     </Page>
   );
 }
