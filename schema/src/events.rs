@@ -380,41 +380,50 @@ async fn heartbeats(horizon: Arc<Horizon>, queue: mpsc::WeakSender<String>, orig
 }
 
 /// Sends what is queued, oldest first, up to [`NOTIFY_BATCH`] events a statement, on a
-/// connection of its own, until the bus is dropped. A batch that fails is lost (delivery is at
-/// most once), and the connection is opened again for the next.
+/// connection of its own, until the bus is dropped. A batch that fails is sent once more on a
+/// new connection (the old one may have been closed while idle; an event sent twice is harmless,
+/// since subscribers read the state it names), then given up (delivery is at most once).
 async fn notifier(url: String, mut queue: mpsc::Receiver<String>) {
     let mut batch = Vec::with_capacity(NOTIFY_BATCH);
     let mut conn: Option<AsyncPgConnection> = None;
     while queue.recv_many(&mut batch, NOTIFY_BATCH).await > 0 {
-        if conn.is_none() {
-            conn = AsyncPgConnection::establish(&url)
-                .await
-                .inspect_err(|e| {
-                    tracing::warn!(
-                        target: "cloudbase::logs",
-                        error = %e, "the pg_notify connection could not be opened"
-                    );
-                })
-                .ok();
+        let mut failure = None;
+        for _ in 0..2 {
+            if conn.is_none() {
+                match AsyncPgConnection::establish(&url).await {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        continue;
+                    }
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                match notify(c, &batch).await {
+                    Ok(()) => {
+                        failure = None;
+                        break;
+                    }
+                    Err(e) => {
+                        conn = None;
+                        failure = Some(e.to_string());
+                    }
+                }
+            }
         }
-        let sent = match conn.as_mut() {
-            Some(c) => notify(c, &batch).await,
-            None => Ok(false),
-        };
-        if !matches!(sent, Ok(true)) {
-            conn = None;
+        if let Some(e) = failure {
             // Not stored (see `publish`): a stored warning would be one more event to send.
             tracing::warn!(
                 target: "cloudbase::logs",
-                error = ?sent.err(), events = batch.len(), "pg_notify failed; other instances miss these events"
+                error = %e, events = batch.len(), "pg_notify failed; other instances miss these events"
             );
         }
         batch.clear();
     }
 }
 
-/// Sends `payloads` in one statement; `Ok(false)` if there was no connection to send them on.
-async fn notify(conn: &mut AsyncPgConnection, payloads: &[String]) -> QueryResult<bool> {
+/// Sends `payloads` in one statement.
+async fn notify(conn: &mut AsyncPgConnection, payloads: &[String]) -> QueryResult<()> {
     diesel::sql_query(
         "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n",
     )
@@ -422,5 +431,5 @@ async fn notify(conn: &mut AsyncPgConnection, payloads: &[String]) -> QueryResul
     .bind::<Array<Text>, _>(payloads)
     .execute(conn)
     .await?;
-    Ok(true)
+    Ok(())
 }

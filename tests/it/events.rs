@@ -190,12 +190,18 @@ async fn events_cross_instances_and_survive_a_killed_listener() {
         "another user sees nothing"
     );
 
-    // Kill the LISTEN backends of this database; A reconnects and the next event still arrives.
-    a.sql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}' AND datname = current_database()",
-        cloudbase_server::events::LISTENER_NAME
-    ))
-    .await;
+    // Kill the LISTEN backends of this database, and the connections the events are sent on; A
+    // reconnects, B's notifier sends its next events on a new connection, and the next call's
+    // events arrive, the first one included.
+    for name in [
+        cloudbase_server::events::LISTENER_NAME,
+        cloudbase_schema::events::NOTIFIER_NAME,
+    ] {
+        a.sql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}' AND datname = current_database()",
+        ))
+        .await;
+    }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let listeners = a.sql_number(&format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM pg_stat_activity WHERE application_name = '{}' AND datname = current_database()", cloudbase_server::events::LISTENER_NAME)).await;
@@ -211,12 +217,15 @@ async fn events_cross_instances_and_survive_a_killed_listener() {
     // Drain what arrived before the kill, then expect the new call.
     while on_a.next_within(300).await.is_some() {}
     let id = chat_on_b("after the reconnect").await;
-    loop {
+    let mut statuses = Vec::new();
+    while statuses.len() < 2 {
         let seen = on_a.next_item("c").await;
-        if seen["payload"]["data"]["aiCallUpdated"]["id"] == id {
-            break;
+        let call = &seen["payload"]["data"]["aiCallUpdated"];
+        if call["id"] == id {
+            statuses.push(call["status"].clone());
         }
     }
+    assert_eq!(statuses, [json!("PENDING"), json!("SUCCEEDED")]);
 }
 
 /// The npm `graphql-ws` client, as a frontend uses it: subscribe, receive, complete; an invalid
