@@ -5,8 +5,12 @@
 //! The pure transforms of the ABI ([`PURE_METHODS`]: build a request, parse a response or a
 //! streamed event) run inline on the calling task instead: they take microseconds, and a hop to
 //! the blocking pool and back (two thread switches) cost more than the call itself. An instance
-//! whose pure call ever takes longer than [`INLINE_BUDGET`] is moved to the blocking pool for
-//! good, with a warning, so a slow plugin cannot hold up the async workers twice.
+//! whose pure call uses more than [`INLINE_BUDGET`] of CPU, or takes longer than that by the
+//! clock [`SLOW_STREAK`] times in a row (a plugin that sleeps or blocks in it), is moved to the
+//! blocking pool for good, with a warning, so a slow plugin cannot hold up the async workers
+//! for long. One call slow by the clock alone moves nothing: on a busy core the thread running it
+//! may simply have been preempted, and that is no reason to give every later call two thread
+//! switches.
 #![expect(
     unsafe_code,
     reason = "plugin calls cross the C ABI; each block has a SAFETY comment"
@@ -14,7 +18,7 @@
 
 use std::ffi::c_void;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use cloudbase_plugin_api::abi::{PluginVTable, RBuf, RStr, status};
@@ -109,8 +113,31 @@ pub const PURE_METHODS: [&str; 5] = [
     "notify.parse_response",
 ];
 
-/// The longest a pure call may take inline before its instance moves to the blocking pool.
+/// The most CPU a pure call may use inline before its instance moves to the blocking pool.
 pub const INLINE_BUDGET: Duration = Duration::from_millis(2);
+
+/// Pure calls in a row slower than [`INLINE_BUDGET`] by the clock after which the instance moves
+/// too. A thread preempted on a saturated core makes about one call in a hundred look slow; eight
+/// in a row is a plugin that waits on something.
+pub const SLOW_STREAK: u32 = 8;
+
+/// CPU time the calling thread has used so far: unlike the clock, it does not advance while the
+/// thread is preempted.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec, and CLOCK_THREAD_CPUTIME_ID is a clock every
+    // supported system (Linux, macOS) has.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
 
 /// A live instance of a plugin.
 pub struct Instance {
@@ -119,6 +146,8 @@ pub struct Instance {
     deadline: Duration,
     /// Whether pure calls still run inline (see the module docs).
     inline: AtomicBool,
+    /// Pure calls in a row slower than [`INLINE_BUDGET`] by the clock.
+    slow_streak: AtomicU32,
 }
 
 struct Handle(*mut c_void);
@@ -157,6 +186,7 @@ impl Instance {
             handle: ptr,
             deadline,
             inline: AtomicBool::new(true),
+            slow_streak: AtomicU32::new(0),
         }))
     }
 
@@ -169,13 +199,14 @@ impl Instance {
         let input = serde_json::to_vec(input)
             .map_err(|e| CallFailure::Garbage(format!("encoding the input: {e}")))?;
         if PURE_METHODS.contains(&method) && self.inline.load(Ordering::Relaxed) {
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), thread_cpu_time());
             let (code, bytes) = self.raw_call(method, &input);
-            let took = started.elapsed();
-            if took > INLINE_BUDGET && self.inline.swap(false, Ordering::Relaxed) {
+            let (took, used) = (started.elapsed(), thread_cpu_time().saturating_sub(cpu));
+            if self.too_slow_inline(took, used) && self.inline.swap(false, Ordering::Relaxed) {
                 tracing::warn!(
                     method,
                     took_ms = took.as_secs_f64() * 1000.0,
+                    cpu_ms = used.as_secs_f64() * 1000.0,
                     "a pure plugin call was slow; this instance's calls now run on the blocking pool"
                 );
             }
@@ -184,6 +215,20 @@ impl Instance {
         let this = Arc::clone(self);
         let (code, bytes) = blocking(self.deadline, move || this.raw_call(method, &input)).await?;
         decode(code, &bytes)
+    }
+
+    /// Whether a pure call that took `took` by the clock and `used` of CPU moves its instance
+    /// to the blocking pool (see the module docs).
+    fn too_slow_inline(&self, took: Duration, used: Duration) -> bool {
+        if used > INLINE_BUDGET {
+            return true;
+        }
+        if took > INLINE_BUDGET {
+            self.slow_streak.fetch_add(1, Ordering::Relaxed) + 1 >= SLOW_STREAK
+        } else {
+            self.slow_streak.store(0, Ordering::Relaxed);
+            false
+        }
     }
 
     /// Whether pure calls still run inline.
@@ -285,7 +330,10 @@ mod tests {
 
     /// Calls seen by the table below, and on which thread the last one ran.
     static CALLS: AtomicUsize = AtomicUsize::new(0);
+    /// How long the next calls sleep (as a plugin waiting on something would).
     static SLOW_MS: AtomicUsize = AtomicUsize::new(0);
+    /// How much CPU the next calls burn.
+    static SPIN_MS: AtomicUsize = AtomicUsize::new(0);
     static THREAD: std::sync::Mutex<Option<std::thread::ThreadId>> = std::sync::Mutex::new(None);
 
     fn last_thread() -> Option<std::thread::ThreadId> {
@@ -322,6 +370,10 @@ mod tests {
         CALLS.fetch_add(1, Ordering::SeqCst);
         *THREAD.lock().unwrap() = Some(std::thread::current().id());
         std::thread::sleep(Duration::from_millis(SLOW_MS.load(Ordering::SeqCst) as u64));
+        let (spin, from) = (SPIN_MS.load(Ordering::SeqCst) as u64, thread_cpu_time());
+        while thread_cpu_time().saturating_sub(from) < Duration::from_millis(spin) {
+            std::hint::spin_loop();
+        }
         // SAFETY: the host passes a valid slot.
         unsafe { *out = owned(b"{\"ok\":true}") };
         status::OK
@@ -361,12 +413,41 @@ mod tests {
             "other methods run on the blocking pool"
         );
 
+        // Slow by the clock once (as a thread preempted on a busy core): it stays inline; a fast
+        // call after it starts the count again.
         SLOW_MS.store(5, Ordering::SeqCst);
+        for _ in 0..SLOW_STREAK - 1 {
+            let _: serde_json::Value = instance.call("chat.parse_response", &()).await.unwrap();
+        }
+        assert!(instance.runs_inline(), "fewer than SLOW_STREAK in a row");
+        SLOW_MS.store(0, Ordering::SeqCst);
+        let _: serde_json::Value = instance.call("chat.parse_response", &()).await.unwrap();
+        SLOW_MS.store(5, Ordering::SeqCst);
+        for _ in 0..SLOW_STREAK - 1 {
+            let _: serde_json::Value = instance.call("chat.parse_response", &()).await.unwrap();
+        }
+        assert!(instance.runs_inline(), "the streak started again");
+        // Slow every time: a plugin that waits in a pure call leaves the async workers.
         let answer: serde_json::Value = instance.call("chat.parse_response", &()).await.unwrap();
         assert_eq!(answer["ok"], true, "the slow call still answers");
         assert!(
             !instance.runs_inline(),
             "and its instance leaves the async workers"
+        );
+        SLOW_MS.store(0, Ordering::SeqCst);
+
+        // A call that burns more CPU than the budget moves its instance at once.
+        let busy = Instance::create(&TABLE, b"{}".to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let _: serde_json::Value = busy.call("chat.build_request", &()).await.unwrap();
+        assert!(busy.runs_inline());
+        SPIN_MS.store(5, Ordering::SeqCst);
+        let _: serde_json::Value = busy.call("chat.build_request", &()).await.unwrap();
+        SPIN_MS.store(0, Ordering::SeqCst);
+        assert!(
+            !busy.runs_inline(),
+            "one call over the CPU budget is enough"
         );
 
         // From now on even a pure call is bounded by the deadline, on the blocking pool.
