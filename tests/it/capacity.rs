@@ -10,7 +10,8 @@ const SLOW_STREAM: &str = "subscription { chatStream(input: {provider: \"slow\",
 const CHAT: &str = "mutation { chat(input: {provider: \"mock\", model: \"mock-fast\", message: \"hi\"}) { content } }";
 
 /// Past `[chat] max_calls_in_flight`, a call is refused at once with `UNAVAILABLE`, HTTP 503 and
-/// `Retry-After`, and nothing is recorded for it; when a slot frees up, calls go through again.
+/// `Retry-After`, and nothing is recorded for it, not even an audit row; when a slot frees up,
+/// calls go through again.
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_past_the_in_flight_limit_get_a_fast_503() {
     let app = TestApp::spawn_with(|c| {
@@ -68,6 +69,22 @@ async fn calls_past_the_in_flight_limit_get_a_fast_503() {
         3,
         "the refused call left no record: {calls}"
     );
+    // Nor an audit row, which would have waited for the database it was refused to spare: the
+    // one `chat` mutation in the trail is the one that ran.
+    let audited = app
+        .gql_ok(
+            Some(&token),
+            "{ auditLog(filter: {field: \"chat\"}) { edges { node { outcome } } } }",
+            json!({}),
+        )
+        .await;
+    let outcomes: Vec<_> = audited["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, [json!("OK")], "{audited}");
 }
 
 /// 200 concurrent chats across two instances on PostgreSQL, with a budget and the audit chain

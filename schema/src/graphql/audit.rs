@@ -141,6 +141,12 @@ impl Extension for AuditExtension {
             Err(e) if e.path.len() <= 1 => code_of(e),
             _ => "OK".to_owned(),
         };
+        // Refused for overload (`UNAVAILABLE`: no slot, no free connection): it changed nothing,
+        // and its row would wait for the very capacity that is short, turning a fast refusal
+        // into a queue (DESIGN §9). The operation metrics count it.
+        if entry.outcome == "UNAVAILABLE" {
+            return result;
+        }
         // The mutation has happened: a lost audit row is logged loudly, and the caller still
         // gets the mutation's own result.
         if let Err(e) = audit::record(app, entry).await {
