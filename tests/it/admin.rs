@@ -326,6 +326,31 @@ async fn instances_start_together_on_postgres() {
     );
 }
 
+/// `n` requests as `token`, spread over the GraphQL endpoints `urls`, in flight while the caller
+/// goes on; each ends with its HTTP status.
+fn racing(
+    app: &TestApp,
+    urls: &[String],
+    token: &str,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<reqwest::Result<reqwest::StatusCode>>> {
+    (0..n)
+        .map(|i| {
+            let (client, url) = (app.client.clone(), urls[i % urls.len()].clone());
+            let token = token.to_owned();
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({ "query": "{ me { id } }" }))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        })
+        .collect()
+}
+
 /// One request as `token` to the GraphQL endpoint at `url`.
 async fn gql_at(app: &TestApp, url: &str, token: &str, query: &str) -> serde_json::Value {
     app.client
@@ -396,20 +421,7 @@ async fn a_change_of_access_holds_on_every_instance_when_it_returns() {
     // Logout, with requests on the token racing it on every instance.
     let (token, _, id) = app.register("leaving@example.com", PASSWORD).await;
     cached_everywhere(&app, &urls, &token, &id).await;
-    let racing: Vec<_> = (0..24)
-        .map(|i| {
-            let (client, url, token) = (app.client.clone(), urls[i % 3].clone(), token.clone());
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .bearer_auth(token)
-                    .json(&json!({ "query": "{ me { id } }" }))
-                    .send()
-                    .await
-                    .map(|r| r.status())
-            })
-        })
-        .collect();
+    let racing = racing(&app, &urls, &token, 24);
     let out = gql_at(&app, here, &token, "mutation { logout }").await;
     assert_eq!(out["data"]["logout"], true, "{out}");
     refused_everywhere(token, "{ me { id } }", "UNAUTHENTICATED", "after logout").await;
@@ -570,20 +582,7 @@ async fn a_cached_session_ends_the_moment_access_changes() {
     // Logout, with requests on the same token in flight around it.
     let (token, _, _) = app.register("leaving@example.com", PASSWORD).await;
     warm(token.clone()).await;
-    let racing: Vec<_> = (0..16)
-        .map(|_| {
-            let (client, url, token) = (app.client.clone(), app.url("/graphql"), token.clone());
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .bearer_auth(token)
-                    .json(&json!({ "query": "{ me { id } }" }))
-                    .send()
-                    .await
-                    .map(|r| r.status())
-            })
-        })
-        .collect();
+    let racing = racing(&app, &[app.url("/graphql")], &token, 16);
     app.gql_ok(Some(&token), "mutation { logout }", json!({}))
         .await;
     for _ in 0..5 {
