@@ -11,7 +11,7 @@ use crate::db::sessions;
 use crate::services::{App, validate};
 
 /// Sessions listed at most (the most recently started).
-pub const SESSIONS_LISTED: i64 = 200;
+const SESSIONS_LISTED: i64 = 200;
 
 /// The live sessions of the viewer, or (admins) of `user_id`, newest first.
 pub async fn list_sessions(

@@ -27,11 +27,9 @@ use crate::db::models::User;
 use crate::services::api_keys::{KeyGrant, KeyScope};
 
 pub use check::{authenticate, change_access, still_valid};
-pub use devices::{
-    SESSIONS_LISTED, list_sessions, revoke_other_sessions, revoke_session, revoke_user_sessions,
-};
+pub use devices::{list_sessions, revoke_other_sessions, revoke_session, revoke_user_sessions};
 pub use sessions::{change_password, login, logout, refresh, register};
-pub use uses::{Credential, Uses, note_use};
+pub use uses::Uses;
 
 /// A user's role.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
