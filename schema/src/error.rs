@@ -14,6 +14,10 @@ pub enum Error {
     /// The viewer is known but may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// The account must turn on two-step sign-in before it may do anything else
+    /// (`[auth] require_mfa_for_admins`).
+    #[error("{0}")]
+    MfaRequired(String),
     /// The thing asked for does not exist (or is not visible to the viewer).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -84,6 +88,8 @@ pub enum Code {
     Unauthenticated,
     /// Authenticated, but not allowed.
     Forbidden,
+    /// Authenticated, but the account must turn on two-step sign-in first.
+    MfaRequired,
     /// No such object for this viewer.
     NotFound,
     /// Input out of range or malformed.
@@ -114,6 +120,7 @@ impl Code {
         match self {
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::Forbidden => "FORBIDDEN",
+            Code::MfaRequired => "MFA_REQUIRED",
             Code::NotFound => "NOT_FOUND",
             Code::BadUserInput => "BAD_USER_INPUT",
             Code::Conflict => "CONFLICT",
@@ -163,6 +170,7 @@ impl Error {
         match self {
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Forbidden(_) => Code::Forbidden,
+            Error::MfaRequired(_) => Code::MfaRequired,
             Error::NotFound(_) => Code::NotFound,
             Error::BadInput { .. } => Code::BadUserInput,
             Error::Conflict(_) => Code::Conflict,

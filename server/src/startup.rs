@@ -11,7 +11,7 @@ use cloudbase_schema::events::EventBus;
 use cloudbase_schema::metrics::Metrics;
 use cloudbase_schema::ports::PluginHost;
 use cloudbase_schema::services::admission::Admission;
-use cloudbase_schema::services::{App, AppParts, TokenSettings, pricing, tokens, users};
+use cloudbase_schema::services::{App, AppParts, TokenSettings, auth, pricing, tokens, users};
 use cloudbase_schema::services::{alerts, audit, logs, maintenance};
 use tokio::net::TcpListener;
 use tracing::Instrument as _;
@@ -194,6 +194,10 @@ pub async fn build_app_for(
     let app = App::new(AppParts {
         db,
         tokens,
+        mfa: auth::MfaSettings {
+            issuer: config.auth.mfa_issuer.trim().to_owned(),
+            required_for_admins: config.auth.require_mfa_for_admins,
+        },
         clock: clock.clone(),
         plugins,
         chat: (&config.chat).into(),

@@ -7,6 +7,7 @@
 //!   and a new user's budget.
 //! - [`admin`]: user management and data isolation.
 //! - [`sessions`]: a user's sessions, listed and ended.
+//! - [`mfa`]: two-step sign-in: enrolment, the login's second step, codes that work once.
 //! - [`limits`]: rate limits and the login throttle.
 //! - [`http`]: the GraphQL-over-HTTP surface, limits, and the `graphql-http` audit.
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
@@ -54,6 +55,7 @@ mod hardening;
 mod http;
 mod limits;
 mod map;
+mod mfa;
 mod monitoring;
 mod openai;
 mod pages;

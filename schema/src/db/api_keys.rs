@@ -47,16 +47,22 @@ pub async fn find(conn: &mut DbConn, id: &str) -> QueryResult<ApiKey> {
     })
 }
 
-/// The key with this secret hash, with its owner's role and when the owner was disabled.
+/// The key with this secret hash, with its owner's role, when the owner was disabled, and when
+/// the owner turned two-step sign-in on.
 pub async fn by_hash(
     conn: &mut DbConn,
     secret_hash: &str,
-) -> QueryResult<Option<(ApiKey, String, Option<NaiveDateTime>)>> {
+) -> QueryResult<Option<(ApiKey, String, Option<NaiveDateTime>, Option<NaiveDateTime>)>> {
     db_run!(conn, |c| {
         api_keys::table
             .inner_join(users::table)
             .filter(api_keys::secret_hash.eq(secret_hash))
-            .select((ApiKey::as_select(), users::role, users::disabled_at))
+            .select((
+                ApiKey::as_select(),
+                users::role,
+                users::disabled_at,
+                users::mfa_enabled_at,
+            ))
             .first(c)
             .await
             .optional()

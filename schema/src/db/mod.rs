@@ -12,7 +12,7 @@
 //! - [`checkpoint`]: SQLite's checkpoints in the writers' turn, not inside a call's commit.
 //! - [`migrate`]: the embedded migrations of both backends, run at start.
 //! - [`fixed`]: statements marked as having one shape, so both databases cache them.
-//! - [`users`], [`sessions`], [`api_keys`], [`invites`], [`prices`], [`conversations`], [`ai_calls`],
+//! - [`users`], [`sessions`], [`mfa`], [`api_keys`], [`invites`], [`prices`], [`conversations`], [`ai_calls`],
 //!   [`budgets`], [`rate_limits`], [`usage`], [`stats`], [`audit`], [`system_logs`], [`alerts`],
 //!   [`deliveries`], [`leases`]: the query functions, returning `QueryResult`.
 
@@ -29,6 +29,7 @@ pub mod fixed;
 pub mod held;
 pub mod invites;
 pub mod leases;
+pub mod mfa;
 mod migrate;
 pub mod models;
 pub mod prices;

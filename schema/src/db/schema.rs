@@ -15,6 +15,37 @@ diesel::table! {
         disabled_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        mfa_enabled_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    mfa_secrets (user_id) {
+        user_id -> Text,
+        secret -> Text,
+        created_at -> Timestamp,
+        last_step -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    mfa_recovery_codes (id) {
+        id -> Text,
+        user_id -> Text,
+        code_hash -> Text,
+        created_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    mfa_challenges (id) {
+        id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        failures -> Integer,
+        used_at -> Nullable<Timestamp>,
     }
 }
 
@@ -356,6 +387,9 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(mfa_secrets -> users (user_id));
+diesel::joinable!(mfa_recovery_codes -> users (user_id));
+diesel::joinable!(mfa_challenges -> users (user_id));
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(budget_reservations -> budgets (budget_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -367,6 +401,9 @@ diesel::joinable!(alerts -> alert_rules (rule_id));
 diesel::joinable!(alert_deliveries -> alerts (alert_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
+    mfa_secrets,
+    mfa_recovery_codes,
+    mfa_challenges,
     sessions,
     refresh_tokens,
     prices,

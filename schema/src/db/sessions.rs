@@ -171,19 +171,33 @@ pub async fn revoke_all_for_user(
     })
 }
 
-/// What every authenticated request checks: the user's role, whether the user is disabled, and
-/// whether the session behind the token is revoked. `None` if either row is gone.
+/// What every authenticated request checks, in this order: the user's role, whether the user is
+/// disabled, whether the session behind the token is revoked, and whether two-step sign-in is on.
+/// `None` if either row is gone.
+#[allow(clippy::type_complexity)]
 pub async fn access_state(
     conn: &mut DbConn,
     user_id: &str,
     session_id: &str,
-) -> QueryResult<Option<(String, Option<NaiveDateTime>, Option<NaiveDateTime>)>> {
+) -> QueryResult<
+    Option<(
+        String,
+        Option<NaiveDateTime>,
+        Option<NaiveDateTime>,
+        Option<NaiveDateTime>,
+    )>,
+> {
     db_run!(conn, |c| {
         sessions::table
             .inner_join(users::table)
             .filter(sessions::id.eq(session_id))
             .filter(users::id.eq(user_id))
-            .select((users::role, users::disabled_at, sessions::revoked_at))
+            .select((
+                users::role,
+                users::disabled_at,
+                sessions::revoked_at,
+                users::mfa_enabled_at,
+            ))
             .get_result(c)
             .await
             .optional()

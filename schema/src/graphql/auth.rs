@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::ContextExt;
 use super::users::User;
 use crate::Error;
-use crate::services::auth::{self, AuthTokens};
+use crate::services::auth::{self, AuthTokens, SignIn};
 use crate::services::registration::Registration;
 
 /// Tokens for a new or refreshed session.
@@ -33,6 +33,61 @@ impl From<AuthTokens> for AuthPayload {
             refresh_token: t.refresh_token,
             refresh_token_expires_at: t.refresh_token_expires_at,
             user: t.user.into(),
+        }
+    }
+}
+
+/// The password was right and the account has two-step sign-in on: send a code from the
+/// authenticator app (or a recovery code) with `challenge` to `completeMfaLogin`.
+#[derive(SimpleObject)]
+pub struct MfaChallenge {
+    /// Single-use; dies at `expiresAt` or after 5 wrong codes.
+    pub challenge: String,
+    /// When `challenge` stops working (5 minutes after the password was accepted).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a right password gets: tokens (as in `AuthPayload`), or, when the account has two-step
+/// sign-in on, only `mfaChallenge`, to trade with a code in `completeMfaLogin`. Exactly one of
+/// `accessToken` and `mfaChallenge` is set.
+#[derive(SimpleObject)]
+pub struct LoginPayload {
+    /// As in `AuthPayload`; null while a code is owed.
+    pub access_token: Option<String>,
+    /// As in `AuthPayload`; null while a code is owed.
+    pub access_token_expires_at: Option<DateTime<Utc>>,
+    /// As in `AuthPayload`; null while a code is owed.
+    pub refresh_token: Option<String>,
+    /// As in `AuthPayload`; null while a code is owed.
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    /// The signed-in user; null while a code is owed.
+    pub user: Option<User>,
+    /// Set when the account has two-step sign-in on: no tokens yet.
+    pub mfa_challenge: Option<MfaChallenge>,
+}
+
+impl From<SignIn> for LoginPayload {
+    fn from(s: SignIn) -> Self {
+        match s {
+            SignIn::Tokens(t) => Self {
+                access_token: Some(t.access_token),
+                access_token_expires_at: Some(t.access_token_expires_at),
+                refresh_token: Some(t.refresh_token),
+                refresh_token_expires_at: Some(t.refresh_token_expires_at),
+                user: Some(t.user.into()),
+                mfa_challenge: None,
+            },
+            SignIn::Challenge(c) => Self {
+                access_token: None,
+                access_token_expires_at: None,
+                refresh_token: None,
+                refresh_token_expires_at: None,
+                user: None,
+                mfa_challenge: Some(MfaChallenge {
+                    challenge: c.token,
+                    expires_at: c.expires_at,
+                }),
+            },
         }
     }
 }
@@ -85,11 +140,27 @@ impl AuthMutation {
             .map(Into::into)
     }
 
-    /// Signs in. A wrong email, a wrong password and a disabled account get the same
-    /// `UNAUTHENTICATED` error; repeated failures get `RATE_LIMITED` with `retryAfterMs`.
-    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload, Error> {
+    /// Signs in: tokens, or only `mfaChallenge` when the account has two-step sign-in on. A wrong
+    /// email, a wrong password and a disabled account get the same `UNAUTHENTICATED` error;
+    /// repeated failures get `RATE_LIMITED` with `retryAfterMs`.
+    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<LoginPayload, Error> {
         let meta = ctx.request_meta();
         auth::login(ctx.app()?, &meta, &input.email, &input.password)
+            .await
+            .map(Into::into)
+    }
+
+    /// The second step of a login with two-step sign-in: the `challenge` from `login` and the
+    /// 6-digit code from the authenticator app, or one of the recovery codes (each works once).
+    /// A wrong code is `UNAUTHENTICATED` and counts like a wrong password.
+    async fn complete_mfa_login(
+        &self,
+        ctx: &Context<'_>,
+        challenge: String,
+        code: String,
+    ) -> Result<AuthPayload, Error> {
+        let meta = ctx.request_meta();
+        auth::mfa::complete_login(ctx.app()?, &meta, &challenge, &code)
             .await
             .map(Into::into)
     }
@@ -108,7 +179,7 @@ impl AuthMutation {
 
     /// Ends the current session; its tokens stop working at once.
     async fn logout(&self, ctx: &Context<'_>) -> Result<bool, Error> {
-        auth::logout(ctx.app()?, ctx.viewer()?).await?;
+        auth::logout(ctx.app()?, ctx.enrolling_viewer()?).await?;
         Ok(true)
     }
 

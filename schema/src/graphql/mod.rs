@@ -2,7 +2,10 @@
 //! and the schema builder with its limits.
 //!
 //! - [`users`]: `User`, `me`, `user`, `users`, profile and admin mutations.
-//! - [`auth`]: `register`, `login`, `refreshSession`, `logout`, `changePassword`.
+//! - [`auth`]: `register`, `login`, `completeMfaLogin`, `refreshSession`, `logout`,
+//!   `changePassword`.
+//! - [`mfa`]: `startMfaEnrolment`, `confirmMfaEnrolment`, `regenerateMfaRecoveryCodes`,
+//!   `disableMfa`, `resetUserMfa`.
 //! - [`sessions`]: `mySessions`, `userSessions`, `revokeSession`, `revokeOtherSessions`,
 //!   `revokeUserSessions`.
 //! - [`registration`]: the public `registration` query, and the admin's `invites`,
@@ -41,6 +44,7 @@ pub mod events;
 pub mod limits;
 pub mod logs;
 pub mod metrics;
+pub mod mfa;
 pub mod money;
 pub mod nesting;
 pub mod one_connection;
@@ -87,6 +91,7 @@ pub struct Query(
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     auth::AuthMutation,
+    mfa::MfaMutation,
     users::UsersMutation,
     plugins::PluginsMutation,
     chat::ChatMutation,
@@ -205,6 +210,9 @@ pub trait ContextExt {
     fn viewer(&self) -> Result<&Viewer, Error>;
     /// Who is asking, API keys of scope `CHAT` included: for chatting and listing models only.
     fn chat_viewer(&self) -> Result<&Viewer, Error>;
+    /// Who is asking, even an admin who must enrol in two-step sign-in before anything else: for
+    /// enrolling, reading one's own account and signing out. `FORBIDDEN` for a `CHAT` key.
+    fn enrolling_viewer(&self) -> Result<&Viewer, Error>;
     /// The request's id, address and user agent.
     fn request_meta(&self) -> RequestMeta;
 }
@@ -223,6 +231,13 @@ impl ContextExt for Context<'_> {
     fn chat_viewer(&self) -> Result<&Viewer, Error> {
         match self.data_opt::<Auth>() {
             Some(auth) => auth.viewer(),
+            None => Err(Error::unauthenticated()),
+        }
+    }
+
+    fn enrolling_viewer(&self) -> Result<&Viewer, Error> {
+        match self.data_opt::<Auth>() {
+            Some(auth) => auth.enrolling_viewer()?.require_full_access(),
             None => Err(Error::unauthenticated()),
         }
     }

@@ -60,6 +60,23 @@ impl User {
         self.disabled_at.map(|t| t.and_utc())
     }
 
+    /// Whether two-step sign-in (TOTP) is on.
+    async fn mfa_enabled(&self) -> bool {
+        self.mfa_enabled_at.is_some()
+    }
+
+    /// When two-step sign-in was turned on, while it is on.
+    async fn mfa_enabled_at(&self) -> Option<DateTime<Utc>> {
+        self.mfa_enabled_at.map(|t| t.and_utc())
+    }
+
+    /// How many of the account's recovery codes are unused (0 without two-step sign-in). Only for
+    /// the account itself and admins.
+    async fn mfa_recovery_codes_left(&self, ctx: &Context<'_>) -> Result<i64, Error> {
+        ctx.enrolling_viewer()?.require_self_or_admin(&self.id)?;
+        crate::services::auth::mfa::recovery_codes_left(ctx.app()?, &self.id).await
+    }
+
     /// When the account was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.created_at.and_utc()
@@ -79,7 +96,7 @@ pub struct UsersQuery;
 impl UsersQuery {
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> Result<User, Error> {
-        let viewer = ctx.viewer()?;
+        let viewer = ctx.enrolling_viewer()?;
         users::get(ctx.app()?, viewer, &viewer.user_id)
             .await
             .map(Into::into)

@@ -19,20 +19,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::Role;
 use super::api_keys::KeyGrant;
+use super::auth::Standing;
 use super::memo::Memo;
 
 #[derive(Clone)]
 struct Cached {
     user_id: String,
-    role: Role,
+    standing: Standing,
     /// For an API key (the entry is keyed by its hash): what it grants.
     key: Option<Arc<KeyGrant>>,
 }
 
-/// An API key's entry: its owner, the owner's role, and what it grants.
-pub type KeyEntry = (String, Role, Arc<KeyGrant>);
+/// An API key's entry: its owner, the owner's standing, and what it grants.
+pub type KeyEntry = (String, Standing, Arc<KeyGrant>);
 
 /// Live sessions (by id) and API keys (by hash) seen within the last `ttl`.
 pub struct AccessCache {
@@ -67,13 +67,13 @@ impl AccessCache {
         self.enabled() && self.horizon.as_ref().is_none_or(|h| h.trusted())
     }
 
-    /// The role of `user_id` if `session_id` was seen live within the ttl.
-    pub fn get(&self, user_id: &str, session_id: &str) -> Option<Role> {
+    /// The standing of `user_id` if `session_id` was seen live within the ttl.
+    pub fn get(&self, user_id: &str, session_id: &str) -> Option<Standing> {
         if !self.trusted() {
             return None;
         }
         self.memo.read(session_id, |hit| {
-            (hit.key.is_none() && hit.user_id == user_id).then_some(hit.role)
+            (hit.key.is_none() && hit.user_id == user_id).then_some(hit.standing)
         })
     }
 
@@ -84,7 +84,11 @@ impl AccessCache {
             return None;
         }
         self.memo.read(&key_entry(hash), |hit| {
-            Some((hit.user_id.clone(), hit.role, Arc::clone(hit.key.as_ref()?)))
+            Some((
+                hit.user_id.clone(),
+                hit.standing,
+                Arc::clone(hit.key.as_ref()?),
+            ))
         })
     }
 
@@ -96,8 +100,8 @@ impl AccessCache {
 
     /// Keeps what the database said about a live session, unless an invalidation happened since
     /// `generation` was read (the read may predate it).
-    pub fn put(&self, generation: u64, user_id: &str, session_id: &str, role: Role) {
-        self.insert(generation, session_id.to_owned(), user_id, role, None);
+    pub fn put(&self, generation: u64, user_id: &str, session_id: &str, standing: Standing) {
+        self.insert(generation, session_id.to_owned(), user_id, standing, None);
     }
 
     /// Keeps what the database said about a live API key, as [`AccessCache::put`] does.
@@ -106,10 +110,10 @@ impl AccessCache {
         generation: u64,
         hash: &str,
         user_id: &str,
-        role: Role,
+        standing: Standing,
         grant: Arc<KeyGrant>,
     ) {
-        self.insert(generation, key_entry(hash), user_id, role, Some(grant));
+        self.insert(generation, key_entry(hash), user_id, standing, Some(grant));
     }
 
     fn insert(
@@ -117,12 +121,12 @@ impl AccessCache {
         generation: u64,
         entry: String,
         user_id: &str,
-        role: Role,
+        standing: Standing,
         key: Option<Arc<KeyGrant>>,
     ) {
         let cached = Cached {
             user_id: user_id.to_owned(),
-            role,
+            standing,
             key,
         };
         self.memo.put(generation, entry, cached);
@@ -268,23 +272,25 @@ impl Horizon {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::Role;
+
+    const USER: Standing = Standing {
+        role: Role::User,
+        mfa: false,
+    };
 
     #[test]
     fn a_read_that_raced_an_invalidation_is_not_kept() {
         let cache = AccessCache::new(Duration::from_secs(60));
         let before = cache.generation();
         cache.forget_user("u1");
-        cache.put(before, "u1", "s1", Role::User);
+        cache.put(before, "u1", "s1", USER);
         assert_eq!(cache.get("u1", "s1"), None);
-        cache.put(cache.generation(), "u1", "s1", Role::User);
-        assert_eq!(cache.get("u1", "s1"), Some(Role::User));
+        cache.put(cache.generation(), "u1", "s1", USER);
+        assert_eq!(cache.get("u1", "s1"), Some(USER));
         assert_eq!(cache.get("u2", "s1"), None, "another user's token");
         cache.forget_user("u2");
-        assert_eq!(
-            cache.get("u1", "s1"),
-            Some(Role::User),
-            "others' changes keep it"
-        );
+        assert_eq!(cache.get("u1", "s1"), Some(USER), "others' changes keep it");
         cache.forget_user("u1");
         assert_eq!(cache.get("u1", "s1"), None);
     }
@@ -292,7 +298,15 @@ mod tests {
     #[test]
     fn off_keeps_nothing() {
         let cache = AccessCache::new(Duration::ZERO);
-        cache.put(cache.generation(), "u1", "s1", Role::Admin);
+        cache.put(
+            cache.generation(),
+            "u1",
+            "s1",
+            Standing {
+                role: Role::Admin,
+                mfa: true,
+            },
+        );
         assert_eq!(cache.get("u1", "s1"), None);
     }
 
@@ -331,10 +345,10 @@ mod tests {
     fn a_cache_across_instances_answers_only_while_trusted() {
         let h = Arc::new(Horizon::default());
         let cache = AccessCache::new(Duration::from_secs(60)).across_instances(Arc::clone(&h));
-        cache.put(cache.generation(), "u1", "s1", Role::User);
+        cache.put(cache.generation(), "u1", "s1", USER);
         assert_eq!(cache.get("u1", "s1"), None, "no heartbeat heard");
         h.heard(h.beat());
-        assert_eq!(cache.get("u1", "s1"), Some(Role::User));
+        assert_eq!(cache.get("u1", "s1"), Some(USER));
         assert!(h.in_use());
         h.reset();
         assert_eq!(cache.get("u1", "s1"), None);

@@ -33,6 +33,9 @@ pub async fn run(app: Arc<App>, interval: Duration, retention: Retention) {
         if let Err(e) = rate_limits::prune(&app).await {
             tracing::warn!(error = %e, "pruning old rate counters failed");
         }
+        if let Err(e) = super::auth::mfa::prune_challenges(&app, 10_000).await {
+            tracing::warn!(error = %e, "pruning expired sign-in challenges failed");
+        }
         if retention.ai_calls_days > 0
             && let Err(e) = prune(&app, retention.ai_calls_days).await
         {

@@ -88,13 +88,23 @@ impl TokenSettings {
     }
 }
 
+/// `N` random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// `prefix` and `N` random bytes, URL-safe; with the SHA-256 that is stored instead.
+fn new_stored_secret<const N: usize>(prefix: &str) -> (String, String) {
+    let secret = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random_bytes::<N>()));
+    let hash = sha256_hex(&secret);
+    (secret, hash)
+}
+
 /// A fresh refresh token (256 random bits, URL-safe) and the hash that is stored.
 pub fn new_refresh_token() -> (String, String) {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    let token = format!("cbr_{}", URL_SAFE_NO_PAD.encode(bytes));
-    let hash = hash_refresh_token(&token);
-    (token, hash)
+    new_stored_secret::<32>("cbr_")
 }
 
 /// The stored form of a refresh token.
@@ -104,11 +114,7 @@ pub fn hash_refresh_token(token: &str) -> String {
 
 /// A fresh invite code (128 random bits, URL-safe) and the hash that is stored.
 pub fn new_invite_code() -> (String, String) {
-    let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
-    let code = format!("cbi_{}", URL_SAFE_NO_PAD.encode(bytes));
-    let hash = hash_invite_code(&code);
-    (code, hash)
+    new_stored_secret::<16>("cbi_")
 }
 
 /// The stored form of an invite code (surrounding spaces from a paste do not count).
@@ -118,16 +124,22 @@ pub fn hash_invite_code(code: &str) -> String {
 
 /// A fresh API key (`cb-` and 256 random bits, URL-safe) and the hash that is stored.
 pub fn new_api_key() -> (String, String) {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    let key = format!("cb-{}", URL_SAFE_NO_PAD.encode(bytes));
-    let hash = hash_api_key(&key);
-    (key, hash)
+    new_stored_secret::<32>("cb-")
 }
 
 /// The stored form of an API key.
 pub fn hash_api_key(key: &str) -> String {
     sha256_hex(key)
+}
+
+/// A fresh two-step sign-in challenge (256 random bits, URL-safe) and the hash that is stored.
+pub fn new_mfa_challenge() -> (String, String) {
+    new_stored_secret::<32>("cbm_")
+}
+
+/// The stored form of a two-step sign-in challenge, or of a recovery code (normalised first).
+pub fn hash_mfa_secret(text: &str) -> String {
+    sha256_hex(text.trim())
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -137,7 +149,5 @@ fn sha256_hex(text: &str) -> String {
 
 /// 256 random bits, URL-safe base64: for generated secrets such as the dev JWT key.
 pub fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }

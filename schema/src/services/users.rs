@@ -127,7 +127,8 @@ pub async fn get(app: &App, viewer: &Viewer, id: &str) -> Result<User, Error> {
     queries::find(&mut conn, id).await.map_err(not_found)
 }
 
-fn not_found(e: diesel::result::Error) -> Error {
+/// `NOT_FOUND` for a user id that names nobody.
+pub(crate) fn not_found(e: diesel::result::Error) -> Error {
     match e {
         diesel::result::Error::NotFound => Error::NotFound("user"),
         other => other.into(),

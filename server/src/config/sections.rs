@@ -52,6 +52,11 @@ pub struct AuthConfig {
     /// PostgreSQL the change returns half a second after its commit, and an instance trusts its
     /// cache only while it knows it has heard every change that old (docs/security.md).
     pub session_cache_secs: Option<u64>,
+    /// When true, an admin without two-step sign-in (TOTP) may only enrol in it: every other
+    /// request gets `MFA_REQUIRED` (default false).
+    pub require_mfa_for_admins: bool,
+    /// The issuer shown in authenticator apps (default `CloudBase AI`; no `:`).
+    pub mfa_issuer: String,
 }
 
 impl Default for AuthConfig {
@@ -61,6 +66,8 @@ impl Default for AuthConfig {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             registration: RegistrationConfig::Open,
             session_cache_secs: None,
+            require_mfa_for_admins: false,
+            mfa_issuer: "CloudBase AI".into(),
         }
     }
 }

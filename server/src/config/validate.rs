@@ -57,6 +57,13 @@ impl Config {
         {
             return Err(invalid("jwt_secret", "must be at least 32 bytes long"));
         }
+        let issuer = self.auth.mfa_issuer.trim();
+        if issuer.is_empty() || issuer.len() > 64 || issuer.contains(':') {
+            return Err(invalid(
+                "auth.mfa_issuer",
+                "must be 1-64 characters without `:` (authenticator apps split on it)",
+            ));
+        }
         if self.bootstrap_admin_email.is_some() != self.bootstrap_admin_password.is_some() {
             return Err(invalid(
                 "bootstrap_admin_email",

@@ -22,7 +22,7 @@ pub struct Params {
 fn status_of(code: Code) -> StatusCode {
     match code {
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::Forbidden => StatusCode::FORBIDDEN,
+        Code::Forbidden | Code::MfaRequired => StatusCode::FORBIDDEN,
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::BadUserInput => StatusCode::BAD_REQUEST,
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,7 +75,11 @@ pub async fn csv(
             );
         }
     };
-    match usage::statement(&state.app, &viewer, params.user_id.as_deref(), month).await {
+    let statement = match viewer.require_mfa_standing() {
+        Ok(viewer) => usage::statement(&state.app, viewer, params.user_id.as_deref(), month).await,
+        Err(e) => Err(e),
+    };
+    match statement {
         Ok(statement) => {
             let disposition = format!(
                 "attachment; filename=\"statement-{}-{}.csv\"",

@@ -29,6 +29,8 @@ pub struct User {
     pub created_at: NaiveDateTime,
     /// UTC.
     pub updated_at: NaiveDateTime,
+    /// When two-step sign-in (TOTP) was turned on, while it is on.
+    pub mfa_enabled_at: Option<NaiveDateTime>,
 }
 
 /// An insert into `users`.

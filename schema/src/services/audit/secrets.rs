@@ -3,7 +3,8 @@
 use serde_json::Value;
 
 /// Parts of argument names whose values are never stored (names compared lower-case with `_` and
-/// `-` removed): `newPassword`, `apiKey`, `githubToken`, `clientSecret`, `x-api-key`, `inviteCode`, ...
+/// `-` removed): `newPassword`, `apiKey`, `githubToken`, `clientSecret`, `x-api-key`, `inviteCode`,
+/// a two-step sign-in `code` or `challenge`, ...
 const SECRET_PARTS: &[&str] = &[
     "password",
     "passwd",
@@ -16,7 +17,8 @@ const SECRET_PARTS: &[&str] = &[
     "credential",
     "cookie",
     "signature",
-    "invitecode",
+    "code",
+    "challenge",
 ];
 
 /// Prompt text: stored only with `[chat] log_prompts` on, like the call records' prompt log.
@@ -90,6 +92,8 @@ mod tests {
             "input": {"email": "a@b.c", "password": "hunter2", "nested": [{"api_key": "k"}]},
             "refreshToken": "r",
             "newPassword": "n",
+            "challenge": "cbm_x",
+            "code": "123456",
             "settings": {"url": "https://x", "secrets": {"token": "t"}},
             "chat": {"message": "my prompt", "model": "m"},
             "profile": {"githubToken": "g", "clientSecret": "c", "x-api-key": "x", "theme": "dark"},
@@ -106,6 +110,8 @@ mod tests {
         assert_eq!(v["input"]["password"], REDACTED);
         assert_eq!(v["input"]["nested"][0]["api_key"], REDACTED);
         assert_eq!(v["refreshToken"], REDACTED);
+        assert_eq!(v["challenge"], REDACTED);
+        assert_eq!(v["code"], REDACTED);
         assert_eq!(v["newPassword"], REDACTED);
         assert_eq!(v["settings"]["url"], "https://x");
         assert_eq!(v["settings"]["secrets"], REDACTED);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::DateTime;
 
 use super::uses::{Credential, note_use};
-use super::{Auth, Role, Viewer};
+use super::{Auth, Role, Standing, Viewer};
 use crate::Error;
 use crate::db::{DbConn, api_keys, sessions};
 use crate::events::Event;
@@ -53,18 +53,19 @@ async fn check(app: &App, authorization: Option<&str>) -> Result<Auth, Error> {
         Err(e) => return Ok(Auth::Rejected(e.to_string())),
     };
     let cache = app.events.access();
-    if let Some(role) = cache.get(&claims.sub, &claims.sid) {
+    if let Some(standing) = cache.get(&claims.sub, &claims.sid) {
         return Ok(Auth::User(Viewer {
             expires_at: DateTime::from_timestamp(claims.exp, 0),
             user_id: claims.sub,
             session_id: claims.sid,
-            role,
+            role: standing.role,
             key: None,
+            mfa_due: mfa_due(app, standing),
         }));
     }
     let generation = cache.generation();
     let mut conn = app.db.get().await?;
-    let Some((role, disabled_at, revoked_at)) =
+    let Some((role, disabled_at, revoked_at, mfa_enabled_at)) =
         crate::db::on_call_path(sessions::access_state(&mut conn, &claims.sub, &claims.sid))
             .await?
     else {
@@ -77,16 +78,34 @@ async fn check(app: &App, authorization: Option<&str>) -> Result<Auth, Error> {
         return Ok(Auth::Rejected("this account is disabled".into()));
     }
     drop(conn);
-    let role = Role::parse(&role)
-        .ok_or_else(|| Error::Internal(format!("user {} has unknown role {role}", claims.sub)))?;
-    cache.put(generation, &claims.sub, &claims.sid, role);
+    let standing = standing(&claims.sub, &role, mfa_enabled_at)?;
+    cache.put(generation, &claims.sub, &claims.sid, standing);
     Ok(Auth::User(Viewer {
         expires_at: DateTime::from_timestamp(claims.exp, 0),
         user_id: claims.sub,
         session_id: claims.sid,
-        role,
+        role: standing.role,
         key: None,
+        mfa_due: mfa_due(app, standing),
     }))
+}
+
+fn standing(
+    user_id: &str,
+    role: &str,
+    mfa_enabled_at: Option<chrono::NaiveDateTime>,
+) -> Result<Standing, Error> {
+    let role = Role::parse(role)
+        .ok_or_else(|| Error::Internal(format!("user {user_id} has unknown role {role}")))?;
+    Ok(Standing {
+        role,
+        mfa: mfa_enabled_at.is_some(),
+    })
+}
+
+/// Whether the account must enrol in two-step sign-in before anything else.
+fn mfa_due(app: &App, standing: Standing) -> bool {
+    app.mfa.required_for_admins && standing.role == Role::Admin && !standing.mfa
 }
 
 /// The check of an API key: a known secret, not revoked or expired, of an enabled user.
@@ -94,25 +113,29 @@ async fn authenticate_key(app: &App, secret: &str) -> Result<Auth, Error> {
     let hash = tokens::hash_api_key(secret);
     let cache = app.events.access();
     let now = app.now();
-    let (user_id, role, grant) = match cache.get_key(&hash) {
+    let (user_id, standing, grant) = match cache.get_key(&hash) {
         Some(hit) => hit,
         None => {
             let generation = cache.generation();
             let mut conn = app.db.get().await?;
             let found = crate::db::on_call_path(api_keys::by_hash(&mut conn, &hash)).await?;
             drop(conn);
-            let Some((key, role, disabled_at)) = found else {
+            let Some((key, role, disabled_at, mfa_enabled_at)) = found else {
                 return Ok(Auth::Rejected("invalid API key".into()));
             };
             if disabled_at.is_some() {
                 return Ok(Auth::Rejected("this account is disabled".into()));
             }
-            let role = Role::parse(&role).ok_or_else(|| {
-                Error::Internal(format!("user {} has unknown role {role}", key.user_id))
-            })?;
+            let standing = standing(&key.user_id, &role, mfa_enabled_at)?;
             let grant = Arc::new(KeyGrant::of(&key)?);
-            cache.put_key(generation, &hash, &key.user_id, role, Arc::clone(&grant));
-            (key.user_id, role, grant)
+            cache.put_key(
+                generation,
+                &hash,
+                &key.user_id,
+                standing,
+                Arc::clone(&grant),
+            );
+            (key.user_id, standing, grant)
         }
     };
     if let Some(why) = grant.refusal(now) {
@@ -126,9 +149,10 @@ async fn authenticate_key(app: &App, secret: &str) -> Result<Auth, Error> {
     Ok(Auth::User(Viewer {
         user_id,
         session_id: grant.id.clone(),
-        role,
+        role: standing.role,
         expires_at: ends.map(|t| t.and_utc()),
         key: Some(grant),
+        mfa_due: mfa_due(app, standing),
     }))
 }
 
@@ -169,6 +193,9 @@ pub fn still_valid(opened_as: &Viewer, now: &Auth) -> Result<(), String> {
             Err("credentials changed".into())
         }
         Auth::User(v) if v.role != opened_as.role => Err("your role changed; connect again".into()),
+        Auth::User(v) if v.mfa_due && !opened_as.mfa_due => {
+            Err("two-step sign-in must be turned on first; connect again".into())
+        }
         Auth::User(_) => Ok(()),
     }
 }

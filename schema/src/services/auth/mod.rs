@@ -11,10 +11,12 @@
 //! - [`check`]: [`authenticate`], [`change_access`], and whether a long-lived socket's viewer is
 //!   still valid.
 //! - [`devices`]: a user's sessions, listed and ended one by one or all but the current one.
+//! - [`mfa`]: two-step sign-in with TOTP.
 //! - [`uses`]: when a session or API key was last used.
 
 mod check;
 mod devices;
+pub mod mfa;
 mod sessions;
 mod uses;
 
@@ -28,6 +30,7 @@ use crate::services::api_keys::{KeyGrant, KeyScope};
 
 pub use check::{authenticate, change_access, still_valid};
 pub use devices::{list_sessions, revoke_other_sessions, revoke_session, revoke_user_sessions};
+pub use mfa::{MfaSettings, SignIn};
 pub use sessions::{change_password, login, logout, refresh, register};
 pub use uses::Uses;
 
@@ -72,6 +75,9 @@ pub struct Viewer {
     pub expires_at: Option<DateTime<Utc>>,
     /// The API key the request came with, and what it grants (`None`: a session's token).
     pub key: Option<Arc<KeyGrant>>,
+    /// An admin without two-step sign-in while `[auth] require_mfa_for_admins` is on: may only
+    /// enrol ([`Auth::enrolling_viewer`]); everything else is `MFA_REQUIRED`.
+    pub mfa_due: bool,
 }
 
 impl Viewer {
@@ -88,6 +94,14 @@ impl Viewer {
             )),
             _ => Ok(self),
         }
+    }
+
+    /// `MFA_REQUIRED` while the viewer must enrol in two-step sign-in first ([`Viewer::mfa_due`]).
+    pub fn require_mfa_standing(&self) -> Result<&Self, Error> {
+        if self.mfa_due {
+            return Err(mfa_due());
+        }
+        Ok(self)
     }
 
     /// Whether the viewer is an admin.
@@ -128,14 +142,39 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// The viewer, or `UNAUTHENTICATED`.
+    /// The viewer, or `UNAUTHENTICATED`; `MFA_REQUIRED` while the viewer must enrol in two-step
+    /// sign-in first.
     pub fn viewer(&self) -> Result<&Viewer, Error> {
+        self.enrolling_viewer()?.require_mfa_standing()
+    }
+
+    /// The viewer even while it must enrol in two-step sign-in first: for enrolling, reading
+    /// one's own account and signing out.
+    pub fn enrolling_viewer(&self) -> Result<&Viewer, Error> {
         match self {
             Auth::User(v) => Ok(v),
             Auth::Anonymous => Err(Error::unauthenticated()),
             Auth::Rejected(why) => Err(Error::Unauthenticated(why.clone())),
         }
     }
+}
+
+/// What an admin without two-step sign-in gets under `[auth] require_mfa_for_admins`.
+pub fn mfa_due() -> Error {
+    Error::MfaRequired(
+        "admins must turn on two-step sign-in first: startMfaEnrolment, then confirmMfaEnrolment"
+            .into(),
+    )
+}
+
+/// What the access check knows of an account besides its sessions: kept with each cached
+/// session or key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// The role.
+    pub role: Role,
+    /// Whether two-step sign-in is on.
+    pub mfa: bool,
 }
 
 /// Facts about the HTTP request, for sessions, logs and the audit trail.

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::mfa::{self, SignIn};
 use super::{AuthTokens, RequestMeta, Viewer, change_access};
 use crate::Error;
 use crate::db::models::{NewRefreshToken, NewSession, User};
@@ -21,13 +22,15 @@ pub async fn register(
 
 /// Signs in. An unknown email, a wrong password and the right password of a disabled account get
 /// the same `UNAUTHENTICATED` answer, after the same work, and count the same in the
-/// [`login_throttle`], which may refuse the attempt before the password is even checked.
+/// [`login_throttle`], which may refuse the attempt before the password is even checked. With
+/// two-step sign-in on, the right password gets a challenge instead of tokens
+/// ([`mfa::complete_login`]).
 pub async fn login(
     app: &App,
     meta: &RequestMeta,
     email: &str,
     password: &str,
-) -> Result<AuthTokens, Error> {
+) -> Result<SignIn, Error> {
     // Looked up the way it is stored; too long to be anyone's, it is still counted, cut short.
     let email: String = validate::email_key(email)
         .chars()
@@ -47,12 +50,19 @@ pub async fn login(
     };
     let mut conn = app.db.get().await?;
     login_throttle::succeeded(&mut conn, &attempt).await?;
+    if user.mfa_enabled_at.is_some() {
+        tracing::info!(user.id = %user.id, "password accepted; a second factor is owed");
+        return Ok(SignIn::Challenge(
+            mfa::open_challenge(app, &mut conn, &user).await?,
+        ));
+    }
     tracing::info!(user.id = %user.id, "user logged in");
-    open_session(app, &mut conn, user, meta).await
+    let tokens = open_session(app, &mut conn, user, meta).await?;
+    Ok(SignIn::Tokens(Box::new(tokens)))
 }
 
 /// Starts a session for `user` and issues its first tokens.
-async fn open_session(
+pub(super) async fn open_session(
     app: &App,
     conn: &mut DbConn,
     user: User,
@@ -188,9 +198,29 @@ pub async fn logout(app: &App, viewer: &Viewer) -> Result<(), Error> {
     .await
 }
 
-/// Changes the viewer's password after checking the current one, and revokes every other session.
-/// The check of the current password goes through the [`login_throttle`] like a login, so a
-/// stolen access token is no way around it.
+/// Checks `user`'s password through the [`login_throttle`], like a login, so a stolen access
+/// token is no way around it. A wrong one is `BAD_USER_INPUT` on `field`.
+pub(super) async fn confirm_password(
+    app: &App,
+    meta: &RequestMeta,
+    user: &User,
+    password: &str,
+    field: &'static str,
+) -> Result<(), Error> {
+    let mut conn = app.db.get().await?;
+    let attempt =
+        login_throttle::admit(app, &mut conn, &user.email, meta.client_ip.as_deref()).await?;
+    drop(conn);
+    if !app.passwords.verify(password, &user.password_hash).await? {
+        return Err(Error::bad_input(field, "the password is wrong"));
+    }
+    let mut conn = app.db.get().await?;
+    login_throttle::succeeded(&mut conn, &attempt).await?;
+    Ok(())
+}
+
+/// Changes the viewer's password after checking the current one ([`confirm_password`]), and
+/// revokes every other session.
 pub async fn change_password(
     app: &App,
     meta: &RequestMeta,
@@ -200,19 +230,9 @@ pub async fn change_password(
 ) -> Result<(), Error> {
     let mut conn = app.db.get().await?;
     let user = user_queries::find(&mut conn, &viewer.user_id).await?;
+    drop(conn);
     validate::password("newPassword", new, &[&user.email, &user.display_name])?;
-    let attempt =
-        login_throttle::admit(app, &mut conn, &user.email, meta.client_ip.as_deref()).await?;
-    drop(conn);
-    if !app.passwords.verify(current, &user.password_hash).await? {
-        return Err(Error::bad_input(
-            "currentPassword",
-            "current password is wrong",
-        ));
-    }
-    let mut conn = app.db.get().await?;
-    login_throttle::succeeded(&mut conn, &attempt).await?;
-    drop(conn);
+    confirm_password(app, meta, &user, current, "currentPassword").await?;
     let hash = app.passwords.hash(new).await?;
     let now = app.now();
     change_access(app, &user.id, async |tx| {

@@ -95,6 +95,12 @@ impl ApiError {
                 Some("model_not_allowed"),
                 message,
             ),
+            Code::MfaRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                Some("mfa_required"),
+                message,
+            ),
             Code::NotFound => Self::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",

@@ -42,7 +42,10 @@ async fn viewer(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match auth::authenticate(&state.app, authorization, Some(client_ip)).await {
-        Ok(Auth::User(viewer)) => Ok(viewer),
+        Ok(Auth::User(viewer)) => match viewer.require_mfa_standing() {
+            Ok(_) => Ok(viewer),
+            Err(e) => Err(ApiError::from_service(&e, request_id)),
+        },
         Ok(Auth::Anonymous) => Err(ApiError::unauthenticated(
             "You didn't provide an API key. Send `Authorization: Bearer cb-…`.",
         )),
