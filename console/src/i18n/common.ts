@@ -54,6 +54,8 @@ export const common = defineText({
     // error codes (extensions.code)
     UNAUTHENTICATED: 'You are not signed in, or your session ended.',
     FORBIDDEN: 'You are not allowed to do that.',
+    MFA_REQUIRED: 'Administrators must turn on two-step sign-in first.',
+    turnOnMfa: 'Turn it on in your profile',
     NOT_FOUND: 'It does not exist, or it is not yours.',
     BAD_USER_INPUT: 'The input is not valid.',
     BUDGET_EXCEEDED: 'A budget would be exceeded.',
@@ -113,6 +115,8 @@ export const common = defineText({
     sessionEnded: '会话已结束，请重新登录。',
     UNAUTHENTICATED: '尚未登录，或会话已结束。',
     FORBIDDEN: '没有执行此操作的权限。',
+    MFA_REQUIRED: '管理员须先开启两步验证。',
+    turnOnMfa: '在个人资料中开启',
     NOT_FOUND: '不存在，或不属于你。',
     BAD_USER_INPUT: '输入无效。',
     BUDGET_EXCEEDED: '将超出预算。',

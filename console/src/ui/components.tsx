@@ -4,6 +4,7 @@ import { useEffect, useId, useRef, useState, type AriaAttributes, type ReactNode
 import { ApiError } from '../api/client';
 import { common } from '../i18n/common';
 import { useText } from '../i18n';
+import { href } from '../router';
 
 export function Page({ title, actions, children }: { title: string; actions?: ReactNode; children: ReactNode }) {
   useEffect(() => {
@@ -29,6 +30,12 @@ export function ErrorBox({ error, onRetry }: { error: ApiError | undefined | nul
     <div className="error" role="alert">
       <strong>{typeof known === 'string' ? known : error.code}</strong> <span>{error.message}</span>{' '}
       <code className="muted">{error.code}</code>
+      {error.code === 'MFA_REQUIRED' && !location.hash.startsWith(href('/profile')) && (
+        <>
+          {' '}
+          <a href={href('/profile')}>{t.turnOnMfa}</a>
+        </>
+      )}
       {onRetry && (
         <button type="button" className="link" onClick={onRetry}>
           {t.retry}

@@ -1,4 +1,5 @@
-/** The user detail panel of the Users page: the user's rate limits and budgets. */
+/** The user detail panel of the Users page: two-step sign-in (and its reset), the user's rate
+ * limits and budgets. */
 import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
 import { request, type ApiError, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
@@ -12,7 +13,13 @@ import { type UserRow } from './UsersShared';
 
 const USER = gql`
   query UsersOne($id: ID!) {
-    user(id: $id) { id email displayName role disabled createdAt }
+    user(id: $id) { id email displayName role disabled createdAt mfaEnabled }
+  }
+`;
+
+const RESET_MFA = gql`
+  mutation UsersResetMfa($userId: ID!) {
+    resetUserMfa(userId: $userId) { id mfaEnabled }
   }
 `;
 
@@ -58,6 +65,9 @@ export function UserDetail({ id, onClose }: { id: string; onClose(): void }) {
           <p className="muted users-detail-sub">
             {u.email} · {t[u.role]} · {u.disabled ? t.disabled : t.active}
           </p>
+          <Section id="users-two-step-title" title={t.twoStep}>
+            <TwoStep user={u} onChanged={user.reload} />
+          </Section>
           <Section id="users-limits-title" title={t.rateLimits}>
             <RateLimitsForm userId={u.id} />
           </Section>
@@ -67,6 +77,60 @@ export function UserDetail({ id, onClose }: { id: string; onClose(): void }) {
         </>
       )}
     </aside>
+  );
+}
+
+/** Whether the user has two-step sign-in on, and the admin's reset for a lost phone. */
+function TwoStep({ user, onChanged }: { user: UserRow; onChanged(): void }) {
+  const t = useText(text);
+  const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError>();
+  const [done, setDone] = useState(false);
+  const reset = async () => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await request(RESET_MFA, { userId: user.id });
+      setDone(true);
+      setConfirming(false);
+      onChanged();
+    } catch (err) {
+      setError(toApiError(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div className="stack">
+      <p>{user.mfaEnabled ? t.twoStepOn : t.twoStepOff}</p>
+      {done && (
+        <p className="ok-text" role="status">
+          {t.twoStepReset}
+        </p>
+      )}
+      <ErrorBox error={error} />
+      {user.mfaEnabled && !confirming && (
+        <div>
+          <button type="button" className="danger" onClick={() => setConfirming(true)}>
+            {t.resetTwoStep}
+          </button>
+        </div>
+      )}
+      {user.mfaEnabled && confirming && (
+        <div className="stack">
+          <p className="muted">{t.resetTwoStepNote}</p>
+          <div className="row">
+            <button type="button" className="danger" disabled={busy} onClick={() => void reset()}>
+              {t.resetTwoStepConfirm}
+            </button>
+            <button type="button" onClick={() => setConfirming(false)}>
+              {t.cancelReset}
+            </button>
+          </div>
+        </div>
+      )}
+    </div>
   );
 }
 

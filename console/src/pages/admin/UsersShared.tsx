@@ -18,6 +18,7 @@ export interface UserRow {
   role: Role;
   disabled: boolean;
   createdAt: string;
+  mfaEnabled?: boolean;
 }
 
 export interface Budget {

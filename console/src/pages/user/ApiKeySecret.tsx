@@ -5,32 +5,10 @@
  */
 import { useEffect, useRef, useState } from 'react';
 import { useLang, useText } from '../../i18n';
+import { copyText } from '../../ui/clipboard';
 import { dateTime } from '../../ui/format';
 import { text } from './ApiKeys.text';
 import { baseUrl, exampleModel, type ApiKey, type Created, type ModelChoice } from './apiKeysShared';
-
-/** Copies text: the Clipboard API, else a selected textarea and `execCommand` (older browsers, plain http). */
-async function copyText(value: string): Promise<boolean> {
-  try {
-    await navigator.clipboard.writeText(value);
-    return true;
-  } catch {
-    const area = document.createElement('textarea');
-    area.value = value;
-    area.setAttribute('readonly', '');
-    area.className = 'sr-only';
-    document.body.appendChild(area);
-    area.select();
-    let ok = false;
-    try {
-      ok = document.execCommand('copy');
-    } catch {
-      ok = false;
-    }
-    area.remove();
-    return ok;
-  }
-}
 
 function CopyButton({ value, label, children }: { value: string; label: string; children: string }) {
   const t = useText(text);

@@ -1,7 +1,7 @@
 /**
  * The signed-in user's profile: display name, avatar and preferred language (kept in the
  * account's settings, so it follows them to other browsers), a password change (which ends
- * their other sessions), and their sessions (`SessionsPanel`).
+ * their other sessions), two-step sign-in (`TwoStepPanel`), and their sessions (`SessionsPanel`).
  */
 import { useEffect, useState, type FormEvent } from 'react';
 import type { ViewProps } from '../../App';
@@ -14,6 +14,7 @@ import { LANGS, defineText, useLang, useText, type Lang } from '../../i18n';
 import { ErrorBox, Field, Loading, Page } from '../../ui/components';
 import { dateTime } from '../../ui/format';
 import { SessionsPanel } from './Sessions';
+import { TwoStepPanel } from './TwoStep';
 import '../ops.css';
 
 const text = defineText({
@@ -145,7 +146,10 @@ export function Profile(_props: ViewProps) {
             </section>
             <ProfileForm user={user} onSaved={me.reload} />
           </div>
-          <PasswordForm />
+          <div className="stack">
+            <TwoStepPanel />
+            <PasswordForm />
+          </div>
         </div>
       )}
       {user && <SessionsPanel />}
