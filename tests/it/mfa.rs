@@ -147,10 +147,10 @@ async fn enrolment_then_login_in_two_steps_with_codes_that_work_once() {
     assert!(first["user"].is_null(), "{first}");
     let challenge = challenge_of(&first);
     let wrong = complete(&app, &challenge, &wrong_code(&secret)).await;
-    assert_eq!(error_code(&wrong), "UNAUTHENTICATED", "{wrong}");
+    assert_eq!(error_code(&wrong), "BAD_USER_INPUT", "{wrong}");
     // The code that confirmed enrolment was used: it does not work again in its time step.
     let replay = complete(&app, &challenge, &confirmed_with).await;
-    assert_eq!(error_code(&replay), "UNAUTHENTICATED", "{replay}");
+    assert_eq!(error_code(&replay), "BAD_USER_INPUT", "{replay}");
     // The next step's code does (one step of clock skew is allowed).
     let done = complete(&app, &challenge, &code(&secret, 1)).await;
     let signed_in = &done["data"]["completeMfaLogin"];
@@ -169,7 +169,7 @@ async fn enrolment_then_login_in_two_steps_with_codes_that_work_once() {
         &code(&secret, 0),
     )
     .await;
-    assert_eq!(error_code(&earlier), "UNAUTHENTICATED", "{earlier}");
+    assert_eq!(error_code(&earlier), "BAD_USER_INPUT", "{earlier}");
 
     // A recovery code signs in once, typed any which way.
     let typed = format!(" {} ", codes[3].to_uppercase().replace('-', " "));
@@ -181,7 +181,7 @@ async fn enrolment_then_login_in_two_steps_with_codes_that_work_once() {
     );
     let third = challenge_of(&login(&app, "two@example.com").await);
     let spent = complete(&app, &third, &codes[3]).await;
-    assert_eq!(error_code(&spent), "UNAUTHENTICATED", "{spent}");
+    assert_eq!(error_code(&spent), "BAD_USER_INPUT", "{spent}");
     let standing = app.gql_ok(Some(&token), STANDING, json!({})).await;
     assert_eq!(standing["me"]["mfaRecoveryCodesLeft"], 9, "{standing}");
 
@@ -198,7 +198,7 @@ async fn enrolment_then_login_in_two_steps_with_codes_that_work_once() {
         .unwrap();
     assert_eq!(fresh.len(), 10);
     let old = complete(&app, &third, &codes[1]).await;
-    assert_eq!(error_code(&old), "UNAUTHENTICATED", "{old}");
+    assert_eq!(error_code(&old), "BAD_USER_INPUT", "{old}");
     let new = complete(&app, &third, fresh[0].as_str().unwrap()).await;
     assert!(
         new["data"]["completeMfaLogin"]["accessToken"].is_string(),
@@ -238,12 +238,11 @@ async fn wrong_codes_are_throttled_and_end_the_challenge() {
     let (secret, _) = enrol(&app, &token).await;
     let bad = wrong_code(&secret);
 
-    // Five wrong codes kill a challenge, even for the right code after them. (Three are free
-    // in the throttle; the next ones wait, so the throttle is turned back by right answers.)
+    // Three wrong codes are free in the throttle, as three wrong passwords are.
     let challenge = challenge_of(&login(&app, "guess@example.com").await);
     for _ in 0..3 {
         let wrong = complete(&app, &challenge, &bad).await;
-        assert_eq!(error_code(&wrong), "UNAUTHENTICATED", "{wrong}");
+        assert_eq!(error_code(&wrong), "BAD_USER_INPUT", "{wrong}");
     }
     // The fourth wrong code in a row is throttled like a fourth wrong password.
     let limited = complete(&app, &challenge, &bad).await;
@@ -279,11 +278,16 @@ async fn a_challenge_dies_after_five_wrong_codes() {
     let (secret, _) = enrol(&app, &token).await;
     let challenge = challenge_of(&login(&app, "five@example.com").await);
     let bad = wrong_code(&secret);
-    // Sent at once: each attempt is counted before its code is checked, so none gets past five.
+    // Sent at once: each attempt is counted before its code is checked, so exactly five are
+    // checked (and wrong) and the rest find the challenge dead.
     let tries = (0..8).map(|_| complete(&app, &challenge, &bad));
-    for wrong in futures_util::future::join_all(tries).await {
-        assert_eq!(error_code(&wrong), "UNAUTHENTICATED", "{wrong}");
-    }
+    let mut codes: Vec<String> = futures_util::future::join_all(tries)
+        .await
+        .iter()
+        .map(|answer| error_code(answer).to_owned())
+        .collect();
+    codes.sort();
+    assert_eq!(codes, [vec!["BAD_USER_INPUT"; 5], vec!["UNAUTHENTICATED"; 3]].concat());
     let late = complete(&app, &challenge, &code(&secret, 1)).await;
     assert_eq!(error_code(&late), "UNAUTHENTICATED", "{late}");
     assert!(

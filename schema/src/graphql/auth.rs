@@ -152,7 +152,8 @@ impl AuthMutation {
 
     /// The second step of a login with two-step sign-in: the `challenge` from `login` and the
     /// 6-digit code from the authenticator app, or one of the recovery codes (each works once).
-    /// A wrong code is `UNAUTHENTICATED` and counts like a wrong password.
+    /// A wrong code is `BAD_USER_INPUT` (on `code`) and counts like a wrong password; a challenge
+    /// that expired, was used or had 5 wrong codes is `UNAUTHENTICATED`: sign in again.
     async fn complete_mfa_login(
         &self,
         ctx: &Context<'_>,

@@ -187,12 +187,12 @@ pub(super) async fn open_challenge(
 }
 
 fn wrong_code() -> Error {
-    Error::Unauthenticated("invalid or already used code".into())
+    Error::bad_input("code", "the code is wrong or was already used")
 }
 
 /// The second step of a login: trades a live challenge and a code (or a recovery code) for
-/// tokens. A wrong code counts against the challenge and, like a wrong password, in the login
-/// throttle.
+/// tokens. A wrong code (`BAD_USER_INPUT` on `code`) counts against the challenge and, like a
+/// wrong password, in the login throttle; a dead challenge is `UNAUTHENTICATED`: sign in again.
 pub async fn complete_login(
     app: &App,
     meta: &RequestMeta,
@@ -386,7 +386,7 @@ pub async fn regenerate_recovery_codes(
         .await
     })
     .await?;
-    done.ok_or_else(|| Error::bad_input("code", "the code is wrong or was already used"))?;
+    done.ok_or_else(wrong_code)?;
     tracing::info!(target: "cloudbase::event::auth", user_id = %user.id, "recovery codes replaced");
     Ok(codes)
 }
@@ -430,7 +430,7 @@ pub async fn disable(
         .await
     })
     .await?;
-    done.ok_or_else(|| Error::bad_input("code", "the code is wrong or was already used"))?;
+    done.ok_or_else(wrong_code)?;
     tracing::info!(target: "cloudbase::event::auth", user_id = %user.id, "two-step sign-in turned off");
     Ok(())
 }
