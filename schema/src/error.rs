@@ -18,6 +18,10 @@ pub enum Error {
     /// (`[auth] require_mfa_for_admins`).
     #[error("{0}")]
     MfaRequired(String),
+    /// The account must change its password before it may do anything else (an admin required
+    /// it).
+    #[error("{0}")]
+    PasswordChangeRequired(String),
     /// The thing asked for does not exist (or is not visible to the viewer).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -90,6 +94,8 @@ pub enum Code {
     Forbidden,
     /// Authenticated, but the account must turn on two-step sign-in first.
     MfaRequired,
+    /// Authenticated, but the account must change its password first.
+    PasswordChangeRequired,
     /// No such object for this viewer.
     NotFound,
     /// Input out of range or malformed.
@@ -121,6 +127,7 @@ impl Code {
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::Forbidden => "FORBIDDEN",
             Code::MfaRequired => "MFA_REQUIRED",
+            Code::PasswordChangeRequired => "PASSWORD_CHANGE_REQUIRED",
             Code::NotFound => "NOT_FOUND",
             Code::BadUserInput => "BAD_USER_INPUT",
             Code::Conflict => "CONFLICT",
@@ -171,6 +178,7 @@ impl Error {
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Forbidden(_) => Code::Forbidden,
             Error::MfaRequired(_) => Code::MfaRequired,
+            Error::PasswordChangeRequired(_) => Code::PasswordChangeRequired,
             Error::NotFound(_) => Code::NotFound,
             Error::BadInput { .. } => Code::BadUserInput,
             Error::Conflict(_) => Code::Conflict,

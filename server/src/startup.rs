@@ -194,9 +194,11 @@ pub async fn build_app_for(
     let app = App::new(AppParts {
         db,
         tokens,
-        mfa: auth::MfaSettings {
-            issuer: config.auth.mfa_issuer.trim().to_owned(),
-            required_for_admins: config.auth.require_mfa_for_admins,
+        account: auth::AccountSettings {
+            mfa_issuer: config.auth.mfa_issuer.trim().to_owned(),
+            mfa_required_for_admins: config.auth.require_mfa_for_admins,
+            reset_channel: config.auth.password_reset_channel.clone(),
+            reset_url: config.password_reset_url(),
         },
         clock: clock.clone(),
         plugins,

@@ -8,6 +8,7 @@
 //! - [`admin`]: user management and data isolation.
 //! - [`sessions`]: a user's sessions, listed and ended.
 //! - [`mfa`]: two-step sign-in: enrolment, the login's second step, codes that work once.
+//! - [`recovery`]: a password reset link by email, and an admin's requirement of a new password.
 //! - [`limits`]: rate limits and the login throttle.
 //! - [`http`]: the GraphQL-over-HTTP surface, limits, and the `graphql-http` audit.
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
@@ -61,6 +62,7 @@ mod openai;
 mod pages;
 mod plugins;
 mod receivers;
+mod recovery;
 mod registration;
 mod reports;
 mod resilience;

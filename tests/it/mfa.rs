@@ -59,6 +59,15 @@ async fn login(app: &TestApp, email: &str) -> Value {
 
 /// Enrols `token`'s user; returns the secret and the recovery codes.
 async fn enrol(app: &TestApp, token: &str) -> (String, Vec<String>) {
+    enrol_at(app, token, &cloudbase_schema::clock::SystemClock).await
+}
+
+/// [`enrol`] on a server whose time is `clock`'s.
+pub async fn enrol_at(
+    app: &TestApp,
+    token: &str,
+    clock: &dyn cloudbase_schema::clock::Clock,
+) -> (String, Vec<String>) {
     let started = app
         .gql_ok(Some(token), START, json!({ "p": PASSWORD }))
         .await;
@@ -66,8 +75,13 @@ async fn enrol(app: &TestApp, token: &str) -> (String, Vec<String>) {
         .as_str()
         .unwrap()
         .to_owned();
+    let at = clock.now().timestamp() as u64;
     let confirmed = app
-        .gql_ok(Some(token), CONFIRM, json!({ "c": code(&secret, 0) }))
+        .gql_ok(
+            Some(token),
+            CONFIRM,
+            json!({ "c": totp(&secret).generate(at).to_string() }),
+        )
         .await;
     let codes = confirmed["confirmMfaEnrolment"]["codes"]
         .as_array()
@@ -287,7 +301,10 @@ async fn a_challenge_dies_after_five_wrong_codes() {
         .map(|answer| error_code(answer).to_owned())
         .collect();
     codes.sort();
-    assert_eq!(codes, [vec!["BAD_USER_INPUT"; 5], vec!["UNAUTHENTICATED"; 3]].concat());
+    assert_eq!(
+        codes,
+        [vec!["BAD_USER_INPUT"; 5], vec!["UNAUTHENTICATED"; 3]].concat()
+    );
     let late = complete(&app, &challenge, &code(&secret, 1)).await;
     assert_eq!(error_code(&late), "UNAUTHENTICATED", "{late}");
     assert!(

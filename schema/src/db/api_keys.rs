@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::models::ApiKey;
+use super::models::{AccountState, ApiKey};
 use super::schema::{api_keys, users};
 use super::{DbConn, db_run};
 
@@ -47,22 +47,16 @@ pub async fn find(conn: &mut DbConn, id: &str) -> QueryResult<ApiKey> {
     })
 }
 
-/// The key with this secret hash, with its owner's role, when the owner was disabled, and when
-/// the owner turned two-step sign-in on.
+/// The key with this secret hash, with its owner's [`AccountState`].
 pub async fn by_hash(
     conn: &mut DbConn,
     secret_hash: &str,
-) -> QueryResult<Option<(ApiKey, String, Option<NaiveDateTime>, Option<NaiveDateTime>)>> {
+) -> QueryResult<Option<(ApiKey, AccountState)>> {
     db_run!(conn, |c| {
         api_keys::table
             .inner_join(users::table)
             .filter(api_keys::secret_hash.eq(secret_hash))
-            .select((
-                ApiKey::as_select(),
-                users::role,
-                users::disabled_at,
-                users::mfa_enabled_at,
-            ))
+            .select((ApiKey::as_select(), AccountState::as_select()))
             .first(c)
             .await
             .optional()

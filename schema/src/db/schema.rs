@@ -16,6 +16,18 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         mfa_enabled_at -> Nullable<Timestamp>,
+        password_change_required_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    password_resets (id) {
+        id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        requested_ip -> Nullable<Text>,
     }
 }
 
@@ -390,6 +402,7 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(mfa_secrets -> users (user_id));
 diesel::joinable!(mfa_recovery_codes -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
+diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(budget_reservations -> budgets (budget_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -404,6 +417,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     mfa_secrets,
     mfa_recovery_codes,
     mfa_challenges,
+    password_resets,
     sessions,
     refresh_tokens,
     prices,

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::models::{NewRefreshToken, NewSession, Session};
+use super::models::{AccountState, NewRefreshToken, NewSession, Session};
 use super::schema::{refresh_tokens, sessions, users};
 use super::{DbConn, db_run};
 
@@ -171,33 +171,19 @@ pub async fn revoke_all_for_user(
     })
 }
 
-/// What every authenticated request checks, in this order: the user's role, whether the user is
-/// disabled, whether the session behind the token is revoked, and whether two-step sign-in is on.
-/// `None` if either row is gone.
-#[allow(clippy::type_complexity)]
+/// What every authenticated request checks: the user's [`AccountState`] and when the session
+/// behind the token was revoked. `None` if either row is gone.
 pub async fn access_state(
     conn: &mut DbConn,
     user_id: &str,
     session_id: &str,
-) -> QueryResult<
-    Option<(
-        String,
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-    )>,
-> {
+) -> QueryResult<Option<(AccountState, Option<NaiveDateTime>)>> {
     db_run!(conn, |c| {
         sessions::table
             .inner_join(users::table)
             .filter(sessions::id.eq(session_id))
             .filter(users::id.eq(user_id))
-            .select((
-                users::role,
-                users::disabled_at,
-                sessions::revoked_at,
-                users::mfa_enabled_at,
-            ))
+            .select((AccountState::as_select(), sessions::revoked_at))
             .get_result(c)
             .await
             .optional()

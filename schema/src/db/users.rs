@@ -115,7 +115,7 @@ pub async fn update_profile(
     })
 }
 
-/// Sets the password hash.
+/// Sets the password hash; a new password settles an admin's requirement of one.
 pub async fn set_password_hash(
     conn: &mut DbConn,
     id: &str,
@@ -124,8 +124,30 @@ pub async fn set_password_hash(
 ) -> QueryResult<usize> {
     db_run!(conn, |c| {
         diesel::update(users::table.find(id))
-            .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
+            .set((
+                users::password_hash.eq(hash),
+                users::password_change_required_at.eq(None::<NaiveDateTime>),
+                users::updated_at.eq(now),
+            ))
             .execute(c)
+            .await
+    })
+}
+
+/// Requires a new password of the user (an admin's doing); `NotFound` for no such user.
+pub async fn require_password_change(
+    conn: &mut DbConn,
+    id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<User> {
+    db_run!(conn, |c| {
+        diesel::update(users::table.find(id))
+            .set((
+                users::password_change_required_at.eq(now),
+                users::updated_at.eq(now),
+            ))
+            .returning(User::as_returning())
+            .get_result(c)
             .await
     })
 }

@@ -180,11 +180,40 @@ impl AuthMutation {
 
     /// Ends the current session; its tokens stop working at once.
     async fn logout(&self, ctx: &Context<'_>) -> Result<bool, Error> {
-        auth::logout(ctx.app()?, ctx.enrolling_viewer()?).await?;
+        auth::logout(ctx.app()?, ctx.limited_viewer()?).await?;
         Ok(true)
     }
 
-    /// Changes the password and ends every other session of the account.
+    /// Asks for a password reset link by email. Answers `true` whether or not an account has
+    /// this address; the email (sent only to an enabled account) carries a link valid 30 minutes,
+    /// usable once. `FORBIDDEN` when the server has no `[auth] password_reset_channel`;
+    /// `RATE_LIMITED` past 3 an hour for one address or 10 an hour from one client.
+    async fn request_password_reset(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+    ) -> Result<bool, Error> {
+        let meta = ctx.request_meta();
+        auth::reset::request_reset(&ctx.shared_app()?, &meta, &email).await?;
+        Ok(true)
+    }
+
+    /// Sets a new password with the token of a reset email, and ends every session of the
+    /// account (two-step sign-in stays on). A token that is unknown, used or expired is
+    /// `BAD_USER_INPUT` on `token`.
+    async fn reset_password(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        new_password: String,
+    ) -> Result<bool, Error> {
+        auth::reset::reset_password(ctx.app()?, &token, &new_password).await?;
+        Ok(true)
+    }
+
+    /// Changes the password and ends every other session of the account. The new password
+    /// must differ from the current one. Open to an account an admin required a new password
+    /// of, and settles that requirement.
     async fn change_password(
         &self,
         ctx: &Context<'_>,
@@ -195,7 +224,7 @@ impl AuthMutation {
         auth::change_password(
             ctx.app()?,
             &meta,
-            ctx.viewer()?,
+            ctx.limited_viewer()?,
             &current_password,
             &new_password,
         )

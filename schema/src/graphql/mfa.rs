@@ -40,7 +40,7 @@ impl MfaMutation {
         password: String,
     ) -> Result<MfaEnrolment, Error> {
         let meta = ctx.request_meta();
-        let e = mfa::start_enrolment(ctx.app()?, &meta, ctx.enrolling_viewer()?, &password).await?;
+        let e = mfa::start_enrolment(ctx.app()?, &meta, ctx.limited_viewer()?, &password).await?;
         Ok(MfaEnrolment {
             secret: e.secret,
             otpauth_uri: e.otpauth_uri,
@@ -57,8 +57,7 @@ impl MfaMutation {
         code: String,
     ) -> Result<MfaRecoveryCodes, Error> {
         let meta = ctx.request_meta();
-        let codes =
-            mfa::confirm_enrolment(ctx.app()?, &meta, ctx.enrolling_viewer()?, &code).await?;
+        let codes = mfa::confirm_enrolment(ctx.app()?, &meta, ctx.limited_viewer()?, &code).await?;
         Ok(MfaRecoveryCodes { codes })
     }
 

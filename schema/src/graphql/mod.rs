@@ -3,7 +3,7 @@
 //!
 //! - [`users`]: `User`, `me`, `user`, `users`, profile and admin mutations.
 //! - [`auth`]: `register`, `login`, `completeMfaLogin`, `refreshSession`, `logout`,
-//!   `changePassword`.
+//!   `changePassword`, `requestPasswordReset`, `resetPassword`.
 //! - [`mfa`]: `startMfaEnrolment`, `confirmMfaEnrolment`, `regenerateMfaRecoveryCodes`,
 //!   `disableMfa`, `resetUserMfa`.
 //! - [`sessions`]: `mySessions`, `userSessions`, `revokeSession`, `revokeOtherSessions`,
@@ -206,13 +206,15 @@ pub fn sdl() -> String {
 pub trait ContextExt {
     /// The process-wide services.
     fn app(&self) -> Result<&App, Error>;
+    /// The app, shared: for work that outlives the request.
+    fn shared_app(&self) -> Result<Arc<App>, Error>;
     /// Who is asking, or `UNAUTHENTICATED`; `FORBIDDEN` for an API key of scope `CHAT`.
     fn viewer(&self) -> Result<&Viewer, Error>;
     /// Who is asking, API keys of scope `CHAT` included: for chatting and listing models only.
     fn chat_viewer(&self) -> Result<&Viewer, Error>;
     /// Who is asking, even an admin who must enrol in two-step sign-in before anything else: for
     /// enrolling, reading one's own account and signing out. `FORBIDDEN` for a `CHAT` key.
-    fn enrolling_viewer(&self) -> Result<&Viewer, Error>;
+    fn limited_viewer(&self) -> Result<&Viewer, Error>;
     /// The request's id, address and user agent.
     fn request_meta(&self) -> RequestMeta;
 }
@@ -221,6 +223,12 @@ impl ContextExt for Context<'_> {
     fn app(&self) -> Result<&App, Error> {
         self.data::<Arc<App>>()
             .map(Arc::as_ref)
+            .map_err(|_| Error::Internal("schema built without App".into()))
+    }
+
+    fn shared_app(&self) -> Result<Arc<App>, Error> {
+        self.data::<Arc<App>>()
+            .map(Arc::clone)
             .map_err(|_| Error::Internal("schema built without App".into()))
     }
 
@@ -235,9 +243,9 @@ impl ContextExt for Context<'_> {
         }
     }
 
-    fn enrolling_viewer(&self) -> Result<&Viewer, Error> {
+    fn limited_viewer(&self) -> Result<&Viewer, Error> {
         match self.data_opt::<Auth>() {
-            Some(auth) => auth.enrolling_viewer()?.require_full_access(),
+            Some(auth) => auth.limited_viewer()?.require_full_access(),
             None => Err(Error::unauthenticated()),
         }
     }

@@ -73,8 +73,14 @@ impl User {
     /// How many of the account's recovery codes are unused (0 without two-step sign-in). Only for
     /// the account itself and admins.
     async fn mfa_recovery_codes_left(&self, ctx: &Context<'_>) -> Result<i64, Error> {
-        ctx.enrolling_viewer()?.require_self_or_admin(&self.id)?;
+        ctx.limited_viewer()?.require_self_or_admin(&self.id)?;
         crate::services::auth::mfa::recovery_codes_left(ctx.app()?, &self.id).await
+    }
+
+    /// Whether an admin requires a new password: until it is changed, the account may only do
+    /// that (`PASSWORD_CHANGE_REQUIRED` for everything else).
+    async fn password_change_required(&self) -> bool {
+        self.password_change_required_at.is_some()
     }
 
     /// When the account was created.
@@ -96,7 +102,7 @@ pub struct UsersQuery;
 impl UsersQuery {
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> Result<User, Error> {
-        let viewer = ctx.enrolling_viewer()?;
+        let viewer = ctx.limited_viewer()?;
         users::get(ctx.app()?, viewer, &viewer.user_id)
             .await
             .map(Into::into)
@@ -227,6 +233,14 @@ impl UsersMutation {
     /// Re-enables a disabled user (admin only). They log in again.
     async fn enable_user(&self, ctx: &Context<'_>, user_id: ID) -> Result<User, Error> {
         users::set_disabled(ctx.app()?, ctx.viewer()?, &user_id, false)
+            .await
+            .map(Into::into)
+    }
+
+    /// Requires a new password of a user (admin only): their sessions end at once, and after
+    /// they sign in again they may only change their password (`changePassword`) until they do.
+    async fn require_password_change(&self, ctx: &Context<'_>, user_id: ID) -> Result<User, Error> {
+        crate::services::auth::reset::require_change(ctx.app()?, ctx.viewer()?, &user_id)
             .await
             .map(Into::into)
     }

@@ -277,6 +277,7 @@ mod tests {
     const USER: Standing = Standing {
         role: Role::User,
         mfa: false,
+        password_due: false,
     };
 
     #[test]
@@ -305,6 +306,7 @@ mod tests {
             Standing {
                 role: Role::Admin,
                 mfa: true,
+                password_due: false,
             },
         );
         assert_eq!(cache.get("u1", "s1"), None);

@@ -36,6 +36,9 @@ pub async fn run(app: Arc<App>, interval: Duration, retention: Retention) {
         if let Err(e) = super::auth::mfa::prune_challenges(&app, 10_000).await {
             tracing::warn!(error = %e, "pruning expired sign-in challenges failed");
         }
+        if let Err(e) = super::auth::reset::prune(&app, 10_000).await {
+            tracing::warn!(error = %e, "pruning expired password reset tokens failed");
+        }
         if retention.ai_calls_days > 0
             && let Err(e) = prune(&app, retention.ai_calls_days).await
         {

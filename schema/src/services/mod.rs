@@ -72,8 +72,8 @@ pub struct AppParts {
     pub db: DbPool,
     /// Signing key and lifetimes of tokens.
     pub tokens: TokenSettings,
-    /// Two-step sign-in: the issuer apps show, and whether admins must use it.
-    pub mfa: auth::MfaSettings,
+    /// Two-step sign-in and password reset by email.
+    pub account: auth::AccountSettings,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
     /// AI providers and notification channels.

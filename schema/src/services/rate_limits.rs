@@ -174,29 +174,39 @@ pub fn address_key(ip: &str) -> String {
 }
 
 /// Counts one registration from `address`, or refuses it with `RATE_LIMITED` when the address has
-/// registered `registrations_per_address` accounts in the last hour (a sliding hour: the check
-/// and the count are one step under a lock of the key, on any number of instances).
+/// registered `registrations_per_address` accounts in the last hour.
 pub async fn take_registration(app: &App, address: Option<&str>) -> Result<(), Error> {
     let (Some(limit), Some(address)) = (app.rate_limits.registrations_per_address, address) else {
         return Ok(());
     };
     let key = format!("register-address:{}", address_key(address));
+    take_hourly(app, &key, limit, || {
+        format!("too many accounts registered from your address ({limit} an hour); try again later")
+    })
+    .await
+}
+
+/// Counts one event under `key`, or refuses it with `RATE_LIMITED` (`refusal` says what) when
+/// `limit` were counted in the last hour: a sliding hour, the check and the count one step under a
+/// lock of the key, on any number of instances.
+pub async fn take_hourly(
+    app: &App,
+    key: &str,
+    limit: i64,
+    refusal: impl FnOnce() -> String,
+) -> Result<(), Error> {
     let now = app.clock.now();
     let at = now.naive_utc();
     let hour = Duration::hours(1);
     let mut conn = app.db.get().await?;
     conn.transaction(async |tx| {
-        queries::lock(tx, &key).await?;
-        let recent = queries::recent(tx, &key, at - hour).await?;
+        queries::lock(tx, key).await?;
+        let recent = queries::recent(tx, key, at - hour).await?;
         if recent.count >= limit {
             let oldest = recent.oldest.unwrap_or(at).and_utc();
-            return Err(limited(
-                format!("too many accounts registered from your address ({limit} an hour); try again later"),
-                now,
-                oldest + hour,
-            ));
+            return Err(limited(refusal(), now, oldest + hour));
         }
-        queries::add(tx, &key, at, 1).await?;
+        queries::add(tx, key, at, 1).await?;
         Ok(())
     })
     .await

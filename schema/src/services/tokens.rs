@@ -137,8 +137,14 @@ pub fn new_mfa_challenge() -> (String, String) {
     new_stored_secret::<32>("cbm_")
 }
 
-/// The stored form of a two-step sign-in challenge, or of a recovery code (normalised first).
-pub fn hash_mfa_secret(text: &str) -> String {
+/// A fresh password reset token (256 random bits, URL-safe) and the hash that is stored.
+pub fn new_reset_token() -> (String, String) {
+    new_stored_secret::<32>("cbp_")
+}
+
+/// The stored form of a one-time secret a client presents back: a two-step sign-in challenge, a
+/// recovery code (normalised first), a password reset token. Surrounding spaces do not count.
+pub fn hash_presented(text: &str) -> String {
     sha256_hex(text.trim())
 }
 

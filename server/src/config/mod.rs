@@ -177,6 +177,17 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("cloudbase.db").display()))
     }
 
+    /// The link a password reset email carries (`{token}` marks the token): `[auth]
+    /// password_reset_url`, or this server's console at `listen`.
+    pub fn password_reset_url(&self) -> String {
+        self.auth.password_reset_url.clone().unwrap_or_else(|| {
+            format!(
+                "http://{}/console#/reset-password?token={{token}}",
+                self.listen
+            )
+        })
+    }
+
     /// The plugins folder in force: `plugins_dir`, or the executable's folder.
     pub fn plugins_dir(&self) -> PathBuf {
         self.plugins_dir.clone().unwrap_or_else(|| {

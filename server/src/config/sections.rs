@@ -57,6 +57,12 @@ pub struct AuthConfig {
     pub require_mfa_for_admins: bool,
     /// The issuer shown in authenticator apps (default `CloudBase AI`; no `:`).
     pub mfa_issuer: String,
+    /// The notifier instance (of the `email` plugin) that sends password reset links; unset, there
+    /// is no reset by email (`requestPasswordReset` is `FORBIDDEN`).
+    pub password_reset_channel: Option<String>,
+    /// The link a reset email carries, with `{token}` where the token goes; required in prod when
+    /// `password_reset_channel` is set. Unset in dev: this server's console at `listen`.
+    pub password_reset_url: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -68,6 +74,8 @@ impl Default for AuthConfig {
             session_cache_secs: None,
             require_mfa_for_admins: false,
             mfa_issuer: "CloudBase AI".into(),
+            password_reset_channel: None,
+            password_reset_url: None,
         }
     }
 }

@@ -64,6 +64,31 @@ impl Config {
                 "must be 1-64 characters without `:` (authenticator apps split on it)",
             ));
         }
+        if let Some(channel) = &self.auth.password_reset_channel {
+            if !self.plugins.contains_key(channel) {
+                return Err(invalid(
+                    "auth.password_reset_channel",
+                    format!(
+                        "no plugin instance named {channel:?} is configured (it should be an `email` notifier)"
+                    ),
+                ));
+            }
+            if self.env == Environment::Prod && self.auth.password_reset_url.is_none() {
+                return Err(invalid(
+                    "auth.password_reset_url",
+                    "required when env = \"prod\" and password_reset_channel is set: the public address of the console's reset page, with {token}",
+                ));
+            }
+        }
+        if let Some(url) = &self.auth.password_reset_url
+            && (!url.contains("{token}")
+                || !(url.starts_with("https://") || url.starts_with("http://")))
+        {
+            return Err(invalid(
+                "auth.password_reset_url",
+                "must be an http(s) URL containing {token}",
+            ));
+        }
         if self.bootstrap_admin_email.is_some() != self.bootstrap_admin_password.is_some() {
             return Err(invalid(
                 "bootstrap_admin_email",

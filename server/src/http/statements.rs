@@ -22,7 +22,7 @@ pub struct Params {
 fn status_of(code: Code) -> StatusCode {
     match code {
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::Forbidden | Code::MfaRequired => StatusCode::FORBIDDEN,
+        Code::Forbidden | Code::MfaRequired | Code::PasswordChangeRequired => StatusCode::FORBIDDEN,
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::BadUserInput => StatusCode::BAD_REQUEST,
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,7 +75,7 @@ pub async fn csv(
             );
         }
     };
-    let statement = match viewer.require_mfa_standing() {
+    let statement = match viewer.require_nothing_due() {
         Ok(viewer) => usage::statement(&state.app, viewer, params.user_id.as_deref(), month).await,
         Err(e) => Err(e),
     };

@@ -31,6 +31,22 @@ pub struct User {
     pub updated_at: NaiveDateTime,
     /// When two-step sign-in (TOTP) was turned on, while it is on.
     pub mfa_enabled_at: Option<NaiveDateTime>,
+    /// When an admin required a new password, until it is changed.
+    pub password_change_required_at: Option<NaiveDateTime>,
+}
+
+/// What the access check reads of a user with each session or API key.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct AccountState {
+    /// `USER` or `ADMIN`.
+    pub role: String,
+    /// Set while the account is disabled.
+    pub disabled_at: Option<NaiveDateTime>,
+    /// Set while two-step sign-in is on.
+    pub mfa_enabled_at: Option<NaiveDateTime>,
+    /// Set while an admin requires a new password.
+    pub password_change_required_at: Option<NaiveDateTime>,
 }
 
 /// An insert into `users`.

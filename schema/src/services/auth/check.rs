@@ -6,8 +6,9 @@ use std::sync::Arc;
 use chrono::DateTime;
 
 use super::uses::{Credential, note_use};
-use super::{Auth, Role, Standing, Viewer};
+use super::{Auth, Due, Role, Standing, Viewer};
 use crate::Error;
+use crate::db::models::AccountState;
 use crate::db::{DbConn, api_keys, sessions};
 use crate::events::Event;
 use crate::services::App;
@@ -60,12 +61,12 @@ async fn check(app: &App, authorization: Option<&str>) -> Result<Auth, Error> {
             session_id: claims.sid,
             role: standing.role,
             key: None,
-            mfa_due: mfa_due(app, standing),
+            due: due(app, standing),
         }));
     }
     let generation = cache.generation();
     let mut conn = app.db.get().await?;
-    let Some((role, disabled_at, revoked_at, mfa_enabled_at)) =
+    let Some((account, revoked_at)) =
         crate::db::on_call_path(sessions::access_state(&mut conn, &claims.sub, &claims.sid))
             .await?
     else {
@@ -74,11 +75,11 @@ async fn check(app: &App, authorization: Option<&str>) -> Result<Auth, Error> {
     if revoked_at.is_some() {
         return Ok(Auth::Rejected("session has ended; log in again".into()));
     }
-    if disabled_at.is_some() {
+    if account.disabled_at.is_some() {
         return Ok(Auth::Rejected("this account is disabled".into()));
     }
     drop(conn);
-    let standing = standing(&claims.sub, &role, mfa_enabled_at)?;
+    let standing = standing(&claims.sub, &account)?;
     cache.put(generation, &claims.sub, &claims.sid, standing);
     Ok(Auth::User(Viewer {
         expires_at: DateTime::from_timestamp(claims.exp, 0),
@@ -86,26 +87,30 @@ async fn check(app: &App, authorization: Option<&str>) -> Result<Auth, Error> {
         session_id: claims.sid,
         role: standing.role,
         key: None,
-        mfa_due: mfa_due(app, standing),
+        due: due(app, standing),
     }))
 }
 
-fn standing(
-    user_id: &str,
-    role: &str,
-    mfa_enabled_at: Option<chrono::NaiveDateTime>,
-) -> Result<Standing, Error> {
-    let role = Role::parse(role)
-        .ok_or_else(|| Error::Internal(format!("user {user_id} has unknown role {role}")))?;
+fn standing(user_id: &str, account: &AccountState) -> Result<Standing, Error> {
+    let role = Role::parse(&account.role).ok_or_else(|| {
+        Error::Internal(format!("user {user_id} has unknown role {}", account.role))
+    })?;
     Ok(Standing {
         role,
-        mfa: mfa_enabled_at.is_some(),
+        mfa: account.mfa_enabled_at.is_some(),
+        password_due: account.password_change_required_at.is_some(),
     })
 }
 
-/// Whether the account must enrol in two-step sign-in before anything else.
-fn mfa_due(app: &App, standing: Standing) -> bool {
-    app.mfa.required_for_admins && standing.role == Role::Admin && !standing.mfa
+/// What the account must do before anything else, if anything.
+fn due(app: &App, standing: Standing) -> Option<Due> {
+    if standing.password_due {
+        Some(Due::PasswordChange)
+    } else if app.account.mfa_required_for_admins && standing.role == Role::Admin && !standing.mfa {
+        Some(Due::MfaEnrolment)
+    } else {
+        None
+    }
 }
 
 /// The check of an API key: a known secret, not revoked or expired, of an enabled user.
@@ -120,13 +125,13 @@ async fn authenticate_key(app: &App, secret: &str) -> Result<Auth, Error> {
             let mut conn = app.db.get().await?;
             let found = crate::db::on_call_path(api_keys::by_hash(&mut conn, &hash)).await?;
             drop(conn);
-            let Some((key, role, disabled_at, mfa_enabled_at)) = found else {
+            let Some((key, account)) = found else {
                 return Ok(Auth::Rejected("invalid API key".into()));
             };
-            if disabled_at.is_some() {
+            if account.disabled_at.is_some() {
                 return Ok(Auth::Rejected("this account is disabled".into()));
             }
-            let standing = standing(&key.user_id, &role, mfa_enabled_at)?;
+            let standing = standing(&key.user_id, &account)?;
             let grant = Arc::new(KeyGrant::of(&key)?);
             cache.put_key(
                 generation,
@@ -152,7 +157,7 @@ async fn authenticate_key(app: &App, secret: &str) -> Result<Auth, Error> {
         role: standing.role,
         expires_at: ends.map(|t| t.and_utc()),
         key: Some(grant),
-        mfa_due: mfa_due(app, standing),
+        due: due(app, standing),
     }))
 }
 
@@ -193,9 +198,10 @@ pub fn still_valid(opened_as: &Viewer, now: &Auth) -> Result<(), String> {
             Err("credentials changed".into())
         }
         Auth::User(v) if v.role != opened_as.role => Err("your role changed; connect again".into()),
-        Auth::User(v) if v.mfa_due && !opened_as.mfa_due => {
-            Err("two-step sign-in must be turned on first; connect again".into())
-        }
+        Auth::User(v) if v.due.is_some() && v.due != opened_as.due => Err(
+            "this account owes a step first (a new password, or two-step sign-in); connect again"
+                .into(),
+        ),
         Auth::User(_) => Ok(()),
     }
 }

@@ -15,7 +15,7 @@
 //!   their device. Both, and enrolment, change the account's access (`change_access`), so every
 //!   instance's access cache learns of it before they return.
 //! - `[auth] require_mfa_for_admins`: an admin without it gets `MFA_REQUIRED` for everything but
-//!   enrolling (see [`super::Viewer::mfa_due`]).
+//!   enrolling (see [`super::Due`]).
 
 use chrono::{DateTime, Duration, Utc};
 use totp_rs::{Builder, Secret, Totp};
@@ -26,24 +26,6 @@ use crate::Error;
 use crate::db::models::User;
 use crate::db::{DbConn, mfa as queries, users as user_queries};
 use crate::services::{App, login_throttle, tokens, users, validate};
-
-/// `[auth]` settings of two-step sign-in.
-#[derive(Debug, Clone)]
-pub struct MfaSettings {
-    /// The issuer authenticator apps show.
-    pub issuer: String,
-    /// Whether admins must have it on before they may do anything but enrol.
-    pub required_for_admins: bool,
-}
-
-impl Default for MfaSettings {
-    fn default() -> Self {
-        Self {
-            issuer: "CloudBase AI".into(),
-            required_for_admins: false,
-        }
-    }
-}
 
 /// A pending enrolment: what to put into the authenticator app.
 #[derive(Debug)]
@@ -136,7 +118,7 @@ fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
                 .map(|b| RECOVERY_ALPHABET[*b as usize % RECOVERY_ALPHABET.len()] as char)
                 .collect();
             let code = format!("{}-{}", &chars[..5], &chars[5..]);
-            let hash = tokens::hash_mfa_secret(&chars);
+            let hash = tokens::hash_presented(&chars);
             (code, hash)
         })
         .unzip()
@@ -160,7 +142,7 @@ async fn use_code(app: &App, tx: &mut DbConn, user_id: &str, code: &str) -> Resu
             Ok(queries::accept_step(tx, user_id, step).await?)
         }
         Code::Recovery(compact) => {
-            let hash = tokens::hash_mfa_secret(&compact);
+            let hash = tokens::hash_presented(&compact);
             Ok(queries::use_recovery_code(tx, user_id, &hash, now.naive_utc()).await?)
         }
     }
@@ -201,7 +183,7 @@ pub async fn complete_login(
 ) -> Result<AuthTokens, Error> {
     parse_code(code)?;
     let now = app.clock.now();
-    let id = tokens::hash_mfa_secret(challenge);
+    let id = tokens::hash_presented(challenge);
     let mut conn = app.db.get().await?;
     let dead = || {
         Error::Unauthenticated(
@@ -274,7 +256,7 @@ pub async fn start_enrolment(
     }
     confirm_password(app, meta, &user, password, "password").await?;
     let secret = Secret::from(tokens::random_bytes::<20>().to_vec());
-    let totp = totp(secret, &app.mfa.issuer, &user.email)?;
+    let totp = totp(secret, &app.account.mfa_issuer, &user.email)?;
     let otpauth_uri = totp
         .to_url()
         .map_err(|e| Error::Internal(format!("TOTP: {e}")))?;
@@ -411,7 +393,7 @@ pub async fn disable(
 ) -> Result<(), Error> {
     session_only(viewer)?;
     parse_code(code)?;
-    if app.mfa.required_for_admins && viewer.is_admin() {
+    if app.account.mfa_required_for_admins && viewer.is_admin() {
         return Err(Error::Forbidden(
             "admins must keep two-step sign-in on ([auth] require_mfa_for_admins)".into(),
         ));
@@ -490,7 +472,7 @@ mod tests {
             let Ok(Code::Recovery(typed)) = parse_code(&code.to_uppercase()) else {
                 panic!("{code} is not a recovery code");
             };
-            assert_eq!(&tokens::hash_mfa_secret(&typed), hash);
+            assert_eq!(&tokens::hash_presented(&typed), hash);
         }
     }
 }

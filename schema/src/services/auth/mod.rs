@@ -12,11 +12,13 @@
 //!   still valid.
 //! - [`devices`]: a user's sessions, listed and ended one by one or all but the current one.
 //! - [`mfa`]: two-step sign-in with TOTP.
+//! - [`reset`]: a password reset link by email, and an admin's requirement of a new password.
 //! - [`uses`]: when a session or API key was last used.
 
 mod check;
 mod devices;
 pub mod mfa;
+pub mod reset;
 mod sessions;
 mod uses;
 
@@ -30,7 +32,7 @@ use crate::services::api_keys::{KeyGrant, KeyScope};
 
 pub use check::{authenticate, change_access, still_valid};
 pub use devices::{list_sessions, revoke_other_sessions, revoke_session, revoke_user_sessions};
-pub use mfa::{MfaSettings, SignIn};
+pub use mfa::SignIn;
 pub use sessions::{change_password, login, logout, refresh, register};
 pub use uses::Uses;
 
@@ -62,6 +64,31 @@ impl Role {
     }
 }
 
+/// `[auth]` settings of accounts: two-step sign-in and password reset by email.
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    /// The issuer authenticator apps show.
+    pub mfa_issuer: String,
+    /// Whether admins must have two-step sign-in on before they may do anything but enrol.
+    pub mfa_required_for_admins: bool,
+    /// The notifier instance (an `email` one) that sends password reset links; `None`: no reset
+    /// by email.
+    pub reset_channel: Option<String>,
+    /// The reset link, with `{token}` where the token goes.
+    pub reset_url: String,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        Self {
+            mfa_issuer: "CloudBase AI".into(),
+            mfa_required_for_admins: false,
+            reset_channel: None,
+            reset_url: "http://127.0.0.1:8080/console#/reset-password?token={token}".into(),
+        }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Viewer {
@@ -75,9 +102,35 @@ pub struct Viewer {
     pub expires_at: Option<DateTime<Utc>>,
     /// The API key the request came with, and what it grants (`None`: a session's token).
     pub key: Option<Arc<KeyGrant>>,
-    /// An admin without two-step sign-in while `[auth] require_mfa_for_admins` is on: may only
-    /// enrol ([`Auth::enrolling_viewer`]); everything else is `MFA_REQUIRED`.
-    pub mfa_due: bool,
+    /// What the account must do before anything else, if anything: only that step, reading its
+    /// own account and signing out are open to it ([`Auth::limited_viewer`]).
+    pub due: Option<Due>,
+}
+
+/// A step an account owes before it may do anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// An admin without two-step sign-in while `[auth] require_mfa_for_admins` is on: enrol.
+    MfaEnrolment,
+    /// An admin required a new password (`requirePasswordChange`): change it.
+    PasswordChange,
+}
+
+impl Due {
+    /// The error everything else gets meanwhile.
+    pub fn error(self) -> Error {
+        match self {
+            Due::MfaEnrolment => Error::MfaRequired(
+                "admins must turn on two-step sign-in first: startMfaEnrolment, then \
+                 confirmMfaEnrolment"
+                    .into(),
+            ),
+            Due::PasswordChange => Error::PasswordChangeRequired(
+                "an administrator requires a new password for this account: changePassword first"
+                    .into(),
+            ),
+        }
+    }
 }
 
 impl Viewer {
@@ -96,12 +149,13 @@ impl Viewer {
         }
     }
 
-    /// `MFA_REQUIRED` while the viewer must enrol in two-step sign-in first ([`Viewer::mfa_due`]).
-    pub fn require_mfa_standing(&self) -> Result<&Self, Error> {
-        if self.mfa_due {
-            return Err(mfa_due());
+    /// `MFA_REQUIRED` or `PASSWORD_CHANGE_REQUIRED` while the account owes that step first
+    /// ([`Viewer::due`]).
+    pub fn require_nothing_due(&self) -> Result<&Self, Error> {
+        match self.due {
+            Some(due) => Err(due.error()),
+            None => Ok(self),
         }
-        Ok(self)
     }
 
     /// Whether the viewer is an admin.
@@ -142,29 +196,21 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// The viewer, or `UNAUTHENTICATED`; `MFA_REQUIRED` while the viewer must enrol in two-step
-    /// sign-in first.
+    /// The viewer, or `UNAUTHENTICATED`; `MFA_REQUIRED` or `PASSWORD_CHANGE_REQUIRED` while the
+    /// account owes that step first.
     pub fn viewer(&self) -> Result<&Viewer, Error> {
-        self.enrolling_viewer()?.require_mfa_standing()
+        self.limited_viewer()?.require_nothing_due()
     }
 
-    /// The viewer even while it must enrol in two-step sign-in first: for enrolling, reading
-    /// one's own account and signing out.
-    pub fn enrolling_viewer(&self) -> Result<&Viewer, Error> {
+    /// The viewer even while its account owes a step ([`Due`]): for taking that step (enrolling
+    /// in two-step sign-in, changing the password), reading one's own account and signing out.
+    pub fn limited_viewer(&self) -> Result<&Viewer, Error> {
         match self {
             Auth::User(v) => Ok(v),
             Auth::Anonymous => Err(Error::unauthenticated()),
             Auth::Rejected(why) => Err(Error::Unauthenticated(why.clone())),
         }
     }
-}
-
-/// What an admin without two-step sign-in gets under `[auth] require_mfa_for_admins`.
-pub fn mfa_due() -> Error {
-    Error::MfaRequired(
-        "admins must turn on two-step sign-in first: startMfaEnrolment, then confirmMfaEnrolment"
-            .into(),
-    )
 }
 
 /// What the access check knows of an account besides its sessions: kept with each cached
@@ -175,6 +221,8 @@ pub struct Standing {
     pub role: Role,
     /// Whether two-step sign-in is on.
     pub mfa: bool,
+    /// Whether an admin required a new password.
+    pub password_due: bool,
 }
 
 /// Facts about the HTTP request, for sessions, logs and the audit trail.

@@ -233,6 +233,12 @@ pub async fn change_password(
     drop(conn);
     validate::password("newPassword", new, &[&user.email, &user.display_name])?;
     confirm_password(app, meta, &user, current, "currentPassword").await?;
+    if current == new {
+        return Err(Error::bad_input(
+            "newPassword",
+            "the new password must differ from the current one",
+        ));
+    }
     let hash = app.passwords.hash(new).await?;
     let now = app.now();
     change_access(app, &user.id, async |tx| {

@@ -101,6 +101,12 @@ impl ApiError {
                 Some("mfa_required"),
                 message,
             ),
+            Code::PasswordChangeRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                Some("password_change_required"),
+                message,
+            ),
             Code::NotFound => Self::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",

@@ -42,7 +42,7 @@ async fn viewer(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match auth::authenticate(&state.app, authorization, Some(client_ip)).await {
-        Ok(Auth::User(viewer)) => match viewer.require_mfa_standing() {
+        Ok(Auth::User(viewer)) => match viewer.require_nothing_due() {
             Ok(_) => Ok(viewer),
             Err(e) => Err(ApiError::from_service(&e, request_id)),
         },
