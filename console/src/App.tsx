@@ -10,13 +10,14 @@ import { request } from './api/client';
 import { setServerZone } from './api/calendar';
 import { useQuery } from './api/hooks';
 import { gql } from './api/gql';
-import { clear, current, onChange, type Session } from './api/session';
+import { ACCOUNT_CHANGED, clear, current, onChange, type Session } from './api/session';
 import { common } from './i18n/common';
 import { LANGS, languagePicked, useLang, useText, type Lang } from './i18n';
 import { href, navigate, useRoute, type Route } from './router';
 import { Loading } from './ui/components';
 import { Login } from './pages/Login';
 import { Register } from './pages/Register';
+import { ForgotPassword, ResetPassword } from './pages/Recover';
 import { Overview } from './pages/admin/Overview';
 import { Costs } from './pages/admin/Costs';
 import { Calls } from './pages/admin/Calls';
@@ -117,6 +118,9 @@ export function App() {
   );
 
   const page = route.path[0];
+  // Reset pages work signed in or not (a link from an email may open in any browser).
+  if (page === 'forgot-password') return <ForgotPassword />;
+  if (page === 'reset-password') return <ResetPassword token={route.params.get('token')} />;
   if (!session) {
     if (page === 'register') return <Register />;
     return <Login notice={ended ? t.sessionEnded : undefined} />;
@@ -149,6 +153,14 @@ function Shell({ session, active, children }: { session: Session; active: string
   const start = useQuery<Start>(START);
   if (start.data) setServerZone(start.data.reportCalendar.timeZone);
   const ready = !!start.data || !!start.error;
+  // An account that owes a step (a new password an admin required, two-step sign-in an admin
+  // must have) can do nothing else: say so once, and lead to the profile where it is done.
+  const owed = start.error && (start.error.code === 'MFA_REQUIRED' || start.error.code === 'PASSWORD_CHANGE_REQUIRED') ? start.error : undefined;
+  const recheck = start.reload;
+  useEffect(() => {
+    window.addEventListener(ACCOUNT_CHANGED, recheck);
+    return () => window.removeEventListener(ACCOUNT_CHANGED, recheck);
+  }, [recheck]);
   // A browser where no language was picked yet takes the one saved with the account.
   const saved = start.data?.me.settings?.lang;
   const apply = useRef(setLang);
@@ -217,7 +229,14 @@ function Shell({ session, active, children }: { session: Session; active: string
         <ul>{USER_VIEWS.map(link)}</ul>
       </nav>
       <main id="main" tabIndex={-1}>
-        {ready ? children : <Loading />}
+        {!ready && <Loading />}
+        {ready && owed && (
+          <p className="notice owed" role="alert">
+            <strong>{t[owed.code as 'MFA_REQUIRED' | 'PASSWORD_CHANGE_REQUIRED']}</strong>{' '}
+            {active !== 'profile' && <a href={href('/profile')}>{owed.code === 'MFA_REQUIRED' ? t.turnOnMfa : t.changePasswordNow}</a>}
+          </p>
+        )}
+        {ready && (!owed || active === 'profile') && children}
       </main>
     </div>
   );

@@ -77,7 +77,7 @@ test('a user sees their sessions on the profile page and signs the phone out, th
   expect(await probe(request, script)).toBe('UNAUTHENTICATED');
   // The page itself goes on working.
   await page.reload();
-  await expect(page.getByRole('heading', { name: 'Profile' })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: 'Profile' })).toBeVisible();
   noProblems(problems);
 });
 

@@ -163,3 +163,41 @@ fn cors_origins_are_exact_origins() {
         assert!(message.contains("http.cors_origins"), "{bad}: {message}");
     }
 }
+
+#[test]
+fn two_step_and_reset_settings_are_checked() {
+    assert!(load_error("[auth]\nmfa_issuer = \"Acme:AI\"").contains("auth.mfa_issuer"));
+    assert!(load_error("[auth]\nmfa_issuer = \"  \"").contains("auth.mfa_issuer"));
+    assert!(
+        load_error("[auth]\npassword_reset_channel = \"nowhere\"")
+            .contains("auth.password_reset_channel")
+    );
+    let mail = "[plugins.mail]\nplugin = \"email\"\nsettings = { host = \"127.0.0.1\", from = \"a@b.c\", to = [\"a@b.c\"] }\n";
+    assert!(
+        load_error(&format!(
+            "env = \"prod\"\njwt_secret = \"{}\"\n[auth]\npassword_reset_channel = \"mail\"\n{mail}",
+            "s".repeat(40)
+        ))
+        .contains("auth.password_reset_url"),
+        "prod needs the public link"
+    );
+    assert!(
+        load_error("[auth]\npassword_reset_url = \"https://ai.example.com/reset\"")
+            .contains("auth.password_reset_url"),
+        "the link needs {{token}}"
+    );
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "cloudbase.toml",
+            &format!("listen = \"127.0.0.1:9000\"\n[auth]\npassword_reset_channel = \"mail\"\nrequire_mfa_for_admins = true\n{mail}"),
+        )?;
+        let config = Config::load(Some(std::path::Path::new("cloudbase.toml"))).unwrap();
+        assert!(config.auth.require_mfa_for_admins);
+        assert_eq!(
+            config.password_reset_url(),
+            "http://127.0.0.1:9000/console#/reset-password?token={token}",
+            "dev: this server's own console"
+        );
+        Ok(())
+    });
+}

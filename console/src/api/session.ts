@@ -208,3 +208,11 @@ export function resume() {
   });
   else lead();
 }
+
+/** Told when the account settled a step it owed (a new password, two-step sign-in), so views that
+ * stopped for it can look again. */
+export const ACCOUNT_CHANGED = 'cloudbase:account-changed';
+
+export function accountChanged() {
+  window.dispatchEvent(new Event(ACCOUNT_CHANGED));
+}

@@ -20,6 +20,7 @@ const text = defineText({
     busy: 'Signing in…',
     noAccount: 'No account yet?',
     register: 'Create one',
+    forgot: 'Forgot your password?',
     tagline: 'One gateway for your team’s AI: calls, costs, budgets and alerts.',
     codeTitle: 'Two-step sign-in',
     codeIntro: 'Enter the 6-digit code from your authenticator app, or one of your recovery codes.',
@@ -38,6 +39,7 @@ const text = defineText({
     busy: '正在登录…',
     noAccount: '还没有账号？',
     register: '注册',
+    forgot: '忘记密码？',
     tagline: '团队 AI 的统一网关：调用、费用、预算与告警。',
     codeTitle: '两步验证',
     codeIntro: '请输入身份验证器应用中的 6 位验证码，或一个恢复码。',
@@ -179,6 +181,8 @@ export function Login({ notice }: { notice?: string }) {
         </button>
         <p>
           {t.noAccount} <a href={href('/register')}>{t.register}</a>
+          {' · '}
+          <a href={href('/forgot-password')}>{t.forgot}</a>
         </p>
       </form>
     </main>

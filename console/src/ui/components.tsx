@@ -30,10 +30,10 @@ export function ErrorBox({ error, onRetry }: { error: ApiError | undefined | nul
     <div className="error" role="alert">
       <strong>{typeof known === 'string' ? known : error.code}</strong> <span>{error.message}</span>{' '}
       <code className="muted">{error.code}</code>
-      {error.code === 'MFA_REQUIRED' && !location.hash.startsWith(href('/profile')) && (
+      {(error.code === 'MFA_REQUIRED' || error.code === 'PASSWORD_CHANGE_REQUIRED') && !location.hash.startsWith(href('/profile')) && (
         <>
           {' '}
-          <a href={href('/profile')}>{t.turnOnMfa}</a>
+          <a href={href('/profile')}>{error.code === 'MFA_REQUIRED' ? t.turnOnMfa : t.changePasswordNow}</a>
         </>
       )}
       {onRetry && (

@@ -13,13 +13,19 @@ import { type UserRow } from './UsersShared';
 
 const USER = gql`
   query UsersOne($id: ID!) {
-    user(id: $id) { id email displayName role disabled createdAt mfaEnabled }
+    user(id: $id) { id email displayName role disabled createdAt mfaEnabled passwordChangeRequired }
   }
 `;
 
 const RESET_MFA = gql`
   mutation UsersResetMfa($userId: ID!) {
     resetUserMfa(userId: $userId) { id mfaEnabled }
+  }
+`;
+
+const REQUIRE_PASSWORD = gql`
+  mutation UsersRequirePasswordChange($userId: ID!) {
+    requirePasswordChange(userId: $userId) { id passwordChangeRequired }
   }
 `;
 
@@ -68,6 +74,9 @@ export function UserDetail({ id, onClose }: { id: string; onClose(): void }) {
           <Section id="users-two-step-title" title={t.twoStep}>
             <TwoStep user={u} onChanged={user.reload} />
           </Section>
+          <Section id="users-password-title" title={t.password}>
+            <RequirePassword user={u} onChanged={user.reload} />
+          </Section>
           <Section id="users-limits-title" title={t.rateLimits}>
             <RateLimitsForm userId={u.id} />
           </Section>
@@ -80,21 +89,53 @@ export function UserDetail({ id, onClose }: { id: string; onClose(): void }) {
   );
 }
 
-/** Whether the user has two-step sign-in on, and the admin's reset for a lost phone. */
-function TwoStep({ user, onChanged }: { user: UserRow; onChanged(): void }) {
+/** Whether a new password is required of the user, and the admin's requirement of one. */
+function RequirePassword({ user, onChanged }: { user: UserRow; onChanged(): void }) {
+  const t = useText(text);
+  return (
+    <Confirmed
+      state={user.passwordChangeRequired ? t.passwordRequired : t.passwordFine}
+      action={user.passwordChangeRequired ? undefined : t.requirePassword}
+      note={t.requirePasswordNote}
+      confirm={t.requirePasswordConfirm}
+      done={t.passwordRequiredDone}
+      run={() => request(REQUIRE_PASSWORD, { userId: user.id })}
+      onDone={onChanged}
+    />
+  );
+}
+
+/** A state, and an action behind a confirmation that says what it does. */
+function Confirmed({
+  state,
+  action,
+  note,
+  confirm,
+  done: doneText,
+  run,
+  onDone,
+}: {
+  state: string;
+  action: string | undefined;
+  note: string;
+  confirm: string;
+  done: string;
+  run(): Promise<unknown>;
+  onDone(): void;
+}) {
   const t = useText(text);
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError>();
   const [done, setDone] = useState(false);
-  const reset = async () => {
+  const go = async () => {
     setBusy(true);
     setError(undefined);
     try {
-      await request(RESET_MFA, { userId: user.id });
+      await run();
       setDone(true);
       setConfirming(false);
-      onChanged();
+      onDone();
     } catch (err) {
       setError(toApiError(err));
     } finally {
@@ -103,26 +144,26 @@ function TwoStep({ user, onChanged }: { user: UserRow; onChanged(): void }) {
   };
   return (
     <div className="stack">
-      <p>{user.mfaEnabled ? t.twoStepOn : t.twoStepOff}</p>
+      <p>{state}</p>
       {done && (
         <p className="ok-text" role="status">
-          {t.twoStepReset}
+          {doneText}
         </p>
       )}
       <ErrorBox error={error} />
-      {user.mfaEnabled && !confirming && (
+      {action && !confirming && (
         <div>
           <button type="button" className="danger" onClick={() => setConfirming(true)}>
-            {t.resetTwoStep}
+            {action}
           </button>
         </div>
       )}
-      {user.mfaEnabled && confirming && (
+      {action && confirming && (
         <div className="stack">
-          <p className="muted">{t.resetTwoStepNote}</p>
+          <p className="muted">{note}</p>
           <div className="row">
-            <button type="button" className="danger" disabled={busy} onClick={() => void reset()}>
-              {t.resetTwoStepConfirm}
+            <button type="button" className="danger" disabled={busy} onClick={() => void go()}>
+              {confirm}
             </button>
             <button type="button" onClick={() => setConfirming(false)}>
               {t.cancelReset}
@@ -131,6 +172,22 @@ function TwoStep({ user, onChanged }: { user: UserRow; onChanged(): void }) {
         </div>
       )}
     </div>
+  );
+}
+
+/** Whether the user has two-step sign-in on, and the admin's reset for a lost phone. */
+function TwoStep({ user, onChanged }: { user: UserRow; onChanged(): void }) {
+  const t = useText(text);
+  return (
+    <Confirmed
+      state={user.mfaEnabled ? t.twoStepOn : t.twoStepOff}
+      action={user.mfaEnabled ? t.resetTwoStep : undefined}
+      note={t.resetTwoStepNote}
+      confirm={t.resetTwoStepConfirm}
+      done={t.twoStepReset}
+      run={() => request(RESET_MFA, { userId: user.id })}
+      onDone={onChanged}
+    />
   );
 }
 

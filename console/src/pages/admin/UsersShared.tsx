@@ -19,6 +19,7 @@ export interface UserRow {
   disabled: boolean;
   createdAt: string;
   mfaEnabled?: boolean;
+  passwordChangeRequired?: boolean;
 }
 
 export interface Budget {

@@ -8,7 +8,7 @@ import type { ViewProps } from '../../App';
 import { ApiError, request, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useQuery } from '../../api/hooks';
-import { current, store } from '../../api/session';
+import { accountChanged, current, store } from '../../api/session';
 import { common } from '../../i18n/common';
 import { LANGS, defineText, useLang, useText, type Lang } from '../../i18n';
 import { ErrorBox, Field, Loading, Page } from '../../ui/components';
@@ -264,6 +264,7 @@ function PasswordForm() {
       await request(CHANGE_PASSWORD, { currentPassword: form.current, newPassword: form.next });
       setForm({ current: '', next: '', repeat: '' });
       setDone(true);
+      accountChanged();
     } catch (err) {
       const failure = toApiError(err);
       if (failure.code === 'BAD_USER_INPUT' && failure.extensions.field === 'currentPassword') setProblem(t.wrongCurrent);

@@ -7,6 +7,7 @@ import { useState, type FormEvent, type ReactNode } from 'react';
 import { ApiError, request, toApiError } from '../../api/client';
 import { gql } from '../../api/gql';
 import { useQuery } from '../../api/hooks';
+import { accountChanged } from '../../api/session';
 import { defineText, useLang, useText } from '../../i18n';
 import { Badge, ErrorBox, Field, Loading } from '../../ui/components';
 import { copyText } from '../../ui/clipboard';
@@ -205,6 +206,7 @@ export function TwoStepPanel() {
         onCodes={(codes) => {
           go({ kind: 'codes', codes });
           standing.reload();
+          accountChanged();
         }}
         onCancel={() => done()}
       />
