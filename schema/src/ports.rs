@@ -129,3 +129,20 @@ pub enum Destination {
     /// `[alerts] allow_private_targets` is on, every address the host connects to must be public.
     User,
 }
+
+/// What WeChat's `code2Session` says of a mini-program's login code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeChatIdentity {
+    /// The user, for this mini-program.
+    pub openid: String,
+    /// The user across the developer's apps, when WeChat gives it.
+    pub unionid: Option<String>,
+}
+
+/// WeChat's `code2Session` (`jscode2session`), called by the server with its app id and secret.
+pub trait WeChat: Send + Sync + 'static {
+    /// Trades a `wx.login` code for the user's identity. WeChat's refusals come back as clear
+    /// errors: an invalid or used code `BAD_USER_INPUT` (40029, 40163), its rate limit
+    /// `RATE_LIMITED` (45011), busy `UNAVAILABLE` (-1), anything else `UPSTREAM_FAILED`.
+    fn code2session(&self, code: &str) -> BoxFuture<'_, Result<WeChatIdentity, Error>>;
+}

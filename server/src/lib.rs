@@ -9,6 +9,7 @@
 //! - [`http`]: the axum router: `/graphql`, `/playground`, `/healthz`, `/readyz`.
 //! - [`plugin_host`]: the plugin host: loading libraries, instances, calls, and their I/O.
 //! - [`telemetry`]: tracing subscriber set-up.
+//! - [`wechat`]: WeChat's `code2Session`, for mini-program sign-in.
 
 // The schema's merged roots nest one type per domain, and the layout of the future that resolves
 // a mutation's fields goes deeper than the default limit of 128 (async-graphql's own advice).
@@ -20,6 +21,7 @@ pub mod http;
 pub mod plugin_host;
 pub mod startup;
 pub mod telemetry;
+pub mod wechat;
 
 pub use config::Config;
 pub use startup::{run, run_with_clock};

@@ -202,6 +202,8 @@ pub async fn build_app_for(
         },
         clock: clock.clone(),
         plugins,
+        wechat: crate::wechat::Code2Session::from_config(&config.wechat)?
+            .map(|c| Arc::new(c) as Arc<dyn cloudbase_schema::ports::WeChat>),
         chat: (&config.chat).into(),
         admission: Admission::new(config.max_calls_in_flight()),
         budgets: (&config.budgets).try_into()?,

@@ -9,6 +9,7 @@
 //! - [`sessions`]: a user's sessions, listed and ended.
 //! - [`mfa`]: two-step sign-in: enrolment, the login's second step, codes that work once.
 //! - [`recovery`]: a password reset link by email, and an admin's requirement of a new password.
+//! - [`wechat`]: WeChat mini-program sign-in against a local stand-in for `code2Session`.
 //! - [`limits`]: rate limits and the login throttle.
 //! - [`http`]: the GraphQL-over-HTTP surface, limits, and the `graphql-http` audit.
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
@@ -70,4 +71,5 @@ mod schema;
 mod sessions;
 mod support;
 mod upstream;
+mod wechat;
 mod ws;

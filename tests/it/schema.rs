@@ -8,7 +8,8 @@ use cloudbase_schema::db::schema::{
     ai_calls, alert_deliveries, alert_rules, alert_states, alerts, api_keys, audit_head, audit_log,
     budget_reservations, budgets, conversations, invites, leases, messages, mfa_challenges,
     mfa_recovery_codes, mfa_secrets, password_resets, prices, rate_counters, refresh_tokens,
-    sessions, system_logs, usage_daily, usage_daily_models, usage_daily_users, user_limits, users,
+    sessions, system_logs, usage_daily, usage_daily_models, usage_daily_users, user_identities,
+    user_limits, users,
 };
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -122,7 +123,8 @@ fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
         mfa_secrets,
         mfa_recovery_codes,
         mfa_challenges,
-        password_resets
+        password_resets,
+        user_identities
     )
 }
 

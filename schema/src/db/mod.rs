@@ -12,10 +12,10 @@
 //! - [`checkpoint`]: SQLite's checkpoints in the writers' turn, not inside a call's commit.
 //! - [`migrate`]: the embedded migrations of both backends, run at start.
 //! - [`fixed`]: statements marked as having one shape, so both databases cache them.
-//! - [`users`], [`sessions`], [`mfa`], [`password_resets`], [`api_keys`], [`invites`],
-//!   [`prices`], [`conversations`], [`ai_calls`], [`budgets`], [`rate_limits`], [`usage`],
-//!   [`stats`], [`audit`], [`system_logs`], [`alerts`], [`deliveries`], [`leases`]: the query
-//!   functions, returning `QueryResult`.
+//! - [`users`], [`sessions`], [`mfa`], [`password_resets`], [`identities`], [`api_keys`],
+//!   [`invites`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`], [`rate_limits`],
+//!   [`usage`], [`stats`], [`audit`], [`system_logs`], [`alerts`], [`deliveries`], [`leases`]:
+//!   the query functions, returning `QueryResult`.
 
 pub mod ai_calls;
 pub mod alerts;
@@ -28,6 +28,7 @@ pub mod conversations;
 pub mod deliveries;
 pub mod fixed;
 pub mod held;
+pub mod identities;
 pub mod invites;
 pub mod leases;
 pub mod mfa;

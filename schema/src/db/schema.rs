@@ -21,6 +21,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_identities (provider, subject) {
+        provider -> Text,
+        subject -> Text,
+        user_id -> Text,
+        union_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     password_resets (id) {
         id -> Text,
         user_id -> Text,
@@ -403,6 +414,7 @@ diesel::joinable!(mfa_secrets -> users (user_id));
 diesel::joinable!(mfa_recovery_codes -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
 diesel::joinable!(password_resets -> users (user_id));
+diesel::joinable!(user_identities -> users (user_id));
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(budget_reservations -> budgets (budget_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -418,6 +430,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     mfa_recovery_codes,
     mfa_challenges,
     password_resets,
+    user_identities,
     sessions,
     refresh_tokens,
     prices,

@@ -150,6 +150,36 @@ impl AuthMutation {
             .map(Into::into)
     }
 
+    /// Signs in from a WeChat mini-program with the code of `wx.login`: the account linked to the
+    /// WeChat user, or, when registration is open, a new one made for it. Answers like `login` (a
+    /// challenge when two-step sign-in is on). WeChat's refusals: an invalid or used code
+    /// `BAD_USER_INPUT` on `code` (40029, 40163), its rate limit `RATE_LIMITED` (45011), busy
+    /// `UNAVAILABLE` (-1). `FORBIDDEN` when WeChat sign-in is not set up, or no account is linked
+    /// and registration is not open.
+    async fn wechat_login(&self, ctx: &Context<'_>, code: String) -> Result<LoginPayload, Error> {
+        let meta = ctx.request_meta();
+        auth::wechat::login(ctx.app()?, &meta, &code)
+            .await
+            .map(Into::into)
+    }
+
+    /// Links the WeChat user of a `wx.login` code to the signed-in account, so it can sign in
+    /// with `wechatLogin`. `CONFLICT` when that WeChat user is linked to another account, or this
+    /// account to another WeChat user.
+    async fn link_wechat(&self, ctx: &Context<'_>, code: String) -> Result<User, Error> {
+        auth::wechat::link(ctx.app()?, ctx.viewer()?, &code)
+            .await
+            .map(Into::into)
+    }
+
+    /// Unlinks WeChat from the signed-in account. `CONFLICT` for an account WeChat sign-in made,
+    /// which has no other way in.
+    async fn unlink_wechat(&self, ctx: &Context<'_>) -> Result<User, Error> {
+        auth::wechat::unlink(ctx.app()?, ctx.viewer()?)
+            .await
+            .map(Into::into)
+    }
+
     /// The second step of a login with two-step sign-in: the `challenge` from `login` and the
     /// 6-digit code from the authenticator app, or one of the recovery codes (each works once).
     /// A wrong code is `BAD_USER_INPUT` (on `code`) and counts like a wrong password; a challenge

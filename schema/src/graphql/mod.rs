@@ -3,7 +3,8 @@
 //!
 //! - [`users`]: `User`, `me`, `user`, `users`, profile and admin mutations.
 //! - [`auth`]: `register`, `login`, `completeMfaLogin`, `refreshSession`, `logout`,
-//!   `changePassword`, `requestPasswordReset`, `resetPassword`.
+//!   `changePassword`, `requestPasswordReset`, `resetPassword`, `wechatLogin`, `linkWechat`,
+//!   `unlinkWechat`.
 //! - [`mfa`]: `startMfaEnrolment`, `confirmMfaEnrolment`, `regenerateMfaRecoveryCodes`,
 //!   `disableMfa`, `resetUserMfa`.
 //! - [`sessions`]: `mySessions`, `userSessions`, `revokeSession`, `revokeOtherSessions`,

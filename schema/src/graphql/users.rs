@@ -83,6 +83,13 @@ impl User {
         self.password_change_required_at.is_some()
     }
 
+    /// Whether a WeChat user is linked (signs in with `wechatLogin`). Only for the account itself
+    /// and admins.
+    async fn wechat_linked(&self, ctx: &Context<'_>) -> Result<bool, Error> {
+        ctx.limited_viewer()?.require_self_or_admin(&self.id)?;
+        crate::services::auth::wechat::linked(ctx.app()?, &self.id).await
+    }
+
     /// When the account was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.created_at.and_utc()

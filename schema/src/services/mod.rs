@@ -78,6 +78,8 @@ pub struct AppParts {
     pub clock: Arc<dyn Clock>,
     /// AI providers and notification channels.
     pub plugins: Arc<dyn PluginHost>,
+    /// WeChat mini-program sign-in, when `[wechat]` has its app id and secret.
+    pub wechat: Option<Arc<dyn crate::ports::WeChat>>,
     /// Chat defaults and switches.
     pub chat: chat::ChatSettings,
     /// The slots for AI calls in flight.

@@ -12,7 +12,7 @@ use super::budgets::{self, Period};
 use super::{App, rate_limits, tokens, users};
 use crate::Error;
 use crate::db::models::User;
-use crate::db::{budgets as budget_queries, invites};
+use crate::db::{DbConn, budgets as budget_queries, invites};
 
 /// Who may register.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,16 @@ pub struct Registration<'a> {
     pub display_name: &'a str,
     /// Needed in `invite` mode; ignored otherwise.
     pub invite_code: Option<&'a str>,
+}
+
+/// What every new account gets, in the transaction that makes it: the new-user budget, when
+/// `[budgets] new_user_limit_micros` is set.
+pub async fn provision(app: &App, tx: &mut DbConn, user: &User) -> Result<(), Error> {
+    if let Some(budget) = &app.registration.new_user_budget {
+        let row = budgets::new_user_budget(app, &user.id, budget);
+        budget_queries::insert(tx, &row).await?;
+    }
+    Ok(())
 }
 
 /// Creates an account with the `USER` role from `address`, if the mode, the input, the invite and
@@ -113,10 +123,7 @@ pub async fn register(
             {
                 return Err(bad_code());
             }
-            if let Some(budget) = &app.registration.new_user_budget {
-                let row = budgets::new_user_budget(app, &user.id, budget);
-                budget_queries::insert(tx, &row).await?;
-            }
+            provision(app, tx, &user).await?;
             Ok(user)
         })
         .await?;

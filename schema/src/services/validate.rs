@@ -66,6 +66,9 @@ pub fn email(field: &'static str, raw: &str) -> Result<String, Error> {
     if !domain.contains('.') || !labels_ok {
         return bad("email has an invalid domain");
     }
+    if domain.ends_with(".invalid") {
+        return bad("`.invalid` addresses are reserved (accounts made by WeChat sign-in use them)");
+    }
     Ok(email)
 }
 

@@ -30,7 +30,7 @@ pub use self::plugins::{PluginInstanceConfig, UpstreamTimeouts};
 pub use self::secret::Secret;
 pub use self::sections::{
     AuthConfig, DatabaseConfig, GraphqlConfig, HttpConfig, LogsConfig, MetricsConfig,
-    RegistrationConfig,
+    RegistrationConfig, WeChatConfig,
 };
 pub use self::services::{
     AlertsConfig, AuditConfig, BudgetsConfig, ChatConfig, PeriodConfig, RateLimitsConfig,
@@ -112,6 +112,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Default rate limits (admins override them per user).
     pub rate_limits: RateLimitsConfig,
+    /// WeChat mini-program sign-in.
+    pub wechat: WeChatConfig,
 }
 
 impl Default for Config {
@@ -141,6 +143,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             audit: AuditConfig::default(),
             rate_limits: RateLimitsConfig::default(),
+            wechat: WeChatConfig::default(),
         }
     }
 }

@@ -315,3 +315,40 @@ impl Default for LogsConfig {
         }
     }
 }
+
+/// `[wechat]`: WeChat mini-program sign-in (`wechatLogin`). On when both secrets are set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeChatConfig {
+    /// WeChat's `code2Session` endpoint (default `https://api.weixin.qq.com/sns/jscode2session`).
+    pub code2session_url: String,
+    /// Secret name → the environment variable holding it, as for plugins: `app_id` (default
+    /// `WECHAT_APP_ID`) and `app_secret` (default `WECHAT_APP_SECRET`).
+    pub secrets: std::collections::BTreeMap<String, String>,
+    /// How long a call to WeChat may take, in milliseconds (default 5000).
+    pub timeout_ms: u64,
+}
+
+impl Default for WeChatConfig {
+    fn default() -> Self {
+        Self {
+            code2session_url: "https://api.weixin.qq.com/sns/jscode2session".into(),
+            secrets: std::collections::BTreeMap::new(),
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+impl WeChatConfig {
+    /// The app id and secret, read from their environment variables; `None` unless both are set.
+    pub fn credentials(&self) -> Option<(String, String)> {
+        let read = |name: &str, default: &str| {
+            let var = self.secrets.get(name).map_or(default, String::as_str);
+            std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+        };
+        Some((
+            read("app_id", "WECHAT_APP_ID")?,
+            read("app_secret", "WECHAT_APP_SECRET")?,
+        ))
+    }
+}

@@ -89,6 +89,22 @@ impl Config {
                 "must be an http(s) URL containing {token}",
             ));
         }
+        if let Some(unknown) = self
+            .wechat
+            .secrets
+            .keys()
+            .find(|k| !["app_id", "app_secret"].contains(&k.as_str()))
+        {
+            return Err(invalid(
+                "wechat.secrets",
+                format!("unknown secret `{unknown}`; expected app_id and app_secret"),
+            ));
+        }
+        if !(self.wechat.code2session_url.starts_with("https://")
+            || self.wechat.code2session_url.starts_with("http://"))
+        {
+            return Err(invalid("wechat.code2session_url", "must be an http(s) URL"));
+        }
         if self.bootstrap_admin_email.is_some() != self.bootstrap_admin_password.is_some() {
             return Err(invalid(
                 "bootstrap_admin_email",

@@ -13,6 +13,7 @@
 //! - [`devices`]: a user's sessions, listed and ended one by one or all but the current one.
 //! - [`mfa`]: two-step sign-in with TOTP.
 //! - [`reset`]: a password reset link by email, and an admin's requirement of a new password.
+//! - [`wechat`]: WeChat mini-program sign-in, linking and unlinking.
 //! - [`uses`]: when a session or API key was last used.
 
 mod check;
@@ -21,6 +22,7 @@ pub mod mfa;
 pub mod reset;
 mod sessions;
 mod uses;
+pub mod wechat;
 
 use std::sync::Arc;
 
