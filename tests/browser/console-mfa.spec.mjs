@@ -47,6 +47,7 @@ test('a user turns on two-step sign-in, signs in with a code and a recovery code
   await page.getByRole('navigation').getByRole('link', { name: 'Profile' }).click();
   const panel = page.locator('section#two-step');
   await expect(panel.getByRole('heading', { name: /Two-step sign-in/ })).toContainText('Off');
+  await expect(page.getByText('Not linked. Link it from the mini-program.')).toBeVisible();
 
   // The password first; a wrong one is said so.
   await panel.getByRole('button', { name: 'Turn on' }).click();
@@ -117,6 +118,7 @@ test('a user turns on two-step sign-in, signs in with a code and a recovery code
   await page.getByRole('navigation').getByRole('link', { name: '个人资料' }).click();
   const zhPanel = page.locator('section#two-step');
   await expect(zhPanel).toContainText('剩余 9 个恢复码。');
+  await expect(page.getByText('未绑定。请在小程序中绑定。')).toBeVisible();
   await expectAccessible(page, 'profile in Chinese, on');
   await screenshot(page, 'console-mfa-on-zh');
 

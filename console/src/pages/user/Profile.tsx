@@ -26,6 +26,11 @@ const text = defineText({
     USER: 'User',
     ADMIN: 'Administrator',
     since: 'Member since',
+    wechat: 'WeChat',
+    wechatLinked: 'Linked: the mini-program signs you in.',
+    wechatNone: 'Not linked. Link it from the mini-program.',
+    unlink: 'Unlink',
+    wechatOnly: 'This account signs in with WeChat only.',
     details: 'Profile details',
     displayName: 'Display name',
     displayNameHint: '1 to 64 characters',
@@ -54,6 +59,11 @@ const text = defineText({
     USER: '普通用户',
     ADMIN: '管理员',
     since: '注册时间',
+    wechat: '微信',
+    wechatLinked: '已绑定：可通过小程序登录。',
+    wechatNone: '未绑定。请在小程序中绑定。',
+    unlink: '解除绑定',
+    wechatOnly: '此账户只能通过微信登录。',
     details: '资料',
     displayName: '显示名称',
     displayNameHint: '1 到 64 个字符',
@@ -84,6 +94,7 @@ interface Me {
   settings: Record<string, unknown> | null;
   role: string;
   createdAt: string;
+  wechatLinked: boolean;
 }
 
 const ME = gql`
@@ -96,7 +107,14 @@ const ME = gql`
       settings
       role
       createdAt
+      wechatLinked
     }
+  }
+`;
+
+const UNLINK_WECHAT = gql`
+  mutation ProfileUnlinkWechat {
+    unlinkWechat { id wechatLinked }
   }
 `;
 
@@ -110,6 +128,7 @@ const UPDATE = gql`
       settings
       role
       createdAt
+      wechatLinked
     }
   }
 `;
@@ -142,6 +161,10 @@ export function Profile(_props: ViewProps) {
                 <dd>{user.role === 'ADMIN' ? t.ADMIN : t.USER}</dd>
                 <dt>{t.since}</dt>
                 <dd>{dateTime(user.createdAt, locale)}</dd>
+                <dt>{t.wechat}</dt>
+                <dd>
+                  <WeChatLink user={user} onChanged={me.reload} />
+                </dd>
               </dl>
             </section>
             <ProfileForm user={user} onSaved={me.reload} />
@@ -154,6 +177,36 @@ export function Profile(_props: ViewProps) {
       )}
       {user && <SessionsPanel />}
     </Page>
+  );
+}
+
+/** Whether WeChat is linked (linking happens in the mini-program, which has the code). */
+function WeChatLink({ user, onChanged }: { user: Me; onChanged(): void }) {
+  const t = useText(text);
+  const [error, setError] = useState<ApiError>();
+  const [busy, setBusy] = useState(false);
+  if (!user.wechatLinked) return <>{t.wechatNone}</>;
+  if (user.email.endsWith('@wechat.invalid')) return <>{t.wechatOnly}</>;
+  const unlink = async () => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await request(UNLINK_WECHAT);
+      onChanged();
+    } catch (err) {
+      setError(toApiError(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <>
+      {t.wechatLinked}{' '}
+      <button type="button" className="link" disabled={busy} onClick={() => void unlink()}>
+        {t.unlink}
+      </button>
+      <ErrorBox error={error} />
+    </>
   );
 }
 
