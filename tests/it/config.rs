@@ -182,6 +182,21 @@ fn two_step_and_reset_settings_are_checked() {
         "prod needs the public link"
     );
     assert!(
+        load_error(
+            "[auth]\npassword_reset_channel = \"team\"\n[plugins.team]\nplugin = \"wecom\"\n"
+        )
+        .contains("auth.password_reset_channel"),
+        "a group chat would post every reset link to everyone in it"
+    );
+    assert!(
+        load_error(&format!(
+            "env = \"prod\"\njwt_secret = \"{}\"\n[wechat]\ncode2session_url = \"http://wechat.example.com/x\"\n",
+            "s".repeat(40)
+        ))
+        .contains("wechat.code2session_url"),
+        "prod asks WeChat over https only"
+    );
+    assert!(
         load_error("[auth]\npassword_reset_url = \"https://ai.example.com/reset\"")
             .contains("auth.password_reset_url"),
         "the link needs {{token}}"

@@ -326,6 +326,17 @@ async fn a_challenge_dies_after_five_wrong_codes() {
     assert_eq!(error_code(&huge), "BAD_USER_INPUT", "{huge}");
     let unknown = complete(&app, "cbm_nonsense", &code(&secret, 0)).await;
     assert_eq!(error_code(&unknown), "UNAUTHENTICATED", "{unknown}");
+
+    // Ten wrong codes an hour per account, whatever the challenge: a right password (which
+    // clears the login throttle) does not start the count again. Five were wrong above.
+    let next = challenge_of(&login(&app, "five@example.com").await);
+    for _ in 0..5 {
+        let wrong = complete(&app, &next, &bad).await;
+        assert_eq!(error_code(&wrong), "BAD_USER_INPUT", "{wrong}");
+    }
+    let last = challenge_of(&login(&app, "five@example.com").await);
+    let limited = complete(&app, &last, &code(&secret, 2)).await;
+    assert_eq!(error_code(&limited), "RATE_LIMITED", "{limited}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -386,6 +397,12 @@ async fn turning_it_off_needs_password_and_code_and_an_admin_can_reset_it() {
         .gql_ok(Some(&admin), RESET, json!({ "u": user_id }))
         .await;
     assert_eq!(reset["resetUserMfa"]["mfaEnabled"], false, "{reset}");
+    let admin_id = app.gql_ok(Some(&admin), "{ me { id } }", json!({})).await["me"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let own = app.gql(Some(&admin), RESET, json!({ "u": admin_id })).await;
+    assert_eq!(error_code(&own), "FORBIDDEN", "{own}");
     let nobody = app
         .gql(
             Some(&admin),

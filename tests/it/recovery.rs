@@ -234,8 +234,27 @@ async fn a_reset_link_expires_after_30_minutes_and_two_step_sign_in_stays_on() {
         .await;
     let fresh = token_in(&mail(&smtp, 2).await[1]);
     clock.advance(chrono::Duration::minutes(29));
+    // A challenge the old password earned dies with it.
+    let earned = app
+        .gql_ok(
+            None,
+            "mutation($i: LoginInput!) { login(input: $i) { mfaChallenge { challenge } } }",
+            json!({ "i": { "email": "late@example.com", "password": PASSWORD } }),
+        )
+        .await["login"]["mfaChallenge"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.gql_ok(None, RESET, json!({ "t": fresh, "p": NEW_PASSWORD }))
         .await;
+    let dead = app
+        .gql(
+            None,
+            "mutation($c: String!) { completeMfaLogin(challenge: $c, code: \"123456\") { accessToken } }",
+            json!({ "c": earned }),
+        )
+        .await;
+    assert_eq!(error_code(&dead), "UNAUTHENTICATED", "{dead}");
     // The new password still owes a code: a reset is no way around two-step sign-in.
     let login = app
         .gql_ok(

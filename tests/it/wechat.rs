@@ -143,6 +143,16 @@ async fn the_first_wechat_sign_in_makes_an_account_and_later_ones_sign_it_in() {
         .gql(Some(&token), "mutation { unlinkWechat { id } }", json!({}))
         .await;
     assert_eq!(error_code(&unlink), "CONFLICT", "{unlink}");
+    // Nor can an admin require a password of it: it has none to change.
+    let admin = app.admin_token().await;
+    let require = app
+        .gql(
+            Some(&admin),
+            "mutation($u: ID!) { requirePasswordChange(userId: $u) { id } }",
+            json!({ "u": alice }),
+        )
+        .await;
+    assert_eq!(error_code(&require), "CONFLICT", "{require}");
     // And nobody can register its reserved address.
     let email = first["data"]["wechatLogin"]["user"]["email"]
         .as_str()
@@ -201,19 +211,42 @@ async fn a_user_links_and_unlinks_wechat() {
     let (dave, _, _) = app
         .register("dave@example.com", "correct horse battery 2")
         .await;
-    const LINK: &str = "mutation($c: String!) { linkWechat(code: $c) { id wechatLinked } }";
+    const LINK: &str = "mutation($c: String!, $p: String!) { linkWechat(code: $c, password: $p) { id wechatLinked } }";
 
+    // A link is a way in: the password confirms it (a stolen access token cannot add one).
+    let no_password = app
+        .gql(
+            Some(&carol),
+            LINK,
+            json!({ "c": "carol", "p": "not the password" }),
+        )
+        .await;
+    assert_eq!(error_code(&no_password), "BAD_USER_INPUT", "{no_password}");
     let linked = app
-        .gql_ok(Some(&carol), LINK, json!({ "c": "carol" }))
+        .gql_ok(
+            Some(&carol),
+            LINK,
+            json!({ "c": "carol", "p": "correct horse battery 1" }),
+        )
         .await;
     assert_eq!(linked["linkWechat"]["wechatLinked"], true);
     let (_, signed) = signed_in(&wechat_login(&app, "carol-again").await);
     assert_eq!(signed, carol_id);
     // Another account cannot take the same WeChat user, nor can carol link a second one.
-    let taken = app.gql(Some(&dave), LINK, json!({ "c": "carol" })).await;
+    let taken = app
+        .gql(
+            Some(&dave),
+            LINK,
+            json!({ "c": "carol", "p": "correct horse battery 2" }),
+        )
+        .await;
     assert_eq!(error_code(&taken), "CONFLICT", "{taken}");
     let second = app
-        .gql(Some(&carol), LINK, json!({ "c": "someone-else" }))
+        .gql(
+            Some(&carol),
+            LINK,
+            json!({ "c": "someone-else", "p": "correct horse battery 1" }),
+        )
         .await;
     assert_eq!(error_code(&second), "CONFLICT", "{second}");
 

@@ -23,7 +23,8 @@ pub async fn secret(
     })
 }
 
-/// Stores a new secret for `user_id`, replacing any earlier one.
+/// Stores a new secret for `user_id`, replacing any earlier one (two statements: run it in a
+/// transaction).
 pub async fn put_secret(
     conn: &mut DbConn,
     user_id: &str,
@@ -234,6 +235,16 @@ pub async fn close_challenge(conn: &mut DbConn, id: &str, now: NaiveDateTime) ->
             .execute(c)
             .await
             .map(|n| n == 1)
+    })
+}
+
+/// Ends `user_id`'s open challenges (its password changed: a challenge the old one earned must
+/// not outlive it).
+pub async fn end_challenges(conn: &mut DbConn, user_id: &str) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(user_id)))
+            .execute(c)
+            .await
     })
 }
 

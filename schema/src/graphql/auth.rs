@@ -164,10 +164,17 @@ impl AuthMutation {
     }
 
     /// Links the WeChat user of a `wx.login` code to the signed-in account, so it can sign in
-    /// with `wechatLogin`. `CONFLICT` when that WeChat user is linked to another account, or this
-    /// account to another WeChat user.
-    async fn link_wechat(&self, ctx: &Context<'_>, code: String) -> Result<User, Error> {
-        auth::wechat::link(ctx.app()?, ctx.viewer()?, &code)
+    /// with `wechatLogin`; the account's password confirms it (`BAD_USER_INPUT` on `password`
+    /// when wrong; throttled like a login). `CONFLICT` when that WeChat user is linked to another
+    /// account, or this account to another WeChat user.
+    async fn link_wechat(
+        &self,
+        ctx: &Context<'_>,
+        code: String,
+        password: String,
+    ) -> Result<User, Error> {
+        let meta = ctx.request_meta();
+        auth::wechat::link(ctx.app()?, &meta, ctx.viewer()?, &code, &password)
             .await
             .map(Into::into)
     }

@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, DurationRound, NaiveDateTime, Utc};
 use super::login_throttle::LoginLimits;
 use super::{App, Viewer, call_reads, validate};
 use crate::Error;
+use crate::db::DbConn;
 use crate::db::rate_limits as queries;
 
 /// Limits from config.
@@ -210,6 +211,33 @@ pub async fn take_hourly(
         Ok(())
     })
     .await
+}
+
+/// `RATE_LIMITED` (`refusal` says what) when `limit` events were noted under `key` ([`note`]) in
+/// the last hour; counts nothing itself.
+pub async fn check_hourly(
+    app: &App,
+    conn: &mut DbConn,
+    key: &str,
+    limit: i64,
+    refusal: impl FnOnce() -> String,
+) -> Result<(), Error> {
+    let now = app.clock.now();
+    let at = now.naive_utc();
+    let hour = Duration::hours(1);
+    let recent = queries::recent(conn, key, at - hour).await?;
+    if recent.count >= limit {
+        let oldest = recent.oldest.unwrap_or(at).and_utc();
+        return Err(limited(refusal(), now, oldest + hour));
+    }
+    Ok(())
+}
+
+/// Notes one event under `key`, for [`check_hourly`].
+pub async fn note(app: &App, key: &str) -> Result<(), Error> {
+    let mut conn = app.db.get().await?;
+    queries::add(&mut conn, key, app.now(), 1).await?;
+    Ok(())
 }
 
 /// Sets a user's overrides (admin only); `None` means the default.

@@ -65,12 +65,16 @@ impl Config {
             ));
         }
         if let Some(channel) = &self.auth.password_reset_channel {
-            if !self.plugins.contains_key(channel) {
+            // Only the email plugin sends to the one recipient; a group chat would post every
+            // user's reset link to everyone in it.
+            if self
+                .plugins
+                .get(channel)
+                .is_none_or(|p| p.plugin != "email")
+            {
                 return Err(invalid(
                     "auth.password_reset_channel",
-                    format!(
-                        "no plugin instance named {channel:?} is configured (it should be an `email` notifier)"
-                    ),
+                    format!("must name an instance of the `email` plugin; {channel:?} is not one"),
                 ));
             }
             if self.env == Environment::Prod && self.auth.password_reset_url.is_none() {
@@ -104,6 +108,27 @@ impl Config {
             || self.wechat.code2session_url.starts_with("http://"))
         {
             return Err(invalid("wechat.code2session_url", "must be an http(s) URL"));
+        }
+        if self.env == Environment::Prod {
+            // A forged answer over plain HTTP would sign anyone in; a reset link over it would
+            // hand the token to the network.
+            if !self.wechat.code2session_url.starts_with("https://") {
+                return Err(invalid(
+                    "wechat.code2session_url",
+                    "must be https:// when env = \"prod\"",
+                ));
+            }
+            if self
+                .auth
+                .password_reset_url
+                .as_deref()
+                .is_some_and(|u| !u.starts_with("https://"))
+            {
+                return Err(invalid(
+                    "auth.password_reset_url",
+                    "must be https:// when env = \"prod\"",
+                ));
+            }
         }
         if self.bootstrap_admin_email.is_some() != self.bootstrap_admin_password.is_some() {
             return Err(invalid(

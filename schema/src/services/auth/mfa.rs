@@ -25,7 +25,7 @@ use super::{AuthTokens, RequestMeta, Viewer, change_access};
 use crate::Error;
 use crate::db::models::User;
 use crate::db::{DbConn, mfa as queries, users as user_queries};
-use crate::services::{App, login_throttle, tokens, users, validate};
+use crate::services::{App, login_throttle, rate_limits, tokens, users, validate};
 
 /// A pending enrolment: what to put into the authenticator app.
 #[derive(Debug)]
@@ -57,6 +57,9 @@ pub enum SignIn {
 }
 
 const CHALLENGE_TTL: Duration = Duration::minutes(5);
+/// Wrong codes per account per hour, whatever the challenge or address: a right password, which
+/// clears the login throttle's count, does not clear this one.
+const WRONG_CODES_PER_HOUR: i64 = 10;
 const CHALLENGE_FAILURES: i32 = 5;
 const RECOVERY_CODES: usize = 10;
 /// Recovery codes are `xxxxx-xxxxx` over this alphabet (no 0/o, 1/l/i): 50 bits each.
@@ -172,6 +175,18 @@ fn wrong_code() -> Error {
     Error::bad_input("code", "the code is wrong or was already used")
 }
 
+fn wrong_codes_key(user_id: &str) -> String {
+    format!("mfa-wrong:{user_id}")
+}
+
+/// `RATE_LIMITED` once the account had [`WRONG_CODES_PER_HOUR`] wrong codes in the last hour.
+async fn check_wrong_codes(app: &App, conn: &mut DbConn, user_id: &str) -> Result<(), Error> {
+    rate_limits::check_hourly(app, conn, &wrong_codes_key(user_id), WRONG_CODES_PER_HOUR, || {
+        format!("too many wrong two-step sign-in codes for this account ({WRONG_CODES_PER_HOUR} an hour); try again later")
+    })
+    .await
+}
+
 /// The second step of a login: trades a live challenge and a code (or a recovery code) for
 /// tokens. A wrong code (`BAD_USER_INPUT` on `code`) counts against the challenge and, like a
 /// wrong password, in the login throttle; a dead challenge is `UNAUTHENTICATED`: sign in again.
@@ -197,8 +212,9 @@ pub async fn complete_login(
     if user.disabled_at.is_some() || user.mfa_enabled_at.is_none() {
         return Err(dead());
     }
-    // The throttle first (a refused attempt costs the challenge nothing), then the challenge's
-    // own count, both taken before the code is checked.
+    // The throttles first (a refused attempt costs the challenge nothing), then the challenge's
+    // own count, taken before the code is checked.
+    check_wrong_codes(app, &mut conn, &user.id).await?;
     let attempt =
         login_throttle::admit(app, &mut conn, &user.email, meta.client_ip.as_deref()).await?;
     queries::take_attempt(&mut conn, &id, now.naive_utc(), CHALLENGE_FAILURES)
@@ -219,6 +235,8 @@ pub async fn complete_login(
         })
         .await?;
     if !accepted {
+        drop(conn);
+        rate_limits::note(app, &wrong_codes_key(&user.id)).await?;
         tracing::info!(target: "cloudbase::event::auth", user_id = %user.id, client_ip = meta.client_ip.as_deref().unwrap_or("unknown"), "two-step sign-in: wrong code");
         return Err(wrong_code());
     }
@@ -256,7 +274,12 @@ pub async fn start_enrolment(
     }
     confirm_password(app, meta, &user, password, "password").await?;
     let secret = Secret::from(tokens::random_bytes::<20>().to_vec());
-    let totp = totp(secret, &app.account.mfa_issuer, &user.email)?;
+    // The apps split the label on `:`, which an address may hold.
+    let totp = totp(
+        secret,
+        &app.account.mfa_issuer,
+        &user.email.replace(':', "_"),
+    )?;
     let otpauth_uri = totp
         .to_url()
         .map_err(|e| Error::Internal(format!("TOTP: {e}")))?;
@@ -266,8 +289,12 @@ pub async fn start_enrolment(
         .min_dimensions(200, 200)
         .build();
     let secret = totp.secret().to_base32();
+    let now = app.now();
     let mut conn = app.db.get().await?;
-    queries::put_secret(&mut conn, &user.id, &secret, app.now()).await?;
+    conn.transaction(async |tx| {
+        Ok::<_, Error>(queries::put_secret(tx, &user.id, &secret, now).await?)
+    })
+    .await?;
     tracing::info!(user.id = %user.id, "two-step sign-in enrolment started");
     Ok(Enrolment {
         secret,
@@ -281,16 +308,20 @@ pub async fn start_enrolment(
 async fn throttled<T>(
     app: &App,
     meta: &RequestMeta,
-    email: &str,
+    user: &User,
     check: impl AsyncFnOnce() -> Result<Option<T>, Error>,
 ) -> Result<Option<T>, Error> {
     let mut conn = app.db.get().await?;
-    let attempt = login_throttle::admit(app, &mut conn, email, meta.client_ip.as_deref()).await?;
+    check_wrong_codes(app, &mut conn, &user.id).await?;
+    let attempt =
+        login_throttle::admit(app, &mut conn, &user.email, meta.client_ip.as_deref()).await?;
     drop(conn);
     let out = check().await?;
     if out.is_some() {
         let mut conn = app.db.get().await?;
         login_throttle::succeeded(&mut conn, &attempt).await?;
+    } else {
+        rate_limits::note(app, &wrong_codes_key(&user.id)).await?;
     }
     Ok(out)
 }
@@ -319,7 +350,7 @@ pub async fn confirm_enrolment(
     }
     let now = app.now();
     let (codes, hashes) = new_recovery_codes();
-    let confirmed = throttled(app, meta, &user.email, async || {
+    let confirmed = throttled(app, meta, &user, async || {
         change_access(app, &user.id, async |tx| {
             if !use_code(app, tx, &user.id, code).await? {
                 return Ok(None);
@@ -356,7 +387,7 @@ pub async fn regenerate_recovery_codes(
     let user = enabled_user(app, &viewer.user_id).await?;
     let now = app.now();
     let (codes, hashes) = new_recovery_codes();
-    let done = throttled(app, meta, &user.email, async || {
+    let done = throttled(app, meta, &user, async || {
         let mut conn = app.db.get().await?;
         conn.transaction(async |tx| {
             if !use_code(app, tx, &user.id, code).await? {
@@ -401,7 +432,7 @@ pub async fn disable(
     let user = enabled_user(app, &viewer.user_id).await?;
     confirm_password(app, meta, &user, password, "password").await?;
     let now = app.now();
-    let done = throttled(app, meta, &user.email, async || {
+    let done = throttled(app, meta, &user, async || {
         change_access(app, &user.id, async |tx| {
             if !use_code(app, tx, &user.id, code).await? {
                 return Ok(None);
@@ -422,6 +453,11 @@ pub async fn disable(
 pub async fn reset(app: &App, admin: &Viewer, user_id: &str) -> Result<User, Error> {
     admin.require_admin()?;
     validate::id("userId", user_id)?;
+    if admin.user_id == user_id {
+        return Err(Error::Forbidden(
+            "turn your own two-step sign-in off with disableMfa (password and code)".into(),
+        ));
+    }
     let now = app.now();
     let user = change_access(app, user_id, async |tx| {
         queries::disable(tx, user_id, now).await?;

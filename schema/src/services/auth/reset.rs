@@ -172,6 +172,7 @@ pub async fn reset_password(app: &App, token: &str, new_password: &str) -> Resul
         queries::consume(tx, &id, now).await?.ok_or_else(dead)?;
         queries::end_all(tx, &user.id, now).await?;
         user_queries::set_password_hash(tx, &user.id, &hash, now).await?;
+        crate::db::mfa::end_challenges(tx, &user.id).await?;
         sessions::revoke_all_for_user(tx, &user.id, None, now, "password_reset").await?;
         Ok(())
     })
@@ -186,10 +187,24 @@ pub async fn require_change(app: &App, admin: &Viewer, user_id: &str) -> Result<
     admin.require_admin()?;
     validate::id("userId", user_id)?;
     let now = app.now();
+    let mut conn = app.db.get().await?;
+    let target = user_queries::find(&mut conn, user_id)
+        .await
+        .map_err(users::not_found)?;
+    drop(conn);
+    if target
+        .email
+        .ends_with(&format!("@{}", super::wechat::RESERVED_DOMAIN))
+    {
+        return Err(Error::Conflict(
+            "this account signs in with WeChat only and has no password to change".into(),
+        ));
+    }
     let user = change_access(app, user_id, async |tx| {
         let user = user_queries::require_password_change(tx, user_id, now)
             .await
             .map_err(users::not_found)?;
+        crate::db::mfa::end_challenges(tx, user_id).await?;
         sessions::revoke_all_for_user(tx, user_id, None, now, "password_change_required").await?;
         Ok(user)
     })

@@ -243,6 +243,7 @@ pub async fn change_password(
     let now = app.now();
     change_access(app, &user.id, async |tx| {
         user_queries::set_password_hash(tx, &user.id, &hash, now).await?;
+        crate::db::mfa::end_challenges(tx, &user.id).await?;
         sessions::revoke_all_for_user(
             tx,
             &user.id,

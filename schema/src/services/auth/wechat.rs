@@ -5,13 +5,13 @@
 //! WeChat.
 //!
 //! An account made by WeChat sign-in has a reserved address (`wx_…@wechat.invalid`, which no one
-//! can register) and a random password no one knows: it signs in with WeChat only, until a
-//! password reset or an admin gives it another way, and it cannot be unlinked.
+//! can register) and a random password no one knows: it signs in with WeChat only, and it cannot
+//! be unlinked.
 
 use sha2::{Digest, Sha256};
 
 use super::mfa::{self, SignIn};
-use super::sessions::open_session;
+use super::sessions::{confirm_password, open_session};
 use super::{RequestMeta, Viewer};
 use crate::Error;
 use crate::db::models::User;
@@ -42,16 +42,30 @@ fn check_code(code: &str) -> Result<&str, Error> {
     Ok(code)
 }
 
-async fn identity(app: &App, code: &str) -> Result<WeChatIdentity, Error> {
+/// WeChat sign-ins (and links) per client address, per hour: each asks WeChat, whose quota is the
+/// app's.
+const PER_CLIENT: i64 = 60;
+
+async fn identity(app: &App, meta: &RequestMeta, code: &str) -> Result<WeChatIdentity, Error> {
     let wechat = port(app)?;
-    wechat.code2session(check_code(code)?).await
+    let code = check_code(code)?;
+    if let Some(ip) = meta.client_ip.as_deref() {
+        let key = format!("wechat-address:{}", rate_limits::address_key(ip));
+        rate_limits::take_hourly(app, &key, PER_CLIENT, || {
+            format!(
+                "too many WeChat sign-ins from your address ({PER_CLIENT} an hour); try again later"
+            )
+        })
+        .await?;
+    }
+    wechat.code2session(code).await
 }
 
 /// Signs in with a `wx.login` code: the linked user (tokens, or a challenge when two-step sign-in
 /// is on), or a new one when registration is open. `FORBIDDEN` when WeChat sign-in is not set up,
 /// or when no user is linked and registration is not open.
 pub async fn login(app: &App, meta: &RequestMeta, code: &str) -> Result<SignIn, Error> {
-    let who = identity(app, code).await?;
+    let who = identity(app, meta, code).await?;
     let now = app.now();
     let mut conn = app.db.get().await?;
     let linked =
@@ -64,8 +78,9 @@ pub async fn login(app: &App, meta: &RequestMeta, code: &str) -> Result<SignIn, 
             if user.disabled_at.is_some() {
                 return Err(Error::Unauthenticated("this account is disabled".into()));
             }
-            // A user found by `unionid` gets this app's `openid` linked too.
-            let touched = identities::used(
+            // Found by `openid`, its link notes the use; found by `unionid` (the same person from
+            // another of the developer's apps), the account keeps its one link.
+            identities::used(
                 &mut conn,
                 PROVIDER,
                 &who.openid,
@@ -73,21 +88,6 @@ pub async fn login(app: &App, meta: &RequestMeta, code: &str) -> Result<SignIn, 
                 now,
             )
             .await?;
-            if touched == 0 {
-                match identities::link(
-                    &mut conn,
-                    PROVIDER,
-                    &who.openid,
-                    &user.id,
-                    who.unionid.as_deref(),
-                    now,
-                )
-                .await
-                {
-                    Err(e) if !is_unique_violation(&e) => return Err(e.into()),
-                    _ => {}
-                }
-            }
             user
         }
         None => create(app, meta, &who).await?,
@@ -142,15 +142,27 @@ async fn create(app: &App, meta: &RequestMeta, who: &WeChatIdentity) -> Result<U
     Ok(user)
 }
 
-/// Links the WeChat user of `code` to the signed-in viewer. `CONFLICT` when that WeChat user is
-/// linked to another account, or the viewer already has a WeChat link.
-pub async fn link(app: &App, viewer: &Viewer, code: &str) -> Result<User, Error> {
+/// Links the WeChat user of `code` to the signed-in viewer, after checking the password (a link
+/// is a way in, which a stolen access token must not be able to add). `CONFLICT` when that WeChat
+/// user is linked to another account, or the viewer already has a WeChat link.
+pub async fn link(
+    app: &App,
+    meta: &RequestMeta,
+    viewer: &Viewer,
+    code: &str,
+    password: &str,
+) -> Result<User, Error> {
     if viewer.key.is_some() {
         return Err(Error::Forbidden(
             "link WeChat from a signed-in session, not with an API key".into(),
         ));
     }
-    let who = identity(app, code).await?;
+    check_code(code)?;
+    let mut conn = app.db.get().await?;
+    let user = user_queries::find(&mut conn, &viewer.user_id).await?;
+    drop(conn);
+    confirm_password(app, meta, &user, password, "password").await?;
+    let who = identity(app, meta, code).await?;
     let now = app.now();
     let mut conn = app.db.get().await?;
     if let Some(owner) = identities::find_user(&mut conn, PROVIDER, &who.openid, None).await? {
