@@ -2,7 +2,7 @@
  * Sign-in: email and password, then (with two-step sign-in on) a code from the authenticator app
  * or a recovery code, then the view the role starts on.
  */
-import { useState, type FormEvent } from 'react';
+import { useState, type FormEvent, type ReactNode } from 'react';
 import { ApiError, request, toApiError } from '../api/client';
 import { gql } from '../api/gql';
 import { store, type Session } from '../api/session';
@@ -105,9 +105,34 @@ export function LangSwitch() {
   );
 }
 
+/** The frame of the pages before sign-in: the language switch, and a card titled with the app's
+ * name (a form when `onSubmit` is given). */
+export function AuthPage({ title, onSubmit, children }: { title: string; onSubmit?: (e: FormEvent) => void; children: ReactNode }) {
+  const c = useText(common);
+  const body = (
+    <>
+      <h1>
+        {c.appName} · {title}
+      </h1>
+      {children}
+    </>
+  );
+  return (
+    <main className="auth" id="main">
+      <LangSwitch />
+      {onSubmit ? (
+        <form className="card auth-card" onSubmit={onSubmit}>
+          {body}
+        </form>
+      ) : (
+        <div className="card auth-card">{body}</div>
+      )}
+    </main>
+  );
+}
+
 export function Login({ notice }: { notice?: string }) {
   const t = useText(text);
-  const c = useText(common);
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
   const [busy, setBusy] = useState(false);
@@ -146,53 +171,46 @@ export function Login({ notice }: { notice?: string }) {
     );
   }
   return (
-    <main className="auth" id="main">
-      <LangSwitch />
-      <form className="card auth-card" onSubmit={(e) => void submit(e)}>
-        <h1>
-          {c.appName} · {t.title}
-        </h1>
-        <p className="muted">{t.tagline}</p>
-        {notice && (
-          <p className="notice" role="status">
-            {notice}
-          </p>
-        )}
-        {expired && (
-          <p className="notice" role="status">
-            {t.expired}
-          </p>
-        )}
-        <ErrorBox error={error} />
-        <Field label={t.email}>
-          <input type="email" autoComplete="username" required value={email} onChange={(e) => setEmail(e.target.value)} />
-        </Field>
-        <Field label={t.password}>
-          <input
-            type="password"
-            autoComplete="current-password"
-            required
-            value={password}
-            onChange={(e) => setPassword(e.target.value)}
-          />
-        </Field>
-        <button type="submit" className="primary" disabled={busy}>
-          {busy ? t.busy : t.submit}
-        </button>
-        <p>
-          {t.noAccount} <a href={href('/register')}>{t.register}</a>
-          {' · '}
-          <a href={href('/forgot-password')}>{t.forgot}</a>
+    <AuthPage title={t.title} onSubmit={(e) => void submit(e)}>
+      <p className="muted">{t.tagline}</p>
+      {notice && (
+        <p className="notice" role="status">
+          {notice}
         </p>
-      </form>
-    </main>
+      )}
+      {expired && (
+        <p className="notice" role="status">
+          {t.expired}
+        </p>
+      )}
+      <ErrorBox error={error} />
+      <Field label={t.email}>
+        <input type="email" autoComplete="username" required value={email} onChange={(e) => setEmail(e.target.value)} />
+      </Field>
+      <Field label={t.password}>
+        <input
+          type="password"
+          autoComplete="current-password"
+          required
+          value={password}
+          onChange={(e) => setPassword(e.target.value)}
+        />
+      </Field>
+      <button type="submit" className="primary" disabled={busy}>
+        {busy ? t.busy : t.submit}
+      </button>
+      <p>
+        {t.noAccount} <a href={href('/register')}>{t.register}</a>
+        {' · '}
+        <a href={href('/forgot-password')}>{t.forgot}</a>
+      </p>
+    </AuthPage>
   );
 }
 
 /** The second step: a code for the challenge the password earned. */
 function CodeStep({ challenge, onRestart }: { challenge: string; onRestart(why?: 'expired'): void }) {
   const t = useText(text);
-  const c = useText(common);
   const [code, setCode] = useState('');
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<string>();
@@ -217,40 +235,34 @@ function CodeStep({ challenge, onRestart }: { challenge: string; onRestart(why?:
     }
   };
   return (
-    <main className="auth" id="main">
-      <LangSwitch />
-      <form className="card auth-card" onSubmit={(e) => void submit(e)}>
-        <h1>
-          {c.appName} · {t.codeTitle}
-        </h1>
-        <p className="muted">{t.codeIntro}</p>
-        {problem && (
-          <p className="error" role="alert">
-            {problem}
-          </p>
-        )}
-        <ErrorBox error={error} />
-        <Field label={t.code}>
-          <input
-            autoComplete="one-time-code"
-            inputMode="text"
-            autoFocus
-            required
-            maxLength={32}
-            spellCheck={false}
-            value={code}
-            onChange={(e) => setCode(e.target.value)}
-          />
-        </Field>
-        <button type="submit" className="primary" disabled={busy}>
-          {busy ? t.verifying : t.verify}
-        </button>
-        <p>
-          <button type="button" className="link" onClick={() => onRestart()}>
-            {t.back}
-          </button>
+    <AuthPage title={t.codeTitle} onSubmit={(e) => void submit(e)}>
+      <p className="muted">{t.codeIntro}</p>
+      {problem && (
+        <p className="error" role="alert">
+          {problem}
         </p>
-      </form>
-    </main>
+      )}
+      <ErrorBox error={error} />
+      <Field label={t.code}>
+        <input
+          autoComplete="one-time-code"
+          inputMode="text"
+          autoFocus
+          required
+          maxLength={32}
+          spellCheck={false}
+          value={code}
+          onChange={(e) => setCode(e.target.value)}
+        />
+      </Field>
+      <button type="submit" className="primary" disabled={busy}>
+        {busy ? t.verifying : t.verify}
+      </button>
+      <p>
+        <button type="button" className="link" onClick={() => onRestart()}>
+          {t.back}
+        </button>
+      </p>
+    </AuthPage>
   );
 }

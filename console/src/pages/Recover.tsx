@@ -6,11 +6,10 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError, request, toApiError } from '../api/client';
 import { gql } from '../api/gql';
-import { common } from '../i18n/common';
 import { defineText, useText } from '../i18n';
 import { ErrorBox, Field } from '../ui/components';
 import { href } from '../router';
-import { LangSwitch } from './Login';
+import { AuthPage } from './Login';
 
 const text = defineText({
   en: {
@@ -75,7 +74,6 @@ const RESET = gql`
 
 export function ForgotPassword() {
   const t = useText(text);
-  const c = useText(common);
   const [email, setEmail] = useState('');
   const [busy, setBusy] = useState(false);
   const [sent, setSent] = useState(false);
@@ -99,41 +97,34 @@ export function ForgotPassword() {
     }
   };
   return (
-    <main className="auth" id="main">
-      <LangSwitch />
-      <form className="card auth-card" onSubmit={(e) => void submit(e)}>
-        <h1>
-          {c.appName} · {t.forgotTitle}
-        </h1>
-        <p className="muted">{t.forgotIntro}</p>
-        {sent && (
-          <p className="notice" role="status">
-            {t.sent}
-          </p>
-        )}
-        {problem && (
-          <p className="error" role="alert">
-            {problem}
-          </p>
-        )}
-        <ErrorBox error={error} />
-        <Field label={t.email}>
-          <input type="email" autoComplete="username" required value={email} onChange={(e) => setEmail(e.target.value)} />
-        </Field>
-        <button type="submit" className="primary" disabled={busy}>
-          {busy ? t.sending : t.send}
-        </button>
-        <p>
-          <a href={href('/login')}>{t.back}</a>
+    <AuthPage title={t.forgotTitle} onSubmit={(e) => void submit(e)}>
+      <p className="muted">{t.forgotIntro}</p>
+      {sent && (
+        <p className="notice" role="status">
+          {t.sent}
         </p>
-      </form>
-    </main>
+      )}
+      {problem && (
+        <p className="error" role="alert">
+          {problem}
+        </p>
+      )}
+      <ErrorBox error={error} />
+      <Field label={t.email}>
+        <input type="email" autoComplete="username" required value={email} onChange={(e) => setEmail(e.target.value)} />
+      </Field>
+      <button type="submit" className="primary" disabled={busy}>
+        {busy ? t.sending : t.send}
+      </button>
+      <p>
+        <a href={href('/login')}>{t.back}</a>
+      </p>
+    </AuthPage>
   );
 }
 
 export function ResetPassword({ token: given }: { token: string | null }) {
   const t = useText(text);
-  const c = useText(common);
   const [token, setToken] = useState(given ?? '');
   const [form, setForm] = useState({ next: '', repeat: '' });
   const [busy, setBusy] = useState(false);
@@ -159,60 +150,48 @@ export function ResetPassword({ token: given }: { token: string | null }) {
   };
   if (done) {
     return (
-      <main className="auth" id="main">
-        <LangSwitch />
-        <div className="card auth-card">
-          <h1>
-            {c.appName} · {t.resetTitle}
-          </h1>
-          <p className="ok-text" role="status">
-            {t.done}
-          </p>
-          <p>
-            <a href={href('/login')}>{t.signIn}</a>
-          </p>
-        </div>
-      </main>
+      <AuthPage title={t.resetTitle}>
+        <p className="ok-text" role="status">
+          {t.done}
+        </p>
+        <p>
+          <a href={href('/login')}>{t.signIn}</a>
+        </p>
+      </AuthPage>
     );
   }
   return (
-    <main className="auth" id="main">
-      <LangSwitch />
-      <form className="card auth-card" onSubmit={(e) => void submit(e)}>
-        <h1>
-          {c.appName} · {t.resetTitle}
-        </h1>
-        <p className="muted">{t.resetIntro}</p>
-        {problem && (
-          <p className="error" role="alert">
-            {problem}
-            {problem === t.deadLink && (
-              <>
-                {' '}
-                <a href={href('/forgot-password')}>{t.askAgain}</a>
-              </>
-            )}
-          </p>
-        )}
-        <ErrorBox error={error} />
-        {!given && (
-          <Field label={t.code}>
-            <input required spellCheck={false} autoComplete="off" value={token} onChange={(e) => setToken(e.target.value)} />
-          </Field>
-        )}
-        <Field label={t.newPassword} hint={t.hint}>
-          <input type="password" autoComplete="new-password" required value={form.next} onChange={(e) => setForm((f) => ({ ...f, next: e.target.value }))} />
-        </Field>
-        <Field label={t.repeat}>
-          <input type="password" autoComplete="new-password" required value={form.repeat} onChange={(e) => setForm((f) => ({ ...f, repeat: e.target.value }))} />
-        </Field>
-        <button type="submit" className="primary" disabled={busy}>
-          {busy ? t.saving : t.save}
-        </button>
-        <p>
-          <a href={href('/login')}>{t.back}</a>
+    <AuthPage title={t.resetTitle} onSubmit={(e) => void submit(e)}>
+      <p className="muted">{t.resetIntro}</p>
+      {problem && (
+        <p className="error" role="alert">
+          {problem}
+          {problem === t.deadLink && (
+            <>
+              {' '}
+              <a href={href('/forgot-password')}>{t.askAgain}</a>
+            </>
+          )}
         </p>
-      </form>
-    </main>
+      )}
+      <ErrorBox error={error} />
+      {!given && (
+        <Field label={t.code}>
+          <input required spellCheck={false} autoComplete="off" value={token} onChange={(e) => setToken(e.target.value)} />
+        </Field>
+      )}
+      <Field label={t.newPassword} hint={t.hint}>
+        <input type="password" autoComplete="new-password" required value={form.next} onChange={(e) => setForm((f) => ({ ...f, next: e.target.value }))} />
+      </Field>
+      <Field label={t.repeat}>
+        <input type="password" autoComplete="new-password" required value={form.repeat} onChange={(e) => setForm((f) => ({ ...f, repeat: e.target.value }))} />
+      </Field>
+      <button type="submit" className="primary" disabled={busy}>
+        {busy ? t.saving : t.save}
+      </button>
+      <p>
+        <a href={href('/login')}>{t.back}</a>
+      </p>
+    </AuthPage>
   );
 }

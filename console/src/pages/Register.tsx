@@ -4,11 +4,10 @@ import { ApiError, request, toApiError } from '../api/client';
 import { gql } from '../api/gql';
 import { useQuery } from '../api/hooks';
 import { store, type Session } from '../api/session';
-import { common } from '../i18n/common';
 import { defineText, useText } from '../i18n';
 import { ErrorBox, Field, Loading } from '../ui/components';
 import { href, navigate } from '../router';
-import { LangSwitch } from './Login';
+import { AuthPage } from './Login';
 
 const text = defineText({
   en: {
@@ -63,7 +62,6 @@ interface Registration {
 
 export function Register() {
   const t = useText(text);
-  const c = useText(common);
   const info = useQuery<Registration>(REGISTRATION);
   const [form, setForm] = useState({ email: '', displayName: '', password: '', inviteCode: '' });
   const [busy, setBusy] = useState(false);
@@ -87,52 +85,46 @@ export function Register() {
   const set = (key: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement>) =>
     setForm((f) => ({ ...f, [key]: e.target.value }));
   return (
-    <main className="auth" id="main">
-      <LangSwitch />
-      <form className="card auth-card" onSubmit={(e) => void submit(e)}>
-        <h1>
-          {c.appName} · {t.title}
-        </h1>
-        <Loading show={info.loading && !info.data} />
-        <ErrorBox error={info.error} onRetry={info.reload} />
-        {mode === 'CLOSED' && <p className="notice">{t.closed}</p>}
-        {(mode === 'OPEN' || mode === 'INVITE') && (
-          <>
-            <ErrorBox error={error} />
-            <Field label={t.email}>
-              <input type="email" autoComplete="email" required value={form.email} onChange={set('email')} />
+    <AuthPage title={t.title} onSubmit={(e) => void submit(e)}>
+      <Loading show={info.loading && !info.data} />
+      <ErrorBox error={info.error} onRetry={info.reload} />
+      {mode === 'CLOSED' && <p className="notice">{t.closed}</p>}
+      {(mode === 'OPEN' || mode === 'INVITE') && (
+        <>
+          <ErrorBox error={error} />
+          <Field label={t.email}>
+            <input type="email" autoComplete="email" required value={form.email} onChange={set('email')} />
+          </Field>
+          <Field label={t.name}>
+            <input autoComplete="nickname" required maxLength={64} value={form.displayName} onChange={set('displayName')} />
+          </Field>
+          <Field
+            label={t.password}
+            hint={t.passwordHint(info.data!.registration.passwordMinLength, info.data!.registration.passwordMaxLength)}
+          >
+            <input
+              type="password"
+              autoComplete="new-password"
+              required
+              minLength={info.data!.registration.passwordMinLength}
+              maxLength={info.data!.registration.passwordMaxLength}
+              value={form.password}
+              onChange={set('password')}
+            />
+          </Field>
+          {mode === 'INVITE' && (
+            <Field label={t.invite}>
+              <input required autoComplete="off" value={form.inviteCode} onChange={set('inviteCode')} />
             </Field>
-            <Field label={t.name}>
-              <input autoComplete="nickname" required maxLength={64} value={form.displayName} onChange={set('displayName')} />
-            </Field>
-            <Field
-              label={t.password}
-              hint={t.passwordHint(info.data!.registration.passwordMinLength, info.data!.registration.passwordMaxLength)}
-            >
-              <input
-                type="password"
-                autoComplete="new-password"
-                required
-                minLength={info.data!.registration.passwordMinLength}
-                maxLength={info.data!.registration.passwordMaxLength}
-                value={form.password}
-                onChange={set('password')}
-              />
-            </Field>
-            {mode === 'INVITE' && (
-              <Field label={t.invite}>
-                <input required autoComplete="off" value={form.inviteCode} onChange={set('inviteCode')} />
-              </Field>
-            )}
-            <button type="submit" className="primary" disabled={busy}>
-              {busy ? t.busy : t.submit}
-            </button>
-          </>
-        )}
-        <p>
-          {t.haveAccount} <a href={href('/login')}>{t.login}</a>
-        </p>
-      </form>
-    </main>
+          )}
+          <button type="submit" className="primary" disabled={busy}>
+            {busy ? t.busy : t.submit}
+          </button>
+        </>
+      )}
+      <p>
+        {t.haveAccount} <a href={href('/login')}>{t.login}</a>
+      </p>
+    </AuthPage>
   );
 }

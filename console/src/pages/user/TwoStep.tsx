@@ -152,21 +152,30 @@ type Step =
   | { kind: 'renew' }
   | { kind: 'off' };
 
-/** What went wrong, in words for the field at fault when the server named it. */
-function useFailure() {
+/** A step's form: busy while its request runs, and what went wrong, in words for the field at
+ * fault when the server named it. */
+function useAction() {
   const t = useText(text);
+  const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<string>();
   const [error, setError] = useState<ApiError>();
-  const fail = (err: unknown) => {
-    const failure = toApiError(err);
-    const field = failure.code === 'BAD_USER_INPUT' ? failure.extensions.field : undefined;
-    if (field === 'password') setProblem(t.wrongPassword);
-    else if (field === 'code') setProblem(t.wrongCode);
-    else setError(failure);
-  };
-  const reset = () => {
+  const run = (action: () => Promise<void>, afterFailure?: () => void) => async (e: FormEvent) => {
+    e.preventDefault();
     setProblem(undefined);
     setError(undefined);
+    setBusy(true);
+    try {
+      await action();
+    } catch (err) {
+      afterFailure?.();
+      const failure = toApiError(err);
+      const field = failure.code === 'BAD_USER_INPUT' ? failure.extensions.field : undefined;
+      if (field === 'password') setProblem(t.wrongPassword);
+      else if (field === 'code') setProblem(t.wrongCode);
+      else setError(failure);
+    } finally {
+      setBusy(false);
+    }
   };
   const shown = (
     <>
@@ -178,7 +187,7 @@ function useFailure() {
       <ErrorBox error={error} />
     </>
   );
-  return { fail, reset, shown };
+  return { busy, run, shown };
 }
 
 export function TwoStepPanel() {
@@ -256,22 +265,12 @@ export function TwoStepPanel() {
 
 function PasswordStep({ onEnrolment, onCancel }: { onEnrolment(e: Enrolment): void; onCancel(): void }) {
   const t = useText(text);
-  const { fail, reset, shown } = useFailure();
+  const { busy, run, shown } = useAction();
   const [password, setPassword] = useState('');
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    reset();
-    setBusy(true);
-    try {
-      const d = await request<{ startMfaEnrolment: Enrolment }>(START, { password });
-      onEnrolment(d.startMfaEnrolment);
-    } catch (err) {
-      fail(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const submit = run(async () => {
+    const d = await request<{ startMfaEnrolment: Enrolment }>(START, { password });
+    onEnrolment(d.startMfaEnrolment);
+  });
   return (
     <form className="stack" onSubmit={(e) => void submit(e)}>
       <Field label={t.password}>
@@ -307,23 +306,15 @@ function CodeField({ label, value, onChange }: { label: string; value: string; o
 
 function ScanStep({ enrolment, onCodes, onCancel }: { enrolment: Enrolment; onCodes(codes: string[]): void; onCancel(): void }) {
   const t = useText(text);
-  const { fail, reset, shown } = useFailure();
+  const { busy, run, shown } = useAction();
   const [code, setCode] = useState('');
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    reset();
-    setBusy(true);
-    try {
+  const submit = run(
+    async () => {
       const d = await request<{ confirmMfaEnrolment: { codes: string[] } }>(CONFIRM, { code });
       onCodes(d.confirmMfaEnrolment.codes);
-    } catch (err) {
-      setCode('');
-      fail(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+    },
+    () => setCode(''),
+  );
   // The SVG is the server's own rendering of the URI; as an image it cannot run anything.
   const qr = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(enrolment.qrCodeSvg)}`;
   return (
@@ -381,23 +372,15 @@ function RecoveryCodes({ codes, onSaved }: { codes: string[]; onSaved(): void })
 
 function RenewStep({ onCodes, onCancel }: { onCodes(codes: string[]): void; onCancel(): void }) {
   const t = useText(text);
-  const { fail, reset, shown } = useFailure();
+  const { busy, run, shown } = useAction();
   const [code, setCode] = useState('');
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    reset();
-    setBusy(true);
-    try {
+  const submit = run(
+    async () => {
       const d = await request<{ regenerateMfaRecoveryCodes: { codes: string[] } }>(RENEW, { code });
       onCodes(d.regenerateMfaRecoveryCodes.codes);
-    } catch (err) {
-      setCode('');
-      fail(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+    },
+    () => setCode(''),
+  );
   return (
     <form className="stack" onSubmit={(e) => void submit(e)}>
       <p className="muted">{t.renewNote}</p>
@@ -417,24 +400,16 @@ function RenewStep({ onCodes, onCancel }: { onCodes(codes: string[]): void; onCa
 
 function OffStep({ onOff, onCancel }: { onOff(): void; onCancel(): void }) {
   const t = useText(text);
-  const { fail, reset, shown } = useFailure();
+  const { busy, run, shown } = useAction();
   const [password, setPassword] = useState('');
   const [code, setCode] = useState('');
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    reset();
-    setBusy(true);
-    try {
+  const submit = run(
+    async () => {
       await request(DISABLE, { password, code });
       onOff();
-    } catch (err) {
-      setCode('');
-      fail(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+    },
+    () => setCode(''),
+  );
   return (
     <form className="stack" onSubmit={(e) => void submit(e)}>
       <p className="muted">{t.turnOffNote}</p>
