@@ -100,6 +100,10 @@ pub enum Event {
     },
     /// A price was added.
     PricesChanged,
+    /// A signing key was added or retired: every instance reloads its keys.
+    SigningKeysChanged,
+    /// Another master key now seals new values: every instance takes it (and moves its rows).
+    MasterKeyChanged,
     /// A budget was created, changed, deleted, or started a new period.
     BudgetsChanged,
     /// An alert rule started or stopped firing, and its deliveries were queued.

@@ -6,7 +6,9 @@
 //! - [`config`]: typed config: defaults < `cloudbase.toml` < `CLOUDBASE_*` / `DATABASE_URL`.
 //! - [`events`]: the LISTEN connection that brings other instances' events in.
 //! - [`startup`]: connects and migrates the database, resolves secrets, builds the services.
-//! - [`http`]: the axum router: `/graphql`, `/playground`, `/healthz`, `/readyz`.
+//! - [`http`]: the axum router: `/graphql`, `/playground`, `/healthz`, `/readyz`,
+//!   `/.well-known/jwks.json`.
+//! - [`keys`]: where the master keys come from, and the `cloudbase-ai keys` commands.
 //! - [`plugin_host`]: the plugin host: loading libraries, instances, calls, and their I/O.
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`wechat`]: WeChat's `code2Session`, for mini-program sign-in.
@@ -18,6 +20,7 @@
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod keys;
 pub mod plugin_host;
 pub mod startup;
 pub mod telemetry;

@@ -11,7 +11,7 @@ use cloudbase_schema::services::audit::Verdict;
 use cloudbase_schema::services::{Role, users};
 use cloudbase_server::config::Config;
 use cloudbase_server::plugin_host::Registry;
-use cloudbase_server::{startup, telemetry};
+use cloudbase_server::{keys, startup, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Signing keys and master keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Ask a running instance's `/readyz` (for container health checks); exits 1 unless ready.
     Healthcheck {
         /// The URL to ask (default: `/readyz` on the configured listen address, over loopback
@@ -77,6 +82,31 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a signing key. It is published at once and signs after `--publish-ahead-secs`; the
+    /// key it replaces verifies until the last token it signed has expired. Every running
+    /// instance takes it without a restart.
+    Rotate {
+        /// Seconds between publishing the key and signing with it (0: now).
+        #[arg(long, default_value_t = 60)]
+        publish_ahead_secs: u64,
+    },
+    /// List the signing keys, and how many sealed values each master key holds.
+    List,
+    /// Stop a replaced signing key from verifying now (a key thought stolen).
+    Retire {
+        /// The key's `kid`.
+        kid: String,
+    },
+    /// Seal new values under a new master key and move every sealed value to it, online. With a
+    /// key file a new key is generated into it; with CLOUDBASE_MASTER_KEY, put the new key
+    /// first (every instance must have it before this runs).
+    RotateMaster,
+    /// Print a new random master key (for CLOUDBASE_MASTER_KEY).
+    GenerateMaster,
 }
 
 #[derive(Subcommand)]
@@ -178,6 +208,13 @@ fn fixed_mmap_threshold() {
 fn fixed_mmap_threshold() {}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Keys {
+        command: KeysCommand::GenerateMaster,
+    }) = &cli.command
+    {
+        keys::generate_master();
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
@@ -209,6 +246,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_unchained_age_secs,
             },
         } => audit_verify(&config, max_unchained_age_secs).await,
+        Command::Keys { command } => {
+            telemetry::init(config.log_format);
+            match command {
+                KeysCommand::Rotate { publish_ahead_secs } => {
+                    keys::rotate(&config, std::time::Duration::from_secs(publish_ahead_secs))
+                        .await
+                }
+                KeysCommand::List => keys::list(&config).await,
+                KeysCommand::Retire { kid } => keys::retire(&config, &kid).await,
+                KeysCommand::RotateMaster => keys::rotate_master(&config).await,
+                KeysCommand::GenerateMaster => {
+                    keys::generate_master();
+                    Ok(())
+                }
+            }
+        }
         Command::Migrate => {
             telemetry::init(config.log_format);
             startup::connect(&config).await?;

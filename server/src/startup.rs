@@ -1,7 +1,6 @@
 //! Start-up: secrets, the database, the services, the bootstrap admin, then serving.
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -11,8 +10,9 @@ use cloudbase_schema::events::EventBus;
 use cloudbase_schema::metrics::Metrics;
 use cloudbase_schema::ports::PluginHost;
 use cloudbase_schema::services::admission::Admission;
-use cloudbase_schema::services::{App, AppParts, TokenSettings, auth, pricing, tokens, users};
-use cloudbase_schema::services::{alerts, audit, logs, maintenance};
+use cloudbase_schema::services::{App, AppParts, TokenSettings, auth, pricing, signing, users};
+use cloudbase_schema::services::sealing::reseal;
+use cloudbase_schema::services::{alerts, audit, keys, logs, maintenance};
 use tokio::net::TcpListener;
 use tracing::Instrument as _;
 
@@ -66,6 +66,20 @@ pub async fn run_with_clock(
         .instrument(span.clone()),
     );
     let evaluator = tokio::spawn(alerts::run(app.clone()).instrument(span.clone()));
+    let key_watcher = crate::keys::KeySource::of(&config).map(|source| {
+        let reader = source.reader(&config);
+        let app = app.clone();
+        tokio::spawn(
+            async move {
+                // Values from before sealing, or under a key rotated away from, move over first.
+                if let Err(e) = reseal::run(&app).await {
+                    tracing::error!(error = %e, "sealing stored values under the master key failed");
+                }
+                keys::watch(app, reader).await;
+            }
+            .instrument(span.clone()),
+        )
+    });
     let chainer = tokio::spawn(
         audit::chainer::run(app.clone(), config.chain_settings()).instrument(span.clone()),
     );
@@ -114,7 +128,7 @@ pub async fn run_with_clock(
         tracing::warn!(error = %e, "releasing the audit chain lease failed");
     }
     socket_watcher.abort();
-    for task in [listener_task, checkpointer].into_iter().flatten() {
+    for task in [listener_task, checkpointer, key_watcher].into_iter().flatten() {
         task.abort();
     }
     // Write what is queued before stopping.
@@ -182,10 +196,11 @@ pub async fn build_app_for(
     plugins: Arc<dyn PluginHost>,
     node: Node,
 ) -> anyhow::Result<App> {
-    let secret = jwt_secret(config)?;
     let db = connect(config).await?;
+    let (sealer, _) = crate::keys::sealer(config, &db).await?;
+    let legacy = legacy_jwt_secret(config);
     let tokens = TokenSettings::new(
-        secret.as_bytes(),
+        legacy.as_deref().map(str::as_bytes),
         config.auth.access_token_ttl(),
         config.auth.refresh_token_ttl(),
     );
@@ -194,6 +209,7 @@ pub async fn build_app_for(
     let app = App::new(AppParts {
         db,
         tokens,
+        sealer: Arc::new(sealer),
         account: auth::AccountSettings {
             mfa_issuer: config.auth.mfa_issuer.trim().to_owned(),
             mfa_required_for_admins: config.auth.require_mfa_for_admins,
@@ -216,6 +232,9 @@ pub async fn build_app_for(
         node: node.name,
     });
     seed_prices(config, &app).await?;
+    signing::bootstrap(&app)
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the signing keys: {e}"))?;
     Ok(app)
 }
 
@@ -250,39 +269,18 @@ pub async fn connect(config: &Config) -> anyhow::Result<DbPool> {
         .context("opening the database")
 }
 
-/// The JWT key: from config, or in `dev` generated once and kept in `<data_dir>/jwt-secret`.
-fn jwt_secret(config: &Config) -> anyhow::Result<String> {
+/// The HS256 secret of a deployment from before signing keys rotated: from config, or in `dev`
+/// the one an older version generated into `<data_dir>/jwt-secret`. New deployments have none.
+fn legacy_jwt_secret(config: &Config) -> Option<String> {
     if let Some(secret) = &config.jwt_secret {
-        return Ok(secret.expose().to_owned());
+        return Some(secret.expose().to_owned());
     }
     if config.env == Environment::Prod {
-        anyhow::bail!("jwt_secret: required when env = \"prod\" (set CLOUDBASE_JWT_SECRET)");
+        return None;
     }
-    let path = config.data_dir.join("jwt-secret");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        let existing = existing.trim();
-        if existing.len() >= 32 {
-            return Ok(existing.to_owned());
-        }
-    }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let secret = tokens::random_secret();
-    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
-    tracing::info!(path = %path.display(), "generated a development JWT key");
-    Ok(secret)
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(contents.as_bytes())
+    let existing = std::fs::read_to_string(config.data_dir.join("jwt-secret")).ok()?;
+    let existing = existing.trim();
+    (existing.len() >= 32).then(|| existing.to_owned())
 }
 
 async fn bootstrap_admin(config: &Config, app: &App) -> anyhow::Result<()> {

@@ -72,16 +72,36 @@ fn errors_name_the_key() {
 }
 
 #[test]
-fn prod_requires_a_jwt_secret() {
+fn prod_requires_a_master_key() {
     let message = load_error(r#"env = "prod""#);
-    assert!(message.contains("jwt_secret"), "{message}");
-    let short = load_error("env = \"prod\"\njwt_secret = \"short\"");
+    assert!(message.contains("master_key"), "{message}");
+    let short = load_error("jwt_secret = \"short\"");
     assert!(short.contains("at least 32 bytes"), "{short}");
+    let not_a_key = load_error("master_key = \"c2hvcnQ\"");
+    assert!(
+        not_a_key.contains("master_key") && not_a_key.contains("32 bytes"),
+        "{not_a_key}"
+    );
+    let both = load_error(&format!(
+        "master_key = \"{}\"\nmaster_key_file = \"/k\"",
+        "A".repeat(43)
+    ));
+    assert!(both.contains("not both"), "{both}");
+    let key = "0123456789abcdef0123456789abcdef0123456789A";
     Jail::expect_with(|jail| {
         jail.set_env("CLOUDBASE_ENV", "prod");
-        jail.set_env("CLOUDBASE_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+        jail.set_env("CLOUDBASE_MASTER_KEY", key);
         let config = Config::load(None).unwrap();
         assert_eq!(config.env, Environment::Prod);
+        assert!(!format!("{config:?}").contains(key));
+        assert!(!toml::to_string(&config).unwrap().contains(key));
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("CLOUDBASE_ENV", "prod");
+        jail.set_env("CLOUDBASE_MASTER_KEY", key);
+        jail.set_env("CLOUDBASE_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+        let config = Config::load(None).unwrap();
         // Secrets never print.
         assert!(!format!("{config:?}").contains("0123456789abcdef"));
         assert!(
@@ -175,8 +195,8 @@ fn two_step_and_reset_settings_are_checked() {
     let mail = "[plugins.mail]\nplugin = \"email\"\nsettings = { host = \"127.0.0.1\", from = \"a@b.c\", to = [\"a@b.c\"] }\n";
     assert!(
         load_error(&format!(
-            "env = \"prod\"\njwt_secret = \"{}\"\n[auth]\npassword_reset_channel = \"mail\"\n{mail}",
-            "s".repeat(40)
+            "env = \"prod\"\nmaster_key = \"{}\"\n[auth]\npassword_reset_channel = \"mail\"\n{mail}",
+            "A".repeat(43)
         ))
         .contains("auth.password_reset_url"),
         "prod needs the public link"
@@ -190,8 +210,8 @@ fn two_step_and_reset_settings_are_checked() {
     );
     assert!(
         load_error(&format!(
-            "env = \"prod\"\njwt_secret = \"{}\"\n[wechat]\ncode2session_url = \"http://wechat.example.com/x\"\n",
-            "s".repeat(40)
+            "env = \"prod\"\nmaster_key = \"{}\"\n[wechat]\ncode2session_url = \"http://wechat.example.com/x\"\n",
+            "A".repeat(43)
         ))
         .contains("wechat.code2session_url"),
         "prod asks WeChat over https only"

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use cloudbase_schema::db::schema::{
     ai_calls, alert_deliveries, alert_rules, alert_states, alerts, api_keys, audit_head, audit_log,
-    budget_reservations, budgets, conversations, invites, leases, messages, mfa_challenges,
+    budget_reservations, budgets, conversations, encryption_state, invites, leases, messages, mfa_challenges,
     mfa_recovery_codes, mfa_secrets, password_resets, prices, rate_counters, refresh_tokens,
-    sessions, system_logs, usage_daily, usage_daily_models, usage_daily_users, user_identities,
+    sessions, signing_keys, system_logs, usage_daily, usage_daily_models, usage_daily_users, user_identities,
     user_limits, users,
 };
 use diesel::QueryableByName;
@@ -124,7 +124,9 @@ fn expected() -> Vec<(&'static str, BTreeSet<String>)> {
         mfa_recovery_codes,
         mfa_challenges,
         password_resets,
-        user_identities
+        user_identities,
+        signing_keys,
+        encryption_state
     )
 }
 

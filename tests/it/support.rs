@@ -11,6 +11,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use cloudbase_schema::clock::{Clock, SystemClock};
+use cloudbase_schema::services::sealing::MasterKey;
 use cloudbase_server::config::{Config, PluginInstanceConfig, Secret};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::{Value, json};
@@ -146,7 +147,7 @@ impl TestApp {
             data_dir: dir.path().to_path_buf(),
             plugins_dir: Some(plugins),
             database_url: Some(database_url),
-            jwt_secret: Some(Secret::new("test-secret-test-secret-test-secret-0123")),
+            master_key: Some(Secret::new(MasterKey::generate().to_base64())),
             bootstrap_admin_email: Some(ADMIN_EMAIL.into()),
             bootstrap_admin_password: Some(Secret::new(ADMIN_PASSWORD)),
             ..Config::default()
@@ -557,8 +558,8 @@ impl PeerProcess {
             .env(PEER_PROCESS_ENV, "1")
             .env("DATABASE_URL", config.database_url())
             .env(
-                "CLOUDBASE_JWT_SECRET",
-                config.jwt_secret.as_ref().expect("a test secret").expose(),
+                "CLOUDBASE_MASTER_KEY",
+                config.master_key.as_ref().expect("a test master key").expose(),
             )
             .env("CLOUDBASE_DATA_DIR", &config.data_dir)
             .env(

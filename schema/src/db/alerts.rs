@@ -2,6 +2,9 @@
 //!
 //! Every step that must happen once across instances is a conditional statement whose affected
 //! row count says who won: a state transition, the cooldown, a delivery claim.
+//!
+//! Rules' targets and deliveries' recipients (people's addresses) are sealed here, on their way
+//! in and out.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -10,12 +13,54 @@ use diesel_async::RunQueryDsl;
 use super::models::{AlertRow, AlertRule, DeliveryRow};
 use super::schema::{alert_deliveries, alert_rules, alert_states, alerts};
 use super::{DbConn, db_run};
+use crate::services::sealing::{self, Column, Sealer};
+
+/// `rule` as stored: its targets sealed.
+fn sealed_rule(sealer: &Sealer, rule: &AlertRule) -> AlertRule {
+    AlertRule {
+        targets: sealer.seal(Column::AlertTargets, &rule.id, &rule.targets),
+        ..rule.clone()
+    }
+}
+
+/// A stored rule with its targets opened.
+fn open_rule(sealer: &Sealer, mut rule: AlertRule) -> QueryResult<AlertRule> {
+    rule.targets = sealer
+        .open(Column::AlertTargets, &rule.id, rule.targets)
+        .map_err(sealing::db_error)?;
+    Ok(rule)
+}
+
+/// `d` as stored: its recipient sealed.
+pub(super) fn sealed_delivery(sealer: &Sealer, d: &DeliveryRow) -> DeliveryRow {
+    DeliveryRow {
+        recipient: d
+            .recipient
+            .as_deref()
+            .map(|r| sealer.seal(Column::DeliveryRecipient, &d.id, r)),
+        ..d.clone()
+    }
+}
+
+/// A stored delivery with its recipient opened.
+pub(super) fn open_delivery(sealer: &Sealer, mut d: DeliveryRow) -> QueryResult<DeliveryRow> {
+    d.recipient = match d.recipient {
+        Some(r) => Some(
+            sealer
+                .open(Column::DeliveryRecipient, &d.id, r)
+                .map_err(sealing::db_error)?,
+        ),
+        None => None,
+    };
+    Ok(d)
+}
 
 /// Inserts a rule.
-pub async fn insert_rule(conn: &mut DbConn, rule: &AlertRule) -> QueryResult<()> {
+pub async fn insert_rule(conn: &mut DbConn, sealer: &Sealer, rule: &AlertRule) -> QueryResult<()> {
+    let rule = sealed_rule(sealer, rule);
     db_run!(conn, |c| {
         diesel::insert_into(alert_rules::table)
-            .values(rule)
+            .values(&rule)
             .execute(c)
             .await
     })?;
@@ -23,7 +68,12 @@ pub async fn insert_rule(conn: &mut DbConn, rule: &AlertRule) -> QueryResult<()>
 }
 
 /// Overwrites a rule's editable columns.
-pub async fn update_rule(conn: &mut DbConn, rule: &AlertRule) -> QueryResult<usize> {
+pub async fn update_rule(
+    conn: &mut DbConn,
+    sealer: &Sealer,
+    rule: &AlertRule,
+) -> QueryResult<usize> {
+    let rule = sealed_rule(sealer, rule);
     db_run!(conn, |c| {
         diesel::update(alert_rules::table.find(&rule.id))
             .set((
@@ -47,20 +97,29 @@ pub async fn delete_rule(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
 }
 
 /// One rule.
-pub async fn find_rule(conn: &mut DbConn, id: &str) -> QueryResult<Option<AlertRule>> {
-    db_run!(conn, |c| {
+pub async fn find_rule(
+    conn: &mut DbConn,
+    sealer: &Sealer,
+    id: &str,
+) -> QueryResult<Option<AlertRule>> {
+    let rule: Option<AlertRule> = db_run!(conn, |c| {
         alert_rules::table
             .find(id)
             .select(AlertRule::as_select())
             .first(c)
             .await
             .optional()
-    })
+    })?;
+    rule.map(|r| open_rule(sealer, r)).transpose()
 }
 
 /// Rules, oldest first: everyone's (`owner` `None`) or one user's own.
-pub async fn list_rules(conn: &mut DbConn, owner: Option<&str>) -> QueryResult<Vec<AlertRule>> {
-    db_run!(conn, |c| {
+pub async fn list_rules(
+    conn: &mut DbConn,
+    sealer: &Sealer,
+    owner: Option<&str>,
+) -> QueryResult<Vec<AlertRule>> {
+    let rules: Vec<AlertRule> = db_run!(conn, |c| {
         let mut q = alert_rules::table
             .select(AlertRule::as_select())
             .order(alert_rules::id.asc())
@@ -69,19 +128,21 @@ pub async fn list_rules(conn: &mut DbConn, owner: Option<&str>) -> QueryResult<V
             q = q.filter(alert_rules::owner_id.eq(o));
         }
         q.load(c).await
-    })
+    })?;
+    rules.into_iter().map(|r| open_rule(sealer, r)).collect()
 }
 
 /// Enabled rules.
-pub async fn enabled_rules(conn: &mut DbConn) -> QueryResult<Vec<AlertRule>> {
-    db_run!(conn, |c| {
+pub async fn enabled_rules(conn: &mut DbConn, sealer: &Sealer) -> QueryResult<Vec<AlertRule>> {
+    let rules: Vec<AlertRule> = db_run!(conn, |c| {
         alert_rules::table
             .filter(alert_rules::enabled.eq(true))
             .select(AlertRule::as_select())
             .order(alert_rules::id.asc())
             .load(c)
             .await
-    })
+    })?;
+    rules.into_iter().map(|r| open_rule(sealer, r)).collect()
 }
 
 /// Moves `(rule, subject)` to `firing`, if it is not there yet; true for the one caller that
@@ -228,6 +289,7 @@ pub async fn delete_quiet_states_before(
 /// Inserts an alert and its deliveries.
 pub async fn insert_alert(
     conn: &mut DbConn,
+    sealer: &Sealer,
     alert: &AlertRow,
     deliveries: &[DeliveryRow],
 ) -> QueryResult<()> {
@@ -238,9 +300,10 @@ pub async fn insert_alert(
             .await
     })?;
     for d in deliveries {
+        let d = sealed_delivery(sealer, d);
         db_run!(conn, |c| {
             diesel::insert_into(alert_deliveries::table)
-                .values(d)
+                .values(&d)
                 .execute(c)
                 .await
         })?;

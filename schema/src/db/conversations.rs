@@ -1,4 +1,4 @@
-//! Queries on `conversations` and `messages`.
+//! Queries on `conversations` and `messages` (whose text is sealed here, on its way in and out).
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -7,6 +7,7 @@ use diesel_async::RunQueryDsl;
 use super::models::{Conversation, Message};
 use super::schema::{conversations, messages};
 use super::{DbConn, db_run};
+use crate::services::sealing::{self, Column, Sealer};
 
 /// Inserts a conversation.
 pub async fn insert(conn: &mut DbConn, conversation: &Conversation) -> QueryResult<usize> {
@@ -94,19 +95,32 @@ pub async fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
     })
 }
 
-/// Appends a message.
-pub async fn insert_message(conn: &mut DbConn, new: &Message) -> QueryResult<usize> {
+/// Appends a message, its text and reasoning sealed.
+pub async fn insert_message(
+    conn: &mut DbConn,
+    sealer: &Sealer,
+    new: &Message,
+) -> QueryResult<usize> {
+    let sealed = Message {
+        content: sealer.seal(Column::MessageContent, &new.id, &new.content),
+        reasoning: new
+            .reasoning
+            .as_deref()
+            .map(|r| sealer.seal(Column::MessageReasoning, &new.id, r)),
+        ..new.clone()
+    };
     db_run!(conn, |c| {
         diesel::insert_into(messages::table)
-            .values(new)
+            .values(&sealed)
             .execute(c)
             .await
     })
 }
 
-/// Messages of a conversation in order, after the message id `after`.
+/// Messages of a conversation in order, after the message id `after`, opened.
 pub async fn messages(
     conn: &mut DbConn,
+    sealer: &Sealer,
     conversation_id: &str,
     after: Option<&str>,
     limit: i64,
@@ -122,5 +136,23 @@ pub async fn messages(
             query = query.filter(messages::id.gt(a));
         }
         query.load(c).await
-    })
+    })?
+    .into_iter()
+    .map(|m| open_message(sealer, m))
+    .collect()
+}
+
+fn open_message(sealer: &Sealer, mut m: Message) -> QueryResult<Message> {
+    m.content = sealer
+        .open(Column::MessageContent, &m.id, m.content)
+        .map_err(sealing::db_error)?;
+    m.reasoning = match m.reasoning {
+        Some(r) => Some(
+            sealer
+                .open(Column::MessageReasoning, &m.id, r)
+                .map_err(sealing::db_error)?,
+        ),
+        None => None,
+    };
+    Ok(m)
 }

@@ -8,31 +8,36 @@ use diesel_async::RunQueryDsl;
 
 use super::models::DeliveryRow;
 use super::schema::alert_deliveries;
+use super::alerts::open_delivery;
 use super::{DbConn, db_run};
 use crate::domain::DeliveryStatus;
+use crate::services::sealing::Sealer;
 
 /// The deliveries of some alerts.
 pub async fn deliveries_of(
     conn: &mut DbConn,
+    sealer: &Sealer,
     alert_ids: &[String],
 ) -> QueryResult<Vec<DeliveryRow>> {
-    db_run!(conn, |c| {
+    let rows: Vec<DeliveryRow> = db_run!(conn, |c| {
         alert_deliveries::table
             .filter(alert_deliveries::alert_id.eq_any(alert_ids))
             .select(DeliveryRow::as_select())
             .order(alert_deliveries::id.asc())
             .load(c)
             .await
-    })
+    })?;
+    rows.into_iter().map(|d| open_delivery(sealer, d)).collect()
 }
 
 /// Deliveries that are due: pending and due, or claimed by an instance that did not finish.
 pub async fn due_deliveries(
     conn: &mut DbConn,
+    sealer: &Sealer,
     now: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<Vec<DeliveryRow>> {
-    db_run!(conn, |c| {
+    let rows: Vec<DeliveryRow> = db_run!(conn, |c| {
         alert_deliveries::table
             .filter(
                 alert_deliveries::status
@@ -47,7 +52,8 @@ pub async fn due_deliveries(
             .limit(limit)
             .load(c)
             .await
-    })
+    })?;
+    rows.into_iter().map(|d| open_delivery(sealer, d)).collect()
 }
 
 /// Claims a due delivery until `until`; true for the one instance that got it.

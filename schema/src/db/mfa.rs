@@ -1,5 +1,5 @@
 //! Queries on two-step sign-in: `mfa_secrets`, `mfa_recovery_codes`, `mfa_challenges`, and
-//! `users.mfa_enabled_at`.
+//! `users.mfa_enabled_at`. TOTP secrets are sealed here, on their way in and out.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -7,30 +7,41 @@ use diesel_async::RunQueryDsl;
 
 use super::schema::{mfa_challenges, mfa_recovery_codes, mfa_secrets, users};
 use super::{DbConn, db_run};
+use crate::services::sealing::{self, Column, Sealer};
 
-/// A user's TOTP secret (base32) and the last time step a code was accepted for.
+/// A user's TOTP secret (base32, opened) and the last time step a code was accepted for.
 pub async fn secret(
     conn: &mut DbConn,
+    sealer: &Sealer,
     user_id: &str,
 ) -> QueryResult<Option<(String, Option<i64>)>> {
-    db_run!(conn, |c| {
+    let row: Option<(String, Option<i64>)> = db_run!(conn, |c| {
         mfa_secrets::table
             .find(user_id)
             .select((mfa_secrets::secret, mfa_secrets::last_step))
             .get_result(c)
             .await
             .optional()
+    })?;
+    row.map(|(secret, step)| {
+        sealer
+            .open(Column::MfaSecret, user_id, secret)
+            .map(|s| (s, step))
+            .map_err(sealing::db_error)
     })
+    .transpose()
 }
 
 /// Stores a new secret for `user_id`, replacing any earlier one (two statements: run it in a
 /// transaction).
 pub async fn put_secret(
     conn: &mut DbConn,
+    sealer: &Sealer,
     user_id: &str,
     secret: &str,
     now: NaiveDateTime,
 ) -> QueryResult<()> {
+    let secret = sealer.seal(Column::MfaSecret, user_id, secret);
     db_run!(conn, |c| {
         diesel::delete(mfa_secrets::table.find(user_id))
             .execute(c)
@@ -38,7 +49,7 @@ pub async fn put_secret(
         diesel::insert_into(mfa_secrets::table)
             .values((
                 mfa_secrets::user_id.eq(user_id),
-                mfa_secrets::secret.eq(secret),
+                mfa_secrets::secret.eq(&secret),
                 mfa_secrets::created_at.eq(now),
             ))
             .execute(c)

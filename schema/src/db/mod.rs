@@ -14,7 +14,8 @@
 //! - [`fixed`]: statements marked as having one shape, so both databases cache them.
 //! - [`users`], [`sessions`], [`mfa`], [`password_resets`], [`identities`], [`api_keys`],
 //!   [`invites`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`], [`rate_limits`],
-//!   [`usage`], [`stats`], [`audit`], [`system_logs`], [`alerts`], [`deliveries`], [`leases`]:
+//!   [`usage`], [`stats`], [`audit`], [`system_logs`], [`alerts`], [`deliveries`], [`leases`],
+//!   [`keys`]:
 //!   the query functions, returning `QueryResult`.
 
 pub mod ai_calls;
@@ -30,6 +31,7 @@ pub mod fixed;
 pub mod held;
 pub mod identities;
 pub mod invites;
+pub mod keys;
 pub mod leases;
 pub mod mfa;
 mod migrate;

@@ -409,6 +409,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        generation -> BigInt,
+        algorithm -> Text,
+        private_key -> Nullable<Text>,
+        public_key -> Nullable<Text>,
+        created_at -> Timestamp,
+        signs_from -> Timestamp,
+        verifies_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    encryption_state (id) {
+        id -> Integer,
+        master_key_id -> Text,
+        changed_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(mfa_secrets -> users (user_id));
 diesel::joinable!(mfa_recovery_codes -> users (user_id));
@@ -425,6 +446,8 @@ diesel::joinable!(alert_states -> alert_rules (rule_id));
 diesel::joinable!(alerts -> alert_rules (rule_id));
 diesel::joinable!(alert_deliveries -> alerts (alert_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    signing_keys,
+    encryption_state,
     users,
     mfa_secrets,
     mfa_recovery_codes,

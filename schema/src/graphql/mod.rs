@@ -7,6 +7,7 @@
 //!   `unlinkWechat`.
 //! - [`mfa`]: `startMfaEnrolment`, `confirmMfaEnrolment`, `regenerateMfaRecoveryCodes`,
 //!   `disableMfa`, `resetUserMfa`.
+//! - [`keys`]: `signingKeys`, `rotateSigningKey`, `retireSigningKey`.
 //! - [`sessions`]: `mySessions`, `userSessions`, `revokeSession`, `revokeOtherSessions`,
 //!   `revokeUserSessions`.
 //! - [`registration`]: the public `registration` query, and the admin's `invites`,
@@ -42,6 +43,7 @@ pub mod conversations;
 pub mod depth;
 pub mod errors;
 pub mod events;
+pub mod keys;
 pub mod limits;
 pub mod logs;
 pub mod metrics;
@@ -86,6 +88,7 @@ pub struct Query(
     registration::RegistrationQuery,
     api_keys::ApiKeysQuery,
     sessions::SessionsQuery,
+    keys::KeysQuery,
 );
 
 /// The root mutation: every domain's mutations merged.
@@ -104,6 +107,7 @@ pub struct Mutation(
     registration::RegistrationMutation,
     api_keys::ApiKeysMutation,
     sessions::SessionsMutation,
+    keys::KeysMutation,
 );
 
 /// The root subscription: every domain's subscriptions merged.

@@ -9,6 +9,7 @@ use crate::db::DbConn;
 use crate::db::conversations as queries;
 use crate::db::models::{Conversation, Message};
 use crate::domain::MessageRole;
+use crate::services::sealing::Sealer;
 
 fn not_found(e: diesel::result::Error) -> Error {
     match e {
@@ -159,7 +160,8 @@ pub async fn messages(
         validate::id("after", a)?;
     }
     let mut conn = app.db.get().await?;
-    let mut items = queries::messages(&mut conn, &conversation.id, after, limit + 1).await?;
+    let mut items =
+        queries::messages(&mut conn, &app.sealer, &conversation.id, after, limit + 1).await?;
     let more = items.len() as i64 > limit;
     items.truncate(limit as usize);
     Ok((items, more))
@@ -184,7 +186,7 @@ pub struct Turn<'a> {
 
 /// Appends a turn (two messages) to its conversation and marks the conversation updated, inside
 /// the caller's transaction (the one that finishes the call).
-pub async fn append_turn(tx: &mut DbConn, turn: &Turn<'_>) -> Result<(), Error> {
+pub async fn append_turn(tx: &mut DbConn, sealer: &Sealer, turn: &Turn<'_>) -> Result<(), Error> {
     for (role, content, reasoning) in [
         (MessageRole::User, turn.question, None),
         (MessageRole::Assistant, turn.answer, Some(turn.reasoning)),
@@ -198,7 +200,7 @@ pub async fn append_turn(tx: &mut DbConn, turn: &Turn<'_>) -> Result<(), Error> 
             ai_call_id: Some(turn.ai_call_id.to_owned()),
             created_at: turn.at,
         };
-        queries::insert_message(tx, &message).await?;
+        queries::insert_message(tx, sealer, &message).await?;
     }
     queries::touch(tx, turn.conversation_id, turn.at).await?;
     Ok(())

@@ -26,7 +26,9 @@
 //! - [`users`]: profiles and the admin's user management.
 //! - [`passwords`]: argon2id hashing off the async threads.
 //! - [`plugins`]: the plugin list, callable models, test notifications.
-//! - [`tokens`]: JWT access tokens and opaque refresh tokens.
+//! - [`tokens`]: JWT access tokens and opaque refresh tokens; [`signing`]: the keys that sign
+//!   them, rotated; [`sealing`]: encryption at rest of sensitive columns under a master key;
+//!   [`keys`]: every instance keeping both true.
 //! - [`validate`]: input rules shared by the services (email, password, names, URLs, paging).
 
 pub mod access_cache;
@@ -42,6 +44,7 @@ pub mod call_reads;
 pub mod chat;
 pub mod conversations;
 pub mod invites;
+pub mod keys;
 pub mod login_throttle;
 pub mod logs;
 pub mod maintenance;
@@ -51,6 +54,8 @@ pub mod plugins;
 pub mod pricing;
 pub mod rate_limits;
 pub mod registration;
+pub mod sealing;
+pub mod signing;
 pub mod stats;
 pub mod tokens;
 pub mod usage;
@@ -70,8 +75,10 @@ pub use tokens::TokenSettings;
 pub struct AppParts {
     /// The database.
     pub db: DbPool,
-    /// Signing key and lifetimes of tokens.
+    /// Signing keys and lifetimes of tokens.
     pub tokens: TokenSettings,
+    /// Seals and opens the sensitive columns.
+    pub sealer: Arc<sealing::Sealer>,
     /// Two-step sign-in and password reset by email.
     pub account: auth::AccountSettings,
     /// Where "now" comes from.

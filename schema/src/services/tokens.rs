@@ -1,5 +1,12 @@
-//! Access tokens (HS256 JWTs, short-lived), refresh tokens and invite codes (random, stored only
-//! as SHA-256).
+//! Access tokens (JWTs signed with Ed25519 keys that rotate, short-lived), refresh tokens and
+//! invite codes (random, stored only as SHA-256).
+//!
+//! The keys an instance signs and verifies with are a [`Keyring`] it reloads whenever they change
+//! (`services::signing`): each token names its key (`kid`), the newest key whose time has come
+//! signs, and the others verify until the tokens they signed have run out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,11 +20,47 @@ use crate::Error;
 
 const ISSUER: &str = "cloudbase-ai";
 
-/// Signing key and lifetimes, from config.
+/// The `kid` of the HS256 secret from before signing keys rotated (tokens it signed carry no
+/// `kid`).
+pub const LEGACY_KID: &str = "hs256-legacy";
+
+/// A key that signs, from a time on.
+pub struct Signer {
+    /// Its `kid`.
+    pub kid: String,
+    /// When it starts signing.
+    pub signs_from: DateTime<Utc>,
+    /// The private key (PKCS#8).
+    pub key: EncodingKey,
+}
+
+/// A key that verifies, until a time (or without end).
+pub struct Verifier {
+    /// The public key (or, for the legacy key, the HMAC secret).
+    pub key: DecodingKey,
+    /// `EdDSA` or `HS256`.
+    pub algorithm: Algorithm,
+    /// When it stops verifying.
+    pub until: Option<DateTime<Utc>>,
+    /// The public key (32 bytes, base64url) for the JWKS; `None` for HS256.
+    pub public_x: Option<String>,
+}
+
+/// The keys an instance holds: signers oldest first, verifiers by `kid`.
+#[derive(Default)]
+pub struct Keyring {
+    /// Oldest generation first.
+    pub signers: Vec<Signer>,
+    /// By `kid`.
+    pub verifiers: HashMap<String, Verifier>,
+}
+
+/// Signing keys and lifetimes, from config and the database.
 pub struct TokenSettings {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    keys: RwLock<Arc<Keyring>>,
+    legacy_secret: Option<Vec<u8>>,
+    eddsa: Validation,
+    hs256: Validation,
     /// How long an access token is valid (15 minutes by default).
     pub access_ttl: Duration,
     /// How long a refresh token, and an idle session, stay valid.
@@ -39,29 +82,68 @@ pub struct Claims {
     pub iss: String,
 }
 
+/// Seconds of clock difference a token's expiry is allowed.
+pub const LEEWAY_SECS: u64 = 5;
+
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+    validation.leeway = LEEWAY_SECS;
+    validation
+}
+
 impl TokenSettings {
-    /// Settings for an HMAC secret of at least 32 bytes.
-    pub fn new(secret: &[u8], access_ttl: Duration, refresh_ttl: Duration) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
-        validation.leeway = 5;
+    /// Settings with no keys yet (start-up loads them from the database); `legacy_secret` is
+    /// the HS256 secret of a deployment from before rotation, if one is configured.
+    pub fn new(legacy_secret: Option<&[u8]>, access_ttl: Duration, refresh_ttl: Duration) -> Self {
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            keys: RwLock::new(Arc::new(Keyring::default())),
+            legacy_secret: legacy_secret.map(<[u8]>::to_vec),
+            eddsa: validation(Algorithm::EdDSA),
+            hs256: validation(Algorithm::HS256),
             access_ttl,
             refresh_ttl,
         }
     }
 
-    /// Signs an access token for a session; returns it with its expiry.
+    /// Whether an HS256 secret from before rotation is configured.
+    pub fn legacy_secret(&self) -> Option<&[u8]> {
+        self.legacy_secret.as_deref()
+    }
+
+    /// The keys in force.
+    pub fn keyring(&self) -> Arc<Keyring> {
+        match self.keys.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Takes a freshly loaded keyring.
+    pub fn replace(&self, ring: Keyring) {
+        let ring = Arc::new(ring);
+        match self.keys.write() {
+            Ok(mut g) => *g = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+    }
+
+    /// Signs an access token for a session with the signer of `now`; returns it with its expiry.
     pub fn issue_access(
         &self,
         user_id: &str,
         session_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(String, DateTime<Utc>), Error> {
+        let ring = self.keyring();
+        let signer = ring
+            .signers
+            .iter()
+            .rev()
+            .find(|s| s.signs_from <= now)
+            .or_else(|| ring.signers.first())
+            .ok_or_else(|| Error::Internal("no signing key is loaded".into()))?;
         let expires_at = now + self.access_ttl;
         let claims = Claims {
             sub: user_id.to_owned(),
@@ -70,21 +152,58 @@ impl TokenSettings {
             exp: expires_at.timestamp(),
             iss: ISSUER.to_owned(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(signer.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &signer.key)
             .map_err(|e| Error::Internal(format!("signing access token: {e}")))?;
         Ok((token, expires_at))
     }
 
-    /// Checks signature, issuer and expiry. Says nothing about revocation (see `auth::authenticate`).
-    pub fn verify_access(&self, token: &str) -> Result<Claims, Error> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+    /// Checks the key (`kid`), signature, issuer and expiry. Says nothing about revocation (see
+    /// `auth::authenticate`).
+    pub fn verify_access(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, Error> {
+        let invalid = || Error::Unauthenticated("invalid access token".into());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        let ring = self.keyring();
+        let kid = header.kid.as_deref().unwrap_or(LEGACY_KID);
+        let verifier = ring.verifiers.get(kid).ok_or_else(invalid)?;
+        if header.alg != verifier.algorithm || verifier.until.is_some_and(|u| u <= now) {
+            return Err(invalid());
+        }
+        let validation = if verifier.algorithm == Algorithm::EdDSA {
+            &self.eddsa
+        } else {
+            &self.hs256
+        };
+        jsonwebtoken::decode::<Claims>(token, &verifier.key, validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     Error::Unauthenticated("access token expired".into())
                 }
-                _ => Error::Unauthenticated("invalid access token".into()),
+                _ => invalid(),
             })
+    }
+
+    /// The public keys that verify at `now`, as a JSON Web Key Set.
+    pub fn jwks(&self, now: DateTime<Utc>) -> serde_json::Value {
+        let ring = self.keyring();
+        let mut keys: Vec<(&String, &Verifier)> = ring
+            .verifiers
+            .iter()
+            .filter(|(_, v)| v.public_x.is_some() && v.until.is_none_or(|u| u > now))
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        serde_json::json!({
+            "keys": keys.into_iter().map(|(kid, v)| serde_json::json!({
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "alg": "EdDSA",
+                "use": "sig",
+                "kid": kid,
+                "x": v.public_x,
+            })).collect::<Vec<_>>()
+        })
     }
 }
 
@@ -153,7 +272,7 @@ fn sha256_hex(text: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// 256 random bits, URL-safe base64: for generated secrets such as the dev JWT key.
+/// 256 random bits, URL-safe base64: for generated secrets.
 pub fn random_secret() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }

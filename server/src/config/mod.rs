@@ -43,9 +43,9 @@ use self::validate::invalid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
-    /// Local development: generated JWT key, introspection for everyone.
+    /// Local development: generated master key, introspection for everyone.
     Dev,
-    /// Production: an explicit JWT secret is required, introspection is for admins.
+    /// Production: an explicit master key is required, introspection is for admins.
     Prod,
 }
 
@@ -67,12 +67,21 @@ pub struct Config {
     pub env: Environment,
     /// Listen address (`CLOUDBASE_LISTEN`).
     pub listen: SocketAddr,
-    /// Where SQLite and the generated dev JWT key live.
+    /// Where SQLite and the generated dev master key live.
     pub data_dir: PathBuf,
     /// `postgres://…` or `sqlite://path` (`DATABASE_URL`); default `sqlite://<data_dir>/cloudbase.db`.
     pub database_url: Option<String>,
-    /// HMAC key for access tokens, at least 32 bytes. Required in `prod`; generated in `dev`.
+    /// The HS256 secret of a deployment from before signing keys rotated (at least 32 bytes):
+    /// only verifies the tokens it signed until they expire. Access tokens are signed with
+    /// Ed25519 keys kept in the database (`cloudbase-ai keys`).
     pub jwt_secret: Option<Secret>,
+    /// Master keys that seal sensitive columns and signing keys (`CLOUDBASE_MASTER_KEY`): 32
+    /// bytes in base64 each, newest first, separated by commas. Required in `prod` unless
+    /// `master_key_file` is set; in `dev` generated once into `<data_dir>/master-key`.
+    pub master_key: Option<Secret>,
+    /// A file holding the master keys, one per line, newest first (`CLOUDBASE_MASTER_KEY_FILE`).
+    /// `cloudbase-ai keys rotate-master` adds a new key to it.
+    pub master_key_file: Option<PathBuf>,
     /// Creates this admin on a first start with no users (`CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL`).
     pub bootstrap_admin_email: Option<String>,
     /// The bootstrap admin's password (`CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD`).
@@ -124,6 +133,8 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             database_url: None,
             jwt_secret: None,
+            master_key: None,
+            master_key_file: None,
             bootstrap_admin_email: None,
             bootstrap_admin_password: None,
             log_format: LogFormat::Pretty,

@@ -1,6 +1,7 @@
 //! [`ConfigError`], and the checks on values that parse but make no sense.
 
 use super::{Config, Environment};
+use cloudbase_schema::services::sealing::MasterKey;
 
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -30,19 +31,21 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         cloudbase_schema::db::Backend::of_url(&self.database_url())
             .map_err(|e| invalid("database_url", e.to_string()))?;
-        if self.env == Environment::Prod {
-            match &self.jwt_secret {
-                None => {
-                    return Err(invalid(
-                        "jwt_secret",
-                        "required when env = \"prod\"; set CLOUDBASE_JWT_SECRET to at least 32 random bytes",
-                    ));
-                }
-                Some(s) if s.expose().len() < 32 => {
-                    return Err(invalid("jwt_secret", "must be at least 32 bytes long"));
-                }
-                Some(_) => {}
-            }
+        if self.env == Environment::Prod && self.master_key.is_none() && self.master_key_file.is_none() {
+            return Err(invalid(
+                "master_key",
+                "required when env = \"prod\": set CLOUDBASE_MASTER_KEY (32 random bytes in base64: \
+                 `cloudbase-ai keys generate-master`) or master_key_file",
+            ));
+        }
+        if self.master_key.is_some() && self.master_key_file.is_some() {
+            return Err(invalid(
+                "master_key",
+                "give master_key or master_key_file, not both",
+            ));
+        }
+        if let Some(keys) = &self.master_key {
+            MasterKey::parse_list(keys.expose()).map_err(|e| invalid("master_key", e))?;
         }
         if self.env == Environment::Prod && self.http.console_dir.is_some() {
             return Err(invalid(

@@ -11,6 +11,7 @@
 //! - [`statements`]: monthly statements as CSV.
 //! - [`metrics`]: `/metrics`, Prometheus text, for loopback or a bearer token.
 //! - [`health`]: `/healthz` (alive) and `/readyz` (database reachable).
+//! - [`jwks`]: `/.well-known/jwks.json`, the public keys of access tokens.
 //! - [`error`]: JSON error responses outside GraphQL execution.
 //! - [`listen`]: the accept loop, with the header-read timeout and graceful shutdown.
 
@@ -20,6 +21,7 @@ pub mod embedded;
 pub mod error;
 pub mod graphql;
 pub mod health;
+pub mod jwks;
 pub mod listen;
 pub mod metrics;
 pub mod openai;
@@ -141,6 +143,7 @@ pub fn router(
         .route("/graphql/ws", get(ws::handler))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/.well-known/jwks.json", get(jwks::handler))
         .route("/metrics", get(metrics::handler))
         .route("/console", get(console::index))
         .route("/console/", get(console::index))

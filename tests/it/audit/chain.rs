@@ -264,10 +264,13 @@ async fn rows_chained_before_the_chainer_still_verify() {
     app.register("after@example.com", "after-password").await;
     wait_chained(&app).await;
     assert_eq!(verify(&app).await.verdict, Verdict::Intact { rows: 4 });
+    // Reverting the migrations dropped the signing keys too: the restart made new ones, so the
+    // admin signs in again (one more audited row, linked after the others).
+    let admin = app.admin_token().await;
     let log = app
-        .gql_ok(Some(&admin), AUDIT_LOG, json!({ "first": 2 }))
+        .gql_ok(Some(&admin), AUDIT_LOG, json!({ "first": 3 }))
         .await;
-    let rows = nodes(&log);
+    let rows = &nodes(&log)[1..];
     assert_eq!(rows[0]["field"], "register");
     assert_eq!(number(&rows[0]["seq"]), 4);
     assert_eq!(rows[0]["prevHash"], hash.as_str());

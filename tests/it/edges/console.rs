@@ -126,7 +126,7 @@ async fn in_dev_a_console_folder_is_served_and_read_afresh() {
     assert_eq!(get("/console/assets/nope.js").await.0, 404);
 
     let refused = load_error(
-        "env = \"prod\"\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n[http]\nconsole_dir = \"console/dist\"",
+        "env = \"prod\"\nmaster_key = \"0123456789abcdef0123456789abcdef0123456789A\"\n[http]\nconsole_dir = \"console/dist\"",
     );
     assert!(refused.contains("http.console_dir"), "{refused}");
 }

@@ -196,3 +196,26 @@ pub struct ApiKey {
     /// own budget and rate limits belong to the family, so a rotation keeps them.
     pub family_id: String,
 }
+
+/// A row of `signing_keys`: a key that signs access tokens from `signs_from`, and verifies them
+/// until `verifies_until` (`None`: while it is, or will be, the signer).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::db::schema::signing_keys)]
+pub struct SigningKeyRow {
+    /// The `kid` tokens name it by.
+    pub kid: String,
+    /// Its place in the order of rotations (the legacy HS256 key is 0).
+    pub generation: i64,
+    /// `EdDSA`, or `HS256` for the secret from before rotation existed.
+    pub algorithm: String,
+    /// The private half (PKCS#8), sealed with the master key; `None` for `HS256`.
+    pub private_key: Option<String>,
+    /// The public half (32 bytes, base64url), published in the JWKS; `None` for `HS256`.
+    pub public_key: Option<String>,
+    /// UTC.
+    pub created_at: NaiveDateTime,
+    /// When it becomes the signer (UTC).
+    pub signs_from: NaiveDateTime,
+    /// When it stops verifying (UTC).
+    pub verifies_until: Option<NaiveDateTime>,
+}

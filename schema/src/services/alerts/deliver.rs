@@ -20,7 +20,7 @@ pub async fn deliver_due(app: &App) -> Result<(), Error> {
     let now = app.now();
     let due = {
         let mut conn = app.db.get().await?;
-        queries::due_deliveries(&mut conn, now, 100).await?
+        queries::due_deliveries(&mut conn, &app.sealer, now, 100).await?
     };
     for d in due {
         let claimed = {

@@ -41,7 +41,7 @@ pub async fn tick(app: &App) -> Result<bool, Error> {
         let leader = conn
             .write(async |c| Ok(leases::acquire(c, "alerts", origin, now, now + ttl).await?))
             .await?;
-        (leader, queries::enabled_rules(&mut conn).await?)
+        (leader, queries::enabled_rules(&mut conn, &app.sealer).await?)
     };
     let plugin_failed = RuleKind::PluginFailed.as_str();
     for rule in rules.iter().filter(|r| leader || r.kind == plugin_failed) {
@@ -273,7 +273,7 @@ async fn apply(
                     delivered_at: None,
                 })
                 .collect();
-            queries::insert_alert(tx, &alert, &deliveries).await?;
+            queries::insert_alert(tx, &app.sealer, &alert, &deliveries).await?;
             Ok(Some(alert))
         })
         .await?;

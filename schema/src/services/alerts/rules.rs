@@ -164,7 +164,7 @@ pub async fn create_rule(app: &App, viewer: &Viewer, input: RuleInput) -> Result
         updated_at: now,
     };
     let mut conn = app.db.get().await?;
-    queries::insert_rule(&mut conn, &rule).await?;
+    queries::insert_rule(&mut conn, &app.sealer, &rule).await?;
     Ok(rule)
 }
 
@@ -227,7 +227,7 @@ pub async fn create_personal_budget_alert(
         targets::require_public("address", address).await?;
     }
     let mut conn = app.db.get().await?;
-    if queries::list_rules(&mut conn, Some(&viewer.user_id))
+    if queries::list_rules(&mut conn, &app.sealer, Some(&viewer.user_id))
         .await?
         .len()
         >= MAX_PERSONAL_RULES
@@ -251,7 +251,7 @@ pub async fn create_personal_budget_alert(
         created_at: now,
         updated_at: now,
     };
-    queries::insert_rule(&mut conn, &rule).await?;
+    queries::insert_rule(&mut conn, &app.sealer, &rule).await?;
     Ok(rule)
 }
 
@@ -259,7 +259,7 @@ pub async fn create_personal_budget_alert(
 async fn owned_rule(app: &App, viewer: &Viewer, id: &str) -> Result<AlertRule, Error> {
     validate::id("id", id)?;
     let mut conn = app.db.get().await?;
-    match queries::find_rule(&mut conn, id).await? {
+    match queries::find_rule(&mut conn, &app.sealer, id).await? {
         Some(r) if viewer.is_admin() || r.owner_id.as_deref() == Some(viewer.user_id.as_str()) => {
             Ok(r)
         }
@@ -289,7 +289,7 @@ pub async fn update_rule(
     rule.enabled = input.enabled.unwrap_or(rule.enabled);
     rule.updated_at = app.now();
     let mut conn = app.db.get().await?;
-    queries::update_rule(&mut conn, &rule).await?;
+    queries::update_rule(&mut conn, &app.sealer, &rule).await?;
     Ok(rule)
 }
 
@@ -304,7 +304,7 @@ pub async fn set_enabled(
     rule.enabled = enabled;
     rule.updated_at = app.now();
     let mut conn = app.db.get().await?;
-    queries::update_rule(&mut conn, &rule).await?;
+    queries::update_rule(&mut conn, &app.sealer, &rule).await?;
     Ok(rule)
 }
 
@@ -319,7 +319,7 @@ pub async fn delete_rule(app: &App, viewer: &Viewer, id: &str) -> Result<bool, E
 pub async fn list_rules(app: &App, viewer: &Viewer) -> Result<Vec<AlertRule>, Error> {
     let mut conn = app.db.get().await?;
     let owner = (!viewer.is_admin()).then_some(viewer.user_id.as_str());
-    Ok(queries::list_rules(&mut conn, owner).await?)
+    Ok(queries::list_rules(&mut conn, &app.sealer, owner).await?)
 }
 
 /// A page of alerts, newest first, with their deliveries: all for an admin, their own for a user.
@@ -341,7 +341,7 @@ pub async fn list_alerts(
     let mut rows = queries::page_alerts(&mut conn, owner, rule_id, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    Ok((with_deliveries(&mut conn, rows).await?, more))
+    Ok((with_deliveries(app, &mut conn, rows).await?, more))
 }
 
 /// One alert with its deliveries, if the viewer may see it.
@@ -357,15 +357,16 @@ pub async fn find_alert(
     if !viewer.is_admin() && alert.owner_id.as_deref() != Some(viewer.user_id.as_str()) {
         return Ok(None);
     }
-    Ok(with_deliveries(&mut conn, vec![alert]).await?.pop())
+    Ok(with_deliveries(app, &mut conn, vec![alert]).await?.pop())
 }
 
 async fn with_deliveries(
+    app: &App,
     conn: &mut crate::db::DbConn,
     alerts: Vec<AlertRow>,
 ) -> Result<Vec<(AlertRow, Vec<DeliveryRow>)>, Error> {
     let ids: Vec<String> = alerts.iter().map(|a| a.id.clone()).collect();
-    let mut deliveries = crate::db::deliveries::deliveries_of(conn, &ids).await?;
+    let mut deliveries = crate::db::deliveries::deliveries_of(conn, &app.sealer, &ids).await?;
     Ok(alerts
         .into_iter()
         .map(|a| {

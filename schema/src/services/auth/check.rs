@@ -49,7 +49,7 @@ async fn check(app: &App, authorization: Option<&str>) -> Result<Auth, Error> {
     if token.starts_with("cb-") {
         return authenticate_key(app, token).await;
     }
-    let claims = match app.tokens.verify_access(token) {
+    let claims = match app.tokens.verify_access(token, app.clock.now()) {
         Ok(c) => c,
         Err(e) => return Ok(Auth::Rejected(e.to_string())),
     };

@@ -134,7 +134,7 @@ async fn use_code(app: &App, tx: &mut DbConn, user_id: &str, code: &str) -> Resu
     let now = app.clock.now();
     match parse_code(code)? {
         Code::Totp(digits) => {
-            let Some((secret, _)) = queries::secret(tx, user_id).await? else {
+            let Some((secret, _)) = queries::secret(tx, &app.sealer, user_id).await? else {
                 return Ok(false);
             };
             let seconds = u64::try_from(now.timestamp()).unwrap_or_default();
@@ -292,7 +292,7 @@ pub async fn start_enrolment(
     let now = app.now();
     let mut conn = app.db.get().await?;
     conn.transaction(async |tx| {
-        Ok::<_, Error>(queries::put_secret(tx, &user.id, &secret, now).await?)
+        Ok::<_, Error>(queries::put_secret(tx, &app.sealer, &user.id, &secret, now).await?)
     })
     .await?;
     tracing::info!(user.id = %user.id, "two-step sign-in enrolment started");
@@ -338,7 +338,7 @@ pub async fn confirm_enrolment(
     parse_code(code)?;
     let mut conn = app.db.get().await?;
     let user = user_queries::find(&mut conn, &viewer.user_id).await?;
-    let pending = queries::secret(&mut conn, &user.id).await?;
+    let pending = queries::secret(&mut conn, &app.sealer, &user.id).await?;
     drop(conn);
     if user.mfa_enabled_at.is_some() {
         return Err(Error::Conflict("two-step sign-in is already on".into()));

@@ -13,6 +13,7 @@ use crate::db::models::{AiCall, Price};
 use crate::db::{DbConn, ai_calls, budgets as budget_queries};
 use crate::domain::{CallStatus, UsageSource};
 use crate::events::Event;
+use crate::services::sealing::Column;
 use crate::services::{
     App, RequestMeta, Viewer, audit, budgets, conversations, pricing, rate_limits,
 };
@@ -274,10 +275,11 @@ async fn finish_and_settle(
         cached: ending.cached,
         attempts: ending.attempts.clone(),
         prompt_log: app.chat.log_prompts.then(|| {
-            serde_json::json!({
+            let log = serde_json::json!({
                 "messages": prepared.request.messages,
                 "reply": ending.content,
-            })
+            });
+            serde_json::Value::String(app.sealer.seal(Column::PromptLog, &call.id, &log.to_string()))
         }),
     };
     let turn = match (
@@ -320,7 +322,7 @@ async fn finish_and_settle(
                 Vec::new()
             };
             if let Some(turn) = &turn {
-                conversations::append_turn(tx, turn).await?;
+                conversations::append_turn(tx, &app.sealer, turn).await?;
             }
             Ok((record, alerts))
         })

@@ -1,0 +1,2 @@
+DROP TABLE encryption_state;
+DROP TABLE signing_keys;
