@@ -165,25 +165,35 @@ pub async fn retire(config: &Config, kid: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `keys rotate-master`: with a key file, a new key is generated into it first; with
-/// `CLOUDBASE_MASTER_KEY`, the first key given must be the new one. Then new values are sealed
-/// under it everywhere, and every sealed value is moved to it.
-pub async fn rotate_master(config: &Config) -> anyhow::Result<()> {
-    let source = KeySource::of(config).ok_or_else(|| anyhow::anyhow!("no master key configured"))?;
+/// `keys rotate-master`: with a key file, a new key is generated into it first, and running
+/// servers are given `wait` to read it (they re-read the file every
+/// [`key_service::RELOAD_EVERY`]); with `CLOUDBASE_MASTER_KEY`, the first key given must be the
+/// new one, and every instance must have it already. Then new values are sealed under it
+/// everywhere, and every sealed value is moved to it.
+pub async fn rotate_master(config: &Config, wait: std::time::Duration) -> anyhow::Result<()> {
+    let source =
+        KeySource::of(config).ok_or_else(|| anyhow::anyhow!("no master key configured"))?;
     let app = offline_app(config).await?;
     let mut keys = source.read(config)?;
     if let KeySource::File(path) = &source
         && keys[0].id() == app.sealer.active_id()
     {
         let new = MasterKey::generate();
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let tmp = path.with_extension("new");
         write_private(&tmp, &format!("{}\n{text}", new.to_base64()))
             .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
         println!("generated master key {} into {}", new.id(), path.display());
         keys.insert(0, new);
+        if !wait.is_zero() {
+            println!(
+                "waiting {} s for running servers to read it from the file",
+                wait.as_secs()
+            );
+            tokio::time::sleep(wait).await;
+        }
     }
     let from = app.sealer.active_id();
     let done = key_service::rotate_master(&app, &keys).await?;

@@ -104,7 +104,12 @@ enum KeysCommand {
     /// Seal new values under a new master key and move every sealed value to it, online. With a
     /// key file a new key is generated into it; with CLOUDBASE_MASTER_KEY, put the new key
     /// first (every instance must have it before this runs).
-    RotateMaster,
+    RotateMaster {
+        /// With a key file: how long to give running servers to read the new key before it is
+        /// used (they re-read the file every 20 s; 0 when none runs).
+        #[arg(long, default_value_t = 25)]
+        wait_secs: u64,
+    },
     /// Print a new random master key (for CLOUDBASE_MASTER_KEY).
     GenerateMaster,
 }
@@ -250,12 +255,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(config.log_format);
             match command {
                 KeysCommand::Rotate { publish_ahead_secs } => {
-                    keys::rotate(&config, std::time::Duration::from_secs(publish_ahead_secs))
-                        .await
+                    keys::rotate(&config, std::time::Duration::from_secs(publish_ahead_secs)).await
                 }
                 KeysCommand::List => keys::list(&config).await,
                 KeysCommand::Retire { kid } => keys::retire(&config, &kid).await,
-                KeysCommand::RotateMaster => keys::rotate_master(&config).await,
+                KeysCommand::RotateMaster { wait_secs } => {
+                    keys::rotate_master(&config, std::time::Duration::from_secs(wait_secs)).await
+                }
                 KeysCommand::GenerateMaster => {
                     keys::generate_master();
                     Ok(())

@@ -10,8 +10,8 @@ use cloudbase_schema::events::EventBus;
 use cloudbase_schema::metrics::Metrics;
 use cloudbase_schema::ports::PluginHost;
 use cloudbase_schema::services::admission::Admission;
-use cloudbase_schema::services::{App, AppParts, TokenSettings, auth, pricing, signing, users};
 use cloudbase_schema::services::sealing::reseal;
+use cloudbase_schema::services::{App, AppParts, TokenSettings, auth, pricing, signing, users};
 use cloudbase_schema::services::{alerts, audit, keys, logs, maintenance};
 use tokio::net::TcpListener;
 use tracing::Instrument as _;
@@ -128,7 +128,10 @@ pub async fn run_with_clock(
         tracing::warn!(error = %e, "releasing the audit chain lease failed");
     }
     socket_watcher.abort();
-    for task in [listener_task, checkpointer, key_watcher].into_iter().flatten() {
+    for task in [listener_task, checkpointer, key_watcher]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
     // Write what is queued before stopping.

@@ -10,6 +10,8 @@
 //! - [`mfa`]: two-step sign-in: enrolment, the login's second step, codes that work once.
 //! - [`recovery`]: a password reset link by email, and an admin's requirement of a new password.
 //! - [`wechat`]: WeChat mini-program sign-in against a local stand-in for `code2Session`.
+//! - [`keys`]: signing keys that rotate, the JWKS, HS256 tokens running out.
+//! - [`sealing`]: sensitive columns sealed under a master key that rotates; a wrong key refused.
 //! - [`limits`]: rate limits and the login throttle.
 //! - [`http`]: the GraphQL-over-HTTP surface, limits, and the `graphql-http` audit.
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
@@ -55,6 +57,7 @@ mod edges;
 mod events;
 mod hardening;
 mod http;
+mod keys;
 mod limits;
 mod map;
 mod mfa;
@@ -68,6 +71,7 @@ mod registration;
 mod reports;
 mod resilience;
 mod schema;
+mod sealing;
 mod sessions;
 mod support;
 mod upstream;

@@ -39,6 +39,11 @@ fn code(secret: &str, offset: i64) -> String {
 }
 
 /// A six-digit code that no step from two before now to two after matches.
+/// The code of `secret` for the next time step (accepted now, and after one of this step).
+pub fn next_code(secret: &str) -> String {
+    code(secret, 1)
+}
+
 fn wrong_code(secret: &str) -> String {
     let near: Vec<String> = (-2..=2).map(|o| code(secret, o)).collect();
     (0..1_000_000)

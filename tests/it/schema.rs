@@ -6,10 +6,10 @@ use std::path::Path;
 
 use cloudbase_schema::db::schema::{
     ai_calls, alert_deliveries, alert_rules, alert_states, alerts, api_keys, audit_head, audit_log,
-    budget_reservations, budgets, conversations, encryption_state, invites, leases, messages, mfa_challenges,
-    mfa_recovery_codes, mfa_secrets, password_resets, prices, rate_counters, refresh_tokens,
-    sessions, signing_keys, system_logs, usage_daily, usage_daily_models, usage_daily_users, user_identities,
-    user_limits, users,
+    budget_reservations, budgets, conversations, encryption_state, invites, leases, messages,
+    mfa_challenges, mfa_recovery_codes, mfa_secrets, password_resets, prices, rate_counters,
+    refresh_tokens, sessions, signing_keys, system_logs, usage_daily, usage_daily_models,
+    usage_daily_users, user_identities, user_limits, users,
 };
 use diesel::QueryableByName;
 use diesel::sql_types::Text;

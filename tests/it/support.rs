@@ -559,7 +559,11 @@ impl PeerProcess {
             .env("DATABASE_URL", config.database_url())
             .env(
                 "CLOUDBASE_MASTER_KEY",
-                config.master_key.as_ref().expect("a test master key").expose(),
+                config
+                    .master_key
+                    .as_ref()
+                    .expect("a test master key")
+                    .expose(),
             )
             .env("CLOUDBASE_DATA_DIR", &config.data_dir)
             .env(
@@ -647,6 +651,14 @@ impl Drop for Peer {
 }
 
 /// The `extensions.code` of the first error.
+/// The access token of a `login` answer.
+pub fn access_token(login: &Value) -> String {
+    login["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login failed: {login}"))
+        .to_owned()
+}
+
 pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]
         .as_str()
@@ -695,6 +707,25 @@ impl TestApp {
                 .await
                 .unwrap();
         }
+    }
+
+    /// A query returning one text column named `t`: every row's value.
+    pub async fn sql_texts(&self, query: &str) -> Vec<String> {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            t: String,
+        }
+        let url = self.config.database_url.clone().unwrap();
+        let rows: Vec<Text> = if self.is_postgres() {
+            let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+            diesel::sql_query(query).load(&mut conn).await.unwrap()
+        } else {
+            let mut conn = sqlite_connection(&url).await;
+            diesel::sql_query(query).load(&mut conn).await.unwrap()
+        };
+        rows.into_iter().map(|r| r.t).collect()
     }
 
     /// A query returning one BIGINT column named `n`.

@@ -6,9 +6,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::alerts::open_delivery;
 use super::models::DeliveryRow;
 use super::schema::alert_deliveries;
-use super::alerts::open_delivery;
 use super::{DbConn, db_run};
 use crate::domain::DeliveryStatus;
 use crate::services::sealing::Sealer;

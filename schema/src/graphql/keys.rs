@@ -73,7 +73,10 @@ impl KeysMutation {
             u64::try_from(s).unwrap_or(u64::MAX)
         });
         if publish_ahead_secs.is_some_and(|s| s < 0) {
-            return Err(Error::bad_input("publishAheadSecs", "give 0 or more seconds"));
+            return Err(Error::bad_input(
+                "publishAheadSecs",
+                "give 0 or more seconds",
+            ));
         }
         signing::rotate(ctx.app()?, std::time::Duration::from_secs(secs))
             .await

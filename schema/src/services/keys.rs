@@ -1,6 +1,7 @@
 //! Every instance keeps its keys true: on `SigningKeysChanged` it reloads its signing keys, on
 //! `MasterKeyChanged` it takes the new master key (reading its key source again) and moves its
-//! rows over; and every [`RELOAD_EVERY`] it does both anyway (an instance on SQLite hears nothing
+//! rows over; and every [`RELOAD_EVERY`] it does both anyway, picking up keys added to a key
+//! file (an instance on SQLite hears nothing
 //! from a CLI command, and a missed notification must not leave a stale key for long), and
 //! deletes the signing keys whose time is over.
 
@@ -49,8 +50,8 @@ pub async fn watch(app: Arc<App>, source: MasterKeySource) {
     }
 }
 
-/// Takes the master key the database names, if it changed, then moves this database's rows
-/// under it.
+/// Takes the master key the database names and any key the source gained (a key file written
+/// by `keys rotate-master`); when the master key changed, moves this database's rows under it.
 pub async fn take_master(app: &App, source: &MasterKeySource) -> Result<(), Error> {
     let active = {
         let mut conn = app.db.get().await?;
@@ -59,19 +60,22 @@ pub async fn take_master(app: &App, source: &MasterKeySource) -> Result<(), Erro
     let Some(active) = active else {
         return Ok(());
     };
-    if active == app.sealer.active_id() {
+    let keys = source().map_err(Error::Internal)?;
+    let moved = active != app.sealer.active_id();
+    if !moved && keys.iter().all(|k| app.sealer.has(k.id())) {
         return Ok(());
     }
-    let keys = source().map_err(Error::Internal)?;
     app.sealer.replace(&keys, &active).map_err(|e| {
         Error::Internal(format!(
             "{e}; this instance keeps sealing under {} (readable by every instance that still \
-             has that key): give it the new key and restart it",
+             has that key): give it the new key",
             app.sealer.active_id()
         ))
     })?;
-    tracing::info!(master_key.id = %active, "now sealing under a new master key");
-    reseal::run(app).await?;
+    if moved {
+        tracing::info!(master_key.id = %active, "now sealing under a new master key");
+        reseal::run(app).await?;
+    }
     Ok(())
 }
 
@@ -79,7 +83,10 @@ pub async fn take_master(app: &App, source: &MasterKeySource) -> Result<(), Erro
 /// and moves this database's rows under it. Refused if it already is.
 pub async fn rotate_master(app: &App, keys: &[MasterKey]) -> Result<reseal::Resealed, Error> {
     let Some(target) = keys.first() else {
-        return Err(Error::bad_input("master_key", "no master key is configured"));
+        return Err(Error::bad_input(
+            "master_key",
+            "no master key is configured",
+        ));
     };
     let from = app.sealer.active_id();
     if target.id() == from {
@@ -107,7 +114,9 @@ pub async fn rotate_master(app: &App, keys: &[MasterKey]) -> Result<reseal::Rese
             "the master key changed meanwhile; run the command again".into(),
         ));
     }
-    app.sealer.replace(keys, target.id()).map_err(Error::Internal)?;
+    app.sealer
+        .replace(keys, target.id())
+        .map_err(Error::Internal)?;
     app.events.told(Event::MasterKeyChanged).await;
     tracing::info!(master_key.from = %from, master_key.to = %target.id(), "master key rotated");
     reseal::run(app).await

@@ -50,7 +50,12 @@ pub struct KeyInfo {
     pub state: &'static str,
 }
 
-fn new_row(generation: i64, app: &App, now: NaiveDateTime, signs_from: NaiveDateTime) -> SigningKeyRow {
+fn new_row(
+    generation: i64,
+    app: &App,
+    now: NaiveDateTime,
+    signs_from: NaiveDateTime,
+) -> SigningKeyRow {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new());
     let (private, public) = match pkcs8 {
         Ok(doc) => {
@@ -61,7 +66,10 @@ fn new_row(generation: i64, app: &App, now: NaiveDateTime, signs_from: NaiveDate
         }
         Err(_) => (None, None),
     };
-    let suffix: String = random_bytes::<4>().iter().map(|b| format!("{b:02x}")).collect();
+    let suffix: String = random_bytes::<4>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let kid = format!("ed-{}-{suffix}", now.format("%Y%m%d"));
     SigningKeyRow {
         private_key: private.map(|p| app.sealer.seal(Column::SigningKey, &kid, &p)),
@@ -221,7 +229,11 @@ fn info(row: &SigningKeyRow, now: NaiveDateTime) -> KeyInfo {
         created_at: row.created_at.and_utc(),
         signs_from: row.signs_from.and_utc(),
         verifies_until: row.verifies_until.map(|t| t.and_utc()),
-        state: if row.signs_from > now { "next" } else { "signing" },
+        state: if row.signs_from > now {
+            "next"
+        } else {
+            "signing"
+        },
     }
 }
 
@@ -254,7 +266,10 @@ pub async fn reload(app: &App) -> Result<(), Error> {
         match row.algorithm.as_str() {
             EDDSA => {
                 let (Some(sealed), Some(public)) = (row.private_key, row.public_key) else {
-                    return Err(Error::Internal(format!("signing key {} is incomplete", row.kid)));
+                    return Err(Error::Internal(format!(
+                        "signing key {} is incomplete",
+                        row.kid
+                    )));
                 };
                 let pkcs8 = app
                     .sealer
@@ -263,9 +278,9 @@ pub async fn reload(app: &App) -> Result<(), Error> {
                 let der = URL_SAFE_NO_PAD
                     .decode(pkcs8)
                     .map_err(|_| Error::Internal(format!("signing key {}: not base64", row.kid)))?;
-                let raw = URL_SAFE_NO_PAD
-                    .decode(&public)
-                    .map_err(|_| Error::Internal(format!("signing key {}: bad public key", row.kid)))?;
+                let raw = URL_SAFE_NO_PAD.decode(&public).map_err(|_| {
+                    Error::Internal(format!("signing key {}: bad public key", row.kid))
+                })?;
                 ring.verifiers.insert(
                     row.kid.clone(),
                     Verifier {

@@ -31,7 +31,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         cloudbase_schema::db::Backend::of_url(&self.database_url())
             .map_err(|e| invalid("database_url", e.to_string()))?;
-        if self.env == Environment::Prod && self.master_key.is_none() && self.master_key_file.is_none() {
+        if self.env == Environment::Prod
+            && self.master_key.is_none()
+            && self.master_key_file.is_none()
+        {
             return Err(invalid(
                 "master_key",
                 "required when env = \"prod\": set CLOUDBASE_MASTER_KEY (32 random bytes in base64: \

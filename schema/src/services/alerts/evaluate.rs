@@ -41,7 +41,10 @@ pub async fn tick(app: &App) -> Result<bool, Error> {
         let leader = conn
             .write(async |c| Ok(leases::acquire(c, "alerts", origin, now, now + ttl).await?))
             .await?;
-        (leader, queries::enabled_rules(&mut conn, &app.sealer).await?)
+        (
+            leader,
+            queries::enabled_rules(&mut conn, &app.sealer).await?,
+        )
     };
     let plugin_failed = RuleKind::PluginFailed.as_str();
     for rule in rules.iter().filter(|r| leader || r.kind == plugin_failed) {

@@ -228,7 +228,9 @@ async fn messages(
             check_text("input.message", text)?;
             if let Some(c) = conversation {
                 let mut conn = app.db.get().await?;
-                for m in conversation_queries::messages(&mut conn, &app.sealer, &c.id, None, 10_000).await? {
+                for m in conversation_queries::messages(&mut conn, &app.sealer, &c.id, None, 10_000)
+                    .await?
+                {
                     messages.push(ChatMessage {
                         role: m.role.into(),
                         content: m.content,

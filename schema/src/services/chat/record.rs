@@ -279,7 +279,11 @@ async fn finish_and_settle(
                 "messages": prepared.request.messages,
                 "reply": ending.content,
             });
-            serde_json::Value::String(app.sealer.seal(Column::PromptLog, &call.id, &log.to_string()))
+            serde_json::Value::String(app.sealer.seal(
+                Column::PromptLog,
+                &call.id,
+                &log.to_string(),
+            ))
         }),
     };
     let turn = match (

@@ -200,7 +200,10 @@ fn ring(keys: &[MasterKey], active: &str) -> Result<Ring, String> {
         return Err(format!(
             "the database is sealed under master key {active}, which is not configured \
              (configured: {})",
-            keys.iter().map(MasterKey::id).collect::<Vec<_>>().join(", ")
+            keys.iter()
+                .map(MasterKey::id)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     Ok(Ring {
@@ -297,7 +300,9 @@ impl Sealer {
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt("bad nonce"))?;
         let plain = key
             .open_in_place(nonce, Aad::from(aad(column, row)), sealed)
-            .map_err(|_| corrupt("the tag does not match (edited, moved to another row, or not sealed here)"))?;
+            .map_err(|_| {
+                corrupt("the tag does not match (edited, moved to another row, or not sealed here)")
+            })?;
         String::from_utf8(plain.to_vec()).map_err(|_| corrupt("not UTF-8"))
     }
 
@@ -372,7 +377,8 @@ mod tests {
         let under_new = s.seal(Column::MfaSecret, "u", "JBSWY3DP");
         assert_eq!(Sealer::key_of(&under_new), Some(new.id()));
         assert_eq!(
-            s.open(Column::MfaSecret, "u", under_old.clone()).expect("old"),
+            s.open(Column::MfaSecret, "u", under_old.clone())
+                .expect("old"),
             "JBSWY3DP"
         );
         let only_new = sealer(std::slice::from_ref(&new));
@@ -392,7 +398,10 @@ mod tests {
                 .expect("plain"),
             "plain"
         );
-        assert!(s.open(Column::MessageContent, "r", "cbx1:nokey".into()).is_err());
+        assert!(
+            s.open(Column::MessageContent, "r", "cbx1:nokey".into())
+                .is_err()
+        );
     }
 
     #[test]

@@ -94,7 +94,9 @@ fn reseal_one(sealer: &Sealer, column: Column, id: &str, stored: &str) -> Result
         let sealed = serde_json::Value::String(sealer.seal(column, id, &plain));
         return Ok(sealed.to_string());
     }
-    let plain = sealer.open(column, id, stored.to_owned()).map_err(open_err)?;
+    let plain = sealer
+        .open(column, id, stored.to_owned())
+        .map_err(open_err)?;
     Ok(sealer.seal(column, id, &plain))
 }
 
