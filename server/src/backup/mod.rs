@@ -1,0 +1,342 @@
+//! Backups that restore: `cloudbase-ai backup create | verify | restore`, and SQLite's scheduled
+//! backups.
+//!
+//! A backup is a copy and its manifest beside it (`<copy>.manifest.json`: size, SHA-256, schema
+//! version and rows per table, taken in the copy's own snapshot). SQLite copies go through
+//! SQLite's online backup API; PostgreSQL copies are `pg_dump --format=custom`. Both are written
+//! under a temporary name and renamed when complete; the manifest comes last, so a copy without
+//! one is not a finished backup. `verify` never opens the backup itself: it checks the bytes
+//! against the manifest, restores a scratch copy (a temporary file, or a scratch database), runs
+//! SQLite's integrity check there, compares the rows with the manifest and walks the audit
+//! chain. `restore` verifies first, then swaps the whole database in or nothing.
+//!
+//! - [`manifest`]: the manifest, the copies' names, renames that survive a crash, keeping the
+//!   newest.
+//! - [`sqlite`]: the online copy, its inspection, and the file swap of a restore.
+//! - [`postgres`]: `pg_dump` in a shared snapshot, the scratch database, `pg_restore`.
+//! - [`schedule`]: the server's task taking SQLite backups every `[backup] interval_secs`.
+
+pub mod manifest;
+pub mod postgres;
+pub mod schedule;
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cloudbase_schema::db::inventory::Census;
+use cloudbase_schema::db::{Backend, DbConfig, DbPool};
+use cloudbase_schema::services::audit::{self, Report, Verdict};
+
+use crate::config::Config;
+pub use manifest::{Kind, Manifest};
+
+/// A finished backup.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The copy.
+    pub file: PathBuf,
+    /// What it holds.
+    pub manifest: Manifest,
+}
+
+/// What [`verify`] found in a good backup.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Its manifest, which the copy matches.
+    pub manifest: Manifest,
+    /// Audit rows chained, all intact.
+    pub chain_rows: i64,
+    /// Audit rows written but not linked yet when it was taken.
+    pub unchained_rows: i64,
+    /// Worth knowing, not wrong: a backup from an older schema version.
+    pub notes: Vec<String>,
+}
+
+/// How [`restore`] treats what is there.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreOptions {
+    /// PostgreSQL: restore into a database that already holds tables (the dump's objects are
+    /// dropped and made again).
+    pub force: bool,
+    /// SQLite: delete the replaced database instead of keeping it aside.
+    pub discard_previous: bool,
+}
+
+/// What [`restore`] did.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// The backup, as verified before it went in.
+    pub verified: Verified,
+    /// SQLite: where the replaced database was kept.
+    pub previous: Option<PathBuf>,
+}
+
+fn kind_of(url: &str) -> anyhow::Result<Kind> {
+    Ok(match Backend::of_url(url)? {
+        Backend::Sqlite => Kind::Sqlite,
+        Backend::Postgres => Kind::Postgres,
+    })
+}
+
+fn backend_of(kind: Kind) -> Backend {
+    match kind {
+        Kind::Sqlite => Backend::Sqlite,
+        Kind::Postgres => Backend::Postgres,
+    }
+}
+
+/// Backs the configured database up, online, to `out` or a new file in `[backup] dir`.
+pub async fn create(config: &Config, out: Option<&Path>) -> anyhow::Result<Created> {
+    let url = config.database_url();
+    let kind = kind_of(&url)?;
+    let file = match out {
+        Some(path) => path.to_path_buf(),
+        None => manifest::new_file_name(&config.backup_dir(), kind, chrono::Utc::now()),
+    };
+    create_at(&url, kind, &file).await
+}
+
+/// Backs the database at `url` up to `file`.
+async fn create_at(url: &str, kind: Kind, file: &Path) -> anyhow::Result<Created> {
+    anyhow::ensure!(
+        !file.exists() && !manifest::manifest_path(file).exists(),
+        "{} already exists: a backup never overwrites a file",
+        file.display()
+    );
+    if let Some(dir) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let created_at = chrono::Utc::now();
+    let census = match kind {
+        Kind::Sqlite => {
+            let source = PathBuf::from(cloudbase_schema::db::sqlite_path(url));
+            let dest = file.to_path_buf();
+            tokio::task::spawn_blocking(move || sqlite::create(&source, &dest))
+                .await
+                .context("the backup task failed")??
+        }
+        Kind::Postgres => postgres::create(url, file).await?,
+    };
+    let finish = || {
+        let (bytes, sha256) =
+            manifest::digest(file).with_context(|| format!("reading {}", file.display()))?;
+        let manifest = Manifest {
+            format: manifest::FORMAT.into(),
+            backend: kind,
+            created_at: created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            bytes,
+            sha256,
+            schema_version: census.schema_version.clone(),
+            tables: census.tables.clone(),
+        };
+        manifest.write_beside(file)?;
+        Ok::<_, anyhow::Error>(manifest)
+    };
+    match finish() {
+        Ok(manifest) => Ok(Created {
+            file: file.to_path_buf(),
+            manifest,
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(file);
+            Err(e)
+        }
+    }
+}
+
+/// What a scratch copy of a backup holds, and its audit chain.
+struct Inspection {
+    census: Census,
+    chain: anyhow::Result<Report>,
+}
+
+/// Checks the backup at `file`: its bytes against its manifest, then a scratch copy of it
+/// (integrity, rows per table, audit chain). The backup itself is only read. Fails with every
+/// problem found, in one line.
+pub async fn verify(config: &Config, file: &Path) -> anyhow::Result<Verified> {
+    let manifest = Manifest::read_beside(file)?;
+    let mut problems = Vec::new();
+    let (bytes, sha256) =
+        manifest::digest(file).with_context(|| format!("reading {}", file.display()))?;
+    if bytes != manifest.bytes || sha256 != manifest.sha256 {
+        problems.push(format!(
+            "the file changed since the backup was taken ({bytes} bytes, SHA-256 {}; the \
+             manifest recorded {} bytes, {})",
+            short(&sha256),
+            manifest.bytes,
+            short(&manifest.sha256)
+        ));
+    }
+    let inspected = match manifest.backend {
+        Kind::Sqlite => inspect_sqlite(file).await,
+        Kind::Postgres => inspect_postgres(config, file).await,
+    };
+    let mut verified = Verified {
+        manifest: manifest.clone(),
+        chain_rows: 0,
+        unchained_rows: 0,
+        notes: Vec::new(),
+    };
+    match inspected {
+        Err(e) => problems.push(format!("{e:#}")),
+        Ok(Inspection { census, chain }) => {
+            compare_rows(&manifest, &census, &mut problems);
+            verified
+                .notes
+                .extend(schema_note(&manifest, &census, &mut problems));
+            match chain {
+                Ok(report) => {
+                    verified.unchained_rows = report.tail.rows;
+                    match report.verdict {
+                        Verdict::Intact { rows } => verified.chain_rows = rows,
+                        Verdict::Broken { seq, reason } => problems
+                            .push(format!("the audit chain is broken at row {seq}: {reason}")),
+                    }
+                }
+                Err(e) => problems.push(format!("cannot check the audit chain: {e:#}")),
+            }
+        }
+    }
+    anyhow::ensure!(
+        problems.is_empty(),
+        "{}: not a good backup: {}",
+        file.display(),
+        problems.join("; ")
+    );
+    Ok(verified)
+}
+
+fn short(sha256: &str) -> String {
+    format!("{}…", sha256.get(..12).unwrap_or(sha256))
+}
+
+async fn inspect_sqlite(file: &Path) -> anyhow::Result<Inspection> {
+    let dir = tempfile::tempdir().context("creating a temporary folder to check the copy in")?;
+    let (from, into) = (file.to_path_buf(), dir.path().to_path_buf());
+    let (scratch, census) = tokio::task::spawn_blocking(move || sqlite::scratch_copy(&from, &into))
+        .await
+        .context("the check's task failed")??;
+    let chain = audit_chain(&format!("sqlite://{}", scratch.display())).await;
+    Ok(Inspection { census, chain })
+}
+
+async fn inspect_postgres(config: &Config, file: &Path) -> anyhow::Result<Inspection> {
+    let url = config.database_url();
+    anyhow::ensure!(
+        kind_of(&url)? == Kind::Postgres,
+        "checking a PostgreSQL dump restores it into a scratch database: database_url must name \
+         a PostgreSQL server"
+    );
+    postgres::with_scratch(&url, file, async |scratch: &str| {
+        let census = postgres::census(scratch).await?;
+        let chain = audit_chain(scratch).await;
+        Ok(Inspection { census, chain })
+    })
+    .await
+}
+
+/// Walks the audit chain of the database at `url`, opened as it is (no migration).
+async fn audit_chain(url: &str) -> anyhow::Result<Report> {
+    let db = DbPool::connect_existing(&DbConfig {
+        url: url.to_owned(),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(30),
+    })
+    .await?;
+    let report = audit::verify_db(&db).await;
+    drop(db);
+    report.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Every table the manifest names must hold as many rows, and no other table may appear.
+fn compare_rows(manifest: &Manifest, census: &Census, problems: &mut Vec<String>) {
+    for (table, &recorded) in &manifest.tables {
+        match census.tables.get(table) {
+            None => problems.push(format!("table {table} is missing")),
+            Some(&rows) if rows != recorded => problems.push(format!(
+                "table {table} holds {rows} rows; the backup recorded {recorded}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for table in census.tables.keys() {
+        if !manifest.tables.contains_key(table) {
+            problems.push(format!("table {table} was not in the backup"));
+        }
+    }
+}
+
+/// The copy's schema version must be the manifest's; one older or newer than this build's is
+/// worth a note.
+fn schema_note(manifest: &Manifest, census: &Census, problems: &mut Vec<String>) -> Option<String> {
+    let digits = |v: &str| v.replace('-', "");
+    let found = census.schema_version.as_deref().map(digits);
+    if found != manifest.schema_version.as_deref().map(digits) {
+        problems.push(format!(
+            "its schema version is {}; the backup recorded {}",
+            census.schema_version.as_deref().unwrap_or("none"),
+            manifest.schema_version.as_deref().unwrap_or("none")
+        ));
+        return None;
+    }
+    let build = cloudbase_schema::db::latest_version(backend_of(manifest.backend));
+    let (found, build) = (found?, build.as_deref().map(digits)?);
+    match found.cmp(&build) {
+        std::cmp::Ordering::Less => Some(format!(
+            "taken at schema version {found}, older than this build's {build}: the server \
+             migrates it when it starts on the restored database"
+        )),
+        std::cmp::Ordering::Greater => Some(format!(
+            "taken at schema version {found}, newer than this build's {build}: restore it with \
+             the CloudBase AI version that took it"
+        )),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
+/// Verifies the backup at `file`, then puts it in place of the configured database: all of it
+/// or nothing, and never under a running server.
+pub async fn restore(
+    config: &Config,
+    file: &Path,
+    options: RestoreOptions,
+) -> anyhow::Result<Restored> {
+    let url = config.database_url();
+    let kind = kind_of(&url)?;
+    let verified = verify(config, file).await?;
+    let manifest = &verified.manifest;
+    anyhow::ensure!(
+        manifest.backend == kind,
+        "a {:?} backup cannot be restored into a {kind:?} database",
+        manifest.backend
+    );
+    let build = cloudbase_schema::db::latest_version(backend_of(kind)).map(|v| v.replace('-', ""));
+    if let (Some(found), Some(build)) = (&manifest.schema_version, &build) {
+        anyhow::ensure!(
+            found.replace('-', "") <= *build,
+            "the backup is at schema version {found}, newer than this build's {build}: restore \
+             it with the CloudBase AI version that took it"
+        );
+    }
+    let previous = match kind {
+        Kind::Sqlite => {
+            let target = PathBuf::from(cloudbase_schema::db::sqlite_path(&url));
+            let (from, expected) = (
+                file.to_path_buf(),
+                (manifest.bytes, manifest.sha256.clone()),
+            );
+            tokio::task::spawn_blocking(move || {
+                sqlite::restore(&from, &target, expected, options.discard_previous)
+            })
+            .await
+            .context("the restore task failed")??
+        }
+        Kind::Postgres => {
+            postgres::restore(&url, file, options.force).await?;
+            None
+        }
+    };
+    Ok(Restored { verified, previous })
+}
