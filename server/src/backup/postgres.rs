@@ -245,3 +245,30 @@ pub async fn restore(url: &str, file: &Path, force: bool) -> anyhow::Result<()> 
     );
     pg_restore(url, file, tables > 0).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Target, with_database};
+
+    #[test]
+    fn the_password_leaves_the_url_for_the_environment() {
+        let target =
+            Target::parse("postgres://app:p%40ss%3Aw0rd@db.internal:5433/prod?sslmode=require")
+                .unwrap();
+        assert_eq!(
+            target.url,
+            "postgres://app@db.internal:5433/prod?sslmode=require"
+        );
+        assert_eq!(target.password.as_deref(), Some("p@ss:w0rd"));
+        let bare = Target::parse("postgres://postgres@127.0.0.1:5432/test").unwrap();
+        assert_eq!(bare.password, None);
+        assert_eq!(
+            with_database(
+                "postgres://app:x@h/prod?sslmode=require",
+                "cloudbase_verify_1"
+            )
+            .unwrap(),
+            "postgres://app:x@h/cloudbase_verify_1?sslmode=require"
+        );
+    }
+}
