@@ -308,6 +308,19 @@ async fn verify_finds_rows_removed_from_a_copy_after_the_fact() {
         backup::verify(&app.config, &file).await.unwrap_err()
     );
     assert!(error.contains("audit chain is broken at row 1"), "{error}");
+    // Pages overwritten in the middle, the checksum forged again: SQLite's integrity check.
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[4096..12288].fill(0xa5);
+    std::fs::write(&file, &bytes).unwrap();
+    forge_checksum(&file, &created.manifest);
+    let error = format!(
+        "{:#}",
+        backup::verify(&app.config, &file).await.unwrap_err()
+    );
+    assert!(
+        error.contains("integrity check failed") || error.contains("SQLite cannot read it"),
+        "{error}"
+    );
 }
 
 async fn edit_copy(url: &str, statement: &str) {
@@ -513,4 +526,72 @@ async fn scheduled_backups_keep_the_newest() {
         .find(|f| backup::manifest::manifest_path(f).is_file())
         .expect("a finished backup");
     backup::verify(&app.config, newest).await.unwrap();
+}
+
+/// SQLite: a backup from an older schema version is good, and said to be older; it restores into
+/// a data folder with no database yet, and the server migrates it when it starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_schema_is_reported_and_restores_where_no_database_was() {
+    let app = spawn().await;
+    if app.is_postgres() {
+        eprintln!("editing a copy in place is a SQLite test");
+        return;
+    }
+    let token = app.admin_token().await;
+    chat(&app, &token, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = backup_file(&dir, &app);
+    let created = backup::create(&app.config, Some(&file)).await.unwrap();
+    // The copy as the release before the newest migration would have left it (as far as the
+    // migrations table tells), its manifest written to match.
+    edit_copy(
+        &format!("sqlite://{}", file.display()),
+        "UPDATE __diesel_schema_migrations SET version = '00000000000000' \
+         WHERE version = (SELECT MAX(version) FROM __diesel_schema_migrations)",
+    )
+    .await;
+    let scratch = tempfile::tempdir().unwrap();
+    let (_, census) = backup::sqlite::scratch_copy(&file, scratch.path()).unwrap();
+    assert!(census.schema_version < created.manifest.schema_version);
+    let (bytes, sha256) = backup::manifest::digest(&file).unwrap();
+    let older = Manifest {
+        bytes,
+        sha256,
+        schema_version: census.schema_version,
+        ..created.manifest.clone()
+    };
+    std::fs::remove_file(backup::manifest::manifest_path(&file)).unwrap();
+    older.write_beside(&file).unwrap();
+    let verified = backup::verify(&app.config, &file).await.unwrap();
+    assert!(
+        verified.notes.len() == 1 && verified.notes[0].contains("older than this build's"),
+        "{:?}",
+        verified.notes
+    );
+
+    let target = tempfile::tempdir().unwrap();
+    let mut config = app.config.clone();
+    config.database_url = Some(format!(
+        "sqlite://{}",
+        target.path().join("fresh").join("cloudbase.db").display()
+    ));
+    let restored = backup::restore(&config, &file, RestoreOptions::default())
+        .await
+        .unwrap();
+    assert!(restored.previous.is_none(), "there was nothing to keep");
+    let restored_calls = {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = crate::support::sqlite_connection(&config.database_url()).await;
+        diesel::sql_query("SELECT COUNT(*) AS n FROM ai_calls")
+            .get_result::<N>(&mut conn)
+            .await
+            .unwrap()
+            .n
+    };
+    assert_eq!(restored_calls, 1);
 }

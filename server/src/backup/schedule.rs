@@ -27,10 +27,12 @@ pub async fn run(schedule: Schedule) {
     loop {
         tick.tick().await;
         let file = manifest::new_file_name(&schedule.dir, Kind::Sqlite, chrono::Utc::now());
+        let started = std::time::Instant::now();
         match create_at(&schedule.url, Kind::Sqlite, &file).await {
             Ok(created) => tracing::info!(
                 backup.file = %created.file.display(),
                 backup.bytes = created.manifest.bytes,
+                duration_ms = started.elapsed().as_millis() as u64,
                 "backup written"
             ),
             Err(e) => {
