@@ -24,6 +24,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The database's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sqlite => "SQLite",
+            Kind::Postgres => "PostgreSQL",
+        }
+    }
+
     /// The copy's file extension.
     pub fn extension(self) -> &'static str {
         match self {

@@ -98,6 +98,15 @@ pub async fn create(config: &Config, out: Option<&Path>) -> anyhow::Result<Creat
     create_at(&url, kind, &file).await
 }
 
+/// The size and SHA-256 of `file`, read on the blocking pool (a backup can be large).
+async fn digest(file: &Path) -> anyhow::Result<(u64, String)> {
+    let path = file.to_path_buf();
+    tokio::task::spawn_blocking(move || manifest::digest(&path))
+        .await
+        .context("the checksum task failed")?
+        .with_context(|| format!("reading {}", file.display()))
+}
+
 /// Backs the database at `url` up to `file`.
 async fn create_at(url: &str, kind: Kind, file: &Path) -> anyhow::Result<Created> {
     anyhow::ensure!(
@@ -119,9 +128,8 @@ async fn create_at(url: &str, kind: Kind, file: &Path) -> anyhow::Result<Created
         }
         Kind::Postgres => postgres::create(url, file).await?,
     };
-    let finish = || {
-        let (bytes, sha256) =
-            manifest::digest(file).with_context(|| format!("reading {}", file.display()))?;
+    let finish = async || {
+        let (bytes, sha256) = digest(file).await?;
         let manifest = Manifest {
             format: manifest::FORMAT.into(),
             backend: kind,
@@ -134,7 +142,7 @@ async fn create_at(url: &str, kind: Kind, file: &Path) -> anyhow::Result<Created
         manifest.write_beside(file)?;
         Ok::<_, anyhow::Error>(manifest)
     };
-    match finish() {
+    match finish().await {
         Ok(manifest) => Ok(Created {
             file: file.to_path_buf(),
             manifest,
@@ -159,8 +167,9 @@ pub async fn restore(
     let manifest = &verified.manifest;
     anyhow::ensure!(
         manifest.backend == kind,
-        "a {:?} backup cannot be restored into a {kind:?} database",
-        manifest.backend
+        "a {} backup cannot be restored into a {} database",
+        manifest.backend.name(),
+        kind.name()
     );
     let build = cloudbase_schema::db::latest_version(backend_of(kind)).map(|v| v.replace('-', ""));
     if let (Some(found), Some(build)) = (&manifest.schema_version, &build) {

@@ -10,7 +10,7 @@ use cloudbase_schema::db::inventory::Census;
 use cloudbase_schema::db::{DbConfig, DbPool};
 use cloudbase_schema::services::audit::{self, Report, Verdict};
 
-use super::{Kind, Manifest, Verified, backend_of, kind_of, manifest, postgres, sqlite};
+use super::{Kind, Manifest, Verified, backend_of, kind_of, postgres, sqlite};
 use crate::config::Config;
 
 /// What a scratch copy of a backup holds, and its audit chain.
@@ -25,8 +25,7 @@ struct Inspection {
 pub async fn verify(config: &Config, file: &Path) -> anyhow::Result<Verified> {
     let manifest = Manifest::read_beside(file)?;
     let mut problems = Vec::new();
-    let (bytes, sha256) =
-        manifest::digest(file).with_context(|| format!("reading {}", file.display()))?;
+    let (bytes, sha256) = super::digest(file).await?;
     if bytes != manifest.bytes || sha256 != manifest.sha256 {
         problems.push(format!(
             "the file changed since the backup was taken ({bytes} bytes, SHA-256 {}; the \
