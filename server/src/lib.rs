@@ -3,6 +3,7 @@
 //! `main.rs` is the CLI; everything it runs lives here so tests start the server the same way
 //! (`run(config, listener, shutdown)`).
 //!
+//! - [`backup`]: `backup create | verify | restore`, and SQLite's scheduled backups.
 //! - [`config`]: typed config: defaults < `cloudbase.toml` < `CLOUDBASE_*` / `DATABASE_URL`.
 //! - [`events`]: the LISTEN connection that brings other instances' events in.
 //! - [`startup`]: connects and migrates the database, resolves secrets, builds the services.
@@ -17,6 +18,7 @@
 // a mutation's fields goes deeper than the default limit of 128 (async-graphql's own advice).
 #![recursion_limit = "256"]
 
+pub mod backup;
 pub mod config;
 pub mod events;
 pub mod http;

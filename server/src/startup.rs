@@ -1,4 +1,6 @@
-//! Start-up: secrets, the database, the services, the bootstrap admin, then serving.
+//! Start-up: secrets, the database, the services, the bootstrap admin, the background tasks
+//! (housekeeping, alerts, the audit chainer, SQLite's checkpoints and scheduled backups), then
+//! serving.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -87,6 +89,9 @@ pub async fn run_with_clock(
         let path = cloudbase_schema::db::sqlite_path(&config.database_url()).to_owned();
         tokio::spawn(cloudbase_schema::db::checkpoint::run(path, gate).instrument(span.clone()))
     });
+    let backups = scheduled_backups(&config, app.db.backend()).map(|schedule| {
+        tokio::spawn(crate::backup::schedule::run(schedule).instrument(span.clone()))
+    });
     let listener_task = (app.db.backend() == Backend::Postgres).then(|| {
         tokio::spawn(
             crate::events::listen(config.database_url(), app.clone()).instrument(span.clone()),
@@ -128,7 +133,7 @@ pub async fn run_with_clock(
         tracing::warn!(error = %e, "releasing the audit chain lease failed");
     }
     socket_watcher.abort();
-    for task in [listener_task, checkpointer, key_watcher]
+    for task in [listener_task, checkpointer, key_watcher, backups]
         .into_iter()
         .flatten()
     {
@@ -158,6 +163,28 @@ fn log_failed_plugins(app: &App) {
             );
         }
     }
+}
+
+/// SQLite's scheduled backups, when `[backup] interval_secs` asks for them. PostgreSQL is backed
+/// up from outside (`cloudbase-ai backup create` from cron, once for all instances).
+fn scheduled_backups(
+    config: &Config,
+    backend: Backend,
+) -> Option<crate::backup::schedule::Schedule> {
+    let every = config.backup.interval()?;
+    if backend == Backend::Postgres {
+        tracing::warn!(
+            "[backup] interval_secs is for SQLite; on PostgreSQL run `cloudbase-ai backup create` \
+             from a scheduler instead (no backup is scheduled)"
+        );
+        return None;
+    }
+    Some(crate::backup::schedule::Schedule {
+        url: config.database_url(),
+        dir: config.backup_dir(),
+        every,
+        keep: config.backup.keep,
+    })
 }
 
 fn config_backend(config: &Config) -> Option<Backend> {

@@ -236,3 +236,44 @@ fn two_step_and_reset_settings_are_checked() {
         Ok(())
     });
 }
+
+#[test]
+fn backup_settings_load_and_are_checked() {
+    let defaults = Config::default();
+    assert_eq!(
+        defaults.backup.interval(),
+        None,
+        "scheduled backups are off by default"
+    );
+    assert_eq!(defaults.backup.keep, 7);
+    assert_eq!(
+        defaults.backup_dir(),
+        std::path::Path::new("data").join("backups")
+    );
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "cloudbase.toml",
+            "data_dir = \"/srv/cloudbase\"\n[backup]\ninterval_secs = 3600\n",
+        )?;
+        jail.set_env("CLOUDBASE_BACKUP__KEEP", "3");
+        let config = Config::load(Some(std::path::Path::new("cloudbase.toml"))).unwrap();
+        assert_eq!(
+            config.backup.interval(),
+            Some(std::time::Duration::from_secs(3600))
+        );
+        assert_eq!(config.backup.keep, 3);
+        assert_eq!(
+            config.backup_dir(),
+            std::path::Path::new("/srv/cloudbase/backups")
+        );
+        Ok(())
+    });
+    let error = load_error("[backup]\nkeep = 0\n");
+    assert!(error.contains("backup.keep"), "{error}");
+    let error = load_error("[backup]\ninterval_secs = 99999999999\n");
+    assert!(error.contains("backup.interval_secs"), "{error}");
+    let error = load_error("[backup]\ndir = \"\"\n");
+    assert!(error.contains("backup.dir"), "{error}");
+    let error = load_error("[backup]\nevery = 5\n");
+    assert!(error.contains("every"), "{error}");
+}

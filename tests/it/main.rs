@@ -16,6 +16,8 @@
 //! - [`http`]: the GraphQL-over-HTTP surface, limits, and the `graphql-http` audit.
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
 //! - [`audit`]: the audit trail, its hash chain, and the chainer that links it.
+//! - [`backup`]: backups taken under load that restore, `verify`, SQLite's schedule, and bad
+//!   or tampered copies.
 //! - [`pages`]: the playground and health probes.
 //! - [`config`]: configuration loading and its errors.
 //! - [`edges`]: the hardened edges: client addresses behind proxies, users' webhooks that
@@ -48,6 +50,7 @@ mod accounts;
 mod admin;
 mod alerting;
 mod audit;
+mod backup;
 mod budgets;
 mod capacity;
 mod chat;

@@ -6,7 +6,7 @@ use diesel_async::{
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use super::{ConnectError, establish_sqlite};
+use super::{Backend, ConnectError, establish_sqlite};
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -45,4 +45,28 @@ pub(super) async fn migrate_pg(url: &str) -> Result<(), ConnectError> {
     // The lock also goes away with the connection, which is dropped right after.
     let _ = conn.batch_execute(&unlock).await;
     result
+}
+
+/// The newest migration this build carries for `backend` (`2026-12-01-000017`): the schema version
+/// a database is at once migrated, which a backup records.
+pub fn latest_version(backend: Backend) -> Option<String> {
+    let versions: Vec<String> = match backend {
+        Backend::Postgres => {
+            diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&PG_MIGRATIONS)
+                .ok()?
+                .iter()
+                .map(|m| m.name().version().to_string())
+                .collect()
+        }
+        Backend::Sqlite => {
+            diesel::migration::MigrationSource::<diesel::sqlite::Sqlite>::migrations(
+                &SQLITE_MIGRATIONS,
+            )
+            .ok()?
+            .iter()
+            .map(|m| m.name().version().to_string())
+            .collect()
+        }
+    };
+    versions.into_iter().max()
 }

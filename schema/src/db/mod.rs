@@ -12,6 +12,8 @@
 //! - [`checkpoint`]: SQLite's checkpoints in the writers' turn, not inside a call's commit.
 //! - [`migrate`]: the embedded migrations of both backends, run at start.
 //! - [`fixed`]: statements marked as having one shape, so both databases cache them.
+//! - [`inventory`]: a PostgreSQL database's tables, row counts and schema version, in a snapshot
+//!   `pg_dump` can share (what a backup records).
 //! - [`users`], [`sessions`], [`mfa`], [`password_resets`], [`identities`], [`api_keys`],
 //!   [`invites`], [`prices`], [`conversations`], [`ai_calls`], [`budgets`], [`rate_limits`],
 //!   [`usage`], [`stats`], [`audit`], [`system_logs`], [`alerts`], [`deliveries`], [`leases`],
@@ -30,6 +32,7 @@ pub mod deliveries;
 pub mod fixed;
 pub mod held;
 pub mod identities;
+pub mod inventory;
 pub mod invites;
 pub mod keys;
 pub mod leases;
@@ -67,6 +70,7 @@ use crate::Error;
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, Spawner>;
 
 pub use call_path::{Spawner, on_call_path};
+pub use migrate::latest_version;
 pub use writer::{Turn, WriteGate, WriterStats};
 
 /// Set on every SQLite connection. `busy_timeout` must come before `journal_mode=WAL`. Commits
@@ -183,9 +187,21 @@ pub fn sqlite_path(url: &str) -> &str {
 impl DbPool {
     /// Opens the pool, runs pending migrations, and checks one connection.
     pub async fn connect_and_migrate(config: &DbConfig) -> Result<Self, ConnectError> {
+        Self::open(config, true).await
+    }
+
+    /// Opens the pool on the database as it is, running no migration, and checks one connection
+    /// (`backup verify` on a restored copy: what it holds is what is checked).
+    pub async fn connect_existing(config: &DbConfig) -> Result<Self, ConnectError> {
+        Self::open(config, false).await
+    }
+
+    async fn open(config: &DbConfig, migrate: bool) -> Result<Self, ConnectError> {
         let pool = match Backend::of_url(&config.url)? {
             Backend::Postgres => {
-                migrate::migrate_pg(&config.url).await?;
+                if migrate {
+                    migrate::migrate_pg(&config.url).await?;
+                }
                 // `Fast` recycling: no `SELECT 1` before every checkout (a round trip per query).
                 // A connection the server dropped fails its next query once and is then discarded.
                 let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
@@ -204,7 +220,9 @@ impl DbPool {
                         ConnectError::Connect(format!("cannot create {}: {e}", parent.display()))
                     })?;
                 }
-                migrate::migrate_sqlite(&path).await?;
+                if migrate {
+                    migrate::migrate_sqlite(&path).await?;
+                }
                 let mut manager_config = ManagerConfig::<SqliteConn>::default();
                 manager_config.recycling_method = RecyclingMethod::Fast;
                 manager_config.custom_setup =

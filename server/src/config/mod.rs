@@ -9,9 +9,11 @@
 //! - [`services`]: `[chat]`, `[budgets]`, `[rate_limits]`, `[alerts]`, `[audit]`, `[retention]`,
 //!   and their conversions into the services' settings.
 //! - [`plugins`]: `[plugins.<instance>]` and the upstream timeouts.
+//! - [`backup`]: `[backup]`: where backups go, and SQLite's scheduled backups.
 //! - [`secret`]: [`Secret`], a string that never prints in clear.
 //! - [`validate`]: [`ConfigError`] and the checks on values that parse but make no sense.
 
+pub mod backup;
 pub mod plugins;
 pub mod secret;
 pub mod sections;
@@ -26,6 +28,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use self::backup::BackupConfig;
 pub use self::plugins::{PluginInstanceConfig, UpstreamTimeouts};
 pub use self::secret::Secret;
 pub use self::sections::{
@@ -123,6 +126,8 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     /// WeChat mini-program sign-in.
     pub wechat: WeChatConfig,
+    /// Backups: where they go, and SQLite's schedule.
+    pub backup: BackupConfig,
 }
 
 impl Default for Config {
@@ -155,6 +160,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             wechat: WeChatConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -210,6 +216,11 @@ impl Config {
                 .and_then(|exe| exe.parent().map(Path::to_path_buf))
                 .unwrap_or_else(|| PathBuf::from("."))
         })
+    }
+
+    /// Where backups are written: `[backup] dir`, or `<data_dir>/backups`.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup.dir(&self.data_dir)
     }
 
     /// The budget time zone.

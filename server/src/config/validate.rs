@@ -29,6 +29,7 @@ pub(super) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigEr
 impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.backup.validate()?;
         cloudbase_schema::db::Backend::of_url(&self.database_url())
             .map_err(|e| invalid("database_url", e.to_string()))?;
         if self.env == Environment::Prod

@@ -1,4 +1,4 @@
-//! Checking the chain ([`verify`], for `cloudbase-ai audit verify`; [`verify_range`], bounded
+//! Checking the chain ([`verify`], for `cloudbase-ai audit verify`, and [`verify_db`] on any pool; [`verify_range`], bounded
 //! steps for the `verifyAuditChain` query) and reporting how far it is linked ([`status`], for
 //! the `auditChain` query).
 
@@ -124,7 +124,13 @@ fn check_head(walked: &Walked, head_seq: i64, head_hash: &str) -> Option<(i64, S
 /// Walks the whole chain in order and checks every link and hash, and the head; then counts
 /// the unchained tail. Rows linked while the walk runs are left for the next check.
 pub async fn verify(app: &App) -> Result<Report, Error> {
-    let mut conn = app.db.get().await?;
+    verify_db(&app.db).await
+}
+
+/// [`verify`] on any pool, without the rest of an [`App`]: `backup verify` checks a restored
+/// copy with it.
+pub async fn verify_db(db: &crate::db::DbPool) -> Result<Report, Error> {
+    let mut conn = db.get().await?;
     // The head first: rows and the head move in one transaction, so every row up to the head
     // read now is visible and stays where it is.
     let (head_seq, head_hash) = queries::head(&mut conn).await?;

@@ -33,7 +33,8 @@ use crate::db::models::{AuditRow, NewAuditRow};
 
 pub use chainer::{ChainSettings, chain_hash};
 pub use check::{
-    ChainStatus, MAX_RANGE, RangeReport, Report, Tail, Verdict, status, verify, verify_range,
+    ChainStatus, MAX_RANGE, RangeReport, Report, Tail, Verdict, status, verify, verify_db,
+    verify_range,
 };
 pub use secrets::{REDACTED, redact};
 
