@@ -10,15 +10,15 @@ use cloudbase_schema::services::keys::{self as key_service, MasterKeySource};
 use cloudbase_schema::services::sealing::{MasterKey, Sealer, reseal};
 use cloudbase_schema::services::{App, signing};
 
-use crate::config::{Config, Environment};
+use crate::config::{Config, Environment, Secret};
 use crate::plugin_host::Registry;
 use crate::startup;
 
 /// Where this configuration's master keys are read from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
-    /// `CLOUDBASE_MASTER_KEY` (or `master_key` in the file).
-    Config(String),
+    /// `CLOUDBASE_MASTER_KEY` (or `master_key` in the file); never printed.
+    Config(Secret),
     /// A key file: `master_key_file`, or `<data_dir>/master-key` in `dev`.
     File(PathBuf),
 }
@@ -27,7 +27,7 @@ impl KeySource {
     /// The source of `config`; `None` in `prod` with no key given (validation refuses that).
     pub fn of(config: &Config) -> Option<Self> {
         if let Some(keys) = &config.master_key {
-            return Some(Self::Config(keys.expose().to_owned()));
+            return Some(Self::Config(keys.clone()));
         }
         if let Some(path) = &config.master_key_file {
             return Some(Self::File(path.clone()));
@@ -38,7 +38,7 @@ impl KeySource {
     /// The keys, newest first. A dev key file that does not exist yet is made with one new key.
     pub fn read(&self, config: &Config) -> anyhow::Result<Vec<MasterKey>> {
         match self {
-            Self::Config(text) => MasterKey::parse_list(text)
+            Self::Config(text) => MasterKey::parse_list(text.expose())
                 .map_err(|e| anyhow::anyhow!("master_key (CLOUDBASE_MASTER_KEY): {e}")),
             Self::File(path) => {
                 let generated = config.master_key_file.is_none();
@@ -198,12 +198,17 @@ pub async fn rotate_master(config: &Config, wait: std::time::Duration) -> anyhow
     let from = app.sealer.active_id();
     let done = key_service::rotate_master(&app, &keys).await?;
     println!(
-        "master key {} now seals new values (was {from}); {} values moved to it, {} changed meanwhile \
-         (moved by the servers' next pass)",
+        "master key {} now seals new values (was {from}); {} values moved to it",
         keys[0].id(),
         done.rewritten,
-        done.skipped
     );
+    if done.skipped + done.failed > 0 {
+        println!(
+            "{} values changed while being moved and {} did not open (see the log): they stay \
+             under their old key until a server's next start moves them",
+            done.skipped, done.failed
+        );
+    }
     println!(
         "keep {from} configured until `cloudbase-ai keys list` shows no value sealed under it"
     );

@@ -13,6 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, error_code, skip_without_postgres};
+use crate::ws::GqlWs;
 
 const ME: &str = "{ me { id } }";
 const KEYS: &str = "{ signingKeys { kid algorithm state signsFrom verifiesUntil } }";
@@ -199,11 +200,23 @@ async fn a_retired_key_stops_at_once_and_its_sessions_go_on_with_a_refresh() {
         .unwrap()
         .to_owned();
     let old = kid(&admin);
+    let mut socket = GqlWs::connect(&app, Some(&admin)).await.unwrap();
     app.gql_ok(Some(&admin), ROTATE, json!({ "s": 0 })).await;
     assert!(works(&app, &admin).await);
     let fresh = app.admin_token().await;
+    let mut fresh_socket = GqlWs::connect(&app, Some(&fresh)).await.unwrap();
     app.gql_ok(Some(&fresh), RETIRE, json!({ "k": old })).await;
     assert!(!works(&app, &admin).await, "a retired key verifies nothing");
+    let (code, reason) = socket.closed().await;
+    assert_eq!(
+        code,
+        Some(4401),
+        "a socket opened with its token closes: {reason}"
+    );
+    assert!(
+        fresh_socket.next_within(300).await.is_none(),
+        "a socket of the new key stays open"
+    );
     assert!(!jwks_kids(&jwks(&app).await.0).contains(&old));
     let renewed = app.gql_ok(None, REFRESH, json!({ "t": refresh })).await;
     let token = renewed["refreshSession"]["accessToken"].as_str().unwrap();
@@ -326,4 +339,30 @@ async fn an_hs256_deployment_moves_over_without_logging_anyone_out() {
         Algorithm::EdDSA
     );
     assert!(works(&app, token).await, "the session goes on");
+}
+
+/// A published key thought stolen before it ever signed: retiring it leaves the key that signs
+/// signing, and verifying, without an end (it would otherwise have run out behind it, leaving no
+/// key at all).
+#[tokio::test(flavor = "multi_thread")]
+async fn retiring_a_published_key_leaves_the_signer_without_an_end() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let app = TestApp::spawn_with_clock(clock.clone(), |_| {}).await;
+    let admin = app.admin_token().await;
+    let current = kid(&admin);
+    let rotated = app.gql_ok(Some(&admin), ROTATE, json!({})).await;
+    let next = rotated["rotateSigningKey"]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.gql_ok(Some(&admin), RETIRE, json!({ "k": next })).await;
+    assert!(!jwks_kids(&jwks(&app).await.0).contains(&next));
+    clock.advance(chrono::Duration::minutes(20));
+    let later = app.admin_token().await;
+    assert_eq!(kid(&later), current);
+    assert!(works(&app, &later).await);
+    let keys = app.gql_ok(Some(&later), KEYS, json!({})).await;
+    assert_eq!(keys["signingKeys"].as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!(keys["signingKeys"][0]["state"], "signing");
+    assert!(keys["signingKeys"][0]["verifiesUntil"].is_null(), "{keys}");
 }

@@ -138,6 +138,20 @@ pub async fn retire_now(conn: &mut DbConn, kid: &str, now: NaiveDateTime) -> Que
     })
 }
 
+/// Sets when key `kid` stops verifying (`None`: without end).
+pub async fn set_until(
+    conn: &mut DbConn,
+    kid: &str,
+    until: Option<NaiveDateTime>,
+) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::update(signing_keys::table.find(kid))
+            .set(signing_keys::verifies_until.eq(until))
+            .execute(c)
+            .await
+    })
+}
+
 /// Deletes the keys that stopped verifying before `before`: their private halves are gone.
 pub async fn delete_retired(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usize> {
     db_run!(conn, |c| {
@@ -219,19 +233,21 @@ pub async fn unsealed_page(
     } else {
         (p.read_sqlite, ["?1", "?2", "?3"])
     };
-    // `prompt_log` holds a JSON string: its text starts with a quote.
-    let pattern = if column == Column::PromptLog {
-        format!("\"{}{active}:%", crate::services::sealing::PREFIX)
+    // `prompt_log` holds a JSON string: its text starts with a quote. Compared exactly (LIKE is
+    // case-blind on SQLite).
+    let prefix = if column == Column::PromptLog {
+        format!("\"{}{active}:", crate::services::sealing::PREFIX)
     } else {
-        format!("{}{active}:%", crate::services::sealing::PREFIX)
+        format!("{}{active}:", crate::services::sealing::PREFIX)
     };
     let sql = format!(
         "SELECT {id} AS id, {read} AS value FROM {table} \
-         WHERE {id} > {p1} AND {column} IS NOT NULL AND {read} NOT LIKE {p2} \
+         WHERE {id} > {p1} AND {column} IS NOT NULL AND SUBSTR({read}, 1, {len}) <> {p2} \
          ORDER BY {id} LIMIT {p3}",
         id = p.id,
         table = p.table,
         column = p.column,
+        len = prefix.chars().count(),
         p1 = n[0],
         p2 = n[1],
         p3 = n[2],
@@ -239,7 +255,7 @@ pub async fn unsealed_page(
     db_run!(conn, |c| {
         diesel::sql_query(&sql)
             .bind::<Text, _>(after)
-            .bind::<Text, _>(&pattern)
+            .bind::<Text, _>(&prefix)
             .bind::<BigInt, _>(limit)
             .load::<SealedValue>(c)
             .await

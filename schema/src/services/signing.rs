@@ -168,8 +168,8 @@ pub async fn rotate(app: &App, publish_ahead: std::time::Duration) -> Result<Key
     })
     .await?;
     drop(conn);
-    app.events.told(Event::SigningKeysChanged).await;
     reload(app).await?;
+    app.events.told(Event::SigningKeysChanged).await;
     tracing::info!(signing_key.kid = %row.kid, signs_from = %row.signs_from, "signing key rotated");
     Ok(info(&row, now))
 }
@@ -181,8 +181,10 @@ fn is_unique_violation(e: &diesel::result::Error) -> bool {
     )
 }
 
-/// Stops key `kid` from verifying now (a key thought stolen). The signer cannot be retired:
-/// rotate first.
+/// Stops key `kid` from verifying now (a key thought stolen), published or replaced. The key
+/// that signs cannot be retired: rotate first. The keys left then verify as they would have had
+/// `kid` never been made: each until the key after it has signed for a token's lifetime, the
+/// newest without end (retiring the next key leaves the signer signing, without an end).
 pub async fn retire(app: &App, kid: &str) -> Result<(), Error> {
     let now = app.now();
     let mut conn = app.db.get().await?;
@@ -196,16 +198,32 @@ pub async fn retire(app: &App, kid: &str) -> Result<(), Error> {
             "this key is signing; rotate (with no publish delay) first, then retire it",
         ));
     }
+    let left: Vec<&SigningKeyRow> = live
+        .iter()
+        .filter(|k| k.kid != kid && k.algorithm == EDDSA)
+        .collect();
+    let ends: Vec<(String, Option<NaiveDateTime>)> = left
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let until = left.get(i + 1).map(|next| next.signs_from + lifetime(app));
+            (k.kid.clone(), until)
+        })
+        .collect();
     conn.transaction(async |tx| {
         queries::retire_now(tx, kid, now).await?;
+        for (k, until) in &ends {
+            queries::set_until(tx, k, *until).await?;
+        }
         app.events
             .tell_others_in(tx, &Event::SigningKeysChanged)
             .await
     })
     .await?;
     drop(conn);
+    reload(app).await?;
     app.events.told(Event::SigningKeysChanged).await;
-    reload(app).await
+    Ok(())
 }
 
 /// The keys that verify now or will sign, oldest first.
@@ -271,13 +289,6 @@ pub async fn reload(app: &App) -> Result<(), Error> {
                         row.kid
                     )));
                 };
-                let pkcs8 = app
-                    .sealer
-                    .open(Column::SigningKey, &row.kid, sealed)
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                let der = URL_SAFE_NO_PAD
-                    .decode(pkcs8)
-                    .map_err(|_| Error::Internal(format!("signing key {}: not base64", row.kid)))?;
                 let raw = URL_SAFE_NO_PAD.decode(&public).map_err(|_| {
                     Error::Internal(format!("signing key {}: bad public key", row.kid))
                 })?;
@@ -290,11 +301,28 @@ pub async fn reload(app: &App) -> Result<(), Error> {
                         public_x: Some(public),
                     },
                 );
-                ring.signers.push(Signer {
-                    kid: row.kid,
-                    signs_from: row.signs_from.and_utc(),
-                    key: EncodingKey::from_ed_der(&der),
-                });
+                // Verifying needs only the public half; a private half that does not open (this
+                // instance lacks the master key it was sealed under) only keeps it from signing.
+                let der = app
+                    .sealer
+                    .open(Column::SigningKey, &row.kid, sealed)
+                    .map_err(|e| e.to_string())
+                    .and_then(|pkcs8| {
+                        URL_SAFE_NO_PAD
+                            .decode(pkcs8)
+                            .map_err(|_| "not base64".to_owned())
+                    });
+                match der {
+                    Ok(der) => ring.signers.push(Signer {
+                        kid: row.kid,
+                        signs_from: row.signs_from.and_utc(),
+                        key: EncodingKey::from_ed_der(&der),
+                    }),
+                    Err(e) => tracing::error!(
+                        signing_key.kid = %row.kid, error = %e,
+                        "a signing key's private half does not open; it verifies but cannot sign here"
+                    ),
+                }
             }
             HS256 => {
                 if let Some(secret) = app.tokens.legacy_secret() {

@@ -5,7 +5,8 @@
 //! `AccessChanged { user_id }` (logout, revoked sessions, a password change, disable, a role
 //! change) it checks each of that user's sockets' credentials again and closes those that no
 //! longer grant what they granted when the socket opened, with 4401. A watcher that lagged behind
-//! the bus may have missed such an event, so it then checks every socket.
+//! the bus may have missed such an event, so it then checks every socket. A signing key retired
+//! (`SigningKeysChanged`) checks every socket too: those opened with its tokens close.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use cloudbase_schema::App;
 use cloudbase_schema::events::Event;
 use cloudbase_schema::graphql::socket_auth::SocketCloser;
-use cloudbase_schema::services::{Viewer, auth};
+use cloudbase_schema::services::{Viewer, auth, signing};
 use tokio::sync::{Notify, broadcast};
 
 /// The close code for a credential that stopped being good (expired, revoked, disabled, role
@@ -150,11 +151,18 @@ impl Sockets {
         let mut events = app.events.subscribe();
         loop {
             match events.recv().await {
-                Ok(event) => {
-                    if let Event::AccessChanged { user_id } = event.as_ref() {
-                        self.recheck(&app, Some(user_id)).await;
+                Ok(event) => match event.as_ref() {
+                    Event::AccessChanged { user_id } => self.recheck(&app, Some(user_id)).await,
+                    // A retired key's tokens stop on open sockets too: take the keys first (the
+                    // key watcher may not have yet), then check every socket.
+                    Event::SigningKeysChanged => {
+                        if let Err(e) = signing::reload(&app).await {
+                            tracing::warn!(error = %e, "reloading the signing keys failed");
+                        }
+                        self.recheck(&app, None).await;
                     }
-                }
+                    _ => {}
+                },
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(
                         missed,

@@ -82,7 +82,13 @@ async fn deliver(app: &App, d: DeliveryRow) -> Result<(), Error> {
     let outcome = match refused {
         Some(why) => Err(format!("not sent: {why}")),
         None => send(app, &d.channel, notification, destination).await,
-    };
+    }
+    // The address is sealed where it is stored; an error (an SMTP refusal, a client error with
+    // the URL) must not copy it into `last_error` or the log in clear.
+    .map_err(|e| match d.recipient.as_deref() {
+        Some(to) if !to.is_empty() => e.replace(to, "[recipient]"),
+        _ => e,
+    });
     let now = app.now();
     let max = i64::from(app.alert_settings.max_attempts);
     let (status, error, next) = match &outcome {

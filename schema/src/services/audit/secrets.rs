@@ -21,6 +21,10 @@ const SECRET_PARTS: &[&str] = &[
     "challenge",
 ];
 
+/// People's addresses (where alerts go), sealed where they are stored: never copied in clear into
+/// the audit trail. Compared whole (`to` is part of many names).
+const ADDRESS_NAMES: &[&str] = &["to", "address", "recipient"];
+
 /// Prompt text: stored only with `[chat] log_prompts` on, like the call records' prompt log.
 const PROMPT_NAMES: &[&str] = &["message", "messages", "systemprompt", "content", "stop"];
 
@@ -39,7 +43,10 @@ pub fn redact(value: &mut Value, keep_prompts: bool) {
                     .flat_map(char::to_lowercase)
                     .collect();
                 let prompt = !keep_prompts && PROMPT_NAMES.contains(&name.as_str());
-                if prompt || SECRET_PARTS.iter().any(|part| name.contains(part)) {
+                if prompt
+                    || ADDRESS_NAMES.contains(&name.as_str())
+                    || SECRET_PARTS.iter().any(|part| name.contains(part))
+                {
                     *v = Value::String(REDACTED.into());
                 } else {
                     redact(v, keep_prompts);
@@ -96,6 +103,9 @@ mod tests {
             "code": "123456",
             "settings": {"url": "https://x", "secrets": {"token": "t"}},
             "chat": {"message": "my prompt", "model": "m"},
+            "targets": [{"channel": "ops", "to": "me@example.com"}],
+            "address": "https://hooks.example.com/mine",
+            "total": 3,
             "profile": {"githubToken": "g", "clientSecret": "c", "x-api-key": "x", "theme": "dark"},
             "hook": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc",
             "dsn": "https://user:pw@example.com/path",
@@ -117,6 +127,10 @@ mod tests {
         assert_eq!(v["settings"]["secrets"], REDACTED);
         assert_eq!(v["chat"]["message"], REDACTED);
         assert_eq!(v["chat"]["model"], "m");
+        assert_eq!(v["targets"][0]["to"], REDACTED);
+        assert_eq!(v["targets"][0]["channel"], "ops");
+        assert_eq!(v["address"], REDACTED);
+        assert_eq!(v["total"], 3);
         assert_eq!(v["profile"]["githubToken"], REDACTED);
         assert_eq!(v["profile"]["clientSecret"], REDACTED);
         assert_eq!(v["profile"]["x-api-key"], REDACTED);

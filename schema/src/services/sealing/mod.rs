@@ -51,14 +51,16 @@ pub enum Column {
 
 impl Column {
     /// Every sealed column.
+    /// Every sealed column, the small and most sensitive first (a re-seal pass takes them in
+    /// this order).
     pub const ALL: [Column; 7] = [
+        Column::SigningKey,
+        Column::MfaSecret,
+        Column::AlertTargets,
+        Column::DeliveryRecipient,
         Column::MessageContent,
         Column::MessageReasoning,
         Column::PromptLog,
-        Column::MfaSecret,
-        Column::SigningKey,
-        Column::AlertTargets,
-        Column::DeliveryRecipient,
     ];
 
     /// `table.column`.
@@ -273,17 +275,20 @@ impl Sealer {
     }
 
     /// Opens a stored value of `column` in row `row`: an envelope, or a value written before
-    /// sealing (no prefix), which reads as it is.
+    /// sealing (anything not shaped as an envelope), which reads as it is; except a signing key,
+    /// which was never stored unsealed.
     pub fn open(&self, column: Column, row: &str, stored: String) -> Result<String, OpenError> {
-        let Some(rest) = stored.strip_prefix(PREFIX) else {
-            return Ok(stored);
-        };
         let corrupt = |reason| OpenError::Corrupt {
             column: column.label(),
             row: row.to_owned(),
             reason,
         };
-        let (key_id, body) = rest.split_once(':').ok_or_else(|| corrupt("no key id"))?;
+        let Some((key_id, body)) = envelope(&stored) else {
+            if column == Column::SigningKey {
+                return Err(corrupt("not sealed"));
+            }
+            return Ok(stored);
+        };
         let ring = self.current();
         let key = ring.keys.get(key_id).ok_or_else(|| OpenError::UnknownKey {
             column: column.label(),
@@ -308,11 +313,24 @@ impl Sealer {
 
     /// The key id an envelope names, or `None` for a value written before sealing.
     pub fn key_of(stored: &str) -> Option<&str> {
-        stored
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split_once(':'))
-            .map(|(id, _)| id)
+        envelope(stored).map(|(id, _)| id)
     }
+}
+
+/// The key id and body of an envelope: `cbx1:`, 16 lowercase hex digits, `:`, and at least a
+/// nonce and a tag in base64url. Anything else is not one.
+fn envelope(stored: &str) -> Option<(&str, &str)> {
+    let rest = stored.strip_prefix(PREFIX)?;
+    let (key_id, body) = rest.split_once(':')?;
+    let hex = key_id.len() == 16
+        && key_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let base64url = body.len() >= 38
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (hex && base64url).then_some((key_id, body))
 }
 
 fn aad(column: Column, row: &str) -> Vec<u8> {
@@ -398,10 +416,23 @@ mod tests {
                 .expect("plain"),
             "plain"
         );
+        // Shaped like no envelope: a message someone wrote before sealing existed.
+        for written in ["cbx1:nokey", "cbx1:hi", "cbx1:0123456789abcdef:short"] {
+            assert_eq!(
+                s.open(Column::MessageContent, "r", written.into())
+                    .expect("plain"),
+                written
+            );
+        }
         assert!(
-            s.open(Column::MessageContent, "r", "cbx1:nokey".into())
-                .is_err()
+            s.open(Column::SigningKey, "k", "plain".into()).is_err(),
+            "a signing key is always sealed"
         );
+        let stranger = format!("cbx1:0123456789abcdef:{}", "A".repeat(40));
+        assert!(matches!(
+            s.open(Column::MessageContent, "r", stranger),
+            Err(OpenError::UnknownKey { .. })
+        ));
     }
 
     #[test]

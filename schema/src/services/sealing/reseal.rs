@@ -18,22 +18,26 @@ pub struct Resealed {
     pub rewritten: u64,
     /// Values that changed while they were being rewritten (the next pass takes them).
     pub skipped: u64,
+    /// Values that did not open (a key not configured, an edited envelope): left as they are,
+    /// each logged.
+    pub failed: u64,
 }
 
 /// Reseals every column under the active key, batch by batch. A value that does not open (a key
-/// not configured, a corrupt envelope) is an error: nothing after it is touched, and nothing
-/// before it is lost.
+/// not configured, a corrupt envelope) is logged and left as it is; the pass goes on.
 pub async fn run(app: &App) -> Result<Resealed, Error> {
     let mut done = Resealed::default();
     for column in Column::ALL {
         let part = column_pass(app, column).await?;
         done.rewritten += part.rewritten;
         done.skipped += part.skipped;
+        done.failed += part.failed;
     }
-    if done.rewritten > 0 {
+    if done.rewritten + done.failed > 0 {
         tracing::info!(
             sealing.rewritten = done.rewritten,
             sealing.skipped = done.skipped,
+            sealing.failed = done.failed,
             master_key.id = %app.sealer.active_id(),
             "sealed values moved to the active master key"
         );
@@ -54,13 +58,16 @@ async fn column_pass(app: &App, column: Column) -> Result<Resealed, Error> {
             return Ok(done);
         };
         after = last.id.clone();
-        let rewrites = page
-            .into_iter()
-            .map(|row| {
-                let new = reseal_one(&app.sealer, column, &row.id, &row.value)?;
-                Ok((row.id, row.value, new))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
+        let mut rewrites = Vec::with_capacity(page.len());
+        for row in page {
+            match reseal_one(&app.sealer, column, &row.id, &row.value) {
+                Ok(new) => rewrites.push((row.id, row.value, new)),
+                Err(e) => {
+                    done.failed += 1;
+                    tracing::error!(column = column.label(), row = %row.id, error = %e, "a sealed value did not open; left as it is");
+                }
+            }
+        }
         let mut conn = app.db.get().await?;
         let changed = conn
             .transaction(async |tx| {
@@ -86,7 +93,7 @@ fn reseal_one(sealer: &Sealer, column: Column, id: &str, stored: &str) -> Result
         let value: serde_json::Value = serde_json::from_str(stored)
             .map_err(|e| Error::Internal(format!("ai_calls.prompt_log of {id}: {e}")))?;
         let plain = match value {
-            serde_json::Value::String(s) if s.starts_with(super::PREFIX) => {
+            serde_json::Value::String(s) if Sealer::key_of(&s).is_some() => {
                 sealer.open(column, id, s).map_err(open_err)?
             }
             other => other.to_string(),
