@@ -6,7 +6,7 @@
 //! signs, and the others verify until the tokens they signed have run out.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -61,6 +61,10 @@ pub struct TokenSettings {
     legacy_secret: Option<Vec<u8>>,
     eddsa: Validation,
     hs256: Validation,
+    /// Tokens whose signature was checked, with their claims and their key's end: an Ed25519
+    /// check costs tens of microseconds and a client sends the same token for minutes. Emptied
+    /// whenever the keys change.
+    verified: Mutex<HashMap<Box<str>, (Claims, Option<DateTime<Utc>>)>>,
     /// How long an access token is valid (15 minutes by default).
     pub access_ttl: Duration,
     /// How long a refresh token, and an idle session, stay valid.
@@ -68,7 +72,7 @@ pub struct TokenSettings {
 }
 
 /// The claims of an access token.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id.
     pub sub: String,
@@ -81,6 +85,9 @@ pub struct Claims {
     /// Always `cloudbase-ai`.
     pub iss: String,
 }
+
+/// At most this many verified tokens are remembered (about 3 MB); past it they are all forgotten.
+const VERIFIED_TOKENS: usize = 10_000;
 
 /// Seconds of clock difference a token's expiry is allowed.
 pub const LEEWAY_SECS: u64 = 5;
@@ -102,6 +109,7 @@ impl TokenSettings {
             legacy_secret: legacy_secret.map(<[u8]>::to_vec),
             eddsa: validation(Algorithm::EdDSA),
             hs256: validation(Algorithm::HS256),
+            verified: Mutex::default(),
             access_ttl,
             refresh_ttl,
         }
@@ -120,12 +128,22 @@ impl TokenSettings {
         }
     }
 
-    /// Takes a freshly loaded keyring.
+    /// Takes a freshly loaded keyring (and forgets every verified token).
     pub fn replace(&self, ring: Keyring) {
         let ring = Arc::new(ring);
         match self.keys.write() {
             Ok(mut g) => *g = ring,
             Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+        self.verified_tokens().clear();
+    }
+
+    fn verified_tokens(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (Claims, Option<DateTime<Utc>>)>> {
+        match self.verified.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
         }
     }
 
@@ -163,6 +181,16 @@ impl TokenSettings {
     /// `auth::authenticate`).
     pub fn verify_access(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, Error> {
         let invalid = || Error::Unauthenticated("invalid access token".into());
+        if let Some((claims, until)) = self.verified_tokens().get(token) {
+            let expired = claims.exp + LEEWAY_SECS as i64 <= Utc::now().timestamp();
+            if expired {
+                return Err(Error::Unauthenticated("access token expired".into()));
+            }
+            if until.is_some_and(|u| u <= now) {
+                return Err(invalid());
+            }
+            return Ok(claims.clone());
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
         let ring = self.keyring();
         let kid = header.kid.as_deref().unwrap_or(LEGACY_KID);
@@ -175,14 +203,23 @@ impl TokenSettings {
         } else {
             &self.hs256
         };
-        jsonwebtoken::decode::<Claims>(token, &verifier.key, validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &verifier.key, validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     Error::Unauthenticated("access token expired".into())
                 }
                 _ => invalid(),
-            })
+            })?;
+        let mut cache = self.verified_tokens();
+        // Only keys of the ring checked above: a reload in between empties the cache after this.
+        if Arc::ptr_eq(&ring, &self.keyring()) {
+            if cache.len() >= VERIFIED_TOKENS {
+                cache.clear();
+            }
+            cache.insert(token.into(), (claims.clone(), verifier.until));
+        }
+        Ok(claims)
     }
 
     /// The public keys that verify at `now`, as a JSON Web Key Set.
