@@ -353,7 +353,6 @@ pub async fn reload(app: &App) -> Result<(), Error> {
 pub async fn delete_retired(app: &App) -> Result<usize, Error> {
     let now = app.now();
     let mut conn = app.db.get().await?;
-    Ok(conn
-        .write(async |c| Ok(queries::delete_retired(c, now).await?))
-        .await?)
+    conn.write(async |c| Ok(queries::delete_retired(c, now).await?))
+        .await
 }

@@ -64,7 +64,7 @@ pub struct TokenSettings {
     /// Tokens whose signature was checked, with their claims and their key's end: an Ed25519
     /// check costs tens of microseconds and a client sends the same token for minutes. Emptied
     /// whenever the keys change.
-    verified: Mutex<HashMap<Box<str>, (Claims, Option<DateTime<Utc>>)>>,
+    verified: Mutex<Verified>,
     /// How long an access token is valid (15 minutes by default).
     pub access_ttl: Duration,
     /// How long a refresh token, and an idle session, stay valid.
@@ -85,6 +85,9 @@ pub struct Claims {
     /// Always `cloudbase-ai`.
     pub iss: String,
 }
+
+/// Verified tokens: their claims, and when their key stops verifying.
+type Verified = HashMap<Box<str>, (Claims, Option<DateTime<Utc>>)>;
 
 /// At most this many verified tokens are remembered (about 3 MB); past it they are all forgotten.
 const VERIFIED_TOKENS: usize = 10_000;
@@ -138,9 +141,7 @@ impl TokenSettings {
         self.verified_tokens().clear();
     }
 
-    fn verified_tokens(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (Claims, Option<DateTime<Utc>>)>> {
+    fn verified_tokens(&self) -> std::sync::MutexGuard<'_, Verified> {
         match self.verified.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
