@@ -12,6 +12,7 @@
 //! - [`wechat`]: WeChat mini-program sign-in against a local stand-in for `code2Session`.
 //! - [`keys`]: signing keys that rotate, the JWKS, HS256 tokens running out.
 //! - [`sealing`]: sensitive columns sealed under a master key that rotates; a wrong key refused.
+//! - [`crash`]: a server process killed mid-call leaves no call `PENDING`, and the money adds up.
 //! - [`limits`]: rate limits and the login throttle.
 //! - [`http`]: the GraphQL-over-HTTP surface, limits, and the `graphql-http` audit.
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
@@ -56,6 +57,7 @@ mod capacity;
 mod chat;
 mod config;
 mod conversations;
+mod crash;
 mod edges;
 mod events;
 mod hardening;

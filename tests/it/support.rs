@@ -546,6 +546,11 @@ pub struct PeerProcess {
 
 impl PeerProcess {
     pub async fn start(config: &Config) -> Self {
+        Self::start_with(config, &[]).await
+    }
+
+    /// [`PeerProcess::start`] with more environment (`CLOUDBASE_…` settings of its own).
+    pub async fn start_with(config: &Config, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let exe = std::env::current_exe().expect("the test binary's path");
         let mut child = std::process::Command::new(exe)
@@ -571,6 +576,7 @@ impl PeerProcess {
                 config.plugins_dir.as_ref().expect("a plugins folder"),
             )
             .env("CLOUDBASE_DATABASE__MAX_CONNECTIONS", "8")
+            .envs(env.iter().copied())
             .env_remove("CLOUDBASE_CONFIG")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -606,6 +612,14 @@ impl PeerProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl PeerProcess {
+    /// Kills it at once (SIGKILL), as a crash or `kill -9` would, and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -650,7 +664,6 @@ impl Drop for Peer {
     }
 }
 
-/// The `extensions.code` of the first error.
 /// The access token of a `login` answer.
 pub fn access_token(login: &Value) -> String {
     login["data"]["login"]["accessToken"]
@@ -658,6 +671,8 @@ pub fn access_token(login: &Value) -> String {
         .unwrap_or_else(|| panic!("login failed: {login}"))
         .to_owned()
 }
+
+/// The `extensions.code` of the first error.
 
 pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]

@@ -136,6 +136,27 @@ pub async fn page(
     })
 }
 
+/// Up to `limit` calls still `PENDING` that started before `before`, oldest first (through the
+/// partial index of `PENDING` calls, which needs the status written out, not bound).
+pub async fn stale_pending(
+    conn: &mut DbConn,
+    before: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<AiCall>> {
+    db_run!(conn, |c| {
+        ai_calls::table
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "ai_calls.status = 'PENDING'",
+            ))
+            .filter(ai_calls::started_at.lt(before))
+            .order(ai_calls::started_at.asc())
+            .select(AiCall::as_select())
+            .limit(limit)
+            .load(c)
+            .await
+    })
+}
+
 /// Fails a call still `PENDING` whose reservation expired (its process died).
 pub async fn expire(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> QueryResult<usize> {
     db_run!(conn, |c| {

@@ -1,4 +1,5 @@
-//! Background housekeeping, every `interval`: release budget reservations a crash left behind,
+//! Background housekeeping, every `interval` and once at start: finish the calls a stopped server
+//! left `PENDING` past their deadline, release budget reservations a crash left behind,
 //! delete finished call records, system logs and alerts past their retention (the rollups are kept),
 //! and drop old rate counters. Safe to run on
 //! every instance at once: each step is an idempotent conditional statement.
@@ -26,7 +27,11 @@ pub async fn run(app: Arc<App>, interval: Duration, retention: Retention) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // The first tick is at once: calls a crash left are finished as the server starts.
         ticker.tick().await;
+        if let Err(e) = super::chat::interrupted::sweep(&app).await {
+            tracing::warn!(error = %e, "finishing interrupted calls failed");
+        }
         if let Err(e) = budgets::sweep(&app).await {
             tracing::warn!(error = %e, "releasing expired reservations failed");
         }

@@ -8,7 +8,9 @@
 //! - [`prepare`]: ownership, history, parameter checks and the targets to try.
 //! - [`record`]: opening the `PENDING` record and closing it, step by step.
 //! - [`stream`]: the state of a stream in progress and its cancellation.
+//! - [`interrupted`]: calls whose server died before they finished, recorded as such.
 
+pub mod interrupted;
 mod prepare;
 mod record;
 mod stream;

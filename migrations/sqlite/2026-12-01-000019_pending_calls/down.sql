@@ -1,0 +1,1 @@
+DROP INDEX ai_calls_pending_idx;
