@@ -61,7 +61,10 @@ BENCH_MASTER_KEY="YmVuY2gtbWFzdGVyLWtleS1ub3Qtc2VjcmV0LTAwMDA="
 # start_cloudbase DIR LABEL DATABASE_URL PORT [BINARY]: the release server (or BINARY) on core 1,
 # JSON logs at `info` in DIR/cloudbase-LABEL.log; sets cb_pid and waits until it is ready.
 start_cloudbase() {
-    (cd "$1" && CLOUDBASE_MASTER_KEY="$BENCH_MASTER_KEY" CLOUDBASE_LOG=info CLOUDBASE_LOG_FORMAT=json CLOUDBASE_CONFIG="$1/cloudbase.toml" \
+    local key=""
+    # A binary from before master keys (an `ab.sh` baseline) refuses the setting.
+    [ "${5:-$bin/cloudbase-ai}" = "$bin/cloudbase-ai" ] && key="$BENCH_MASTER_KEY"
+    (cd "$1" && if [ -n "$key" ]; then export CLOUDBASE_MASTER_KEY="$key"; fi && CLOUDBASE_LOG=info CLOUDBASE_LOG_FORMAT=json CLOUDBASE_CONFIG="$1/cloudbase.toml" \
         CLOUDBASE_LISTEN="127.0.0.1:$4" DATABASE_URL="$3" CLOUDBASE_DATA_DIR="$1/data-$2" \
         CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL=bench@example.com CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD=bench-password-1 \
         exec taskset -c 1 "${5:-$bin/cloudbase-ai}" > "$1/cloudbase-$2.log" 2>&1) & cb_pid=$!

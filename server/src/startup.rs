@@ -74,7 +74,7 @@ pub async fn run_with_clock(
         tokio::spawn(
             async move {
                 // Values from before sealing, or under a key rotated away from, move over first.
-                if let Err(e) = reseal::run(&app).await {
+                if let Err(e) = reseal::at_start(&app).await {
                     tracing::error!(error = %e, "sealing stored values under the master key failed");
                 }
                 keys::watch(app, reader).await;

@@ -15,9 +15,12 @@ CREATE TABLE signing_keys (
 );
 
 -- Which master key new sealed values are written with (one row). The id is derived from the key
--- itself, so a database sealed under one key is never opened with another.
+-- itself, so a database sealed under one key is never opened with another. `sealed_through`: the
+-- key a complete re-seal pass last left every value under (a start skips the pass when it is the
+-- key in use).
 CREATE TABLE encryption_state (
-    id            INTEGER PRIMARY KEY CHECK (id = 1),
-    master_key_id TEXT NOT NULL,
-    changed_at    TIMESTAMP NOT NULL
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    master_key_id  TEXT NOT NULL,
+    changed_at     TIMESTAMP NOT NULL,
+    sealed_through TEXT
 );

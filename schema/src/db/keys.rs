@@ -65,6 +65,33 @@ pub async fn set_master(
     })
 }
 
+/// The key a complete re-seal pass last left every value under, if any.
+pub async fn sealed_through(conn: &mut DbConn) -> QueryResult<Option<String>> {
+    db_run!(conn, |c| {
+        encryption_state::table
+            .find(1)
+            .select(encryption_state::sealed_through)
+            .first(c)
+            .await
+            .optional()
+            .map(Option::flatten)
+    })
+}
+
+/// Records that a complete pass left every value under `id`, if `id` is still the master key.
+pub async fn set_sealed_through(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
+    db_run!(conn, |c| {
+        diesel::update(
+            encryption_state::table
+                .find(1)
+                .filter(encryption_state::master_key_id.eq(id)),
+        )
+        .set(encryption_state::sealed_through.eq(id))
+        .execute(c)
+        .await
+    })
+}
+
 /// The signing keys that still verify at `now` (or will sign), oldest generation first.
 pub async fn live_signing_keys(
     conn: &mut DbConn,

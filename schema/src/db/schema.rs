@@ -427,6 +427,7 @@ diesel::table! {
         id -> Integer,
         master_key_id -> Text,
         changed_at -> Timestamp,
+        sealed_through -> Nullable<Text>,
     }
 }
 
