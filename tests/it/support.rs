@@ -673,7 +673,6 @@ pub fn access_token(login: &Value) -> String {
 }
 
 /// The `extensions.code` of the first error.
-
 pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]
         .as_str()
