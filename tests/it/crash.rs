@@ -12,11 +12,14 @@ use crate::support::{PeerProcess, TestApp};
 
 const CHAT: &str = "mutation($input: ChatInput!) { chat(input: $input) { aiCall { id status } } }";
 
-/// Chats on `addr` until the server stops answering (at most 60 calls or 20 s); returns the ids
-/// of the calls it saw succeed.
-async fn chat_until_killed(addr: std::net::SocketAddr, token: String) -> Vec<String> {
+/// Chats on `addr` until the server stops answering (at most 60 calls or 20 s); adds the id of
+/// each call it sees succeed to `succeeded` as it goes.
+async fn chat_until_killed(
+    addr: std::net::SocketAddr,
+    token: String,
+    succeeded: Arc<Mutex<Vec<String>>>,
+) {
     let client = reqwest::Client::new();
-    let mut succeeded = Vec::new();
     let started = Instant::now();
     for n in 0..60 {
         if started.elapsed() > Duration::from_secs(20) {
@@ -37,10 +40,9 @@ async fn chat_until_killed(addr: std::net::SocketAddr, token: String) -> Vec<Str
         };
         if let Some(id) = body["data"]["chat"]["aiCall"]["id"].as_str() {
             assert_eq!(body["data"]["chat"]["aiCall"]["status"], "SUCCEEDED");
-            succeeded.push(id.to_owned());
+            succeeded.lock().unwrap().push(id.to_owned());
         }
     }
-    succeeded
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -76,7 +78,7 @@ async fn a_killed_server_leaves_no_call_pending_and_the_money_adds_up() {
         &app.config,
         &[
             ("CLOUDBASE_PLUGINS__MOCK__PLUGIN", "mock"),
-            ("CLOUDBASE_PLUGINS__MOCK__SETTINGS__DELAY_MS", "60"),
+            ("CLOUDBASE_PLUGINS__MOCK__SETTINGS__DELAY_MS", "150"),
             ("CLOUDBASE_BUDGETS__RESERVATION_TTL_SECS", "3"),
         ],
     )
@@ -88,13 +90,35 @@ async fn a_killed_server_leaves_no_call_pending_and_the_money_adds_up() {
         .map(|token| {
             let addr = victim.addr;
             let succeeded = Arc::clone(&succeeded);
-            tokio::spawn(async move {
-                let ids = chat_until_killed(addr, token).await;
-                succeeded.lock().unwrap().extend(ids);
-            })
+            tokio::spawn(chat_until_killed(addr, token, succeeded))
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed once a client has seen a call succeed and several are in flight (each takes about a second),
+    // however slowly a loaded machine got there.
+    let ready = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counts = app
+            .sql_texts(
+                "SELECT status || ':' || CAST(COUNT(*) AS TEXT) AS t FROM ai_calls GROUP BY status",
+            )
+            .await;
+        let count = |status: &str| {
+            counts
+                .iter()
+                .find_map(|c| c.strip_prefix(&format!("{status}:")))
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let seen = !succeeded.lock().unwrap().is_empty();
+        if seen && count("PENDING") >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < ready,
+            "the calls never got going: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     victim.kill();
     for c in clients {
         c.await.unwrap();
