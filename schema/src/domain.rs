@@ -154,6 +154,18 @@ text_enum! {
 }
 
 text_enum! {
+    /// A provider instance's circuit breaker on one server instance.
+    pub enum BreakerState as "breaker state" {
+        /// Calls go through.
+        Closed = "CLOSED",
+        /// Calls fail over at once, without reaching the provider.
+        Open = "OPEN",
+        /// A few probe calls go through to see whether the provider is back.
+        HalfOpen = "HALF_OPEN",
+    }
+}
+
+text_enum! {
     /// Where one delivery of an alert stands.
     pub enum DeliveryStatus as "delivery status" {
         /// Waiting for its (next) attempt.

@@ -79,6 +79,16 @@ pub enum Event {
         instance: Option<String>,
         /// Where it stands now.
         status: crate::domain::PluginStatus,
+        /// For a provider instance whose circuit breaker changed: where the breaker stands now.
+        #[serde(default)]
+        breaker: Option<crate::domain::BreakerState>,
+        /// The server instance (`host:port`) the change happened on, when it is that instance's
+        /// own (a breaker, a reload).
+        #[serde(default)]
+        node: Option<String>,
+        /// Why, in words (the failure that opened a breaker, why a reload failed).
+        #[serde(default)]
+        reason: Option<String>,
     },
     /// A batch of system log entries was stored (one event per batch, so a log flood never
     /// floods the bus).

@@ -9,6 +9,9 @@
 //!   `cloudbase_ai_tokens_total{provider,model,kind}`, `cloudbase_ai_cost_micros_total{provider,model,currency}`
 //! - `cloudbase_websocket_connections`, `cloudbase_subscriptions_active`
 //! - `cloudbase_plugin_call_errors_total{instance,error}`, `cloudbase_event_bus_lagged_events_total`
+//! - `cloudbase_provider_breaker_state{instance}` (0 closed, 1 half-open, 2 open; set when it
+//!   changes), `cloudbase_provider_breaker_transitions_total{instance,state}`,
+//!   `cloudbase_provider_breaker_rejected_total{instance}`: calls failed over without a try
 //! - `cloudbase_alerts_total{kind,state}`, `cloudbase_alert_deliveries_total{status}`
 //! - `cloudbase_audit_chained_rows_total`: audit rows this instance linked into the chain
 //! - read at scrape time: `cloudbase_db_pool_connections{state}`, `cloudbase_logs_total{outcome}`

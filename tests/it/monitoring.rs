@@ -32,7 +32,7 @@ async fn instance_of(app: &TestApp) -> String {
 }
 
 /// `/metrics`, parsed by a real Prometheus parser.
-async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
+pub async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
@@ -46,7 +46,7 @@ async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
 }
 
 /// The value of the sample `name` whose labels include `labels` (0 when there is none).
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     scrape
         .samples
         .iter()

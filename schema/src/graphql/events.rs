@@ -41,6 +41,13 @@ pub struct PluginStatusEvent {
     pub instance: Option<String>,
     /// Where it stands now.
     pub status: crate::domain::PluginStatus,
+    /// For a provider instance whose circuit breaker changed: where the breaker stands now.
+    pub breaker: Option<crate::domain::BreakerState>,
+    /// The server instance (`host:port`) it happened on, when the change is that instance's own
+    /// (breakers and reloads are per instance).
+    pub node: Option<String>,
+    /// Why, in words.
+    pub reason: Option<String>,
 }
 
 pub(crate) fn app_of(ctx: &Context<'_>) -> Result<Arc<App>, Error> {
@@ -258,10 +265,16 @@ impl EventsSubscription {
                             name,
                             instance,
                             status,
+                            breaker,
+                            node,
+                            reason,
                         } => Some(Ok(PluginStatusEvent {
                             name: name.clone(),
                             instance: instance.clone(),
                             status: *status,
+                            breaker: *breaker,
+                            node: node.clone(),
+                            reason: reason.clone(),
                         })),
                         _ => None,
                     },

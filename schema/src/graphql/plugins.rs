@@ -5,6 +5,7 @@ use async_graphql::{Context, Json, Object, SimpleObject};
 use super::ContextExt;
 use super::view::{view, views};
 use crate::Error;
+use crate::domain::BreakerState;
 use crate::ports::{ModelRow as CallableModel, PluginKind, PluginRow as PluginInfo, PluginStatus};
 use crate::services::plugins;
 
@@ -69,6 +70,17 @@ impl Plugin {
     /// The library file name.
     async fn file(&self) -> &str {
         &self.file
+    }
+
+    /// For a loaded provider instance: its circuit breaker on the server instance that answered
+    /// (`CLOSED` until it has failed enough; each server instance has its own).
+    async fn breaker(&self, ctx: &Context<'_>) -> Result<Option<BreakerState>, Error> {
+        let provider = match (&self.instance, self.kind, self.status) {
+            (Some(instance), Some(PluginKind::AiProvider), PluginStatus::Loaded) => instance,
+            _ => return Ok(None),
+        };
+        let app = ctx.app()?;
+        Ok(Some(app.breakers.view(provider, app.clock.now()).state))
     }
 }
 

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use super::ContextExt;
 use super::money::Micros;
 use crate::Error;
+use crate::domain::BreakerState;
 use crate::services::stats::{self, ProviderHealth as Health};
 
 /// Calls, failures, tokens and cost of one model in the window.
@@ -57,6 +58,28 @@ pub struct ProviderHealth {
     pub last_success_at: Option<DateTime<Utc>>,
     /// Its last failed call (any time).
     pub last_failure_at: Option<DateTime<Utc>>,
+    /// Its circuit breaker on the server instance that answered this query (each instance has
+    /// its own).
+    pub breaker: CircuitBreaker,
+}
+
+/// A provider instance's circuit breaker on one server instance.
+#[derive(SimpleObject)]
+pub struct CircuitBreaker {
+    /// The server instance (`host:port`).
+    pub node: String,
+    /// Closed (calls go through), open (calls fail over at once) or half-open (probing).
+    pub state: BreakerState,
+    /// Failed attempts in the breaker's window.
+    pub failures: i32,
+    /// Attempts in the breaker's window.
+    pub attempts: i32,
+    /// When it last opened, unless it is closed.
+    pub opened_at: Option<DateTime<Utc>>,
+    /// While open: when probe calls will be let through.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The failure that opened it.
+    pub last_error: Option<String>,
 }
 
 impl From<Health> for ProviderHealth {
@@ -76,6 +99,15 @@ impl From<Health> for ProviderHealth {
             error_rate,
             last_success_at: h.last_success_at.map(|t| t.and_utc()),
             last_failure_at: h.last_failure_at.map(|t| t.and_utc()),
+            breaker: CircuitBreaker {
+                node: h.node,
+                state: h.breaker.state,
+                failures: i32::try_from(h.breaker.failures).unwrap_or(i32::MAX),
+                attempts: i32::try_from(h.breaker.attempts).unwrap_or(i32::MAX),
+                opened_at: h.breaker.opened_at,
+                retry_at: h.breaker.retry_at,
+                last_error: h.breaker.last_error,
+            },
         }
     }
 }

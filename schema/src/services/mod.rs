@@ -1,6 +1,8 @@
 //! The workflows: every function with side effects lives in exactly one place here.
 //!
 //! - [`admission`]: at most so many AI calls in flight per instance, refused fast past it.
+//! - [`breakers`]: a circuit breaker per provider instance, so a provider that is down is failed
+//!   over at once instead of waited on.
 //! - [`chat`]: the AI-call workflow (admit, validate, record, call with fallbacks, price, settle,
 //!   publish), plain and streamed, as a folder of small parts.
 //! - [`conversations`], [`ai_calls`], [`pricing`]: history, call records, prices and costs.
@@ -38,6 +40,7 @@ pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod breakers;
 pub mod budgets;
 pub mod cache;
 pub mod call_reads;
@@ -118,6 +121,8 @@ pub struct App {
     pub cache: cache::ResponseCache,
     /// When each session's and API key's use was last written.
     pub uses: auth::Uses,
+    /// The providers' circuit breakers on this instance.
+    pub breakers: breakers::Breakers,
     passwords: passwords::Passwords,
 }
 
@@ -130,9 +135,11 @@ impl std::ops::Deref for App {
 }
 
 impl App {
-    /// Wires the services together; the response cache and the password hasher start empty.
+    /// Wires the services together; the response cache, the breakers and the password hasher
+    /// start empty.
     pub fn new(parts: AppParts) -> Self {
         Self {
+            breakers: breakers::Breakers::new(parts.chat.breaker.clone()),
             parts,
             cache: cache::ResponseCache::default(),
             uses: auth::Uses::default(),

@@ -3,6 +3,7 @@
 
 use chrono::NaiveDateTime;
 
+use super::breakers::BreakerView;
 use super::{App, Viewer};
 use crate::Error;
 use crate::db::stats::{self as queries, ModelTotals, Scope};
@@ -45,6 +46,10 @@ pub struct ProviderHealth {
     pub last_success_at: Option<NaiveDateTime>,
     /// Its last failed call, ever.
     pub last_failure_at: Option<NaiveDateTime>,
+    /// The server instance this breaker is on.
+    pub node: String,
+    /// Its circuit breaker on this server instance.
+    pub breaker: BreakerView,
 }
 
 /// Fraction of `failed` in `calls` (0 when there were none).
@@ -99,6 +104,8 @@ pub async fn system_stats(
                 .await?,
             last_failure_at: queries::last_finished(&mut conn, &provider, CallStatus::Failed)
                 .await?,
+            node: app.node.clone(),
+            breaker: app.breakers.view(&provider, app.clock.now()),
             provider,
         });
     }

@@ -36,8 +36,8 @@ pub use self::sections::{
     RegistrationConfig, WeChatConfig,
 };
 pub use self::services::{
-    AlertsConfig, AuditConfig, BudgetsConfig, ChatConfig, PeriodConfig, RateLimitsConfig,
-    RetentionConfig,
+    AlertsConfig, AuditConfig, BreakerConfig, BudgetsConfig, ChatConfig, PeriodConfig,
+    RateLimitsConfig, RetentionConfig,
 };
 pub use self::validate::ConfigError;
 use self::validate::invalid;

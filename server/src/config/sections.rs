@@ -145,6 +145,10 @@ pub struct HttpConfig {
     pub ws_init_timeout_secs: u64,
     /// Most operations running at once on one WebSocket.
     pub ws_max_operations: usize,
+    /// On SIGTERM, how long calls and requests in flight may take to finish, in seconds (0-600),
+    /// before what still runs is recorded as interrupted and the server exits. Keep it a few
+    /// seconds under the supervisor's stop timeout (Docker's is 10 s, systemd's 90 s).
+    pub shutdown_grace_secs: u64,
     /// Serve the GraphiQL playground at `/playground`; unset: on in `dev`, off in `prod`.
     pub playground: Option<bool>,
     /// Web origins (`https://app.example.com`) whose pages may call `/graphql` and the statement
@@ -169,6 +173,11 @@ impl HttpConfig {
     /// How long a client may take to send a request's body.
     pub fn body_read_timeout(&self) -> Duration {
         Duration::from_secs(self.body_read_timeout_secs)
+    }
+
+    /// How long calls in flight may take to finish at shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 
     /// How long a WebSocket may stay open without a `connection_init`.
@@ -243,6 +252,7 @@ impl Default for HttpConfig {
             body_read_timeout_secs: 30,
             ws_init_timeout_secs: 10,
             ws_max_operations: 100,
+            shutdown_grace_secs: 6,
             playground: None,
             console_dir: None,
             cors_origins: Vec::new(),

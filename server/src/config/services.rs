@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cloudbase_schema::services::alerts::AlertSettings;
 use cloudbase_schema::services::audit::ChainSettings;
+use cloudbase_schema::services::breakers::BreakerSettings;
 use cloudbase_schema::services::budgets::{BudgetSettings, Period};
 use cloudbase_schema::services::chat::ChatSettings;
 use cloudbase_schema::services::login_throttle::LoginLimits;
@@ -35,6 +36,87 @@ pub struct ChatConfig {
     /// Most AI calls in flight on this instance; past it a call gets `UNAVAILABLE` (503) at once.
     /// 0 means 16 per database connection (`database.max_connections`).
     pub max_calls_in_flight: usize,
+    /// `[chat.breaker]`: the circuit breaker of each provider instance.
+    pub breaker: BreakerConfig,
+}
+
+/// `[chat.breaker]`: when a provider instance's circuit breaker opens, and for how long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Off: every call goes to its provider, however it is doing.
+    pub enabled: bool,
+    /// Failed attempts in the window before the breaker may open (1-10000).
+    pub min_failures: u32,
+    /// The share of failed attempts in the window, in percent, at which it opens (1-100).
+    pub failure_rate_percent: u32,
+    /// The window attempts are counted over, in seconds (1-3600).
+    pub window_secs: u64,
+    /// How long it stays open before probe calls go through, in seconds (1-3600).
+    pub open_secs: u64,
+    /// Probe calls let through at once when half-open; that many successes close it (1-100).
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        let d = BreakerSettings::default();
+        Self {
+            enabled: d.enabled,
+            min_failures: d.min_failures,
+            failure_rate_percent: d.failure_rate_percent,
+            window_secs: d.window.as_secs(),
+            open_secs: d.open_for.as_secs(),
+            half_open_probes: d.half_open_probes,
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// Checks each threshold is in its range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(&'static str, u64, u64, u64); 5] = [
+            (
+                "chat.breaker.min_failures",
+                self.min_failures.into(),
+                1,
+                10_000,
+            ),
+            (
+                "chat.breaker.failure_rate_percent",
+                self.failure_rate_percent.into(),
+                1,
+                100,
+            ),
+            ("chat.breaker.window_secs", self.window_secs, 1, 3_600),
+            ("chat.breaker.open_secs", self.open_secs, 1, 3_600),
+            (
+                "chat.breaker.half_open_probes",
+                self.half_open_probes.into(),
+                1,
+                100,
+            ),
+        ];
+        for (key, value, low, high) in checks {
+            if !(low..=high).contains(&value) {
+                return Err(invalid(key, format!("must be {low}-{high}, got {value}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<&BreakerConfig> for BreakerSettings {
+    fn from(b: &BreakerConfig) -> Self {
+        Self {
+            enabled: b.enabled,
+            min_failures: b.min_failures,
+            failure_rate_percent: b.failure_rate_percent,
+            window: Duration::from_secs(b.window_secs),
+            open_for: Duration::from_secs(b.open_secs),
+            half_open_probes: b.half_open_probes,
+        }
+    }
 }
 
 impl Default for ChatConfig {
@@ -47,6 +129,7 @@ impl Default for ChatConfig {
             fallbacks: defaults.fallbacks,
             model_aliases: defaults.model_aliases,
             max_calls_in_flight: 0,
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -59,6 +142,7 @@ impl From<&ChatConfig> for ChatSettings {
             log_prompts: chat.log_prompts,
             fallbacks: chat.fallbacks.clone(),
             model_aliases: chat.model_aliases.clone(),
+            breaker: BreakerSettings::from(&chat.breaker),
         }
     }
 }

@@ -30,6 +30,10 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.backup.validate()?;
+        self.chat.breaker.validate()?;
+        if self.http.shutdown_grace_secs > 600 {
+            return Err(invalid("http.shutdown_grace_secs", "must be 0-600"));
+        }
         cloudbase_schema::db::Backend::of_url(&self.database_url())
             .map_err(|e| invalid("database_url", e.to_string()))?;
         if self.env == Environment::Prod

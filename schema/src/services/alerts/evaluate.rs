@@ -10,7 +10,7 @@ use crate::db::budgets as budget_queries;
 use crate::db::leases;
 use crate::db::models::{AlertRow, AlertRule, DeliveryRow};
 use crate::db::stats::{self, Scope};
-use crate::domain::{CallStatus, DeliveryStatus, PluginStatus};
+use crate::domain::{BreakerState, CallStatus, DeliveryStatus, PluginStatus};
 use crate::events::Event;
 use crate::services::App;
 
@@ -27,10 +27,11 @@ pub async fn run(app: Arc<App>) {
     }
 }
 
-/// One round. Every instance evaluates the `PLUGIN_FAILED` rules for its own plugins (their
-/// status is per instance, so each reports on its own node). The holder of the `alerts` lease,
-/// taken or renewed here, evaluates the other rules and sends due deliveries. Returns whether
-/// this instance held the lease.
+/// One round. Every instance evaluates the `PLUGIN_FAILED` rules for its own plugins, and the
+/// circuit-breaker half of `PROVIDER_FAILING` for its own breakers (both are per instance, so
+/// each reports on its own node). The holder of the `alerts` lease, taken or renewed here,
+/// evaluates the other rules and sends due deliveries. Returns whether this instance held the
+/// lease.
 pub async fn tick(app: &App) -> Result<bool, Error> {
     let now = app.now();
     let ttl = chrono::Duration::from_std(app.alert_settings.evaluate_interval * 3)
@@ -46,9 +47,15 @@ pub async fn tick(app: &App) -> Result<bool, Error> {
             queries::enabled_rules(&mut conn, &app.sealer).await?,
         )
     };
-    let plugin_failed = RuleKind::PluginFailed.as_str();
-    for rule in rules.iter().filter(|r| leader || r.kind == plugin_failed) {
-        if let Err(e) = evaluate(app, rule).await {
+    for rule in rules.iter() {
+        let per_node = matches!(
+            RuleKind::parse(&rule.kind),
+            Some(RuleKind::PluginFailed | RuleKind::ProviderFailing)
+        );
+        if !(leader || per_node) {
+            continue;
+        }
+        if let Err(e) = evaluate(app, rule, leader).await {
             tracing::warn!(alert_rule.id = %rule.id, error = %e, "evaluating an alert rule failed");
         }
     }
@@ -65,7 +72,7 @@ struct Observation {
     detail: String,
 }
 
-async fn evaluate(app: &App, rule: &AlertRule) -> Result<(), Error> {
+async fn evaluate(app: &App, rule: &AlertRule, leader: bool) -> Result<(), Error> {
     let Some(kind) = RuleKind::parse(&rule.kind) else {
         return Ok(());
     };
@@ -125,8 +132,33 @@ async fn evaluate(app: &App, rule: &AlertRule) -> Result<(), Error> {
             }
         }
         RuleKind::ProviderFailing => {
+            for b in app.breakers.views(app.clock.now()) {
+                if p.provider.as_ref().is_some_and(|w| *w != b.provider) {
+                    continue;
+                }
+                let firing = b.state != BreakerState::Closed;
+                seen.push(Observation {
+                    subject: format!("breaker:{}@{}", b.provider, app.node),
+                    firing,
+                    detail: if firing {
+                        format!(
+                            "the circuit breaker of `{}` is {} on {}: {}",
+                            b.provider,
+                            b.state.as_str().to_lowercase().replace('_', "-"),
+                            app.node,
+                            b.last_error.as_deref().unwrap_or("the provider is failing")
+                        )
+                    } else {
+                        format!(
+                            "the circuit breaker of `{}` closed on {}",
+                            b.provider, app.node
+                        )
+                    },
+                });
+            }
             let n = p.consecutive_failures.unwrap_or(3);
             let providers = match &p.provider {
+                _ if !leader => Vec::new(),
                 Some(one) => vec![one.clone()],
                 None => stats::providers_since(&mut conn, now - chrono::Duration::days(1)).await?,
             };

@@ -26,7 +26,7 @@ use futures_util::stream::{BoxStream, StreamExt};
 use self::prepare::Prepared;
 use self::record::{Ending, Opened, attempt, ms};
 use super::cache::{CachedReply, ResponseCache};
-use super::{App, RequestMeta, Viewer, plugins, rate_limits};
+use super::{App, RequestMeta, Viewer, breakers, plugins, rate_limits};
 use crate::Error;
 use crate::db::models::AiCall;
 use crate::domain::{CallStatus, UsageSource};
@@ -48,6 +48,8 @@ pub struct ChatSettings {
     pub fallbacks: BTreeMap<String, Vec<String>>,
     /// Public model names → the `"provider/model"` they stand for (the `/v1` door's `model`).
     pub model_aliases: BTreeMap<String, String>,
+    /// When a provider instance's circuit breaker opens, and for how long.
+    pub breaker: super::breakers::BreakerSettings,
 }
 
 impl Default for ChatSettings {
@@ -58,6 +60,7 @@ impl Default for ChatSettings {
             log_prompts: false,
             fallbacks: BTreeMap::new(),
             model_aliases: BTreeMap::new(),
+            breaker: super::breakers::BreakerSettings::default(),
         }
     }
 }
@@ -123,10 +126,11 @@ pub async fn chat(
     meta: &RequestMeta,
     input: ChatInput,
 ) -> Result<ChatOutcome, Error> {
-    let _admitted = app.admission.admit()?;
+    let mut admitted = app.admission.admit()?;
     let prepared = prepare::prepare(app, viewer, &input).await?;
     let tpm = rate_limits::admit(app, viewer).await?;
     let opened = record::open(app, viewer, meta, &prepared, false, tpm).await?;
+    admitted.track(&opened.call.id);
     let started = Instant::now();
     let key = cache_key(app, viewer, &prepared);
     let host = &app.plugins;
@@ -187,10 +191,11 @@ pub async fn chat_stream(
     meta: &RequestMeta,
     input: ChatInput,
 ) -> Result<BoxStream<'static, Result<ChatChunk, Error>>, Error> {
-    let admitted = app.admission.admit()?;
+    let mut admitted = app.admission.admit()?;
     let prepared = prepare::prepare(&app, viewer, &input).await?;
     let tpm = rate_limits::admit(&app, viewer).await?;
     let opened = record::open(&app, viewer, meta, &prepared, true, tpm).await?;
+    admitted.track(&opened.call.id);
     let started = Instant::now();
     let key = cache_key(&app, viewer, &prepared);
     let host = &app.plugins;
@@ -282,6 +287,8 @@ struct Target {
     provider: String,
     model: String,
     attempts: Vec<serde_json::Value>,
+    /// For a stream: the breaker's leave, reported when the stream ends.
+    pass: Option<breakers::Pass>,
 }
 
 /// How [`try_targets`] got an answer.
@@ -293,9 +300,10 @@ enum Tried<T> {
 }
 
 /// The response cache first, then each target in turn until one answers, for both the plain and
-/// the streamed path (`call` makes one attempt and says how many HTTP attempts it took). A
-/// failure that is not the provider's (bad input) stops the fallbacks. When every target failed,
-/// the call is recorded as `FAILED` and the last error is returned.
+/// the streamed path (`call` makes one attempt and says how many HTTP attempts it took). A target
+/// whose circuit breaker is open is skipped at once (`CIRCUIT_OPEN` in the chain). A failure
+/// that is not the provider's (bad input) stops the fallbacks. When every target failed, the
+/// call is recorded as `FAILED` and the last error is returned.
 async fn try_targets<T, F, Fut>(
     app: &App,
     opened: &Opened,
@@ -317,24 +325,37 @@ where
     let mut last_error = None;
     for (provider, model) in &prepared.targets {
         let tried = Instant::now();
+        let pass = match breakers::admit(app, provider) {
+            Ok(pass) => pass,
+            Err(refused) => {
+                attempts.push(attempt(provider, model, "CIRCUIT_OPEN", 0, tried));
+                last_error = Some((refused, provider.clone(), model.clone()));
+                tracing::debug!(ai_call.id = %opened.call.id, %provider, %model, "circuit open; trying the next fallback");
+                continue;
+            }
+        };
         let mut request = prepared.request.clone();
         request.model = model.clone();
         match call(provider.clone(), request).await {
             Ok((http_attempts, answer)) => {
-                let outcome = if opened.call.stream {
-                    "STARTED"
+                let (outcome, pass) = if opened.call.stream {
+                    // A stream's outcome is known when it ends.
+                    ("STARTED", Some(pass))
                 } else {
-                    CallStatus::Succeeded.as_str()
+                    pass.succeeded(app);
+                    (CallStatus::Succeeded.as_str(), None)
                 };
                 attempts.push(attempt(provider, model, outcome, http_attempts, tried));
                 let target = Target {
                     provider: provider.clone(),
                     model: model.clone(),
                     attempts,
+                    pass,
                 };
                 return Ok(Tried::Answered(answer, target));
             }
             Err(error) => {
+                pass.failed(app, &error);
                 plugins::count_call_error(app, provider, &error);
                 attempts.push(attempt(provider, model, error.code().as_str(), 0, tried));
                 let fall = error.is_provider_fault();

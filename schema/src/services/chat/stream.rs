@@ -13,7 +13,7 @@ use super::{CacheKey, ChatChunk, ChatOutcome, Target, remember};
 use crate::Error;
 use crate::domain::{CallStatus, UsageSource};
 use crate::ports::EventStream;
-use crate::services::{App, admission, plugins};
+use crate::services::{App, admission, breakers, plugins};
 
 /// The state of a stream in progress; finishing it as `CANCELLED` if it is dropped unfinished.
 pub(super) struct Streaming {
@@ -25,6 +25,8 @@ pub(super) struct Streaming {
     provider: String,
     model: String,
     attempts: Vec<serde_json::Value>,
+    /// The provider's breaker, told how the stream ended (dropped untold when it was cancelled).
+    pass: Option<breakers::Pass>,
     cache: Option<CacheKey>,
     started: Instant,
     first_token: Option<i64>,
@@ -53,6 +55,7 @@ impl Streaming {
             provider: target.provider,
             model: target.model,
             attempts: target.attempts,
+            pass: target.pass,
             cache,
             started,
             first_token: None,
@@ -114,6 +117,9 @@ impl Streaming {
     /// The upstream failed mid-stream: the call is recorded as `FAILED`.
     async fn fail(mut self, error: Error) -> Error {
         self.finished = true;
+        if let Some(pass) = self.pass.take() {
+            pass.failed(&self.app, &error);
+        }
         plugins::count_call_error(&self.app, &self.provider, &error);
         let ending = self.ending(CallStatus::Failed, Some(described(&error)));
         match record::close(&self.app, &self.opened, &self.prepared, ending).await {
@@ -125,6 +131,9 @@ impl Streaming {
     /// The upstream ended: the call is recorded as `SUCCEEDED` and the reply cached.
     async fn succeed(mut self) -> Result<ChatChunk, Error> {
         self.finished = true;
+        if let Some(pass) = self.pass.take() {
+            pass.succeeded(&self.app);
+        }
         let ending = self.ending(CallStatus::Succeeded, None);
         let record = record::close(&self.app, &self.opened, &self.prepared, ending).await?;
         let outcome = ChatOutcome {
