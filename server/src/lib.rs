@@ -29,4 +29,4 @@ pub mod telemetry;
 pub mod wechat;
 
 pub use config::Config;
-pub use startup::{run, run_with_clock};
+pub use startup::{run, run_with_clock, shutdown_signal};

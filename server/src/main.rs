@@ -217,7 +217,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A plugin call still stuck on a blocking thread (it ignored its deadline) must not hold the
+    // exit: the server has finished everything of its own by now.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -264,7 +268,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("listen: cannot bind {}", config.listen))?;
-            startup::run(config, listener, shutdown_signal()).await
+            startup::run(config, listener, cloudbase_server::shutdown_signal()).await
         }
         Command::Healthcheck { url } => {
             let url = url.unwrap_or_else(|| readyz_url(config.listen));
@@ -458,26 +462,4 @@ fn readyz_url(listen: std::net::SocketAddr) -> String {
         "http://{}/readyz",
         std::net::SocketAddr::new(ip, listen.port())
     )
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -12,6 +12,7 @@ use cloudbase_schema::events::EventBus;
 use cloudbase_schema::metrics::Metrics;
 use cloudbase_schema::ports::PluginHost;
 use cloudbase_schema::services::admission::Admission;
+use cloudbase_schema::services::chat::interrupted;
 use cloudbase_schema::services::sealing::reseal;
 use cloudbase_schema::services::{App, AppParts, TokenSettings, auth, pricing, signing, users};
 use cloudbase_schema::services::{alerts, audit, keys, logs, maintenance};
@@ -22,6 +23,30 @@ use crate::config::{Config, Environment};
 use crate::http;
 use crate::plugin_host::Registry;
 use crate::telemetry;
+
+/// Resolves on SIGTERM (what Docker, systemd and Kubernetes send to stop a service) or Ctrl-C:
+/// the shutdown `main` serves until, and test processes too.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
 
 /// Serves until `shutdown` resolves. Tests and `main` start the server the same way.
 pub async fn run(
@@ -103,7 +128,7 @@ pub async fn run_with_clock(
             .watch(app.clone())
             .instrument(span.clone()),
     );
-    let router = http::router(app.clone(), &config, metrics_handle, sockets)?;
+    let router = http::router(app.clone(), &config, metrics_handle, Arc::clone(&sockets))?;
     tracing::info!(%addr, env = ?config.env, backend = ?config_backend(&config), "serving");
     if config.http.proxy_hops() > 0
         && config.http.proxy_networks.is_empty()
@@ -116,13 +141,24 @@ pub async fn run_with_clock(
              recorded address; set [http] proxy_networks or listen on loopback behind the proxy"
         );
     }
-    http::listen::serve(
+    let admission = app.admission.clone();
+    let signalled = async move {
+        shutdown.await;
+        // From here on new AI calls get UNAVAILABLE with Retry-After, and /readyz says 503.
+        admission.close();
+        tracing::info!("shutting down: no longer accepting; letting calls in flight finish");
+    };
+    let unfinished = http::listen::serve(
         listener,
         router,
         config.http.header_read_timeout(),
-        shutdown,
+        signalled,
+        config.http.shutdown_grace(),
     )
     .await;
+    drain(&app, &sockets, unfinished)
+        .instrument(span.clone())
+        .await;
     housekeeping.abort();
     evaluator.abort();
     chainer.abort();
@@ -141,7 +177,7 @@ pub async fn run_with_clock(
     }
     // Write what is queued before stopping.
     app.logs.close();
-    if tokio::time::timeout(std::time::Duration::from_secs(5), log_writer)
+    if tokio::time::timeout(std::time::Duration::from_secs(2), log_writer)
         .await
         .is_err()
     {
@@ -149,6 +185,35 @@ pub async fn run_with_clock(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The rest of a graceful shutdown, once the listener is closed and HTTP connections had their
+/// grace period: calls streaming over WebSockets get what is left of it, then every socket is
+/// closed with 1001, and the calls still running are recorded as interrupted (their budget
+/// reservations released) rather than left `PENDING` for the sweeper.
+async fn drain(app: &App, sockets: &http::sockets::Sockets, unfinished: http::listen::Unfinished) {
+    let left = unfinished
+        .deadline
+        .saturating_duration_since(tokio::time::Instant::now());
+    let all_ended = app.admission.drained(left).await;
+    let running = app.admission.calls();
+    let connections = unfinished.len();
+    // Dropping them drops the requests they were serving.
+    drop(unfinished);
+    let closed = sockets.close_all(std::time::Duration::from_secs(1)).await;
+    if !all_ended || connections > 0 {
+        tracing::warn!(
+            calls = running.len(),
+            connections,
+            "calls and connections still running at the end of the shutdown grace period were cut off"
+        );
+    }
+    if !running.is_empty()
+        && let Err(e) = interrupted::interrupt(app, &running).await
+    {
+        tracing::error!(error = %e, "recording the calls cut off by shutdown failed; the sweeper will");
+    }
+    tracing::info!(sockets = closed, "drained");
 }
 
 /// Stores each plugin that failed to load as a business event (loading ran before the log store

@@ -13,6 +13,8 @@
 //! - [`keys`]: signing keys that rotate, the JWKS, HS256 tokens running out.
 //! - [`sealing`]: sensitive columns sealed under a master key that rotates; a wrong key refused.
 //! - [`crash`]: a server process killed mid-call leaves no call `PENDING`, and the money adds up.
+//! - [`shutdown`]: a server process sent SIGTERM drains its calls, closes its sockets with 1001,
+//!   records the calls it cut off as interrupted, and exits in time.
 //! - [`limits`]: rate limits and the login throttle.
 //! - [`http`]: the GraphQL-over-HTTP surface, limits, and the `graphql-http` audit.
 //! - [`schema`]: the SDL snapshot, migrations, and `schema.rs` against both databases.
@@ -29,6 +31,7 @@
 //! - [`events`]: live subscriptions, across instances.
 //! - [`monitoring`], [`alerting`]: logs, metrics, `systemStats`, alert rules and deliveries.
 //! - [`resilience`]: retries, fallbacks and the response cache.
+//! - [`breakers`]: circuit breakers that cut a failing provider off and probe it back.
 //! - [`openai`]: the OpenAI-compatible `/v1` door, with the official SDKs as clients, and the API
 //!   keys behind it.
 //! - [`hardening`]: what an attacker sends: deep documents, sockets that outlive their
@@ -52,6 +55,7 @@ mod admin;
 mod alerting;
 mod audit;
 mod backup;
+mod breakers;
 mod budgets;
 mod capacity;
 mod chat;
@@ -78,6 +82,7 @@ mod resilience;
 mod schema;
 mod sealing;
 mod sessions;
+mod shutdown;
 mod support;
 mod upstream;
 mod wechat;

@@ -621,6 +621,29 @@ impl PeerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Asks it to stop (SIGTERM), as Docker, systemd or Kubernetes would.
+    pub fn terminate(&mut self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `limit` for it to exit; its exit status, or `None` if it still runs.
+    pub async fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for PeerProcess {
@@ -653,9 +676,19 @@ async fn peer_process() {
         })
         .await;
     };
-    cloudbase_server::run(config, listener, parent_gone)
+    // Like `main`: SIGTERM starts a graceful shutdown.
+    let stop = async {
+        tokio::select! {
+            () = parent_gone => {}
+            () = cloudbase_server::shutdown_signal() => {}
+        }
+    };
+    cloudbase_server::run(config, listener, stop)
         .await
         .expect("the peer server");
+    // As `main` does, do not wait for plugin calls stuck on blocking threads (a test runtime
+    // would, for as long as they take): everything of the server's own is done.
+    std::process::exit(0);
 }
 
 impl Drop for Peer {

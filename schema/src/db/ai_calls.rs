@@ -157,6 +157,18 @@ pub async fn stale_pending(
     })
 }
 
+/// Those of `ids` still `PENDING`.
+pub async fn pending_among(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<AiCall>> {
+    db_run!(conn, |c| {
+        ai_calls::table
+            .filter(ai_calls::id.eq_any(ids))
+            .filter(ai_calls::status.eq(CallStatus::Pending))
+            .select(AiCall::as_select())
+            .load(c)
+            .await
+    })
+}
+
 /// Fails a call still `PENDING` whose reservation expired (its process died).
 pub async fn expire(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> QueryResult<usize> {
     db_run!(conn, |c| {

@@ -12,8 +12,14 @@ pub async fn healthz(State(state): State<HttpState>) -> Json<Value> {
     Json(json!({ "status": "ok", "instance": state.app.events.origin() }))
 }
 
-/// The process can serve: the database answers.
+/// The process can serve: the database answers, and it is not shutting down.
 pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
+    if state.app.admission.is_closed() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "reason": "shutting down" })),
+        );
+    }
     match state.app.db.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(e) => {

@@ -19,17 +19,36 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
-/// How long connections still open at shutdown may take to finish.
-const DRAIN: Duration = Duration::from_secs(10);
+/// Connections still open when the shutdown grace period ended. Dropping it drops them, and
+/// the requests they were serving.
+pub struct Unfinished {
+    connections: JoinSet<()>,
+    /// When the grace period ends (or ended).
+    pub deadline: tokio::time::Instant,
+}
 
-/// Serves `router` on `listener` until `shutdown` resolves, then asks open connections to finish
-/// their request in flight and close (waiting at most [`DRAIN`]).
+impl Unfinished {
+    /// How many are still open.
+    pub fn len(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.connections.is_empty()
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and asks open
+/// connections to finish their request in flight and close, waiting at most `grace`. Returns
+/// those still open then, for the caller to drop once it has noted what they were doing.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+    grace: Duration,
+) -> Unfinished {
     // hyper's own HTTP/1 builder: hyper-util's auto-detecting one first waits, with no timeout,
     // for enough bytes to tell HTTP/1 from HTTP/2, so a silent client was never cut off.
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -85,15 +104,15 @@ pub async fn serve(
             }
         });
     }
+    let deadline = tokio::time::Instant::now() + grace;
     drop(listener);
     let _ = stop.send(true);
-    let drained = tokio::time::timeout(DRAIN, async {
+    let _ = tokio::time::timeout_at(deadline, async {
         while connections.join_next().await.is_some() {}
-    });
-    if drained.await.is_err() {
-        tracing::warn!(
-            "connections still open {} s after shutdown began were dropped",
-            DRAIN.as_secs()
-        );
+    })
+    .await;
+    Unfinished {
+        connections,
+        deadline,
     }
 }

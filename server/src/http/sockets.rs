@@ -21,6 +21,10 @@ use tokio::sync::{Notify, broadcast};
 /// changed), as `graphql-transport-ws` uses 4401 for "Unauthorized".
 pub const UNAUTHORIZED: u16 = 4401;
 
+/// The close code for a server going away (RFC 6455, 1001): the client reconnects, to another
+/// instance behind a load balancer.
+pub const GOING_AWAY: u16 = 1001;
+
 /// One open socket: why it must close, if it must, and what wakes its reader.
 #[derive(Default)]
 pub struct LiveSocket {
@@ -122,6 +126,24 @@ impl Sockets {
                 .filter_map(Weak::upgrade)
                 .collect(),
         }
+    }
+
+    /// Closes every socket with 1001 (the server is going away), and waits up to `patience` for
+    /// them to have sent their close frame and ended. Returns how many were open.
+    pub async fn close_all(&self, patience: std::time::Duration) -> usize {
+        let open = self.live(None);
+        for socket in &open {
+            socket.close(GOING_AWAY, "server shutting down");
+        }
+        let count = open.len();
+        drop(open);
+        let _ = tokio::time::timeout(patience, async {
+            while !self.live(None).is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        count
     }
 
     /// Checks the credentials of `user`'s sockets (or everyone's) again and closes those that

@@ -5,11 +5,15 @@
 //! the request it was, and its budget reservations are released, all in one transaction. A call
 //! its live server finishes first is left alone (it finishes once). Safe on every instance at
 //! once, and a live instance's calls within their deadline are never touched.
+//!
+//! A server shutting down gracefully does the same at once for its own calls still running at
+//! the end of its grace period ([`interrupt`]), instead of leaving them to the next sweep.
 
 use super::App;
 use crate::Error;
 use crate::db::ai_calls::{self, Finish};
 use crate::db::budgets as budget_queries;
+use crate::db::models::AiCall;
 use crate::domain::CallStatus;
 use crate::events::Event;
 use crate::services::budgets;
@@ -22,20 +26,65 @@ const BATCH: i64 = 500;
 
 /// Finishes the calls left `PENDING` past their deadline; returns how many.
 pub async fn sweep(app: &App) -> Result<usize, Error> {
-    let now = app.now();
-    let deadline = now - app.budgets.reservation_ttl;
+    let deadline = app.now() - app.budgets.reservation_ttl;
     let stale = {
         let mut conn = app.db.get().await?;
         ai_calls::stale_pending(&mut conn, deadline, BATCH).await?
     };
+    let finished = finish(
+        app,
+        stale,
+        "the call never finished: its server stopped while it ran",
+    )
+    .await?;
+    if finished > 0 {
+        tracing::warn!(
+            target: "cloudbase::event::call",
+            interrupted = finished,
+            "calls left unfinished by a stopped server were recorded as interrupted"
+        );
+    }
+    Ok(finished)
+}
+
+/// Finishes calls `ids` of this instance, still running when its shutdown grace period ended,
+/// as interrupted; returns how many were still `PENDING`.
+pub async fn interrupt(app: &App, ids: &[String]) -> Result<usize, Error> {
+    let mut left = 0;
+    for chunk in ids.chunks(usize::try_from(BATCH).unwrap_or(500)) {
+        let pending = {
+            let mut conn = app.db.get().await?;
+            ai_calls::pending_among(&mut conn, chunk).await?
+        };
+        left += finish(
+            app,
+            pending,
+            "the call did not finish before its server's shutdown deadline",
+        )
+        .await?;
+    }
+    if left > 0 {
+        tracing::warn!(
+            target: "cloudbase::event::call",
+            interrupted = left,
+            "calls still running at the end of the shutdown grace period were recorded as interrupted"
+        );
+    }
+    Ok(left)
+}
+
+/// Finishes each of `calls` `FAILED` with [`INTERRUPTED`] and `message`, unless it finished
+/// meanwhile; returns how many it finished.
+async fn finish(app: &App, calls: Vec<AiCall>, message: &str) -> Result<usize, Error> {
+    let now = app.now();
     let mut finished = Vec::new();
-    for call in stale {
+    for call in calls {
         let finish = Finish {
             provider: call.provider.clone(),
             model: call.model.clone(),
             status: CallStatus::Failed,
             error_code: Some(INTERRUPTED.into()),
-            error_message: Some("the call never finished: its server stopped while it ran".into()),
+            error_message: Some(message.to_owned()),
             prompt_tokens: 0,
             cached_prompt_tokens: 0,
             completion_tokens: 0,
@@ -76,13 +125,6 @@ pub async fn sweep(app: &App) -> Result<usize, Error> {
         app.events.publish(Event::UsageUpdated {
             user_id: record.user_id.clone(),
         });
-    }
-    if !finished.is_empty() {
-        tracing::warn!(
-            target: "cloudbase::event::call",
-            interrupted = finished.len(),
-            "calls left unfinished by a stopped server were recorded as interrupted"
-        );
     }
     Ok(finished.len())
 }
