@@ -136,7 +136,10 @@ impl Frame {
 }
 
 fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("protocol error: {what}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("protocol error: {what}"),
+    )
 }
 
 /// Reads one frame; `None` at a clean end of input (the other side closed the pipe).
@@ -174,11 +177,20 @@ mod tests {
         let bytes = frame.encode().unwrap();
         let back = read_frame(&mut bytes.as_slice()).unwrap().unwrap();
         assert_eq!(back, frame);
-        assert!(read_frame(&mut [].as_slice()).unwrap().is_none(), "clean end");
+        assert!(
+            read_frame(&mut [].as_slice()).unwrap().is_none(),
+            "clean end"
+        );
         let huge = u32::MAX.to_le_bytes();
-        assert!(read_frame(&mut huge.as_slice()).is_err(), "a length past MAX_FRAME");
+        assert!(
+            read_frame(&mut huge.as_slice()).is_err(),
+            "a length past MAX_FRAME"
+        );
         let mut short = bytes.clone();
         short.truncate(bytes.len() - 1);
-        assert!(read_frame(&mut short.as_slice()).is_err(), "a truncated frame");
+        assert!(
+            read_frame(&mut short.as_slice()).is_err(),
+            "a truncated frame"
+        );
     }
 }

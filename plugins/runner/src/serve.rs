@@ -170,7 +170,9 @@ impl Runner {
                 cancelled.insert(frame.id);
                 return;
             }
-            (Err(reason), _) => return self.reply(frame.id, status::ERROR, error_json(reason.clone())),
+            (Err(reason), _) => {
+                return self.reply(frame.id, status::ERROR, error_json(reason.clone()));
+            }
             (Ok(vtable), _) => *vtable,
         };
         match frame.kind {
@@ -207,7 +209,11 @@ impl Runner {
 
     fn create(&self, vtable: &'static PluginVTable, frame: Frame) {
         if self.instance.get().is_some() {
-            return self.reply(frame.id, status::ERROR, error_json("already created".into()));
+            return self.reply(
+                frame.id,
+                status::ERROR,
+                error_json("already created".into()),
+            );
         }
         let mut out = RBuf::EMPTY;
         let mut instance: *mut c_void = std::ptr::null_mut();
@@ -228,7 +234,11 @@ impl Runner {
             .get()
             .map(|&address| std::ptr::with_exposed_provenance_mut::<c_void>(address));
         if instance.is_none() {
-            self.reply(id, status::ERROR, error_json("no instance: create it first".into()));
+            self.reply(
+                id,
+                status::ERROR,
+                error_json("no instance: create it first".into()),
+            );
         }
         instance
     }
@@ -257,7 +267,11 @@ impl Runner {
         };
         let Some(call_stream) = vtable.call_stream else {
             let e = PluginError::new(ErrorCode::Unsupported, "the plugin does not stream");
-            return self.reply(frame.id, status::ERROR, serde_json::to_vec(&e).unwrap_or_default());
+            return self.reply(
+                frame.id,
+                status::ERROR,
+                serde_json::to_vec(&e).unwrap_or_default(),
+            );
         };
         let target = EmitTarget {
             runner: self,

@@ -337,7 +337,15 @@ pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duratio
             continue;
         };
         used.insert(library.manifest.name.as_str());
-        match start(&mut registry, instance, library, settings, (&runner, deadline)).await {
+        match start(
+            &mut registry,
+            instance,
+            library,
+            settings,
+            (&runner, deadline),
+        )
+        .await
+        {
             Ok(()) => registry
                 .rows
                 .push(row(library, Some(instance), PluginStatus::Loaded, None)),

@@ -45,7 +45,9 @@ pub(super) struct Conn {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A dead runner's exit, in words.
@@ -79,7 +81,11 @@ impl Conn {
             .arg(SUBCOMMAND)
             .arg(library)
             .env_clear()
-            .envs(KEPT_ENV.iter().filter_map(|k| Some((k, std::env::var_os(k)?))))
+            .envs(
+                KEPT_ENV
+                    .iter()
+                    .filter_map(|k| Some((k, std::env::var_os(k)?))),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -247,7 +253,9 @@ impl Conn {
             stdin.write_all(&bytes).await?;
             stdin.flush().await
         };
-        written.await.map_err(|_| CallFailure::Crashed(self.why_dead()))
+        written
+            .await
+            .map_err(|_| CallFailure::Crashed(self.why_dead()))
     }
 
     /// One request and its reply (status and output bytes), under `deadline`; past it the
@@ -271,7 +279,11 @@ impl Conn {
             Ok(Ok(reply)) => Ok((reply.status, reply.payload)),
             Ok(Err(failure)) => Err(failure),
             Err(_) => {
-                let what = if method.is_empty() { "a request" } else { method };
+                let what = if method.is_empty() {
+                    "a request"
+                } else {
+                    method
+                };
                 self.kill(format!(
                     "`{what}` did not answer within {} ms",
                     deadline.as_millis()

@@ -264,8 +264,7 @@ impl Isolated {
                     }
                     continue;
                 }
-                return call::decode::<serde_json::Value>(frame.status, &frame.payload)
-                    .map(|_| ());
+                return call::decode::<serde_json::Value>(frame.status, &frame.payload).map(|_| ());
             }
         });
         (rx, handle)
