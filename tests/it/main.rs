@@ -29,6 +29,8 @@
 //! - [`events`]: live subscriptions, across instances.
 //! - [`monitoring`], [`alerting`]: logs, metrics, `systemStats`, alert rules and deliveries.
 //! - [`resilience`]: retries, fallbacks and the response cache.
+//! - [`isolation`]: plugins in runner processes: a segfault, an abort or a hang takes only the
+//!   runner, which is restarted.
 //! - [`openai`]: the OpenAI-compatible `/v1` door, with the official SDKs as clients, and the API
 //!   keys behind it.
 //! - [`hardening`]: what an attacker sends: deep documents, sockets that outlive their
@@ -62,6 +64,7 @@ mod edges;
 mod events;
 mod hardening;
 mod http;
+mod isolation;
 mod keys;
 mod limits;
 mod map;
