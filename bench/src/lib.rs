@@ -3,6 +3,7 @@
 //! - `mock_upstream`: a fast OpenAI-compatible upstream on loopback, plain and SSE.
 //! - `floor`: the limit of this stack: bare async-graphql + axum whose `chat` forwards with
 //!   reqwest and does one INSERT per call (and a `chatStream` subscription that forwards SSE).
+//! - `plugin_calls`: the cost of one plugin call in-process against isolated in a runner process.
 //! - `load`: the load driver: bounded in requests and time, latency percentiles, and time to
 //!   first token over `graphql-transport-ws`.
 

@@ -205,6 +205,11 @@ async fn audit_verify(config: &Config, max_age_secs: Option<u64>) -> anyhow::Res
 }
 
 fn main() -> std::process::ExitCode {
+    // `cloudbase-ai plugin-runner <library>`: a plugin with `isolation = "process"`, started by
+    // a server. Not a clap subcommand: it must not read config or start a runtime.
+    if let Some(code) = cloudbase_plugin_runner::run_if_asked(std::env::args_os().skip(1)) {
+        return code;
+    }
     fixed_mmap_threshold();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

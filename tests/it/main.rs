@@ -32,6 +32,8 @@
 //! - [`monitoring`], [`alerting`]: logs, metrics, `systemStats`, alert rules and deliveries.
 //! - [`resilience`]: retries, fallbacks and the response cache.
 //! - [`breakers`]: circuit breakers that cut a failing provider off and probe it back.
+//! - [`isolation`]: plugins in runner processes: a segfault, an abort or a hang takes only the
+//!   runner, which is restarted.
 //! - [`openai`]: the OpenAI-compatible `/v1` door, with the official SDKs as clients, and the API
 //!   keys behind it.
 //! - [`hardening`]: what an attacker sends: deep documents, sockets that outlive their
@@ -66,6 +68,7 @@ mod edges;
 mod events;
 mod hardening;
 mod http;
+mod isolation;
 mod keys;
 mod limits;
 mod map;

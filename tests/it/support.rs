@@ -153,6 +153,7 @@ impl TestApp {
             ..Config::default()
         };
         config.database.max_connections = 8;
+        config.plugin_runner = Some(plugin_runner());
         tweak(&mut config);
         (config, db, dir)
     }
@@ -363,6 +364,48 @@ pub fn build_c_plugin(out: &Path, defines: &[&str]) {
         .status()
         .expect("a C compiler (cc) is needed for the plugin ABI tests");
     assert!(status.success(), "compiling the C plugin failed");
+}
+
+/// The plugin runner built with this test binary (the server inside a test cannot run plugins
+/// with its own executable, which is the test binary).
+pub fn plugin_runner() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cloudbase-plugin-runner"))
+}
+
+/// Builds the Rust test plugin `fixtures/abort_plugin.rs` with `panic = "abort"` (a crate of its
+/// own under `target/`, outside the workspace, its build kept between runs) and copies it to
+/// `out`.
+pub fn build_abort_plugin(out: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = root.parent().expect("the repository");
+    let work = artifact_dir().join("../../fixture-abort-plugin");
+    std::fs::create_dir_all(work.join("src")).expect("fixture folder");
+    let manifest = format!(
+        "[package]\nname = \"aborter\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+         [lib]\ncrate-type = [\"cdylib\"]\npath = \"{}\"\n\n\
+         [dependencies]\ncloudbase-plugin-api = {{ path = \"{}\" }}\nserde_json = \"1\"\n\n\
+         [profile.dev]\npanic = \"abort\"\ndebug = false\n\n[workspace]\n",
+        root.join("it/fixtures/abort_plugin.rs").display(),
+        repo.join("plugins/api").display(),
+    );
+    std::fs::write(work.join("Cargo.toml"), manifest).expect("fixture manifest");
+    // The workspace's lock file: the same dependency versions, nothing to resolve online.
+    std::fs::copy(repo.join("Cargo.lock"), work.join("Cargo.lock")).expect("fixture lock file");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "--offline", "--manifest-path"])
+        .arg(work.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(work.join("target"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("cargo, to build the panic = \"abort\" test plugin");
+    assert!(
+        status.success(),
+        "building the panic = \"abort\" test plugin failed"
+    );
+    std::fs::copy(work.join("target/debug/libaborter.so"), out).expect("copy the test plugin");
 }
 
 /// A `[plugins.<instance>]` entry.
@@ -576,6 +619,7 @@ impl PeerProcess {
                 config.plugins_dir.as_ref().expect("a plugins folder"),
             )
             .env("CLOUDBASE_DATABASE__MAX_CONNECTIONS", "8")
+            .env("CLOUDBASE_PLUGIN_RUNNER", plugin_runner())
             .envs(env.iter().copied())
             .env_remove("CLOUDBASE_CONFIG")
             .stdin(std::process::Stdio::piped())

@@ -19,7 +19,8 @@ pub const ABI_VERSION: u32 = 1;
 pub const ENTRY_SYMBOL: &str = "cloudbase_plugin_entry_v1";
 
 /// Set in [`PluginVTable::flags`] when the plugin was built with `panic = "unwind"` and catches
-/// panics at the boundary. The host refuses plugins without it.
+/// panics at the boundary. The host refuses plugins without it in its own process; it runs them
+/// only with `isolation = "process"`, where an abort takes only the runner.
 pub const FLAG_PANIC_UNWIND: u32 = 1;
 
 /// Return codes of `manifest`, `create`, `call` and `call_stream`.

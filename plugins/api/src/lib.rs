@@ -5,6 +5,14 @@
 //! Plugins are *sans-IO*: they build HTTP requests and parse responses; the host sends them with
 //! its own timeouts, retries, secrets and cancellation.
 //!
+//! A plugin may run in the server or, when the operator sets `isolation = "process"` for an
+//! instance, in a runner process of its own that relays the same calls and JSON messages over
+//! pipes (`cloudbase-plugin-runner`). Write it the same way for both: keep no state between
+//! instances, print nothing that matters (stdout and stderr go to the server's log), and do not
+//! count on the host's process: a crash, an abort or a hang then takes only the runner, which the
+//! host restarts. In-process, a panic must be caught at the boundary (`panic = "unwind"`, below);
+//! isolated, a plugin built with `panic = "abort"` is accepted too.
+//!
 //! - [`abi`]: the versioned C ABI (vtable, buffers, status codes, flags). Any language with a C
 //!   ABI can implement it; see `include/cloudbase_plugin.h`.
 //! - [`channel`]: helpers for notifiers (URL checks, truncation, judging `{"code": 0}` replies).

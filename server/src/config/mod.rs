@@ -29,7 +29,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use self::backup::BackupConfig;
-pub use self::plugins::{PluginInstanceConfig, UpstreamTimeouts};
+pub use self::plugins::{Isolation, PluginInstanceConfig, UpstreamTimeouts};
 pub use self::secret::Secret;
 pub use self::sections::{
     AuthConfig, DatabaseConfig, GraphqlConfig, HttpConfig, LogsConfig, MetricsConfig,
@@ -104,6 +104,9 @@ pub struct Config {
     pub plugins_dir: Option<PathBuf>,
     /// Longest a single call into a plugin may take, in milliseconds.
     pub plugin_call_timeout_ms: u64,
+    /// The program that runs plugins with `isolation = "process"`, started as `<program>
+    /// plugin-runner <library>` (`CLOUDBASE_PLUGIN_RUNNER`); default: this server's own executable.
+    pub plugin_runner: Option<PathBuf>,
     /// Plugin instances by name: `[plugins.<instance>]`.
     pub plugins: BTreeMap<String, PluginInstanceConfig>,
     /// Chat defaults.
@@ -149,6 +152,7 @@ impl Default for Config {
             graphql: GraphqlConfig::default(),
             plugins_dir: None,
             plugin_call_timeout_ms: 10_000,
+            plugin_runner: None,
             plugins: BTreeMap::new(),
             chat: ChatConfig::default(),
             prices_file: None,

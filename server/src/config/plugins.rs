@@ -33,6 +33,22 @@ pub struct PluginInstanceConfig {
     /// Opt-in exact-match response cache for this provider: entries live this long, per user.
     #[serde(default)]
     pub cache_ttl_secs: Option<u64>,
+    /// Where the plugin's code runs: in the server (`none`, the default) or in a runner process
+    /// of its own (`process`), for code you do not trust.
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// Where an instance's plugin code runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// In the server process: the fastest; a crash or abort in the plugin takes the server down.
+    #[default]
+    None,
+    /// In a runner process per instance: a crash, an abort or a hang takes only the runner,
+    /// which is restarted with backoff.
+    Process,
 }
 
 impl PluginInstanceConfig {
@@ -48,6 +64,7 @@ impl PluginInstanceConfig {
             retries: default_retries(),
             retry_backoff_ms: default_backoff_ms(),
             cache_ttl_secs: None,
+            isolation: Isolation::None,
         }
     }
 }

@@ -49,8 +49,8 @@ fn take(vtable: &PluginVTable, buf: RBuf) -> Vec<u8> {
     bytes
 }
 
-/// Interprets a status and output bytes.
-fn decode<O: DeserializeOwned>(code: i32, bytes: &[u8]) -> Result<O, CallFailure> {
+/// Interprets a status and output bytes (also those an isolated plugin's runner relays).
+pub(super) fn decode<O: DeserializeOwned>(code: i32, bytes: &[u8]) -> Result<O, CallFailure> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| CallFailure::Garbage("its output is not UTF-8".into()))?;
     let error = || {

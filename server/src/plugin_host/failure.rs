@@ -17,6 +17,14 @@ pub enum CallFailure {
     Garbage(String),
     /// No answer within the deadline. The blocking thread is abandoned to the plugin.
     TimedOut(Duration),
+    /// An isolated plugin's runner process died during the call (a crash, an abort, a kill):
+    /// why, as in "runner crashed (signal 11, SIGSEGV)".
+    Crashed(String),
+    /// An isolated plugin gave no answer within the deadline: its runner was killed (and is
+    /// restarted), so a hung plugin holds no thread.
+    Hung(Duration),
+    /// An isolated plugin's runner is down and waits out its restart backoff: why, and when.
+    Down(String),
 }
 
 impl std::fmt::Display for CallFailure {
@@ -26,6 +34,13 @@ impl std::fmt::Display for CallFailure {
             CallFailure::Panicked(m) => write!(f, "panicked: {m}"),
             CallFailure::Garbage(m) => write!(f, "broke the plugin contract: {m}"),
             CallFailure::TimedOut(d) => write!(f, "did not answer within {} ms", d.as_millis()),
+            CallFailure::Crashed(why) => write!(f, "failed: its {why}; it is being restarted"),
+            CallFailure::Hung(d) => write!(
+                f,
+                "did not answer within {} ms; its runner was killed and is being restarted",
+                d.as_millis()
+            ),
+            CallFailure::Down(why) => write!(f, "is unavailable: {why}"),
         }
     }
 }
@@ -46,10 +61,12 @@ pub fn failure(instance: &str, f: CallFailure) -> Error {
                 Error::Plugin(format!("plugin `{instance}`: {}", e.message))
             }
         },
-        CallFailure::TimedOut(_) => {
+        CallFailure::TimedOut(_) | CallFailure::Hung(_) => {
             tracing::warn!(plugin.instance = %instance, error = %f, "plugin call timed out");
             Error::Timeout(format!("plugin `{instance}` {f}"))
         }
+        // Logged once by the runner's supervisor, which saw the runner go down.
+        CallFailure::Down(_) => Error::Unavailable(format!("plugin `{instance}` {f}")),
         other => {
             tracing::warn!(plugin.instance = %instance, error = %other, "plugin call failed");
             Error::Plugin(format!("plugin `{instance}` {other}"))

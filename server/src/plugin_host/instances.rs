@@ -1,7 +1,7 @@
 //! From the plugins folder and `[plugins.<instance>]` config to live instances, with a row for
 //! every library and instance saying whether it loaded and, if not, why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,12 +10,16 @@ use cloudbase_plugin_api::{Manifest, ModelInfo, PluginConfig, PluginKind as ApiK
 use cloudbase_schema::ports::{PluginKind, PluginRow, PluginStatus};
 
 use super::call::{self, Instance};
+use super::callee::Callee;
+use super::isolated::{self, Isolated, RunnerCommand};
 use super::{Notifier, Provider, Registry, file_name, library, upstream, user_http};
-use crate::config::{Config, PluginInstanceConfig};
+use crate::config::{Config, Isolation, PluginInstanceConfig};
 
 /// A library that passed every check.
 pub struct Library {
-    vtable: &'static PluginVTable,
+    /// `None` for a library only isolated instances use: it is never opened in the server.
+    vtable: Option<&'static PluginVTable>,
+    path: PathBuf,
     manifest: Manifest,
     validator: jsonschema::Validator,
     file: String,
@@ -66,8 +70,35 @@ fn kind_of(kind: ApiKind) -> PluginKind {
     }
 }
 
-/// Opens every library in `dir` and reads its manifest.
-pub async fn load_libraries(dir: &Path, deadline: Duration) -> Loaded {
+/// Plugins whose every configured instance has `isolation = "process"`: their libraries are
+/// described in a runner and never opened in the server.
+fn isolated_only(config: &Config) -> BTreeSet<String> {
+    let of = |isolation: Isolation| -> BTreeSet<String> {
+        config
+            .plugins
+            .values()
+            .filter(|i| i.isolation == isolation)
+            .map(|i| i.plugin.clone())
+            .collect()
+    };
+    &of(Isolation::Process) - &of(Isolation::None)
+}
+
+/// Opens every library in `dir` and reads its manifest; a library that only isolated instances
+/// of `config` use is read in a runner instead.
+pub async fn load_libraries(dir: &Path, deadline: Duration, config: &Config) -> Loaded {
+    let only = isolated_only(config);
+    let runner = if only.is_empty() {
+        None
+    } else {
+        match RunnerCommand::new(config) {
+            Ok(runner) => Some(runner),
+            Err(reason) => {
+                tracing::error!(%reason, "no plugin runner; isolated instances will fail");
+                None
+            }
+        }
+    };
     let mut loaded = Loaded {
         libraries: BTreeMap::new(),
         failed: Vec::new(),
@@ -86,7 +117,11 @@ pub async fn load_libraries(dir: &Path, deadline: Duration) -> Loaded {
     files.sort();
     for path in files {
         let file = file_name(&path);
-        match load_library(&path, deadline).await {
+        let result = match &runner {
+            Some(runner) => probe_library(runner, &only, &path, deadline).await,
+            None => load_library(&path, deadline).await,
+        };
+        match result {
             Ok(library) if loaded.libraries.contains_key(&library.manifest.name) => {
                 let reason = format!(
                     "another library already provides plugin `{}`",
@@ -121,6 +156,35 @@ async fn load_library(path: &Path, deadline: Duration) -> Result<Library, String
     let manifest = call::manifest(vtable, deadline)
         .await
         .map_err(|f| format!("manifest: {f}"))?;
+    checked(path, Some(vtable), &name, manifest)
+}
+
+/// Describes `path` in a runner; opens it in the server only if an in-process instance (or a
+/// default one) may use it.
+async fn probe_library(
+    runner: &RunnerCommand,
+    isolated_only: &BTreeSet<String>,
+    path: &Path,
+    deadline: Duration,
+) -> Result<Library, String> {
+    let described = isolated::describe(runner, path, deadline).await?;
+    if !isolated_only.contains(&described.name) {
+        return load_library(path, deadline).await;
+    }
+    library::check_name(&described.name)?;
+    if !described.panic_unwind {
+        tracing::info!(plugin = %described.name, "plugin built with panic = \"abort\": it runs isolated only");
+    }
+    checked(path, None, &described.name, described.manifest)
+}
+
+/// The checks on a library's manifest, wherever it was read.
+fn checked(
+    path: &Path,
+    vtable: Option<&'static PluginVTable>,
+    name: &str,
+    manifest: Manifest,
+) -> Result<Library, String> {
     if manifest.name != name {
         return Err(format!(
             "manifest names `{}` but the library calls itself `{name}`",
@@ -134,6 +198,7 @@ async fn load_library(path: &Path, deadline: Duration) -> Result<Library, String
         .map_err(|e| format!("config_schema is not a valid JSON Schema: {e}"))?;
     Ok(Library {
         vtable,
+        path: path.to_path_buf(),
         manifest,
         validator,
         file: file_name(path),
@@ -256,7 +321,8 @@ pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duratio
         rows: loaded.failed,
         ..Registry::default()
     };
-    let mut used: std::collections::BTreeSet<&str> = Default::default();
+    let mut used: BTreeSet<&str> = BTreeSet::new();
+    let runner = RunnerCommand::new(config);
     for (instance, settings) in &wanted {
         let Some(library) = loaded.libraries.get(&settings.plugin) else {
             let reason = format!(
@@ -271,7 +337,15 @@ pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duratio
             continue;
         };
         used.insert(library.manifest.name.as_str());
-        match start(&mut registry, instance, library, settings, deadline).await {
+        match start(
+            &mut registry,
+            instance,
+            library,
+            settings,
+            (&runner, deadline),
+        )
+        .await
+        {
             Ok(()) => registry
                 .rows
                 .push(row(library, Some(instance), PluginStatus::Loaded, None)),
@@ -319,7 +393,7 @@ async fn start(
     instance: &str,
     library: &Library,
     config: &PluginInstanceConfig,
-    deadline: Duration,
+    (runner, deadline): (&Result<RunnerCommand, String>, Duration),
 ) -> Result<(), NotLive> {
     if !valid_instance_name(instance) {
         return Err(NotLive::Failed(format!(
@@ -338,9 +412,33 @@ async fn start(
         secrets: secrets.clone(),
     };
     let bytes = serde_json::to_vec(&plugin_config).map_err(|e| NotLive::Failed(e.to_string()))?;
-    let live = Instance::create(library.vtable, bytes, deadline)
-        .await
-        .map_err(|f| NotLive::Failed(format!("create: {f}")))?;
+    let live = match (config.isolation, library.vtable) {
+        (Isolation::None, Some(vtable)) => Callee::InProcess(
+            Instance::create(vtable, bytes, deadline)
+                .await
+                .map_err(|f| NotLive::Failed(format!("create: {f}")))?,
+        ),
+        (Isolation::None, None) => {
+            return Err(NotLive::Failed(format!(
+                "plugin `{}` runs isolated only here: set isolation = \"process\"",
+                library.manifest.name
+            )));
+        }
+        (Isolation::Process, _) => {
+            let spec = isolated::Spec {
+                runner: runner.clone().map_err(NotLive::Failed)?,
+                library: library.path.clone(),
+                instance: instance.to_owned(),
+                config: bytes,
+                deadline,
+            };
+            Callee::Isolated(
+                Isolated::start(spec)
+                    .await
+                    .map_err(|f| NotLive::Failed(format!("create, in its runner: {f}")))?,
+            )
+        }
+    };
     let client = upstream::client(&config.timeouts).map_err(NotLive::Failed)?;
     match library.manifest.kind {
         ApiKind::AiProvider => {

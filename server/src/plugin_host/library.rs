@@ -62,7 +62,7 @@ pub fn open(path: &Path) -> Result<&'static PluginVTable, String> {
     let vtable: &'static PluginVTable = unsafe { &*table };
     if vtable.flags & FLAG_PANIC_UNWIND == 0 {
         return Err(
-            "built with panic = \"abort\" (or without catching panics at the boundary); rebuild with panic = \"unwind\""
+            "built with panic = \"abort\" (or without catching panics at the boundary); rebuild with panic = \"unwind\", or run it with isolation = \"process\""
                 .into(),
         );
     }
@@ -80,6 +80,12 @@ pub fn name(vtable: &'static PluginVTable) -> Result<String, String> {
         unsafe { std::slice::from_raw_parts(raw.ptr, raw.len) }
     };
     let name = std::str::from_utf8(bytes).map_err(|_| "the plugin name is not UTF-8".to_owned())?;
+    check_name(name)?;
+    Ok(name.to_owned())
+}
+
+/// Whether `name` is a valid plugin name: `[a-z0-9_-]`, 1-64 characters.
+pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -90,5 +96,5 @@ pub fn name(vtable: &'static PluginVTable) -> Result<String, String> {
             "invalid plugin name {name:?}: expected [a-z0-9_-], 1-64 characters"
         ));
     }
-    Ok(name.to_owned())
+    Ok(())
 }

@@ -4,6 +4,9 @@
 //!
 //! - [`library`]: opening a library and checking symbol, ABI version, table size and panic flag.
 //! - [`call`]: calls into a plugin on the blocking pool, under a deadline.
+//! - [`isolated`]: plugins with `isolation = "process"`, each in a runner process restarted
+//!   with backoff when it crashes, aborts or hangs.
+//! - [`callee`]: one interface over an in-process instance and an isolated one.
 //! - [`failure`]: why a plugin call failed, and the service error clients see for it.
 //! - [`upstream`]: HTTP for sans-IO plugins: secrets, timeouts, server-sent events.
 //! - [`user_http`]: the client for addresses users gave: no redirects, public addresses only.
@@ -13,8 +16,10 @@
 //! - [`notifier`]: a live notifier instance: building, sending and reading a delivery.
 
 pub mod call;
+pub mod callee;
 pub mod failure;
 pub mod instances;
+pub mod isolated;
 pub mod library;
 pub mod notifier;
 pub mod provider;
@@ -29,7 +34,7 @@ use std::time::Duration;
 use cloudbase_plugin_api::{ChatRequest, DeliveryReport, Notification};
 use cloudbase_schema::Error;
 use cloudbase_schema::ports::{
-    Destination, ModelRow, PluginHost, PluginRow, ProviderReply, StreamStart,
+    Destination, ModelRow, PluginHost, PluginRow, PluginStatus, ProviderReply, StreamStart,
 };
 use futures_util::future::BoxFuture;
 
@@ -57,7 +62,7 @@ impl Registry {
     pub async fn load(config: &Config) -> Self {
         let dir = config.plugins_dir();
         let deadline = Duration::from_millis(config.plugin_call_timeout_ms);
-        let loaded = instances::load_libraries(&dir, deadline).await;
+        let loaded = instances::load_libraries(&dir, deadline, config).await;
         instances::create_instances(config, loaded, deadline).await
     }
 
@@ -71,7 +76,23 @@ impl Registry {
 
 impl PluginHost for Registry {
     fn plugins(&self) -> Vec<PluginRow> {
-        self.rows.clone()
+        let mut rows = self.rows.clone();
+        for row in &mut rows {
+            let Some(instance) = row.instance.as_deref() else {
+                continue;
+            };
+            let callee = match (self.providers.get(instance), self.notifiers.get(instance)) {
+                (Some(p), _) => &p.instance,
+                (None, Some(n)) => &n.instance,
+                (None, None) => continue,
+            };
+            // An isolated instance whose runner waits to restart is down until it is back.
+            if let Some(why) = callee.down() {
+                row.status = PluginStatus::Failed;
+                row.reason = Some(why);
+            }
+        }
+        rows
     }
 
     fn models(&self) -> Vec<ModelRow> {

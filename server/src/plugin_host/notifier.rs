@@ -3,14 +3,13 @@
 //! follows no redirects and reaches public addresses only.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cloudbase_plugin_api::{Delivery, DeliveryReport, Notification};
 use cloudbase_schema::Error;
 use cloudbase_schema::ports::Destination;
 
-use super::call::Instance;
+use super::callee::Callee;
 use super::failure::failure;
 use super::{smtp, upstream};
 use crate::config::UpstreamTimeouts;
@@ -18,7 +17,7 @@ use crate::config::UpstreamTimeouts;
 /// A live notifier instance.
 pub(super) struct Notifier {
     pub(super) name: String,
-    pub(super) instance: Arc<Instance>,
+    pub(super) instance: Callee,
     pub(super) client: reqwest::Client,
     /// For addresses users gave: no redirects, public addresses only ([`user_http::client`]).
     pub(super) user_client: reqwest::Client,

@@ -2,7 +2,6 @@
 //! the plugin's HTTP requests, with retries and backoff.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudbase_plugin_api::{
@@ -13,7 +12,8 @@ use cloudbase_schema::Error;
 use cloudbase_schema::ports::{EventStream, ProviderReply, StreamStart};
 use futures_util::stream::{BoxStream, StreamExt};
 
-use super::call::{self, Instance};
+use super::call;
+use super::callee::Callee;
 use super::failure::{CallFailure, failure};
 use super::upstream;
 use crate::config::UpstreamTimeouts;
@@ -21,7 +21,7 @@ use crate::config::UpstreamTimeouts;
 /// A live provider instance.
 pub(super) struct Provider {
     pub(super) name: String,
-    pub(super) instance: Arc<Instance>,
+    pub(super) instance: Callee,
     pub(super) manifest: Manifest,
     pub(super) models: Vec<ModelInfo>,
     pub(super) client: reqwest::Client,
@@ -139,7 +139,7 @@ impl Provider {
                 }
                 let events = upstream::sse_events(sent, self.what());
                 Ok(StreamStart {
-                    events: http_events(events, Arc::clone(&self.instance), self.name.clone()),
+                    events: http_events(events, self.instance.clone(), self.name.clone()),
                     http_attempts,
                 })
             }
@@ -186,7 +186,7 @@ fn local_events(
 /// Events of an HTTP stream: each server-sent event parsed by the plugin.
 fn http_events(
     events: BoxStream<'static, Result<SseEvent, Error>>,
-    instance: Arc<Instance>,
+    instance: Callee,
     name: String,
 ) -> EventStream {
     let state = (
