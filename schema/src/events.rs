@@ -79,6 +79,9 @@ pub enum Event {
         instance: Option<String>,
         /// Where it stands now.
         status: crate::domain::PluginStatus,
+        /// The version it is on now, if known.
+        #[serde(default)]
+        version: Option<String>,
     },
     /// A batch of system log entries was stored (one event per batch, so a log flood never
     /// floods the bus).

@@ -39,8 +39,10 @@ pub struct PluginStatusEvent {
     pub name: String,
     /// Instance, if any.
     pub instance: Option<String>,
-    /// Where it stands now.
+    /// Where it stands now. A library or instance that a reload removed is `DISABLED`.
     pub status: crate::domain::PluginStatus,
+    /// The version it is on now (null when removed, or when its library could not be read).
+    pub version: Option<String>,
 }
 
 pub(crate) fn app_of(ctx: &Context<'_>) -> Result<Arc<App>, Error> {
@@ -242,7 +244,8 @@ impl EventsSubscription {
         Ok(until_expiry(&viewer, filtered))
     }
 
-    /// Plugin libraries and instances changing status (admin only).
+    /// Plugin libraries and instances changing status or version, as a reload changes them
+    /// (admin only).
     async fn plugin_status_changed(
         &self,
         ctx: &Context<'_>,
@@ -258,10 +261,12 @@ impl EventsSubscription {
                             name,
                             instance,
                             status,
+                            version,
                         } => Some(Ok(PluginStatusEvent {
                             name: name.clone(),
                             instance: instance.clone(),
                             status: *status,
+                            version: version.clone(),
                         })),
                         _ => None,
                     },

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cloudbase_plugin_api::abi::PluginVTable;
@@ -10,12 +11,14 @@ use cloudbase_plugin_api::{Manifest, ModelInfo, PluginConfig, PluginKind as ApiK
 use cloudbase_schema::ports::{PluginKind, PluginRow, PluginStatus};
 
 use super::call::{self, Instance};
+use super::copies::Copies;
+use super::reload::Source;
 use super::{Notifier, Provider, Registry, file_name, library, upstream, user_http};
 use crate::config::{Config, PluginInstanceConfig};
 
 /// A library that passed every check.
 pub struct Library {
-    vtable: &'static PluginVTable,
+    pub(super) vtable: &'static PluginVTable,
     manifest: Manifest,
     validator: jsonschema::Validator,
     file: String,
@@ -66,8 +69,8 @@ fn kind_of(kind: ApiKind) -> PluginKind {
     }
 }
 
-/// Opens every library in `dir` and reads its manifest.
-pub async fn load_libraries(dir: &Path, deadline: Duration) -> Loaded {
+/// Opens every library in `dir` (from private copies) and reads its manifest.
+pub async fn load_libraries(dir: &Path, copies: &Copies, deadline: Duration) -> Loaded {
     let mut loaded = Loaded {
         libraries: BTreeMap::new(),
         failed: Vec::new(),
@@ -86,7 +89,7 @@ pub async fn load_libraries(dir: &Path, deadline: Duration) -> Loaded {
     files.sort();
     for path in files {
         let file = file_name(&path);
-        match load_library(&path, deadline).await {
+        match load_library(&path, copies, deadline).await {
             Ok(library) if loaded.libraries.contains_key(&library.manifest.name) => {
                 let reason = format!(
                     "another library already provides plugin `{}`",
@@ -112,11 +115,8 @@ pub async fn load_libraries(dir: &Path, deadline: Duration) -> Loaded {
     loaded
 }
 
-async fn load_library(path: &Path, deadline: Duration) -> Result<Library, String> {
-    let owned = path.to_path_buf();
-    let vtable = tokio::task::spawn_blocking(move || library::open(&owned))
-        .await
-        .map_err(|e| format!("loading failed: {e}"))??;
+async fn load_library(path: &Path, copies: &Copies, deadline: Duration) -> Result<Library, String> {
+    let vtable = copies.open(path).await?;
     let name = library::name(vtable)?;
     let manifest = call::manifest(vtable, deadline)
         .await
@@ -242,8 +242,14 @@ fn valid_instance_name(name: &str) -> bool {
 }
 
 /// Creates every configured instance, plus a default instance of each plugin that asks for one
-/// and has none configured.
-pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duration) -> Registry {
+/// and has none configured. On a reload, an instance of `previous` whose library and settings
+/// are unchanged is kept as it is rather than created again.
+pub async fn create_instances(
+    config: &Config,
+    loaded: Loaded,
+    deadline: Duration,
+    previous: Option<&Registry>,
+) -> Registry {
     let mut wanted = config.plugins.clone();
     for (name, library) in &loaded.libraries {
         let configured = wanted.values().any(|i| &i.plugin == name) || wanted.contains_key(name);
@@ -271,10 +277,22 @@ pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duratio
             continue;
         };
         used.insert(library.manifest.name.as_str());
-        match start(&mut registry, instance, library, settings, deadline).await {
-            Ok(()) => registry
+        let source = Source::of(library, settings);
+        if let Some(previous) = previous
+            && previous.keep_unchanged(instance, &source, &mut registry)
+        {
+            registry
                 .rows
-                .push(row(library, Some(instance), PluginStatus::Loaded, None)),
+                .push(row(library, Some(instance), PluginStatus::Loaded, None));
+            continue;
+        }
+        match start(&mut registry, instance, library, settings, deadline).await {
+            Ok(()) => {
+                registry.sources.insert(instance.clone(), source);
+                registry
+                    .rows
+                    .push(row(library, Some(instance), PluginStatus::Loaded, None));
+            }
             Err(NotLive::Disabled(reason)) => {
                 tracing::info!(plugin.instance = %instance, %reason, "plugin instance disabled");
                 registry.rows.push(row(
@@ -350,7 +368,7 @@ async fn start(
                 .map_err(|f| NotLive::Failed(format!("models: {f}")))?;
             registry.providers.insert(
                 instance.to_owned(),
-                Provider {
+                Arc::new(Provider {
                     name: instance.to_owned(),
                     instance: live,
                     manifest: library.manifest.clone(),
@@ -361,7 +379,7 @@ async fn start(
                     retries: config.retries.min(10),
                     retry_backoff: Duration::from_millis(config.retry_backoff_ms),
                     cache_ttl: config.cache_ttl_secs.map(Duration::from_secs),
-                },
+                }),
             );
         }
         ApiKind::Notifier => {
@@ -369,14 +387,14 @@ async fn start(
                 .map_err(NotLive::Failed)?;
             registry.notifiers.insert(
                 instance.to_owned(),
-                Notifier {
+                Arc::new(Notifier {
                     name: instance.to_owned(),
                     instance: live,
                     client,
                     user_client,
                     secrets,
                     timeouts: config.timeouts,
-                },
+                }),
             );
         }
     }
