@@ -7,8 +7,9 @@
 //! the hash, opened from there, and the copy deleted at once: the mapping keeps its pages alive,
 //! and nothing is left behind, even after a crash. The folder's files can then be replaced in
 //! place, safely. The same bytes seen again (an unchanged library on a reload) give back the
-//! library already open, and a file that failed gives back the same reason, without opening
-//! anything again. Libraries are never unloaded ([`library::open`] leaks them).
+//! library already open, and a library that opened but failed its checks gives back the same
+//! reason, without opening anything again. Libraries are never unloaded ([`library::open`] leaks
+//! them).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,9 @@ use cloudbase_plugin_api::abi::PluginVTable;
 use sha2::{Digest as _, Sha256};
 
 use super::library;
+
+/// How [`library::open`] starts its reason when the system loader refused the file.
+const NOT_LOADABLE: &str = "not a loadable library";
 
 /// What opening a library's bytes gave.
 type Opened = Result<&'static PluginVTable, String>;
@@ -60,13 +64,20 @@ impl Copies {
         let opened = tokio::task::spawn_blocking(move || open_copy(&base, &name, &bytes))
             .await
             .map_err(|e| format!("loading failed: {e}"))??;
-        self.opened
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(digest, opened.clone());
+        // A library the loader could not open at all may open later (a library it needs gets
+        // installed): only what depends on the bytes alone is remembered. Nothing stays mapped
+        // of a library `dlopen` refused, so trying again costs no memory.
+        let refused = opened.as_ref().is_err_and(|e| e.starts_with(NOT_LOADABLE));
+        if !refused {
+            self.opened
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(digest, opened.clone());
+        }
         opened
     }
 
+    /// What these bytes gave when they were opened before, if they were.
     fn known(&self, digest: &[u8; 32]) -> Option<Opened> {
         self.opened
             .lock()
@@ -109,6 +120,8 @@ fn open_copy(base: &Path, name: &str, bytes: &[u8]) -> Result<Opened, String> {
     Ok(opened)
 }
 
+/// A new folder only this process may use (mode 0700), under `base`, else under the system's
+/// temporary folder.
 fn private_folder(base: &Path) -> Result<tempfile::TempDir, String> {
     let make = |dir: &Path| {
         std::fs::create_dir_all(dir)?;
@@ -130,6 +143,14 @@ fn private_folder(base: &Path) -> Result<tempfile::TempDir, String> {
 mod tests {
     use super::*;
 
+    /// Why opening failed (a function table has no `Debug` for `unwrap_err`).
+    fn reason(opened: Opened) -> String {
+        match opened {
+            Ok(_) => panic!("expected a failure"),
+            Err(reason) => reason,
+        }
+    }
+
     #[test]
     fn copies_are_named_after_the_file_and_its_content() {
         let digest = [0xab; 32];
@@ -144,21 +165,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_file_that_is_no_library_fails_once_and_leaves_no_copy() {
+    async fn a_file_that_is_no_library_fails_and_leaves_no_copy() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("libjunk.so");
         std::fs::write(&file, b"not a library").unwrap();
         let base = dir.path().join("copies");
         let copies = Copies::new(base.clone());
-        let first = copies.open(&file).await.unwrap_err();
+        let first = reason(copies.open(&file).await);
         assert!(first.contains("not a loadable library"), "{first}");
-        assert_eq!(copies.open(&file).await.unwrap_err(), first, "remembered");
+        assert_eq!(
+            reason(copies.open(&file).await),
+            first,
+            "tried again, same reason"
+        );
         assert_eq!(
             std::fs::read_dir(&base).unwrap().count(),
             0,
             "the private folder and its copy are gone"
         );
-        let missing = copies.open(&dir.path().join("gone.so")).await.unwrap_err();
+        let missing = reason(copies.open(&dir.path().join("gone.so")).await);
         assert!(missing.contains("cannot read"), "{missing}");
     }
 }

@@ -39,6 +39,8 @@ impl Source {
         }
     }
 
+    /// Whether both are the same library with the same settings (settings that did not
+    /// serialise are never the same).
     fn same_as(&self, other: &Source) -> bool {
         self.library == other.library && self.settings.is_some() && self.settings == other.settings
     }
@@ -81,6 +83,7 @@ impl Registry {
         true
     }
 
+    /// Whether `instance` takes calls in this registry.
     fn is_live(&self, instance: &str) -> bool {
         self.providers.contains_key(instance) || self.notifiers.contains_key(instance)
     }
@@ -118,6 +121,7 @@ impl Reloader {
         }
     }
 
+    /// The deadline of one call into a plugin.
     fn deadline(&self) -> Duration {
         Duration::from_millis(self.start.plugin_call_timeout_ms)
     }
@@ -290,6 +294,7 @@ fn changes(old: &Registry, next: &Registry, kept: &BTreeSet<String>) -> Vec<Plug
     changes
 }
 
+/// The change a row new to the list (or with a new status) stands for.
 fn by_status(status: PluginStatus) -> PluginChangeKind {
     match status {
         PluginStatus::Loaded => PluginChangeKind::Loaded,
