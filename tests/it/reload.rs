@@ -338,22 +338,30 @@ async fn wait_for_version(app: &TestApp, url: &str, token: &str, version: &str) 
     }
 }
 
-/// The `operationName`s of the audit rows of reloads without a user, newest first.
-async fn unattended_reloads(app: &TestApp, admin: &str) -> Vec<Value> {
-    let audit = app
-        .gql_ok(
-            Some(admin),
-            "{ auditLog(filter: {field: \"reloadPlugins\"}) { edges { node { actorId operationName outcome } } } }",
-            json!({}),
-        )
-        .await;
-    audit["auditLog"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["node"]["actorId"].is_null() && e["node"]["outcome"] == "OK")
-        .map(|e| e["node"]["operationName"].clone())
-        .collect()
+/// The `operationName`s of the audit rows of reloads without a user, newest first, once there
+/// are `count` of them (a reload's row is written just after its swap), or after 20 s.
+async fn unattended_reloads(app: &TestApp, admin: &str, count: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let audit = app
+            .gql_ok(
+                Some(admin),
+                "{ auditLog(filter: {field: \"reloadPlugins\"}) { edges { node { actorId operationName outcome } } } }",
+                json!({}),
+            )
+            .await;
+        let rows: Vec<Value> = audit["auditLog"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["node"]["actorId"].is_null() && e["node"]["outcome"] == "OK")
+            .map(|e| e["node"]["operationName"].clone())
+            .collect();
+        if rows.len() >= count || tokio::time::Instant::now() >= deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -364,7 +372,7 @@ async fn sighup_and_the_folder_watch_reload_too() {
     overwrite(&library(&app), &built("2.0.0", &[]));
     wait_for_version(&app, &app.url("/graphql"), &admin, "2.0.0").await;
     assert_eq!(
-        unattended_reloads(&app, &admin).await,
+        unattended_reloads(&app, &admin, 1).await,
         [json!("plugins_watch")]
     );
 
@@ -382,7 +390,7 @@ async fn sighup_and_the_folder_watch_reload_too() {
     wait_for_version(&app, &url, &admin, "3.0.0").await;
     // The watch in this process saw 3.0.0 as well; both reloads are on the (shared) trail.
     wait_for_version(&app, &app.url("/graphql"), &admin, "3.0.0").await;
-    let reloads = unattended_reloads(&app, &admin).await;
+    let reloads = unattended_reloads(&app, &admin, 3).await;
     assert!(reloads.contains(&json!("SIGHUP")), "{reloads:?}");
     assert_eq!(
         reloads.iter().filter(|r| **r == "plugins_watch").count(),
