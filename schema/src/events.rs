@@ -89,6 +89,9 @@ pub enum Event {
         /// Why, in words (the failure that opened a breaker, why a reload failed).
         #[serde(default)]
         reason: Option<String>,
+        /// The version it is on now, if known.
+        #[serde(default)]
+        version: Option<String>,
     },
     /// A batch of system log entries was stored (one event per batch, so a log flood never
     /// floods the bus).

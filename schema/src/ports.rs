@@ -48,6 +48,52 @@ pub struct PluginRow {
     pub file: String,
 }
 
+/// What a reload did to one plugin library or instance.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginChangeKind {
+    /// New, or serving again after it failed or was disabled.
+    Loaded,
+    /// Serving before and after, now on a new version or with new settings: new calls go to the
+    /// new instance, calls in flight finish on the old one.
+    Replaced,
+    /// The new library or settings failed; `reason` says why. An instance that was serving
+    /// keeps serving its old version.
+    Failed,
+    /// Disabled in config, or missing a required secret.
+    Disabled,
+    /// Gone from the config or the plugins folder: no new calls reach it (its status reads
+    /// `DISABLED`).
+    Removed,
+}
+
+/// One plugin library or instance that a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginChange {
+    /// The plugin's name.
+    pub name: String,
+    /// The instance, for an instance.
+    pub instance: Option<String>,
+    /// What happened.
+    pub change: PluginChangeKind,
+    /// Where it stands now (`LOADED` for an instance that kept its old version).
+    pub status: PluginStatus,
+    /// The version before the reload, if it was loaded.
+    pub previous_version: Option<String>,
+    /// The version serving (or listed) now.
+    pub version: Option<String>,
+    /// Why it failed or is disabled.
+    pub reason: Option<String>,
+}
+
+/// What a reload of the plugins did.
+#[derive(Debug, Clone)]
+pub struct PluginReload {
+    /// Every library and instance that changed, in the order of the plugin list.
+    pub changes: Vec<PluginChange>,
+    /// The plugin list after the reload.
+    pub plugins: Vec<PluginRow>,
+}
+
 /// A model a user may call.
 #[derive(Debug, Clone)]
 pub struct ModelRow {
@@ -118,6 +164,13 @@ pub trait PluginHost: Send + Sync + 'static {
         notification: Notification,
         destination: Destination,
     ) -> BoxFuture<'_, Result<DeliveryReport, Error>>;
+
+    /// Loads new and changed libraries beside the running ones, reads the instance settings
+    /// again, and swaps them in: new calls go to the new versions, calls in flight finish on the
+    /// old ones. A library or instance that fails keeps its old version serving and is reported
+    /// in the result; a reload that cannot start at all (its config does not read) changes
+    /// nothing and returns the error. Reloads run one at a time.
+    fn reload(&self) -> BoxFuture<'_, Result<PluginReload, Error>>;
 }
 
 /// Who chose where a notification goes, which decides how the host may send it.

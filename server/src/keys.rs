@@ -11,7 +11,7 @@ use cloudbase_schema::services::sealing::{MasterKey, Sealer, reseal};
 use cloudbase_schema::services::{App, signing};
 
 use crate::config::{Config, Environment, Secret};
-use crate::plugin_host::Registry;
+use crate::plugin_host::Host;
 use crate::startup;
 
 /// Where this configuration's master keys are read from.
@@ -117,7 +117,7 @@ pub async fn sealer(
 }
 
 async fn offline_app(config: &Config) -> anyhow::Result<App> {
-    startup::build_app(config, Arc::new(SystemClock), Arc::new(Registry::empty())).await
+    startup::build_app(config, Arc::new(SystemClock), Arc::new(Host::empty())).await
 }
 
 /// `keys rotate`: a new signing key, signing after `publish_ahead`.

@@ -10,7 +10,7 @@ use cloudbase_schema::clock::SystemClock;
 use cloudbase_schema::services::audit::Verdict;
 use cloudbase_schema::services::{Role, users};
 use cloudbase_server::config::Config;
-use cloudbase_server::plugin_host::Registry;
+use cloudbase_server::plugin_host::Host;
 use cloudbase_server::{backup, keys, startup, telemetry};
 
 #[derive(Parser)]
@@ -177,8 +177,7 @@ enum RoleArg {
 
 /// `audit verify`: the chain's verdict, then the unchained tail.
 async fn audit_verify(config: &Config, max_age_secs: Option<u64>) -> anyhow::Result<()> {
-    let app =
-        startup::build_app(config, Arc::new(SystemClock), Arc::new(Registry::empty())).await?;
+    let app = startup::build_app(config, Arc::new(SystemClock), Arc::new(Host::empty())).await?;
     let report = cloudbase_schema::services::audit::verify(&app).await?;
     match report.verdict {
         Verdict::Intact { rows } => println!("the audit trail is intact ({rows} rows chained)"),
@@ -335,8 +334,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let password = read_password(password_stdin)?;
             let app =
-                startup::build_app(&config, Arc::new(SystemClock), Arc::new(Registry::empty()))
-                    .await?;
+                startup::build_app(&config, Arc::new(SystemClock), Arc::new(Host::empty())).await?;
             let role = match role {
                 RoleArg::User => Role::User,
                 RoleArg::Admin => Role::Admin,

@@ -1,6 +1,6 @@
 //! Start-up: secrets, the database, the services, the bootstrap admin, the background tasks
-//! (housekeeping, alerts, the audit chainer, SQLite's checkpoints and scheduled backups), then
-//! serving.
+//! (housekeeping, alerts, the audit chainer, SQLite's checkpoints and scheduled backups, plugin
+//! reloads on `SIGHUP` and the plugins folder watch), then serving.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use tracing::Instrument as _;
 
 use crate::config::{Config, Environment};
 use crate::http;
-use crate::plugin_host::Registry;
+use crate::plugin_host::{Host, triggers};
 use crate::telemetry;
 
 /// Resolves on SIGTERM (what Docker, systemd and Kubernetes send to stop a service) or Ctrl-C:
@@ -64,7 +64,7 @@ pub async fn run_with_clock(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let plugins = Arc::new(Registry::load(&config).await);
+    let plugins = Arc::new(Host::load(&config).await);
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
@@ -93,6 +93,18 @@ pub async fn run_with_clock(
         .instrument(span.clone()),
     );
     let evaluator = tokio::spawn(alerts::run(app.clone()).instrument(span.clone()));
+    let hangups = triggers::on_hangup(app.clone())
+        .map(|reloads| tokio::spawn(reloads.instrument(span.clone())));
+    let folder_watch = (config.plugins_watch_secs > 0).then(|| {
+        tokio::spawn(
+            triggers::watch_folder(
+                app.clone(),
+                config.plugins_dir(),
+                std::time::Duration::from_secs(config.plugins_watch_secs),
+            )
+            .instrument(span.clone()),
+        )
+    });
     let key_watcher = crate::keys::KeySource::of(&config).map(|source| {
         let reader = source.reader(&config);
         let app = app.clone();
@@ -169,9 +181,16 @@ pub async fn run_with_clock(
         tracing::warn!(error = %e, "releasing the audit chain lease failed");
     }
     socket_watcher.abort();
-    for task in [listener_task, checkpointer, key_watcher, backups]
-        .into_iter()
-        .flatten()
+    for task in [
+        listener_task,
+        checkpointer,
+        key_watcher,
+        backups,
+        hangups,
+        folder_watch,
+    ]
+    .into_iter()
+    .flatten()
     {
         task.abort();
     }

@@ -26,6 +26,8 @@
 //! - [`edges`]: the hardened edges: client addresses behind proxies, users' webhooks that
 //!   redirect, no schema hints in production, the playground's and the console's policy.
 //! - [`plugins`]: loading, robustness, notifications, and Kimi against a local upstream.
+//! - [`reload`]: hot reload of plugins: two versions of one plugin, calls in flight, failures
+//!   that keep the old version, `SIGHUP` and the folder watch.
 //! - [`chat`], [`conversations`]: AI calls plain and streamed, records, prices, history.
 //! - [`budgets`], [`reports`]: budgets that cannot be overspent, rollups, reports, statements.
 //! - [`events`]: live subscriptions, across instances.
@@ -80,6 +82,7 @@ mod plugins;
 mod receivers;
 mod recovery;
 mod registration;
+mod reload;
 mod reports;
 mod resilience;
 mod schema;

@@ -353,11 +353,16 @@ pub fn link_first_party_plugins(dir: &Path) {
 
 /// Compiles the C test plugin (`fixtures/c_provider.c`) with `defines` into `out`.
 pub fn build_c_plugin(out: &Path, defines: &[&str]) {
+    build_c_fixture("c_provider.c", out, defines);
+}
+
+/// Compiles the C plugin `fixtures/<source>` with `defines` (`NAME` or `NAME=value`) into `out`.
+pub fn build_c_fixture(source: &str, out: &Path, defines: &[&str]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = std::process::Command::new("cc")
         .args(["-shared", "-fPIC", "-O1", "-o"])
         .arg(out)
-        .arg(root.join("it/fixtures/c_provider.c"))
+        .arg(root.join("it/fixtures").join(source))
         .arg("-I")
         .arg(root.join("../plugins/api/include"))
         .args(defines.iter().map(|d| format!("-D{d}")))
@@ -660,6 +665,16 @@ impl PeerProcess {
 }
 
 impl PeerProcess {
+    /// Sends it signal `name` (`HUP`, `STOP`, ...) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} {}", self.child.id());
+    }
+
     /// Kills it at once (SIGKILL), as a crash or `kill -9` would, and waits for it to be gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -168,7 +168,8 @@ pub struct AuditEntry {
     pub chained: bool,
     /// When the mutation ran.
     pub at: DateTime<Utc>,
-    /// Who ran it; null when anonymous (register, login, refresh).
+    /// Who ran it; null when anonymous (register, login, refresh), or for the server itself (a
+    /// plugin reload on `SIGHUP` or the folder watch, named by `operationName`).
     pub actor_id: Option<ID>,
     /// Their role then.
     pub actor_role: Option<String>,

@@ -39,7 +39,7 @@ pub struct PluginStatusEvent {
     pub name: String,
     /// Instance, if any.
     pub instance: Option<String>,
-    /// Where it stands now.
+    /// Where it stands now. A library or instance that a reload removed is `DISABLED`.
     pub status: crate::domain::PluginStatus,
     /// For a provider instance whose circuit breaker changed: where the breaker stands now.
     pub breaker: Option<crate::domain::BreakerState>,
@@ -48,6 +48,8 @@ pub struct PluginStatusEvent {
     pub node: Option<String>,
     /// Why, in words.
     pub reason: Option<String>,
+    /// The version it is on now (null when removed, or when its library could not be read).
+    pub version: Option<String>,
 }
 
 pub(crate) fn app_of(ctx: &Context<'_>) -> Result<Arc<App>, Error> {
@@ -249,7 +251,8 @@ impl EventsSubscription {
         Ok(until_expiry(&viewer, filtered))
     }
 
-    /// Plugin libraries and instances changing status (admin only).
+    /// Plugin libraries and instances changing status or version, as a reload changes them
+    /// (admin only).
     async fn plugin_status_changed(
         &self,
         ctx: &Context<'_>,
@@ -268,6 +271,7 @@ impl EventsSubscription {
                             breaker,
                             node,
                             reason,
+                            version,
                         } => Some(Ok(PluginStatusEvent {
                             name: name.clone(),
                             instance: instance.clone(),
@@ -275,6 +279,7 @@ impl EventsSubscription {
                             breaker: *breaker,
                             node: node.clone(),
                             reason: reason.clone(),
+                            version: version.clone(),
                         })),
                         _ => None,
                     },

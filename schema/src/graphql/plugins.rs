@@ -1,4 +1,4 @@
-//! Plugins: the admin's list, the models users can call, and test notifications.
+//! Plugins: the admin's list, the models users can call, test notifications, and reloads.
 
 use async_graphql::{Context, Json, Object, SimpleObject};
 
@@ -6,7 +6,10 @@ use super::ContextExt;
 use super::view::{view, views};
 use crate::Error;
 use crate::domain::BreakerState;
-use crate::ports::{ModelRow as CallableModel, PluginKind, PluginRow as PluginInfo, PluginStatus};
+use crate::ports::{
+    ModelRow as CallableModel, PluginChange as Change, PluginChangeKind, PluginKind,
+    PluginRow as PluginInfo, PluginStatus,
+};
 use crate::services::plugins;
 
 view!(
@@ -139,6 +142,59 @@ pub struct DeliveryResult {
     pub detail: String,
 }
 
+view!(
+    /// PluginChange as the API shows it.
+    PluginChange(Change)
+);
+
+/// One plugin library or instance that a reload changed.
+#[Object]
+impl PluginChange {
+    /// The plugin's name.
+    async fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The instance; null for a library.
+    async fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
+    }
+
+    /// What happened to it.
+    async fn change(&self) -> PluginChangeKind {
+        self.change
+    }
+
+    /// Where it stands now: an instance whose new version failed is `LOADED` on its old one.
+    async fn status(&self) -> PluginStatus {
+        self.status
+    }
+
+    /// Its version before the reload.
+    async fn previous_version(&self) -> Option<&str> {
+        self.previous_version.as_deref()
+    }
+
+    /// The version serving (or listed) now.
+    async fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// Why it failed or is disabled.
+    async fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+}
+
+/// What `reloadPlugins` did.
+#[derive(SimpleObject)]
+pub struct PluginReloadResult {
+    /// Every library and instance that changed; an empty list when nothing did.
+    pub changes: Vec<PluginChange>,
+    /// The plugin list after the reload.
+    pub plugins: Vec<Plugin>,
+}
+
 /// Plugin queries.
 #[derive(Default)]
 pub struct PluginsQuery;
@@ -175,6 +231,19 @@ impl PluginsMutation {
             channel,
             ok: report.ok,
             detail: report.detail,
+        })
+    }
+
+    /// Loads new and changed plugin libraries beside the running ones and reads the instance
+    /// settings again (from the config file the server started with), then swaps them in: new
+    /// calls go to the new versions while calls in flight finish on the old ones. A library or
+    /// instance that fails keeps its old version serving, and the result says why (admin only;
+    /// `SIGHUP` does the same).
+    async fn reload_plugins(&self, ctx: &Context<'_>) -> Result<PluginReloadResult, Error> {
+        let reload = plugins::reload(ctx.app()?, ctx.viewer()?).await?;
+        Ok(PluginReloadResult {
+            changes: views(reload.changes),
+            plugins: views(reload.plugins),
         })
     }
 }

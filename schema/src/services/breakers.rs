@@ -524,16 +524,20 @@ fn announce(app: &App, provider: &str, state: BreakerState, reason: Option<&str>
         metrics::gauge!("cloudbase_provider_breaker_state", &labels).set(level);
         metrics::counter!("cloudbase_provider_breaker_transitions_total", &to).increment(1);
     });
-    let plugin = app
+    let row = app
         .plugins
-        .models()
+        .plugins()
         .into_iter()
-        .find(|m| m.provider == provider)
-        .map_or_else(|| provider.to_owned(), |m| m.plugin);
+        .find(|r| r.instance.as_deref() == Some(provider));
     app.events.publish(Event::PluginStatusChanged {
-        name: plugin,
+        name: row
+            .as_ref()
+            .map_or_else(|| provider.to_owned(), |r| r.name.clone()),
         instance: Some(provider.to_owned()),
-        status: crate::domain::PluginStatus::Loaded,
+        status: row
+            .as_ref()
+            .map_or(crate::domain::PluginStatus::Loaded, |r| r.status),
+        version: row.and_then(|r| r.version),
         breaker: Some(state),
         node: Some(app.node.clone()),
         reason: reason.map(str::to_owned),

@@ -109,6 +109,9 @@ pub struct Config {
     pub plugin_runner: Option<PathBuf>,
     /// Plugin instances by name: `[plugins.<instance>]`.
     pub plugins: BTreeMap<String, PluginInstanceConfig>,
+    /// Look at the plugins folder this often, in seconds, and reload the plugins once a change
+    /// has settled (`CLOUDBASE_PLUGINS_WATCH_SECS`); 0 (the default) watches nothing.
+    pub plugins_watch_secs: u64,
     /// Chat defaults.
     pub chat: ChatConfig,
     /// An extra price file (same format as `schema/data/prices.toml`), applied at start-up.
@@ -131,6 +134,10 @@ pub struct Config {
     pub wechat: WeChatConfig,
     /// Backups: where they go, and SQLite's schedule.
     pub backup: BackupConfig,
+    /// The file this config was read from, if any: a plugin reload reads its
+    /// `[plugins.<instance>]` sections again. Set by [`Config::load`], never read from a file.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -154,6 +161,7 @@ impl Default for Config {
             plugin_call_timeout_ms: 10_000,
             plugin_runner: None,
             plugins: BTreeMap::new(),
+            plugins_watch_secs: 0,
             chat: ChatConfig::default(),
             prices_file: None,
             budgets: BudgetsConfig::default(),
@@ -165,6 +173,7 @@ impl Default for Config {
             rate_limits: RateLimitsConfig::default(),
             wechat: WeChatConfig::default(),
             backup: BackupConfig::default(),
+            config_file: None,
         }
     }
 }
@@ -189,8 +198,9 @@ impl Config {
                     .split("__"),
             )
             .merge(Env::raw().only(&["DATABASE_URL"]));
-        let config: Config = figment.extract().map_err(Box::new)?;
+        let mut config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
+        config.config_file = file.map(Path::to_path_buf);
         Ok(config)
     }
 

@@ -251,6 +251,12 @@ impl Config {
                 3650,
                 "ten years",
             ),
+            (
+                "plugins_watch_secs",
+                self.plugins_watch_secs,
+                3600,
+                "an hour; 0 turns the watch off",
+            ),
         ];
         for &(key, value, max, why) in at_most {
             if value > max {

@@ -3,23 +3,30 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cloudbase_plugin_api::abi::PluginVTable;
 use cloudbase_plugin_api::{Manifest, ModelInfo, PluginConfig, PluginKind as ApiKind};
 use cloudbase_schema::ports::{PluginKind, PluginRow, PluginStatus};
+use sha2::Digest as _;
 
 use super::call::{self, Instance};
 use super::callee::Callee;
+use super::copies::Copies;
 use super::isolated::{self, Isolated, RunnerCommand};
+use super::reload::Source;
 use super::{Notifier, Provider, Registry, file_name, library, upstream, user_http};
 use crate::config::{Config, Isolation, PluginInstanceConfig};
 
 /// A library that passed every check.
 pub struct Library {
     /// `None` for a library only isolated instances use: it is never opened in the server.
-    vtable: Option<&'static PluginVTable>,
+    pub(super) vtable: Option<&'static PluginVTable>,
+    /// What it was read from, and what tells one build of it from another: the address of its
+    /// function table in the server, or the hash of the file for one described in a runner.
     path: PathBuf,
+    pub(super) identity: String,
     manifest: Manifest,
     validator: jsonschema::Validator,
     file: String,
@@ -84,9 +91,14 @@ fn isolated_only(config: &Config) -> BTreeSet<String> {
     &of(Isolation::Process) - &of(Isolation::None)
 }
 
-/// Opens every library in `dir` and reads its manifest; a library that only isolated instances
-/// of `config` use is read in a runner instead.
-pub async fn load_libraries(dir: &Path, deadline: Duration, config: &Config) -> Loaded {
+/// Opens every library in `dir` (from private copies) and reads its manifest; a library that
+/// only isolated instances of `config` use is read in a runner instead.
+pub async fn load_libraries(
+    dir: &Path,
+    copies: &Copies,
+    deadline: Duration,
+    config: &Config,
+) -> Loaded {
     let only = isolated_only(config);
     let runner = if only.is_empty() {
         None
@@ -118,8 +130,8 @@ pub async fn load_libraries(dir: &Path, deadline: Duration, config: &Config) -> 
     for path in files {
         let file = file_name(&path);
         let result = match &runner {
-            Some(runner) => probe_library(runner, &only, &path, deadline).await,
-            None => load_library(&path, deadline).await,
+            Some(runner) => probe_library(runner, &only, &path, copies, deadline).await,
+            None => load_library(&path, copies, deadline).await,
         };
         match result {
             Ok(library) if loaded.libraries.contains_key(&library.manifest.name) => {
@@ -147,16 +159,14 @@ pub async fn load_libraries(dir: &Path, deadline: Duration, config: &Config) -> 
     loaded
 }
 
-async fn load_library(path: &Path, deadline: Duration) -> Result<Library, String> {
-    let owned = path.to_path_buf();
-    let vtable = tokio::task::spawn_blocking(move || library::open(&owned))
-        .await
-        .map_err(|e| format!("loading failed: {e}"))??;
+async fn load_library(path: &Path, copies: &Copies, deadline: Duration) -> Result<Library, String> {
+    let vtable = copies.open(path).await?;
     let name = library::name(vtable)?;
     let manifest = call::manifest(vtable, deadline)
         .await
         .map_err(|f| format!("manifest: {f}"))?;
-    checked(path, Some(vtable), &name, manifest)
+    let identity = format!("table:{:x}", std::ptr::from_ref(vtable).addr());
+    checked(path, Some(vtable), identity, &name, manifest)
 }
 
 /// Describes `path` in a runner; opens it in the server only if an in-process instance (or a
@@ -165,23 +175,27 @@ async fn probe_library(
     runner: &RunnerCommand,
     isolated_only: &BTreeSet<String>,
     path: &Path,
+    copies: &Copies,
     deadline: Duration,
 ) -> Result<Library, String> {
     let described = isolated::describe(runner, path, deadline).await?;
     if !isolated_only.contains(&described.name) {
-        return load_library(path, deadline).await;
+        return load_library(path, copies, deadline).await;
     }
     library::check_name(&described.name)?;
     if !described.panic_unwind {
         tracing::info!(plugin = %described.name, "plugin built with panic = \"abort\": it runs isolated only");
     }
-    checked(path, None, &described.name, described.manifest)
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let identity = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
+    checked(path, None, identity, &described.name, described.manifest)
 }
 
 /// The checks on a library's manifest, wherever it was read.
 fn checked(
     path: &Path,
     vtable: Option<&'static PluginVTable>,
+    identity: String,
     name: &str,
     manifest: Manifest,
 ) -> Result<Library, String> {
@@ -198,6 +212,7 @@ fn checked(
         .map_err(|e| format!("config_schema is not a valid JSON Schema: {e}"))?;
     Ok(Library {
         vtable,
+        identity,
         path: path.to_path_buf(),
         manifest,
         validator,
@@ -307,8 +322,14 @@ fn valid_instance_name(name: &str) -> bool {
 }
 
 /// Creates every configured instance, plus a default instance of each plugin that asks for one
-/// and has none configured.
-pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duration) -> Registry {
+/// and has none configured. On a reload, an instance of `previous` whose library and settings
+/// are unchanged is kept as it is rather than created again.
+pub async fn create_instances(
+    config: &Config,
+    loaded: Loaded,
+    deadline: Duration,
+    previous: Option<&Registry>,
+) -> Registry {
     let mut wanted = config.plugins.clone();
     for (name, library) in &loaded.libraries {
         let configured = wanted.values().any(|i| &i.plugin == name) || wanted.contains_key(name);
@@ -337,6 +358,15 @@ pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duratio
             continue;
         };
         used.insert(library.manifest.name.as_str());
+        let source = Source::of(library, settings);
+        if let Some(previous) = previous
+            && previous.keep_unchanged(instance, &source, &mut registry)
+        {
+            registry
+                .rows
+                .push(row(library, Some(instance), PluginStatus::Loaded, None));
+            continue;
+        }
         match start(
             &mut registry,
             instance,
@@ -346,9 +376,12 @@ pub async fn create_instances(config: &Config, loaded: Loaded, deadline: Duratio
         )
         .await
         {
-            Ok(()) => registry
-                .rows
-                .push(row(library, Some(instance), PluginStatus::Loaded, None)),
+            Ok(()) => {
+                registry.sources.insert(instance.clone(), source);
+                registry
+                    .rows
+                    .push(row(library, Some(instance), PluginStatus::Loaded, None));
+            }
             Err(NotLive::Disabled(reason)) => {
                 tracing::info!(plugin.instance = %instance, %reason, "plugin instance disabled");
                 registry.rows.push(row(
@@ -448,7 +481,7 @@ async fn start(
                 .map_err(|f| NotLive::Failed(format!("models: {f}")))?;
             registry.providers.insert(
                 instance.to_owned(),
-                Provider {
+                Arc::new(Provider {
                     name: instance.to_owned(),
                     instance: live,
                     manifest: library.manifest.clone(),
@@ -459,7 +492,7 @@ async fn start(
                     retries: config.retries.min(10),
                     retry_backoff: Duration::from_millis(config.retry_backoff_ms),
                     cache_ttl: config.cache_ttl_secs.map(Duration::from_secs),
-                },
+                }),
             );
         }
         ApiKind::Notifier => {
@@ -467,14 +500,14 @@ async fn start(
                 .map_err(NotLive::Failed)?;
             registry.notifiers.insert(
                 instance.to_owned(),
-                Notifier {
+                Arc::new(Notifier {
                     name: instance.to_owned(),
                     instance: live,
                     client,
                     user_client,
                     secrets,
                     timeouts: config.timeouts,
-                },
+                }),
             );
         }
     }

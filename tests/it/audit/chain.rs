@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use cloudbase_schema::clock::SystemClock;
 use cloudbase_schema::db::models::AuditRow;
 use cloudbase_schema::services::audit::{self, Verdict};
-use cloudbase_server::plugin_host::Registry;
+use cloudbase_server::plugin_host::Host;
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection};
 use diesel_migrations::{FileBasedMigrations, MigrationHarness};
 use serde_json::json;
@@ -73,7 +73,7 @@ async fn fifty_concurrent_mutations_are_chained_exactly_once() {
             let rogue = cloudbase_server::startup::build_app(
                 &config,
                 Arc::new(SystemClock),
-                Arc::new(Registry::empty()),
+                Arc::new(Host::empty()),
             )
             .await
             .unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cloudbase_schema::clock::SystemClock;
 use cloudbase_schema::services::audit::{self, Report, Verdict};
 use cloudbase_server::config::Config;
-use cloudbase_server::plugin_host::Registry;
+use cloudbase_server::plugin_host::Host;
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, error_code};
@@ -54,7 +54,7 @@ pub(crate) async fn verify(app: &TestApp) -> Report {
     let built = cloudbase_server::startup::build_app(
         &app.config,
         Arc::new(SystemClock),
-        Arc::new(Registry::empty()),
+        Arc::new(Host::empty()),
     )
     .await
     .unwrap();
