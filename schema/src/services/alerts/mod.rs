@@ -61,7 +61,8 @@ pub enum RuleKind {
     BudgetThreshold,
     /// More than `thresholdPercent` (1–99) of calls failed over `windowSecs` (at least `minCalls`).
     ErrorRate,
-    /// A provider's last `consecutiveFailures` calls all failed; resolved by its next success.
+    /// A provider's last `consecutiveFailures` calls all failed, or its last call was refused for
+    /// billing (`UPSTREAM_BILLING`: balance or quota used up); resolved by its next success.
     ProviderFailing,
     /// The p95 latency over `windowSecs` is above `latencyMs` (at least `minCalls`).
     LatencyP95,
