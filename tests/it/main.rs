@@ -24,6 +24,7 @@
 //! - [`edges`]: the hardened edges: client addresses behind proxies, users' webhooks that
 //!   redirect, no schema hints in production, the playground's and the console's policy.
 //! - [`plugins`]: loading, robustness, notifications, and Kimi against a local upstream.
+//! - [`kimi`]: Kimi as Moonshot documents it: list prices per region, billing failures never retried.
 //! - [`chat`], [`conversations`]: AI calls plain and streamed, records, prices, history.
 //! - [`budgets`], [`reports`]: budgets that cannot be overspent, rollups, reports, statements.
 //! - [`events`]: live subscriptions, across instances.
@@ -63,6 +64,7 @@ mod events;
 mod hardening;
 mod http;
 mod keys;
+mod kimi;
 mod limits;
 mod map;
 mod mfa;
