@@ -54,9 +54,13 @@ pub enum Error {
         /// When to try again.
         retry_after_ms: i64,
     },
-    /// The AI provider or channel failed or refused (auth, quota, outage, bad answer).
+    /// The AI provider or channel failed or refused (auth, rate limit, outage, bad answer).
     #[error("{0}")]
     Upstream(String),
+    /// The AI provider refused because of its account's billing (balance exhausted, account
+    /// suspended). Never retried: it does not clear by waiting, an operator must act.
+    #[error("{0}")]
+    UpstreamBilling(String),
     /// A plugin misbehaved (panicked, returned garbage); the server kept serving.
     #[error("{0}")]
     Plugin(String),
@@ -108,6 +112,8 @@ pub enum Code {
     RateLimited,
     /// The provider or channel failed.
     UpstreamFailed,
+    /// The provider's account cannot pay for the call (balance or quota used up).
+    UpstreamBilling,
     /// A plugin misbehaved.
     PluginFailed,
     /// A deadline passed.
@@ -134,6 +140,7 @@ impl Code {
             Code::BudgetExceeded => "BUDGET_EXCEEDED",
             Code::RateLimited => "RATE_LIMITED",
             Code::UpstreamFailed => "UPSTREAM_FAILED",
+            Code::UpstreamBilling => "UPSTREAM_BILLING",
             Code::PluginFailed => "PLUGIN_FAILED",
             Code::Timeout => "TIMEOUT",
             Code::Lagged => "LAGGED",
@@ -155,7 +162,11 @@ impl Error {
     pub fn is_provider_fault(&self) -> bool {
         matches!(
             self,
-            Error::Upstream(_) | Error::Timeout(_) | Error::Unavailable(_) | Error::Plugin(_)
+            Error::Upstream(_)
+                | Error::UpstreamBilling(_)
+                | Error::Timeout(_)
+                | Error::Unavailable(_)
+                | Error::Plugin(_)
         )
     }
 
@@ -185,6 +196,7 @@ impl Error {
             Error::BudgetExceeded { .. } => Code::BudgetExceeded,
             Error::RateLimited { .. } => Code::RateLimited,
             Error::Upstream(_) => Code::UpstreamFailed,
+            Error::UpstreamBilling(_) => Code::UpstreamBilling,
             Error::Plugin(_) => Code::PluginFailed,
             Error::Timeout(_) => Code::Timeout,
             Error::Lagged(_) => Code::Lagged,

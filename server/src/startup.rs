@@ -352,11 +352,15 @@ pub async fn build_app_for(
     Ok(app)
 }
 
-/// Adds the shipped prices, and those of `prices_file`, that are not in the database yet.
+/// Adds the shipped prices, the list prices provider plugins publish for their instances, and
+/// those of `prices_file`, that are not in the database yet.
 async fn seed_prices(config: &Config, app: &App) -> anyhow::Result<()> {
     let added = pricing::seed(app, pricing::SEED)
         .await
-        .map_err(|e| anyhow::anyhow!("seeding prices: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("seeding prices: {e}"))?
+        + pricing::seed_from_plugins(app)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding the prices plugins publish: {e}"))?;
     let mut extra = 0;
     if let Some(path) = &config.prices_file {
         let text = std::fs::read_to_string(path)

@@ -28,6 +28,7 @@
 //! - [`plugins`]: loading, robustness, notifications, and Kimi against a local upstream.
 //! - [`reload`]: hot reload of plugins: two versions of one plugin, calls in flight, failures
 //!   that keep the old version, `SIGHUP` and the folder watch.
+//! - [`kimi`]: Kimi as Moonshot documents it: list prices per region, billing failures never retried.
 //! - [`chat`], [`conversations`]: AI calls plain and streamed, records, prices, history.
 //! - [`budgets`], [`reports`]: budgets that cannot be overspent, rollups, reports, statements.
 //! - [`events`]: live subscriptions, across instances.
@@ -72,6 +73,7 @@ mod hardening;
 mod http;
 mod isolation;
 mod keys;
+mod kimi;
 mod limits;
 mod map;
 mod mfa;

@@ -1,6 +1,7 @@
 //! A local OpenAI-compatible upstream on loopback, in Kimi's or OpenAI's dialect: plain JSON and
 //! server-sent events, usage in `choices[0].usage` (Kimi) or top level (OpenAI), and failures on
-//! demand. It records what it receives.
+//! demand (a prompt containing `TOO_LONG` or `NO_BALANCE` gets Moonshot's error for it). It
+//! records what it receives.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
@@ -138,6 +139,11 @@ async fn completions(
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default()
         .to_owned();
+    if prompt.contains("NO_BALANCE") {
+        // Moonshot's answer when the account's balance is used up (its documented error table).
+        let error = json!({"error": {"message": "You exceeded your current token quota: <nil>, please check your account balance", "type": "exceeded_current_quota_error"}});
+        return (StatusCode::TOO_MANY_REQUESTS, error.to_string()).into_response();
+    }
     if prompt.contains("TOO_LONG") {
         let error = json!({"error": {"message": "Invalid request: Your request exceeded model token limit: 8192", "type": "invalid_request_error"}});
         return (StatusCode::BAD_REQUEST, error.to_string()).into_response();

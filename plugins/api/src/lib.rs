@@ -82,7 +82,7 @@
 //!     }
 //!
 //!     fn models(&self) -> Vec<ModelInfo> {
-//!         vec![ModelInfo { id: "echo-1".into(), display_name: None, context_window: None, max_output_tokens: None }]
+//!         vec![ModelInfo { id: "echo-1".into(), display_name: None, context_window: None, max_output_tokens: None, price: None }]
 //!     }
 //!
 //!     fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, PluginError> {

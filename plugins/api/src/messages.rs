@@ -19,7 +19,9 @@ mod http;
 mod manifest;
 mod notify;
 
-pub use chat::{ChatMessage, ChatRequest, ChatResponse, ChatRole, ModelInfo, StreamEvent, Usage};
+pub use chat::{
+    ChatMessage, ChatRequest, ChatResponse, ChatRole, ListPrice, ModelInfo, StreamEvent, Usage,
+};
 pub use error::{ErrorCode, PluginError};
 pub use http::{HttpRequest, HttpResponse, SseEvent};
 pub use manifest::{

@@ -1,5 +1,6 @@
-//! The `kimi` plugin on recorded Moonshot responses (`tests/fixtures/`), without network: request
-//! building, completions, streams, error mapping, and the C ABI entry point.
+//! The `kimi` plugin on recorded Moonshot responses (`tests/fixtures/`, error bodies in the shape
+//! Moonshot's error table documents), without network: request building (`max_tokens`, fixed
+//! sampling), completions, streams, error mapping by `error.type`, and the C ABI entry point.
 
 #![expect(
     clippy::unwrap_used,
@@ -107,6 +108,10 @@ fn builds_the_request() {
     assert!(
         body.get("stream_options").is_none(),
         "Kimi reports usage without stream_options"
+    );
+    assert_eq!(
+        body["max_tokens"], 32_768,
+        "without max_tokens Moonshot stops at its small server default"
     );
 
     let global = kimi(json!({"region": "global"}), false);
@@ -251,32 +256,159 @@ fn streams_reasoning_separately() {
     assert_eq!(out.usage, Some(usage));
 }
 
+fn body_of(req: &HttpRequest) -> Value {
+    serde_json::from_str(req.body.as_deref().unwrap()).unwrap()
+}
+
 #[test]
-fn maps_errors_and_keeps_the_providers_message() {
+fn sends_the_models_output_cap_when_the_caller_sets_none() {
+    let provider = kimi(json!({}), true);
+    for (model, expected) in [
+        ("kimi-k2.5", 32_768),
+        ("kimi-k2-thinking", 32_768),
+        ("moonshot-v1-128k", 32_768),
+        // An 8K window shared by input and output: what the prompt leaves (its 6 UTF-8 bytes,
+        // 8 per message, 8 more).
+        ("moonshot-v1-8k", 8_192 - 22),
+    ] {
+        let body = body_of(&provider.build_request(&request(model, false)).unwrap());
+        assert_eq!(body["max_tokens"], expected, "{model}");
+        let listed = provider
+            .models()
+            .into_iter()
+            .find(|m| m.id == model)
+            .unwrap();
+        assert!(
+            listed.max_output_tokens.is_some(),
+            "{model}: budgets reserve this cap"
+        );
+    }
+    // The caller's own value is sent as is, up to the cap.
+    let asked = ChatRequest {
+        max_tokens: Some(100),
+        ..request("kimi-k2-0905-preview", false)
+    };
+    assert_eq!(
+        body_of(&provider.build_request(&asked).unwrap())["max_tokens"],
+        100
+    );
+    for max_tokens in [0, 32_769] {
+        let too_many = ChatRequest {
+            max_tokens: Some(max_tokens),
+            ..request("kimi-k2-0905-preview", false)
+        };
+        let err = provider.build_request(&too_many).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadInput);
+        assert!(
+            err.message
+                .contains("max_tokens must be between 1 and 32768"),
+            "{}",
+            err.message
+        );
+    }
+}
+
+#[test]
+fn sampling_the_model_fixes_is_not_forwarded() {
+    let provider = kimi(json!({}), true);
+    let tuned = |model: &str| ChatRequest {
+        temperature: Some(0.3),
+        top_p: Some(0.8),
+        ..request(model, false)
+    };
+    // kimi-k2.5 rejects any temperature or top_p but its own: neither is sent.
+    let body = body_of(&provider.build_request(&tuned("kimi-k2.5")).unwrap());
+    assert!(body.get("temperature").is_none(), "{body}");
+    assert!(body.get("top_p").is_none(), "{body}");
+    // The thinking models expect temperature 1.0; top_p stays the caller's.
+    for model in ["kimi-k2-thinking", "kimi-k2-thinking-turbo"] {
+        let body = body_of(&provider.build_request(&tuned(model)).unwrap());
+        assert_eq!(body["temperature"], 1.0, "{model}");
+        assert_eq!(body["top_p"], 0.8, "{model}");
+    }
+    // Other models get what the caller asked for.
+    let body = body_of(
+        &provider
+            .build_request(&tuned("kimi-k2-0905-preview"))
+            .unwrap(),
+    );
+    assert_eq!(
+        (body["temperature"].as_f64(), body["top_p"].as_f64()),
+        (Some(0.3), Some(0.8))
+    );
+    // Out of Kimi's range is still refused, whatever the model.
+    let hot = ChatRequest {
+        temperature: Some(1.5),
+        ..request("kimi-k2.5", false)
+    };
+    assert_eq!(
+        provider.build_request(&hot).unwrap_err().code,
+        ErrorCode::BadInput
+    );
+}
+
+#[test]
+fn maps_errors_by_type_and_keeps_the_providers_words() {
     let cases = [
         (
             400,
             include_str!("fixtures/errors/400_token_limit.json"),
             ErrorCode::BadInput,
-            "Invalid request: Your request exceeded model token limit: 8192",
+            "Invalid request: Your request exceeded model token limit: 8192 (invalid_request_error)",
         ),
         (
             400,
             include_str!("fixtures/errors/400_temperature.json"),
             ErrorCode::BadInput,
-            "Invalid request: temperature must be in [0, 1]",
+            "Invalid request: temperature must be in [0, 1] (invalid_request_error)",
+        ),
+        (
+            400,
+            include_str!("fixtures/errors/400_content_filter.json"),
+            ErrorCode::BadInput,
+            "The request was rejected because it was considered high risk (content_filter)",
         ),
         (
             401,
             include_str!("fixtures/errors/401_auth.json"),
             ErrorCode::Upstream,
-            "HTTP 401: Invalid Authentication",
+            "HTTP 401 (invalid_authentication_error): Invalid Authentication",
+        ),
+        (
+            401,
+            include_str!("fixtures/errors/401_incorrect_key.json"),
+            ErrorCode::Upstream,
+            "HTTP 401 (incorrect_api_key_error): Incorrect API key provided",
+        ),
+        (
+            404,
+            include_str!("fixtures/errors/404_model.json"),
+            ErrorCode::Upstream,
+            "HTTP 404 (resource_not_found_error): Not found the model kimi-k2.5 or Permission denied (the model was retired, or this API key may not use it)",
         ),
         (
             429,
             include_str!("fixtures/errors/429_rate_limit.json"),
             ErrorCode::Upstream,
-            "HTTP 429: Your account org-3f2a1b0c <ak-f7e6d5c4> request reached organization max RPM: 3, please try again after 1 seconds",
+            "HTTP 429 (rate_limit_reached_error): Your account org-3f2a1b0c <ak-f7e6d5c4> request reached organization max RPM: 3, please try again after 1 seconds",
+        ),
+        (
+            429,
+            include_str!("fixtures/errors/429_overloaded.json"),
+            ErrorCode::Upstream,
+            "HTTP 429 (engine_overloaded_error): The engine is currently overloaded, please try again later",
+        ),
+        (
+            429,
+            include_str!("fixtures/errors/429_quota.json"),
+            ErrorCode::Billing,
+            "HTTP 429 (exceeded_current_quota_error): You exceeded your current token quota: <nil>, please check your account balance",
+        ),
+        (
+            429,
+            include_str!("fixtures/errors/429_suspended.json"),
+            ErrorCode::Billing,
+            "HTTP 429 (exceeded_current_quota_error): Your account org-3f2a1b0c<ak-f7e6d5c4> is suspended, please check your plan and billing details",
         ),
     ];
     let provider = kimi(json!({}), true);
@@ -303,6 +435,35 @@ fn maps_errors_and_keeps_the_providers_message() {
         err.message
     );
     assert!(err.message.contains("500 Internal Server Error"));
+}
+
+#[test]
+fn an_error_in_a_stream_keeps_its_type() {
+    let provider = kimi(json!({}), true);
+    let event = |data: &str| SseEvent {
+        event: None,
+        data: data.trim().into(),
+    };
+    let quota = provider
+        .parse_stream_event(&event(include_str!("fixtures/errors/429_quota.json")))
+        .unwrap_err();
+    assert_eq!(quota.code, ErrorCode::Billing);
+    assert!(
+        quota
+            .message
+            .starts_with("(exceeded_current_quota_error): "),
+        "{}",
+        quota.message
+    );
+    let busy = provider
+        .parse_stream_event(&event(include_str!("fixtures/errors/429_overloaded.json")))
+        .unwrap_err();
+    assert_eq!(busy.code, ErrorCode::Upstream);
+    assert!(
+        busy.message.starts_with("(engine_overloaded_error): "),
+        "{}",
+        busy.message
+    );
 }
 
 /// The real entry point, as the host sees it: vtable checks, manifest, create, one call, destroy.

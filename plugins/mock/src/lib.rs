@@ -232,6 +232,7 @@ impl Provider for Mock {
                 display_name: Some((*display).into()),
                 context_window: Some(CONTEXT_WINDOW),
                 max_output_tokens: Some(MAX_OUTPUT_TOKENS),
+                price: None,
             })
             .collect()
     }

@@ -215,17 +215,17 @@ pub async fn last_finished(
     })
 }
 
-/// The statuses of `provider`'s last `n` finished calls, newest first.
+/// The statuses and error codes of `provider`'s last `n` finished calls, newest first.
 pub async fn last_statuses(
     conn: &mut DbConn,
     provider: &str,
     n: i64,
-) -> QueryResult<Vec<CallStatus>> {
+) -> QueryResult<Vec<(CallStatus, Option<String>)>> {
     db_run!(conn, |c| {
         ai_calls::table
             .filter(ai_calls::provider.eq(provider))
             .filter(ai_calls::status.eq_any([CallStatus::Succeeded, CallStatus::Failed]))
-            .select(ai_calls::status)
+            .select((ai_calls::status, ai_calls::error_code))
             .order((ai_calls::started_at.desc(), ai_calls::id.desc()))
             .limit(n)
             .load(c)

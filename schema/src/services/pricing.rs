@@ -144,11 +144,60 @@ fn to_row(app: &App, new: &NewPrice, created_by: Option<&str>) -> Result<Price, 
 pub async fn seed(app: &App, toml_text: &str) -> Result<usize, Error> {
     let file: SeedFile = toml::from_str(toml_text)
         .map_err(|e| Error::bad_input("prices_file", format!("invalid price file: {e}")))?;
+    let rows = file
+        .price
+        .iter()
+        .map(|new| to_row(app, new, None))
+        .collect::<Result<Vec<_>, _>>()?;
+    seed_rows(app, &rows).await
+}
+
+/// Adds the list prices provider plugins publish on their models ([`ModelInfo::price`]), each
+/// for the provider instance that serves the model, with the same rule as [`seed`]. An instance
+/// publishes prices in its own currency (Kimi's `global` region in USD, `cn` in CNY), so an
+/// instance of any name gets the right rows. A price that does not parse is logged and skipped:
+/// a plugin's bad data never stops the server. Returns how many rows it added.
+///
+/// [`ModelInfo::price`]: cloudbase_plugin_api::ModelInfo::price
+pub async fn seed_from_plugins(app: &App) -> Result<usize, Error> {
+    let mut rows = Vec::new();
+    for model in app.plugins.models() {
+        let Some(price) = model.info.price else {
+            continue;
+        };
+        let row = DateTime::parse_from_rfc3339(&price.effective_from)
+            .map_err(|e| Error::bad_input("effective_from", e.to_string()))
+            .and_then(|from| {
+                let new = NewPrice {
+                    provider: model.provider.clone(),
+                    model: model.info.id.clone(),
+                    input: price.input,
+                    cached_input: price.cached_input,
+                    output: price.output,
+                    currency: price.currency,
+                    effective_from: from.with_timezone(&Utc),
+                    note: price.note,
+                };
+                to_row(app, &new, None)
+            });
+        match row {
+            Ok(row) => rows.push(row),
+            Err(e) => tracing::warn!(
+                provider = %model.provider, model = %model.info.id, error = %e,
+                "a plugin published an invalid list price; skipped"
+            ),
+        }
+    }
+    seed_rows(app, &rows).await
+}
+
+/// Adds each of `rows` unless a row exists for its provider, model and `effective_from`: the one
+/// seeding path of [`seed`] and [`seed_from_plugins`]. Returns how many it added.
+async fn seed_rows(app: &App, rows: &[Price]) -> Result<usize, Error> {
     let mut conn = app.db.get().await?;
     let mut added = 0;
-    for new in &file.price {
-        let row = to_row(app, new, None)?;
-        if prices::insert_if_absent(&mut conn, &row).await? {
+    for row in rows {
+        if prices::insert_if_absent(&mut conn, row).await? {
             added += 1;
         }
     }

@@ -54,6 +54,7 @@ pub fn failure(instance: &str, f: CallFailure) -> Error {
                 message: e.message,
             },
             ErrorCode::Upstream => Error::Upstream(e.message),
+            ErrorCode::Billing => Error::UpstreamBilling(e.message),
             ErrorCode::Config => {
                 Error::Upstream(format!("`{instance}` is misconfigured: {}", e.message))
             }

@@ -53,7 +53,8 @@ impl Provider {
     }
 
     /// Sends `http`, trying again (with backoff) after a connect failure, a timeout before the
-    /// first byte, a 429 or a 5xx, at most `retries` more times. Returns the last response.
+    /// first byte, a 429 or a 5xx, at most `retries` more times, unless the plugin reads the
+    /// answer as a billing refusal ([`Self::refuse_billing`]). Returns the last response.
     async fn send_retrying(&self, http: &HttpRequest) -> Result<(reqwest::Response, u32), Error> {
         let mut attempts = 0u32;
         loop {
@@ -73,6 +74,9 @@ impl Provider {
             if !retryable || attempts > self.retries {
                 return outcome.map(|r| (r, attempts)).map_err(Error::from);
             }
+            if let Ok(response) = outcome {
+                self.refuse_billing(response).await?;
+            }
             let backoff = self
                 .retry_backoff
                 .saturating_mul(1 << (attempts - 1).min(5))
@@ -85,6 +89,22 @@ impl Provider {
                 "retrying the provider"
             );
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Before a retryable answer (a 429 or 5xx) is retried, lets the plugin read it: a billing
+    /// refusal (Moonshot answers a used-up balance with 429) ends the call instead, since waiting
+    /// cannot clear it. Any other reading lets the retry go ahead.
+    async fn refuse_billing(&self, response: reqwest::Response) -> Result<(), Error> {
+        let Ok(whole) = upstream::read_whole(response, &self.what()).await else {
+            return Ok(());
+        };
+        match self
+            .call::<_, ChatResponse>("chat.parse_response", &whole)
+            .await
+        {
+            Err(billing @ Error::UpstreamBilling(_)) => Err(billing),
+            _ => Ok(()),
         }
     }
 

@@ -17,6 +17,30 @@ pub struct ModelInfo {
     /// Largest completion in tokens.
     #[serde(default)]
     pub max_output_tokens: Option<u32>,
+    /// The provider's list price for this model, for this instance (its region decides the
+    /// currency). The host seeds it as a price row when none exists yet for the instance, the
+    /// model and `effective_from`. Optional: plugins built before this field existed omit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<ListPrice>,
+}
+
+/// A list price as the provider publishes it. Amounts are exact decimal strings (`"0.60"`, at
+/// most 6 decimals) in `currency` per 1M tokens: no floats cross the boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPrice {
+    /// Per 1M uncached input tokens.
+    pub input: String,
+    /// Per 1M input tokens served from the provider's cache.
+    pub cached_input: String,
+    /// Per 1M output tokens (reasoning included).
+    pub output: String,
+    /// ISO 4217 code, such as `CNY` or `USD`.
+    pub currency: String,
+    /// When the price took effect, RFC 3339 in UTC (`2025-11-06T00:00:00Z`).
+    pub effective_from: String,
+    /// Where the price comes from and when that source was read.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Who said a message.

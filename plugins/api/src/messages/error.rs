@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorCode {
     /// The request is wrong (bad parameter, context too long): the caller must change it.
     BadInput,
-    /// The upstream service failed or refused (auth, quota, outage).
+    /// The upstream service failed or refused (auth, rate limit, outage).
     Upstream,
+    /// The upstream refused because of the provider account's billing (balance exhausted,
+    /// account suspended). Waiting does not help, so the host never retries it; an operator
+    /// must act. Hosts older than this code report it as a broken plugin contract.
+    Billing,
     /// The instance configuration is wrong.
     Config,
     /// The method is not implemented by this plugin.

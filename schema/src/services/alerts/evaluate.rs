@@ -165,17 +165,27 @@ async fn evaluate(app: &App, rule: &AlertRule, leader: bool) -> Result<(), Error
             for provider in providers {
                 let last = stats::last_statuses(&mut conn, &provider, n).await?;
                 let all_failed =
-                    last.len() as i64 == n && last.iter().all(|s| *s == CallStatus::Failed);
-                let recovered = last.first() == Some(&CallStatus::Succeeded);
-                if all_failed || recovered {
+                    last.len() as i64 == n && last.iter().all(|(s, _)| *s == CallStatus::Failed);
+                // One billing refusal is enough: every call fails until someone tops up.
+                let billing = last.first().is_some_and(|(_, code)| {
+                    code.as_deref() == Some(crate::error::Code::UpstreamBilling.as_str())
+                });
+                let recovered = last
+                    .first()
+                    .is_some_and(|(s, _)| *s == CallStatus::Succeeded);
+                if all_failed || billing || recovered {
                     seen.push(Observation {
-                        detail: if all_failed {
+                        detail: if billing {
+                            format!(
+                                "`{provider}` refused a call for billing (its balance or quota is used up); top up the provider account"
+                            )
+                        } else if all_failed {
                             format!("the last {n} calls to `{provider}` failed")
                         } else {
                             format!("`{provider}` answered again")
                         },
                         subject: provider,
-                        firing: all_failed,
+                        firing: all_failed || billing,
                     });
                 }
             }

@@ -61,8 +61,9 @@ pub enum RuleKind {
     BudgetThreshold,
     /// More than `thresholdPercent` (1–99) of calls failed over `windowSecs` (at least `minCalls`).
     ErrorRate,
-    /// A provider's last `consecutiveFailures` calls all failed (subject the provider; resolved
-    /// by its next success), or its circuit breaker is open or half-open on a node (subject
+    /// A provider's last `consecutiveFailures` calls all failed, or its last call was refused for
+    /// billing (`UPSTREAM_BILLING`: balance or quota used up); subject the provider, resolved by
+    /// its next success. Or its circuit breaker is open or half-open on a node (subject
     /// `breaker:<provider>@<node>`; resolved when it closes).
     ProviderFailing,
     /// The p95 latency over `windowSecs` is above `latencyMs` (at least `minCalls`).

@@ -141,6 +141,13 @@ impl ApiError {
                 Some("upstream_error"),
                 message,
             ),
+            // 402, not 429 or 5xx: OpenAI's SDKs retry those, and this does not clear by waiting.
+            Code::UpstreamBilling => Self::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "api_error",
+                Some("upstream_billing"),
+                message,
+            ),
             Code::Timeout => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "api_error",
