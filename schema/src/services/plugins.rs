@@ -166,5 +166,12 @@ async fn run_reload(app: &App, trigger: &str) -> Result<PluginReload, Error> {
         removed = count(PluginChangeKind::Removed),
         "plugins reloaded"
     );
+    // A new instance, or a new version with new models, brings its list prices: seeded as at
+    // start (rows already there are left alone). The reload itself stands if this fails.
+    if !reload.changes.is_empty()
+        && let Err(e) = super::pricing::seed_from_plugins(app).await
+    {
+        tracing::warn!(trigger, error = %e, "seeding the list prices of reloaded plugins failed");
+    }
     Ok(reload)
 }
