@@ -95,7 +95,9 @@ async fn a_reload_swaps_versions_while_calls_in_flight_finish_on_the_old() {
     let scratch = tempfile::tempdir().unwrap();
     let gate = scratch.path().join("go");
     let gate_define = format!("GATE=\"{}\"", gate.display());
-    let app = spawn_v1(&[&gate_define], |_| {}).await;
+    let destroyed = scratch.path().join("v1-destroyed");
+    let destroyed_define = format!("DESTROYED=\"{}\"", destroyed.display());
+    let app = spawn_v1(&[&gate_define, &destroyed_define], |_| {}).await;
     let admin = app.admin_token().await;
     let (user, _, _) = app.register("reload@example.com", "reload-password").await;
     assert_eq!(say(&app, &user).await, "reply from 1.0.0");
@@ -136,8 +138,14 @@ async fn a_reload_swaps_versions_while_calls_in_flight_finish_on_the_old() {
         "2.0.0"
     );
 
-    // New calls get 2.0.0 at once, while the stream goes on on 1.0.0 to its end.
+    // New calls get 2.0.0 at once, while the stream goes on on 1.0.0 to its end; the 1.0.0
+    // instance is not destroyed while it serves it.
     assert_eq!(say(&app, &user).await, "reply from 2.0.0");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !destroyed.exists(),
+        "destroyed while a stream still ran on it"
+    );
     std::fs::write(&gate, b"").unwrap();
     let (rest, error) = stream.collect("s").await;
     assert!(error.is_none(), "{error:?}");
@@ -157,6 +165,15 @@ async fn a_reload_swaps_versions_while_calls_in_flight_finish_on_the_old() {
     let last = &rest.last().unwrap()["data"]["chatStream"];
     assert_eq!(last["done"], true);
     assert_eq!(last["aiCall"]["status"], "SUCCEEDED");
+    // Its last call over, the replaced instance is given back to its plugin's `destroy`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !destroyed.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        destroyed.exists(),
+        "the replaced 1.0.0 instance was never destroyed"
+    );
 
     // The list says so, the event went out, and the reload is on the audit trail.
     let plugins = app.gql_ok(Some(&admin), PLUGINS, json!({})).await;
@@ -397,4 +414,62 @@ async fn sighup_and_the_folder_watch_reload_too() {
         2,
         "{reloads:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reloaded_plugin_brings_its_list_price_and_calls_are_priced_by_it() {
+    const PRICES: &str = "query { prices(provider: \"versioned\", model: \"v-model\") { currency inputPerMtok cachedInputPerMtok outputPerMtok effectiveFrom note } }";
+    let app = spawn_v1(&[], |_| {}).await;
+    let admin = app.admin_token().await;
+    let call = async |app: &TestApp| {
+        app.gql_ok(
+            Some(&admin),
+            &chat_query(),
+            json!({"input": {"provider": "versioned", "model": "v-model", "message": "hi"}}),
+        )
+        .await["chat"]["aiCall"]
+            .clone()
+    };
+    // 1.0.0 names no price: nothing is seeded and its calls are unpriced.
+    let before = call(&app).await;
+    assert_eq!(
+        (&before["priced"], &before["costMicros"]),
+        (&json!(false), &json!("0"))
+    );
+    let prices = app.gql_ok(Some(&admin), PRICES, json!({})).await;
+    assert_eq!(prices["prices"], json!([]));
+
+    // 2.0.0 publishes one: the reload seeds it, and the price memo hears of it at once.
+    overwrite(&library(&app), &built("2.0.0", &["PRICED"]));
+    let reload = app.gql_ok(Some(&admin), RELOAD, json!({})).await;
+    assert_eq!(reload["reloadPlugins"]["changes"][0]["change"], "REPLACED");
+    let prices = app.gql_ok(Some(&admin), PRICES, json!({})).await;
+    let mut seeded = prices["prices"].clone();
+    assert_eq!(seeded.as_array().map(Vec::len), Some(1), "{prices}");
+    let from = seeded[0]["effectiveFrom"].take();
+    assert!(
+        from.as_str().unwrap().starts_with("2025-01-01T00:00:00"),
+        "{prices}"
+    );
+    assert_eq!(
+        seeded[0],
+        json!({
+            "currency": "CNY", "inputPerMtok": "2000000", "cachedInputPerMtok": "500000",
+            "outputPerMtok": "8000000", "effectiveFrom": null, "note": "versioned 2.0.0 list price"
+        })
+    );
+    let after = call(&app).await;
+    // 3 prompt tokens at 2.00 and 2 completion tokens at 8.00 per 1M: 6 + 16 micros.
+    assert_eq!(
+        (&after["priced"], &after["costMicros"], &after["currency"]),
+        (&json!(true), &json!("22"), &json!("CNY"))
+    );
+
+    // 3.0.0 publishes the same row (same effective date): it is left alone, not added again.
+    overwrite(&library(&app), &built("3.0.0", &["PRICED"]));
+    let reload = app.gql_ok(Some(&admin), RELOAD, json!({})).await;
+    assert_eq!(reload["reloadPlugins"]["changes"][0]["version"], "3.0.0");
+    let prices = app.gql_ok(Some(&admin), PRICES, json!({})).await;
+    assert_eq!(prices["prices"].as_array().unwrap().len(), 1, "{prices}");
+    assert_eq!(prices["prices"][0]["note"], "versioned 2.0.0 list price");
 }

@@ -168,6 +168,37 @@ async fn the_first_wechat_sign_in_makes_an_account_and_later_ones_sign_it_in() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn first_sign_ins_of_one_wechat_user_at_once_all_get_the_one_account() {
+    let stand_in = StandIn::start().await;
+    let app = with_wechat(&stand_in, |_| {}).await;
+    // Six at once, before any account exists: each finds no link and hashes a password before
+    // it writes, so they race to make the account. One makes it; the others sign it in.
+    let logins = futures_util::future::join_all((0..6).map(|_| wechat_login(&app, "carol"))).await;
+    let ids: Vec<String> = logins.iter().map(|body| signed_in(body).1).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{logins:?}");
+    let admin = app.admin_token().await;
+    let users = app
+        .gql_ok(
+            Some(&admin),
+            "{ users(first: 100) { edges { node { email } } } }",
+            json!({}),
+        )
+        .await;
+    let wechat_accounts = users["users"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["node"]["email"]
+                .as_str()
+                .unwrap()
+                .ends_with("@wechat.invalid")
+        })
+        .count();
+    assert_eq!(wechat_accounts, 1, "{users}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn wechat_refusals_get_clear_codes_and_never_show_the_secret() {
     let stand_in = StandIn::start().await;
     let app = with_wechat(&stand_in, |_| {}).await;

@@ -43,6 +43,16 @@ pub struct RStr {
     pub len: usize,
 }
 
+impl RStr {
+    /// Borrows `bytes` for the duration of a call.
+    pub fn of(bytes: &[u8]) -> RStr {
+        RStr {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+}
+
 /// An owned byte buffer allocated by the plugin; release it with the plugin's `free_buf`.
 #[repr(C)]
 #[derive(Debug)]
@@ -85,7 +95,8 @@ pub struct PluginVTable {
     /// instance pointer to `out_instance`, on failure a `PluginError` into `out`.
     pub create:
         unsafe extern "C" fn(config: RStr, out_instance: *mut *mut c_void, out: *mut RBuf) -> i32,
-    /// Destroys an instance.
+    /// Destroys an instance. The host calls it at most once, after the instance's last call
+    /// has returned (when a reload replaced it; a stopping server may skip it).
     pub destroy: unsafe extern "C" fn(instance: *mut c_void),
     /// Calls `method` with `input` JSON; writes the output JSON into `out`. Instances must be
     /// safe to call from several threads at once.

@@ -21,6 +21,8 @@
 //! - [`traits`]: the safe [`Provider`] and [`Notifier`] traits.
 //! - [`ffi`]: the generic shims behind [`export_plugin!`]; they catch every panic inside the plugin.
 //! - [`openai`]: helpers for the OpenAI chat-completions wire format (requests, responses, SSE).
+//! - `host` (feature `host`): for hosts of plugin libraries, not plugin authors: opening and
+//!   checking a library, and taking the buffers it returns.
 //!
 //! # A complete plugin
 //!
@@ -82,7 +84,7 @@
 //!     }
 //!
 //!     fn models(&self) -> Vec<ModelInfo> {
-//!         vec![ModelInfo { id: "echo-1".into(), display_name: None, context_window: None, max_output_tokens: None, price: None }]
+//!         vec![ModelInfo::new("echo-1")]
 //!     }
 //!
 //!     fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, PluginError> {
@@ -108,6 +110,8 @@
 pub mod abi;
 pub mod channel;
 pub mod ffi;
+#[cfg(feature = "host")]
+pub mod host;
 pub mod messages;
 pub mod openai;
 pub mod traits;

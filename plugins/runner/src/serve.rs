@@ -18,9 +18,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cloudbase_plugin_api::abi::{
-    ABI_VERSION, ENTRY_SYMBOL, EntryFn, FLAG_PANIC_UNWIND, PluginVTable, RBuf, RStr, status,
-};
+use cloudbase_plugin_api::abi::{FLAG_PANIC_UNWIND, PluginVTable, RBuf, RStr, status};
+use cloudbase_plugin_api::host::{self, Panics};
 use cloudbase_plugin_api::{ErrorCode, PluginError};
 
 use crate::protocol::{Frame, kind, read_frame, write_frame};
@@ -44,7 +43,7 @@ pub fn run(library: &Path) -> ExitCode {
         }
     };
     let runner = Arc::new(Runner {
-        vtable: open(library),
+        vtable: host::open(library, Panics::MayAbort),
         instance: OnceLock::new(),
         output: Mutex::new(output),
         cancelled: Mutex::new(HashSet::new()),
@@ -78,46 +77,6 @@ fn protocol_output() -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
-/// Opens the library and checks its table as the host's loader does, except the panic flag:
-/// a plugin built with `panic = "abort"` may run here, where an abort takes only this process.
-fn open(path: &Path) -> Result<&'static PluginVTable, String> {
-    // SAFETY: opening the library runs its initialisers; running this library, in this
-    // process and nowhere else, is what the runner is for.
-    let library = unsafe {
-        libloading::os::unix::Library::open(
-            Some(path),
-            libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
-        )
-    }
-    .map_err(|e| format!("not a loadable library: {e}"))?;
-    let library: &'static libloading::os::unix::Library = Box::leak(Box::new(library));
-    // SAFETY: the symbol, if present, is declared by the ABI as `EntryFn`.
-    let entry: EntryFn = unsafe { library.get::<EntryFn>(ENTRY_SYMBOL.as_bytes()) }
-        .map(|symbol| *symbol)
-        .map_err(|_| format!("no `{ENTRY_SYMBOL}` symbol: not a CloudBase AI plugin"))?;
-    // SAFETY: calling the entry point per the ABI; it takes nothing and returns a pointer.
-    let table = unsafe { entry() };
-    if table.is_null() {
-        return Err("the entry point returned a null table".into());
-    }
-    let words = table.cast::<u32>();
-    // SAFETY: every version of the table starts with `abi_version: u32, struct_size: u32`.
-    let (abi_version, struct_size) = unsafe { (words.read(), words.add(1).read()) };
-    if abi_version != ABI_VERSION {
-        return Err(format!(
-            "ABI version {abi_version}; this server speaks version {ABI_VERSION}"
-        ));
-    }
-    let expected = std::mem::size_of::<PluginVTable>();
-    if (struct_size as usize) < expected {
-        return Err(format!(
-            "function table of {struct_size} bytes; ABI version {ABI_VERSION} needs {expected}"
-        ));
-    }
-    // SAFETY: the version and size checks above guarantee the full v1 layout is present.
-    Ok(unsafe { &*table })
-}
-
 /// The runner's state: the library, its one instance, and the frames' output.
 struct Runner {
     vtable: Result<&'static PluginVTable, String>,
@@ -131,13 +90,6 @@ struct Runner {
 /// A `PluginError` JSON with `message`.
 fn error_json(message: String) -> Vec<u8> {
     serde_json::to_vec(&PluginError::new(ErrorCode::Internal, message)).unwrap_or_default()
-}
-
-fn rstr(bytes: &[u8]) -> RStr {
-    RStr {
-        ptr: bytes.as_ptr(),
-        len: bytes.len(),
-    }
 }
 
 impl Runner {
@@ -178,7 +130,7 @@ impl Runner {
         match frame.kind {
             kind::DESCRIBE => {
                 let answer = serde_json::json!({
-                    "name": name(vtable),
+                    "name": host::name(vtable).unwrap_or_default(),
                     "panic_unwind": vtable.flags & FLAG_PANIC_UNWIND != 0,
                 });
                 self.reply(frame.id, status::OK, answer.to_string().into_bytes());
@@ -187,7 +139,7 @@ impl Runner {
                 let mut out = RBuf::EMPTY;
                 // SAFETY: `manifest` is part of the checked v1 table; `out` is a valid slot.
                 let code = unsafe { (vtable.manifest)(&mut out) };
-                self.reply(frame.id, code, take(vtable, out));
+                self.reply(frame.id, code, host::take(vtable, out));
             }
             kind::CREATE => self.create(vtable, frame),
             kind::CALL if INLINE_METHODS.contains(&frame.method.as_str()) => {
@@ -219,8 +171,8 @@ impl Runner {
         let mut instance: *mut c_void = std::ptr::null_mut();
         // SAFETY: `create` is part of the checked v1 table; the config outlives the call and both
         // out-pointers are valid slots.
-        let code = unsafe { (vtable.create)(rstr(&frame.payload), &mut instance, &mut out) };
-        let bytes = take(vtable, out);
+        let code = unsafe { (vtable.create)(RStr::of(&frame.payload), &mut instance, &mut out) };
+        let bytes = host::take(vtable, out);
         if code == status::OK && !instance.is_null() {
             let _ = self.instance.set(instance.expose_provenance());
         }
@@ -253,12 +205,12 @@ impl Runner {
         let code = unsafe {
             (vtable.call)(
                 instance,
-                rstr(frame.method.as_bytes()),
-                rstr(&frame.payload),
+                RStr::of(frame.method.as_bytes()),
+                RStr::of(&frame.payload),
                 &mut out,
             )
         };
-        self.reply(frame.id, code, take(vtable, out));
+        self.reply(frame.id, code, host::take(vtable, out));
     }
 
     fn stream(&self, vtable: &'static PluginVTable, frame: Frame) {
@@ -284,14 +236,14 @@ impl Runner {
         let code = unsafe {
             call_stream(
                 instance,
-                rstr(frame.method.as_bytes()),
-                rstr(&frame.payload),
+                RStr::of(frame.method.as_bytes()),
+                RStr::of(&frame.payload),
                 emit_frame,
                 ctx,
                 &mut out,
             )
         };
-        let bytes = take(vtable, out);
+        let bytes = host::take(vtable, out);
         self.cancelled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -334,28 +286,4 @@ unsafe extern "C" fn emit_frame(ctx: *mut c_void, event: RStr) -> i32 {
         payload,
     };
     if target.runner.send(&frame) { 0 } else { 1 }
-}
-
-/// The name the library reports (checked by the host).
-fn name(vtable: &'static PluginVTable) -> String {
-    // SAFETY: `name` is part of the checked v1 table and returns a static string.
-    let raw = unsafe { (vtable.name)() };
-    if raw.ptr.is_null() || raw.len == 0 {
-        return String::new();
-    }
-    // SAFETY: the ABI says `name` points at `len` static bytes.
-    String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(raw.ptr, raw.len) }).into_owned()
-}
-
-/// Copies a plugin-owned buffer out and hands it back to the plugin.
-fn take(vtable: &PluginVTable, buf: RBuf) -> Vec<u8> {
-    if buf.ptr.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: the plugin filled `buf` during the call that just returned; it stays valid until
-    // given back to `free_buf`, right after the copy, exactly once.
-    let bytes = unsafe { std::slice::from_raw_parts(buf.ptr, buf.len) }.to_vec();
-    // SAFETY: see above.
-    unsafe { (vtable.free_buf)(buf) };
-    bytes
 }

@@ -22,32 +22,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use cloudbase_plugin_api::abi::{PluginVTable, RBuf, RStr, status};
+use cloudbase_plugin_api::host;
 use cloudbase_plugin_api::{ErrorCode, Manifest, PluginError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 pub use super::failure::CallFailure;
-
-fn rstr(bytes: &[u8]) -> RStr {
-    RStr {
-        ptr: bytes.as_ptr(),
-        len: bytes.len(),
-    }
-}
-
-/// Copies a plugin-owned buffer out and hands it back to the plugin.
-fn take(vtable: &PluginVTable, buf: RBuf) -> Vec<u8> {
-    if buf.ptr.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: the plugin filled `buf` during the call that just returned; it stays valid until
-    // given back to `free_buf`, which happens right after the copy, exactly once.
-    let bytes = unsafe { std::slice::from_raw_parts(buf.ptr, buf.len) }.to_vec();
-    // SAFETY: see above.
-    unsafe { (vtable.free_buf)(buf) };
-    bytes
-}
 
 /// Interprets a status and output bytes (also those an isolated plugin's runner relays).
 pub(super) fn decode<O: DeserializeOwned>(code: i32, bytes: &[u8]) -> Result<O, CallFailure> {
@@ -98,7 +79,7 @@ pub async fn manifest(
         let mut out = RBuf::EMPTY;
         // SAFETY: `manifest` is part of the checked v1 table; `out` is a valid slot.
         let code = unsafe { (vtable.manifest)(&mut out) };
-        (code, take(vtable, out))
+        (code, host::take(vtable, out))
     })
     .await?;
     decode(code, &bytes)
@@ -154,7 +135,7 @@ struct Handle(*mut c_void);
 
 // SAFETY: the ABI requires instances to be callable from any thread, several at once
 // (documented in `cloudbase_plugin_api::abi::PluginVTable::call` and docs/plugins.md). The
-// handle is never freed: instances live as long as the process.
+// handle is given back to `destroy` once, when the last `Arc<Instance>` goes (see `Drop`).
 unsafe impl Send for Handle {}
 // SAFETY: as above.
 unsafe impl Sync for Handle {}
@@ -171,8 +152,8 @@ impl Instance {
             let mut instance: *mut c_void = std::ptr::null_mut();
             // SAFETY: `create` is part of the checked v1 table; the config bytes outlive the call
             // and both out-pointers are valid slots.
-            let code = unsafe { (vtable.create)(rstr(&config), &mut instance, &mut out) };
-            (code, Handle(instance), take(vtable, out))
+            let code = unsafe { (vtable.create)(RStr::of(&config), &mut instance, &mut out) };
+            (code, Handle(instance), host::take(vtable, out))
         })
         .await?;
         decode::<serde_json::Value>(code, &bytes)?;
@@ -244,12 +225,12 @@ impl Instance {
         let code = unsafe {
             (self.vtable.call)(
                 self.handle.0,
-                rstr(method.as_bytes()),
-                rstr(input),
+                RStr::of(method.as_bytes()),
+                RStr::of(input),
                 &mut out,
             )
         };
-        (code, take(self.vtable, out))
+        (code, host::take(self.vtable, out))
     }
 
     /// Starts a streaming call: events arrive on the receiver (raw JSON), and the join handle
@@ -278,14 +259,14 @@ impl Instance {
             let code = unsafe {
                 call_stream(
                     this.handle.0,
-                    rstr(method.as_bytes()),
-                    rstr(&input),
+                    RStr::of(method.as_bytes()),
+                    RStr::of(&input),
                     emit_to_channel,
                     ctx,
                     &mut out,
                 )
             };
-            decode::<serde_json::Value>(code, &take(this.vtable, out)).map(|_| ())
+            decode::<serde_json::Value>(code, &host::take(this.vtable, out)).map(|_| ())
         });
         (rx, handle)
     }
@@ -293,6 +274,26 @@ impl Instance {
     /// The per-call deadline.
     pub fn deadline(&self) -> Duration {
         self.deadline
+    }
+}
+
+/// An instance is destroyed when nothing holds it any more: a hot reload replaced it and the
+/// last call on it ended (every call holds its `Arc`, also one still running on a blocking thread
+/// past its deadline), or its registry was dropped. The plugin's `destroy` runs on the blocking pool,
+/// where a slow one holds up no request.
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let (vtable, handle) = (self.vtable, Handle(self.handle.0));
+        let destroy = move || {
+            let handle = handle;
+            // SAFETY: `destroy` is part of the checked v1 table; the handle came from `create`,
+            // and this is its last use: no call holds the instance any more.
+            unsafe { (vtable.destroy)(handle.0) };
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(destroy)),
+            Err(_) => destroy(),
+        }
     }
 }
 
@@ -350,7 +351,7 @@ mod tests {
     }
 
     unsafe extern "C" fn name() -> RStr {
-        rstr(b"slow")
+        RStr::of(b"slow")
     }
     unsafe extern "C" fn manifest(out: *mut RBuf) -> i32 {
         // SAFETY: the host passes a valid slot.

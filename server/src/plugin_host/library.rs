@@ -1,87 +1,21 @@
-//! Opening a plugin library and checking it before anything in it is trusted: the entry symbol,
-//! then the ABI version, the table size and the panic flag, in that order. Libraries are never
-//! unloaded (their code may still be running on a blocking thread).
-#![expect(
-    unsafe_code,
-    reason = "loading a library and calling its entry symbol cannot be checked by the compiler"
-)]
-
+//! Opening a plugin library in the server's process (the checks are `cloudbase_plugin_api::host`'s,
+//! shared with the process runner) and checking the name it reports.
 use std::path::Path;
 
-use cloudbase_plugin_api::abi::{
-    ABI_VERSION, ENTRY_SYMBOL, EntryFn, FLAG_PANIC_UNWIND, PluginVTable,
-};
+use cloudbase_plugin_api::abi::PluginVTable;
+use cloudbase_plugin_api::host::{self, Panics};
 
-/// Opens `path` and returns its vtable, or why it is not a usable plugin.
+/// Opens `path` for this process and returns its vtable, or why it is not a usable plugin: a
+/// library that would abort on a panic is refused here (it may still run isolated).
 pub fn open(path: &Path) -> Result<&'static PluginVTable, String> {
-    // SAFETY: opening a library runs its initialisers. The operator put this file in the plugins
-    // folder to have it loaded; that trust is the premise of a plugin system. `RTLD_NOW` resolves
-    // every symbol up front, so a broken library fails here rather than mid-call.
-    #[cfg(unix)]
-    let library = unsafe {
-        libloading::os::unix::Library::open(
-            Some(path),
-            libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
-        )
-    }
-    .map(libloading::Library::from)
-    .map_err(|e| format!("not a loadable library: {e}"))?;
-    // SAFETY: as above.
-    #[cfg(not(unix))]
-    let library = unsafe { libloading::Library::new(path) }
-        .map_err(|e| format!("not a loadable library: {e}"))?;
-
-    // Never unloaded: leaking keeps every function pointer valid for the life of the process.
-    let library: &'static libloading::Library = Box::leak(Box::new(library));
-    // SAFETY: the symbol, if present, is declared by the ABI as `EntryFn`; a library exporting
-    // this name with another signature is violating the contract it names.
-    let entry: EntryFn = unsafe { library.get::<EntryFn>(ENTRY_SYMBOL.as_bytes()) }
-        .map(|symbol| *symbol)
-        .map_err(|_| format!("no `{ENTRY_SYMBOL}` symbol: not a CloudBase AI plugin"))?;
-    // SAFETY: calling the entry point per the ABI; it takes nothing and returns a pointer.
-    let table = unsafe { entry() };
-    if table.is_null() {
-        return Err("the entry point returned a null table".into());
-    }
-    // Only the first two fields are common to every ABI version: read them alone first.
-    let words = table.cast::<u32>();
-    // SAFETY: every version of the table starts with `abi_version: u32, struct_size: u32`.
-    let (abi_version, struct_size) = unsafe { (words.read(), words.add(1).read()) };
-    if abi_version != ABI_VERSION {
-        return Err(format!(
-            "ABI version {abi_version}; this server speaks version {ABI_VERSION}"
-        ));
-    }
-    let expected = std::mem::size_of::<PluginVTable>();
-    if (struct_size as usize) < expected {
-        return Err(format!(
-            "function table of {struct_size} bytes; ABI version {ABI_VERSION} needs {expected}"
-        ));
-    }
-    // SAFETY: the version and size checks above guarantee the full v1 layout is present.
-    let vtable: &'static PluginVTable = unsafe { &*table };
-    if vtable.flags & FLAG_PANIC_UNWIND == 0 {
-        return Err(
-            "built with panic = \"abort\" (or without catching panics at the boundary); rebuild with panic = \"unwind\", or run it with isolation = \"process\""
-                .into(),
-        );
-    }
-    Ok(vtable)
+    host::open(path, Panics::MustUnwind)
 }
 
-/// The name the library reports through its `name` function.
+/// The name the library reports through its `name` function, checked.
 pub fn name(vtable: &'static PluginVTable) -> Result<String, String> {
-    // SAFETY: `name` is part of the checked v1 table and returns a static string.
-    let raw = unsafe { (vtable.name)() };
-    let bytes = if raw.ptr.is_null() || raw.len == 0 {
-        &[][..]
-    } else {
-        // SAFETY: the ABI says `name` points at `len` static bytes.
-        unsafe { std::slice::from_raw_parts(raw.ptr, raw.len) }
-    };
-    let name = std::str::from_utf8(bytes).map_err(|_| "the plugin name is not UTF-8".to_owned())?;
-    check_name(name)?;
-    Ok(name.to_owned())
+    let name = host::name(vtable)?;
+    check_name(&name)?;
+    Ok(name)
 }
 
 /// Whether `name` is a valid plugin name: `[a-z0-9_-]`, 1-64 characters.

@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A model a provider instance serves.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A model a provider instance serves. Build one with [`ModelInfo::new`] and set what you know,
+/// or with `..Default::default()` after the fields you give, so that fields added later (as
+/// `price` was) do not break the plugin's source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// The id sent upstream, e.g. `kimi-k2-0905-preview`.
     pub id: String,
@@ -22,6 +24,16 @@ pub struct ModelInfo {
     /// model and `effective_from`. Optional: plugins built before this field existed omit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<ListPrice>,
+}
+
+impl ModelInfo {
+    /// A model known by its id alone.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            ..Self::default()
+        }
+    }
 }
 
 /// A list price as the provider publishes it. Amounts are exact decimal strings (`"0.60"`, at

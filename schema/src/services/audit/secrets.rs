@@ -21,6 +21,19 @@ const SECRET_PARTS: &[&str] = &[
     "challenge",
 ];
 
+/// Names that contain a secret part but name public values (error and status codes, standard
+/// codes of currencies, countries and languages): stored as they are. Compared whole. Token
+/// counts (`maxTokens`, `limitTokens`, `tokensPerMinute`) are kept too: a name with `tokens`
+/// whose value is a number ([`is_count`]).
+const PUBLIC_NAMES: &[&str] = &[
+    "errorcode",
+    "statuscode",
+    "currencycode",
+    "countrycode",
+    "languagecode",
+    "localecode",
+];
+
 /// People's addresses (where alerts go), sealed where they are stored: never copied in clear into
 /// the audit trail. Compared whole (`to` is part of many names).
 const ADDRESS_NAMES: &[&str] = &["to", "address", "recipient"];
@@ -43,10 +56,10 @@ pub fn redact(value: &mut Value, keep_prompts: bool) {
                     .flat_map(char::to_lowercase)
                     .collect();
                 let prompt = !keep_prompts && PROMPT_NAMES.contains(&name.as_str());
-                if prompt
-                    || ADDRESS_NAMES.contains(&name.as_str())
-                    || SECRET_PARTS.iter().any(|part| name.contains(part))
-                {
+                let secret = !PUBLIC_NAMES.contains(&name.as_str())
+                    && !is_count(&name, v)
+                    && SECRET_PARTS.iter().any(|part| name.contains(part));
+                if prompt || secret || ADDRESS_NAMES.contains(&name.as_str()) {
                     *v = Value::String(REDACTED.into());
                 } else {
                     redact(v, keep_prompts);
@@ -61,6 +74,12 @@ pub fn redact(value: &mut Value, keep_prompts: bool) {
         }
         _ => {}
     }
+}
+
+/// A count of tokens, not a credential: the name says `tokens` and the value is a number (or
+/// none). A string under such a name stays secret.
+fn is_count(name: &str, value: &Value) -> bool {
+    name.contains("tokens") && matches!(value, Value::Number(_) | Value::Null)
 }
 
 /// A URL with its credentials (user info) and query removed, where webhook and bot URLs carry
@@ -101,6 +120,9 @@ mod tests {
             "newPassword": "n",
             "challenge": "cbm_x",
             "code": "123456",
+            "inviteCode": "inv",
+            "filter": {"errorCode": "TIMEOUT", "currency_code": "CNY", "maxTokens": 512, "tokens_per_minute": 9, "limitTokens": null},
+            "accessTokens": ["a1", "a2"],
             "settings": {"url": "https://x", "secrets": {"token": "t"}},
             "chat": {"message": "my prompt", "model": "m"},
             "targets": [{"channel": "ops", "to": "me@example.com"}],
@@ -122,6 +144,12 @@ mod tests {
         assert_eq!(v["refreshToken"], REDACTED);
         assert_eq!(v["challenge"], REDACTED);
         assert_eq!(v["code"], REDACTED);
+        assert_eq!(v["inviteCode"], REDACTED);
+        assert_eq!(
+            v["filter"],
+            json!({"errorCode": "TIMEOUT", "currency_code": "CNY", "maxTokens": 512, "tokens_per_minute": 9, "limitTokens": null})
+        );
+        assert_eq!(v["accessTokens"], REDACTED);
         assert_eq!(v["newPassword"], REDACTED);
         assert_eq!(v["settings"]["url"], "https://x");
         assert_eq!(v["settings"]["secrets"], REDACTED);

@@ -66,31 +66,29 @@ async fn identity(app: &App, meta: &RequestMeta, code: &str) -> Result<WeChatIde
 /// or when no user is linked and registration is not open.
 pub async fn login(app: &App, meta: &RequestMeta, code: &str) -> Result<SignIn, Error> {
     let who = identity(app, meta, code).await?;
-    let now = app.now();
     let mut conn = app.db.get().await?;
     let linked =
         identities::find_user(&mut conn, PROVIDER, &who.openid, who.unionid.as_deref()).await?;
     drop(conn);
     let user = match linked {
-        Some(user_id) => {
-            let mut conn = app.db.get().await?;
-            let user = user_queries::find(&mut conn, &user_id).await?;
-            if user.disabled_at.is_some() {
-                return Err(Error::Unauthenticated("this account is disabled".into()));
+        Some(user_id) => sign_in_linked(app, &who, &user_id).await?,
+        None => match create(app, meta, &who).await {
+            Ok(user) => user,
+            // Two first sign-ins of one WeChat user at once (a double tap, a retry): the other
+            // made the account and its link; this one signs that account in.
+            Err(Error::Conflict(why)) => {
+                let mut conn = app.db.get().await?;
+                let found =
+                    identities::find_user(&mut conn, PROVIDER, &who.openid, who.unionid.as_deref())
+                        .await?;
+                drop(conn);
+                match found {
+                    Some(user_id) => sign_in_linked(app, &who, &user_id).await?,
+                    None => return Err(Error::Conflict(why)),
+                }
             }
-            // Found by `openid`, its link notes the use; found by `unionid` (the same person from
-            // another of the developer's apps), the account keeps its one link.
-            identities::used(
-                &mut conn,
-                PROVIDER,
-                &who.openid,
-                who.unionid.as_deref(),
-                now,
-            )
-            .await?;
-            user
-        }
-        None => create(app, meta, &who).await?,
+            Err(e) => return Err(e),
+        },
     };
     let mut conn = app.db.get().await?;
     if user.mfa_enabled_at.is_some() {
@@ -102,6 +100,26 @@ pub async fn login(app: &App, meta: &RequestMeta, code: &str) -> Result<SignIn, 
     Ok(SignIn::Tokens(Box::new(
         open_session(app, &mut conn, user, meta).await?,
     )))
+}
+
+/// The account a WeChat user is linked to, unless it is disabled; the link notes the use.
+async fn sign_in_linked(app: &App, who: &WeChatIdentity, user_id: &str) -> Result<User, Error> {
+    let mut conn = app.db.get().await?;
+    let user = user_queries::find(&mut conn, user_id).await?;
+    if user.disabled_at.is_some() {
+        return Err(Error::Unauthenticated("this account is disabled".into()));
+    }
+    // Found by `openid`, its link notes the use; found by `unionid` (the same person from
+    // another of the developer's apps), the account keeps its one link.
+    identities::used(
+        &mut conn,
+        PROVIDER,
+        &who.openid,
+        who.unionid.as_deref(),
+        app.now(),
+    )
+    .await?;
+    Ok(user)
 }
 
 /// A new account for a WeChat user no account is linked to.

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Where a call's CPU goes: CloudBase (release) on core 1 beside the mock upstream, the load
+# driver on core 0, as in run.sh; one bounded run per path while `perf stat` counts the CPU of the
+# server, of the upstream and of core 1 as a whole, and `perf record` samples the server.
+#
+#   bash bench/profile.sh                       # sqlite, c=32, GraphQL `chat` and `/v1`
+#   BACKEND=postgres C=1 bash bench/profile.sh
+#   FLOOR=1 bash bench/profile.sh               # the floor's GraphQL and REST paths instead
+#
+# Prints, per path: requests per second, the server's and the upstream's CPU per request, how
+# busy core 1 was, and the server's hottest symbols (self time); perf.data files stay in
+# bench/out/profile/ for `perf report -i`.
+set -euo pipefail
+ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+# shellcheck source=bench/common.sh
+. "$repo/bench/common.sh"
+BACKEND="${BACKEND:-sqlite}"
+C="${C:-32}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-6}"
+TOP="${TOP:-40}"
+PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
+out="$repo/bench/out/profile"
+UP=18931; CB=18933
+prepare "$out" "$UP"
+up_pid="${pids[-1]}"
+if [ "$BACKEND" = sqlite ]; then
+    db="sqlite://$out/profile.db"
+else
+    psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS cb_profile WITH (FORCE)" -c "CREATE DATABASE cb_profile" > /dev/null
+    db="$PG/cb_profile"
+fi
+if [ -n "${FLOOR:-}" ]; then # the floor instead, on the same paths
+    taskset -c 1 "$bin/floor" "127.0.0.1:$CB" "http://127.0.0.1:$UP/v1" "$db" & cb_pid=$!; pids+=($cb_pid)
+    wait_ready "http://127.0.0.1:$CB/graphql"
+    token=-; key=-
+else
+    start_cloudbase "$out" profile "$db" "$CB"
+    token=$(login_token "$CB"); key=$(api_key "$CB" "$token")
+fi
+
+run() { # run NAME URL BODY TOKEN
+    local name=$1 data="$out/$1.perf.data"
+    taskset -c 0 "$bin/load" http "$2" "$3" "$4" "$C" 2 100000 > /dev/null # warm-up
+    perf stat -x, -e task-clock -p "$cb_pid" -o "$out/$name.cb.txt" -- sleep "$SECONDS_PER_RUN" &
+    local s1=$!
+    perf stat -x, -e task-clock -p "$up_pid" -o "$out/$name.up.txt" -- sleep "$SECONDS_PER_RUN" &
+    local s2=$!
+    local idle0; idle0=$(awk '$1 == "cpu1" {print $5}' /proc/stat)
+    perf record -q -F 1999 -p "$cb_pid" -o "$data" -- sleep "$SECONDS_PER_RUN" 2> /dev/null &
+    local s4=$!
+    local line
+    line=$(taskset -c 0 "$bin/load" http "$2" "$3" "$4" "$C" "$SECONDS_PER_RUN" 1000000)
+    local idle1; idle1=$(awk '$1 == "cpu1" {print $5}' /proc/stat)
+    wait $s1 $s2 $s4 || true
+    python3 - "$line" "$out/$name" "$SECONDS_PER_RUN" "$name" "$((idle1 - idle0))" <<'PY'
+import json, os, sys
+line, base, secs, name = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
+idle = int(sys.argv[5]) / os.sysconf("SC_CLK_TCK")
+def ms(path):
+    for l in open(path):
+        if "task-clock" in l:
+            return float(l.split(",")[0])
+    return float("nan")
+n = line["requests"]
+cb, up = ms(base + ".cb.txt"), ms(base + ".up.txt")
+print(f"{name}: {line['rps']:,.0f} req/s, p99 {line['p99_ms']} ms, errors {line['errors']}; "
+      f"CPU per request: server {cb / n:.3f} ms, upstream {up / n:.3f} ms; core 1 idle {100 * idle / line['seconds']:.0f}%")
+PY
+    perf report -i "$data" --no-children --sort symbol --stdio 2> /dev/null \
+        | grep -v '^#' | grep -v '^$' | sed 's/ *- *- *$//' | head -n "$TOP" || true
+}
+
+if [ -n "${FLOOR:-}" ]; then
+    run floor "http://127.0.0.1:$CB/graphql" '{"query":"mutation { chat(message: \"hi\") }"}' -
+    run floor-rest "http://127.0.0.1:$CB/v1/chat/completions" '{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}' -
+else
+    run graphql "http://127.0.0.1:$CB/graphql" \
+        '{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}' "$token"
+    run v1 "http://127.0.0.1:$CB/v1/chat/completions" \
+        '{"model":"bench/bench-model","messages":[{"role":"user","content":"hi"}]}' "$key"
+fi
