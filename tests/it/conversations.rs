@@ -98,15 +98,17 @@ async fn a_conversation_keeps_its_turns() {
     let still = app
         .gql_ok(
             Some(&token),
-            "{ aiCalls { edges { node { id } } } }",
+            "{ aiCalls { edges { node { id conversationId } } } }",
             json!({}),
         )
         .await;
-    assert_eq!(
-        still["aiCalls"]["edges"].as_array().unwrap().len(),
-        2,
-        "call records outlive the conversation"
-    );
+    let calls = still["aiCalls"]["edges"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "call records outlive the conversation");
+    // The foreign key's `ON DELETE SET NULL` finds them through the index of calls that have a
+    // conversation (migration 000020 keeps only those in it).
+    for call in calls {
+        assert_eq!(call["node"]["conversationId"], json!(null), "{call}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
