@@ -21,6 +21,9 @@ prepare() {
 
 wait_ready() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not ready: $1"; exit 1; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# Of the RSS, the memory the process allocated (the rest is mostly its executable's pages mapped
+# from the page cache, which vary with how the linker laid the code out: RESULTS.md).
+anon_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
 # write_config DIR UPSTREAM_PORT: DIR/prices.toml and DIR/cloudbase.toml (the `openai-compatible`

@@ -61,7 +61,7 @@ for backend in sqlite postgres; do
     start_cloudbase "$out" "$backend" "$cb_db" "$CB"
     token=$(login_token "$CB")
     sleep 1
-    echo "{\"label\":\"cloudbase-$backend-rss\",\"idle_rss_kb\":$(rss_kb "$cb_pid")}" | tee -a "$out/results.jsonl"
+    echo "{\"label\":\"cloudbase-$backend-rss\",\"idle_rss_kb\":$(rss_kb "$cb_pid"),\"idle_anon_kb\":$(anon_kb "$cb_pid")}" | tee -a "$out/results.jsonl"
     for c in $LEVELS; do load "cloudbase-$backend" http "http://127.0.0.1:$CB/graphql" "$CB_PLAIN" "$token" "$c"; done
     for c in $LEVELS; do load "cloudbase-$backend-stream" ws "ws://127.0.0.1:$CB/graphql/ws" "$CB_STREAM" "$token" "$c"; done
     key=$(api_key "$CB" "$token")
