@@ -51,15 +51,6 @@ FLOOR_PLAIN='{"query":"mutation { chat(message: \"hi\") }"}'
 V1_PLAIN='{"model":"bench/bench-model","messages":[{"role":"user","content":"hi"}]}'
 REST_PLAIN='{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}'
 
-fresh_db() { # fresh_db BACKEND NAME: a new, empty database's URL
-    if [ "$1" = sqlite ]; then
-        rm -f "$out/$2.db"*; echo "sqlite://$out/$2.db"
-    else
-        psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $2 WITH (FORCE)" -c "CREATE DATABASE $2" > /dev/null
-        echo "$PG/$2"
-    fi
-}
-
 for round in $(seq 1 "$ROUNDS"); do
     for backend in $BACKENDS; do
         db=$(fresh_db "$backend" ab_floor)

@@ -75,6 +75,17 @@ start_cloudbase() {
     wait_ready "http://127.0.0.1:$4/readyz"
 }
 
+# fresh_db BACKEND NAME: the URL of a new, empty database NAME (SQLite: a file in $out;
+# PostgreSQL: on the server $PG), dropping any left by an earlier run.
+fresh_db() {
+    if [ "$1" = sqlite ]; then
+        rm -f "$out/$2.db"*; echo "sqlite://$out/$2.db"
+    else
+        psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $2 WITH (FORCE)" -c "CREATE DATABASE $2" > /dev/null
+        echo "$PG/$2"
+    fi
+}
+
 # login_token PORT: the bench admin's access token.
 login_token() {
     curl -s "http://127.0.0.1:$1/graphql" -H 'content-type: application/json' \

@@ -25,12 +25,7 @@ out="$repo/bench/out/profile"
 UP=18931; CB=18933
 prepare "$out" "$UP"
 up_pid="${pids[-1]}"
-if [ "$BACKEND" = sqlite ]; then
-    db="sqlite://$out/profile.db"
-else
-    psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS cb_profile WITH (FORCE)" -c "CREATE DATABASE cb_profile" > /dev/null
-    db="$PG/cb_profile"
-fi
+db=$(fresh_db "$BACKEND" cb_profile)
 if [ -n "${FLOOR:-}" ]; then # the floor instead, on the same paths
     taskset -c 1 "$bin/floor" "127.0.0.1:$CB" "http://127.0.0.1:$UP/v1" "$db" & cb_pid=$!; pids+=($cb_pid)
     wait_ready "http://127.0.0.1:$CB/graphql"
