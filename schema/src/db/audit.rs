@@ -1,7 +1,7 @@
 //! Queries on `audit_log` and its chain head `audit_head`.
 //!
-//! Requests only ever [`insert`] (one statement, no shared row). The chainer, in one transaction
-//! per batch, [`lock_head`]s, reads the [`unchained`] rows, [`link`]s them and [`move_head`]s.
+//! Requests only ever [`insert`] (one statement, no shared row). The chainer links them in
+//! batches, one transaction each ([`chain_batch`]).
 
 use chrono::NaiveDateTime;
 use diesel::dsl::{count_star, min};
@@ -115,33 +115,6 @@ pub async fn head(conn: &mut DbConn) -> QueryResult<(i64, String)> {
     })
 }
 
-/// The head, locked until the transaction ends (a no-op update: a row lock on PostgreSQL, the
-/// write lock on SQLite), so two chainers never link from the same head.
-pub async fn lock_head(conn: &mut DbConn) -> QueryResult<(i64, String)> {
-    db_run!(conn, |c| {
-        diesel::update(audit_head::table.find(1_i64))
-            .set(audit_head::seq.eq(audit_head::seq))
-            .returning((audit_head::seq, audit_head::hash))
-            .get_result(c)
-            .await
-    })
-}
-
-/// Moves the head from `from` to (`to`, `hash`); false if it was not at `from`.
-pub async fn move_head(conn: &mut DbConn, from: i64, to: i64, hash: &str) -> QueryResult<bool> {
-    let n = db_run!(conn, |c| {
-        diesel::update(
-            audit_head::table
-                .find(1_i64)
-                .filter(audit_head::seq.eq(from)),
-        )
-        .set((audit_head::seq.eq(to), audit_head::hash.eq(hash)))
-        .execute(c)
-        .await
-    })?;
-    Ok(n == 1)
-}
-
 /// Whether any row waits to be linked (an index lookup: idle ticks take no lock).
 pub async fn any_unchained(conn: &mut DbConn) -> QueryResult<bool> {
     let first: Option<i64> = db_run!(conn, |c| {
@@ -156,31 +129,84 @@ pub async fn any_unchained(conn: &mut DbConn) -> QueryResult<bool> {
     Ok(first.is_some())
 }
 
-/// Up to `limit` unchained rows, in insertion order.
-pub async fn unchained(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<AuditRow>> {
-    db_run!(conn, |c| {
-        audit_log::table
-            .select(AuditRow::as_select())
-            .filter(audit_log::seq.is_null())
-            .order(audit_log::id.asc())
-            .limit(limit)
-            .load(c)
-            .await
-    })
+/// The statements of one chaining batch, as diesel builds them; the same for both backends and
+/// run by [`chain_batch`] with either diesel's or diesel-async's `RunQueryDsl`.
+mod batch {
+    /// The head, locked until the transaction ends (a no-op update: a row lock on PostgreSQL,
+    /// the write lock on SQLite), so two chainers never link from the same head.
+    macro_rules! lock_head {
+        () => {
+            diesel::update(audit_head::table.find(1_i64))
+                .set(audit_head::seq.eq(audit_head::seq))
+                .returning((audit_head::seq, audit_head::hash))
+        };
+    }
+    /// Up to `limit` unchained rows, in insertion order.
+    macro_rules! unchained {
+        ($limit:expr) => {
+            audit_log::table
+                .select(AuditRow::as_select())
+                .filter(audit_log::seq.is_null())
+                .order(audit_log::id.asc())
+                .limit($limit)
+        };
+    }
+    /// Moves the head from `from` to (`to`, `hash`); changes no row if it was not at `from`.
+    macro_rules! move_head {
+        ($from:expr, $to:expr, $hash:expr) => {
+            diesel::update(
+                audit_head::table
+                    .find(1_i64)
+                    .filter(audit_head::seq.eq($from)),
+            )
+            .set((audit_head::seq.eq($to), audit_head::hash.eq($hash)))
+        };
+    }
+    pub(super) use {lock_head, move_head, unchained};
 }
 
-/// Sets each row's chain fields, only where the row is still unchained; returns how many rows
-/// changed. One statement on PostgreSQL (a batch must not cost a round trip per row); on SQLite
-/// one hop to the blocking thread, inside the caller's transaction.
-pub async fn link(conn: &mut DbConn, links: &[Link]) -> QueryResult<usize> {
+/// What [`chain_batch`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Chained {
+    /// Links planned: the unchained rows read.
+    pub planned: usize,
+    /// Rows linked: fewer than planned if some were linked meanwhile.
+    pub linked: usize,
+    /// Whether the head moved from where it was read (true when nothing was planned).
+    pub head_moved: bool,
+}
+
+/// One chaining batch, inside the caller's transaction: locks the head, reads up to `limit`
+/// unchained rows, asks `plan` for their links after the head (its position and hash), sets each
+/// row's chain fields where the row is still unchained, and moves the head to the last link. On
+/// SQLite the whole batch is one trip to the blocking pool: it holds the writers' turn, and a
+/// trip per statement (each a thread switch there and back, on a core the calls share) made the
+/// turn several times longer than the work (`bench/RESULTS.md`).
+pub async fn chain_batch(
+    conn: &mut DbConn,
+    limit: i64,
+    plan: impl FnOnce(i64, String, &[AuditRow]) -> Vec<Link> + Send + 'static,
+) -> QueryResult<Chained> {
+    use batch::{lock_head, move_head, unchained};
     match conn {
         DbConn::Pg(c) => {
+            let c = &mut **c;
+            let (head, prev_hash): (i64, String) = lock_head!().get_result(c).await?;
+            let rows = unchained!(limit).load(c).await?;
+            let links = plan(head, prev_hash, &rows);
+            let Some(last) = links.last() else {
+                return Ok(Chained {
+                    head_moved: true,
+                    ..Chained::default()
+                });
+            };
             use diesel::sql_types::{Array, BigInt, Text};
             let ids: Vec<i64> = links.iter().map(|l| l.id).collect();
             let seqs: Vec<i64> = links.iter().map(|l| l.seq).collect();
             let prev: Vec<&str> = links.iter().map(|l| l.prev_hash.as_str()).collect();
             let hashes: Vec<&str> = links.iter().map(|l| l.hash.as_str()).collect();
-            diesel::sql_query(
+            // One statement for the batch: not a round trip per row.
+            let linked = diesel::sql_query(
                 "UPDATE audit_log AS a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash \
                  FROM unnest($1, $2, $3, $4) AS v(id, seq, prev_hash, hash) \
                  WHERE a.id = v.id AND a.seq IS NULL",
@@ -189,28 +215,45 @@ pub async fn link(conn: &mut DbConn, links: &[Link]) -> QueryResult<usize> {
             .bind::<Array<BigInt>, _>(seqs)
             .bind::<Array<Text>, _>(prev)
             .bind::<Array<Text>, _>(hashes)
-            .execute(&mut **c)
-            .await
+            .execute(c)
+            .await?;
+            let moved = move_head!(head, last.seq, &last.hash).execute(c).await?;
+            Ok(Chained {
+                planned: links.len(),
+                linked,
+                head_moved: moved == 1,
+            })
         }
-        // Called inside the chainer's transaction, which holds SQLite's writer turn already.
         DbConn::Sqlite(c, _) => {
-            let links = links.to_vec();
             c.spawn_blocking(move |c| {
-                let mut changed = 0;
+                use diesel::RunQueryDsl as Run;
+                let (head, prev_hash): (i64, String) = Run::get_result(lock_head!(), c)?;
+                let rows = Run::load(unchained!(limit), c)?;
+                let links = plan(head, prev_hash, &rows);
+                let Some(last) = links.last() else {
+                    return Ok(Chained {
+                        head_moved: true,
+                        ..Chained::default()
+                    });
+                };
+                let mut linked = 0;
                 for l in &links {
-                    changed += diesel::RunQueryDsl::execute(
-                        diesel::update(
-                            audit_log::table.find(l.id).filter(audit_log::seq.is_null()),
-                        )
-                        .set((
-                            audit_log::seq.eq(l.seq),
-                            audit_log::prev_hash.eq(&l.prev_hash),
-                            audit_log::hash.eq(&l.hash),
-                        )),
-                        c,
-                    )?;
+                    let link = diesel::update(
+                        audit_log::table.find(l.id).filter(audit_log::seq.is_null()),
+                    )
+                    .set((
+                        audit_log::seq.eq(l.seq),
+                        audit_log::prev_hash.eq(&l.prev_hash),
+                        audit_log::hash.eq(&l.hash),
+                    ));
+                    linked += Run::execute(link, c)?;
                 }
-                Ok(changed)
+                let moved = Run::execute(move_head!(head, last.seq, &last.hash), c)?;
+                Ok(Chained {
+                    planned: links.len(),
+                    linked,
+                    head_moved: moved == 1,
+                })
             })
             .await
         }

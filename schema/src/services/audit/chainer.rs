@@ -98,38 +98,38 @@ pub async fn link_batch(app: &App, limit: i64) -> Result<usize, Error> {
         return Ok(0);
     }
     conn.transaction(async |tx| {
-        let (head, mut prev_hash) = queries::lock_head(tx).await?;
-        let rows = queries::unchained(tx, limit).await?;
-        let mut links = Vec::with_capacity(rows.len());
-        let mut seq = head;
-        for row in &rows {
-            seq += 1;
-            let hash = chain_hash(seq, &prev_hash, row);
-            links.push(Link {
-                id: row.id,
-                seq,
-                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-                hash,
-            });
-        }
-        if links.is_empty() {
-            return Ok(0);
-        }
-        let linked = queries::link(tx, &links).await?;
-        if linked != links.len() {
+        let batch = queries::chain_batch(tx, limit, plan).await?;
+        if batch.linked != batch.planned {
             return Err(Error::Internal(format!(
-                "audit chain: {linked} of {} rows were still unchained when linked",
-                links.len()
+                "audit chain: {} of {} rows were still unchained when linked",
+                batch.linked, batch.planned
             )));
         }
-        if !queries::move_head(tx, head, seq, &prev_hash).await? {
+        if !batch.head_moved {
             return Err(Error::Internal(
                 "audit chain: the head moved while locked".into(),
             ));
         }
-        Ok(linked)
+        Ok(batch.linked)
     })
     .await
+}
+
+/// The links of `rows`, in order, after the head at position `head` with hash `prev_hash`.
+fn plan(head: i64, mut prev_hash: String, rows: &[AuditRow]) -> Vec<Link> {
+    let mut seq = head;
+    rows.iter()
+        .map(|row| {
+            seq += 1;
+            let hash = chain_hash(seq, &prev_hash, row);
+            Link {
+                id: row.id,
+                seq,
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            }
+        })
+        .collect()
 }
 
 /// Whether this instance holds the lease, as far as it knows.
