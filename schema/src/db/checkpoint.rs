@@ -190,7 +190,8 @@ pub async fn run(path: String, gate: WriteGate) {
     }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
+#[cfg(target_os = "linux")]
 mod tests {
     /// The nice value of the calling thread, from `/proc/thread-self/stat` (the 19th field).
     fn own_nice() -> i64 {
