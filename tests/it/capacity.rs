@@ -211,6 +211,153 @@ async fn two_hundred_concurrent_chats_on_two_instances_leave_everything_consiste
     );
 }
 
+/// A call finishes once. On PostgreSQL the finish, its three rollups and the audit row are one
+/// statement with no transaction around it; a second finish of the same record (the sweep of
+/// interrupted calls racing the call's own end) must add nothing: no second rollup, no second
+/// audit row. The first returns the row as stored, column for column.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_finished_twice_is_counted_and_audited_once() {
+    use cloudbase_schema::db::{ai_calls, budgets, models};
+    let app = TestApp::spawn().await;
+    let (_, _, user_id) = app
+        .register("twice@example.com", "twice-told-password")
+        .await;
+    let pool = cloudbase_schema::db::DbPool::connect_and_migrate(&cloudbase_schema::db::DbConfig {
+        url: app.config.database_url.clone().unwrap(),
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let now = chrono::Utc::now().naive_utc();
+    let call = models::AiCall::pending(
+        user_id.clone(),
+        None,
+        Some("req-twice".into()),
+        ("mock".into(), "mock-fast".into()),
+        false,
+        now,
+    );
+    let finish = ai_calls::Finish {
+        provider: "mock".into(),
+        model: "mock-smart".into(),
+        status: cloudbase_schema::domain::CallStatus::Succeeded,
+        error_code: None,
+        error_message: None,
+        prompt_tokens: 11,
+        cached_prompt_tokens: 3,
+        completion_tokens: 29,
+        usage_source: Some(cloudbase_schema::domain::UsageSource::Reported),
+        finished_at: Some(now),
+        latency_ms: Some(17),
+        ttft_ms: None,
+        upstream_ms: Some(12),
+        price_id: None,
+        cost_micros: 1234,
+        currency: Some("CNY".into()),
+        priced: true,
+        cached: false,
+        attempts: json!([{"provider": "mock", "model": "mock-smart", "outcome": "OK"}]),
+        prompt_log: None,
+    };
+    let row = models::NewAuditRow {
+        at: now,
+        actor_id: Some(&user_id),
+        actor_role: Some("USER"),
+        operation_name: None,
+        field: "chat",
+        arguments: "{}",
+        outcome: "OK",
+        client_ip: Some("127.0.0.1"),
+        user_agent: None,
+        request_id: "req-twice",
+    };
+    let mut conn = pool.get().await.unwrap();
+    conn.write(async |c| Ok(ai_calls::insert(c, &call).await?))
+        .await
+        .unwrap();
+    let day = "2031-01-02";
+    let mut finished = Vec::new();
+    for _ in 0..2 {
+        let (call, finish, row) = (&call, &finish, &row);
+        finished.push(
+            conn.write(async |c| {
+                Ok(budgets::finish_and_add_to_daily(c, call, finish, day, Some(row)).await?)
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    drop(conn);
+    let stored = finished[0]
+        .as_ref()
+        .expect("the first finish finds the call");
+    assert!(finished[1].is_none(), "the second finds it finished");
+    assert_eq!(
+        (
+            stored.id.as_str(),
+            stored.user_id.as_str(),
+            stored.request_id.as_deref()
+        ),
+        (call.id.as_str(), user_id.as_str(), Some("req-twice"))
+    );
+    assert_eq!(
+        (stored.provider.as_str(), stored.model.as_str()),
+        ("mock", "mock-smart")
+    );
+    assert_eq!(
+        stored.status,
+        cloudbase_schema::domain::CallStatus::Succeeded
+    );
+    assert_eq!(
+        (
+            stored.prompt_tokens,
+            stored.cached_prompt_tokens,
+            stored.completion_tokens
+        ),
+        (11, 3, 29)
+    );
+    assert_eq!(
+        (stored.cost_micros, stored.currency.as_deref()),
+        (1234, Some("CNY"))
+    );
+    assert_eq!(
+        (stored.latency_ms, stored.ttft_ms, stored.upstream_ms),
+        (Some(17), None, Some(12))
+    );
+    assert!(stored.priced && !stored.cached && !stored.stream);
+    assert_eq!(stored.attempts[0]["model"], "mock-smart");
+    for (table, key) in [
+        ("usage_daily", "model = 'mock-smart' AND api_key_id = ''"),
+        ("usage_daily_users", "user_id = '{user}'"),
+        ("usage_daily_models", "model = 'mock-smart'"),
+    ] {
+        let key = key.replace("{user}", &user_id);
+        let sums = |column: &str| {
+            format!(
+                "SELECT CAST(COALESCE(SUM({column}), 0) AS BIGINT) AS n FROM {table} WHERE day = '{day}' AND currency = 'CNY' AND {key}"
+            )
+        };
+        assert_eq!(app.sql_number(&sums("requests")).await, 1, "{table}");
+        assert_eq!(app.sql_number(&sums("prompt_tokens")).await, 11, "{table}");
+        assert_eq!(
+            app.sql_number(&sums("cached_prompt_tokens")).await,
+            3,
+            "{table}"
+        );
+        assert_eq!(
+            app.sql_number(&sums("completion_tokens")).await,
+            29,
+            "{table}"
+        );
+        assert_eq!(app.sql_number(&sums("cost_micros")).await, 1234, "{table}");
+    }
+    let audited = app
+        .sql_number("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM audit_log WHERE request_id = 'req-twice' AND field = 'chat' AND outcome = 'OK' AND client_ip = '127.0.0.1'")
+        .await;
+    assert_eq!(audited, 1, "one audit row");
+}
+
 /// Fields that resolve side by side take turns at the request's one connection: a query with
 /// several root fields that read the database, and a page of conversations with each one's
 /// messages, answer in full (no `INTERNAL` for a second connection), and the pool of two is

@@ -340,8 +340,8 @@ pub fn shard(conn: &DbConn) -> i16 {
 /// already finished (a call finishes once; the caller's transaction then rolls the rollups back).
 /// With `audit`, the mutation's audit row goes in with them (`services::audit::take_running`).
 ///
-/// On PostgreSQL the statements are pipelined: sent together, answered in one round trip (they
-/// depend on nothing but what the caller knows). On SQLite they run one after another.
+/// On PostgreSQL this is one statement ([`in_one::FinishInOne`]), atomic without a transaction
+/// of its own. On SQLite the statements run one after another, in the caller's transaction.
 pub async fn finish_and_add_to_daily(
     conn: &mut DbConn,
     call: &AiCall,
@@ -367,36 +367,32 @@ pub async fn finish_and_add_to_daily(
     match conn {
         DbConn::Pg(obj) => {
             let mut c: &diesel_async::AsyncPgConnection = obj;
-            let record = finish_statement!(id, finish).get_result::<AiCall>(&mut c);
-            let per_key = rollup_statement!(
-                u,
-                usage_daily,
-                [day, user_id, api_key_id, provider, model, currency, shard]
-            )
-            .execute(&mut c);
-            let per_user = rollup_statement!(u, usage_daily_users, [day, user_id, currency, shard])
-                .execute(&mut c);
-            let per_model = rollup_statement!(
-                u,
-                usage_daily_models,
-                [day, provider, model, currency, shard]
-            )
-            .execute(&mut c);
-            let audited = async {
-                match audit {
-                    Some(row) => {
-                        diesel::insert_into(audit_log::table)
-                            .values(row)
-                            .execute(&mut c)
-                            .await
+            let (finish, day, shard) = (finish_statement!(id, finish), u.day, u.shard);
+            let record = match audit {
+                Some(row) => {
+                    let audit = in_one::Audited(row);
+                    in_one::FinishInOne {
+                        finish,
+                        day,
+                        shard,
+                        audit,
                     }
-                    None => Ok(0),
+                    .get_result::<AiCall>(&mut c)
+                    .await
+                }
+                None => {
+                    let audit = in_one::NoAudit;
+                    in_one::FinishInOne {
+                        finish,
+                        day,
+                        shard,
+                        audit,
+                    }
+                    .get_result::<AiCall>(&mut c)
+                    .await
                 }
             };
-            let record = async { record.await.optional() };
-            let (record, ..) =
-                futures_util::try_join!(record, per_key, per_user, per_model, audited)?;
-            Ok(record)
+            record.optional()
         }
         DbConn::Sqlite(obj, _) => {
             let c: &mut super::SqliteConn = obj;
@@ -432,5 +428,151 @@ pub async fn finish_and_add_to_daily(
             }
             Ok(Some(record))
         }
+    }
+}
+
+/// PostgreSQL: a call's finish ([`finish_statement!`]), its three rollups and the mutation's
+/// audit row as **one statement**: the update in a `WITH`, and each insert taking its row from
+/// the update's result (`SELECT … FROM f`), so that a call already finished (the update finds
+/// no row) adds nothing anywhere. One statement is atomic on its own: a call with no budget to
+/// settle and no conversation turn needs no `BEGIN` and `COMMIT` of its own (two round trips
+/// fewer), and the client builds and sends one statement instead of five.
+///
+/// SQLite allows no `INSERT` or `UPDATE` inside `WITH`; it runs the statements one by one.
+mod in_one {
+    use diesel::pg::Pg;
+    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+    use diesel::result::QueryResult;
+    use diesel::sql_types::{Nullable, SmallInt, Text, Timestamp};
+
+    use crate::db::models::NewAuditRow;
+
+    /// `WITH f AS (<finish>), <rollups>[, <audit row>] SELECT * FROM f`.
+    pub(super) struct FinishInOne<'a, U, A> {
+        /// The finish: an `UPDATE … RETURNING` of the call's columns.
+        pub(super) finish: U,
+        /// The rollups' day and this call's shard of them.
+        pub(super) day: &'a str,
+        pub(super) shard: i16,
+        /// [`NoAudit`] or [`Audited`].
+        pub(super) audit: A,
+    }
+
+    /// The statement without an audit row (`/v1`, the sweep of interrupted calls).
+    pub(super) struct NoAudit;
+
+    /// The statement with the mutation's audit row.
+    pub(super) struct Audited<'a>(pub(super) &'a NewAuditRow<'a>);
+
+    /// The sums a rollup row gains; the row's table is aliased `r`.
+    const SUMS: &str = " DO UPDATE SET requests = r.requests + excluded.requests, \
+        prompt_tokens = r.prompt_tokens + excluded.prompt_tokens, \
+        cached_prompt_tokens = r.cached_prompt_tokens + excluded.cached_prompt_tokens, \
+        completion_tokens = r.completion_tokens + excluded.completion_tokens, \
+        cost_micros = r.cost_micros + excluded.cost_micros)";
+
+    /// A rollup's sums, taken from the finished row.
+    const FROM_F: &str = ", 1, f.prompt_tokens, f.cached_prompt_tokens, f.completion_tokens, \
+        f.cost_micros FROM f ON CONFLICT (";
+
+    /// The columns every rollup inserts after its key.
+    const SUM_COLUMNS: &str =
+        "requests, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_micros) SELECT ";
+
+    impl<U: QueryFragment<Pg>, A: QueryFragment<Pg>> QueryFragment<Pg> for FinishInOne<'_, U, A> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql("WITH f AS (");
+            self.finish.walk_ast(out.reborrow())?;
+            out.push_sql("), per_key AS (INSERT INTO usage_daily AS r (day, user_id, api_key_id, provider, model, currency, shard, ");
+            out.push_sql(SUM_COLUMNS);
+            out.push_bind_param::<Text, _>(self.day)?;
+            out.push_sql(", f.user_id, COALESCE(f.api_key_id, ''), f.provider, f.model, COALESCE(f.currency, ''), ");
+            out.push_bind_param::<SmallInt, _>(&self.shard)?;
+            out.push_sql(FROM_F);
+            out.push_sql("day, user_id, api_key_id, provider, model, currency, shard)");
+            out.push_sql(SUMS);
+            out.push_sql(", per_user AS (INSERT INTO usage_daily_users AS r (day, user_id, currency, shard, ");
+            out.push_sql(SUM_COLUMNS);
+            out.push_bind_param::<Text, _>(self.day)?;
+            out.push_sql(", f.user_id, COALESCE(f.currency, ''), ");
+            out.push_bind_param::<SmallInt, _>(&self.shard)?;
+            out.push_sql(FROM_F);
+            out.push_sql("day, user_id, currency, shard)");
+            out.push_sql(SUMS);
+            out.push_sql(", per_model AS (INSERT INTO usage_daily_models AS r (day, provider, model, currency, shard, ");
+            out.push_sql(SUM_COLUMNS);
+            out.push_bind_param::<Text, _>(self.day)?;
+            out.push_sql(", f.provider, f.model, COALESCE(f.currency, ''), ");
+            out.push_bind_param::<SmallInt, _>(&self.shard)?;
+            out.push_sql(FROM_F);
+            out.push_sql("day, provider, model, currency, shard)");
+            out.push_sql(SUMS);
+            self.audit.walk_ast(out.reborrow())?;
+            out.push_sql(" SELECT * FROM f");
+            Ok(())
+        }
+
+        fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
+            // One text per audit variant: the finish is a `FixedShape`, the rest is fixed here.
+            Ok(true)
+        }
+    }
+
+    impl QueryFragment<Pg> for NoAudit {
+        fn walk_ast<'b>(&'b self, _out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            Ok(())
+        }
+    }
+
+    impl QueryFragment<Pg> for Audited<'_> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            let row = self.0;
+            out.push_sql(", audited AS (INSERT INTO audit_log (at, actor_id, actor_role, operation_name, field, arguments, outcome, client_ip, user_agent, request_id) SELECT ");
+            out.push_bind_param::<Timestamp, _>(&row.at)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.actor_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.actor_role)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.operation_name)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(row.field)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(row.arguments)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(row.outcome)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.client_ip)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.user_agent)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(row.request_id)?;
+            out.push_sql(" FROM f)");
+            Ok(())
+        }
+    }
+
+    /// One prepared statement per variant: the text depends on the audit part's type alone
+    /// (the finish's type is the same at every use).
+    impl<U, A: QueryId> QueryId for FinishInOne<'_, U, A> {
+        type QueryId = (FinishInOneId, A::QueryId);
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    /// [`FinishInOne`]'s id in the statement cache.
+    pub(super) struct FinishInOneId;
+
+    impl QueryId for NoAudit {
+        type QueryId = NoAudit;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl QueryId for Audited<'_> {
+        type QueryId = Audited<'static>;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl<U: Query, A> Query for FinishInOne<'_, U, A> {
+        type SqlType = U::SqlType;
     }
 }
