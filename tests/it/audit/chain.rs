@@ -22,7 +22,7 @@ const CREATE: &str = "mutation($t: String!) { createConversation(title: $t) { id
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_are_chained_in_order_moments_after_they_are_written() {
-    // The shipped settings: a round every 200 ms.
+    // The shipped settings: a round every 500 ms.
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     for i in 0..3 {

@@ -28,11 +28,15 @@ pub const LEASE: &str = "audit-chain";
 /// The chainer's settings (`[audit]` in the server's config).
 #[derive(Debug, Clone)]
 pub struct ChainSettings {
-    /// How often the lease holder links what was written since.
+    /// How often the lease holder links what was written since: how far behind the chain can
+    /// be. On SQLite each round holds the writers' turn for a moment, and a call that comes
+    /// meanwhile waits: the fewer rounds a second, the fewer calls wait. Most of a round's cost is
+    /// the round itself, not its rows: at c=1, rounds of 500 ms took the GraphQL p99 from about
+    /// 3 ms (200 ms) to 1.2–1.9 ms, and rounds of 300 ms to 2.0–2.3 ms (`bench/RESULTS.md`).
     pub interval: Duration,
-    /// Most rows linked in one transaction (a longer tail takes several, back to back). On
-    /// SQLite a batch holds the writers' turn, so a call can wait for one: small batches keep
-    /// that wait short.
+    /// Most rows linked in one transaction (a longer tail takes several, back to back). Large
+    /// enough for what a busy instance writes in one interval (a thousand calls a second, half
+    /// a second), so that one round links it all.
     pub batch_size: i64,
     /// How long a held lease lasts without renewal: how soon another instance takes over from
     /// one that died (it is renewed every third of this).
@@ -42,8 +46,8 @@ pub struct ChainSettings {
 impl Default for ChainSettings {
     fn default() -> Self {
         Self {
-            interval: Duration::from_millis(200),
-            batch_size: 64,
+            interval: Duration::from_millis(500),
+            batch_size: 1024,
             lease_ttl: Duration::from_secs(3),
         }
     }
