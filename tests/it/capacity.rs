@@ -578,6 +578,36 @@ async fn sqlite_writers_queued_together_share_commits_and_fail_alone() {
     assert!(commits < writes / 2, "{writes} writes in {commits} commits");
 }
 
+/// A writer that fails because of a writer before it in the same batch (the same key, inserted
+/// twice) returns only once that batch is committed: when it looks for the row it collided with,
+/// as the sign-in of two first WeChat logins at once does, the row is there. (Answered before the
+/// commit, it found nothing and reported a conflict with an account it could not see.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_that_collides_with_its_batch_returns_once_the_batch_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = sqlite_pool_with_a_table(&dir).await;
+    let held = pool.write_gate().unwrap().turn().await;
+    // 7, then 7 again (the collision), then 9, which keeps the batch open until it is stopped.
+    let mut writers = queue_writers(&pool, &[7, 7, 9], &[9]).await;
+    drop(held);
+    let hanging = writers.pop().unwrap();
+    let colliding = writers.pop().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !colliding.is_finished(),
+        "the colliding writer answered while its batch was still open"
+    );
+    hanging.abort();
+    let outcome = colliding.await.unwrap();
+    assert!(outcome.is_err(), "the second insert of 7 fails");
+    assert_eq!(
+        rows_of_t(&dir).await,
+        vec![7],
+        "the row it collided with is committed when it answers"
+    );
+    assert!(writers.pop().unwrap().await.unwrap().is_ok());
+}
+
 /// Starts writers of `t` one after another, each queued for the turn (held by the caller)
 /// before the next: the writer of `i` hangs in its turn if `i` is in `hang`.
 async fn queue_writers(

@@ -18,7 +18,9 @@
 //! batch full, or old) commits it, once, for all. Nobody's work counts as written before that
 //! commit: every writer in the batch waits for it and returns its outcome, so a caller that got
 //! `Ok` has its work durable, as before, and if the commit fails every writer in the batch fails
-//! with it. A writer that waited [`FLUSH_AFTER`] without seeing the commit (its successor was
+//! with it. A writer that failed waits for the commit too: its failure may come from a writer
+//! before it in the batch (a unique key taken), and what it does next (read that row) must find
+//! it. A writer that waited [`FLUSH_AFTER`] without seeing the commit (its successor was
 //! cancelled while queued) takes the turn and commits the batch itself.
 //!
 //! On one busy core the writers would hardly ever find each other queued: the statements of a
@@ -268,7 +270,14 @@ impl WriteGate {
             drop(turn);
             return match result {
                 Ok(value) => self.wait(done).await.map(|()| value),
-                Err(e) => Err(e),
+                Err(e) => {
+                    // A failure can be the batch's own doing (a unique key a writer before this
+                    // one took): answered before the commit, the caller would look for that row
+                    // and not find it yet. So a failed writer, too, returns once the batch is
+                    // committed (or has failed), with its own error.
+                    let _committed = self.wait(done).await;
+                    Err(e)
+                }
             };
         }
         let committed = self.commit(&mut turn).await;

@@ -401,7 +401,7 @@ fn the_chainer_is_configured_under_audit() {
                 defaults.chain_batch_size,
                 defaults.chain_lease_ttl_ms
             ),
-            (200, 64, 3000)
+            (500, 1024, 3000)
         );
         jail.set_env("CLOUDBASE_AUDIT__CHAIN_INTERVAL_MS", "50");
         jail.set_env("CLOUDBASE_AUDIT__CHAIN_BATCH_SIZE", "100");
