@@ -336,8 +336,8 @@ pub fn shard(conn: &DbConn) -> i16 {
 }
 
 /// Finishes call `call` (still `PENDING`) as `finish` says and adds it to the rollup rows of
-/// `day` (`YYYY-MM-DD` in the budgets' time zone); returns the finished row, or `None` if it was
-/// already finished (a call finishes once; the caller's transaction then rolls the rollups back).
+/// `day` (`YYYY-MM-DD` in the budgets' time zone); returns the finished row, or `None`, having
+/// added nothing anywhere, if it was already finished (a call finishes once).
 /// With `audit`, the mutation's audit row goes in with them (`services::audit::take_running`).
 ///
 /// On PostgreSQL this is one statement ([`in_one::FinishInOne`]), atomic without a transaction
@@ -368,29 +368,22 @@ pub async fn finish_and_add_to_daily(
         DbConn::Pg(obj) => {
             let mut c: &diesel_async::AsyncPgConnection = obj;
             let (finish, day, shard) = (finish_statement!(id, finish), u.day, u.shard);
+            // Each audit variant is a type of its own (one prepared statement each).
+            macro_rules! in_one_with {
+                ($audit:expr) => {
+                    in_one::FinishInOne {
+                        finish,
+                        day,
+                        shard,
+                        audit: $audit,
+                    }
+                    .get_result::<AiCall>(&mut c)
+                    .await
+                };
+            }
             let record = match audit {
-                Some(row) => {
-                    let audit = in_one::Audited(row);
-                    in_one::FinishInOne {
-                        finish,
-                        day,
-                        shard,
-                        audit,
-                    }
-                    .get_result::<AiCall>(&mut c)
-                    .await
-                }
-                None => {
-                    let audit = in_one::NoAudit;
-                    in_one::FinishInOne {
-                        finish,
-                        day,
-                        shard,
-                        audit,
-                    }
-                    .get_result::<AiCall>(&mut c)
-                    .await
-                }
+                Some(row) => in_one_with!(in_one::Audited(row)),
+                None => in_one_with!(in_one::NoAudit),
             };
             record.optional()
         }
@@ -464,6 +457,36 @@ mod in_one {
     /// The statement with the mutation's audit row.
     pub(super) struct Audited<'a>(pub(super) &'a NewAuditRow<'a>);
 
+    /// The three rollups, each as `(the insert up to its key columns, the key's values between
+    /// the day and the shard, the conflict target)`; the key columns are `day, …, shard`.
+    const ROLLUPS: [(&str, &str, &str); 3] = [
+        (
+            ", per_key AS (INSERT INTO usage_daily AS r \
+             (day, user_id, api_key_id, provider, model, currency, shard, ",
+            ", f.user_id, COALESCE(f.api_key_id, ''), f.provider, f.model, COALESCE(f.currency, ''), ",
+            "day, user_id, api_key_id, provider, model, currency, shard)",
+        ),
+        (
+            ", per_user AS (INSERT INTO usage_daily_users AS r (day, user_id, currency, shard, ",
+            ", f.user_id, COALESCE(f.currency, ''), ",
+            "day, user_id, currency, shard)",
+        ),
+        (
+            ", per_model AS (INSERT INTO usage_daily_models AS r \
+             (day, provider, model, currency, shard, ",
+            ", f.provider, f.model, COALESCE(f.currency, ''), ",
+            "day, provider, model, currency, shard)",
+        ),
+    ];
+
+    /// The columns every rollup inserts after its key.
+    const SUM_COLUMNS: &str =
+        "requests, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_micros) SELECT ";
+
+    /// A rollup's sums, taken from the finished row.
+    const FROM_F: &str = ", 1, f.prompt_tokens, f.cached_prompt_tokens, f.completion_tokens, \
+        f.cost_micros FROM f ON CONFLICT (";
+
     /// The sums a rollup row gains; the row's table is aliased `r`.
     const SUMS: &str = " DO UPDATE SET requests = r.requests + excluded.requests, \
         prompt_tokens = r.prompt_tokens + excluded.prompt_tokens, \
@@ -471,42 +494,21 @@ mod in_one {
         completion_tokens = r.completion_tokens + excluded.completion_tokens, \
         cost_micros = r.cost_micros + excluded.cost_micros)";
 
-    /// A rollup's sums, taken from the finished row.
-    const FROM_F: &str = ", 1, f.prompt_tokens, f.cached_prompt_tokens, f.completion_tokens, \
-        f.cost_micros FROM f ON CONFLICT (";
-
-    /// The columns every rollup inserts after its key.
-    const SUM_COLUMNS: &str =
-        "requests, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_micros) SELECT ";
-
     impl<U: QueryFragment<Pg>, A: QueryFragment<Pg>> QueryFragment<Pg> for FinishInOne<'_, U, A> {
         fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
             out.push_sql("WITH f AS (");
             self.finish.walk_ast(out.reborrow())?;
-            out.push_sql("), per_key AS (INSERT INTO usage_daily AS r (day, user_id, api_key_id, provider, model, currency, shard, ");
-            out.push_sql(SUM_COLUMNS);
-            out.push_bind_param::<Text, _>(self.day)?;
-            out.push_sql(", f.user_id, COALESCE(f.api_key_id, ''), f.provider, f.model, COALESCE(f.currency, ''), ");
-            out.push_bind_param::<SmallInt, _>(&self.shard)?;
-            out.push_sql(FROM_F);
-            out.push_sql("day, user_id, api_key_id, provider, model, currency, shard)");
-            out.push_sql(SUMS);
-            out.push_sql(", per_user AS (INSERT INTO usage_daily_users AS r (day, user_id, currency, shard, ");
-            out.push_sql(SUM_COLUMNS);
-            out.push_bind_param::<Text, _>(self.day)?;
-            out.push_sql(", f.user_id, COALESCE(f.currency, ''), ");
-            out.push_bind_param::<SmallInt, _>(&self.shard)?;
-            out.push_sql(FROM_F);
-            out.push_sql("day, user_id, currency, shard)");
-            out.push_sql(SUMS);
-            out.push_sql(", per_model AS (INSERT INTO usage_daily_models AS r (day, provider, model, currency, shard, ");
-            out.push_sql(SUM_COLUMNS);
-            out.push_bind_param::<Text, _>(self.day)?;
-            out.push_sql(", f.provider, f.model, COALESCE(f.currency, ''), ");
-            out.push_bind_param::<SmallInt, _>(&self.shard)?;
-            out.push_sql(FROM_F);
-            out.push_sql("day, provider, model, currency, shard)");
-            out.push_sql(SUMS);
+            out.push_sql(")");
+            for (insert, keys, conflict) in ROLLUPS {
+                out.push_sql(insert);
+                out.push_sql(SUM_COLUMNS);
+                out.push_bind_param::<Text, _>(self.day)?;
+                out.push_sql(keys);
+                out.push_bind_param::<SmallInt, _>(&self.shard)?;
+                out.push_sql(FROM_F);
+                out.push_sql(conflict);
+                out.push_sql(SUMS);
+            }
             self.audit.walk_ast(out.reborrow())?;
             out.push_sql(" SELECT * FROM f");
             Ok(())
