@@ -353,7 +353,7 @@ async fn a_call_finished_twice_is_counted_and_audited_once() {
         assert_eq!(app.sql_number(&sums("cost_micros")).await, 1234, "{table}");
     }
     let audited = app
-        .sql_number("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM audit_log WHERE request_id = 'req-twice' AND field = 'chat' AND outcome = 'OK' AND client_ip = '127.0.0.1'")
+        .sql_number(&format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM audit_log WHERE request_id = 'req-twice' AND field = 'chat' AND outcome = 'OK' AND client_ip = '127.0.0.1' AND actor_id = '{user_id}' AND actor_role = 'USER' AND arguments = '{{}}' AND operation_name IS NULL AND user_agent IS NULL"))
         .await;
     assert_eq!(audited, 1, "one audit row");
 }

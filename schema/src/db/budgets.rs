@@ -349,25 +349,11 @@ pub async fn finish_and_add_to_daily(
     day: &str,
     audit: Option<&NewAuditRow<'_>>,
 ) -> QueryResult<Option<AiCall>> {
-    let u = &DailyUsage {
-        day,
-        user_id: &call.user_id,
-        api_key_id: call.api_key_id.as_deref().unwrap_or(""),
-        provider: &finish.provider,
-        model: &finish.model,
-        currency: finish.currency.as_deref().unwrap_or(""),
-        requests: 1,
-        prompt_tokens: finish.prompt_tokens,
-        cached_prompt_tokens: finish.cached_prompt_tokens,
-        completion_tokens: finish.completion_tokens,
-        cost_micros: finish.cost_micros,
-        shard: shard(conn),
-    };
-    let id = call.id.as_str();
+    let (id, shard) = (call.id.as_str(), shard(conn));
     match conn {
         DbConn::Pg(obj) => {
             let mut c: &diesel_async::AsyncPgConnection = obj;
-            let (finish, day, shard) = (finish_statement!(id, finish), u.day, u.shard);
+            let finish = finish_statement!(id, finish);
             // Each audit variant is a type of its own (one prepared statement each).
             macro_rules! in_one_with {
                 ($audit:expr) => {
@@ -395,6 +381,20 @@ pub async fn finish_and_add_to_daily(
                 .optional()?
             else {
                 return Ok(None);
+            };
+            let u = &DailyUsage {
+                day,
+                user_id: &call.user_id,
+                api_key_id: call.api_key_id.as_deref().unwrap_or(""),
+                provider: &finish.provider,
+                model: &finish.model,
+                currency: finish.currency.as_deref().unwrap_or(""),
+                requests: 1,
+                prompt_tokens: finish.prompt_tokens,
+                cached_prompt_tokens: finish.cached_prompt_tokens,
+                completion_tokens: finish.completion_tokens,
+                cost_micros: finish.cost_micros,
+                shard,
             };
             rollup_statement!(
                 u,
@@ -528,34 +528,47 @@ mod in_one {
 
     impl QueryFragment<Pg> for Audited<'_> {
         fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-            let row = self.0;
-            out.push_sql(", audited AS (INSERT INTO audit_log (at, actor_id, actor_role, operation_name, field, arguments, outcome, client_ip, user_agent, request_id) SELECT ");
-            out.push_bind_param::<Timestamp, _>(&row.at)?;
+            // Every field named: a column added to the row fails to compile here until it is
+            // written here too.
+            let NewAuditRow {
+                at,
+                actor_id,
+                actor_role,
+                operation_name,
+                field,
+                arguments,
+                outcome,
+                client_ip,
+                user_agent,
+                request_id,
+            } = self.0;
+            out.push_sql(
+                ", audited AS (INSERT INTO audit_log (at, actor_id, actor_role, operation_name, \
+                 field, arguments, outcome, client_ip, user_agent, request_id) SELECT ",
+            );
+            out.push_bind_param::<Timestamp, _>(at)?;
+            for value in [actor_id, actor_role, operation_name] {
+                out.push_sql(", ");
+                out.push_bind_param::<Nullable<Text>, _>(value)?;
+            }
+            for value in [field, arguments, outcome] {
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(*value)?;
+            }
+            for value in [client_ip, user_agent] {
+                out.push_sql(", ");
+                out.push_bind_param::<Nullable<Text>, _>(value)?;
+            }
             out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.actor_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.actor_role)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.operation_name)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(row.field)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(row.arguments)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(row.outcome)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.client_ip)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&row.user_agent)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(row.request_id)?;
+            out.push_bind_param::<Text, _>(*request_id)?;
             out.push_sql(" FROM f)");
             Ok(())
         }
     }
 
-    /// One prepared statement per variant: the text depends on the audit part's type alone
-    /// (the finish's type is the same at every use).
+    /// One prepared statement per variant: the text depends on the audit part's type alone. The
+    /// finish's type is not in the id, so this is sound only while [`FinishInOne`] is built in
+    /// one place, always around [`finish_statement!`] (`finish_and_add_to_daily`).
     impl<U, A: QueryId> QueryId for FinishInOne<'_, U, A> {
         type QueryId = (FinishInOneId, A::QueryId);
         const HAS_STATIC_QUERY_ID: bool = true;
