@@ -1,4 +1,7 @@
 //! `cloudbase-ai`: the CloudBase AI server and its admin commands.
+//!
+//! `allocator` makes mimalloc the allocator of the server and of SQLite, with the options that
+//! keep an idle server's memory low.
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::path::PathBuf;
@@ -12,6 +15,8 @@ use cloudbase_schema::services::{Role, users};
 use cloudbase_server::config::Config;
 use cloudbase_server::plugin_host::Host;
 use cloudbase_server::{backup, keys, startup, telemetry};
+
+mod allocator;
 
 #[derive(Parser)]
 #[command(
@@ -209,7 +214,9 @@ fn main() -> std::process::ExitCode {
     if let Some(code) = cloudbase_plugin_runner::run_if_asked(std::env::args_os().skip(1)) {
         return code;
     }
-    fixed_mmap_threshold();
+    if let Err(e) = allocator::init() {
+        eprintln!("warning: {e}");
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -233,29 +240,6 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
-
-/// Keeps glibc from holding freed password-hash memory. glibc serves a large block with `mmap`
-/// and, when such a block is freed, raises its threshold to that block's size, so the next block
-/// of that size comes from the heap and stays resident after it is freed. Each argon2 hash takes
-/// 19 MiB: a server that had hashed one password (the bootstrap admin) and then checked another
-/// (a login) kept 19 MiB for good (idle RSS 61 MB, against 41 MB with the threshold fixed;
-/// `bench/RESULTS.md`). Setting the threshold explicitly turns that adjustment off.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[expect(
-    unsafe_code,
-    reason = "one allocator setting through libc, before any thread starts"
-)]
-fn fixed_mmap_threshold() {
-    const THRESHOLD: libc::c_int = 128 * 1024; // glibc's default, kept fixed
-    // SAFETY: `mallopt` takes two integers and only changes an allocator parameter; it runs
-    // first in `main`, before the runtime starts any thread.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn fixed_mmap_threshold() {}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Keys {
