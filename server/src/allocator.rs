@@ -2,8 +2,8 @@
 //! SQLite (`SQLITE_CONFIG_MALLOC`), in place of glibc's `malloc`.
 //!
 //! Why (`bench/RESULTS.md`, "2026-12-03"): under load a call spends about an eighth of its CPU in
-//! glibc's `malloc` and `free`; mimalloc gives more calls a second at c=32 on both backends and
-//! less CPU a call. Its defaults keep much more memory resident (an argon2 hash's 19 MiB after a
+//! glibc's `malloc` and `free`; with mimalloc, SQLite serves more calls a second at c=32 and
+//! `/v1` spends less CPU a call (PostgreSQL moved within the noise). Its defaults keep much more memory resident (an argon2 hash's 19 MiB after a
 //! login, arenas committed and backed by huge pages), so it is built and set to return memory:
 //! - `.cargo/config.toml` compiles two defaults into mimalloc's C build, because mimalloc reads
 //!   its options before `main` runs: arenas committed as they are used
@@ -36,22 +36,6 @@ pub(crate) fn init() -> Result<(), String> {
     // SAFETY: sets an integer option; mimalloc's options are safe to set from any thread.
     unsafe { mi::mi_option_set(PURGE_DELAY, 0) };
     route_sqlite()
-}
-
-/// The two options `.cargo/config.toml` compiles in, as this build has them: (eager commit,
-/// transparent huge pages). Both are 0 in a build made from this repository.
-#[cfg(test)]
-fn compiled_options() -> (std::ffi::c_long, std::ffi::c_long) {
-    // `mi_option_arena_eager_commit` and `mi_option_allow_thp` in `mimalloc.h` (v3).
-    const ARENA_EAGER_COMMIT: mi::mi_option_t = 4;
-    const ALLOW_THP: mi::mi_option_t = 43;
-    // SAFETY: reads integer options.
-    unsafe {
-        (
-            mi::mi_option_get(ARENA_EAGER_COMMIT),
-            mi::mi_option_get(ALLOW_THP),
-        )
-    }
 }
 
 fn route_sqlite() -> Result<(), String> {
@@ -118,7 +102,17 @@ mod tests {
     /// `bench/RESULTS.md`).
     #[test]
     fn mimalloc_is_built_to_return_memory() {
-        assert_eq!(super::compiled_options(), (0, 0));
+        // `mi_option_arena_eager_commit` and `mi_option_allow_thp` in `mimalloc.h` (v3).
+        const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+        const ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
+        // SAFETY: reads integer options.
+        let compiled = unsafe {
+            (
+                libmimalloc_sys::mi_option_get(ARENA_EAGER_COMMIT),
+                libmimalloc_sys::mi_option_get(ALLOW_THP),
+            )
+        };
+        assert_eq!(compiled, (0, 0));
     }
 
     /// SQLite takes the hooks before it initialises, and then allocates through them.

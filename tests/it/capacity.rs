@@ -596,24 +596,19 @@ async fn a_writer_that_collides_with_its_batch_returns_once_the_batch_is_committ
     // committed the batch itself: on a loaded machine the batch can pass its age limit (4 ms)
     // between the two writers of 7. Either way, the row it collided with is committed when it
     // answers; answered with the batch still open, it would not be.
-    let early = tokio::select! {
-        outcome = &mut colliding => Some(outcome.unwrap()),
-        () = tokio::time::sleep(std::time::Duration::from_millis(100)) => None,
-    };
-    let seen_early = match &early {
-        Some(_) => Some(rows_of_t(&dir).await),
-        None => None,
-    };
-    hanging.abort();
-    let outcome = match early {
-        Some(outcome) => outcome,
-        None => colliding.await.unwrap(),
+    let (outcome, rows) = tokio::select! {
+        outcome = &mut colliding => {
+            let rows = rows_of_t(&dir).await;
+            hanging.abort();
+            (outcome.unwrap(), rows)
+        }
+        () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+            hanging.abort();
+            let outcome = colliding.await.unwrap();
+            (outcome, rows_of_t(&dir).await)
+        }
     };
     assert!(outcome.is_err(), "the second insert of 7 fails");
-    let rows = match seen_early {
-        Some(rows) => rows,
-        None => rows_of_t(&dir).await,
-    };
     assert_eq!(
         rows,
         vec![7],
