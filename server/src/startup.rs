@@ -68,7 +68,13 @@ pub async fn run_with_clock(
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
-    let (metrics, metrics_handle) = http::metrics::recorder();
+    // Metrics turned off: nothing is recorded (a recorder nobody renders would only grow).
+    let (metrics, metrics_handle) = if config.metrics.enabled {
+        let (metrics, handle) = http::metrics::recorder();
+        (metrics, Some(handle))
+    } else {
+        (cloudbase_schema::metrics::Metrics::default(), None)
+    };
     let host =
         hostname::get().map_or_else(|_| "localhost".into(), |h| h.to_string_lossy().into_owned());
     let node = Node {
@@ -134,6 +140,12 @@ pub async fn run_with_clock(
             crate::events::listen(config.database_url(), app.clone()).instrument(span.clone()),
         )
     });
+    let metrics_upkeep = metrics_handle.clone().map(|handle| {
+        tokio::spawn(http::metrics::upkeep(
+            handle,
+            http::metrics::UPKEEP_INTERVAL,
+        ))
+    });
     let sockets = Arc::new(http::sockets::Sockets::default());
     let socket_watcher = tokio::spawn(
         Arc::clone(&sockets)
@@ -188,6 +200,7 @@ pub async fn run_with_clock(
         backups,
         hangups,
         folder_watch,
+        metrics_upkeep,
     ]
     .into_iter()
     .flatten()

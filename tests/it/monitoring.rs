@@ -403,6 +403,20 @@ async fn metrics_off_loopback_need_the_token() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn metrics_turned_off_are_not_served_and_calls_still_work() {
+    let app = TestApp::spawn_with(|c| c.metrics.enabled = false).await;
+    let admin = app.admin_token().await;
+    let reply = app
+        .gql_ok(Some(&admin), CHAT, mock_chat("no metrics"))
+        .await;
+    assert_eq!(reply["chat"]["aiCall"]["status"], "SUCCEEDED");
+    let off = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(off.status(), 404);
+    let body: Value = off.json().await.unwrap();
+    assert_eq!(error_code(&body), "NOT_FOUND");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn system_stats_summarise_the_window() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;

@@ -89,17 +89,17 @@ pub struct WsLimits {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Builds the router; `metrics` renders the instance's recorder at `/metrics`, and `sockets`
-/// holds the open WebSockets (its watcher runs beside the server). Fails on a setting that
-/// does not parse (`[http] proxy_networks`).
+/// Builds the router; `metrics` renders the instance's recorder at `/metrics` (none: metrics
+/// are off), and `sockets` holds the open WebSockets (its watcher runs beside the server).
+/// Fails on a setting that does not parse (`[http] proxy_networks`).
 pub fn router(
     app: Arc<App>,
     config: &Config,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     sockets: Arc<sockets::Sockets>,
 ) -> Result<Router, ConfigError> {
-    let metrics = config.metrics.enabled.then(|| metrics::MetricsEndpoint {
-        handle: metrics,
+    let metrics = metrics.map(|handle| metrics::MetricsEndpoint {
+        handle,
         loopback: config.metrics.loopback,
         token: config.metrics.token.as_ref().map(|t| Arc::from(t.expose())),
     });
