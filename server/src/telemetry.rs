@@ -67,6 +67,9 @@ fn install(format: LogFormat, test: bool) {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
+                    // The current span (`span`) only: requests run in one span that names
+                    // the instance and the request, and the list repeated it on every line.
+                    .with_span_list(false)
                     .with_filter(filter),
             )
             .try_init(),
