@@ -6,10 +6,13 @@
 #
 #   bash bench/ab.sh /path/to/old/cloudbase-ai            # ROUNDS=2, LEVELS="1 32"
 #   ROUNDS=3 BACKENDS=sqlite bash bench/ab.sh OLD
+#   ORDER="new old" bash bench/ab.sh OLD                  # this tree's build first in each round
+#   OLD_WITHOUT_MASTER_KEY=1 bash bench/ab.sh OLD         # OLD predates `CLOUDBASE_MASTER_KEY`
 #
-# For each round, backend and concurrency: the floor, then OLD, then this tree's release build,
-# over GraphQL `chat` and over `/v1` (the REST floor beside it), and the server's CPU per call at
-# c=1 (`perf stat`, when perf is installed). Results: one JSON line per run in bench/out/ab.jsonl.
+# For each round, backend and concurrency: the floor, then OLD, then this tree's release build (or
+# the other way round, ORDER), over GraphQL `chat` and over `/v1` (the REST floor beside it), and
+# the server's CPU per call at c=1 (`perf stat`, when perf is installed). Both builds get the
+# bench's master key, as run.sh's does. Results: one JSON line per run in bench/out/ab.jsonl.
 set -euo pipefail
 ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,6 +20,8 @@ cd "$repo"
 # shellcheck source=bench/common.sh
 . "$repo/bench/common.sh"
 old="$(realpath "$1")"
+# start_cloudbase gives the key to this tree's build only; OLD inherits it from here.
+if [ -z "${OLD_WITHOUT_MASTER_KEY:-}" ]; then export CLOUDBASE_MASTER_KEY="$BENCH_MASTER_KEY"; fi
 ROUNDS="${ROUNDS:-2}"
 LEVELS="${LEVELS:-1 32}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
@@ -61,7 +66,7 @@ for round in $(seq 1 "$ROUNDS"); do
             measure "floor-$backend-rest" http "http://127.0.0.1:$FLOOR/v1/chat/completions" "$REST_PLAIN" - "$c" "$floor_pid"
         done
         kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true
-        for which in old new; do
+        for which in ${ORDER:-old new}; do
             server="$bin/cloudbase-ai"; [ "$which" = old ] && server="$old"
             rm -rf "$out/data-$which-$backend"
             start_cloudbase "$out" "$which-$backend" "$(fresh_db "$backend" "ab_$which")" "$CB" "$server"

@@ -6,6 +6,10 @@
 #   bash bench/profile.sh                       # sqlite, c=32, GraphQL `chat` and `/v1`
 #   BACKEND=postgres C=1 bash bench/profile.sh
 #   FLOOR=1 bash bench/profile.sh               # the floor's GraphQL and REST paths instead
+#   CALLGRAPH=1 BINARY=/path/to/cloudbase-ai bash bench/profile.sh
+#                                               # call chains (frame pointers) of another build:
+#     RUSTFLAGS="-C force-frame-pointers=yes" CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
+#     CARGO_TARGET_DIR=/tmp/fp cargo build --release -p cloudbase-server
 #
 # Prints, per path: requests per second, the server's and the upstream's CPU per request, how
 # busy core 1 was, and the server's hottest symbols (self time); perf.data files stay in
@@ -31,7 +35,9 @@ if [ -n "${FLOOR:-}" ]; then # the floor instead, on the same paths
     wait_ready "http://127.0.0.1:$CB/graphql"
     token=-; key=-
 else
-    start_cloudbase "$out" profile "$db" "$CB"
+    # Another build (BINARY) gets the master key from here: start_cloudbase gives it to its own only.
+    if [ -n "${BINARY:-}" ]; then export CLOUDBASE_MASTER_KEY="$BENCH_MASTER_KEY"; fi
+    start_cloudbase "$out" profile "$db" "$CB" "${BINARY:-$bin/cloudbase-ai}"
     token=$(login_token "$CB"); key=$(api_key "$CB" "$token")
 fi
 
@@ -43,7 +49,7 @@ run() { # run NAME URL BODY TOKEN
     perf stat -x, -e task-clock -p "$up_pid" -o "$out/$name.up.txt" -- sleep "$SECONDS_PER_RUN" &
     local s2=$!
     local idle0; idle0=$(awk '$1 == "cpu1" {print $5}' /proc/stat)
-    perf record -q -F 1999 -p "$cb_pid" -o "$data" -- sleep "$SECONDS_PER_RUN" 2> /dev/null &
+    perf record -q -F 1999 ${CALLGRAPH:+-g} -p "$cb_pid" -o "$data" -- sleep "$SECONDS_PER_RUN" 2> /dev/null &
     local s4=$!
     local line
     line=$(taskset -c 0 "$bin/load" http "$2" "$3" "$4" "$C" "$SECONDS_PER_RUN" 1000000)
@@ -63,7 +69,7 @@ cb, up = ms(base + ".cb.txt"), ms(base + ".up.txt")
 print(f"{name}: {line['rps']:,.0f} req/s, p99 {line['p99_ms']} ms, errors {line['errors']}; "
       f"CPU per request: server {cb / n:.3f} ms, upstream {up / n:.3f} ms; core 1 idle {100 * idle / line['seconds']:.0f}%")
 PY
-    perf report -i "$data" --no-children --sort symbol --stdio 2> /dev/null \
+    perf report -i "$data" --no-children ${CALLGRAPH:+-g none} --sort symbol --stdio 2> /dev/null \
         | grep -v '^#' | grep -v '^$' | sed 's/ *- *- *$//' | head -n "$TOP" || true
 }
 
