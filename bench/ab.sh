@@ -20,8 +20,6 @@ cd "$repo"
 # shellcheck source=bench/common.sh
 . "$repo/bench/common.sh"
 old="$(realpath "$1")"
-# start_cloudbase gives the key to this tree's build only; OLD inherits it from here.
-if [ -z "${OLD_WITHOUT_MASTER_KEY:-}" ]; then export CLOUDBASE_MASTER_KEY="$BENCH_MASTER_KEY"; fi
 ROUNDS="${ROUNDS:-2}"
 LEVELS="${LEVELS:-1 32}"
 BACKENDS="${BACKENDS:-sqlite postgres}"

@@ -62,11 +62,12 @@ TOML
 BENCH_MASTER_KEY="YmVuY2gtbWFzdGVyLWtleS1ub3Qtc2VjcmV0LTAwMDA="
 
 # start_cloudbase DIR LABEL DATABASE_URL PORT [BINARY]: the release server (or BINARY) on core 1,
-# JSON logs at `info` in DIR/cloudbase-LABEL.log; sets cb_pid and waits until it is ready.
+# JSON logs at `info` in DIR/cloudbase-LABEL.log, with the bench's master key; sets cb_pid and
+# waits until it is ready.
 start_cloudbase() {
-    local key=""
-    # A binary from before master keys (an `ab.sh` baseline) refuses the setting.
-    [ "${5:-$bin/cloudbase-ai}" = "$bin/cloudbase-ai" ] && key="$BENCH_MASTER_KEY"
+    local key="$BENCH_MASTER_KEY"
+    # A binary from before master keys (an old `ab.sh` baseline) refuses the setting.
+    if [ -n "${OLD_WITHOUT_MASTER_KEY:-}" ] && [ "${5:-$bin/cloudbase-ai}" != "$bin/cloudbase-ai" ]; then key=""; fi
     (cd "$1" && if [ -n "$key" ]; then export CLOUDBASE_MASTER_KEY="$key"; fi && CLOUDBASE_LOG=info CLOUDBASE_LOG_FORMAT=json CLOUDBASE_CONFIG="$1/cloudbase.toml" \
         CLOUDBASE_LISTEN="127.0.0.1:$4" DATABASE_URL="$3" CLOUDBASE_DATA_DIR="$1/data-$2" \
         CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL=bench@example.com CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD=bench-password-1 \

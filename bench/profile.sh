@@ -35,8 +35,6 @@ if [ -n "${FLOOR:-}" ]; then # the floor instead, on the same paths
     wait_ready "http://127.0.0.1:$CB/graphql"
     token=-; key=-
 else
-    # Another build (BINARY) gets the master key from here: start_cloudbase gives it to its own only.
-    if [ -n "${BINARY:-}" ]; then export CLOUDBASE_MASTER_KEY="$BENCH_MASTER_KEY"; fi
     start_cloudbase "$out" profile "$db" "$CB" "${BINARY:-$bin/cloudbase-ai}"
     token=$(login_token "$CB"); key=$(api_key "$CB" "$token")
 fi

@@ -27,8 +27,6 @@ out="$repo/bench/out/soak"
 UP=18941; CB=18943
 prepare "$out" "$UP"
 db=$(fresh_db "$BACKEND" cb_soak)
-# Another build (BINARY) gets the master key from here: start_cloudbase gives it to its own only.
-if [ -n "${BINARY:-}" ]; then export CLOUDBASE_MASTER_KEY="$BENCH_MASTER_KEY"; fi
 label="${BINARY:-$bin/cloudbase-ai}"
 start_cloudbase "$out" soak "$db" "$CB" "$label"
 token=$(login_token "$CB"); key=$(api_key "$CB" "$token")
