@@ -148,6 +148,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+#[cfg(all(target_os = "linux", target_env = "gnu"))] // measured with glibc's `mallinfo2`
 mod tests {
     use std::time::Duration;
 
