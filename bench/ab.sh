@@ -8,6 +8,7 @@
 #   ROUNDS=3 BACKENDS=sqlite bash bench/ab.sh OLD
 #   ORDER="new old" bash bench/ab.sh OLD                  # this tree's build first in each round
 #   OLD_WITHOUT_MASTER_KEY=1 bash bench/ab.sh OLD         # OLD predates `CLOUDBASE_MASTER_KEY`
+#   LIMITS=1 bash bench/ab.sh OLD                         # with rate limits and a budget in force
 #
 # For each round, backend and concurrency: the floor, then OLD, then this tree's release build (or
 # the other way round, ORDER), over GraphQL `chat` and over `/v1` (the REST floor beside it), and
@@ -46,7 +47,7 @@ measure() {
         requests=$(echo "$line" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
         cpu=$(python3 -c "print(round($ms / $requests, 4))")
     fi
-    echo "{\"label\":\"$1\",\"round\":$round,\"cpu_ms_per_request_c1\":$cpu,${line#\{}" | tee -a "$results"
+    echo "{\"label\":\"$1${LIMITS:+-limits}\",\"round\":$round,\"cpu_ms_per_request_c1\":$cpu,${line#\{}" | tee -a "$results"
 }
 
 CB_PLAIN='{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}'
@@ -68,7 +69,7 @@ for round in $(seq 1 "$ROUNDS"); do
             server="$bin/cloudbase-ai"; [ "$which" = old ] && server="$old"
             rm -rf "$out/data-$which-$backend"
             start_cloudbase "$out" "$which-$backend" "$(fresh_db "$backend" "ab_$which")" "$CB" "$server"
-            token=$(login_token "$CB"); key=$(api_key "$CB" "$token")
+            token=$(login_token "$CB"); key=$(api_key "$CB" "$token"); limits_budget "$CB" "$token"
             for c in $LEVELS; do
                 measure "$which-$backend" http "http://127.0.0.1:$CB/graphql" "$CB_PLAIN" "$token" "$c" "$cb_pid"
                 measure "$which-$backend-v1" http "http://127.0.0.1:$CB/v1/chat/completions" "$V1_PLAIN" "$key" "$c" "$cb_pid"

@@ -29,7 +29,12 @@ hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 # write_config DIR UPSTREAM_PORT: DIR/prices.toml and DIR/cloudbase.toml (the `openai-compatible`
 # plugin as `bench` on the mock upstream, a price in force, the per-user request limit off so
 # that the gateway's own cost is measured, and records kept however old the seeded ones are).
+# With LIMITS=1, calls are shaped as in production instead: per-user request and token limits in
+# force, far above what a run spends, so every check runs and none refuses (and, with
+# `limits_budget`, a budget that every call reserves against and settles).
 write_config() {
+    local rpm=0 tpm=0
+    if [ -n "${LIMITS:-}" ]; then rpm=1000000000; tpm=1000000000000; fi
     cat > "$1/prices.toml" <<TOML
 [[price]]
 provider = "bench"
@@ -51,7 +56,8 @@ retries = 0
 default_provider = "bench"
 default_model = "bench-model"
 [rate_limits]
-requests_per_minute = 0
+requests_per_minute = $rpm
+tokens_per_minute = $tpm
 [retention]
 ai_calls_days = 3650
 TOML
@@ -99,4 +105,13 @@ api_key() {
     curl -s "http://127.0.0.1:$1/graphql" -H 'content-type: application/json' -H "authorization: Bearer $2" \
         -d '{"query":"mutation { createApiKey(input: {name: \"bench\"}) { secret } }"}' \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["createApiKey"]["secret"])'
+}
+
+# limits_budget PORT TOKEN: with LIMITS=1, a monthly budget on everyone's calls far above what a
+# run spends (every call then reserves and settles); nothing otherwise.
+limits_budget() {
+    [ -n "${LIMITS:-}" ] || return 0
+    curl -s "http://127.0.0.1:$1/graphql" -H 'content-type: application/json' -H "authorization: Bearer $2" \
+        -d '{"query":"mutation { createBudget(input: {period: MONTH, currency: \"CNY\", limitMicros: \"1000000000000000\"}) { id } }"}' \
+        | python3 -c 'import json,sys; assert json.load(sys.stdin)["data"]["createBudget"]["id"]'
 }

@@ -18,12 +18,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use diesel::QueryResult;
+use diesel::pg::Pg;
+use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::db::DbConn;
+use crate::db::fixed::FixedShape;
 use crate::db::models::AiCall;
 use crate::services::access_cache::{AccessCache, BEAT_EVERY, HORIZON, Horizon};
 use crate::services::call_reads::CallReads;
@@ -154,6 +157,11 @@ struct Envelope {
 const NOTIFY_QUEUE: usize = 8192;
 /// Events sent in one statement at most.
 const NOTIFY_BATCH: usize = 128;
+/// How long the notifier gathers events after the first of a batch before it sends them. A call
+/// publishes twice within about a millisecond (`PENDING`, then finished): without the pause each
+/// event would be a statement (and a commit in PostgreSQL) of its own at low load. Small beside
+/// what other instances wait for anyway (the access cache's [`HORIZON`], the beats' interval).
+const NOTIFY_GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Publishes events to local subscribers and, with PostgreSQL, to the other instances.
 pub struct EventBus {
@@ -325,11 +333,13 @@ impl EventBus {
         let payload = self
             .envelope(event)
             .map_err(|e| crate::Error::Internal(e.to_string()))?;
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<Text, _>(CHANNEL)
-            .bind::<Text, _>(payload)
-            .execute(&mut **conn)
-            .await?;
+        FixedShape(
+            diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<Text, _>(CHANNEL)
+                .bind::<Text, _>(payload),
+        )
+        .execute(&mut **conn)
+        .await?;
         Ok(())
     }
 
@@ -396,14 +406,22 @@ async fn heartbeats(horizon: Arc<Horizon>, queue: mpsc::WeakSender<String>, orig
     }
 }
 
-/// Sends what is queued, oldest first, up to [`NOTIFY_BATCH`] events a statement, on a
-/// connection of its own, until the bus is dropped. A batch that fails is sent once more on a
+/// Sends what is queued, oldest first, up to [`NOTIFY_BATCH`] events a statement (those that come
+/// within [`NOTIFY_GATHER`] of the first go with it), on a connection of its own, until the bus is dropped. A batch that fails is sent once more on a
 /// new connection (the old one may have been closed while idle; an event sent twice is harmless,
 /// since subscribers read the state it names), then given up (delivery is at most once).
 async fn notifier(url: String, mut queue: mpsc::Receiver<String>) {
     let mut batch = Vec::with_capacity(NOTIFY_BATCH);
     let mut conn: Option<AsyncPgConnection> = None;
     while queue.recv_many(&mut batch, NOTIFY_BATCH).await > 0 {
+        if batch.len() < NOTIFY_BATCH {
+            tokio::time::sleep(NOTIFY_GATHER).await;
+            while batch.len() < NOTIFY_BATCH
+                && let Ok(payload) = queue.try_recv()
+            {
+                batch.push(payload);
+            }
+        }
         let mut failure = None;
         for _ in 0..2 {
             if conn.is_none() {
@@ -439,14 +457,34 @@ async fn notifier(url: String, mut queue: mpsc::Receiver<String>) {
     }
 }
 
+/// [`notify`]'s statement, prepared once on the notifier's connection: `sql_query` alone is
+/// prepared again on every run, a round trip more for every batch.
+fn notify_statement(payloads: &[String]) -> impl QueryFragment<Pg> + QueryId + Send + '_ {
+    FixedShape(
+        diesel::sql_query(
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n",
+        )
+        .bind::<Text, _>(CHANNEL)
+        .bind::<Array<Text>, _>(payloads),
+    )
+}
+
 /// Sends `payloads` in one statement.
 async fn notify(conn: &mut AsyncPgConnection, payloads: &[String]) -> QueryResult<()> {
-    diesel::sql_query(
-        "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n",
-    )
-    .bind::<Text, _>(CHANNEL)
-    .bind::<Array<Text>, _>(payloads)
-    .execute(conn)
-    .await?;
+    notify_statement(payloads).execute(conn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::pg::Pg;
+
+    use super::notify_statement;
+    use crate::db::fixed::kept_prepared;
+
+    #[test]
+    fn the_notifiers_statement_stays_prepared() {
+        let payloads = vec!["a".to_owned(), "b".to_owned()];
+        assert!(kept_prepared(&notify_statement(&payloads), &Pg));
+    }
 }

@@ -206,15 +206,18 @@ pub async fn chain_batch(
             let prev: Vec<&str> = links.iter().map(|l| l.prev_hash.as_str()).collect();
             let hashes: Vec<&str> = links.iter().map(|l| l.hash.as_str()).collect();
             // One statement for the batch: not a round trip per row.
-            let linked = diesel::sql_query(
-                "UPDATE audit_log AS a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash \
-                 FROM unnest($1, $2, $3, $4) AS v(id, seq, prev_hash, hash) \
-                 WHERE a.id = v.id AND a.seq IS NULL",
+            // Its text is fixed (arrays of any length): prepared once per connection.
+            let linked = super::fixed::FixedShape(
+                diesel::sql_query(
+                    "UPDATE audit_log AS a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash \
+                     FROM unnest($1, $2, $3, $4) AS v(id, seq, prev_hash, hash) \
+                     WHERE a.id = v.id AND a.seq IS NULL",
+                )
+                .bind::<Array<BigInt>, _>(ids)
+                .bind::<Array<BigInt>, _>(seqs)
+                .bind::<Array<Text>, _>(prev)
+                .bind::<Array<Text>, _>(hashes),
             )
-            .bind::<Array<BigInt>, _>(ids)
-            .bind::<Array<BigInt>, _>(seqs)
-            .bind::<Array<Text>, _>(prev)
-            .bind::<Array<Text>, _>(hashes)
             .execute(c)
             .await?;
             let moved = move_head!(head, last.seq, &last.hash).execute(c).await?;

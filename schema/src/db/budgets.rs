@@ -2,7 +2,10 @@
 //! `usage_daily_users`, `usage_daily_models`), and the finish of a call with its rollups.
 
 use chrono::NaiveDateTime;
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{QueryFragment, QueryId};
+use diesel::sqlite::Sqlite;
 use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
@@ -147,6 +150,21 @@ pub async fn roll(
 /// afterwards. Returns whether it did: the check and the reservation are one statement.
 pub async fn reserve(conn: &mut DbConn, id: &str, amount: i64, tokens: i64) -> QueryResult<bool> {
     db_run!(conn, |c| {
+        reserve_statement(id, amount, tokens)
+            .execute(c)
+            .await
+            .map(|n| n == 1)
+    })
+}
+
+/// [`reserve`]'s conditional update, prepared once per connection (diesel prepares an `UPDATE`
+/// again on every run unless told its shape is fixed).
+pub(super) fn reserve_statement(
+    id: &str,
+    amount: i64,
+    tokens: i64,
+) -> impl QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + '_ {
+    FixedShape(
         diesel::update(
             budgets::table
                 .find(id)
@@ -175,11 +193,8 @@ pub async fn reserve(conn: &mut DbConn, id: &str, amount: i64, tokens: i64) -> Q
             budgets::reserved_micros.eq(budgets::reserved_micros + amount),
             budgets::reserved_tokens.eq(budgets::reserved_tokens + tokens),
             budgets::reserved_requests.eq(budgets::reserved_requests + 1i64),
-        ))
-        .execute(c)
-        .await
-        .map(|n| n == 1)
-    })
+        )),
+    )
 }
 
 /// Records a reservation.
@@ -219,6 +234,26 @@ pub async fn expired(
     })
 }
 
+/// [`settle`]'s update of the budget, returning it; prepared once per connection (diesel
+/// prepares an `UPDATE` again on every run unless told its shape is fixed).
+macro_rules! settle_statement {
+    ($r:expr, $used:expr) => {{
+        let (r, used): (&Reservation, (i64, i64, i64)) = ($r, $used);
+        FixedShape(
+            diesel::update(budgets::table.find(&r.budget_id))
+                .set((
+                    budgets::reserved_micros.eq(budgets::reserved_micros - r.amount_micros),
+                    budgets::reserved_tokens.eq(budgets::reserved_tokens - r.tokens),
+                    budgets::reserved_requests.eq(budgets::reserved_requests - r.requests),
+                    budgets::spent_micros.eq(budgets::spent_micros + used.0),
+                    budgets::spent_tokens.eq(budgets::spent_tokens + used.1),
+                    budgets::spent_requests.eq(budgets::spent_requests + used.2),
+                ))
+                .returning(Budget::as_returning()),
+        )
+    }};
+}
+
 /// Releases a reservation and adds what was really used: `(micros, tokens, requests)`, and
 /// returns the budget as it now stands (`None` if the reservation was already released).
 /// Deleting the reservation row in the same step makes it happen once.
@@ -236,31 +271,21 @@ pub async fn settle(
         return Ok(None);
     }
     db_run!(conn, |c| {
-        diesel::update(budgets::table.find(&r.budget_id))
-            .set((
-                budgets::reserved_micros.eq(budgets::reserved_micros - r.amount_micros),
-                budgets::reserved_tokens.eq(budgets::reserved_tokens - r.tokens),
-                budgets::reserved_requests.eq(budgets::reserved_requests - r.requests),
-                budgets::spent_micros.eq(budgets::spent_micros + used.0),
-                budgets::spent_tokens.eq(budgets::spent_tokens + used.1),
-                budgets::spent_requests.eq(budgets::spent_requests + used.2),
-            ))
-            .returning(Budget::as_returning())
-            .get_result(c)
-            .await
-            .optional()
+        settle_statement!(r, used).get_result(c).await.optional()
     })
 }
 
 /// Records that `threshold` was raised this period, once: returns whether this call did it.
 pub async fn mark_alerted(conn: &mut DbConn, id: &str, threshold: i64) -> QueryResult<bool> {
     db_run!(conn, |c| {
-        diesel::update(
-            budgets::table
-                .find(id)
-                .filter(budgets::alerted_percent.lt(threshold)),
+        FixedShape(
+            diesel::update(
+                budgets::table
+                    .find(id)
+                    .filter(budgets::alerted_percent.lt(threshold)),
+            )
+            .set(budgets::alerted_percent.eq(threshold)),
         )
-        .set(budgets::alerted_percent.eq(threshold))
         .execute(c)
         .await
         .map(|n| n == 1)
@@ -589,5 +614,31 @@ mod in_one {
 
     impl<U: Query, A> Query for FinishInOne<'_, U, A> {
         type SqlType = U::SqlType;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::pg::Pg;
+    use diesel::sqlite::Sqlite;
+
+    use super::*;
+    use crate::db::fixed::kept_prepared;
+
+    #[test]
+    fn a_calls_reservation_and_settlement_stay_prepared() {
+        let reserve = reserve_statement("b", 1_000, 50);
+        assert!(kept_prepared(&reserve, &Pg) && kept_prepared(&reserve, &Sqlite));
+        let r = Reservation {
+            ai_call_id: "c".into(),
+            budget_id: "b".into(),
+            amount_micros: 1_000,
+            tokens: 50,
+            requests: 1,
+            expires_at: NaiveDateTime::default(),
+        };
+        // `RETURNING` is built for one backend at a time.
+        assert!(kept_prepared(&settle_statement!(&r, (900, 40, 1)), &Pg));
+        assert!(kept_prepared(&settle_statement!(&r, (900, 40, 1)), &Sqlite));
     }
 }

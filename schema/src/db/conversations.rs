@@ -1,9 +1,13 @@
 //! Queries on `conversations` and `messages` (whose text is sealed here, on its way in and out).
 
 use chrono::NaiveDateTime;
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{QueryFragment, QueryId};
+use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
 
+use super::fixed::FixedShape;
 use super::models::{Conversation, Message};
 use super::schema::{conversations, messages};
 use super::{DbConn, db_run};
@@ -78,12 +82,16 @@ pub async fn rename(
 
 /// Marks a conversation active now.
 pub async fn touch(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> QueryResult<usize> {
-    db_run!(conn, |c| {
-        diesel::update(conversations::table.find(id))
-            .set(conversations::updated_at.eq(now))
-            .execute(c)
-            .await
-    })
+    db_run!(conn, |c| touch_statement(id, now).execute(c).await)
+}
+
+/// [`touch`]'s update, run with every turn: prepared once per connection (diesel prepares an
+/// `UPDATE` again on every run unless told its shape is fixed).
+pub(super) fn touch_statement(
+    id: &str,
+    now: NaiveDateTime,
+) -> impl QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + '_ {
+    FixedShape(diesel::update(conversations::table.find(id)).set(conversations::updated_at.eq(now)))
 }
 
 /// Deletes a conversation and its messages (call records keep their data, unlinked).

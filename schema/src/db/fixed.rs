@@ -37,3 +37,47 @@ impl<Q: QueryId> QueryId for FixedShape<Q> {
 impl<Q: Query> Query for FixedShape<Q> {
     type SqlType = Q::SqlType;
 }
+
+/// Whether diesel's statement cache keeps `statement` prepared on `backend` (for the tests of
+/// the statements that use [`FixedShape`]).
+#[cfg(test)]
+pub(crate) fn kept_prepared<DB: Backend>(statement: &impl QueryFragment<DB>, backend: &DB) -> bool {
+    statement
+        .is_safe_to_cache_prepared(backend)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDateTime;
+    use diesel::pg::Pg;
+    use diesel::prelude::*;
+    use diesel::sqlite::Sqlite;
+
+    use super::kept_prepared;
+    use crate::db::schema::rate_counters;
+    use crate::db::{conversations, rate_limits};
+
+    #[test]
+    fn diesel_alone_prepares_an_update_again_every_run() {
+        // The premise of `FixedShape`: without it, the statements below would not be kept.
+        let bare = diesel::update(rate_counters::table.find(("k", NaiveDateTime::default())))
+            .set(rate_counters::count.eq(rate_counters::count + 1));
+        assert!(!kept_prepared(&bare, &Pg));
+        assert!(!kept_prepared(&bare, &Sqlite));
+        let raw = diesel::sql_query("SELECT 1");
+        assert!(!kept_prepared(&raw, &Pg));
+    }
+
+    #[test]
+    fn the_rate_limit_and_conversation_writes_of_a_call_stay_prepared() {
+        let at = NaiveDateTime::default();
+        let bump = rate_limits::bump_statement("rpm:u", at, 1, 120);
+        let add = rate_limits::add_statement("tpm:u", at, 10);
+        let touch = conversations::touch_statement("c", at);
+        assert!(kept_prepared(&bump, &Pg) && kept_prepared(&bump, &Sqlite));
+        assert!(kept_prepared(&add, &Pg) && kept_prepared(&add, &Sqlite));
+        assert!(kept_prepared(&touch, &Pg) && kept_prepared(&touch, &Sqlite));
+        assert!(kept_prepared(&rate_limits::lock_statement("rpm:u"), &Pg));
+    }
+}

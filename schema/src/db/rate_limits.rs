@@ -11,6 +11,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable};
 use diesel_async::RunQueryDsl;
 
+use diesel::pg::Pg;
+use diesel::query_builder::{QueryFragment, QueryId};
+use diesel::sqlite::Sqlite;
+
+use super::fixed::FixedShape;
 use super::schema::{rate_counters, user_limits};
 use super::{DbConn, db_run};
 
@@ -80,14 +85,18 @@ pub async fn forget(conn: &mut DbConn, key: &str) -> QueryResult<usize> {
 pub async fn lock(conn: &mut DbConn, key: &str) -> QueryResult<()> {
     match conn {
         DbConn::Pg(c) => {
-            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-                .bind::<BigInt, _>(lock_id(key))
-                .execute(&mut **c)
-                .await?;
+            lock_statement(key).execute(&mut **c).await?;
         }
         DbConn::Sqlite(..) => {}
     }
     Ok(())
+}
+
+/// `pg_advisory_xact_lock` on `key`'s id, prepared once per connection.
+pub(super) fn lock_statement(key: &str) -> impl QueryFragment<Pg> + QueryId + Send {
+    FixedShape(
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<BigInt, _>(lock_id(key)),
+    )
 }
 
 /// A stable 64-bit id for `key` (the first 8 bytes of its SHA-256), the same on every instance.
@@ -114,14 +123,7 @@ pub async fn take(
     }
     for _ in 0..2 {
         let bumped = db_run!(conn, |c| {
-            diesel::update(
-                rate_counters::table
-                    .find((key, window))
-                    .filter((rate_counters::count + amount).le(limit)),
-            )
-            .set(rate_counters::count.eq(rate_counters::count + amount))
-            .execute(c)
-            .await
+            bump_statement(key, window, amount, limit).execute(c).await
         })?;
         if bumped == 1 {
             return Ok(true);
@@ -154,7 +156,36 @@ pub async fn add(
     window: NaiveDateTime,
     amount: i64,
 ) -> QueryResult<usize> {
-    db_run!(conn, |c| {
+    db_run!(conn, |c| add_statement(key, window, amount)
+        .execute(c)
+        .await)
+}
+
+/// The step of [`take`] that adds to an existing counter within its limit, prepared once per
+/// connection (diesel prepares an `UPDATE` again on every run unless told its shape is fixed).
+pub(super) fn bump_statement<'a>(
+    key: &'a str,
+    window: NaiveDateTime,
+    amount: i64,
+    limit: i64,
+) -> impl QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + 'a {
+    FixedShape(
+        diesel::update(
+            rate_counters::table
+                .find((key, window))
+                .filter((rate_counters::count + amount).le(limit)),
+        )
+        .set(rate_counters::count.eq(rate_counters::count + amount)),
+    )
+}
+
+/// [`add`]'s upsert, prepared once per connection (as [`bump_statement`]).
+pub(super) fn add_statement(
+    key: &str,
+    window: NaiveDateTime,
+    amount: i64,
+) -> impl QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + '_ {
+    FixedShape(
         diesel::insert_into(rate_counters::table)
             .values((
                 rate_counters::key.eq(key),
@@ -163,10 +194,8 @@ pub async fn add(
             ))
             .on_conflict((rate_counters::key, rate_counters::window_start))
             .do_update()
-            .set(rate_counters::count.eq(rate_counters::count + amount))
-            .execute(c)
-            .await
-    })
+            .set(rate_counters::count.eq(rate_counters::count + amount)),
+    )
 }
 
 /// The counter's value (0 if absent).
