@@ -10,6 +10,7 @@
 //! - [`db`]: the two-backend pool (SQLite or PostgreSQL), migrations, `schema.rs`, models and queries.
 //! - [`metrics`]: the instance's metrics recorder and the metric names.
 //! - [`ports`]: the plugin host as the services see it: the trait the server implements.
+//! - [`recurring`]: a background task's failure that repeats every round, logged once a minute.
 //! - [`services`]: every workflow with side effects, one domain a module: accounts and
 //!   sessions, the AI-call flow, budgets, limits, conversations, usage, audit, logs, alerts.
 //! - [`graphql`]: the async-graphql types and resolvers, split by domain, and the schema builder.
@@ -22,6 +23,7 @@ pub mod events;
 pub mod graphql;
 pub mod metrics;
 pub mod ports;
+pub mod recurring;
 pub mod services;
 
 pub use error::Error;

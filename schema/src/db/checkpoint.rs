@@ -161,23 +161,34 @@ pub async fn run(path: String, gate: WriteGate) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The log's length when it was last marked to start over: unchanged means nothing was written.
     let mut rewound_at = None;
+    // A lasting failure (a full disk) is logged once a minute, not four times a second.
+    let mut failing = crate::recurring::Recurring::default();
+    let failed = |failing: &mut crate::recurring::Recurring, e: String| {
+        failing.failed(|unsaid| {
+            tracing::warn!(error = %e, rounds_failed_unlogged = unsaid, "SQLite checkpoint failed");
+        });
+    };
     loop {
         tick.tick().await;
         let copied = match copy(&copier).await {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!(error = %e, "SQLite checkpoint failed");
+                failed(&mut failing, e);
                 continue;
             }
         };
         if copied.log == 0 || rewound_at == Some(copied.log) {
+            failing.worked(|| tracing::info!("SQLite checkpoints work again"));
             continue;
         }
         let turn = gate.turn().await;
         let restart = checkpoint(&conn, "RESTART").await;
         drop(turn);
         match restart {
-            Ok(o) if o.busy == 0 => rewound_at = Some(o.log),
+            Ok(o) if o.busy == 0 => {
+                rewound_at = Some(o.log);
+                failing.worked(|| tracing::info!("SQLite checkpoints work again"));
+            }
             Ok(o) => {
                 rewound_at = None;
                 tracing::debug!(
@@ -186,7 +197,7 @@ pub async fn run(path: String, gate: WriteGate) {
                     "SQLite checkpoint kept busy by readers; trying again"
                 );
             }
-            Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
+            Err(e) => failed(&mut failing, e),
         }
     }
 }

@@ -131,7 +131,6 @@ pub async fn handler(
             metrics::counter!("cloudbase_logs_total", "outcome" => outcome).absolute(n);
         }
     });
-    endpoint.handle.run_upkeep();
     (
         [(
             header::CONTENT_TYPE,

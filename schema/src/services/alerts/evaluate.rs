@@ -19,10 +19,14 @@ pub async fn run(app: Arc<App>) {
     let interval = app.alert_settings.evaluate_interval;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = crate::recurring::Recurring::default();
     loop {
         ticker.tick().await;
-        if let Err(e) = tick(&app).await {
-            tracing::warn!(error = %e, "alert evaluation failed");
+        match tick(&app).await {
+            Ok(_) => failing.worked(|| tracing::info!("alert evaluation works again")),
+            Err(e) => failing.failed(|unsaid| {
+                tracing::warn!(error = %e, rounds_failed_unlogged = unsaid, "alert evaluation failed");
+            }),
         }
     }
 }

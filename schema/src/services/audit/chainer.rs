@@ -155,15 +155,12 @@ pub async fn run(app: Arc<App>, settings: ChainSettings) {
         held_until: None,
         renew_at: Instant::now(),
     };
-    // A failure that lasts (the database down) is logged once a minute, not every round.
-    let mut warned_at: Option<Instant> = None;
+    let mut failing = crate::recurring::Recurring::default();
     loop {
         ticker.tick().await;
         match tick(&app, &settings, &mut lease).await {
             Ok(linked) => {
-                if warned_at.take().is_some() {
-                    tracing::info!("chaining audit rows works again");
-                }
+                failing.worked(|| tracing::info!("chaining audit rows works again"));
                 if linked > 0 {
                     app.metrics.record(|| {
                         metrics::counter!("cloudbase_audit_chained_rows_total")
@@ -172,12 +169,9 @@ pub async fn run(app: Arc<App>, settings: ChainSettings) {
                     tracing::debug!(audit.linked = linked, "audit rows chained");
                 }
             }
-            Err(e) => {
-                if warned_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-                    tracing::warn!(error = %e, "chaining audit rows failed");
-                    warned_at = Some(Instant::now());
-                }
-            }
+            Err(e) => failing.failed(|unsaid| {
+                tracing::warn!(error = %e, rounds_failed_unlogged = unsaid, "chaining audit rows failed");
+            }),
         }
     }
 }
