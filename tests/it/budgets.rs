@@ -132,6 +132,59 @@ async fn a_budget_holds_across_two_server_processes_on_postgres() {
     check_never_overspent(&app, &urls).await;
 }
 
+/// A call under several budgets reserves in all of them and settles all of them in one step: its
+/// cost counts only in the budget of the price's currency, its request and tokens in every one,
+/// and nothing stays reserved.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_under_several_budgets_settles_each_in_its_own_currency() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (user, _, user_id) = app
+        .register("two-budgets@example.com", "quartz lantern ferry budget")
+        .await;
+    let cost = cost_of_one(&app, &user).await;
+    assert!(cost > 0, "the mock's call is priced");
+    for (owner, currency) in [(Some(user_id.as_str()), "CNY"), (None, "USD")] {
+        app.gql_ok(
+            Some(&admin),
+            CREATE,
+            json!({"i": {"userId": owner, "period": "MONTH", "currency": currency, "limitMicros": "1000000000"}}),
+        )
+        .await;
+    }
+    let call = app.gql_ok(Some(&user), &chat_query(), ask()).await["chat"]["aiCall"].clone();
+    assert_eq!(micros(&call["costMicros"]), cost);
+    assert_eq!(call["currency"], "CNY");
+    let tokens =
+        call["promptTokens"].as_i64().unwrap() + call["completionTokens"].as_i64().unwrap();
+    let all = app
+        .gql_ok(
+            Some(&admin),
+            "{ budgets { scope currency spentMicros reservedMicros spentTokens spentRequests reservedRequests } }",
+            json!({}),
+        )
+        .await;
+    let budgets = all["budgets"].as_array().unwrap();
+    assert_eq!(budgets.len(), 2, "{all}");
+    for b in budgets {
+        let own_currency = b["currency"] == "CNY";
+        assert_eq!(
+            micros(&b["spentMicros"]),
+            if own_currency { cost } else { 0 },
+            "{b}"
+        );
+        assert_eq!(b["spentTokens"], tokens, "{b}");
+        assert_eq!(b["spentRequests"], 1, "{b}");
+        assert_eq!(b["reservedMicros"], "0", "{b}");
+        assert_eq!(b["reservedRequests"], 0, "{b}");
+    }
+    assert_eq!(
+        app.sql_number("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM budget_reservations")
+            .await,
+        0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn records_rollups_and_spend_agree_to_the_micro_unit() {
     let app = TestApp::spawn_with(|c| {

@@ -197,25 +197,136 @@ pub(super) fn reserve_statement(
     )
 }
 
-/// Records a reservation.
-pub async fn insert_reservation(conn: &mut DbConn, r: &Reservation) -> QueryResult<usize> {
-    db_run!(conn, |c| {
-        diesel::insert_into(budget_reservations::table)
-            .values(r)
-            .execute(c)
-            .await
-    })
+/// Inserts call `call` (`PENDING`) and, for each of `wanted`, its reservation, and reserves its
+/// amounts in its budget where every limit still holds afterwards. Returns, for each of `wanted`,
+/// whether its budget had room; where one had none the caller fails and its transaction rolls all
+/// of it back. Inside the caller's transaction.
+///
+/// On PostgreSQL the statements go in one flight (pipelined: one round trip), the budgets'
+/// updates last, so their row locks are held only until the commit that follows. On SQLite they
+/// run one after another and stop at the first budget without room.
+pub async fn insert_and_reserve(
+    conn: &mut DbConn,
+    call: &AiCall,
+    wanted: &[Reservation],
+) -> QueryResult<Vec<bool>> {
+    match conn {
+        DbConn::Pg(obj) => {
+            let mut c: &diesel_async::AsyncPgConnection = obj;
+            let inserted = diesel::insert_into(ai_calls::table)
+                .values(call)
+                .execute(&mut c);
+            let held = futures_util::future::join_all(wanted.iter().map(|r| {
+                diesel::insert_into(budget_reservations::table)
+                    .values(r)
+                    .execute(&mut c)
+            }));
+            let reserved = futures_util::future::join_all(wanted.iter().map(|r| {
+                reserve_statement(&r.budget_id, r.amount_micros, r.tokens).execute(&mut c)
+            }));
+            // Every statement is waited for, also after a failure: none is left in flight.
+            let (inserted, held, reserved) = futures_util::join!(inserted, held, reserved);
+            inserted?;
+            for h in held {
+                h?;
+            }
+            reserved.into_iter().map(|n| n.map(|n| n == 1)).collect()
+        }
+        DbConn::Sqlite(obj, _) => {
+            let c: &mut super::SqliteConn = obj;
+            diesel::insert_into(ai_calls::table)
+                .values(call)
+                .execute(c)
+                .await?;
+            let mut room = Vec::with_capacity(wanted.len());
+            for r in wanted {
+                let took = reserve_statement(&r.budget_id, r.amount_micros, r.tokens)
+                    .execute(c)
+                    .await?
+                    == 1;
+                room.push(took);
+                if !took {
+                    break;
+                }
+                diesel::insert_into(budget_reservations::table)
+                    .values(r)
+                    .execute(c)
+                    .await?;
+            }
+            Ok(room)
+        }
+    }
 }
 
-/// The reservations a call holds.
-pub async fn reservations_of(conn: &mut DbConn, call_id: &str) -> QueryResult<Vec<Reservation>> {
-    db_run!(conn, |c| {
-        budget_reservations::table
-            .filter(budget_reservations::ai_call_id.eq(call_id))
-            .select(Reservation::as_select())
-            .load(c)
+/// Settles call `call_id`: releases every reservation it still holds and adds what it used to
+/// those budgets (`micros` only where the budget's currency is `currency`; `tokens` and one
+/// request everywhere). Returns the budgets as they now are. A reservation the sweeper already
+/// released is not there, and its budget is left alone. Inside the caller's transaction.
+///
+/// On PostgreSQL this is one statement (the delete and the updates, one round trip however many
+/// budgets apply); on SQLite, which has no `DELETE` in a `WITH`, an update from the reservations
+/// and then their delete.
+pub async fn settle_call(
+    conn: &mut DbConn,
+    call_id: &str,
+    micros: i64,
+    currency: &str,
+    tokens: i64,
+) -> QueryResult<Vec<Budget>> {
+    use diesel::sql_types::{BigInt, Text};
+    match conn {
+        DbConn::Pg(c) => {
+            FixedShape(
+                diesel::sql_query(
+                    "WITH d AS (DELETE FROM budget_reservations WHERE ai_call_id = $1 \
+                     RETURNING budget_id, amount_micros, tokens, requests) \
+                     UPDATE budgets AS b SET \
+                     reserved_micros = b.reserved_micros - d.amount_micros, \
+                     reserved_tokens = b.reserved_tokens - d.tokens, \
+                     reserved_requests = b.reserved_requests - d.requests, \
+                     spent_micros = b.spent_micros + CASE WHEN b.currency = $2 THEN $3 ELSE 0 END, \
+                     spent_tokens = b.spent_tokens + $4, \
+                     spent_requests = b.spent_requests + 1 \
+                     FROM d WHERE b.id = d.budget_id RETURNING b.*",
+                )
+                .bind::<Text, _>(call_id)
+                .bind::<Text, _>(currency)
+                .bind::<BigInt, _>(micros)
+                .bind::<BigInt, _>(tokens),
+            )
+            .load::<Budget>(&mut **c)
             .await
-    })
+        }
+        DbConn::Sqlite(obj, _) => {
+            let c: &mut super::SqliteConn = obj;
+            let settled = FixedShape(
+                diesel::sql_query(
+                    "UPDATE budgets AS b SET \
+                     reserved_micros = b.reserved_micros - d.amount_micros, \
+                     reserved_tokens = b.reserved_tokens - d.tokens, \
+                     reserved_requests = b.reserved_requests - d.requests, \
+                     spent_micros = b.spent_micros + CASE WHEN b.currency = ?2 THEN ?3 ELSE 0 END, \
+                     spent_tokens = b.spent_tokens + ?4, \
+                     spent_requests = b.spent_requests + 1 \
+                     FROM (SELECT budget_id, amount_micros, tokens, requests \
+                     FROM budget_reservations WHERE ai_call_id = ?1) AS d \
+                     WHERE b.id = d.budget_id RETURNING *",
+                )
+                .bind::<Text, _>(call_id)
+                .bind::<Text, _>(currency)
+                .bind::<BigInt, _>(micros)
+                .bind::<BigInt, _>(tokens),
+            )
+            .load::<Budget>(c)
+            .await?;
+            diesel::delete(
+                budget_reservations::table.filter(budget_reservations::ai_call_id.eq(call_id)),
+            )
+            .execute(c)
+            .await?;
+            Ok(settled)
+        }
+    }
 }
 
 /// Reservations whose time is up.

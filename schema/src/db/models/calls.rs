@@ -179,7 +179,7 @@ pub struct AiCall {
 
 /// A row of `budgets`: a limit on spend (and optionally tokens and requests) for one user or
 /// for everyone, per period.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = crate::db::schema::budgets, treat_none_as_default_value = false)]
 pub struct Budget {
     /// UUIDv7.

@@ -45,10 +45,11 @@ fn describe(b: &Budget) -> String {
     }
 }
 
-/// Admits a call: inside the caller's transaction, starts new periods where due and reserves the
-/// worst case in every budget that applies. Fails with `BUDGET_EXCEEDED` (and the caller's
-/// transaction rolls back) if any budget has no room. Returns whether a budget started a new
-/// period (the caller publishes `BudgetsChanged` once the transaction commits).
+/// Admits a call: inside the caller's transaction, starts new periods where due, inserts the
+/// call's `PENDING` record and reserves the worst case in every budget that applies (one flight
+/// of statements on PostgreSQL: [`queries::insert_and_reserve`]). Fails with `BUDGET_EXCEEDED`
+/// (and the caller's transaction rolls back) if any budget has no room. Returns whether a budget
+/// started a new period (the caller publishes `BudgetsChanged` once the transaction commits).
 pub async fn admit(
     conn: &mut DbConn,
     app: &App,
@@ -59,6 +60,8 @@ pub async fn admit(
 ) -> Result<bool, Error> {
     let now = app.clock.now();
     let mut rolled = false;
+    let mut ends = Vec::with_capacity(budgets.len());
+    let mut wanted = Vec::with_capacity(budgets.len());
     for budget in budgets {
         let period = Period::parse(&budget.period).unwrap_or(Period::Total);
         let mut current_end = budget.period_end;
@@ -70,39 +73,37 @@ pub async fn admit(
             current_end = next_end;
             rolled = true;
         }
+        ends.push(current_end);
         // A cost in another currency cannot be compared with this limit.
         let micros = if currency == Some(budget.currency.as_str()) {
             worst.micros
         } else {
             0
         };
-        if !queries::reserve(conn, &budget.id, micros, worst.tokens).await? {
-            let fresh = queries::find(conn, &budget.id).await?;
-            let remaining = fresh.limit_micros - fresh.spent_micros - fresh.reserved_micros;
-            return Err(Error::BudgetExceeded {
-                message: format!(
-                    "{} has no room for this call (it could cost up to {} micro-{}, {} remain)",
-                    describe(&fresh),
-                    micros,
-                    fresh.currency,
-                    remaining.max(0)
-                ),
-                remaining_micros: remaining.max(0),
-                reset_at: current_end.map(|t| t.and_utc()),
-            });
-        }
-        queries::insert_reservation(
-            conn,
-            &Reservation {
-                ai_call_id: call.id.clone(),
-                budget_id: budget.id.clone(),
-                amount_micros: micros,
-                tokens: worst.tokens,
-                requests: 1,
-                expires_at: (now + app.budgets.reservation_ttl).naive_utc(),
-            },
-        )
-        .await?;
+        wanted.push(Reservation {
+            ai_call_id: call.id.clone(),
+            budget_id: budget.id.clone(),
+            amount_micros: micros,
+            tokens: worst.tokens,
+            requests: 1,
+            expires_at: (now + app.budgets.reservation_ttl).naive_utc(),
+        });
+    }
+    let room = queries::insert_and_reserve(conn, call, &wanted).await?;
+    if let Some(full) = room.iter().position(|took| !took) {
+        let fresh = queries::find(conn, &wanted[full].budget_id).await?;
+        let remaining = fresh.limit_micros - fresh.spent_micros - fresh.reserved_micros;
+        return Err(Error::BudgetExceeded {
+            message: format!(
+                "{} has no room for this call (it could cost up to {} micro-{}, {} remain)",
+                describe(&fresh),
+                wanted[full].amount_micros,
+                fresh.currency,
+                remaining.max(0)
+            ),
+            remaining_micros: remaining.max(0),
+            reset_at: ends[full].map(|t| t.and_utc()),
+        });
     }
     Ok(rolled)
 }

@@ -18,16 +18,11 @@ pub async fn settle(
     tokens: i64,
 ) -> Result<Vec<Event>, Error> {
     let mut alerts = Vec::new();
-    for r in queries::reservations_of(conn, call_id).await? {
-        let budget = queries::find(conn, &r.budget_id).await?;
-        let spent = if currency == Some(budget.currency.as_str()) {
-            micros
-        } else {
-            0
-        };
-        if let Some(now) = queries::settle(conn, &r, (spent, tokens, 1)).await?
-            && let Some(alert) = raise_thresholds(conn, &now).await?
-        {
+    // No budget's currency is empty: without a currency, no cost counts.
+    let settled =
+        queries::settle_call(conn, call_id, micros, currency.unwrap_or(""), tokens).await?;
+    for now in &settled {
+        if let Some(alert) = raise_thresholds(conn, now).await? {
             alerts.push(alert);
         }
     }

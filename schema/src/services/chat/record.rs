@@ -123,7 +123,6 @@ pub(super) async fn open(
             let currency = price.as_ref().map(|p| p.currency.clone());
             rolled = conn
                 .transaction(async |tx| {
-                    ai_calls::insert(tx, &call).await?;
                     budgets::admit(tx, app, &call, &applicable, worst, currency.as_deref()).await
                 })
                 .await?;
