@@ -407,9 +407,10 @@ async fn heartbeats(horizon: Arc<Horizon>, queue: mpsc::WeakSender<String>, orig
 }
 
 /// Sends what is queued, oldest first, up to [`NOTIFY_BATCH`] events a statement (those that come
-/// within [`NOTIFY_GATHER`] of the first go with it), on a connection of its own, until the bus is dropped. A batch that fails is sent once more on a
-/// new connection (the old one may have been closed while idle; an event sent twice is harmless,
-/// since subscribers read the state it names), then given up (delivery is at most once).
+/// within [`NOTIFY_GATHER`] of the first go with it), on a connection of its own, until the bus
+/// is dropped. A batch that fails is sent once more on a new connection (the old one may have
+/// been closed while idle; an event sent twice is harmless, since subscribers read the state it
+/// names), then given up (delivery is at most once).
 async fn notifier(url: String, mut queue: mpsc::Receiver<String>) {
     let mut batch = Vec::with_capacity(NOTIFY_BATCH);
     let mut conn: Option<AsyncPgConnection> = None;

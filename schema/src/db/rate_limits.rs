@@ -7,13 +7,12 @@
 
 use chrono::NaiveDateTime;
 use diesel::dsl::{max, min, sql};
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable};
-use diesel_async::RunQueryDsl;
-
 use diesel::pg::Pg;
+use diesel::prelude::*;
 use diesel::query_builder::{QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Nullable};
 use diesel::sqlite::Sqlite;
+use diesel_async::RunQueryDsl;
 
 use super::fixed::FixedShape;
 use super::schema::{rate_counters, user_limits};
