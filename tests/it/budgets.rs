@@ -134,7 +134,8 @@ async fn a_budget_holds_across_two_server_processes_on_postgres() {
 
 /// A call under several budgets reserves in all of them and settles all of them in one step: its
 /// cost counts only in the budget of the price's currency, its request and tokens in every one,
-/// and nothing stays reserved.
+/// and nothing stays reserved. Forty more calls under the same two budgets, admitted and settled
+/// side by side, all succeed and add up.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_under_several_budgets_settles_each_in_its_own_currency() {
     let app = TestApp::spawn().await;
@@ -157,6 +158,9 @@ async fn a_call_under_several_budgets_settles_each_in_its_own_currency() {
     assert_eq!(call["currency"], "CNY");
     let tokens =
         call["promptTokens"].as_i64().unwrap() + call["completionTokens"].as_i64().unwrap();
+    let (costs, refused) = fire(&[app.url("/graphql")], &user, 40).await;
+    assert_eq!((costs.len(), refused), (40, 0));
+    let calls = 41;
     let all = app
         .gql_ok(
             Some(&admin),
@@ -168,13 +172,14 @@ async fn a_call_under_several_budgets_settles_each_in_its_own_currency() {
     assert_eq!(budgets.len(), 2, "{all}");
     for b in budgets {
         let own_currency = b["currency"] == "CNY";
+        let spent = cost + costs.iter().sum::<i64>();
         assert_eq!(
             micros(&b["spentMicros"]),
-            if own_currency { cost } else { 0 },
+            if own_currency { spent } else { 0 },
             "{b}"
         );
-        assert_eq!(b["spentTokens"], tokens, "{b}");
-        assert_eq!(b["spentRequests"], 1, "{b}");
+        assert_eq!(b["spentTokens"], tokens * calls, "{b}");
+        assert_eq!(b["spentRequests"], calls, "{b}");
         assert_eq!(b["reservedMicros"], "0", "{b}");
         assert_eq!(b["reservedRequests"], 0, "{b}");
     }

@@ -224,6 +224,10 @@ pub async fn insert_and_reserve(
             let reserved = futures_util::future::join_all(wanted.iter().map(|r| {
                 reserve_statement(&r.budget_id, r.amount_micros, r.tokens).execute(&mut c)
             }));
+            // The statements reach PostgreSQL in the order their futures are first polled (as
+            // written): diesel-async sends each in the poll that finds it prepared, and a first
+            // prepare holds the statement cache's lock, which waiters take in turn. So the
+            // reservations (whose foreign key names the call) never arrive before the call.
             // Every statement is waited for, also after a failure: none is left in flight.
             let (inserted, held, reserved) = futures_util::join!(inserted, held, reserved);
             inserted?;
@@ -258,14 +262,29 @@ pub async fn insert_and_reserve(
     }
 }
 
+/// The columns of a budget, named (not `*`: a column added by a later migration would change the
+/// result of a statement prepared before it, and PostgreSQL refuses to run it then). Unqualified:
+/// the statements that return them join nothing else with a column of these names.
+macro_rules! budget_columns {
+    () => {
+        "id, scope, user_id, period, currency, limit_micros, limit_tokens, limit_requests, \
+         spent_micros, reserved_micros, spent_tokens, reserved_tokens, spent_requests, \
+         reserved_requests, period_start, period_end, created_at, updated_at, thresholds, \
+         alerted_percent, api_key_id"
+    };
+}
+
 /// Settles call `call_id`: releases every reservation it still holds and adds what it used to
 /// those budgets (`micros` only where the budget's currency is `currency`; `tokens` and one
 /// request everywhere). Returns the budgets as they now are. A reservation the sweeper already
 /// released is not there, and its budget is left alone. Inside the caller's transaction.
 ///
 /// On PostgreSQL this is one statement (the delete and the updates, one round trip however many
-/// budgets apply); on SQLite, which has no `DELETE` in a `WITH`, an update from the reservations
-/// and then their delete.
+/// budgets apply). It locks the budgets in the order of their ids first (`l`), the order in which
+/// admission takes them ([`insert_and_reserve`], after `applicable`), so a call settling and a
+/// call being admitted under the same budgets never wait on each other in a cycle. On SQLite,
+/// which has no `DELETE` in a `WITH` and runs one writer at a time, an update from the
+/// reservations and then their delete.
 pub async fn settle_call(
     conn: &mut DbConn,
     call_id: &str,
@@ -278,16 +297,22 @@ pub async fn settle_call(
         DbConn::Pg(c) => {
             FixedShape(
                 diesel::sql_query(
-                    "WITH d AS (DELETE FROM budget_reservations WHERE ai_call_id = $1 \
-                     RETURNING budget_id, amount_micros, tokens, requests) \
-                     UPDATE budgets AS b SET \
-                     reserved_micros = b.reserved_micros - d.amount_micros, \
-                     reserved_tokens = b.reserved_tokens - d.tokens, \
-                     reserved_requests = b.reserved_requests - d.requests, \
-                     spent_micros = b.spent_micros + CASE WHEN b.currency = $2 THEN $3 ELSE 0 END, \
-                     spent_tokens = b.spent_tokens + $4, \
-                     spent_requests = b.spent_requests + 1 \
-                     FROM d WHERE b.id = d.budget_id RETURNING b.*",
+                    concat!(
+                        "WITH l AS (SELECT id AS locked FROM budgets WHERE id IN \
+                         (SELECT budget_id FROM budget_reservations WHERE ai_call_id = $1) \
+                         ORDER BY id FOR NO KEY UPDATE), \
+                         d AS (DELETE FROM budget_reservations WHERE ai_call_id = $1 \
+                         RETURNING budget_id, amount_micros, tokens, requests) \
+                         UPDATE budgets AS b SET \
+                         reserved_micros = b.reserved_micros - d.amount_micros, \
+                         reserved_tokens = b.reserved_tokens - d.tokens, \
+                         reserved_requests = b.reserved_requests - d.requests, \
+                         spent_micros = b.spent_micros + CASE WHEN b.currency = $2 THEN $3 ELSE 0 END, \
+                         spent_tokens = b.spent_tokens + $4, \
+                         spent_requests = b.spent_requests + 1 \
+                         FROM d, l WHERE b.id = d.budget_id AND l.locked = d.budget_id RETURNING ",
+                        budget_columns!()
+                    ),
                 )
                 .bind::<Text, _>(call_id)
                 .bind::<Text, _>(currency)
@@ -300,7 +325,7 @@ pub async fn settle_call(
         DbConn::Sqlite(obj, _) => {
             let c: &mut super::SqliteConn = obj;
             let settled = FixedShape(
-                diesel::sql_query(
+                diesel::sql_query(concat!(
                     "UPDATE budgets AS b SET \
                      reserved_micros = b.reserved_micros - d.amount_micros, \
                      reserved_tokens = b.reserved_tokens - d.tokens, \
@@ -310,8 +335,9 @@ pub async fn settle_call(
                      spent_requests = b.spent_requests + 1 \
                      FROM (SELECT budget_id, amount_micros, tokens, requests \
                      FROM budget_reservations WHERE ai_call_id = ?1) AS d \
-                     WHERE b.id = d.budget_id RETURNING *",
-                )
+                     WHERE b.id = d.budget_id RETURNING ",
+                    budget_columns!()
+                ))
                 .bind::<Text, _>(call_id)
                 .bind::<Text, _>(currency)
                 .bind::<BigInt, _>(micros)
