@@ -280,10 +280,10 @@ macro_rules! budget_columns {
 /// released is not there, and its budget is left alone. Inside the caller's transaction.
 ///
 /// On PostgreSQL this is one statement (the delete and the updates, one round trip however many
-/// budgets apply). It locks the budgets in the order of their ids first (`l`), the order in which
-/// admission takes them ([`insert_and_reserve`], after `applicable`), so a call settling and a
-/// call being admitted under the same budgets never wait on each other in a cycle. On SQLite,
-/// which has no `DELETE` in a `WITH` and runs one writer at a time, an update from the
+/// budgets apply). Locking the budgets in id order first, inside this statement (a `FOR NO KEY
+/// UPDATE` in a `WITH`), was tried: settlements of one budget then deadlocked each other (the
+/// lock and the update's recheck of the same row in one statement; `bench/RESULTS.md`). On
+/// SQLite, which has no `DELETE` in a `WITH` and runs one writer at a time, an update from the
 /// reservations and then their delete.
 pub async fn settle_call(
     conn: &mut DbConn,
@@ -298,10 +298,7 @@ pub async fn settle_call(
             FixedShape(
                 diesel::sql_query(
                     concat!(
-                        "WITH l AS (SELECT id AS locked FROM budgets WHERE id IN \
-                         (SELECT budget_id FROM budget_reservations WHERE ai_call_id = $1) \
-                         ORDER BY id FOR NO KEY UPDATE), \
-                         d AS (DELETE FROM budget_reservations WHERE ai_call_id = $1 \
+                        "WITH d AS (DELETE FROM budget_reservations WHERE ai_call_id = $1 \
                          RETURNING budget_id, amount_micros, tokens, requests) \
                          UPDATE budgets AS b SET \
                          reserved_micros = b.reserved_micros - d.amount_micros, \
@@ -310,7 +307,7 @@ pub async fn settle_call(
                          spent_micros = b.spent_micros + CASE WHEN b.currency = $2 THEN $3 ELSE 0 END, \
                          spent_tokens = b.spent_tokens + $4, \
                          spent_requests = b.spent_requests + 1 \
-                         FROM d, l WHERE b.id = d.budget_id AND l.locked = d.budget_id RETURNING ",
+                         FROM d WHERE b.id = d.budget_id RETURNING ",
                         budget_columns!()
                     ),
                 )
