@@ -5,6 +5,7 @@
 #
 #   bash bench/profile.sh                       # sqlite, c=32, GraphQL `chat` and `/v1`
 #   BACKEND=postgres C=1 bash bench/profile.sh
+#   LIMITS=1 BACKEND=postgres bash bench/profile.sh   # with limits and a budget in force
 #   FLOOR=1 bash bench/profile.sh               # the floor's GraphQL and REST paths instead
 #   CALLGRAPH=1 BINARY=/path/to/cloudbase-ai bash bench/profile.sh
 #                                               # call chains (frame pointers) of another build:
@@ -36,7 +37,7 @@ if [ -n "${FLOOR:-}" ]; then # the floor instead, on the same paths
     token=-; key=-
 else
     start_cloudbase "$out" profile "$db" "$CB" "${BINARY:-$bin/cloudbase-ai}"
-    token=$(login_token "$CB"); key=$(api_key "$CB" "$token")
+    token=$(login_token "$CB"); key=$(api_key "$CB" "$token"); limits_budget "$CB" "$token"
 fi
 
 run() { # run NAME URL BODY TOKEN

@@ -111,6 +111,22 @@ async fn check_never_overspent(app: &TestApp, urls: &[String]) {
     );
     assert_eq!(budget["reservedMicros"], "0", "every reservation came back");
     assert_eq!(budget["reservedRequests"], 0);
+    // A refused call keeps nothing: its record and its reservations went with its transaction
+    // (on PostgreSQL, a flight whose `COMMIT` became a rollback).
+    let records = app
+        .sql_number(&format!(
+            "SELECT count(*) AS n FROM ai_calls WHERE user_id = '{user_id}'"
+        ))
+        .await;
+    assert_eq!(
+        records,
+        1 + costs.len() as i64,
+        "one record per admitted call"
+    );
+    let left = app
+        .sql_number("SELECT count(*) AS n FROM budget_reservations")
+        .await;
+    assert_eq!(left, 0, "no reservation row is left");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -527,4 +543,97 @@ async fn thresholds_are_raised_once_per_period() {
     assert_eq!(seen, vec![0, 25, 50, 80], "each threshold once, in order");
     let bad = app.gql(Some(&admin), CREATE, json!({"i": {"period": "DAY", "currency": "CNY", "limitMicros": "1", "thresholds": [0, 150]}})).await;
     assert_eq!(error_code(&bad), "BAD_USER_INPUT");
+}
+
+/// PostgreSQL sends a call's admission and its settlement as one flight, `BEGIN` to `COMMIT`. A
+/// flight dropped halfway (its request cancelled) may leave its transaction open: its connection
+/// is never lent again. One that landed keeps its connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_whose_flight_was_dropped_is_never_lent_again() {
+    use cloudbase_schema::db::models::AiCall;
+    use cloudbase_schema::db::{DbConfig, DbConn, DbPool, budgets};
+    use diesel_async::RunQueryDsl;
+    use futures_util::FutureExt;
+
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    async fn pid(conn: &mut DbConn) -> i32 {
+        let DbConn::Pg(c) = conn else {
+            unreachable!("PostgreSQL only")
+        };
+        let rows: Vec<Pid> = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .load(&mut **c)
+            .await
+            .unwrap();
+        rows[0].pid
+    }
+
+    if crate::support::skip_without_postgres(
+        "a_connection_whose_flight_was_dropped_is_never_lent_again",
+    ) {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let user_id = app.sql_texts("SELECT id AS t FROM users").await.remove(0);
+    let pool = DbPool::connect_existing(&DbConfig {
+        url: app.config.database_url.clone().unwrap(),
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let call = || {
+        AiCall::pending(
+            user_id.clone(),
+            None,
+            None,
+            ("mock".into(), "mock-echo".into()),
+            false,
+            chrono::Utc::now().naive_utc(),
+        )
+    };
+
+    let mut conn = pool.get().await.unwrap();
+    let first = pid(&mut conn).await;
+    let landed = call();
+    let DbConn::Pg(c) = &mut conn else {
+        unreachable!()
+    };
+    let refused = budgets::insert_and_reserve_in_one_flight(c, &landed, &[])
+        .await
+        .unwrap();
+    assert_eq!(refused, None);
+    assert_eq!(
+        pid(&mut conn).await,
+        first,
+        "a flight that landed keeps its connection"
+    );
+    drop(conn);
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(pid(&mut conn).await, first, "and the pool lends it again");
+
+    // Polled once, then dropped: its statements may be out, its `COMMIT` may not.
+    let DbConn::Pg(c) = &mut conn else {
+        unreachable!()
+    };
+    let dropped = call();
+    let outcome = budgets::insert_and_reserve_in_one_flight(c, &dropped, &[]).now_or_never();
+    assert!(outcome.is_none(), "the flight was still out when dropped");
+    drop(conn);
+    let mut conn = pool.get().await.unwrap();
+    assert_ne!(
+        pid(&mut conn).await,
+        first,
+        "the connection of a dropped flight was discarded"
+    );
+    let n = app
+        .sql_number(&format!(
+            "SELECT count(*) AS n FROM ai_calls WHERE id = '{}'",
+            landed.id
+        ))
+        .await;
+    assert_eq!(n, 1, "the flight that landed committed its call");
 }

@@ -4,13 +4,15 @@
 use chrono::NaiveDateTime;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{QueryFragment, QueryId};
+use diesel::query_builder::{Query, QueryFragment, QueryId};
 use diesel::sqlite::Sqlite;
 use diesel::upsert::excluded;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt;
 
 use super::ai_calls::Finish;
 use super::fixed::FixedShape;
+use super::flight;
 use super::models::{AiCall, Budget, DailyUsage, NewAuditRow, Reservation};
 use super::schema::{
     ai_calls, audit_log, budget_reservations, budgets, usage_daily, usage_daily_models,
@@ -197,69 +199,110 @@ pub(super) fn reserve_statement(
     )
 }
 
-/// Inserts call `call` (`PENDING`) and, for each of `wanted`, its reservation, and reserves its
-/// amounts in its budget where every limit still holds afterwards. Returns, for each of `wanted`,
-/// whether its budget had room; where one had none the caller fails and its transaction rolls all
-/// of it back. Inside the caller's transaction.
-///
-/// On PostgreSQL the statements go in one flight (pipelined: one round trip), the budgets'
-/// updates last, so their row locks are held only until the commit that follows. On SQLite they
-/// run one after another and stop at the first budget without room.
+/// SQLite: inserts call `call` (`PENDING`) and, for each of `wanted` in turn, its reservation,
+/// reserving its amounts in its budget where every limit still holds afterwards. Stops at the
+/// first budget without room and returns its index in `wanted`; the caller then rolls the whole
+/// of it back. Inside the caller's transaction (on the one writer connection).
 pub async fn insert_and_reserve(
-    conn: &mut DbConn,
+    c: &mut super::SqliteConn,
     call: &AiCall,
     wanted: &[Reservation],
-) -> QueryResult<Vec<bool>> {
-    match conn {
-        DbConn::Pg(obj) => {
-            let mut c: &diesel_async::AsyncPgConnection = obj;
-            let inserted = diesel::insert_into(ai_calls::table)
-                .values(call)
-                .execute(&mut c);
-            let held = futures_util::future::join_all(wanted.iter().map(|r| {
-                diesel::insert_into(budget_reservations::table)
-                    .values(r)
-                    .execute(&mut c)
-            }));
-            let reserved = futures_util::future::join_all(wanted.iter().map(|r| {
-                reserve_statement(&r.budget_id, r.amount_micros, r.tokens).execute(&mut c)
-            }));
-            // The statements reach PostgreSQL in the order their futures are first polled (as
-            // written): diesel-async sends each in the poll that finds it prepared, and a first
-            // prepare holds the statement cache's lock, which waiters take in turn. So the
-            // reservations (whose foreign key names the call) never arrive before the call.
-            // Every statement is waited for, also after a failure: none is left in flight.
-            let (inserted, held, reserved) = futures_util::join!(inserted, held, reserved);
-            inserted?;
-            for h in held {
-                h?;
-            }
-            reserved.into_iter().map(|n| n.map(|n| n == 1)).collect()
+) -> QueryResult<Option<usize>> {
+    diesel::insert_into(ai_calls::table)
+        .values(call)
+        .execute(c)
+        .await?;
+    for (i, r) in wanted.iter().enumerate() {
+        let took = reserve_statement(&r.budget_id, r.amount_micros, r.tokens)
+            .execute(c)
+            .await?
+            == 1;
+        if !took {
+            return Ok(Some(i));
         }
-        DbConn::Sqlite(obj, _) => {
-            let c: &mut super::SqliteConn = obj;
-            diesel::insert_into(ai_calls::table)
-                .values(call)
-                .execute(c)
-                .await?;
-            let mut room = Vec::with_capacity(wanted.len());
-            for r in wanted {
-                let took = reserve_statement(&r.budget_id, r.amount_micros, r.tokens)
-                    .execute(c)
-                    .await?
-                    == 1;
-                room.push(took);
-                if !took {
-                    break;
-                }
-                diesel::insert_into(budget_reservations::table)
-                    .values(r)
-                    .execute(c)
-                    .await?;
-            }
-            Ok(room)
+        diesel::insert_into(budget_reservations::table)
+            .values(r)
+            .execute(c)
+            .await?;
+    }
+    Ok(None)
+}
+
+/// PostgreSQL: the same as [`insert_and_reserve`] as a transaction of its own, sent in one flight
+/// ([`flight`]): `BEGIN`, the call's insert, its reservations, the budgets' updates (last, so
+/// that their row locks are held only for the commit that follows at once) and `COMMIT`, in one
+/// round trip. A budget without room raises `cloudbase_budget_full` inside its update, and the
+/// flight's `COMMIT` then rolls everything back. Returns the index in `wanted` of the first
+/// budget that had no room, or `None` when the call is admitted and committed.
+pub async fn insert_and_reserve_in_one_flight(
+    conn: &mut AsyncPgConnection,
+    call: &AiCall,
+    wanted: &[Reservation],
+) -> QueryResult<Option<usize>> {
+    flight::take_off(conn)?;
+    let mut c: &AsyncPgConnection = conn;
+    let begun = flight::begin().execute(&mut c);
+    let inserted = diesel::insert_into(ai_calls::table)
+        .values(call)
+        .execute(&mut c);
+    let held = futures_util::future::join_all(wanted.iter().map(|r| {
+        diesel::insert_into(budget_reservations::table)
+            .values(r)
+            .execute(&mut c)
+    }));
+    let reserved = futures_util::future::join_all(wanted.iter().map(|r| {
+        reserve_or_raise_statement(&r.budget_id, r.amount_micros, r.tokens).execute(&mut c)
+    }));
+    let committed = flight::commit().execute(&mut c);
+    // The statements reach PostgreSQL in the order their futures are first polled (as written):
+    // diesel-async sends each in the poll that finds it prepared, and a first prepare holds the
+    // statement cache's lock, which waiters take in turn. So the reservations (whose foreign key
+    // names the call) never arrive before the call, nor the `COMMIT` before the updates. Every
+    // statement is waited for, also after a failure: none is left in flight.
+    let (begun, inserted, held, reserved, committed) =
+        futures_util::join!(begun, inserted, held, reserved, committed);
+    flight::landed(conn, &committed);
+    begun?;
+    inserted?;
+    for h in held {
+        h?;
+    }
+    for (i, r) in reserved.into_iter().enumerate() {
+        match r {
+            Ok(1) => {}
+            // The budget is gone: impossible once its reservation was inserted (the foreign
+            // key's lock keeps it until the commit); said as no room, as on SQLite.
+            Ok(_) => return Ok(Some(i)),
+            Err(e) if flight::budget_full(&e).is_some() => return Ok(Some(i)),
+            Err(e) => return Err(e),
         }
     }
+    committed.map(|_| None)
+}
+
+/// PostgreSQL: [`reserve_statement`]'s checks and reservation, raising `cloudbase_budget_full`
+/// where the budget has no room (instead of updating no row), for [`insert_and_reserve_in_one_flight`].
+fn reserve_or_raise_statement(
+    id: &str,
+    amount: i64,
+    tokens: i64,
+) -> impl QueryFragment<Pg> + QueryId + Send + '_ {
+    use diesel::sql_types::{BigInt, Text};
+    FixedShape(
+        diesel::sql_query(
+            "UPDATE budgets SET reserved_micros = CASE \
+             WHEN spent_micros + reserved_micros + $2 <= limit_micros \
+             AND (limit_tokens IS NULL OR spent_tokens + reserved_tokens + $3 <= limit_tokens) \
+             AND (limit_requests IS NULL OR spent_requests + reserved_requests + 1 <= limit_requests) \
+             THEN reserved_micros + $2 ELSE cloudbase_budget_full(id) END, \
+             reserved_tokens = reserved_tokens + $3, \
+             reserved_requests = reserved_requests + 1 \
+             WHERE id = $1",
+        )
+        .bind::<Text, _>(id)
+        .bind::<BigInt, _>(amount)
+        .bind::<BigInt, _>(tokens),
+    )
 }
 
 /// The columns of a budget, named (not `*`: a column added by a later migration would change the
@@ -295,29 +338,9 @@ pub async fn settle_call(
     use diesel::sql_types::{BigInt, Text};
     match conn {
         DbConn::Pg(c) => {
-            FixedShape(
-                diesel::sql_query(
-                    concat!(
-                        "WITH d AS (DELETE FROM budget_reservations WHERE ai_call_id = $1 \
-                         RETURNING budget_id, amount_micros, tokens, requests) \
-                         UPDATE budgets AS b SET \
-                         reserved_micros = b.reserved_micros - d.amount_micros, \
-                         reserved_tokens = b.reserved_tokens - d.tokens, \
-                         reserved_requests = b.reserved_requests - d.requests, \
-                         spent_micros = b.spent_micros + CASE WHEN b.currency = $2 THEN $3 ELSE 0 END, \
-                         spent_tokens = b.spent_tokens + $4, \
-                         spent_requests = b.spent_requests + 1 \
-                         FROM d WHERE b.id = d.budget_id RETURNING ",
-                        budget_columns!()
-                    ),
-                )
-                .bind::<Text, _>(call_id)
-                .bind::<Text, _>(currency)
-                .bind::<BigInt, _>(micros)
-                .bind::<BigInt, _>(tokens),
-            )
-            .load::<Budget>(&mut **c)
-            .await
+            settle_statement_pg(call_id, currency, micros, tokens)
+                .load::<Budget>(&mut **c)
+                .await
         }
         DbConn::Sqlite(obj, _) => {
             let c: &mut super::SqliteConn = obj;
@@ -350,6 +373,36 @@ pub async fn settle_call(
             Ok(settled)
         }
     }
+}
+
+/// [`settle_call`]'s one statement on PostgreSQL: the reservations' delete and the budgets'
+/// updates.
+fn settle_statement_pg<'a>(
+    call_id: &'a str,
+    currency: &'a str,
+    micros: i64,
+    tokens: i64,
+) -> impl QueryFragment<Pg> + QueryId + Query<SqlType = diesel::sql_types::Untyped> + Send + 'a {
+    use diesel::sql_types::{BigInt, Text};
+    FixedShape(
+        diesel::sql_query(concat!(
+            "WITH d AS (DELETE FROM budget_reservations WHERE ai_call_id = $1 \
+             RETURNING budget_id, amount_micros, tokens, requests) \
+             UPDATE budgets AS b SET \
+             reserved_micros = b.reserved_micros - d.amount_micros, \
+             reserved_tokens = b.reserved_tokens - d.tokens, \
+             reserved_requests = b.reserved_requests - d.requests, \
+             spent_micros = b.spent_micros + CASE WHEN b.currency = $2 THEN $3 ELSE 0 END, \
+             spent_tokens = b.spent_tokens + $4, \
+             spent_requests = b.spent_requests + 1 \
+             FROM d WHERE b.id = d.budget_id RETURNING ",
+            budget_columns!()
+        ))
+        .bind::<Text, _>(call_id)
+        .bind::<Text, _>(currency)
+        .bind::<BigInt, _>(micros)
+        .bind::<BigInt, _>(tokens),
+    )
 }
 
 /// Reservations whose time is up.
@@ -484,14 +537,17 @@ pub const ROLLUP_SHARDS: u16 = 16;
 /// SQLite writes one transaction at a time anyway, so there every call takes shard 0 and the
 /// rollups stay one row per key.
 pub fn shard(conn: &DbConn) -> i16 {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     match conn {
-        DbConn::Pg(_) => {
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % ROLLUP_SHARDS;
-            i16::try_from(n).unwrap_or(0)
-        }
+        DbConn::Pg(_) => next_pg_shard(),
         DbConn::Sqlite(..) => 0,
     }
+}
+
+/// The next of the [`ROLLUP_SHARDS`] on PostgreSQL (see [`shard`]).
+fn next_pg_shard() -> i16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % ROLLUP_SHARDS;
+    i16::try_from(n).unwrap_or(0)
 }
 
 /// Finishes call `call` (still `PENDING`) as `finish` says and adds it to the rollup rows of
@@ -581,6 +637,61 @@ pub async fn finish_and_add_to_daily(
             Ok(Some(record))
         }
     }
+}
+
+/// PostgreSQL: a call's finish with its rollups and audit row (as [`finish_and_add_to_daily`])
+/// and its settlement (as [`settle_call`]) as a transaction of its own, sent in one flight
+/// ([`flight`]): the budgets' row locks, taken by the settlement, are held for the commit that
+/// follows at once and not for a round trip of the client.
+///
+/// Returns the finished record and the settled budgets as they now are. A call already finished
+/// gives `None` and changes nothing: whoever finished it (the sweeps of expired reservations and
+/// of interrupted calls) released its reservations in the same transaction, so the settlement
+/// finds none to release.
+pub async fn finish_and_settle_in_one_flight(
+    conn: &mut AsyncPgConnection,
+    call: &AiCall,
+    finish: &Finish,
+    day: &str,
+    audit: Option<&NewAuditRow<'_>>,
+) -> QueryResult<(Option<AiCall>, Vec<Budget>)> {
+    let (id, shard) = (call.id.as_str(), next_pg_shard());
+    let tokens = finish.prompt_tokens + finish.completion_tokens;
+    let currency = finish.currency.as_deref().unwrap_or("");
+    flight::take_off(conn)?;
+    let mut c: &AsyncPgConnection = conn;
+    let begun = flight::begin().execute(&mut c);
+    let statement = finish_statement!(id, finish);
+    let finished = match audit {
+        Some(row) => in_one::FinishInOne {
+            finish: statement,
+            day,
+            shard,
+            audit: in_one::Audited(row),
+        }
+        .get_result::<AiCall>(&mut c)
+        .boxed(),
+        None => in_one::FinishInOne {
+            finish: statement,
+            day,
+            shard,
+            audit: in_one::NoAudit,
+        }
+        .get_result::<AiCall>(&mut c)
+        .boxed(),
+    };
+    let settled =
+        settle_statement_pg(id, currency, finish.cost_micros, tokens).load::<Budget>(&mut c);
+    let committed = flight::commit().execute(&mut c);
+    // Sent in the order written (see `insert_and_reserve_in_one_flight`).
+    let (begun, finished, settled, committed) =
+        futures_util::join!(begun, finished, settled, committed);
+    flight::landed(conn, &committed);
+    begun?;
+    let record = finished.optional()?;
+    let settled = settled?;
+    committed?;
+    Ok((record, settled))
 }
 
 /// PostgreSQL: a call's finish ([`finish_statement!`]), its three rollups and the mutation's
@@ -774,5 +885,21 @@ mod tests {
         // `RETURNING` is built for one backend at a time.
         assert!(kept_prepared(&settle_statement!(&r, (900, 40, 1)), &Pg));
         assert!(kept_prepared(&settle_statement!(&r, (900, 40, 1)), &Sqlite));
+    }
+
+    #[test]
+    fn every_statement_of_a_flight_stays_prepared() {
+        // A statement diesel prepares again on every run waits for its preparation's answer
+        // before it is sent, and the flight behind it with it: two round trips instead of one.
+        assert!(kept_prepared(&flight::begin(), &Pg));
+        assert!(kept_prepared(
+            &reserve_or_raise_statement("b", 1_000, 50),
+            &Pg
+        ));
+        assert!(kept_prepared(
+            &settle_statement_pg("c", "CNY", 900, 40),
+            &Pg
+        ));
+        assert!(kept_prepared(&flight::commit(), &Pg));
     }
 }

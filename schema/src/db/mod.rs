@@ -12,6 +12,7 @@
 //! - [`checkpoint`]: SQLite's checkpoints in the writers' turn, not inside a call's commit.
 //! - [`migrate`]: the embedded migrations of both backends, run at start.
 //! - [`fixed`]: statements marked as having one shape, so both databases cache them.
+//! - [`flight`]: a PostgreSQL transaction sent in one flight, `BEGIN` to `COMMIT`.
 //! - [`inventory`]: a PostgreSQL database's tables, row counts and schema version, in a snapshot
 //!   `pg_dump` can share (what a backup records).
 //! - [`users`], [`sessions`], [`mfa`], [`password_resets`], [`identities`], [`api_keys`],
@@ -30,6 +31,7 @@ pub mod checkpoint;
 pub mod conversations;
 pub mod deliveries;
 pub mod fixed;
+mod flight;
 pub mod held;
 pub mod identities;
 pub mod inventory;

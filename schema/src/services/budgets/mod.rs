@@ -25,7 +25,7 @@ pub use manage::{
 };
 pub use periods::{Period, report_day, window};
 pub use reserve::{Worst, admit, applicable};
-pub use settlement::{settle, sweep};
+pub use settlement::{raise_thresholds, settle, sweep};
 
 /// Budget settings, from config.
 #[derive(Debug, Clone)]

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use chrono::NaiveDateTime;
+
 use super::periods::{Period, window};
 use crate::Error;
 use crate::db::DbConn;
@@ -45,11 +47,12 @@ fn describe(b: &Budget) -> String {
     }
 }
 
-/// Admits a call: inside the caller's transaction, starts new periods where due, inserts the
-/// call's `PENDING` record and reserves the worst case in every budget that applies (one flight
-/// of statements on PostgreSQL: [`queries::insert_and_reserve`]). Fails with `BUDGET_EXCEEDED`
-/// (and the caller's transaction rolls back) if any budget has no room. Returns whether a budget
-/// started a new period (the caller publishes `BudgetsChanged` once the transaction commits).
+/// Admits a call: starts new periods where due, then inserts the call's `PENDING` record and
+/// reserves the worst case in every budget that applies, in one transaction of its own (on
+/// PostgreSQL sent in one flight: [`queries::insert_and_reserve_in_one_flight`]; on SQLite on the
+/// writer connection). Fails with `BUDGET_EXCEEDED`, having kept nothing of it, if any budget
+/// has no room. Returns whether a budget started a new period (the caller publishes
+/// `BudgetsChanged`).
 pub async fn admit(
     conn: &mut DbConn,
     app: &App,
@@ -68,8 +71,11 @@ pub async fn admit(
         if let Some(end) = budget.period_end
             && now.naive_utc() >= end
         {
+            // The period ended whether or not this call is admitted: its own statement, which
+            // only one instance's matches.
             let (start, next_end) = window(period, app.budgets.timezone, now, budget.created_at);
-            queries::roll(conn, &budget.id, end, start, next_end).await?;
+            conn.write(async |c| Ok(queries::roll(c, &budget.id, end, start, next_end).await?))
+                .await?;
             current_end = next_end;
             rolled = true;
         }
@@ -89,21 +95,48 @@ pub async fn admit(
             expires_at: (now + app.budgets.reservation_ttl).naive_utc(),
         });
     }
-    let room = queries::insert_and_reserve(conn, call, &wanted).await?;
-    if let Some(full) = room.iter().position(|took| !took) {
-        let fresh = queries::find(conn, &wanted[full].budget_id).await?;
-        let remaining = fresh.limit_micros - fresh.spent_micros - fresh.reserved_micros;
-        return Err(Error::BudgetExceeded {
-            message: format!(
-                "{} has no room for this call (it could cost up to {} micro-{}, {} remain)",
-                describe(&fresh),
-                wanted[full].amount_micros,
-                fresh.currency,
-                remaining.max(0)
-            ),
-            remaining_micros: remaining.max(0),
-            reset_at: ends[full].map(|t| t.and_utc()),
-        });
+    let full = match conn {
+        DbConn::Pg(c) => queries::insert_and_reserve_in_one_flight(c, call, &wanted).await?,
+        DbConn::Sqlite(..) => {
+            // Refused inside the transaction, so that it rolls back; the budget is read there.
+            conn.transaction(async |tx| {
+                let DbConn::Sqlite(c, _) = tx else {
+                    return Err(Error::Internal(
+                        "a SQLite transaction changed backend".into(),
+                    ));
+                };
+                match queries::insert_and_reserve(c, call, &wanted).await? {
+                    Some(full) => Err(no_room(tx, &wanted[full], ends[full]).await),
+                    None => Ok(()),
+                }
+            })
+            .await?;
+            None
+        }
+    };
+    match full {
+        Some(full) => Err(no_room(conn, &wanted[full], ends[full]).await),
+        None => Ok(rolled),
     }
-    Ok(rolled)
+}
+
+/// The refusal of a call by the budget it wanted `r` in (read as it now stands), whose period
+/// ends at `end`.
+async fn no_room(conn: &mut DbConn, r: &Reservation, end: Option<NaiveDateTime>) -> Error {
+    let fresh = match queries::find(conn, &r.budget_id).await {
+        Ok(fresh) => fresh,
+        Err(e) => return e.into(),
+    };
+    let remaining = fresh.limit_micros - fresh.spent_micros - fresh.reserved_micros;
+    Error::BudgetExceeded {
+        message: format!(
+            "{} has no room for this call (it could cost up to {} micro-{}, {} remain)",
+            describe(&fresh),
+            r.amount_micros,
+            fresh.currency,
+            remaining.max(0)
+        ),
+        remaining_micros: remaining.max(0),
+        reset_at: end.map(|t| t.and_utc()),
+    }
 }

@@ -17,12 +17,19 @@ pub async fn settle(
     currency: Option<&str>,
     tokens: i64,
 ) -> Result<Vec<Event>, Error> {
-    let mut alerts = Vec::new();
     // No budget's currency is empty: without a currency, no cost counts.
     let settled =
         queries::settle_call(conn, call_id, micros, currency.unwrap_or(""), tokens).await?;
-    for now in &settled {
-        if let Some(alert) = raise_thresholds(conn, now).await? {
+    raise_thresholds(conn, &settled).await
+}
+
+/// Raises, for each of `settled` (budgets as a settlement left them), the highest threshold it
+/// has crossed and not yet raised this period; returns the events to publish once the
+/// transaction commits.
+pub async fn raise_thresholds(conn: &mut DbConn, settled: &[Budget]) -> Result<Vec<Event>, Error> {
+    let mut alerts = Vec::new();
+    for now in settled {
+        if let Some(alert) = raise_threshold(conn, now).await? {
             alerts.push(alert);
         }
     }
@@ -43,7 +50,7 @@ fn percent_used(b: &Budget) -> i64 {
 /// Raises the highest threshold the budget has crossed and not yet raised this period, returning
 /// the event to publish once the transaction commits. The conditional update makes each
 /// threshold fire once per period, however many instances settle.
-async fn raise_thresholds(conn: &mut DbConn, b: &Budget) -> Result<Option<Event>, Error> {
+async fn raise_threshold(conn: &mut DbConn, b: &Budget) -> Result<Option<Event>, Error> {
     let used = percent_used(b);
     let crossed = b
         .threshold_list()

@@ -104,7 +104,8 @@ pub(super) async fn open(
             )
         };
         // One connection for the lookups and the insert (never two at once: DESIGN §9). A call with
-        // no budget is then one INSERT; a call with budgets reserves in the same transaction.
+        // no budget is then one INSERT; a call with budgets reserves in the same transaction
+        // (`budgets::admit`).
         let mut conn = app.db.get().await?;
         let mut prices_by_target = Vec::with_capacity(p.targets.len());
         for (provider, model) in &p.targets {
@@ -121,11 +122,15 @@ pub(super) async fn open(
         } else {
             let worst = worst_case(&p.request, p.max_output, &prices_by_target);
             let currency = price.as_ref().map(|p| p.currency.clone());
-            rolled = conn
-                .transaction(async |tx| {
-                    budgets::admit(tx, app, &call, &applicable, worst, currency.as_deref()).await
-                })
-                .await?;
+            rolled = budgets::admit(
+                &mut conn,
+                app,
+                &call,
+                &applicable,
+                worst,
+                currency.as_deref(),
+            )
+            .await?;
         }
         drop(conn);
         if rolled {
@@ -305,36 +310,78 @@ async fn finish_and_settle(
     // Inside a mutation (`chat`), its audit row commits with the record: one transaction fewer.
     let outcome = ending.error.as_ref().map_or("OK", |(code, _)| *code);
     let audited = audit::take_running(app, outcome);
-    // On PostgreSQL the finish with its rollups and audit row is one statement: with nothing to
-    // settle and no turn to append, it needs no transaction around it (two round trips fewer).
-    let alone = matches!(conn, DbConn::Pg(_)) && !reserved && turn.is_none();
-    let body = async |tx: &mut DbConn| {
-        let audit_row = audited.as_ref().map(audit::Stored::row);
-        let record =
-            budget_queries::finish_and_add_to_daily(tx, call, &finish, &day, audit_row.as_ref())
-                .await?
-                .ok_or_else(|| Error::Conflict("the call was already finished".into()))?;
-        let alerts = if reserved {
-            let tokens = record.prompt_tokens + record.completion_tokens;
-            let currency = record.currency.as_deref();
-            budgets::settle(tx, &call.id, record.cost_micros, currency, tokens).await?
-        } else {
-            Vec::new()
-        };
-        if let Some(turn) = &turn {
-            conversations::append_turn(tx, &app.sealer, turn).await?;
+    let finished = match conn {
+        // On PostgreSQL, a call with budgets to settle and no turn to append: one flight.
+        DbConn::Pg(c) if reserved && turn.is_none() => {
+            let audit_row = audited.as_ref().map(audit::Stored::row);
+            match budget_queries::finish_and_settle_in_one_flight(
+                c,
+                call,
+                &finish,
+                &day,
+                audit_row.as_ref(),
+            )
+            .await
+            {
+                Ok((Some(record), settled)) => {
+                    // Thresholds after the commit: each is raised once per period, by whichever
+                    // settlement gets to it first. The call is recorded and settled whatever
+                    // happens here; a threshold not raised now is raised by the next settlement.
+                    let alerts = match budgets::raise_thresholds(conn, &settled).await {
+                        Ok(alerts) => alerts,
+                        Err(e) => {
+                            tracing::warn!(ai_call.id = %call.id, error = %e, "raising budget thresholds failed");
+                            Vec::new()
+                        }
+                    };
+                    Ok((record, alerts))
+                }
+                Ok((None, _)) => Err(already_finished()),
+                Err(e) => Err(e.into()),
+            }
         }
-        Ok((record, alerts))
-    };
-    let finished = if alone {
-        conn.write(body).await
-    } else {
-        conn.transaction(body).await
+        _ => {
+            // On PostgreSQL the finish with its rollups and audit row is one statement: with
+            // nothing to settle and no turn to append, it needs no transaction around it.
+            let alone = matches!(conn, DbConn::Pg(_)) && !reserved && turn.is_none();
+            let body = async |tx: &mut DbConn| {
+                let audit_row = audited.as_ref().map(audit::Stored::row);
+                let record = budget_queries::finish_and_add_to_daily(
+                    tx,
+                    call,
+                    &finish,
+                    &day,
+                    audit_row.as_ref(),
+                )
+                .await?
+                .ok_or_else(already_finished)?;
+                let alerts = if reserved {
+                    let tokens = record.prompt_tokens + record.completion_tokens;
+                    let currency = record.currency.as_deref();
+                    budgets::settle(tx, &call.id, record.cost_micros, currency, tokens).await?
+                } else {
+                    Vec::new()
+                };
+                if let Some(turn) = &turn {
+                    conversations::append_turn(tx, &app.sealer, turn).await?;
+                }
+                Ok((record, alerts))
+            };
+            if alone {
+                conn.write(body).await
+            } else {
+                conn.transaction(body).await
+            }
+        }
     };
     if let (Err(_), Some(stored)) = (&finished, audited) {
         audit::give_back(stored);
     }
     finished
+}
+
+fn already_finished() -> Error {
+    Error::Conflict("the call was already finished".into())
 }
 
 /// Step 3, after the commit (subscribers read what is now stored): the events, the tokens

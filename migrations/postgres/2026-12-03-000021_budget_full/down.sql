@@ -1,0 +1,1 @@
+DROP FUNCTION cloudbase_budget_full(TEXT);
