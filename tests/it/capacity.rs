@@ -211,10 +211,11 @@ async fn two_hundred_concurrent_chats_on_two_instances_leave_everything_consiste
     );
 }
 
-/// A call finishes once. On PostgreSQL the finish, its three rollups and the audit row are one
-/// statement with no transaction around it; a second finish of the same record (the sweep of
-/// interrupted calls racing the call's own end) must add nothing: no second rollup, no second
-/// audit row. The first returns the row as stored, column for column.
+/// A call finishes once. On PostgreSQL the finish, its three rollups, its tokens to the rate
+/// limits and the audit row are one statement with no transaction around it; a second finish of
+/// the same record (the sweep of interrupted calls racing the call's own end) must add nothing:
+/// no second rollup, no second audit row, no tokens counted twice against the rate limits. The
+/// first returns the row as stored, column for column.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_finished_twice_is_counted_and_audited_once() {
     use cloudbase_schema::db::{ai_calls, budgets, models};
@@ -277,12 +278,18 @@ async fn a_call_finished_twice_is_counted_and_audited_once() {
         .await
         .unwrap();
     let day = "2031-01-02";
+    let counters = [format!("tpm:{user_id}"), "tpm:key:family-twice".to_owned()];
+    let add_to = budgets::AddTo {
+        day,
+        token_counters: &counters,
+        minute: now,
+    };
     let mut finished = Vec::new();
     for _ in 0..2 {
-        let (call, finish, row) = (&call, &finish, &row);
+        let (call, finish, row, add_to) = (&call, &finish, &row, &add_to);
         finished.push(
             conn.write(async |c| {
-                Ok(budgets::finish_and_add_to_daily(c, call, finish, day, Some(row)).await?)
+                Ok(budgets::finish_and_add_to_daily(c, call, finish, add_to, Some(row)).await?)
             })
             .await
             .unwrap(),
@@ -356,6 +363,14 @@ async fn a_call_finished_twice_is_counted_and_audited_once() {
         .sql_number(&format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM audit_log WHERE request_id = 'req-twice' AND field = 'chat' AND outcome = 'OK' AND client_ip = '127.0.0.1' AND actor_id = '{user_id}' AND actor_role = 'USER' AND arguments = '{{}}' AND operation_name IS NULL AND user_agent IS NULL"))
         .await;
     assert_eq!(audited, 1, "one audit row");
+    for counter in &counters {
+        let counted = app
+            .sql_number(&format!(
+                "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM rate_counters WHERE key = '{counter}'"
+            ))
+            .await;
+        assert_eq!(counted, 11 + 29, "the tokens counted once in {counter}");
+    }
 }
 
 /// Fields that resolve side by side take turns at the request's one connection: a query with

@@ -550,9 +550,22 @@ fn next_pg_shard() -> i16 {
     i16::try_from(n).unwrap_or(0)
 }
 
-/// Finishes call `call` (still `PENDING`) as `finish` says and adds it to the rollup rows of
-/// `day` (`YYYY-MM-DD` in the budgets' time zone); returns the finished row, or `None`, having
-/// added nothing anywhere, if it was already finished (a call finishes once).
+/// Where a finishing call's sums go besides its record: the daily rollups of `day`
+/// (`YYYY-MM-DD` in the budgets' time zone), and its tokens to the per-minute counters
+/// `token_counters` of the rate limits (the minute starting at `minute`).
+#[derive(Debug, Clone, Copy)]
+pub struct AddTo<'a> {
+    /// The rollups' day.
+    pub day: &'a str,
+    /// The token counters (`tpm:…`) of the limits that applied at admission; may be empty.
+    pub token_counters: &'a [String],
+    /// The start of the minute the call finished in.
+    pub minute: NaiveDateTime,
+}
+
+/// Finishes call `call` (still `PENDING`) as `finish` says and adds it where `add_to` says (the
+/// rollup rows, the token counters); returns the finished row, or `None`, having added nothing
+/// anywhere, if it was already finished (a call finishes once).
 /// With `audit`, the mutation's audit row goes in with them (`services::audit::take_running`).
 ///
 /// On PostgreSQL this is one statement ([`in_one::FinishInOne`]), atomic without a transaction
@@ -561,10 +574,10 @@ pub async fn finish_and_add_to_daily(
     conn: &mut DbConn,
     call: &AiCall,
     finish: &Finish,
-    day: &str,
+    add_to: &AddTo<'_>,
     audit: Option<&NewAuditRow<'_>>,
 ) -> QueryResult<Option<AiCall>> {
-    let (id, shard) = (call.id.as_str(), shard(conn));
+    let (id, shard, day) = (call.id.as_str(), shard(conn), add_to.day);
     match conn {
         DbConn::Pg(obj) => {
             let mut c: &diesel_async::AsyncPgConnection = obj;
@@ -574,7 +587,7 @@ pub async fn finish_and_add_to_daily(
                 ($audit:expr) => {
                     in_one::FinishInOne {
                         finish,
-                        day,
+                        add_to,
                         shard,
                         audit: $audit,
                     }
@@ -628,6 +641,14 @@ pub async fn finish_and_add_to_daily(
             )
             .execute(c)
             .await?;
+            let tokens = finish.prompt_tokens + finish.completion_tokens;
+            if tokens > 0 {
+                for counter in add_to.token_counters {
+                    super::rate_limits::add_statement(counter, add_to.minute, tokens)
+                        .execute(c)
+                        .await?;
+                }
+            }
             if let Some(row) = audit {
                 diesel::insert_into(audit_log::table)
                     .values(row)
@@ -652,7 +673,7 @@ pub async fn finish_and_settle_in_one_flight(
     conn: &mut AsyncPgConnection,
     call: &AiCall,
     finish: &Finish,
-    day: &str,
+    add_to: &AddTo<'_>,
     audit: Option<&NewAuditRow<'_>>,
 ) -> QueryResult<(Option<AiCall>, Vec<Budget>)> {
     let (id, shard) = (call.id.as_str(), next_pg_shard());
@@ -665,7 +686,7 @@ pub async fn finish_and_settle_in_one_flight(
     let finished = match audit {
         Some(row) => in_one::FinishInOne {
             finish: statement,
-            day,
+            add_to,
             shard,
             audit: in_one::Audited(row),
         }
@@ -673,7 +694,7 @@ pub async fn finish_and_settle_in_one_flight(
         .boxed(),
         None => in_one::FinishInOne {
             finish: statement,
-            day,
+            add_to,
             shard,
             audit: in_one::NoAudit,
         }
@@ -694,28 +715,29 @@ pub async fn finish_and_settle_in_one_flight(
     Ok((record, settled))
 }
 
-/// PostgreSQL: a call's finish ([`finish_statement!`]), its three rollups and the mutation's
-/// audit row as **one statement**: the update in a `WITH`, and each insert taking its row from
+/// PostgreSQL: a call's finish ([`finish_statement!`]), its three rollups, its tokens to the rate
+/// limits' counters and the mutation's audit row as **one statement**: the update in a `WITH`, and each insert taking its row from
 /// the update's result (`SELECT … FROM f`), so that a call already finished (the update finds
 /// no row) adds nothing anywhere. One statement is atomic on its own: a call with no budget to
 /// settle and no conversation turn needs no `BEGIN` and `COMMIT` of its own (two round trips
-/// fewer), and the client builds and sends one statement instead of five.
+/// fewer), and the client builds and sends one statement instead of six.
 ///
 /// SQLite allows no `INSERT` or `UPDATE` inside `WITH`; it runs the statements one by one.
 mod in_one {
     use diesel::pg::Pg;
     use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
     use diesel::result::QueryResult;
-    use diesel::sql_types::{Nullable, SmallInt, Text, Timestamp};
+    use diesel::sql_types::{Array, Nullable, SmallInt, Text, Timestamp};
 
+    use super::AddTo;
     use crate::db::models::NewAuditRow;
 
-    /// `WITH f AS (<finish>), <rollups>[, <audit row>] SELECT * FROM f`.
+    /// `WITH f AS (<finish>), <rollups>, <token counters>[, <audit row>] SELECT * FROM f`.
     pub(super) struct FinishInOne<'a, U, A> {
         /// The finish: an `UPDATE … RETURNING` of the call's columns.
         pub(super) finish: U,
-        /// The rollups' day and this call's shard of them.
-        pub(super) day: &'a str,
+        /// The rollups' day and the token counters, and this call's shard of the rollups.
+        pub(super) add_to: &'a AddTo<'a>,
         pub(super) shard: i16,
         /// [`NoAudit`] or [`Audited`].
         pub(super) audit: A,
@@ -772,13 +794,24 @@ mod in_one {
             for (insert, keys, conflict) in ROLLUPS {
                 out.push_sql(insert);
                 out.push_sql(SUM_COLUMNS);
-                out.push_bind_param::<Text, _>(self.day)?;
+                out.push_bind_param::<Text, _>(self.add_to.day)?;
                 out.push_sql(keys);
                 out.push_bind_param::<SmallInt, _>(&self.shard)?;
                 out.push_sql(FROM_F);
                 out.push_sql(conflict);
                 out.push_sql(SUMS);
             }
+            // The tokens, to each counter (none: no row; the statement keeps one shape).
+            out.push_sql(
+                ", spent AS (INSERT INTO rate_counters AS r (key, window_start, count) SELECT k, ",
+            );
+            out.push_bind_param::<Timestamp, _>(&self.add_to.minute)?;
+            out.push_sql(", f.prompt_tokens + f.completion_tokens FROM f, unnest(");
+            out.push_bind_param::<Array<Text>, _>(self.add_to.token_counters)?;
+            out.push_sql(
+                ") AS k WHERE f.prompt_tokens + f.completion_tokens > 0 \
+                 ON CONFLICT (key, window_start) DO UPDATE SET count = r.count + excluded.count)",
+            );
             self.audit.walk_ast(out.reborrow())?;
             out.push_sql(" SELECT * FROM f");
             Ok(())

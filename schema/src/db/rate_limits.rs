@@ -179,7 +179,7 @@ pub(super) fn bump_statement<'a>(
 }
 
 /// [`add`]'s upsert, prepared once per connection (as [`bump_statement`]).
-pub(super) fn add_statement(
+pub(crate) fn add_statement(
     key: &str,
     window: NaiveDateTime,
     amount: i64,

@@ -78,8 +78,8 @@ struct Subject {
 }
 
 /// Admits one AI call for the viewer under the user's limits and, for an API key, the key's own;
-/// or fails with `RATE_LIMITED`. Returns the token counters the finished call hands to
-/// [`spend_tokens`] (one lookup per call).
+/// or fails with `RATE_LIMITED`. Returns the token counters the finished call adds its tokens to
+/// (one lookup per call).
 pub async fn admit(app: &App, viewer: &Viewer) -> Result<TokenCounters, Error> {
     crate::db::on_call_path(admit_call(app, viewer)).await
 }
@@ -144,18 +144,17 @@ async fn admit_call(app: &App, viewer: &Viewer) -> Result<TokenCounters, Error> 
     ))
 }
 
-/// Adds the tokens a finished call used to its minute's counters (what [`admit`] returned).
-pub async fn spend_tokens(app: &App, counters: &TokenCounters, tokens: i64) -> Result<(), Error> {
-    if tokens <= 0 || counters.0.is_empty() {
-        return Ok(());
+impl TokenCounters {
+    /// The counters' keys: a finishing call adds its tokens to each in the transaction that
+    /// finishes it (`db::budgets::AddTo`).
+    pub fn keys(&self) -> &[String] {
+        &self.0
     }
-    let (start, _) = window(app.clock.now(), Duration::minutes(1));
-    let mut conn = app.db.get().await?;
-    for key in &counters.0 {
-        conn.write(async |c| Ok(queries::add(c, key, start, tokens).await?))
-            .await?;
-    }
-    Ok(())
+}
+
+/// The start of the minute `now` is in: the window a call's tokens are counted in.
+pub fn minute_of(now: DateTime<Utc>) -> NaiveDateTime {
+    window(now, Duration::minutes(1)).0
 }
 
 /// The key an address is counted under: IPv4 as is, IPv6 by its /64, anything else (an

@@ -102,11 +102,17 @@ async fn finish(app: &App, calls: Vec<AiCall>, message: &str) -> Result<usize, E
             prompt_log: None,
         };
         let day = budgets::report_day(&app.budgets, call.started_at);
+        // Its tokens are unknown: no token counter gains any.
+        let add_to = budget_queries::AddTo {
+            day: &day,
+            token_counters: &[],
+            minute: finish.finished_at.unwrap_or_default(),
+        };
         let mut conn = app.db.get().await?;
         let done = conn
             .transaction(async |tx| {
                 let record =
-                    budget_queries::finish_and_add_to_daily(tx, &call, &finish, &day, None)
+                    budget_queries::finish_and_add_to_daily(tx, &call, &finish, &add_to, None)
                         .await?
                         .ok_or_else(|| Error::Conflict("finished meanwhile".into()))?;
                 budgets::settle(tx, &call.id, 0, None, 0).await?;

@@ -1,6 +1,6 @@
 //! A call's record: opened `PENDING` (with the budget reservations) before the provider is
-//! asked, and closed once, in named steps: price it, finish and settle it (with the daily rollup
-//! and the conversation turn, in one transaction), then publish. Both run on the call path
+//! asked, and closed once, in named steps: price it, finish and settle it (with the daily rollup,
+//! the tokens for the rate limit and the conversation turn, in one transaction), then publish. Both run on the call path
 //! ([`crate::db::on_call_path`]) and hold one pooled connection at a time (DESIGN §9).
 
 use std::time::Instant;
@@ -202,7 +202,7 @@ pub(super) async fn close(
         let (record, alerts) =
             finish_and_settle(&mut conn, app, opened, prepared, &ending, price).await?;
         drop(conn);
-        publish(app, opened, &record, alerts).await;
+        publish(app, &record, alerts);
         Ok(record)
     })
     .await
@@ -233,8 +233,8 @@ async fn price(
     })
 }
 
-/// Step 2, in one transaction: the finished record, the budget settlement, the daily rollup
-/// and, on success inside a conversation, the turn. Returns the record and the budget alerts
+/// Step 2, in one transaction: the finished record, the budget settlement, the daily rollup,
+/// the tokens for the rate limits and, on success inside a conversation, the turn. Returns the record and the budget alerts
 /// the settlement raised.
 async fn finish_and_settle(
     conn: &mut DbConn,
@@ -306,6 +306,11 @@ async fn finish_and_settle(
         _ => None,
     };
     let day = budgets::report_day(&app.budgets, call.started_at);
+    let add_to = budget_queries::AddTo {
+        day: &day,
+        token_counters: opened.tokens_per_minute.keys(),
+        minute: rate_limits::minute_of(now.and_utc()),
+    };
     let reserved = opened.reserved;
     // Inside a mutation (`chat`), its audit row commits with the record: one transaction fewer.
     let outcome = ending.error.as_ref().map_or("OK", |(code, _)| *code);
@@ -318,7 +323,7 @@ async fn finish_and_settle(
                 c,
                 call,
                 &finish,
-                &day,
+                &add_to,
                 audit_row.as_ref(),
             )
             .await
@@ -350,7 +355,7 @@ async fn finish_and_settle(
                     tx,
                     call,
                     &finish,
-                    &day,
+                    &add_to,
                     audit_row.as_ref(),
                 )
                 .await?
@@ -384,19 +389,15 @@ fn already_finished() -> Error {
     Error::Conflict("the call was already finished".into())
 }
 
-/// Step 3, after the commit (subscribers read what is now stored): the events, the tokens
-/// against the rate limit, the log lines and the metrics.
-async fn publish(app: &App, opened: &Opened, record: &AiCall, alerts: Vec<Event>) {
+/// Step 3, after the commit (subscribers read what is now stored): the events, the log lines and
+/// the metrics.
+fn publish(app: &App, record: &AiCall, alerts: Vec<Event>) {
     app.events.publish(Event::call_updated(record));
     app.events.publish(Event::UsageUpdated {
         user_id: record.user_id.clone(),
     });
     for alert in alerts {
         app.events.publish(alert);
-    }
-    let used = record.prompt_tokens + record.completion_tokens;
-    if let Err(e) = rate_limits::spend_tokens(app, &opened.tokens_per_minute, used).await {
-        tracing::warn!(ai_call.id = %record.id, error = %e, "counting tokens for the rate limit failed");
     }
     tracing::info!(
         ai_call.id = %record.id, provider = %record.provider, model = %record.model,
