@@ -151,10 +151,10 @@ async fn a_budget_holds_across_two_server_processes_on_postgres() {
 /// A call under several budgets reserves in all of them and settles all of them in one step: its
 /// cost counts only in the budget of the price's currency, its request and tokens in every one,
 /// and nothing stays reserved. Forty more calls under the same two budgets, admitted and settled
-/// side by side, all succeed and add up.
+/// side by side, all succeed and add up, and so do their tokens against the user's token limit.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_under_several_budgets_settles_each_in_its_own_currency() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.rate_limits.tokens_per_minute = 1_000_000_000).await;
     let admin = app.admin_token().await;
     let (user, _, user_id) = app
         .register("two-budgets@example.com", "quartz lantern ferry budget")
@@ -204,6 +204,13 @@ async fn a_call_under_several_budgets_settles_each_in_its_own_currency() {
             .await,
         0
     );
+    // The first call (before any budget) and the 41 under budgets, all counted once.
+    let counted = app
+        .sql_number(&format!(
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM rate_counters WHERE key = 'tpm:{user_id}'"
+        ))
+        .await;
+    assert_eq!(counted, tokens * (calls + 1), "every call's tokens counted");
 }
 
 #[tokio::test(flavor = "multi_thread")]

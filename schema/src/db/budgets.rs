@@ -663,7 +663,11 @@ pub async fn finish_and_add_to_daily(
 /// PostgreSQL: a call's finish with its rollups and audit row (as [`finish_and_add_to_daily`])
 /// and its settlement (as [`settle_call`]) as a transaction of its own, sent in one flight
 /// ([`flight`]): the budgets' row locks, taken by the settlement, are held for the commit that
-/// follows at once and not for a round trip of the client.
+/// follows at once and not for a round trip of the client. The tokens go to the rate limits'
+/// counters in the same flight, after the `COMMIT`, in statements of their own: inside the
+/// transaction, a user's counter would stay locked while the settlement waits for a budget's row
+/// (rows every call of that user, or of everyone, updates), and the calls of one user would
+/// finish one after another (measured, `bench/RESULTS.md`).
 ///
 /// Returns the finished record and the settled budgets as they now are. A call already finished
 /// gives `None` and changes nothing: whoever finished it (the sweeps of expired reservations and
@@ -675,10 +679,19 @@ pub async fn finish_and_settle_in_one_flight(
     finish: &Finish,
     add_to: &AddTo<'_>,
     audit: Option<&NewAuditRow<'_>>,
-) -> QueryResult<(Option<AiCall>, Vec<Budget>)> {
+) -> QueryResult<FinishedAndSettled> {
     let (id, shard) = (call.id.as_str(), next_pg_shard());
     let tokens = finish.prompt_tokens + finish.completion_tokens;
     let currency = finish.currency.as_deref().unwrap_or("");
+    let counters = if tokens > 0 {
+        add_to.token_counters
+    } else {
+        &[]
+    };
+    let add_to = &AddTo {
+        token_counters: &[],
+        ..*add_to
+    };
     flight::take_off(conn)?;
     let mut c: &AsyncPgConnection = conn;
     let begun = flight::begin().execute(&mut c);
@@ -704,21 +717,40 @@ pub async fn finish_and_settle_in_one_flight(
     let settled =
         settle_statement_pg(id, currency, finish.cost_micros, tokens).load::<Budget>(&mut c);
     let committed = flight::commit().execute(&mut c);
+    let spent = futures_util::future::join_all(counters.iter().map(|counter| {
+        super::rate_limits::add_statement(counter, add_to.minute, tokens).execute(&mut c)
+    }));
     // Sent in the order written (see `insert_and_reserve_in_one_flight`).
-    let (begun, finished, settled, committed) =
-        futures_util::join!(begun, finished, settled, committed);
+    let (begun, finished, settled, committed, spent) =
+        futures_util::join!(begun, finished, settled, committed, spent);
     flight::landed(conn, &committed);
     begun?;
     let record = finished.optional()?;
     let settled = settled?;
     committed?;
-    Ok((record, settled))
+    Ok(FinishedAndSettled {
+        record,
+        settled,
+        tokens_counted: spent.into_iter().try_for_each(|n| n.map(drop)),
+    })
+}
+
+/// What [`finish_and_settle_in_one_flight`] did.
+#[derive(Debug)]
+pub struct FinishedAndSettled {
+    /// The finished record; `None` if the call was already finished.
+    pub record: Option<AiCall>,
+    /// The budgets the settlement changed, as they now are.
+    pub settled: Vec<Budget>,
+    /// Whether the tokens were added to the rate limits' counters (after the commit: a failure
+    /// there loses no record, and counts a minute's tokens short).
+    pub tokens_counted: QueryResult<()>,
 }
 
 /// PostgreSQL: a call's finish ([`finish_statement!`]), its three rollups, its tokens to the rate
-/// limits' counters and the mutation's audit row as **one statement**: the update in a `WITH`, and each insert taking its row from
-/// the update's result (`SELECT … FROM f`), so that a call already finished (the update finds
-/// no row) adds nothing anywhere. One statement is atomic on its own: a call with no budget to
+/// limits' counters and the mutation's audit row as **one statement**: the update in a `WITH`,
+/// and each insert taking its row from the update's result (`SELECT … FROM f`), so that a call
+/// already finished (the update finds no row) adds nothing anywhere. One statement is atomic on its own: a call with no budget to
 /// settle and no conversation turn needs no `BEGIN` and `COMMIT` of its own (two round trips
 /// fewer), and the client builds and sends one statement instead of six.
 ///

@@ -152,6 +152,24 @@ impl TokenCounters {
     }
 }
 
+/// Adds `tokens` to each of `counters` (of the minute starting at `minute`), each in a statement
+/// of its own; for a call whose finish could not count them itself.
+pub async fn spend(
+    conn: &mut DbConn,
+    counters: &[String],
+    minute: NaiveDateTime,
+    tokens: i64,
+) -> Result<(), Error> {
+    if tokens <= 0 {
+        return Ok(());
+    }
+    for counter in counters {
+        conn.write(async |c| Ok(queries::add(c, counter, minute, tokens).await?))
+            .await?;
+    }
+    Ok(())
+}
+
 /// The start of the minute `now` is in: the window a call's tokens are counted in.
 pub fn minute_of(now: DateTime<Utc>) -> NaiveDateTime {
     window(now, Duration::minutes(1)).0

@@ -328,7 +328,14 @@ async fn finish_and_settle(
             )
             .await
             {
-                Ok((Some(record), settled)) => {
+                Ok(budget_queries::FinishedAndSettled {
+                    record: Some(record),
+                    settled,
+                    tokens_counted,
+                }) => {
+                    if let Err(e) = tokens_counted {
+                        tracing::warn!(ai_call.id = %call.id, error = %e, "counting tokens for the rate limit failed");
+                    }
                     // Thresholds after the commit: each is raised once per period, by whichever
                     // settlement gets to it first. The call is recorded and settled whatever
                     // happens here; a threshold not raised now is raised by the next settlement.
@@ -341,14 +348,24 @@ async fn finish_and_settle(
                     };
                     Ok((record, alerts))
                 }
-                Ok((None, _)) => Err(already_finished()),
+                Ok(budget_queries::FinishedAndSettled { record: None, .. }) => {
+                    Err(already_finished())
+                }
                 Err(e) => Err(e.into()),
             }
         }
         _ => {
             // On PostgreSQL the finish with its rollups and audit row is one statement: with
             // nothing to settle and no turn to append, it needs no transaction around it.
-            let alone = matches!(conn, DbConn::Pg(_)) && !reserved && turn.is_none();
+            let pg = matches!(conn, DbConn::Pg(_));
+            let alone = pg && !reserved && turn.is_none();
+            // Where it is in a transaction on PostgreSQL, the tokens are counted after the
+            // commit, as in the flight above (`finish_and_settle_in_one_flight` says why).
+            let later = pg && !alone;
+            let add_to = budget_queries::AddTo {
+                token_counters: if later { &[] } else { add_to.token_counters },
+                ..add_to
+            };
             let body = async |tx: &mut DbConn| {
                 let audit_row = audited.as_ref().map(audit::Stored::row);
                 let record = budget_queries::finish_and_add_to_daily(
@@ -372,11 +389,21 @@ async fn finish_and_settle(
                 }
                 Ok((record, alerts))
             };
-            if alone {
+            let finished = if alone {
                 conn.write(body).await
             } else {
                 conn.transaction(body).await
+            };
+            if let Ok((record, _)) = &finished
+                && later
+            {
+                let tokens = record.prompt_tokens + record.completion_tokens;
+                let counters = opened.tokens_per_minute.keys();
+                if let Err(e) = rate_limits::spend(conn, counters, add_to.minute, tokens).await {
+                    tracing::warn!(ai_call.id = %call.id, error = %e, "counting tokens for the rate limit failed");
+                }
             }
+            finished
         }
     };
     if let (Err(_), Some(stored)) = (&finished, audited) {
