@@ -644,3 +644,160 @@ async fn a_connection_whose_flight_was_dropped_is_never_lent_again() {
         .await;
     assert_eq!(n, 1, "the flight that landed committed its call");
 }
+
+/// On PostgreSQL a call's finish and settlement are one statement, the reservations released
+/// being those of the row the finish updated. A call the sweep of expired reservations already
+/// failed (it releases a call's reservations one transaction at a time, so some may be left for
+/// a moment) settles nothing when its own finish comes late; a call still running settles in
+/// full, in its budget's currency.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all() {
+    use cloudbase_schema::db::models::{AiCall, Reservation};
+    use cloudbase_schema::db::{DbConfig, DbConn, DbPool, ai_calls, budgets};
+    use cloudbase_schema::domain::{CallStatus, UsageSource};
+
+    if crate::support::skip_without_postgres(
+        "a_late_finish_settles_nothing_and_a_timely_one_settles_all",
+    ) {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let budget_id = app
+        .gql_ok(
+            Some(&admin),
+            CREATE,
+            json!({"i": {"period": "MONTH", "currency": "CNY", "limitMicros": "1000000000"}}),
+        )
+        .await["createBudget"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let user_id = app.sql_texts("SELECT id AS t FROM users").await.remove(0);
+    let pool = DbPool::connect_existing(&DbConfig {
+        url: app.config.database_url.clone().unwrap(),
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let now = chrono::Utc::now().naive_utc();
+    let admitted = |request: &str| {
+        let call = AiCall::pending(
+            user_id.clone(),
+            None,
+            Some(request.to_owned()),
+            ("mock".into(), "mock-echo".into()),
+            false,
+            now,
+        );
+        let held = Reservation {
+            ai_call_id: call.id.clone(),
+            budget_id: budget_id.clone(),
+            amount_micros: 5_000,
+            tokens: 100,
+            requests: 1,
+            expires_at: now + chrono::Duration::hours(1),
+        };
+        (call, held)
+    };
+    let finish = ai_calls::Finish {
+        provider: "mock".into(),
+        model: "mock-echo".into(),
+        status: CallStatus::Succeeded,
+        error_code: None,
+        error_message: None,
+        prompt_tokens: 11,
+        cached_prompt_tokens: 0,
+        completion_tokens: 29,
+        usage_source: Some(UsageSource::Reported),
+        finished_at: Some(now),
+        latency_ms: Some(5),
+        ttft_ms: None,
+        upstream_ms: Some(4),
+        price_id: None,
+        cost_micros: 1_234,
+        currency: Some("CNY".into()),
+        priced: true,
+        cached: false,
+        attempts: json!([]),
+        prompt_log: None,
+    };
+    let add_to = budgets::AddTo {
+        day: "2031-01-02",
+        token_counters: &[],
+        minute: now,
+    };
+    let watched = [budget_id.clone()];
+    let budget = |column: &str| {
+        format!("SELECT CAST({column} AS BIGINT) AS n FROM budgets WHERE id = '{budget_id}'")
+    };
+    let mut conn = pool.get().await.unwrap();
+    let DbConn::Pg(c) = &mut conn else {
+        unreachable!("PostgreSQL only")
+    };
+
+    // Failed by the sweep (its status changed), its reservation not released yet.
+    let (late, late_held) = admitted("late");
+    let refused = budgets::insert_and_reserve_in_one_flight(c, &late, &[late_held])
+        .await
+        .unwrap();
+    assert_eq!(refused, None);
+    app.sql(&format!(
+        "UPDATE ai_calls SET status = 'FAILED', finished_at = now() WHERE id = '{}'",
+        late.id
+    ))
+    .await;
+    let done = budgets::finish_and_settle(c, &late, &finish, &add_to, None, &watched)
+        .await
+        .unwrap();
+    assert!(
+        done.record.is_none(),
+        "the late finish finds the call finished"
+    );
+    assert_eq!(
+        app.sql_number(&budget("spent_micros")).await,
+        0,
+        "nothing spent"
+    );
+    assert_eq!(app.sql_number(&budget("spent_requests")).await, 0);
+    assert_eq!(
+        app.sql_number(&budget("reserved_micros")).await,
+        5_000,
+        "left to the sweep"
+    );
+    let left = app
+        .sql_number("SELECT count(*) AS n FROM budget_reservations")
+        .await;
+    assert_eq!(left, 1, "its reservation is left to the sweep");
+
+    // Still running: settled in full.
+    let (timely, timely_held) = admitted("timely");
+    budgets::insert_and_reserve_in_one_flight(c, &timely, &[timely_held])
+        .await
+        .unwrap();
+    assert_eq!(app.sql_number(&budget("reserved_micros")).await, 10_000);
+    let done = budgets::finish_and_settle(c, &timely, &finish, &add_to, None, &watched)
+        .await
+        .unwrap();
+    let record = done
+        .record
+        .expect("the timely finish finds the call running");
+    assert_eq!(
+        (record.cost_micros, record.status),
+        (1_234, CallStatus::Succeeded)
+    );
+    assert_eq!(app.sql_number(&budget("spent_micros")).await, 1_234);
+    assert_eq!(app.sql_number(&budget("spent_tokens")).await, 40);
+    assert_eq!(app.sql_number(&budget("spent_requests")).await, 1);
+    assert_eq!(
+        app.sql_number(&budget("reserved_micros")).await,
+        5_000,
+        "only the late call's"
+    );
+    assert_eq!(done.watched.len(), 1);
+    assert_eq!(
+        done.watched[0].spent_micros, 1_234,
+        "the budget as it now stands"
+    );
+}

@@ -271,8 +271,8 @@ pub async fn insert_and_reserve_in_one_flight(
         match r {
             Ok(1) => {}
             // The budget is gone: impossible once its reservation was inserted (the foreign
-            // key's lock keeps it until the commit); said as no room, as on SQLite.
-            Ok(_) => return Ok(Some(i)),
+            // key's lock keeps it until the commit).
+            Ok(_) => return Err(diesel::result::Error::NotFound),
             Err(e) if flight::budget_full(&e).is_some() => return Ok(Some(i)),
             Err(e) => return Err(e),
         }
@@ -529,22 +529,14 @@ macro_rules! rollup_statement {
 /// Rollup rows per day and key on PostgreSQL (see [`shard`]).
 pub const ROLLUP_SHARDS: u16 = 16;
 
-/// The rollup row a finishing call adds itself to, among the day's [`ROLLUP_SHARDS`] rows for
-/// its key. Every call of a day, a user and a model would otherwise update the same rows, and on
-/// PostgreSQL each would wait for the row lock of the one before, held until that call's commit
-/// is on disk: concurrent calls finished one at a time (`bench/RESULTS.md`). Calls of this
-/// instance take the shards in turn, so up to 16 finish side by side; reports sum the shards.
-/// SQLite writes one transaction at a time anyway, so there every call takes shard 0 and the
-/// rollups stay one row per key.
-pub fn shard(conn: &DbConn) -> i16 {
-    match conn {
-        DbConn::Pg(_) => next_pg_shard(),
-        DbConn::Sqlite(..) => 0,
-    }
-}
-
-/// The next of the [`ROLLUP_SHARDS`] on PostgreSQL (see [`shard`]).
-fn next_pg_shard() -> i16 {
+/// The rollup row a finishing call adds itself to on PostgreSQL, among the day's
+/// [`ROLLUP_SHARDS`] rows for its key. Every call of a day, a user and a model would otherwise
+/// update the same rows, and each would wait for the row lock of the one before, held until that
+/// call's commit is on disk: concurrent calls finished one at a time (`bench/RESULTS.md`). Calls
+/// of this instance take the shards in turn, so up to 16 finish side by side; reports sum the
+/// shards. SQLite writes one transaction at a time anyway, so there every call takes shard 0 and
+/// the rollups stay one row per key.
+pub fn shard() -> i16 {
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % ROLLUP_SHARDS;
     i16::try_from(n).unwrap_or(0)
@@ -577,30 +569,11 @@ pub async fn finish_and_add_to_daily(
     add_to: &AddTo<'_>,
     audit: Option<&NewAuditRow<'_>>,
 ) -> QueryResult<Option<AiCall>> {
-    let (id, shard, day) = (call.id.as_str(), shard(conn), add_to.day);
+    let (id, day) = (call.id.as_str(), add_to.day);
     match conn {
-        DbConn::Pg(obj) => {
-            let mut c: &diesel_async::AsyncPgConnection = obj;
-            let finish = finish_statement!(id, finish);
-            // Each audit variant is a type of its own (one prepared statement each).
-            macro_rules! in_one_with {
-                ($audit:expr) => {
-                    in_one::FinishInOne {
-                        finish,
-                        add_to,
-                        shard,
-                        audit: $audit,
-                    }
-                    .get_result::<AiCall>(&mut c)
-                    .await
-                };
-            }
-            let record = match audit {
-                Some(row) => in_one_with!(in_one::Audited(row)),
-                None => in_one_with!(in_one::NoAudit),
-            };
-            record.optional()
-        }
+        DbConn::Pg(obj) => finish_in_one(obj, id, finish, add_to, audit, in_one::NoSettle)
+            .await
+            .optional(),
         DbConn::Sqlite(obj, _) => {
             let c: &mut super::SqliteConn = obj;
             let Some(record) = finish_statement!(id, finish)
@@ -622,7 +595,7 @@ pub async fn finish_and_add_to_daily(
                 cached_prompt_tokens: finish.cached_prompt_tokens,
                 completion_tokens: finish.completion_tokens,
                 cost_micros: finish.cost_micros,
-                shard,
+                shard: 0, // one row per key on SQLite (see `shard`)
             };
             rollup_statement!(
                 u,
@@ -661,90 +634,107 @@ pub async fn finish_and_add_to_daily(
 }
 
 /// PostgreSQL: a call's finish with its rollups and audit row (as [`finish_and_add_to_daily`])
-/// and its settlement (as [`settle_call`]) as a transaction of its own, sent in one flight
-/// ([`flight`]): the budgets' row locks, taken by the settlement, are held for the commit that
-/// follows at once and not for a round trip of the client. The tokens go to the rate limits'
-/// counters in the same flight, after the `COMMIT`, in statements of their own: inside the
-/// transaction, a user's counter would stay locked while the settlement waits for a budget's row
-/// (rows every call of that user, or of everyone, updates), and the calls of one user would
-/// finish one after another (measured, `bench/RESULTS.md`).
+/// and its settlement, **one statement** ([`in_one::Settle`]): the reservations released are
+/// those of the row the finish updated, so a call already finished (by the sweep of expired
+/// reservations, which may release a call's reservations one transaction at a time) settles
+/// nothing. One statement needs no transaction: a budget's row lock, taken by the settlement, is
+/// held for the statement's own commit and no round trip of the client.
 ///
-/// Returns the finished record and the settled budgets as they now are. A call already finished
-/// gives `None` and changes nothing: whoever finished it (the sweeps of expired reservations and
-/// of interrupted calls) released its reservations in the same transaction, so the settlement
-/// finds none to release.
-pub async fn finish_and_settle_in_one_flight(
+/// In the same flight, after it (pipelined, each statement on its own): the tokens to the rate
+/// limits' counters (in the statement, a user's counter would stay locked while the settlement
+/// waits for a budget's row, and a user's calls would finish one after another: measured,
+/// `bench/RESULTS.md`), and, when `watched` names budgets (those with alert thresholds), those
+/// budgets as they now stand.
+pub async fn finish_and_settle(
     conn: &mut AsyncPgConnection,
     call: &AiCall,
     finish: &Finish,
     add_to: &AddTo<'_>,
     audit: Option<&NewAuditRow<'_>>,
+    watched: &[String],
 ) -> QueryResult<FinishedAndSettled> {
-    let (id, shard) = (call.id.as_str(), next_pg_shard());
     let tokens = finish.prompt_tokens + finish.completion_tokens;
-    let currency = finish.currency.as_deref().unwrap_or("");
     let counters = if tokens > 0 {
         add_to.token_counters
     } else {
         &[]
     };
-    let add_to = &AddTo {
+    let in_statement = AddTo {
         token_counters: &[],
         ..*add_to
     };
-    flight::take_off(conn)?;
     let mut c: &AsyncPgConnection = conn;
-    let begun = flight::begin().execute(&mut c);
-    let statement = finish_statement!(id, finish);
-    let finished = match audit {
+    let finished = finish_in_one(c, &call.id, finish, &in_statement, audit, in_one::Settle);
+    let spent = futures_util::future::join_all(counters.iter().map(|counter| {
+        super::rate_limits::add_statement(counter, add_to.minute, tokens).execute(&mut c)
+    }));
+    let read = async {
+        if watched.is_empty() {
+            return Ok(Vec::new());
+        }
+        budgets::table
+            .filter(budgets::id.eq_any(watched))
+            .select(Budget::as_select())
+            .load::<Budget>(&mut c)
+            .await
+    };
+    // Sent in the order written (see `insert_and_reserve_in_one_flight`).
+    let (finished, spent, read) = futures_util::join!(finished, spent, read);
+    Ok(FinishedAndSettled {
+        record: finished.optional()?,
+        watched: read?,
+        tokens_counted: spent.into_iter().try_for_each(|n| n.map(drop)),
+    })
+}
+
+/// What [`finish_and_settle`] did.
+#[derive(Debug)]
+pub struct FinishedAndSettled {
+    /// The finished record; `None` if the call was already finished (nothing was settled).
+    pub record: Option<AiCall>,
+    /// The watched budgets as they stand after the settlement.
+    pub watched: Vec<Budget>,
+    /// Whether the tokens were added to the rate limits' counters (a failure there loses no
+    /// record, and counts a minute's tokens short). They are added even when the call was
+    /// finished first by a sweep: they were used.
+    pub tokens_counted: QueryResult<()>,
+}
+
+/// PostgreSQL: the one statement of a call's finish ([`in_one::FinishInOne`]), with or without
+/// its settlement, sent when first polled; its rollups go to this instance's next [`shard`].
+fn finish_in_one<'a, S>(
+    mut c: &'a AsyncPgConnection,
+    id: &'a str,
+    finish: &'a Finish,
+    add_to: &'a AddTo<'a>,
+    audit: Option<&'a NewAuditRow<'a>>,
+    settle: S,
+) -> futures_util::future::BoxFuture<'a, QueryResult<AiCall>>
+where
+    S: QueryFragment<Pg> + QueryId + Send + 'a,
+{
+    let (finish, shard) = (finish_statement!(id, finish), shard());
+    // Each audit variant is a type of its own (one prepared statement each).
+    match audit {
         Some(row) => in_one::FinishInOne {
-            finish: statement,
+            finish,
             add_to,
             shard,
+            settle,
             audit: in_one::Audited(row),
         }
         .get_result::<AiCall>(&mut c)
         .boxed(),
         None => in_one::FinishInOne {
-            finish: statement,
+            finish,
             add_to,
             shard,
+            settle,
             audit: in_one::NoAudit,
         }
         .get_result::<AiCall>(&mut c)
         .boxed(),
-    };
-    let settled =
-        settle_statement_pg(id, currency, finish.cost_micros, tokens).load::<Budget>(&mut c);
-    let committed = flight::commit().execute(&mut c);
-    let spent = futures_util::future::join_all(counters.iter().map(|counter| {
-        super::rate_limits::add_statement(counter, add_to.minute, tokens).execute(&mut c)
-    }));
-    // Sent in the order written (see `insert_and_reserve_in_one_flight`).
-    let (begun, finished, settled, committed, spent) =
-        futures_util::join!(begun, finished, settled, committed, spent);
-    flight::landed(conn, &committed);
-    begun?;
-    let record = finished.optional()?;
-    let settled = settled?;
-    committed?;
-    Ok(FinishedAndSettled {
-        record,
-        settled,
-        tokens_counted: spent.into_iter().try_for_each(|n| n.map(drop)),
-    })
-}
-
-/// What [`finish_and_settle_in_one_flight`] did.
-#[derive(Debug)]
-pub struct FinishedAndSettled {
-    /// The finished record; `None` if the call was already finished.
-    pub record: Option<AiCall>,
-    /// The budgets the settlement changed, as they now are.
-    pub settled: Vec<Budget>,
-    /// Whether the tokens were added to the rate limits' counters (after the commit: a failure
-    /// there loses no record, and counts a minute's tokens short).
-    pub tokens_counted: QueryResult<()>,
+    }
 }
 
 /// PostgreSQL: a call's finish ([`finish_statement!`]), its three rollups, its tokens to the rate
@@ -764,16 +754,27 @@ mod in_one {
     use super::AddTo;
     use crate::db::models::NewAuditRow;
 
-    /// `WITH f AS (<finish>), <rollups>, <token counters>[, <audit row>] SELECT * FROM f`.
-    pub(super) struct FinishInOne<'a, U, A> {
+    /// `WITH f AS (<finish>), <rollups>, <token counters>[, <settlement>][, <audit row>]
+    /// SELECT * FROM f`.
+    pub(super) struct FinishInOne<'a, U, S, A> {
         /// The finish: an `UPDATE … RETURNING` of the call's columns.
         pub(super) finish: U,
         /// The rollups' day and the token counters, and this call's shard of the rollups.
         pub(super) add_to: &'a AddTo<'a>,
         pub(super) shard: i16,
+        /// [`NoSettle`] or [`Settle`].
+        pub(super) settle: S,
         /// [`NoAudit`] or [`Audited`].
         pub(super) audit: A,
     }
+
+    /// The statement without a settlement (a call under no budget, or settled apart).
+    pub(super) struct NoSettle;
+
+    /// The statement with the call's settlement: the reservations of the row the finish updated
+    /// released, and what the call used added to their budgets (its cost only where the
+    /// budget's currency is the price's; its tokens and one request everywhere).
+    pub(super) struct Settle;
 
     /// The statement without an audit row (`/v1`, the sweep of interrupted calls).
     pub(super) struct NoAudit;
@@ -818,7 +819,9 @@ mod in_one {
         completion_tokens = r.completion_tokens + excluded.completion_tokens, \
         cost_micros = r.cost_micros + excluded.cost_micros)";
 
-    impl<U: QueryFragment<Pg>, A: QueryFragment<Pg>> QueryFragment<Pg> for FinishInOne<'_, U, A> {
+    impl<U: QueryFragment<Pg>, S: QueryFragment<Pg>, A: QueryFragment<Pg>> QueryFragment<Pg>
+        for FinishInOne<'_, U, S, A>
+    {
         fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
             out.push_sql("WITH f AS (");
             self.finish.walk_ast(out.reborrow())?;
@@ -844,6 +847,7 @@ mod in_one {
                 ") AS k WHERE f.prompt_tokens + f.completion_tokens > 0 \
                  ON CONFLICT (key, window_start) DO UPDATE SET count = r.count + excluded.count)",
             );
+            self.settle.walk_ast(out.reborrow())?;
             self.audit.walk_ast(out.reborrow())?;
             out.push_sql(" SELECT * FROM f");
             Ok(())
@@ -852,6 +856,32 @@ mod in_one {
         fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
             // One text per audit variant: the finish is a `FixedShape`, the rest is fixed here.
             Ok(true)
+        }
+    }
+
+    impl QueryFragment<Pg> for NoSettle {
+        fn walk_ast<'b>(&'b self, _out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            Ok(())
+        }
+    }
+
+    impl QueryFragment<Pg> for Settle {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql(
+                ", released AS (DELETE FROM budget_reservations \
+                 WHERE ai_call_id IN (SELECT id FROM f) \
+                 RETURNING budget_id, amount_micros, tokens, requests), \
+                 settled AS (UPDATE budgets AS b SET \
+                 reserved_micros = b.reserved_micros - d.amount_micros, \
+                 reserved_tokens = b.reserved_tokens - d.tokens, \
+                 reserved_requests = b.reserved_requests - d.requests, \
+                 spent_micros = b.spent_micros \
+                 + CASE WHEN b.currency = COALESCE(f.currency, '') THEN f.cost_micros ELSE 0 END, \
+                 spent_tokens = b.spent_tokens + f.prompt_tokens + f.completion_tokens, \
+                 spent_requests = b.spent_requests + 1 \
+                 FROM released AS d, f WHERE b.id = d.budget_id)",
+            );
+            Ok(())
         }
     }
 
@@ -904,13 +934,23 @@ mod in_one {
     /// One prepared statement per variant: the text depends on the audit part's type alone. The
     /// finish's type is not in the id, so this is sound only while [`FinishInOne`] is built in
     /// one place, always around [`finish_statement!`] (`finish_and_add_to_daily`).
-    impl<U, A: QueryId> QueryId for FinishInOne<'_, U, A> {
-        type QueryId = (FinishInOneId, A::QueryId);
+    impl<U, S: QueryId, A: QueryId> QueryId for FinishInOne<'_, U, S, A> {
+        type QueryId = (FinishInOneId, S::QueryId, A::QueryId);
         const HAS_STATIC_QUERY_ID: bool = true;
     }
 
     /// [`FinishInOne`]'s id in the statement cache.
     pub(super) struct FinishInOneId;
+
+    impl QueryId for NoSettle {
+        type QueryId = NoSettle;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl QueryId for Settle {
+        type QueryId = Settle;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
 
     impl QueryId for NoAudit {
         type QueryId = NoAudit;
@@ -922,7 +962,7 @@ mod in_one {
         const HAS_STATIC_QUERY_ID: bool = true;
     }
 
-    impl<U: Query, A> Query for FinishInOne<'_, U, A> {
+    impl<U: Query, S, A> Query for FinishInOne<'_, U, S, A> {
         type SqlType = U::SqlType;
     }
 }

@@ -4,9 +4,10 @@
 //! Why: a row lock taken by a statement is held until the commit. When the client sends `COMMIT`
 //! only after it has read the statements' results, the lock is also held for that round trip and
 //! for as long as the client's runtime takes to get round to it: on a busy core, milliseconds.
-//! Every call under a global budget updates that budget's row twice (to reserve, to settle), so
-//! those milliseconds capped the calls of a whole cluster (`bench/RESULTS.md`). In one flight the
-//! lock is held while the rest of the flight runs and the commit is flushed, and no longer.
+//! Every call under a global budget updates that budget's row to reserve (here) and to settle (in
+//! the finish's one statement, `db::budgets::finish_and_settle`), so those milliseconds capped
+//! the calls of a whole cluster (`bench/RESULTS.md`). In one flight the lock is held while the
+//! rest of the flight runs and the commit is flushed, and no longer.
 //!
 //! The statements of a flight cannot wait for each other's results, so whatever the transaction
 //! must decide is decided in SQL: a budget without room raises an error

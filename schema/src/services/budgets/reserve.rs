@@ -10,6 +10,7 @@ use crate::Error;
 use crate::db::DbConn;
 use crate::db::budgets as queries;
 use crate::db::models::{AiCall, Budget, Reservation};
+use crate::events::Event;
 use crate::services::{App, call_reads};
 
 /// The budgets that apply to a call of `user_id` (made with a key of `key_family`): read once on
@@ -51,8 +52,7 @@ fn describe(b: &Budget) -> String {
 /// reserves the worst case in every budget that applies, in one transaction of its own (on
 /// PostgreSQL sent in one flight: [`queries::insert_and_reserve_in_one_flight`]; on SQLite on the
 /// writer connection). Fails with `BUDGET_EXCEEDED`, having kept nothing of it, if any budget
-/// has no room. Returns whether a budget started a new period (the caller publishes
-/// `BudgetsChanged`).
+/// has no room. A budget that starts a new period publishes `BudgetsChanged`, admitted or not.
 pub async fn admit(
     conn: &mut DbConn,
     app: &App,
@@ -60,9 +60,8 @@ pub async fn admit(
     budgets: &[Budget],
     worst: Worst,
     currency: Option<&str>,
-) -> Result<bool, Error> {
+) -> Result<(), Error> {
     let now = app.clock.now();
-    let mut rolled = false;
     let mut ends = Vec::with_capacity(budgets.len());
     let mut wanted = Vec::with_capacity(budgets.len());
     for budget in budgets {
@@ -76,8 +75,8 @@ pub async fn admit(
             let (start, next_end) = window(period, app.budgets.timezone, now, budget.created_at);
             conn.write(async |c| Ok(queries::roll(c, &budget.id, end, start, next_end).await?))
                 .await?;
+            app.events.publish(Event::BudgetsChanged);
             current_end = next_end;
-            rolled = true;
         }
         ends.push(current_end);
         // A cost in another currency cannot be compared with this limit.
@@ -116,7 +115,7 @@ pub async fn admit(
     };
     match full {
         Some(full) => Err(no_room(conn, &wanted[full], ends[full]).await),
-        None => Ok(rolled),
+        None => Ok(()),
     }
 }
 

@@ -33,6 +33,8 @@ pub(super) struct Opened {
     price: KnownPrice,
     /// Whether budgets hold reservations for it (to settle).
     reserved: bool,
+    /// The budgets it reserved in that have alert thresholds (read again after settling).
+    watched: Vec<String>,
     /// The token counters its tokens are added to (where a token limit applied at admission).
     tokens_per_minute: rate_limits::TokenCounters,
 }
@@ -115,14 +117,13 @@ pub(super) async fn open(
         let family = viewer.key.as_deref().map(|k| k.family_id.as_str());
         let applicable = budgets::applicable(app, &mut conn, &call.user_id, family).await?;
         let price = prices_by_target.first().cloned().flatten();
-        let mut rolled = false;
         if applicable.is_empty() {
             conn.write(async |c| Ok(ai_calls::insert(c, &call).await?))
                 .await?;
         } else {
             let worst = worst_case(&p.request, p.max_output, &prices_by_target);
             let currency = price.as_ref().map(|p| p.currency.clone());
-            rolled = budgets::admit(
+            budgets::admit(
                 &mut conn,
                 app,
                 &call,
@@ -133,9 +134,6 @@ pub(super) async fn open(
             .await?;
         }
         drop(conn);
-        if rolled {
-            app.events.publish(Event::BudgetsChanged);
-        }
         app.events.publish(Event::call_updated(&call));
         Ok(Opened {
             price: KnownPrice {
@@ -144,6 +142,11 @@ pub(super) async fn open(
                 price,
             },
             reserved: !applicable.is_empty(),
+            watched: applicable
+                .iter()
+                .filter(|b| !b.threshold_list().is_empty())
+                .map(|b| b.id.clone())
+                .collect(),
             tokens_per_minute,
             call,
         })
@@ -316,21 +319,22 @@ async fn finish_and_settle(
     let outcome = ending.error.as_ref().map_or("OK", |(code, _)| *code);
     let audited = audit::take_running(app, outcome);
     let finished = match conn {
-        // On PostgreSQL, a call with budgets to settle and no turn to append: one flight.
+        // On PostgreSQL, a call with budgets to settle and no turn to append: one statement.
         DbConn::Pg(c) if reserved && turn.is_none() => {
             let audit_row = audited.as_ref().map(audit::Stored::row);
-            match budget_queries::finish_and_settle_in_one_flight(
+            match budget_queries::finish_and_settle(
                 c,
                 call,
                 &finish,
                 &add_to,
                 audit_row.as_ref(),
+                &opened.watched,
             )
             .await
             {
                 Ok(budget_queries::FinishedAndSettled {
                     record: Some(record),
-                    settled,
+                    watched,
                     tokens_counted,
                 }) => {
                     if let Err(e) = tokens_counted {
@@ -339,7 +343,7 @@ async fn finish_and_settle(
                     // Thresholds after the commit: each is raised once per period, by whichever
                     // settlement gets to it first. The call is recorded and settled whatever
                     // happens here; a threshold not raised now is raised by the next settlement.
-                    let alerts = match budgets::raise_thresholds(conn, &settled).await {
+                    let alerts = match budgets::raise_thresholds(conn, &watched).await {
                         Ok(alerts) => alerts,
                         Err(e) => {
                             tracing::warn!(ai_call.id = %call.id, error = %e, "raising budget thresholds failed");
@@ -360,7 +364,7 @@ async fn finish_and_settle(
             let pg = matches!(conn, DbConn::Pg(_));
             let alone = pg && !reserved && turn.is_none();
             // Where it is in a transaction on PostgreSQL, the tokens are counted after the
-            // commit, as in the flight above (`finish_and_settle_in_one_flight` says why).
+            // commit, as above (`db::budgets::finish_and_settle` says why).
             let later = pg && !alone;
             let add_to = budget_queries::AddTo {
                 token_counters: if later { &[] } else { add_to.token_counters },
