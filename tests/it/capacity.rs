@@ -377,6 +377,84 @@ async fn a_call_finished_twice_is_counted_and_audited_once() {
 /// several root fields that read the database, and a page of conversations with each one's
 /// messages, answer in full (no `INTERNAL` for a second connection), and the pool of two is
 /// never exhausted by them.
+/// On PostgreSQL a call's `PENDING` insert turns `synchronous_commit` off for its own commit
+/// only: the connection's next statements (the finish among them) commit synchronously again,
+/// and inside a transaction, whose commit is not the insert's to change, it is a plain insert.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_insert_changes_the_commit_of_its_own_statement_only() {
+    use cloudbase_schema::db::models::AiCall;
+    use cloudbase_schema::db::{DbConfig, DbConn, DbPool, ai_calls};
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        synchronous_commit: String,
+    }
+    async fn synchronous_commit(conn: &mut DbConn) -> String {
+        let DbConn::Pg(c) = conn else {
+            unreachable!("PostgreSQL only")
+        };
+        let rows: Vec<Setting> = diesel::sql_query("SHOW synchronous_commit")
+            .load(&mut **c)
+            .await
+            .unwrap();
+        rows[0].synchronous_commit.clone()
+    }
+
+    if crate::support::skip_without_postgres(
+        "a_pending_insert_changes_the_commit_of_its_own_statement_only",
+    ) {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let user_id = app.sql_texts("SELECT id AS t FROM users").await.remove(0);
+    let pool = DbPool::connect_existing(&DbConfig {
+        url: app.config.database_url.clone().unwrap(),
+        max_connections: 1,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let call = || {
+        AiCall::pending(
+            user_id.clone(),
+            None,
+            None,
+            ("mock".into(), "mock-echo".into()),
+            false,
+            chrono::Utc::now().naive_utc(),
+        )
+    };
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(synchronous_commit(&mut conn).await, "on");
+    let alone = call();
+    ai_calls::insert_pending(&mut conn, &alone).await.unwrap();
+    assert_eq!(
+        synchronous_commit(&mut conn).await,
+        "on",
+        "the setting ended with the insert's own transaction"
+    );
+    let inside = call();
+    let during = conn
+        .transaction(async |tx| {
+            ai_calls::insert_pending(tx, &inside).await?;
+            Ok(synchronous_commit(tx).await)
+        })
+        .await
+        .unwrap();
+    assert_eq!(during, "on", "a transaction's commit is left as it was");
+    drop(conn);
+    for id in [&alone.id, &inside.id] {
+        let n = app
+            .sql_number(&format!(
+                "SELECT count(*) AS n FROM ai_calls WHERE id = '{id}' AND status = 'PENDING'"
+            ))
+            .await;
+        assert_eq!(n, 1, "both rows committed");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sibling_fields_share_the_requests_one_connection() {
     let app = TestApp::spawn_with(|c| {

@@ -284,6 +284,70 @@ async fn a_client_that_goes_away_leaves_a_cancelled_record() {
     );
 }
 
+/// On PostgreSQL a call's `PENDING` insert commits without waiting for the disk, so a database
+/// crash mid-call can lose the row. Simulated here by deleting it while the call streams: the
+/// finish writes it again, and the call ends recorded, priced and counted as if nothing happened.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_whose_pending_record_was_lost_is_recorded_when_it_finishes() {
+    let app = TestApp::spawn_with(|c| {
+        c.plugins.insert(
+            "slowmock".into(),
+            instance("mock", json!({"delay_ms": 100}), &[]),
+        );
+    })
+    .await;
+    let admin = app.admin_token().await;
+    app.gql_ok(Some(&admin), "mutation($i: AddPriceInput!) { addPrice(input: $i) { id } }", json!({"i": {"provider": "slowmock", "model": "mock-echo", "input": "3.00", "cachedInput": "1.00", "output": "7.00", "currency": "CNY", "effectiveFrom": "2020-01-01T00:00:00Z"}})).await;
+    let (token, _, _) = app.register("lost@example.com", "lost-row-password").await;
+    let mut ws = GqlWs::connect(&app, Some(&token)).await.unwrap();
+    let input =
+        json!({"provider": "slowmock", "model": "mock-echo", "message": "one two three four"});
+    ws.subscribe("1", &stream_query(), json!({ "input": input }))
+        .await;
+    let first = ws.next().await;
+    assert_eq!(first["type"], "next", "{first}");
+    let call_id = first["payload"]["data"]["chatStream"]["aiCallId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.sql(&format!("DELETE FROM ai_calls WHERE id = '{call_id}'"))
+        .await;
+
+    let (items, error) = ws.collect("1").await;
+    assert!(error.is_none(), "the stream ended in an error: {error:?}");
+    let done = &items.last().unwrap()["data"]["chatStream"];
+    assert_eq!(done["done"], true, "{done}");
+    let call = &done["aiCall"];
+    assert_eq!(call["id"], call_id.as_str());
+    assert_eq!(call["status"], "SUCCEEDED", "{call}");
+    let cost = call["costMicros"].as_str().unwrap().parse::<i64>().unwrap();
+    assert!(cost > 0, "{call}");
+    assert_eq!(cost, expected_cost(&app, &token, call).await);
+    let stored = app
+        .gql_ok(
+            Some(&token),
+            &format!("{{ aiCalls {{ edges {{ node {{ {CALL_FIELDS} }} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    let edges = stored["aiCalls"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 1, "{stored}");
+    assert_eq!(edges[0]["node"]["status"], "SUCCEEDED");
+    assert_eq!(edges[0]["node"]["startedAt"], call["startedAt"]);
+    // The rollups counted it once.
+    let today = chrono::Utc::now().date_naive();
+    let range = json!({"from": (today - chrono::Duration::days(1)).to_string(), "to": (today + chrono::Duration::days(1)).to_string()});
+    let usage = app
+        .gql_ok(
+            Some(&token),
+            "query($r: DateRange!) { myUsage(range: $r, groupBy: []) { requests costMicros } }",
+            json!({"r": range}),
+        )
+        .await;
+    assert_eq!(usage["myUsage"][0]["requests"], 1, "{usage}");
+    assert_eq!(usage["myUsage"][0]["costMicros"], cost.to_string());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn users_see_only_their_own_calls() {
     let app = TestApp::spawn().await;

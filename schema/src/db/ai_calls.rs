@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use super::fixed::FixedShape;
 use super::models::AiCall;
 use super::schema::ai_calls;
 use super::{DbConn, db_run};
@@ -18,6 +19,54 @@ pub async fn insert(conn: &mut DbConn, call: &AiCall) -> QueryResult<usize> {
             .await
     })
 }
+
+/// Inserts a call's `PENDING` record, in a statement of its own (never inside a transaction).
+///
+/// On PostgreSQL its commit does not wait for the write-ahead log to reach the disk: the
+/// statement turns `synchronous_commit` off for its own implicit transaction only
+/// (`set_config(…, true)` in its `RETURNING`, read when that transaction commits). Nothing is
+/// acknowledged on the strength of this row alone. The call's finish commits synchronously, and
+/// the log is flushed in order, so a finished record is durable with its insert. What a crash of
+/// the database can lose is the `PENDING` row of a call still in flight, and its finish then
+/// writes it again (`services::chat::record`). A call with budgets is admitted in a transaction
+/// of its own, synchronously (`db::budgets`): a reservation is never lost.
+pub async fn insert_pending(conn: &mut DbConn, call: &AiCall) -> QueryResult<()> {
+    match conn {
+        DbConn::Pg(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = c;
+            if super::flight::in_transaction(c) {
+                // The setting would last until that transaction's commit: not ours to change.
+                return insert(conn, call).await.map(drop);
+            }
+            insert_pending_statement(call)
+                .get_result::<String>(c)
+                .await
+                .map(drop)
+        }
+        DbConn::Sqlite(..) => insert(conn, call).await.map(drop),
+    }
+}
+
+/// The insert of [`insert_pending`] on PostgreSQL, kept prepared (the `RETURNING`'s SQL literal
+/// alone would have diesel prepare it again on every run).
+pub(crate) fn insert_pending_statement(
+    call: &AiCall,
+) -> FixedShape<
+    impl diesel::query_builder::Query<SqlType = diesel::sql_types::Text>
+    + diesel::query_builder::QueryFragment<diesel::pg::Pg>
+    + diesel::query_builder::QueryId
+    + Send
+    + '_,
+> {
+    FixedShape(
+        diesel::insert_into(ai_calls::table)
+            .values(call)
+            .returning(diesel::dsl::sql::<diesel::sql_types::Text>(ASYNC_COMMIT)),
+    )
+}
+
+/// Turns `synchronous_commit` off until the end of the current transaction.
+const ASYNC_COMMIT: &str = "set_config('synchronous_commit', 'off', true)";
 
 /// How a call ended.
 #[derive(Debug, Clone, AsChangeset)]
@@ -71,6 +120,15 @@ pub async fn find(conn: &mut DbConn, id: &str) -> QueryResult<AiCall> {
         ai_calls::table
             .find(id)
             .select(AiCall::as_select())
+            .get_result(c)
+            .await
+    })
+}
+
+/// Whether a call record with this id exists.
+pub async fn exists(conn: &mut DbConn, id: &str) -> QueryResult<bool> {
+    db_run!(conn, |c| {
+        diesel::select(diesel::dsl::exists(ai_calls::table.find(id)))
             .get_result(c)
             .await
     })

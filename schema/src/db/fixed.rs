@@ -55,8 +55,9 @@ mod tests {
     use diesel::sqlite::Sqlite;
 
     use super::kept_prepared;
+    use crate::db::models::AiCall;
     use crate::db::schema::rate_counters;
-    use crate::db::{conversations, rate_limits};
+    use crate::db::{ai_calls, conversations, rate_limits};
 
     #[test]
     fn diesel_alone_prepares_an_update_again_every_run() {
@@ -79,5 +80,21 @@ mod tests {
         assert!(kept_prepared(&add, &Pg) && kept_prepared(&add, &Sqlite));
         assert!(kept_prepared(&touch, &Pg) && kept_prepared(&touch, &Sqlite));
         assert!(kept_prepared(&rate_limits::lock_statement("rpm:u"), &Pg));
+    }
+
+    #[test]
+    fn a_calls_pending_insert_stays_prepared() {
+        let call = AiCall::pending(
+            "u".into(),
+            None,
+            None,
+            ("p".into(), "m".into()),
+            false,
+            NaiveDateTime::default(),
+        );
+        assert!(kept_prepared(
+            &ai_calls::insert_pending_statement(&call),
+            &Pg
+        ));
     }
 }

@@ -43,6 +43,11 @@ fn status(conn: &mut AsyncPgConnection) -> &mut TransactionManagerStatus {
     )
 }
 
+/// Whether `conn` is inside a transaction (or in a state that cannot say: taken as yes).
+pub(crate) fn in_transaction(conn: &mut AsyncPgConnection) -> bool {
+    !matches!(status(conn).transaction_depth(), Ok(None))
+}
+
 /// Marks `conn` broken until [`landed`]. A flight opens its own transaction: it may not start
 /// inside another.
 pub(crate) fn take_off(conn: &mut AsyncPgConnection) -> QueryResult<()> {

@@ -118,7 +118,7 @@ pub(super) async fn open(
         let applicable = budgets::applicable(app, &mut conn, &call.user_id, family).await?;
         let price = prices_by_target.first().cloned().flatten();
         if applicable.is_empty() {
-            conn.write(async |c| Ok(ai_calls::insert(c, &call).await?))
+            conn.write(async |c| Ok(ai_calls::insert_pending(c, &call).await?))
                 .await?;
         } else {
             let worst = worst_case(&p.request, p.max_output, &prices_by_target);
@@ -202,8 +202,14 @@ pub(super) async fn close(
     crate::db::on_call_path(async {
         let mut conn = app.db.get().await?;
         let price = price(app, &mut conn, opened, &ending).await?;
-        let (record, alerts) =
-            finish_and_settle(&mut conn, app, opened, prepared, &ending, price).await?;
+        let finished =
+            finish_and_settle(&mut conn, app, opened, prepared, &ending, price.clone()).await;
+        let (record, alerts) = match finished {
+            Err(Error::Conflict(_)) if write_lost_pending_again(&mut conn, opened).await? => {
+                finish_and_settle(&mut conn, app, opened, prepared, &ending, price).await?
+            }
+            other => other?,
+        };
         drop(conn);
         publish(app, &record, alerts);
         Ok(record)
@@ -414,6 +420,25 @@ async fn finish_and_settle(
         audit::give_back(stored);
     }
     finished
+}
+
+/// A finish that found no `PENDING` row: when the row is not there at all, the database lost
+/// its insert, committed without waiting for the disk (`db::ai_calls::insert_pending`), in a
+/// crash while the call was in flight. It is written again, here synchronously, so that the
+/// call is recorded, counted and priced like any other; `true` then, and the finish runs again.
+/// A call with budgets was admitted synchronously and never needs this.
+async fn write_lost_pending_again(conn: &mut DbConn, opened: &Opened) -> Result<bool, Error> {
+    if opened.reserved {
+        return Ok(false);
+    }
+    let call = &opened.call;
+    if ai_calls::exists(conn, &call.id).await? {
+        return Ok(false);
+    }
+    tracing::warn!(ai_call.id = %call.id, "the call's PENDING record was lost (a database crash before its commit reached the disk); writing it again");
+    conn.write(async |c| Ok(ai_calls::insert(c, call).await?))
+        .await?;
+    Ok(true)
 }
 
 fn already_finished() -> Error {
