@@ -232,6 +232,7 @@ fn main() -> std::process::ExitCode {
     // A plugin call still stuck on a blocking thread (it ignored its deadline) must not hold the
     // exit: the server has finished everything of its own by now.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    telemetry::finish();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -7,9 +7,13 @@
 //! [`instance_span`]); an event is offered to the sink of the instance whose span it is in, or,
 //! outside every instance span (a thread the span did not follow), to every registered sink.
 //! With one instance per process, as in production, that is the one sink.
+//!
+//! - [`out`]: printed lines, written to standard output in batches by a thread of their own.
+
+mod out;
 
 use std::io::IsTerminal as _;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use cloudbase_schema::db::models::LogRow;
 use cloudbase_schema::services::logs::{EVENT_TARGET, LogSink, WRITER_TARGET};
@@ -27,9 +31,36 @@ use crate::config::LogFormat;
 /// The registered sinks, by instance id.
 static SINKS: RwLock<Vec<(String, Weak<LogSink>)>> = RwLock::new(Vec::new());
 
+/// Printed lines, on their way to standard output (`out`); set by [`init`].
+static OUTPUT: OnceLock<out::Output> = OnceLock::new();
+
 /// Installs the global subscriber once; later calls (tests starting several servers) are no-ops.
 pub fn init(format: LogFormat) {
     install(format, false);
+}
+
+/// Writes the printed lines still waiting (at exit). Lines after this are dropped.
+pub fn finish() {
+    if let Some(output) = OUTPUT.get() {
+        output.finish();
+    }
+}
+
+/// Standard output for printed lines, written in batches by a thread of its own; a panic has
+/// what is waiting written at once.
+fn output() -> out::Output {
+    OUTPUT
+        .get_or_init(|| {
+            let output = out::Output::stdout();
+            let urged = output.clone();
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                urged.urge();
+                previous(info);
+            }));
+            output
+        })
+        .clone()
 }
 
 /// [`init`] for tests: printed lines go through the test harness's capture, and only warnings
@@ -59,12 +90,14 @@ fn install(format: LogFormat, test: bool) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(ansi)
+                    .with_writer(output())
                     .with_filter(filter),
             )
             .try_init(),
         (LogFormat::Json, false) => registry
             .with(
                 tracing_subscriber::fmt::layer()
+                    .with_writer(output())
                     .json()
                     .flatten_event(true)
                     // The current span (`span`) only: requests run in one span that names
