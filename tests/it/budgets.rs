@@ -649,15 +649,16 @@ async fn a_connection_whose_flight_was_dropped_is_never_lent_again() {
 /// being those of the row the finish updated. A call the sweep of expired reservations already
 /// failed (it releases a call's reservations one transaction at a time, so some may be left for
 /// a moment) settles nothing when its own finish comes late; a call still running settles in
-/// full, in its budget's currency.
+/// full, in its budget's currency; and the settlement locks its budget's row last.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all() {
+async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_budget_last() {
     use cloudbase_schema::db::models::{AiCall, Reservation};
     use cloudbase_schema::db::{DbConfig, DbConn, DbPool, ai_calls, budgets};
     use cloudbase_schema::domain::{CallStatus, UsageSource};
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
     if crate::support::skip_without_postgres(
-        "a_late_finish_settles_nothing_and_a_timely_one_settles_all",
+        "a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_budget_last",
     ) {
         return;
     }
@@ -799,5 +800,66 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all() {
     assert_eq!(
         done.watched[0].spent_micros, 1_234,
         "the budget as it now stands"
+    );
+
+    // The settlement takes its budgets' rows last, after the rollups, so that they stay locked
+    // for the commit only: with a rollup row held by another transaction, the finish waits
+    // there, and its budget's row is free all the while.
+    let (third, third_held) = admitted("third");
+    budgets::insert_and_reserve_in_one_flight(c, &third, &[third_held])
+        .await
+        .unwrap();
+    let url = app.config.database_url.clone().unwrap();
+    let mut blocker = AsyncPgConnection::establish(&url).await.unwrap();
+    blocker
+        .batch_execute(
+            "INSERT INTO usage_daily_models (day, provider, model, currency, shard, requests, \
+             prompt_tokens, cached_prompt_tokens, completion_tokens, cost_micros) \
+             SELECT '2031-01-03', 'mock', 'mock-echo', 'CNY', s, 0, 0, 0, 0, 0 \
+             FROM generate_series(0, 15) AS s; \
+             BEGIN; SELECT 1 FROM usage_daily_models WHERE day = '2031-01-03' FOR UPDATE",
+        )
+        .await
+        .unwrap();
+    let later = budgets::AddTo {
+        day: "2031-01-03",
+        ..add_to
+    };
+    let finishing = budgets::finish_and_settle(c, &third, &finish, &later, None, &watched);
+    let probe = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let waiting = "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'";
+        while app.sql_number(waiting).await == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the finish never waited for the rollup row"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut other = AsyncPgConnection::establish(&url).await.unwrap();
+        let free = other
+            .batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM budgets WHERE id = '{budget_id}' FOR UPDATE NOWAIT; ROLLBACK"
+            ))
+            .await;
+        blocker.batch_execute("COMMIT").await.unwrap();
+        free
+    };
+    let (done, free) = tokio::join!(finishing, probe);
+    assert!(
+        free.is_ok(),
+        "the budget's row was locked while the finish waited for a rollup: {free:?}"
+    );
+    let record = done
+        .unwrap()
+        .record
+        .expect("the finish found the call running");
+    assert_eq!(record.status, CallStatus::Succeeded);
+    assert_eq!(app.sql_number(&budget("spent_micros")).await, 2 * 1_234);
+    assert_eq!(
+        app.sql_number(&budget("reserved_micros")).await,
+        5_000,
+        "only the late call's"
     );
 }
