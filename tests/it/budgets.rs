@@ -557,25 +557,13 @@ async fn thresholds_are_raised_once_per_period() {
 /// is never lent again. One that landed keeps its connection.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_whose_flight_was_dropped_is_never_lent_again() {
-    use cloudbase_schema::db::models::AiCall;
-    use cloudbase_schema::db::{DbConfig, DbConn, DbPool, budgets};
-    use diesel_async::RunQueryDsl;
+    use cloudbase_schema::db::{DbConn, budgets};
     use futures_util::FutureExt;
 
-    #[derive(diesel::QueryableByName)]
-    struct Pid {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        pid: i32,
-    }
-    async fn pid(conn: &mut DbConn) -> i32 {
-        let DbConn::Pg(c) = conn else {
-            unreachable!("PostgreSQL only")
-        };
-        let rows: Vec<Pid> = diesel::sql_query("SELECT pg_backend_pid() AS pid")
-            .load(&mut **c)
-            .await
-            .unwrap();
-        rows[0].pid
+    use crate::support::{pending_call, pg_text};
+
+    async fn pid(conn: &mut DbConn) -> String {
+        pg_text(conn, "SELECT pg_backend_pid()::text AS t").await
     }
 
     if crate::support::skip_without_postgres(
@@ -584,24 +572,8 @@ async fn a_connection_whose_flight_was_dropped_is_never_lent_again() {
         return;
     }
     let app = TestApp::spawn().await;
-    let user_id = app.sql_texts("SELECT id AS t FROM users").await.remove(0);
-    let pool = DbPool::connect_existing(&DbConfig {
-        url: app.config.database_url.clone().unwrap(),
-        max_connections: 1,
-        acquire_timeout: Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
-    let call = || {
-        AiCall::pending(
-            user_id.clone(),
-            None,
-            None,
-            ("mock".into(), "mock-echo".into()),
-            false,
-            chrono::Utc::now().naive_utc(),
-        )
-    };
+    let (pool, user_id) = app.pool_of_one().await;
+    let call = || pending_call(&user_id);
 
     let mut conn = pool.get().await.unwrap();
     let first = pid(&mut conn).await;
@@ -653,7 +625,7 @@ async fn a_connection_whose_flight_was_dropped_is_never_lent_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_budget_last() {
     use cloudbase_schema::db::models::{AiCall, Reservation};
-    use cloudbase_schema::db::{DbConfig, DbConn, DbPool, ai_calls, budgets};
+    use cloudbase_schema::db::{DbConn, ai_calls, budgets};
     use cloudbase_schema::domain::{CallStatus, UsageSource};
     use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
@@ -674,24 +646,14 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_
         .as_str()
         .unwrap()
         .to_owned();
-    let user_id = app.sql_texts("SELECT id AS t FROM users").await.remove(0);
-    let pool = DbPool::connect_existing(&DbConfig {
-        url: app.config.database_url.clone().unwrap(),
-        max_connections: 1,
-        acquire_timeout: Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let (pool, user_id) = app.pool_of_one().await;
     let now = chrono::Utc::now().naive_utc();
     let admitted = |request: &str| {
-        let call = AiCall::pending(
-            user_id.clone(),
-            None,
-            Some(request.to_owned()),
-            ("mock".into(), "mock-echo".into()),
-            false,
-            now,
-        );
+        let call = AiCall {
+            request_id: Some(request.to_owned()),
+            started_at: now,
+            ..crate::support::pending_call(&user_id)
+        };
         let held = Reservation {
             ai_call_id: call.id.clone(),
             budget_id: budget_id.clone(),

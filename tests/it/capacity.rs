@@ -382,24 +382,12 @@ async fn a_call_finished_twice_is_counted_and_audited_once() {
 /// and inside a transaction, whose commit is not the insert's to change, it is a plain insert.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pending_insert_changes_the_commit_of_its_own_statement_only() {
-    use cloudbase_schema::db::models::AiCall;
-    use cloudbase_schema::db::{DbConfig, DbConn, DbPool, ai_calls};
-    use diesel_async::RunQueryDsl;
+    use cloudbase_schema::db::{DbConn, ai_calls};
 
-    #[derive(diesel::QueryableByName)]
-    struct Setting {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        synchronous_commit: String,
-    }
+    use crate::support::{pending_call, pg_text};
+
     async fn synchronous_commit(conn: &mut DbConn) -> String {
-        let DbConn::Pg(c) = conn else {
-            unreachable!("PostgreSQL only")
-        };
-        let rows: Vec<Setting> = diesel::sql_query("SHOW synchronous_commit")
-            .load(&mut **c)
-            .await
-            .unwrap();
-        rows[0].synchronous_commit.clone()
+        pg_text(conn, "SELECT current_setting('synchronous_commit') AS t").await
     }
 
     if crate::support::skip_without_postgres(
@@ -408,24 +396,8 @@ async fn a_pending_insert_changes_the_commit_of_its_own_statement_only() {
         return;
     }
     let app = TestApp::spawn().await;
-    let user_id = app.sql_texts("SELECT id AS t FROM users").await.remove(0);
-    let pool = DbPool::connect_existing(&DbConfig {
-        url: app.config.database_url.clone().unwrap(),
-        max_connections: 1,
-        acquire_timeout: std::time::Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
-    let call = || {
-        AiCall::pending(
-            user_id.clone(),
-            None,
-            None,
-            ("mock".into(), "mock-echo".into()),
-            false,
-            chrono::Utc::now().naive_utc(),
-        )
-    };
+    let (pool, user_id) = app.pool_of_one().await;
+    let call = || pending_call(&user_id);
     let mut conn = pool.get().await.unwrap();
     assert_eq!(synchronous_commit(&mut conn).await, "on");
     let alone = call();

@@ -834,6 +834,21 @@ impl TestApp {
         rows.into_iter().map(|r| r.t).collect()
     }
 
+    /// A pool of one connection on this app's database (to drive the database layer directly),
+    /// and the id of a user to own the calls made through it.
+    pub async fn pool_of_one(&self) -> (cloudbase_schema::db::DbPool, String) {
+        use cloudbase_schema::db::{DbConfig, DbPool};
+        let pool = DbPool::connect_existing(&DbConfig {
+            url: self.config.database_url.clone().unwrap(),
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+        let user_id = self.sql_texts("SELECT id AS t FROM users").await.remove(0);
+        (pool, user_id)
+    }
+
     /// A query returning one BIGINT column named `n`.
     pub async fn sql_number(&self, query: &str) -> i64 {
         use diesel_async::RunQueryDsl;
@@ -847,4 +862,31 @@ impl TestApp {
         };
         rows.into_iter().next().map_or(0, |r| r.n)
     }
+}
+
+/// A new `PENDING` call of `user_id` on the mock provider, started now.
+pub fn pending_call(user_id: &str) -> cloudbase_schema::db::models::AiCall {
+    cloudbase_schema::db::models::AiCall::pending(
+        user_id.to_owned(),
+        None,
+        None,
+        ("mock".into(), "mock-echo".into()),
+        false,
+        chrono::Utc::now().naive_utc(),
+    )
+}
+
+/// A query returning one text column named `t`, on a PostgreSQL connection of the pool.
+pub async fn pg_text(conn: &mut cloudbase_schema::db::DbConn, query: &str) -> String {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Text {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        t: String,
+    }
+    let cloudbase_schema::db::DbConn::Pg(c) = conn else {
+        unreachable!("PostgreSQL only")
+    };
+    let rows: Vec<Text> = diesel::sql_query(query).load(&mut **c).await.unwrap();
+    rows.into_iter().next().unwrap().t
 }
