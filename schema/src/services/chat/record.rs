@@ -203,10 +203,10 @@ pub(super) async fn close(
         let mut conn = app.db.get().await?;
         let price = price(app, &mut conn, opened, &ending).await?;
         let finished =
-            finish_and_settle(&mut conn, app, opened, prepared, &ending, price.clone()).await;
+            finish_and_settle(&mut conn, app, opened, prepared, &ending, price.as_ref()).await;
         let (record, alerts) = match finished {
             Err(Error::Conflict(_)) if write_lost_pending_again(&mut conn, opened).await? => {
-                finish_and_settle(&mut conn, app, opened, prepared, &ending, price).await?
+                finish_and_settle(&mut conn, app, opened, prepared, &ending, price.as_ref()).await?
             }
             other => other?,
         };
@@ -251,15 +251,13 @@ async fn finish_and_settle(
     opened: &Opened,
     prepared: &Prepared,
     ending: &Ending,
-    price: Option<Price>,
+    price: Option<&Price>,
 ) -> Result<(AiCall, Vec<Event>), Error> {
     let call = &opened.call;
     let (usage, source) = ending
         .usage
         .map_or((Usage::default(), None), |(u, s)| (u, Some(s)));
-    let cost = price
-        .as_ref()
-        .map_or(0, |p| pricing::cost_micros(&usage, p));
+    let cost = price.map_or(0, |p| pricing::cost_micros(&usage, p));
     if price.is_none() && ending.usage.is_some() && !ending.cached {
         tracing::warn!(ai_call.id = %call.id, provider = %call.provider, model = %call.model, "no price in force; call recorded with cost 0");
     }
@@ -281,9 +279,9 @@ async fn finish_and_settle(
         latency_ms: Some(ending.latency_ms),
         ttft_ms: ending.ttft_ms,
         upstream_ms: ending.upstream_ms,
-        price_id: price.as_ref().map(|p| p.id.clone()),
+        price_id: price.map(|p| p.id.clone()),
         cost_micros: cost,
-        currency: price.as_ref().map(|p| p.currency.clone()),
+        currency: price.map(|p| p.currency.clone()),
         priced: price.is_some(),
         cached: ending.cached,
         attempts: ending.attempts.clone(),
