@@ -149,18 +149,9 @@ pub async fn roll(
 }
 
 /// Reserves `amount` micro-units, `tokens` and one request, only if every limit still holds
-/// afterwards. Returns whether it did: the check and the reservation are one statement.
-pub async fn reserve(conn: &mut DbConn, id: &str, amount: i64, tokens: i64) -> QueryResult<bool> {
-    db_run!(conn, |c| {
-        reserve_statement(id, amount, tokens)
-            .execute(c)
-            .await
-            .map(|n| n == 1)
-    })
-}
-
-/// [`reserve`]'s conditional update, prepared once per connection (diesel prepares an `UPDATE`
-/// again on every run unless told its shape is fixed).
+/// afterwards (the check and the reservation are one statement; no row updated: no room).
+/// Prepared once per connection (diesel prepares an `UPDATE` again on every run unless told its
+/// shape is fixed).
 pub(super) fn reserve_statement(
     id: &str,
     amount: i64,
@@ -273,7 +264,7 @@ pub async fn insert_and_reserve_in_one_flight(
             // The budget is gone: impossible once its reservation was inserted (the foreign
             // key's lock keeps it until the commit).
             Ok(_) => return Err(diesel::result::Error::NotFound),
-            Err(e) if flight::budget_full(&e).is_some() => return Ok(Some(i)),
+            Err(e) if flight::budget_full(&e) => return Ok(Some(i)),
             Err(e) => return Err(e),
         }
     }

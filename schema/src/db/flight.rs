@@ -67,15 +67,9 @@ pub(crate) fn landed(conn: &mut AsyncPgConnection, committed: &QueryResult<usize
     }
 }
 
-/// Whether `error` is a budget's refusal raised inside a flight (`cloudbase_budget_full`), and
-/// if so the budget's id.
-pub(crate) fn budget_full(error: &DieselError) -> Option<&str> {
-    match error {
-        DieselError::DatabaseError(_, info) if info.hint() == Some(BUDGET_FULL_HINT) => {
-            info.details()
-        }
-        _ => None,
-    }
+/// Whether `error` is a budget's refusal raised inside a flight (`cloudbase_budget_full`).
+pub(crate) fn budget_full(error: &DieselError) -> bool {
+    matches!(error, DieselError::DatabaseError(_, info) if info.hint() == Some(BUDGET_FULL_HINT))
 }
 
 /// The hint `cloudbase_budget_full` raises its error with (migration `2026-12-03-000021`).
