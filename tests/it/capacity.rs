@@ -98,6 +98,23 @@ async fn two_hundred_concurrent_chats_on_two_instances_leave_everything_consiste
     ) {
         return;
     }
+    two_hundred_concurrent_chats_on_two_instances(true).await;
+}
+
+/// The same with no budget: each instance writes the finishes of calls that end together as one
+/// statement (`services::chat::finishes`). Records, rollups and audit rows agree as above, and
+/// every call was finished by a batch (none fell back to finishing alone).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_concurrent_chats_finished_in_batches_leave_everything_consistent() {
+    if crate::support::skip_without_postgres(
+        "two_hundred_concurrent_chats_finished_in_batches_leave_everything_consistent",
+    ) {
+        return;
+    }
+    two_hundred_concurrent_chats_on_two_instances(false).await;
+}
+
+async fn two_hundred_concurrent_chats_on_two_instances(with_budget: bool) {
     let (app, peers) = TestApp::spawn_cluster_with(
         2,
         std::sync::Arc::new(cloudbase_schema::clock::SystemClock),
@@ -105,12 +122,14 @@ async fn two_hundred_concurrent_chats_on_two_instances_leave_everything_consiste
     )
     .await;
     let admin = app.admin_token().await;
-    app.gql_ok(
-        Some(&admin),
-        "mutation($i: CreateBudgetInput!) { createBudget(input: $i) { id } }",
-        json!({"i": {"period": "MONTH", "currency": "CNY", "limitMicros": "1000000000"}}),
-    )
-    .await;
+    if with_budget {
+        app.gql_ok(
+            Some(&admin),
+            "mutation($i: CreateBudgetInput!) { createBudget(input: $i) { id } }",
+            json!({"i": {"period": "MONTH", "currency": "CNY", "limitMicros": "1000000000"}}),
+        )
+        .await;
+    }
     let (user, _, _) = app.register("busy@example.com", "busy-bee-password").await;
     let urls = [app.url("/graphql"), peers[0].url("/graphql")];
     let query = "mutation($input: ChatInput!) { chat(input: $input) { aiCall { costMicros } } }";
@@ -155,10 +174,10 @@ async fn two_hundred_concurrent_chats_on_two_instances_leave_everything_consiste
         .sql_number("SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS n FROM usage_daily")
         .await;
     let spent = app
-        .sql_number("SELECT CAST(SUM(spent_micros) AS BIGINT) AS n FROM budgets")
+        .sql_number("SELECT CAST(COALESCE(SUM(spent_micros), 0) AS BIGINT) AS n FROM budgets")
         .await;
     let reserved = app
-        .sql_number("SELECT CAST(SUM(reserved_micros) AS BIGINT) AS n FROM budgets")
+        .sql_number("SELECT CAST(COALESCE(SUM(reserved_micros), 0) AS BIGINT) AS n FROM budgets")
         .await;
     assert_eq!(count, succeeded, "one record per call that succeeded");
     assert_eq!(pending, 0);
@@ -172,8 +191,32 @@ async fn two_hundred_concurrent_chats_on_two_instances_leave_everything_consiste
             .await;
         assert_eq!(sum, records, "{rollup} = records");
     }
-    assert_eq!(spent, records, "budget spend = records");
-    assert_eq!(reserved, 0, "every reservation came back");
+    if with_budget {
+        assert_eq!(spent, records, "budget spend = records");
+        assert_eq!(reserved, 0, "every reservation came back");
+    } else {
+        // Calls with no budget are finished in batches on each instance, every one of them.
+        let mut batched = 0.0;
+        let mut batches = 0.0;
+        for url in [app.url("/metrics"), peers[0].url("/metrics")] {
+            let scrape = crate::monitoring::scrape_at(&app.client, url).await;
+            batched +=
+                crate::monitoring::value(&scrape, "cloudbase_pg_finishes_batched_total", &[]);
+            batches += crate::monitoring::value(&scrape, "cloudbase_pg_finish_batches_total", &[]);
+        }
+        assert_eq!(
+            batched, succeeded as f64,
+            "every finish went through a batch"
+        );
+        assert!(
+            batches >= 1.0 && batches <= batched,
+            "{batches} batches for {batched} finishes"
+        );
+        let audited = app
+            .sql_number("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM audit_log WHERE field = 'chat' AND outcome = 'OK'")
+            .await;
+        assert_eq!(audited, succeeded, "one audit row per call that succeeded");
+    }
     // One user, one model: on PostgreSQL the calls were added to several of the day's rollup rows
     // (`db::budgets::shard`), so that they did not wait for one row lock each; a report sums them.
     let rows = app
@@ -371,6 +414,259 @@ async fn a_call_finished_twice_is_counted_and_audited_once() {
             .await;
         assert_eq!(counted, 11 + 29, "the tokens counted once in {counter}");
     }
+}
+
+/// PostgreSQL's batch of finishes (`db::finish_batch`): each call `PENDING` is finished, with
+/// its own columns; a call already finished and a call with no row are left out and add nothing
+/// anywhere; each rollup row gains the sums of the batch's calls with its key, each token counter
+/// the sum of its calls' tokens, and the audit rows of the calls finished are written, those of
+/// the others not. The same batch again finishes nothing and adds nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_finishes_finishes_each_pending_call_once_and_sums_its_rollups() {
+    use cloudbase_schema::db::finish_batch::{self, FinishBatch, Finishing};
+    use cloudbase_schema::db::{DbConn, ai_calls, budgets, models};
+    use cloudbase_schema::domain::CallStatus;
+    if crate::support::skip_without_postgres(
+        "a_batch_of_finishes_finishes_each_pending_call_once_and_sums_its_rollups",
+    ) {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let (_, _, ann) = app.register("ann@example.com", "ann-batch-password").await;
+    let (_, _, bob) = app.register("bob@example.com", "bob-batch-password").await;
+    let pool = cloudbase_schema::db::DbPool::connect_and_migrate(&cloudbase_schema::db::DbConfig {
+        url: app.config.database_url.clone().unwrap(),
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let now = chrono::Utc::now().naive_utc();
+    let pending = |user: &str, n: u32| {
+        models::AiCall::pending(
+            user.to_owned(),
+            None,
+            Some(format!("req-batch-{n}")),
+            ("mock".into(), "mock-fast".into()),
+            false,
+            now,
+        )
+    };
+    // Ann twice and Bob once, pending; one of Ann's already finished; one never inserted.
+    let calls = [
+        pending(&ann, 0),
+        pending(&ann, 1),
+        pending(&bob, 2),
+        pending(&ann, 3),
+        pending(&bob, 4),
+    ];
+    let finish = |n: i64, status: CallStatus| ai_calls::Finish {
+        provider: "mock".into(),
+        model: "mock-smart".into(),
+        status,
+        error_code: (status == CallStatus::Failed).then(|| "UPSTREAM".to_owned()),
+        error_message: (status == CallStatus::Failed).then(|| format!("failure {n}")),
+        prompt_tokens: 10 + n,
+        cached_prompt_tokens: n,
+        completion_tokens: 100 + n,
+        usage_source: Some(cloudbase_schema::domain::UsageSource::Reported),
+        finished_at: Some(now),
+        latency_ms: Some(20 + n),
+        ttft_ms: (n % 2 == 0).then_some(5 + n),
+        upstream_ms: Some(15 + n),
+        price_id: None,
+        cost_micros: 1000 * (n + 1),
+        currency: Some("CNY".into()),
+        priced: true,
+        cached: false,
+        attempts: json!([{"provider": "mock", "model": "mock-smart", "n": n}]),
+        prompt_log: (n == 1).then(|| json!("sealed")),
+    };
+    let finishes = [
+        finish(0, CallStatus::Succeeded),
+        finish(1, CallStatus::Succeeded),
+        finish(2, CallStatus::Failed),
+        finish(3, CallStatus::Succeeded),
+        finish(4, CallStatus::Succeeded),
+    ];
+    let mut conn = pool.get().await.unwrap();
+    for call in &calls[..4] {
+        conn.write(async |c| Ok(ai_calls::insert(c, call).await?))
+            .await
+            .unwrap();
+    }
+    let day = "2032-02-03";
+    let earlier: [String; 0] = [];
+    let add_to = budgets::AddTo {
+        day,
+        token_counters: &earlier,
+        minute: now,
+    };
+    let (first, done) = (&calls[3], &finishes[3]);
+    let alone = conn
+        .write(async |c| Ok(budgets::finish_and_add_to_daily(c, first, done, &add_to, None).await?))
+        .await
+        .unwrap();
+    assert!(alone.is_some(), "call 3 finished on its own first");
+    let counters: Vec<Vec<String>> = calls
+        .iter()
+        .map(|c| vec![format!("tpm:{}", c.user_id), "tpm:batch-all".to_owned()])
+        .collect();
+    let ids: Vec<String> = calls.iter().map(|c| c.id.clone()).collect();
+    let audit_rows: Vec<models::NewAuditRow> = ids
+        .iter()
+        .map(|id| models::NewAuditRow {
+            at: now,
+            actor_id: Some(id),
+            actor_role: Some("USER"),
+            operation_name: Some("Batch"),
+            field: "chat",
+            arguments: "{}",
+            outcome: "OK",
+            client_ip: None,
+            user_agent: Some("batch-test"),
+            request_id: "req-batch",
+        })
+        .collect();
+    let batch = || {
+        let mut batch = FinishBatch::new(5);
+        for i in 0..calls.len() {
+            batch.push(Finishing {
+                id: &ids[i],
+                finish: &finishes[i],
+                day,
+                minute: now,
+                token_counters: &counters[i],
+                // Call 1 is not audited (a finish outside a mutation).
+                audit: (i != 1).then(|| models::NewAuditRow { ..audit_rows[i] }),
+            });
+        }
+        batch
+    };
+    let DbConn::Pg(pg) = &mut conn else {
+        unreachable!("PostgreSQL only")
+    };
+    let mut finished = finish_batch::finish(pg, &batch()).await.unwrap();
+    finished.sort_by_key(|r| r.request_id.clone());
+    let names: Vec<_> = finished
+        .iter()
+        .map(|r| r.request_id.as_deref().unwrap())
+        .collect();
+    assert_eq!(names, ["req-batch-0", "req-batch-1", "req-batch-2"]);
+    for (record, n) in finished.iter().zip([0_i64, 1, 2]) {
+        let expected = &finishes[usize::try_from(n).unwrap()];
+        assert_eq!(record.id, ids[usize::try_from(n).unwrap()]);
+        assert_eq!(record.status, expected.status);
+        assert_eq!(
+            (record.provider.as_str(), record.model.as_str()),
+            ("mock", "mock-smart")
+        );
+        assert_eq!(record.error_message, expected.error_message);
+        assert_eq!(
+            (
+                record.prompt_tokens,
+                record.cached_prompt_tokens,
+                record.completion_tokens
+            ),
+            (10 + n, n, 100 + n)
+        );
+        assert_eq!(
+            (record.latency_ms, record.ttft_ms, record.upstream_ms),
+            (expected.latency_ms, expected.ttft_ms, expected.upstream_ms)
+        );
+        assert_eq!(record.cost_micros, 1000 * (n + 1));
+        assert_eq!(record.attempts, expected.attempts);
+        assert_eq!(record.prompt_log, expected.prompt_log);
+        assert!(record.priced && !record.cached && !record.stream);
+    }
+    let again = finish_batch::finish(pg, &batch()).await.unwrap();
+    assert!(again.is_empty(), "nothing is finished twice: {again:?}");
+    drop(conn);
+    let sum = |table: &str, column: &str, key: String| {
+        format!(
+            "SELECT CAST(COALESCE(SUM({column}), 0) AS BIGINT) AS n FROM {table} WHERE day = '{day}' AND {key}"
+        )
+    };
+    // Per user: Ann's calls 0 and 1 in the batch, 3 alone; Bob's call 2.
+    for (user, requests, prompt, cost) in [
+        (&ann, 3, 10 + 11 + 13, 1000 + 2000 + 4000),
+        (&bob, 1, 12, 3000),
+    ] {
+        let key = format!("user_id = '{user}'");
+        for table in ["usage_daily", "usage_daily_users"] {
+            assert_eq!(
+                app.sql_number(&sum(table, "requests", key.clone())).await,
+                requests,
+                "{table}"
+            );
+            assert_eq!(
+                app.sql_number(&sum(table, "prompt_tokens", key.clone()))
+                    .await,
+                prompt,
+                "{table}"
+            );
+            assert_eq!(
+                app.sql_number(&sum(table, "cost_micros", key.clone()))
+                    .await,
+                cost,
+                "{table}"
+            );
+        }
+    }
+    let model = "model = 'mock-smart' AND currency = 'CNY'".to_owned();
+    assert_eq!(
+        app.sql_number(&sum("usage_daily_models", "requests", model.clone()))
+            .await,
+        4
+    );
+    assert_eq!(
+        app.sql_number(&sum(
+            "usage_daily_models",
+            "completion_tokens",
+            model.clone()
+        ))
+        .await,
+        100 + 101 + 102 + 103
+    );
+    assert_eq!(
+        app.sql_number(&sum("usage_daily_models", "cached_prompt_tokens", model))
+            .await,
+        3 + 3
+    );
+    // The batch's sums went to one row per key, in its shard.
+    let shards = app
+        .sql_number(&format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM usage_daily_users WHERE day = '{day}' AND shard = 5"))
+        .await;
+    assert_eq!(shards, 2, "one row for Ann, one for Bob");
+    // Tokens: the batch's calls only (call 3 finished alone with no counters).
+    for (counter, tokens) in [
+        (format!("tpm:{ann}"), 110 + 112),
+        (format!("tpm:{bob}"), 114),
+        ("tpm:batch-all".to_owned(), 110 + 112 + 114),
+    ] {
+        let counted = app
+            .sql_number(&format!("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM rate_counters WHERE key = '{counter}'"))
+            .await;
+        assert_eq!(counted, tokens, "{counter}");
+    }
+    for (i, rows) in [(0, 1), (1, 0), (2, 1), (3, 0), (4, 0)] {
+        let audited = app
+            .sql_number(&format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM audit_log WHERE actor_id = '{}' AND field = 'chat' \
+                 AND outcome = 'OK' AND actor_role = 'USER' AND operation_name = 'Batch' AND arguments = '{{}}' \
+                 AND client_ip IS NULL AND user_agent = 'batch-test' AND request_id = 'req-batch'",
+                ids[i]
+            ))
+            .await;
+        assert_eq!(audited, rows, "audit rows of call {i}");
+    }
+    let lost = app
+        .sql_number(&format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ai_calls WHERE id = '{}'",
+            ids[4]
+        ))
+        .await;
+    assert_eq!(lost, 0, "a call with no row gets none from a batch");
 }
 
 /// Fields that resolve side by side take turns at the request's one connection: a query with

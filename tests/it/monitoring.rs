@@ -33,7 +33,12 @@ async fn instance_of(app: &TestApp) -> String {
 
 /// `/metrics`, parsed by a real Prometheus parser.
 pub async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    scrape_at(&app.client, app.url("/metrics")).await
+}
+
+/// `/metrics` at `url` (a peer's), parsed as [`scrape`] does.
+pub async fn scrape_at(client: &reqwest::Client, url: String) -> prometheus_parse::Scrape {
+    let response = client.get(url).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
         .to_str()

@@ -836,7 +836,8 @@ mod in_one {
                 out.push_sql(conflict);
                 out.push_sql(SUMS);
             }
-            // The tokens, to each counter (none: no row; the statement keeps one shape).
+            // The tokens, to each counter (none: no row; the statement keeps one shape), in the
+            // order of their keys, as a batch of finishes writes them (`super::finish_batch`).
             out.push_sql(
                 ", spent AS (INSERT INTO rate_counters AS r (key, window_start, count) SELECT k, ",
             );
@@ -844,7 +845,7 @@ mod in_one {
             out.push_sql(", f.prompt_tokens + f.completion_tokens FROM f, unnest(");
             out.push_bind_param::<Array<Text>, _>(self.add_to.token_counters)?;
             out.push_sql(
-                ") AS k WHERE f.prompt_tokens + f.completion_tokens > 0 \
+                ") AS k WHERE f.prompt_tokens + f.completion_tokens > 0 ORDER BY k \
                  ON CONFLICT (key, window_start) DO UPDATE SET count = r.count + excluded.count)",
             );
             self.audit.walk_ast(out.reborrow())?;

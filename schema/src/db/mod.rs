@@ -13,6 +13,7 @@
 //! - [`migrate`]: the embedded migrations of both backends, run at start.
 //! - [`fixed`]: statements marked as having one shape, so both databases cache them.
 //! - [`flight`]: a PostgreSQL transaction sent in one flight, `BEGIN` to `COMMIT`.
+//! - [`finish_batch`]: PostgreSQL's finishes of concurrent calls as one statement and one commit.
 //! - [`inventory`]: a PostgreSQL database's tables, row counts and schema version, in a snapshot
 //!   `pg_dump` can share (what a backup records).
 //! - [`users`], [`sessions`], [`mfa`], [`password_resets`], [`identities`], [`api_keys`],
@@ -30,6 +31,7 @@ mod call_path;
 pub mod checkpoint;
 pub mod conversations;
 pub mod deliveries;
+pub mod finish_batch;
 pub mod fixed;
 mod flight;
 pub mod held;

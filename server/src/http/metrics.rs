@@ -108,6 +108,7 @@ pub async fn handler(
     let app = &state.app;
     let pool = app.db.usage();
     let writer = app.db.write_gate().map(|gate| gate.stats());
+    let finishes = app.finishes.batched().then(|| app.finishes.stats());
     let (accepted, dropped, written) =
         (app.logs.accepted(), app.logs.dropped(), app.logs.written());
     app.metrics.record(|| {
@@ -122,6 +123,10 @@ pub async fn handler(
         if let Some(writer) = &writer {
             metrics::counter!("cloudbase_sqlite_writes_total").absolute(writer.writes);
             metrics::counter!("cloudbase_sqlite_commits_total").absolute(writer.commits);
+        }
+        if let Some(finishes) = &finishes {
+            metrics::counter!("cloudbase_pg_finish_batches_total").absolute(finishes.batches);
+            metrics::counter!("cloudbase_pg_finishes_batched_total").absolute(finishes.finished);
         }
         for (outcome, n) in [
             ("queued", accepted),

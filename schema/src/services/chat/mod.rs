@@ -7,9 +7,11 @@
 //!
 //! - [`prepare`]: ownership, history, parameter checks and the targets to try.
 //! - [`record`]: opening the `PENDING` record and closing it, step by step.
+//! - [`finishes`]: on PostgreSQL, the finishes of concurrent calls written together.
 //! - [`stream`]: the state of a stream in progress and its cancellation.
 //! - [`interrupted`]: calls whose server died before they finished, recorded as such.
 
+pub mod finishes;
 pub mod interrupted;
 mod prepare;
 mod record;

@@ -200,30 +200,67 @@ pub(super) async fn close(
     ending: Ending,
 ) -> Result<AiCall, Error> {
     crate::db::on_call_path(async {
-        let mut conn = app.db.get().await?;
-        let price = price(app, &mut conn, opened, &ending).await?;
-        let finished =
-            finish_and_settle(&mut conn, app, opened, prepared, &ending, price.as_ref()).await;
-        let (record, alerts) = match finished {
-            Err(Error::Conflict(_)) if write_lost_pending_again(&mut conn, opened).await? => {
-                finish_and_settle(&mut conn, app, opened, prepared, &ending, price.as_ref()).await?
+        let price = price(app, opened, &ending).await?;
+        let mut closing = closing(app, opened, prepared, &ending, price.as_ref());
+        // On PostgreSQL, a call with nothing to settle and no turn to append finishes with the
+        // calls finishing beside it (`finishes`), holding no connection while it waits.
+        if app.finishes.batched() && !opened.reserved && closing.turn.is_none() {
+            let queued = super::finishes::Queued {
+                id: opened.call.id.clone(),
+                finish: closing.finish,
+                day: closing.day,
+                minute: closing.minute,
+                token_counters: opened.tokens_per_minute.keys().to_vec(),
+                audit: closing.audited.take(),
+            };
+            match app.finishes.finish(queued).await {
+                Ok(record) => {
+                    publish(app, &record, Vec::new());
+                    return Ok(record);
+                }
+                // Not finished there: on its own, as below (a lost `PENDING` row is written
+                // again there).
+                Err(Some(back)) => {
+                    closing.finish = back.finish;
+                    closing.day = back.day;
+                    closing.audited = back.audit;
+                }
+                Err(None) => {
+                    return Err(Error::Unavailable(
+                        "the call's record could not be finished; it is recorded as interrupted"
+                            .into(),
+                    ));
+                }
             }
-            other => other?,
-        };
-        drop(conn);
-        publish(app, &record, alerts);
-        Ok(record)
+        }
+        let finished = async {
+            let mut conn = app.db.get().await?;
+            match finish_and_settle(&mut conn, app, opened, &closing).await {
+                Err(Error::Conflict(_)) if write_lost_pending_again(&mut conn, opened).await? => {
+                    finish_and_settle(&mut conn, app, opened, &closing).await
+                }
+                other => other,
+            }
+        }
+        .await;
+        match finished {
+            Ok((record, alerts)) => {
+                publish(app, &record, alerts);
+                Ok(record)
+            }
+            Err(e) => {
+                if let Some(stored) = closing.audited {
+                    audit::give_back(stored);
+                }
+                Err(e)
+            }
+        }
     })
     .await
 }
 
 /// Step 1: the price in force at the call's start for whoever answered (none for a cache hit).
-async fn price(
-    app: &App,
-    conn: &mut DbConn,
-    opened: &Opened,
-    ending: &Ending,
-) -> Result<Option<Price>, Error> {
+async fn price(app: &App, opened: &Opened, ending: &Ending) -> Result<Option<Price>, Error> {
     let known = &opened.price;
     Ok(if ending.cached {
         None
@@ -231,9 +268,10 @@ async fn price(
         known.price.clone()
     } else {
         // A fallback answered: its own price in force at the call's start.
+        let mut conn = app.db.get().await?;
         pricing::in_force(
             app,
-            conn,
+            &mut conn,
             &ending.provider,
             &ending.model,
             opened.call.started_at,
@@ -242,17 +280,28 @@ async fn price(
     })
 }
 
-/// Step 2, in one transaction: the finished record, the budget settlement, the daily rollup,
-/// the tokens for the rate limits and, on success inside a conversation, the turn. Returns the record and the budget alerts
-/// the settlement raised.
-async fn finish_and_settle(
-    conn: &mut DbConn,
+/// What step 2 writes, however it is written.
+struct Closing<'a> {
+    finish: ai_calls::Finish,
+    /// On success inside a conversation, the turn to append.
+    turn: Option<conversations::Turn<'a>>,
+    /// The rollups' day.
+    day: String,
+    /// The minute its tokens count in.
+    minute: chrono::NaiveDateTime,
+    /// Inside a mutation (`chat`), its audit row, committed with the record: one transaction
+    /// fewer. Given back if the record is not written.
+    audited: Option<audit::Stored>,
+}
+
+/// Prices the call and says how it ended.
+fn closing<'a>(
     app: &App,
-    opened: &Opened,
-    prepared: &Prepared,
-    ending: &Ending,
+    opened: &'a Opened,
+    prepared: &'a Prepared,
+    ending: &'a Ending,
     price: Option<&Price>,
-) -> Result<(AiCall, Vec<Event>), Error> {
+) -> Closing<'a> {
     let call = &opened.call;
     let (usage, source) = ending
         .usage
@@ -312,24 +361,47 @@ async fn finish_and_settle(
         }),
         _ => None,
     };
-    let day = budgets::report_day(&app.budgets, call.started_at);
-    let add_to = budget_queries::AddTo {
-        day: &day,
-        token_counters: opened.tokens_per_minute.keys(),
+    let outcome = ending.error.as_ref().map_or("OK", |(code, _)| *code);
+    Closing {
+        finish,
+        turn,
+        day: budgets::report_day(&app.budgets, call.started_at),
         minute: rate_limits::minute_of(now.and_utc()),
+        audited: audit::take_running(app, outcome),
+    }
+}
+
+/// Step 2, on its own, in one transaction: the finished record, the budget settlement, the
+/// daily rollup, the tokens for the rate limits and, on success inside a conversation, the turn.
+/// Returns the record and the budget alerts the settlement raised.
+async fn finish_and_settle(
+    conn: &mut DbConn,
+    app: &App,
+    opened: &Opened,
+    closing: &Closing<'_>,
+) -> Result<(AiCall, Vec<Event>), Error> {
+    let call = &opened.call;
+    let Closing {
+        finish,
+        turn,
+        day,
+        minute,
+        audited,
+    } = closing;
+    let add_to = budget_queries::AddTo {
+        day,
+        token_counters: opened.tokens_per_minute.keys(),
+        minute: *minute,
     };
     let reserved = opened.reserved;
-    // Inside a mutation (`chat`), its audit row commits with the record: one transaction fewer.
-    let outcome = ending.error.as_ref().map_or("OK", |(code, _)| *code);
-    let audited = audit::take_running(app, outcome);
-    let finished = match conn {
+    match conn {
         // On PostgreSQL, a call with budgets to settle and no turn to append: one statement.
         DbConn::Pg(c) if reserved && turn.is_none() => {
             let audit_row = audited.as_ref().map(audit::Stored::row);
             match budget_queries::finish_and_settle(
                 c,
                 call,
-                &finish,
+                finish,
                 &add_to,
                 audit_row.as_ref(),
                 &opened.watched,
@@ -379,7 +451,7 @@ async fn finish_and_settle(
                 let record = budget_queries::finish_and_add_to_daily(
                     tx,
                     call,
-                    &finish,
+                    finish,
                     &add_to,
                     audit_row.as_ref(),
                 )
@@ -392,7 +464,7 @@ async fn finish_and_settle(
                 } else {
                     Vec::new()
                 };
-                if let Some(turn) = &turn {
+                if let Some(turn) = turn {
                     conversations::append_turn(tx, &app.sealer, turn).await?;
                 }
                 Ok((record, alerts))
@@ -413,11 +485,7 @@ async fn finish_and_settle(
             }
             finished
         }
-    };
-    if let (Err(_), Some(stored)) = (&finished, audited) {
-        audit::give_back(stored);
     }
-    finished
 }
 
 /// A finish that found no `PENDING` row: when the row is not there at all, the database lost
