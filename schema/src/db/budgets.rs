@@ -736,7 +736,7 @@ where
 /// fewer), and the client builds and sends one statement instead of six.
 ///
 /// SQLite allows no `INSERT` or `UPDATE` inside `WITH`; it runs the statements one by one.
-mod in_one {
+pub(super) mod in_one {
     use diesel::pg::Pg;
     use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
     use diesel::result::QueryResult;
@@ -781,23 +781,24 @@ mod in_one {
     pub(super) struct Audited<'a>(pub(super) &'a NewAuditRow<'a>);
 
     /// The three rollups, each as `(the insert up to its key columns, the key's values between
-    /// the day and the shard, the conflict target)`; the key columns are `day, …, shard`.
-    const ROLLUPS: [(&str, &str, &str); 3] = [
+    /// the day and before the shard, the conflict target)`; the key columns are `day, …, shard`. A
+    /// batch of finishes (`super::super::finish_batch`) sums the same rollups.
+    pub(in crate::db) const ROLLUPS: [(&str, &str, &str); 3] = [
         (
             ", per_key AS (INSERT INTO usage_daily AS r \
              (day, user_id, api_key_id, provider, model, currency, shard, ",
-            ", f.user_id, COALESCE(f.api_key_id, ''), f.provider, f.model, COALESCE(f.currency, ''), ",
+            "f.user_id, COALESCE(f.api_key_id, ''), f.provider, f.model, COALESCE(f.currency, '')",
             "day, user_id, api_key_id, provider, model, currency, shard)",
         ),
         (
             ", per_user AS (INSERT INTO usage_daily_users AS r (day, user_id, currency, shard, ",
-            ", f.user_id, COALESCE(f.currency, ''), ",
+            "f.user_id, COALESCE(f.currency, '')",
             "day, user_id, currency, shard)",
         ),
         (
             ", per_model AS (INSERT INTO usage_daily_models AS r \
              (day, provider, model, currency, shard, ",
-            ", f.provider, f.model, COALESCE(f.currency, ''), ",
+            "f.provider, f.model, COALESCE(f.currency, '')",
             "day, provider, model, currency, shard)",
         ),
     ];
@@ -811,7 +812,7 @@ mod in_one {
         f.cost_micros FROM f ON CONFLICT (";
 
     /// The sums a rollup row gains; the row's table is aliased `r`.
-    const SUMS: &str = " DO UPDATE SET requests = r.requests + excluded.requests, \
+    pub(in crate::db) const SUMS: &str = " DO UPDATE SET requests = r.requests + excluded.requests, \
         prompt_tokens = r.prompt_tokens + excluded.prompt_tokens, \
         cached_prompt_tokens = r.cached_prompt_tokens + excluded.cached_prompt_tokens, \
         completion_tokens = r.completion_tokens + excluded.completion_tokens, \
@@ -830,7 +831,9 @@ mod in_one {
                 out.push_sql(insert);
                 out.push_sql(SUM_COLUMNS);
                 out.push_bind_param::<Text, _>(self.add_to.day)?;
+                out.push_sql(", ");
                 out.push_sql(keys);
+                out.push_sql(", ");
                 out.push_bind_param::<SmallInt, _>(&self.shard)?;
                 out.push_sql(FROM_F);
                 out.push_sql(conflict);

@@ -27,6 +27,7 @@ use diesel::{Expression, SelectableHelper};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::ai_calls::Finish;
+use super::budgets::in_one::{ROLLUPS, SUMS};
 use super::models::{AiCall, NewAuditRow};
 use crate::domain::{CallStatus, UsageSource};
 
@@ -244,35 +245,6 @@ const FINISHED: [&str; 20] = [
     "prompt_log",
 ];
 
-/// The three rollups, each as `(the insert up to its key columns, the key's values after the
-/// day, the conflict target)`: as in `budgets::in_one`, summed over the batch's calls.
-const ROLLUPS: [(&str, &str, &str); 3] = [
-    (
-        ", per_key AS (INSERT INTO usage_daily AS r \
-         (day, user_id, api_key_id, provider, model, currency, shard, ",
-        "f.user_id, COALESCE(f.api_key_id, ''), f.provider, f.model, COALESCE(f.currency, '')",
-        "day, user_id, api_key_id, provider, model, currency, shard)",
-    ),
-    (
-        ", per_user AS (INSERT INTO usage_daily_users AS r (day, user_id, currency, shard, ",
-        "f.user_id, COALESCE(f.currency, '')",
-        "day, user_id, currency, shard)",
-    ),
-    (
-        ", per_model AS (INSERT INTO usage_daily_models AS r \
-         (day, provider, model, currency, shard, ",
-        "f.provider, f.model, COALESCE(f.currency, '')",
-        "day, provider, model, currency, shard)",
-    ),
-];
-
-/// The sums a rollup row gains; the row's table is aliased `r`.
-const SUMS: &str = " DO UPDATE SET requests = r.requests + excluded.requests, \
-    prompt_tokens = r.prompt_tokens + excluded.prompt_tokens, \
-    cached_prompt_tokens = r.cached_prompt_tokens + excluded.cached_prompt_tokens, \
-    completion_tokens = r.completion_tokens + excluded.completion_tokens, \
-    cost_micros = r.cost_micros + excluded.cost_micros)";
-
 impl QueryFragment<Pg> for Statement<'_, '_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let b = self.0;
@@ -318,6 +290,7 @@ impl QueryFragment<Pg> for Statement<'_, '_> {
         out.push_sql(")");
         // In the order of `budgets::in_one`'s statement, so that the tables are written in the
         // same order (PostgreSQL runs these the last first).
+        // The rollups of `budgets::in_one`'s statement, summed over the batch's calls.
         for (insert, keys, conflict) in ROLLUPS {
             out.push_sql(insert);
             out.push_sql(
