@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures CloudBase's overhead against the mock upstream and the floor, side by side, in one run.
 # Driver on core 0, servers and upstream on core 1 (taskset). Loopback only; every run is bounded
-# in time (SECONDS) and in requests (MAX). Results: one JSON line per run in bench/out/results.jsonl.
+# in time (SECONDS) and in requests (MAX). Results: one JSON line per run in bench/out/results.jsonl
+# (`python3 bench/table.py` prints them as RESULTS.md's table).
 #
 #   bash bench/run.sh              # SQLite and PostgreSQL (postgres://postgres@127.0.0.1:5432)
 #   SECONDS_PER_RUN=10 bash bench/run.sh
@@ -68,6 +69,10 @@ for backend in sqlite postgres; do
     for c in $LEVELS; do load "cloudbase-$backend-v1" http "http://127.0.0.1:$CB/v1/chat/completions" "$V1_PLAIN" "$key" "$c"; done
     for c in $LEVELS; do load "cloudbase-$backend-v1-sse" sse "http://127.0.0.1:$CB/v1/chat/completions" "$V1_STREAM" "$key" "$c"; done
     echo "{\"label\":\"cloudbase-$backend-rss\",\"peak_rss_kb\":$(hwm_kb "$cb_pid")}" | tee -a "$out/results.jsonl"
+    # On PostgreSQL, how many calls shared each batched statement over the whole run.
+    curl -s "http://127.0.0.1:$CB/metrics" | python3 -c 'import json, sys
+counts = {l.split()[0]: float(l.split()[1]) for l in sys.stdin if l.startswith("cloudbase_pg_")}
+print(json.dumps({"label": sys.argv[1], **counts}))' "cloudbase-$backend-batches" | tee -a "$out/results.jsonl"
     kill "$cb_pid"; wait "$cb_pid" 2>/dev/null || true
 done
 echo "results: $out/results.jsonl"

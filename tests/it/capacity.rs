@@ -195,23 +195,34 @@ async fn two_hundred_concurrent_chats_on_two_instances(with_budget: bool) {
         assert_eq!(spent, records, "budget spend = records");
         assert_eq!(reserved, 0, "every reservation came back");
     } else {
-        // Calls with no budget are finished in batches on each instance, every one of them.
-        let mut batched = 0.0;
-        let mut batches = 0.0;
-        for url in [app.url("/metrics"), peers[0].url("/metrics")] {
-            let scrape = crate::monitoring::scrape_at(&app.client, url).await;
-            batched +=
-                crate::monitoring::value(&scrape, "cloudbase_pg_finishes_batched_total", &[]);
-            batches += crate::monitoring::value(&scrape, "cloudbase_pg_finish_batches_total", &[]);
+        // Calls with no budget are opened and finished in batches on each instance, every one
+        // of them.
+        for (written, statements) in [
+            (
+                "cloudbase_pg_pendings_batched_total",
+                "cloudbase_pg_pending_batches_total",
+            ),
+            (
+                "cloudbase_pg_finishes_batched_total",
+                "cloudbase_pg_finish_batches_total",
+            ),
+        ] {
+            let mut batched = 0.0;
+            let mut batches = 0.0;
+            for url in [app.url("/metrics"), peers[0].url("/metrics")] {
+                let scrape = crate::monitoring::scrape_at(&app.client, url).await;
+                batched += crate::monitoring::value(&scrape, written, &[]);
+                batches += crate::monitoring::value(&scrape, statements, &[]);
+            }
+            assert_eq!(
+                batched, succeeded as f64,
+                "every call went through {written}"
+            );
+            assert!(
+                batches >= 1.0 && batches <= batched,
+                "{batches} {statements} for {batched} {written}"
+            );
         }
-        assert_eq!(
-            batched, succeeded as f64,
-            "every finish went through a batch"
-        );
-        assert!(
-            batches >= 1.0 && batches <= batched,
-            "{batches} batches for {batched} finishes"
-        );
         let audited = app
             .sql_number("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM audit_log WHERE field = 'chat' AND outcome = 'OK'")
             .await;
@@ -266,13 +277,7 @@ async fn a_call_finished_twice_is_counted_and_audited_once() {
     let (_, _, user_id) = app
         .register("twice@example.com", "twice-told-password")
         .await;
-    let pool = cloudbase_schema::db::DbPool::connect_and_migrate(&cloudbase_schema::db::DbConfig {
-        url: app.config.database_url.clone().unwrap(),
-        max_connections: 2,
-        acquire_timeout: std::time::Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let pool = own_pool(&app).await;
     let now = chrono::Utc::now().naive_utc();
     let call = models::AiCall::pending(
         user_id.clone(),
@@ -434,13 +439,7 @@ async fn a_batch_of_finishes_finishes_each_pending_call_once_and_sums_its_rollup
     let app = TestApp::spawn().await;
     let (_, _, ann) = app.register("ann@example.com", "ann-batch-password").await;
     let (_, _, bob) = app.register("bob@example.com", "bob-batch-password").await;
-    let pool = cloudbase_schema::db::DbPool::connect_and_migrate(&cloudbase_schema::db::DbConfig {
-        url: app.config.database_url.clone().unwrap(),
-        max_connections: 2,
-        acquire_timeout: std::time::Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let pool = own_pool(&app).await;
     let now = chrono::Utc::now().naive_utc();
     let pending = |user: &str, n: u32| {
         models::AiCall::pending(
@@ -1082,4 +1081,82 @@ async fn a_write_waiting_for_another_process_lock_leaves_the_runtime_running() {
     holder.await.unwrap().unwrap();
     writer.await.unwrap().unwrap();
     assert_eq!(rows_of_t(&dir).await, vec![1, 2]);
+}
+
+/// PostgreSQL's batch of `PENDING` records (`db::pending_batch`): every call of the batch is
+/// inserted with every one of its columns as given, and its id comes back; the statement's
+/// `synchronous_commit` stays its own (the connection's setting is untouched after it); a batch
+/// with one call already recorded inserts none of the others (one statement); an empty batch
+/// inserts nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_pending_records_inserts_every_column_of_every_call_or_none() {
+    use cloudbase_schema::db::{DbConn, ai_calls, models, pending_batch};
+    use diesel_async::RunQueryDsl;
+    if crate::support::skip_without_postgres(
+        "a_batch_of_pending_records_inserts_every_column_of_every_call_or_none",
+    ) {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let (_, _, ann) = app
+        .register("ann@example.com", "ann-pending-password")
+        .await;
+    let pool = own_pool(&app).await;
+    // PostgreSQL keeps microseconds.
+    let now = chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros())
+        .unwrap()
+        .naive_utc();
+    let call = |n: i64| {
+        models::AiCall::pending(
+            ann.clone(),
+            None,
+            (n != 1).then(|| format!("req-pending-{n}")),
+            ("mock".into(), format!("mock-{n}")),
+            n == 1,
+            now + chrono::Duration::milliseconds(n),
+        )
+    };
+    let mut calls: Vec<models::AiCall> = (0..3).map(call).collect();
+    calls[2].attempts = json!([{"provider": "mock", "model": "mock-2", "n": 2}]);
+    calls[2].prompt_log = Some(json!({"sealed": "prompt"}));
+    calls[2].prompt_tokens = 7;
+    let mut conn = pool.get().await.unwrap();
+    let DbConn::Pg(pg) = &mut conn else {
+        unreachable!("PostgreSQL only")
+    };
+    let nothing = pending_batch::insert(pg, &[]).await.unwrap();
+    assert!(nothing.is_empty());
+    let refs: Vec<&models::AiCall> = calls.iter().collect();
+    let mut inserted = pending_batch::insert(pg, &refs).await.unwrap();
+    inserted.sort();
+    let mut ids: Vec<String> = calls.iter().map(|c| c.id.clone()).collect();
+    ids.sort();
+    assert_eq!(inserted, ids);
+    let setting: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+        "current_setting('synchronous_commit')",
+    ))
+    .get_result(pg)
+    .await
+    .unwrap();
+    assert_eq!(setting, "on", "the connection's own setting is untouched");
+    // One fresh call and one already recorded: the statement fails, and inserts neither.
+    let fresh = call(3);
+    let failed = pending_batch::insert(pg, &[&fresh, &calls[0]]).await;
+    assert!(failed.is_err(), "{failed:?}");
+    for stored in &calls {
+        let read = ai_calls::find(&mut conn, &stored.id).await.unwrap();
+        assert_eq!(format!("{read:?}"), format!("{stored:?}"));
+    }
+    assert!(!ai_calls::exists(&mut conn, &fresh.id).await.unwrap());
+}
+
+/// A pool of its own on `app`'s database, for statements sent beside the server's.
+async fn own_pool(app: &TestApp) -> cloudbase_schema::db::DbPool {
+    cloudbase_schema::db::DbPool::connect_and_migrate(&cloudbase_schema::db::DbConfig {
+        url: app.config.database_url.clone().unwrap(),
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap()
 }

@@ -562,9 +562,7 @@ pub async fn finish_and_add_to_daily(
 ) -> QueryResult<Option<AiCall>> {
     let (id, day) = (call.id.as_str(), add_to.day);
     match conn {
-        DbConn::Pg(obj) => finish_in_one(obj, id, finish, add_to, audit, in_one::NoSettle)
-            .await
-            .optional(),
+        DbConn::Pg(obj) => finish_and_add_to_daily_pg(obj, id, finish, add_to, audit).await,
         DbConn::Sqlite(obj, _) => {
             let c: &mut super::SqliteConn = obj;
             let Some(record) = finish_statement!(id, finish)
@@ -689,6 +687,19 @@ pub struct FinishedAndSettled {
     /// record, and counts a minute's tokens short). They are added even when the call was
     /// finished first by a sweep: they were used.
     pub tokens_counted: QueryResult<()>,
+}
+
+/// [`finish_and_add_to_daily`] on PostgreSQL, by the call's id: its one statement.
+pub async fn finish_and_add_to_daily_pg(
+    c: &AsyncPgConnection,
+    id: &str,
+    finish: &Finish,
+    add_to: &AddTo<'_>,
+    audit: Option<&NewAuditRow<'_>>,
+) -> QueryResult<Option<AiCall>> {
+    finish_in_one(c, id, finish, add_to, audit, in_one::NoSettle)
+        .await
+        .optional()
 }
 
 /// PostgreSQL: the one statement of a call's finish ([`in_one::FinishInOne`]), with or without

@@ -209,7 +209,7 @@ pub async fn finish(
 struct Statement<'s, 'a>(&'s FinishBatch<'a>, diesel::dsl::AsSelect<AiCall, Pg>);
 
 /// Binds each listed column of the batch as an array and names them for `unnest`'s alias.
-macro_rules! unnest {
+macro_rules! unnest_columns {
     ($out:ident, $batch:expr, $alias:literal, $first:ident: $first_ty:ty $(, $name:ident: $ty:ty)* $(,)?) => {{
         $out.push_sql("unnest(");
         $out.push_bind_param::<Array<$first_ty>, _>(&$batch.$first)?;
@@ -220,6 +220,7 @@ macro_rules! unnest {
         $out.push_sql(concat!(") AS ", $alias, "(", stringify!($first) $(, ", ", stringify!($name))*, ")"));
     }};
 }
+pub(super) use unnest_columns as unnest;
 
 /// The columns of `ai_calls` a finish sets, named as [`FinishBatch`]'s columns.
 const FINISHED: [&str; 20] = [

@@ -14,6 +14,7 @@
 //! - [`fixed`]: statements marked as having one shape, so both databases cache them.
 //! - [`flight`]: a PostgreSQL transaction sent in one flight, `BEGIN` to `COMMIT`.
 //! - [`finish_batch`]: PostgreSQL's finishes of concurrent calls as one statement and one commit.
+//! - [`pending_batch`]: PostgreSQL's `PENDING` records of concurrent calls as one statement.
 //! - [`inventory`]: a PostgreSQL database's tables, row counts and schema version, in a snapshot
 //!   `pg_dump` can share (what a backup records).
 //! - [`users`], [`sessions`], [`mfa`], [`password_resets`], [`identities`], [`api_keys`],
@@ -44,6 +45,7 @@ pub mod mfa;
 mod migrate;
 pub mod models;
 pub mod password_resets;
+pub mod pending_batch;
 pub mod prices;
 pub mod rate_limits;
 pub mod schema;

@@ -123,6 +123,8 @@ pub struct App {
     pub uses: auth::Uses,
     /// The providers' circuit breakers on this instance.
     pub breakers: breakers::Breakers,
+    /// On PostgreSQL, the `PENDING` records of concurrent calls, written together.
+    pub pendings: chat::pendings::Pendings,
     /// On PostgreSQL, the finishes of concurrent calls, written together.
     pub finishes: chat::finishes::Finishes,
     passwords: passwords::Passwords,
@@ -137,11 +139,12 @@ impl std::ops::Deref for App {
 }
 
 impl App {
-    /// Wires the services together; the response cache, the breakers, the queue of finishes and
-    /// the password hasher start empty.
+    /// Wires the services together; the response cache, the breakers, the queues of `PENDING`
+    /// records and of finishes and the password hasher start empty.
     pub fn new(parts: AppParts) -> Self {
         Self {
             breakers: breakers::Breakers::new(parts.chat.breaker.clone()),
+            pendings: chat::pendings::Pendings::new(parts.db.clone()),
             finishes: chat::finishes::Finishes::new(parts.db.clone()),
             parts,
             cache: cache::ResponseCache::default(),

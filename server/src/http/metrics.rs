@@ -108,7 +108,10 @@ pub async fn handler(
     let app = &state.app;
     let pool = app.db.usage();
     let writer = app.db.write_gate().map(|gate| gate.stats());
-    let finishes = app.finishes.batched().then(|| app.finishes.stats());
+    let batches = app
+        .finishes
+        .batched()
+        .then(|| (app.pendings.stats(), app.finishes.stats()));
     let (accepted, dropped, written) =
         (app.logs.accepted(), app.logs.dropped(), app.logs.written());
     app.metrics.record(|| {
@@ -124,9 +127,11 @@ pub async fn handler(
             metrics::counter!("cloudbase_sqlite_writes_total").absolute(writer.writes);
             metrics::counter!("cloudbase_sqlite_commits_total").absolute(writer.commits);
         }
-        if let Some(finishes) = &finishes {
+        if let Some((pendings, finishes)) = &batches {
+            metrics::counter!("cloudbase_pg_pending_batches_total").absolute(pendings.batches);
+            metrics::counter!("cloudbase_pg_pendings_batched_total").absolute(pendings.written);
             metrics::counter!("cloudbase_pg_finish_batches_total").absolute(finishes.batches);
-            metrics::counter!("cloudbase_pg_finishes_batched_total").absolute(finishes.finished);
+            metrics::counter!("cloudbase_pg_finishes_batched_total").absolute(finishes.written);
         }
         for (outcome, n) in [
             ("queued", accepted),

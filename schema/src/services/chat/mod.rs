@@ -7,12 +7,15 @@
 //!
 //! - [`prepare`]: ownership, history, parameter checks and the targets to try.
 //! - [`record`]: opening the `PENDING` record and closing it, step by step.
-//! - [`finishes`]: on PostgreSQL, the finishes of concurrent calls written together.
+//! - [`batches`]: on PostgreSQL, the writes of concurrent calls gathered into one statement:
+//!   [`pendings`], their `PENDING` records, and [`finishes`], their finishes.
 //! - [`stream`]: the state of a stream in progress and its cancellation.
 //! - [`interrupted`]: calls whose server died before they finished, recorded as such.
 
+pub mod batches;
 pub mod finishes;
 pub mod interrupted;
+pub mod pendings;
 mod prepare;
 mod record;
 mod stream;

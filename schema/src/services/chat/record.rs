@@ -117,10 +117,7 @@ pub(super) async fn open(
         let family = viewer.key.as_deref().map(|k| k.family_id.as_str());
         let applicable = budgets::applicable(app, &mut conn, &call.user_id, family).await?;
         let price = prices_by_target.first().cloned().flatten();
-        if applicable.is_empty() {
-            conn.write(async |c| Ok(ai_calls::insert_pending(c, &call).await?))
-                .await?;
-        } else {
+        let call = if !applicable.is_empty() {
             let worst = worst_case(&p.request, p.max_output, &prices_by_target);
             let currency = price.as_ref().map(|p| p.currency.clone());
             budgets::admit(
@@ -132,8 +129,28 @@ pub(super) async fn open(
                 currency.as_deref(),
             )
             .await?;
-        }
-        drop(conn);
+            drop(conn);
+            call
+        } else if app.pendings.batched() {
+            // On PostgreSQL, with the calls opening beside it (`pendings`), holding no
+            // connection while it waits; on its own, as below, if the batch did not insert it.
+            drop(conn);
+            match app.pendings.write(call).await {
+                Ok((call, ())) => call,
+                Err(Some(call)) => {
+                    let mut conn = app.db.get().await?;
+                    conn.write(async |c| Ok(ai_calls::insert_pending(c, &call).await?))
+                        .await?;
+                    call
+                }
+                Err(None) => return Err(Error::Unavailable("the server is shutting down".into())),
+            }
+        } else {
+            conn.write(async |c| Ok(ai_calls::insert_pending(c, &call).await?))
+                .await?;
+            drop(conn);
+            call
+        };
         app.events.publish(Event::call_updated(&call));
         Ok(Opened {
             price: KnownPrice {
@@ -213,8 +230,8 @@ pub(super) async fn close(
                 token_counters: opened.tokens_per_minute.keys().to_vec(),
                 audit: closing.audited.take(),
             };
-            match app.finishes.finish(queued).await {
-                Ok(record) => {
+            match app.finishes.write(queued).await {
+                Ok((_, record)) => {
                     publish(app, &record, Vec::new());
                     return Ok(record);
                 }
