@@ -1084,8 +1084,9 @@ async fn a_write_waiting_for_another_process_lock_leaves_the_runtime_running() {
 }
 
 /// PostgreSQL's batch of `PENDING` records (`db::pending_batch`): every call of the batch is
-/// inserted with every one of its columns as given, and its id comes back; the statement's
-/// `synchronous_commit` stays its own (the connection's setting is untouched after it); a batch
+/// inserted with every one of its columns as given, and its id comes back; the statement commits
+/// without waiting for the disk, and that setting stays its own (the connection's is untouched
+/// after it); a batch
 /// with one call already recorded inserts none of the others (one statement); an empty batch
 /// inserts nothing.
 #[tokio::test(flavor = "multi_thread")]
@@ -1117,9 +1118,26 @@ async fn a_batch_of_pending_records_inserts_every_column_of_every_call_or_none()
         )
     };
     let mut calls: Vec<models::AiCall> = (0..3).map(call).collect();
-    calls[2].attempts = json!([{"provider": "mock", "model": "mock-2", "n": 2}]);
-    calls[2].prompt_log = Some(json!({"sealed": "prompt"}));
-    calls[2].prompt_tokens = 7;
+    // Every column that has no foreign key set apart from its neighbours of the same type, so
+    // that two columns swapped in the statement would show.
+    let c = &mut calls[2];
+    c.attempts = json!([{"provider": "mock", "model": "mock-2", "n": 2}]);
+    c.prompt_log = Some(json!({"sealed": "prompt"}));
+    (
+        c.prompt_tokens,
+        c.cached_prompt_tokens,
+        c.completion_tokens,
+        c.cost_micros,
+    ) = (7, 3, 11, 13);
+    c.status = cloudbase_schema::domain::CallStatus::Failed;
+    c.error_code = Some("UPSTREAM".into());
+    c.error_message = Some("the upstream said no".into());
+    c.usage_source = Some(cloudbase_schema::domain::UsageSource::Estimated);
+    c.finished_at = Some(now + chrono::Duration::seconds(1));
+    (c.latency_ms, c.ttft_ms, c.upstream_ms) = (Some(17), Some(19), Some(23));
+    c.currency = Some("CNY".into());
+    (c.priced, c.cached) = (true, false);
+    calls[1].cached = true;
     let mut conn = pool.get().await.unwrap();
     let DbConn::Pg(pg) = &mut conn else {
         unreachable!("PostgreSQL only")
@@ -1127,7 +1145,12 @@ async fn a_batch_of_pending_records_inserts_every_column_of_every_call_or_none()
     let nothing = pending_batch::insert(pg, &[]).await.unwrap();
     assert!(nothing.is_empty());
     let refs: Vec<&models::AiCall> = calls.iter().collect();
-    let mut inserted = pending_batch::insert(pg, &refs).await.unwrap();
+    let inserted = pending_batch::insert(pg, &refs).await.unwrap();
+    assert!(
+        inserted.iter().all(|(_, setting)| setting == "off"),
+        "the statement's own commit does not wait for the disk: {inserted:?}"
+    );
+    let mut inserted: Vec<String> = inserted.into_iter().map(|(id, _)| id).collect();
     inserted.sort();
     let mut ids: Vec<String> = calls.iter().map(|c| c.id.clone()).collect();
     ids.sort();

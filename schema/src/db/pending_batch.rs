@@ -114,9 +114,13 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Inserts `calls` as one statement whose commit does not wait for the disk; returns the ids
-/// inserted. The statement inserts all of them or, failing, none.
-pub async fn insert(conn: &mut AsyncPgConnection, calls: &[&AiCall]) -> QueryResult<Vec<String>> {
+/// Inserts `calls` as one statement whose commit does not wait for the disk; returns each id
+/// inserted with the `synchronous_commit` its statement's transaction commits with (`off`). The
+/// statement inserts all of them or, failing, none.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    calls: &[&AiCall],
+) -> QueryResult<Vec<(String, String)>> {
     if calls.is_empty() {
         return Ok(Vec::new());
     }
@@ -124,8 +128,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, calls: &[&AiCall]) -> QueryRes
     for call in calls {
         columns.push(call);
     }
-    let inserted: Vec<(String, String)> = Statement(&columns).load(conn).await?;
-    Ok(inserted.into_iter().map(|(id, _)| id).collect())
+    Statement(&columns).load(conn).await
 }
 
 /// `INSERT INTO ai_calls (<columns>) SELECT <columns> FROM unnest(<arrays>) RETURNING id`, with

@@ -10,9 +10,13 @@
 //! less than the batch's statement does for one.
 //!
 //! The caller holds no connection while it waits (DESIGN §9: never two at once, and a waiting
-//! caller holds none). An item the batch did not write (the batch failed, or the statement left
-//! it out) comes back to its caller, which writes it on its own as before. A caller that stops
-//! waiting (its client went away) does not stop its write: the batch is written all the same.
+//! caller holds none). An item the batch did not write (its statement failed or panicked, or
+//! left it out) comes back to its caller, which writes it on its own as before; when the writer
+//! finds no connection at all, its callers fail at once with that error (they would not find
+//! one either, and an overloaded pool must refuse fast, not be asked again by every caller). A
+//! caller that stops waiting (its client went away) does not stop its write: the batch is
+//! written all the same, and the call's `PENDING` row, if it is left so, is finished by the sweep
+//! of interrupted calls.
 //!
 //! SQLite needs none of this: its writers already share commits (`db::writer`).
 
@@ -84,7 +88,20 @@ pub struct BatchStats {
 }
 
 /// What a caller gets back: its item with its outcome, or the item unwritten.
-pub type Outcome<B> = Result<(<B as Batch>::Item, <B as Batch>::Out), <B as Batch>::Item>;
+pub type Outcome<B> =
+    Result<(<B as Batch>::Item, <B as Batch>::Out), Unwritten<<B as Batch>::Item>>;
+
+/// An item the queue did not write, as its caller gets it back.
+pub enum Unwritten<I> {
+    /// The batch's statement failed, or left the item out: the caller writes it alone.
+    Alone(I),
+    /// The writer found no connection for the batch (the pool is exhausted, or the database
+    /// unreachable): the caller fails at once, as it would have failed to get one itself, rather
+    /// than wait for the pool a second time.
+    Failed(I, Error),
+    /// The writer is gone with the item in hand (the runtime is shutting down).
+    Gone,
+}
 
 struct Job<B: Batch> {
     item: B::Item,
@@ -114,10 +131,9 @@ impl<B: Batch> Queue<B> {
         matches!(self.db, DbPool::Pg(_))
     }
 
-    /// Writes `item` with those queued beside it; returns it with its outcome, or the item itself
-    /// when the batch did not write it (see the module's documentation), or `None` if the
-    /// writer is gone with the item in hand (the runtime is shutting down).
-    pub async fn write(&self, item: B::Item) -> Result<(B::Item, B::Out), Option<B::Item>> {
+    /// Writes `item` with those queued beside it; returns it with its outcome, or says why it
+    /// was not written ([`Unwritten`]).
+    pub async fn write(&self, item: B::Item) -> Outcome<B> {
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
             tokio::spawn(write_batches::<B>(self.db.clone(), rx, self.counts.clone()));
@@ -125,17 +141,14 @@ impl<B: Batch> Queue<B> {
         });
         let (reply, replied) = oneshot::channel();
         if let Err(mpsc::error::SendError(job)) = queue.send(Job { item, reply }).await {
-            return Err(Some(job.item));
+            return Err(Unwritten::Alone(job.item));
         }
-        match replied.await {
-            Ok(outcome) => outcome.map_err(Some),
-            Err(_) => Err(None),
-        }
+        replied.await.unwrap_or(Err(Unwritten::Gone))
     }
 }
 
-/// The writer: a batch at a time, of everything queued. A write that fails, or panics, gives
-/// every item back to its caller.
+/// The writer: a batch at a time, of everything queued. A statement that fails, or panics,
+/// gives every item back to be written alone; a batch with no connection fails its callers.
 async fn write_batches<B: Batch>(
     db: DbPool,
     mut queue: mpsc::Receiver<Job<B>>,
@@ -143,11 +156,28 @@ async fn write_batches<B: Batch>(
 ) {
     let mut jobs: Vec<Job<B>> = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let mut conn = match db.get().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(calls = jobs.len(), error = %e, what = B::WHAT, "no connection for a batch");
+                let message = match e {
+                    Error::Unavailable(message) => message,
+                    other => other.to_string(),
+                };
+                for Job { item, reply } in jobs.drain(..) {
+                    let _ = reply.send(Err(Unwritten::Failed(
+                        item,
+                        Error::Unavailable(message.clone()),
+                    )));
+                }
+                continue;
+            }
+        };
         let items: Vec<&B::Item> = jobs.iter().map(|j| &j.item).collect();
-        let written = AssertUnwindSafe(write::<B>(&db, &items))
+        let written = AssertUnwindSafe(write::<B>(&mut conn, &items))
             .catch_unwind()
             .await;
-        drop(items);
+        drop((items, conn));
         let mut written: HashMap<String, B::Out> = match written {
             Ok(Ok(written)) => {
                 if !written.is_empty() {
@@ -174,15 +204,17 @@ async fn write_batches<B: Batch>(
         for Job { item, reply } in jobs.drain(..) {
             let _ = reply.send(match written.remove(B::key(&item)) {
                 Some(out) => Ok((item, out)),
-                None => Err(item),
+                None => Err(Unwritten::Alone(item)),
             });
         }
     }
 }
 
-async fn write<B: Batch>(db: &DbPool, items: &[&B::Item]) -> Result<Vec<(String, B::Out)>, Error> {
-    let mut conn = db.get().await?;
-    let DbConn::Pg(c) = &mut conn else {
+async fn write<B: Batch>(
+    conn: &mut DbConn,
+    items: &[&B::Item],
+) -> QueryResult<Vec<(String, B::Out)>> {
+    let DbConn::Pg(c) = conn else {
         return Ok(Vec::new());
     };
     Ok(match items {

@@ -33,7 +33,7 @@ impl Batch for Pending {
         items: &[&AiCall],
     ) -> QueryResult<Vec<(String, ())>> {
         let inserted = pending_batch::insert(conn, items).await?;
-        Ok(inserted.into_iter().map(|id| (id, ())).collect())
+        Ok(inserted.into_iter().map(|(id, _)| (id, ())).collect())
     }
 
     async fn write_one(conn: &mut AsyncPgConnection, call: &AiCall) -> QueryResult<Option<()>> {

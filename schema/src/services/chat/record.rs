@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use cloudbase_plugin_api::{ChatRequest, Usage};
 
+use super::batches::Unwritten;
 use super::prepare::Prepared;
 use crate::Error;
 use crate::db::models::{AiCall, Price};
@@ -106,8 +107,8 @@ pub(super) async fn open(
             )
         };
         // One connection for the lookups and the insert (never two at once: DESIGN §9). A call with
-        // no budget is then one INSERT; a call with budgets reserves in the same transaction
-        // (`budgets::admit`).
+        // no budget is then one INSERT (on PostgreSQL, in a batch's, with this connection given
+        // back first); a call with budgets reserves in the same transaction (`budgets::admit`).
         let mut conn = app.db.get().await?;
         let mut prices_by_target = Vec::with_capacity(p.targets.len());
         for (provider, model) in &p.targets {
@@ -137,13 +138,14 @@ pub(super) async fn open(
             drop(conn);
             match app.pendings.write(call).await {
                 Ok((call, ())) => call,
-                Err(Some(call)) => {
-                    let mut conn = app.db.get().await?;
-                    conn.write(async |c| Ok(ai_calls::insert_pending(c, &call).await?))
-                        .await?;
+                Err(Unwritten::Alone(call)) => {
+                    insert_pending_given_back(app, &call).await?;
                     call
                 }
-                Err(None) => return Err(Error::Unavailable("the server is shutting down".into())),
+                Err(Unwritten::Failed(_, e)) => return Err(e),
+                Err(Unwritten::Gone) => {
+                    return Err(Error::Unavailable("the server is shutting down".into()));
+                }
             }
         } else {
             conn.write(async |c| Ok(ai_calls::insert_pending(c, &call).await?))
@@ -237,12 +239,18 @@ pub(super) async fn close(
                 }
                 // Not finished there: on its own, as below (a lost `PENDING` row is written
                 // again there).
-                Err(Some(back)) => {
+                Err(Unwritten::Alone(back)) => {
                     closing.finish = back.finish;
                     closing.day = back.day;
                     closing.audited = back.audit;
                 }
-                Err(None) => {
+                Err(Unwritten::Failed(back, e)) => {
+                    if let Some(stored) = back.audit {
+                        audit::give_back(stored);
+                    }
+                    return Err(e);
+                }
+                Err(Unwritten::Gone) => {
                     return Err(Error::Unavailable(
                         "the call's record could not be finished; it is recorded as interrupted"
                             .into(),
@@ -502,6 +510,23 @@ async fn finish_and_settle(
             }
             finished
         }
+    }
+}
+
+/// Inserts, alone, a `PENDING` record that its batch gave back. A unique violation means the
+/// batch's statement did insert it and only its answer was lost (the connection dropped after
+/// the commit): the id is the call's own UUIDv7, so the row is this call's.
+async fn insert_pending_given_back(app: &App, call: &AiCall) -> Result<(), Error> {
+    let mut conn = app.db.get().await?;
+    match conn
+        .write(async |c| Ok(ai_calls::insert_pending(c, call).await?))
+        .await
+    {
+        Err(Error::Database(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ))) => Ok(()),
+        other => other,
     }
 }
 
