@@ -2,6 +2,10 @@
 //! budget and some without, then started again (issue 17, item 4): every call a client saw
 //! succeed is `SUCCEEDED`, none is left `PENDING` (those cut short are `FAILED` with
 //! `INTERRUPTED`), spend equals the records equals the rollups, and no reservation is left.
+//!
+//! Two calls that hang (the mock's `mock-fault-hang`, one under a budget and one not) are surely
+//! running at the kill: the short calls alone may all sit between their records on a loaded
+//! machine, and the kill would then cut nothing short.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,6 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{PeerProcess, TestApp};
+
+/// The `application_name` of the killed server's connections.
+const VICTIM: &str = "cloudbase-crash-victim";
 
 const CHAT: &str = "mutation($input: ChatInput!) { chat(input: $input) { aiCall { id status } } }";
 
@@ -74,15 +81,19 @@ async fn a_killed_server_leaves_no_call_pending_and_the_money_adds_up() {
     if !app.is_postgres() {
         app.stop().await;
     }
-    let mut victim = PeerProcess::start_with(
-        &app.config,
-        &[
-            ("CLOUDBASE_PLUGINS__MOCK__PLUGIN", "mock"),
-            ("CLOUDBASE_PLUGINS__MOCK__SETTINGS__DELAY_MS", "150"),
-            ("CLOUDBASE_BUDGETS__RESERVATION_TTL_SECS", "3"),
-        ],
-    )
-    .await;
+    let mut env = vec![
+        ("CLOUDBASE_PLUGINS__MOCK__PLUGIN", "mock"),
+        ("CLOUDBASE_PLUGINS__MOCK__SETTINGS__DELAY_MS", "150"),
+        ("CLOUDBASE_PLUGINS__MOCK__SETTINGS__FAULT_INJECTION", "true"),
+        ("CLOUDBASE_PLUGINS__MOCK__SETTINGS__HANG_MS", "20000"),
+        ("CLOUDBASE_BUDGETS__RESERVATION_TTL_SECS", "3"),
+    ];
+    // On PostgreSQL its pooled connections are named, to see when they have ended after the kill.
+    let url = cloudbase_schema::events::named_connection(&app.config.database_url(), VICTIM);
+    if app.is_postgres() {
+        env.push(("DATABASE_URL", &url));
+    }
+    let mut victim = PeerProcess::start_with(&app.config, &env).await;
     let succeeded = Arc::new(Mutex::new(Vec::new()));
     let clients: Vec<_> = tokens
         .iter()
@@ -119,16 +130,69 @@ async fn a_killed_server_leaves_no_call_pending_and_the_money_adds_up() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // tokens[0] has a budget, tokens[1] has none.
+    let hanging: Vec<_> = tokens[..2]
+        .iter()
+        .map(|token| {
+            let (addr, token) = (victim.addr, token.clone());
+            tokio::spawn(async move {
+                // Cut off by the kill: its answer is an error, never a success.
+                let answer = reqwest::Client::new()
+                    .post(format!("http://{addr}/graphql"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "query": CHAT, "variables": { "input": {
+                        "provider": "mock", "model": "mock-fault-hang", "message": "hang"
+                    }}}))
+                    .send()
+                    .await;
+                assert!(answer.is_err(), "a hanging call was answered: {answer:?}");
+            })
+        })
+        .collect();
+    let ready = Instant::now() + Duration::from_secs(20);
+    loop {
+        let hung = app
+            .sql_number(
+                "SELECT COUNT(*) AS n FROM ai_calls \
+                 WHERE model = 'mock-fault-hang' AND status = 'PENDING'",
+            )
+            .await;
+        if hung == 2 {
+            break;
+        }
+        assert!(Instant::now() < ready, "the hanging calls never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let victims =
+        format!("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE application_name = '{VICTIM}'");
+    if app.is_postgres() {
+        assert!(
+            app.sql_number(&victims).await > 0,
+            "its connections are named"
+        );
+    }
     victim.kill();
+    for h in hanging {
+        h.await.unwrap();
+    }
     for c in clients {
         c.await.unwrap();
     }
     let succeeded = succeeded.lock().unwrap().clone();
     assert!(!succeeded.is_empty(), "calls succeeded before the kill");
+    // A statement PostgreSQL was running for it when it died still commits: counted once its
+    // connections are gone, the calls left `PENDING` are final.
+    if app.is_postgres() {
+        let gone = Instant::now() + Duration::from_secs(20);
+        while app.sql_number(&victims).await > 0 {
+            assert!(Instant::now() < gone, "its connections outlived it");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let pending_now = app
         .sql_number("SELECT COUNT(*) AS n FROM ai_calls WHERE status = 'PENDING'")
         .await;
-    assert!(pending_now > 0, "the kill cut calls short");
+    assert!(pending_now >= 2, "the kill cut the hanging calls short");
 
     if !app.is_postgres() {
         app.restart_with(|_| {}).await;
