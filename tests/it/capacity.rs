@@ -1200,8 +1200,181 @@ async fn a_lazy_connection_is_taken_on_first_use_only_and_once() {
         cloudbase_schema::db_run!(conn, |c| {
             diesel::sql_query("SELECT 1").execute(c).await.unwrap();
         });
-        assert_eq!(in_use(), 1, "the first use takes one, the second the same one");
+        assert_eq!(
+            in_use(),
+            1,
+            "the first use takes one, the second the same one"
+        );
     }
     drop(lazy);
     assert_eq!(in_use(), 0, "given back when dropped");
+}
+
+/// What a probe item asks its batch's statement to do.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Probe {
+    /// Written.
+    Write,
+    /// Written, after the statement sleeps (the items queued meanwhile form the next batch).
+    Slow,
+    /// Left out of the statement's answer.
+    LeftOut,
+    /// Makes the statement fail (division by zero, in PostgreSQL).
+    Fail,
+    /// Makes the write panic.
+    Panic,
+}
+
+/// A kind of write for the queue's own tests: each item is a key and what to do; what it gives
+/// back for a written item is the size of the batch that wrote it (1 for the single statement).
+struct Probes;
+
+impl cloudbase_schema::services::chat::batches::Batch for Probes {
+    type Item = (String, Probe);
+    type Out = usize;
+    const WHAT: &'static str = "probes";
+
+    fn key(item: &Self::Item) -> &str {
+        &item.0
+    }
+
+    async fn write(
+        conn: &mut diesel_async::AsyncPgConnection,
+        items: &[&Self::Item],
+    ) -> diesel::QueryResult<Vec<(String, usize)>> {
+        probe_statement(conn, items).await
+    }
+
+    async fn write_one(
+        conn: &mut diesel_async::AsyncPgConnection,
+        item: &Self::Item,
+    ) -> diesel::QueryResult<Option<usize>> {
+        Ok(probe_statement(conn, &[item])
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, n)| n))
+    }
+}
+
+/// One real statement for `items`: `SELECT pg_sleep(…), 1 / …` (failing, slow or neither).
+async fn probe_statement(
+    conn: &mut diesel_async::AsyncPgConnection,
+    items: &[&(String, Probe)],
+) -> diesel::QueryResult<Vec<(String, usize)>> {
+    use diesel_async::RunQueryDsl;
+    let has = |p: Probe| items.iter().any(|(_, q)| *q == p);
+    assert!(!has(Probe::Panic), "a probe that panics");
+    let sleep = if has(Probe::Slow) { 0.4 } else { 0.0 };
+    let divisor = if has(Probe::Fail) { 0 } else { 1 };
+    diesel::sql_query(format!("SELECT pg_sleep({sleep}), 1 / {divisor} AS n"))
+        .execute(conn)
+        .await?;
+    Ok(items
+        .iter()
+        .filter(|(_, p)| *p != Probe::LeftOut)
+        .map(|(key, _)| (key.clone(), items.len()))
+        .collect())
+}
+
+/// The queue every call's write goes through on PostgreSQL: the items queued while a batch is
+/// written form the next one, each caller gets its own outcome; an item left out, a statement
+/// that fails and one that panics give their items back to be written alone, and the writer
+/// goes on; with no connection to be had, every waiting caller fails with `UNAVAILABLE`, and the
+/// queue writes again once one is free.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_batch_queue_gives_each_caller_its_own_outcome_whatever_the_statement_does() {
+    use cloudbase_schema::Error;
+    use cloudbase_schema::services::chat::batches::{BatchStats, Queue, Unwritten};
+    use std::time::Duration;
+    if crate::support::skip_without_postgres(
+        "the_batch_queue_gives_each_caller_its_own_outcome_whatever_the_statement_does",
+    ) {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let pool = cloudbase_schema::db::DbPool::connect_and_migrate(&cloudbase_schema::db::DbConfig {
+        url: app.config.database_url.clone().unwrap(),
+        max_connections: 1,
+        acquire_timeout: Duration::from_millis(300),
+    })
+    .await
+    .unwrap();
+    let queue = std::sync::Arc::new(Queue::<Probes>::new(pool.clone()));
+    /// What a caller got: the size of the batch that wrote it, or how it came back.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Got {
+        Written(usize),
+        Alone,
+        Failed(String),
+        Gone,
+    }
+    let write = |key: &str, probe: Probe| {
+        let (queue, key) = (queue.clone(), key.to_owned());
+        tokio::spawn(async move {
+            match queue.write((key.clone(), probe)).await {
+                Ok(((k, _), n)) => {
+                    assert_eq!(k, key, "each caller gets its own item back");
+                    Got::Written(n)
+                }
+                Err(Unwritten::Alone((k, _))) => {
+                    assert_eq!(k, key);
+                    Got::Alone
+                }
+                Err(Unwritten::Failed((k, _), e)) => {
+                    assert_eq!(k, key);
+                    assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+                    Got::Failed(e.to_string())
+                }
+                Err(Unwritten::Gone) => Got::Gone,
+            }
+        })
+    };
+    // A batch of one is the single statement; while a slow one is written, the others queue.
+    assert_eq!(write("one", Probe::Write).await.unwrap(), Got::Written(1));
+    // `queued`: a slow item in the writer, then `probes` sent while it sleeps; their outcomes.
+    let queued = async |probes: &[(&str, Probe)]| {
+        let slow = write("slow", Probe::Slow);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiting: Vec<_> = probes.iter().map(|(k, p)| write(k, *p)).collect();
+        assert_eq!(slow.await.unwrap(), Got::Written(1));
+        let mut got = Vec::new();
+        for w in waiting {
+            got.push(w.await.unwrap());
+        }
+        got
+    };
+    let got = queued(&[
+        ("a", Probe::Write),
+        ("b", Probe::LeftOut),
+        ("c", Probe::Write),
+    ])
+    .await;
+    assert_eq!(got, [Got::Written(3), Got::Alone, Got::Written(3)]);
+    assert_eq!(
+        queue.stats(),
+        BatchStats {
+            batches: 3,
+            written: 4
+        }
+    );
+    // A failing statement and a panicking write give every item of their batch back.
+    for bad in [Probe::Fail, Probe::Panic] {
+        let got = queued(&[("d", Probe::Write), ("e", bad), ("f", Probe::Write)]).await;
+        assert_eq!(got, [Got::Alone, Got::Alone, Got::Alone], "{bad:?}");
+    }
+    assert_eq!(queue.stats().written, 6, "the two slow ones only");
+    // No connection to be had: the callers fail with the pool's refusal (never handed back to
+    // ask the exhausted pool again each).
+    let held = pool.get().await.unwrap();
+    let waiting: Vec<_> = ["g", "h", "i", "j"]
+        .iter()
+        .map(|k| write(k, Probe::Write))
+        .collect();
+    for w in waiting {
+        let got = w.await.unwrap();
+        assert!(matches!(got, Got::Failed(_)), "{got:?}");
+    }
+    drop(held);
+    assert_eq!(write("k", Probe::Write).await.unwrap(), Got::Written(1));
 }

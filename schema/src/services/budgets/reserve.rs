@@ -7,9 +7,9 @@ use chrono::NaiveDateTime;
 
 use super::periods::{Period, window};
 use crate::Error;
-use crate::db::{DbConn, Lazy};
 use crate::db::budgets as queries;
 use crate::db::models::{AiCall, Budget, Reservation};
+use crate::db::{DbConn, Lazy};
 use crate::events::Event;
 use crate::services::{App, call_reads};
 
