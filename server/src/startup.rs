@@ -230,7 +230,9 @@ async fn drain(app: &App, sockets: &http::sockets::Sockets, unfinished: http::li
     let all_ended = app.admission.drained(left).await;
     let running = app.admission.calls();
     let connections = unfinished.len();
-    // Dropping them drops the requests they were serving.
+    // Dropping them drops the requests they were serving: by the server, so those calls are
+    // recorded as interrupted below, not as cancelled by their clients.
+    app.admission.cut_off();
     drop(unfinished);
     let closed = sockets.close_all(std::time::Duration::from_secs(1)).await;
     if !all_ended || connections > 0 {

@@ -284,6 +284,121 @@ async fn a_client_that_goes_away_leaves_a_cancelled_record() {
     );
 }
 
+/// A call whose client goes away before anything comes back (a plain call's HTTP request that
+/// times out, a stream's socket dropped before its first event) is finished `CANCELLED` at once,
+/// its prompt estimated and priced, and its budget reservation released: never left `PENDING`,
+/// holding budget room, until the sweep of interrupted calls (15 minutes by default).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_whose_client_leaves_before_any_answer_is_cancelled_and_frees_its_budget() {
+    let app = TestApp::spawn_with(|c| {
+        c.plugins.insert(
+            "hangmock".into(),
+            instance(
+                "mock",
+                json!({"fault_injection": true, "hang_ms": 4000}),
+                &[],
+            ),
+        );
+    })
+    .await;
+    let admin = app.admin_token().await;
+    app.gql_ok(Some(&admin), "mutation($i: AddPriceInput!) { addPrice(input: $i) { id } }", json!({"i": {"provider": "hangmock", "model": "mock-fault-hang", "input": "3.00", "cachedInput": "1.00", "output": "7.00", "currency": "CNY", "effectiveFrom": "2020-01-01T00:00:00Z"}})).await;
+    let (token, _, user_id) = app
+        .register("leaver@example.com", "leaver-password-1")
+        .await;
+    app.gql_ok(
+        Some(&admin),
+        "mutation($i: CreateBudgetInput!) { createBudget(input: $i) { id } }",
+        json!({"i": {"userId": user_id, "period": "TOTAL", "currency": "CNY", "limitMicros": "100000000"}}),
+    )
+    .await;
+    let input = json!({"provider": "hangmock", "model": "mock-fault-hang", "message": "a question nobody waits for"});
+    let pending = async || {
+        app.sql_number("SELECT COUNT(*) AS n FROM ai_calls WHERE status = 'PENDING'")
+            .await
+    };
+    // Once a call is `PENDING` (admitted, its budget reserved).
+    let started = async || {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while pending().await == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    // The call, once its client has left (by `leave`) and it is finished.
+    let finished_after = async |leave: &str| -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let calls = app
+                .gql_ok(
+                    Some(&token),
+                    &format!("{{ aiCalls {{ edges {{ node {{ {CALL_FIELDS} }} }} }} }}"),
+                    json!({}),
+                )
+                .await;
+            let node = calls["aiCalls"]["edges"][0]["node"].clone();
+            if node["status"] != "PENDING" {
+                return node;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the {leave} stayed PENDING after its client left: {node}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+
+    // A plain call over HTTP whose client gives up while the provider hangs.
+    let plain = tokio::spawn({
+        let (url, token, input) = (app.url("/graphql"), token.clone(), input.clone());
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .timeout(Duration::from_millis(1500))
+                .json(&json!({"query": "mutation($input: ChatInput!) { chat(input: $input) { content } }", "variables": {"input": input}}))
+                .send()
+                .await
+        }
+    });
+    started().await;
+    let call = finished_after("plain call").await;
+    assert!(plain.await.unwrap().is_err(), "the client gave up");
+    // A stream whose socket is dropped before its first event.
+    let mut ws = GqlWs::connect(&app, Some(&token)).await.unwrap();
+    ws.subscribe("1", &stream_query(), json!({ "input": input }))
+        .await;
+    started().await;
+    ws.drop_connection().await;
+    let streamed = finished_after("stream").await;
+
+    for call in [&call, &streamed] {
+        assert_eq!(call["status"], "CANCELLED", "{call}");
+        assert_eq!(call["usageSource"], "ESTIMATED", "{call}");
+        assert!(call["promptTokens"].as_i64().unwrap() > 0, "{call}");
+        assert_eq!(call["completionTokens"], 0, "{call}");
+        let cost = call["costMicros"].as_str().unwrap().parse::<i64>().unwrap();
+        assert!(cost > 0, "its prompt is priced: {call}");
+        assert_eq!(cost, expected_cost(&app, &token, call).await);
+    }
+    assert_eq!(streamed["stream"], true);
+    // Nothing is left reserved, and the budget has spent exactly what the two records cost.
+    let sum = |q: &'static str| app.sql_number(q);
+    assert_eq!(
+        sum("SELECT COUNT(*) AS n FROM budget_reservations").await,
+        0
+    );
+    assert_eq!(
+        sum("SELECT CAST(COALESCE(SUM(reserved_micros), 0) AS BIGINT) AS n FROM budgets").await,
+        0
+    );
+    assert_eq!(
+        sum("SELECT CAST(COALESCE(SUM(spent_micros), 0) AS BIGINT) AS n FROM budgets").await,
+        sum("SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS n FROM ai_calls").await
+    );
+    assert_eq!(pending().await, 0);
+}
+
 /// On PostgreSQL a call's `PENDING` insert commits without waiting for the disk, so a database
 /// crash mid-call can lose the row. Simulated here by deleting it while the call streams: the
 /// finish writes it again, and the call ends recorded, priced and counted as if nothing happened.

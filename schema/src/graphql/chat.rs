@@ -163,7 +163,7 @@ impl ChatMutation {
     /// Asks a model and waits for the whole answer. Every call is recorded and priced.
     async fn chat(&self, ctx: &Context<'_>, input: ChatInput) -> Result<ChatResult, Error> {
         let meta = ctx.request_meta();
-        chat::chat(ctx.app()?, ctx.chat_viewer()?, &meta, input.into())
+        chat::chat(&ctx.shared_app()?, ctx.chat_viewer()?, &meta, input.into())
             .await
             .map(Into::into)
     }

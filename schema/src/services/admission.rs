@@ -27,6 +27,9 @@ pub struct Admission {
     slots: Arc<Semaphore>,
     limit: usize,
     closed: Arc<AtomicBool>,
+    /// Set when shutdown cuts off the calls still running: a call dropped from then on was
+    /// dropped by the server, not by its client.
+    cut_off: Arc<AtomicBool>,
     /// The records of the calls in flight that have one yet.
     records: Arc<Mutex<HashSet<String>>>,
 }
@@ -69,6 +72,7 @@ impl Admission {
             slots: Arc::new(Semaphore::new(limit)),
             limit,
             closed: Arc::default(),
+            cut_off: Arc::default(),
             records: Arc::default(),
         }
     }
@@ -112,6 +116,16 @@ impl Admission {
     /// Whether [`Admission::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Shutdown is cutting off the calls still running (they are recorded as interrupted).
+    pub fn cut_off(&self) {
+        self.cut_off.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Admission::cut_off`] was called.
+    pub fn is_cut_off(&self) -> bool {
+        self.cut_off.load(Ordering::SeqCst)
     }
 
     /// The records of the calls in flight now.

@@ -1,8 +1,8 @@
 //! The AI-call workflow, in one place: admit → validate → record `PENDING` (with the budget
 //! reservations) → call the provider, falling back in order → price → finish the record, settle
 //! the budgets, add to the daily rollup and append the conversation turn in one transaction →
-//! publish. Streaming uses the same steps; a stream dropped by its client is finished as
-//! `CANCELLED`, never lost. The flow takes and returns domain types only, so any door (GraphQL,
+//! publish. Streaming uses the same steps. A call whose client goes away (a plain call's
+//! request, a stream at any point) is finished as `CANCELLED`, never left `PENDING`. The flow takes and returns domain types only, so any door (GraphQL,
 //! REST) calls it the same way.
 //!
 //! - [`prepare`]: ownership, history, parameter checks and the targets to try.
@@ -126,7 +126,7 @@ pub enum ChatChunk {
 
 /// A plain (non-streamed) chat: each target in turn until one answers.
 pub async fn chat(
-    app: &App,
+    app: &Arc<App>,
     viewer: &Viewer,
     meta: &RequestMeta,
     input: ChatInput,
@@ -137,6 +137,8 @@ pub async fn chat(
     let opened = record::open(app, viewer, meta, &prepared, false, tpm).await?;
     admitted.track(&opened.call.id);
     let started = Instant::now();
+    // Until it is closed here, a call whose client goes away is finished `CANCELLED`.
+    let mut unfinished = record::Unfinished::new(app, &opened, &prepared, started);
     let key = cache_key(app, viewer, &prepared);
     let host = &app.plugins;
     let tried = try_targets(
@@ -150,8 +152,12 @@ pub async fn chat(
             Ok((reply.http_attempts, reply))
         },
     )
-    .await?;
-    let (reply, target) = match tried {
+    .await;
+    if !matches!(tried, Ok(Tried::Answered(..))) {
+        // Closed there: served from the cache, or every target failed.
+        unfinished.disarm();
+    }
+    let (reply, target) = match tried? {
         Tried::Cached(outcome) => return Ok(*outcome),
         Tried::Answered(reply, target) => (reply, target),
     };
@@ -177,12 +183,13 @@ pub async fn chat(
         ttft_ms: None,
         upstream_ms: i64::try_from(reply.upstream_ms).ok(),
     };
-    let record = record::close(app, &opened, &prepared, ending).await?;
+    let record = record::close(app, &opened, &prepared, ending).await;
+    unfinished.disarm();
     let outcome = ChatOutcome {
+        call: record?,
         content: r.content,
         reasoning: r.reasoning,
         finish_reason: r.finish_reason,
-        call: record,
     };
     remember(app, key, &outcome);
     Ok(outcome)
@@ -202,6 +209,9 @@ pub async fn chat_stream(
     let opened = record::open(&app, viewer, meta, &prepared, true, tpm).await?;
     admitted.track(&opened.call.id);
     let started = Instant::now();
+    // Until the stream starts (then `stream::Streaming` does it), a call whose client goes away
+    // is finished `CANCELLED`.
+    let mut unfinished = record::Unfinished::new(&app, &opened, &prepared, started);
     let key = cache_key(&app, viewer, &prepared);
     let host = &app.plugins;
     let tried = try_targets(
@@ -215,7 +225,10 @@ pub async fn chat_stream(
             Ok((start.http_attempts, start.events))
         },
     )
-    .await?;
+    .await;
+    unfinished.disarm();
+    drop(unfinished);
+    let tried = tried?;
     let (events, target) = match tried {
         Tried::Cached(outcome) => {
             let delta = ChatChunk::Delta {

@@ -13,6 +13,7 @@ use crate::services::{App, Viewer, conversations};
 
 const MAX_MESSAGE_CHARS: usize = 200_000;
 
+#[derive(Clone)]
 pub(super) struct Prepared {
     pub(super) provider: String,
     pub(super) model: String,

@@ -3,6 +3,7 @@
 //! the tokens for the rate limit and the conversation turn, in one transaction), then publish. Both run on the call path
 //! ([`crate::db::on_call_path`]) and hold one pooled connection at a time (DESIGN §9).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use cloudbase_plugin_api::{ChatRequest, Usage};
@@ -61,6 +62,25 @@ pub(super) struct Ending {
 }
 
 impl Ending {
+    /// A call whose client went away before anything came back: its prompt estimated, no
+    /// output, no attempt known to have ended.
+    pub(super) fn cancelled(p: &Prepared, latency_ms: i64) -> Self {
+        Self {
+            provider: p.provider.clone(),
+            model: p.model.clone(),
+            attempts: serde_json::Value::Array(Vec::new()),
+            cached: false,
+            status: CallStatus::Cancelled,
+            error: None,
+            usage: Some((estimate_usage(&p.request, ""), UsageSource::Estimated)),
+            content: String::new(),
+            reasoning: String::new(),
+            latency_ms,
+            ttft_ms: None,
+            upstream_ms: None,
+        }
+    }
+
     /// A call that failed before any output.
     pub(super) fn failed(
         error: &Error,
@@ -171,6 +191,80 @@ pub(super) async fn open(
         })
     })
     .await
+}
+
+/// A call opened and not yet closed by its own future. Dropped armed (its client went away: a
+/// plain call's HTTP request or socket, or a stream before its first event), it finishes the
+/// call `CANCELLED` in a task of its own ([`close_in_background`]), with [`Ending::cancelled`],
+/// instead of leaving it `PENDING`, its budget reserved, until the sweep of interrupted calls.
+/// A finish of the call's own that got there first wins: a record is finished once. A call cut
+/// off by shutdown ([`crate::services::admission::Admission::cut_off`]) is left to be recorded as
+/// interrupted.
+pub(super) struct Unfinished<'a> {
+    app: &'a Arc<App>,
+    opened: &'a Opened,
+    prepared: &'a Prepared,
+    started: Instant,
+    armed: bool,
+}
+
+impl<'a> Unfinished<'a> {
+    /// Armed, for a call opened at `started`.
+    pub(super) fn new(
+        app: &'a Arc<App>,
+        opened: &'a Opened,
+        prepared: &'a Prepared,
+        started: Instant,
+    ) -> Self {
+        Self {
+            app,
+            opened,
+            prepared,
+            started,
+            armed: true,
+        }
+    }
+
+    /// The call's own future has closed it, or has handed it to what will.
+    pub(super) fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if self.armed && !self.app.admission.is_cut_off() {
+            close_in_background(
+                Arc::clone(self.app),
+                self.opened.clone(),
+                Arc::new(self.prepared.clone()),
+                Ending::cancelled(self.prepared, ms(self.started)),
+            );
+        }
+    }
+}
+
+/// Closes a call whose own future was dropped, in a task of its own (nothing, outside a
+/// runtime). Finding it finished already is no error: its own finish got there first.
+pub(super) fn close_in_background(
+    app: Arc<App>,
+    opened: Opened,
+    prepared: Arc<Prepared>,
+    ending: Ending,
+) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            match close(&app, &opened, &prepared, ending).await {
+                Ok(_) => {}
+                Err(Error::Conflict(_)) => {
+                    tracing::debug!(ai_call.id = %opened.call.id, "a dropped call was finished by its own future first");
+                }
+                Err(e) => {
+                    tracing::error!(ai_call.id = %opened.call.id, error = %e, "recording a cancelled call failed");
+                }
+            }
+        });
+    }
 }
 
 /// Output cap assumed when neither the request nor the model gives one.

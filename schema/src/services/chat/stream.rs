@@ -154,19 +154,12 @@ impl Drop for Streaming {
         }
         // The client went away mid-stream: the upstream request is cancelled with the stream,
         // and the call is recorded as CANCELLED with what was seen (or an estimate).
-        let ending = self.ending(CallStatus::Cancelled, None);
-        let (app, opened, prepared) = (
+        record::close_in_background(
             Arc::clone(&self.app),
             self.opened.clone(),
             Arc::clone(&self.prepared),
+            self.ending(CallStatus::Cancelled, None),
         );
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = record::close(&app, &opened, &prepared, ending).await {
-                    tracing::error!(ai_call.id = %opened.call.id, error = %e, "recording a cancelled call failed");
-                }
-            });
-        }
     }
 }
 
