@@ -233,6 +233,29 @@ async fn bad_chat_input_is_refused_before_any_call() {
     assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
 }
 
+/// The user's latest call once it is no longer `PENDING` (waiting up to 10 s for it).
+async fn latest_call_finished(app: &TestApp, token: &str, what: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let calls = app
+            .gql_ok(
+                Some(token),
+                &format!("{{ aiCalls {{ edges {{ node {{ {CALL_FIELDS} }} }} }} }}"),
+                json!({}),
+            )
+            .await;
+        let node = calls["aiCalls"]["edges"][0]["node"].clone();
+        if node["status"] != "PENDING" {
+            return node;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} was never finished: {node}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_goes_away_leaves_a_cancelled_record() {
     let app = TestApp::spawn_with(|c| {
@@ -253,25 +276,7 @@ async fn a_client_that_goes_away_leaves_a_cancelled_record() {
     assert_eq!(first["type"], "next", "{first}");
     ws.drop_connection().await;
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let call = loop {
-        let calls = app
-            .gql_ok(
-                Some(&token),
-                &format!("{{ aiCalls {{ edges {{ node {{ {CALL_FIELDS} }} }} }} }}"),
-                json!({}),
-            )
-            .await;
-        let node = calls["aiCalls"]["edges"][0]["node"].clone();
-        if node["status"] != "PENDING" {
-            break node;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the call was never finished: {node}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let call = latest_call_finished(&app, &token, "the call").await;
     assert_eq!(call["status"], "CANCELLED");
     assert!(
         call["completionTokens"].as_i64().unwrap() > 0,
@@ -325,28 +330,6 @@ async fn a_call_whose_client_leaves_before_any_answer_is_cancelled_and_frees_its
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    // The call, once its client has left (by `leave`) and it is finished.
-    let finished_after = async |leave: &str| -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let calls = app
-                .gql_ok(
-                    Some(&token),
-                    &format!("{{ aiCalls {{ edges {{ node {{ {CALL_FIELDS} }} }} }} }}"),
-                    json!({}),
-                )
-                .await;
-            let node = calls["aiCalls"]["edges"][0]["node"].clone();
-            if node["status"] != "PENDING" {
-                return node;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the {leave} stayed PENDING after its client left: {node}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
 
     // A plain call over HTTP whose client gives up while the provider hangs.
     let plain = tokio::spawn({
@@ -362,7 +345,7 @@ async fn a_call_whose_client_leaves_before_any_answer_is_cancelled_and_frees_its
         }
     });
     started().await;
-    let call = finished_after("plain call").await;
+    let call = latest_call_finished(&app, &token, "the plain call").await;
     assert!(plain.await.unwrap().is_err(), "the client gave up");
     // A stream whose socket is dropped before its first event.
     let mut ws = GqlWs::connect(&app, Some(&token)).await.unwrap();
@@ -370,7 +353,7 @@ async fn a_call_whose_client_leaves_before_any_answer_is_cancelled_and_frees_its
         .await;
     started().await;
     ws.drop_connection().await;
-    let streamed = finished_after("stream").await;
+    let streamed = latest_call_finished(&app, &token, "the stream").await;
 
     for call in [&call, &streamed] {
         assert_eq!(call["status"], "CANCELLED", "{call}");
@@ -383,19 +366,7 @@ async fn a_call_whose_client_leaves_before_any_answer_is_cancelled_and_frees_its
     }
     assert_eq!(streamed["stream"], true);
     // Nothing is left reserved, and the budget has spent exactly what the two records cost.
-    let sum = |q: &'static str| app.sql_number(q);
-    assert_eq!(
-        sum("SELECT COUNT(*) AS n FROM budget_reservations").await,
-        0
-    );
-    assert_eq!(
-        sum("SELECT CAST(COALESCE(SUM(reserved_micros), 0) AS BIGINT) AS n FROM budgets").await,
-        0
-    );
-    assert_eq!(
-        sum("SELECT CAST(COALESCE(SUM(spent_micros), 0) AS BIGINT) AS n FROM budgets").await,
-        sum("SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS n FROM ai_calls").await
-    );
+    app.assert_budgets_settled().await;
     assert_eq!(pending().await, 0);
 }
 

@@ -849,6 +849,24 @@ impl TestApp {
         (pool, user_id)
     }
 
+    /// Every call is settled: no budget reservation is left, and the budgets have spent exactly
+    /// what the call records cost (for tests whose every call is under one budget).
+    pub async fn assert_budgets_settled(&self) {
+        let sum = |q: &'static str| self.sql_number(q);
+        assert_eq!(
+            sum("SELECT COUNT(*) AS n FROM budget_reservations").await,
+            0
+        );
+        assert_eq!(
+            sum("SELECT CAST(COALESCE(SUM(reserved_micros), 0) AS BIGINT) AS n FROM budgets").await,
+            0
+        );
+        assert_eq!(
+            sum("SELECT CAST(COALESCE(SUM(spent_micros), 0) AS BIGINT) AS n FROM budgets").await,
+            sum("SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS n FROM ai_calls").await
+        );
+    }
+
     /// A query returning one BIGINT column named `n`.
     pub async fn sql_number(&self, query: &str) -> i64 {
         use diesel_async::RunQueryDsl;
