@@ -2,8 +2,8 @@
 //! reservations) → call the provider, falling back in order → price → finish the record, settle
 //! the budgets, add to the daily rollup and append the conversation turn in one transaction →
 //! publish. Streaming uses the same steps. A call whose client goes away (a plain call's
-//! request, a stream at any point) is finished as `CANCELLED`, never left `PENDING`. The flow takes and returns domain types only, so any door (GraphQL,
-//! REST) calls it the same way.
+//! request, a stream at any point) is finished as `CANCELLED`, never left `PENDING`. The flow
+//! takes and returns domain types only, so any door (GraphQL, REST) calls it the same way.
 //!
 //! - [`prepare`]: ownership, history, parameter checks and the targets to try.
 //! - [`record`]: opening the `PENDING` record and closing it, step by step.
