@@ -131,6 +131,19 @@ pub async fn chat(
     meta: &RequestMeta,
     input: ChatInput,
 ) -> Result<ChatOutcome, Error> {
+    // The flow's future is large (every step's state), and the doors' futures around it are
+    // moved several times before they run (async-graphql's resolver sets, axum's layers): boxed
+    // once here, each of those moves copies a pointer instead of kilobytes
+    // (`bench/instructions.sh`).
+    Box::pin(chat_flow(app, viewer, meta, input)).await
+}
+
+async fn chat_flow(
+    app: &Arc<App>,
+    viewer: &Viewer,
+    meta: &RequestMeta,
+    input: ChatInput,
+) -> Result<ChatOutcome, Error> {
     let mut admitted = app.admission.admit()?;
     let prepared = prepare::prepare(app, viewer, &input).await?;
     let tpm = rate_limits::admit(app, viewer).await?;
@@ -198,6 +211,16 @@ pub async fn chat(
 /// A streamed chat: deltas as they arrive, then one final item with the finished record.
 /// Fallbacks apply until a stream starts; once bytes flow, a failure ends the stream.
 pub async fn chat_stream(
+    app: Arc<App>,
+    viewer: &Viewer,
+    meta: &RequestMeta,
+    input: ChatInput,
+) -> Result<BoxStream<'static, Result<ChatChunk, Error>>, Error> {
+    // Boxed as [`chat`]'s flow is.
+    Box::pin(chat_stream_flow(app, viewer, meta, input)).await
+}
+
+async fn chat_stream_flow(
     app: Arc<App>,
     viewer: &Viewer,
     meta: &RequestMeta,
