@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::db::DbConn;
-use crate::db::fixed::FixedShape;
+use crate::db::fixed::fixed_shape;
 use crate::db::models::AiCall;
 use crate::services::access_cache::{AccessCache, BEAT_EVERY, HORIZON, Horizon};
 use crate::services::call_reads::CallReads;
@@ -333,7 +333,7 @@ impl EventBus {
         let payload = self
             .envelope(event)
             .map_err(|e| crate::Error::Internal(e.to_string()))?;
-        FixedShape(
+        fixed_shape!(
             diesel::sql_query("SELECT pg_notify($1, $2)")
                 .bind::<Text, _>(CHANNEL)
                 .bind::<Text, _>(payload),
@@ -461,7 +461,7 @@ async fn notifier(url: String, mut queue: mpsc::Receiver<String>) {
 /// [`notify`]'s statement, prepared once on the notifier's connection: `sql_query` alone is
 /// prepared again on every run, a round trip more for every batch.
 fn notify_statement(payloads: &[String]) -> impl QueryFragment<Pg> + QueryId + Send + '_ {
-    FixedShape(
+    fixed_shape!(
         diesel::sql_query(
             "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n",
         )

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::fixed::FixedShape;
+use super::fixed::fixed_shape;
 use super::models::AiCall;
 use super::schema::ai_calls;
 use super::{DbConn, db_run};
@@ -43,7 +43,17 @@ pub async fn insert_pending(conn: &mut DbConn, call: &AiCall) -> QueryResult<()>
                 .await
                 .map(drop)
         }
-        DbConn::Sqlite(..) => insert(conn, call).await.map(drop),
+        DbConn::Sqlite(obj, _) => {
+            // Diesel's own statement, found in the cache by its static id: through the async
+            // wrapper it would build its SQL text first (`db::budgets`, the finish, says more).
+            let c: &mut super::SqliteConn = obj;
+            let call = call.clone();
+            c.spawn_blocking(move |c| {
+                let insert = fixed_shape!(diesel::insert_into(ai_calls::table).values(&call));
+                super::fixed::run_on_sqlite(c, insert)
+            })
+            .await
+        }
     }
 }
 
@@ -51,14 +61,12 @@ pub async fn insert_pending(conn: &mut DbConn, call: &AiCall) -> QueryResult<()>
 /// alone would have diesel prepare it again on every run).
 pub(crate) fn insert_pending_statement(
     call: &AiCall,
-) -> FixedShape<
-    impl diesel::query_builder::Query<SqlType = diesel::sql_types::Text>
-    + diesel::query_builder::QueryFragment<diesel::pg::Pg>
-    + diesel::query_builder::QueryId
-    + Send
-    + '_,
-> {
-    FixedShape(
+) -> impl diesel::query_builder::Query<SqlType = diesel::sql_types::Text>
++ diesel::query_builder::QueryFragment<diesel::pg::Pg>
++ diesel::query_builder::QueryId
++ Send
++ '_ {
+    fixed_shape!(
         diesel::insert_into(ai_calls::table)
             .values(call)
             .returning(diesel::dsl::sql::<diesel::sql_types::Text>(ASYNC_COMMIT)),

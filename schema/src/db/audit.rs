@@ -207,7 +207,7 @@ pub async fn chain_batch(
             let hashes: Vec<&str> = links.iter().map(|l| l.hash.as_str()).collect();
             // One statement for the batch: not a round trip per row.
             // Its text is fixed (arrays of any length): prepared once per connection.
-            let linked = super::fixed::FixedShape(
+            let linked = super::fixed::fixed_shape!(
                 diesel::sql_query(
                     "UPDATE audit_log AS a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash \
                      FROM unnest($1, $2, $3, $4) AS v(id, seq, prev_hash, hash) \

@@ -6,18 +6,14 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{Query, QueryFragment, QueryId};
 use diesel::sqlite::Sqlite;
-use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
 
 use super::ai_calls::Finish;
-use super::fixed::FixedShape;
+use super::fixed::fixed_shape;
 use super::flight;
-use super::models::{AiCall, Budget, DailyUsage, NewAuditRow, Reservation};
-use super::schema::{
-    ai_calls, audit_log, budget_reservations, budgets, usage_daily, usage_daily_models,
-    usage_daily_users,
-};
+use super::models::{AiCall, Budget, NewAuditRow, Reservation};
+use super::schema::{ai_calls, budget_reservations, budgets};
 use super::{DbConn, db_run};
 use crate::domain::CallStatus;
 
@@ -157,7 +153,7 @@ pub(super) fn reserve_statement(
     amount: i64,
     tokens: i64,
 ) -> impl QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + '_ {
-    FixedShape(
+    fixed_shape!(
         diesel::update(
             budgets::table
                 .find(id)
@@ -279,7 +275,7 @@ fn reserve_or_raise_statement(
     tokens: i64,
 ) -> impl QueryFragment<Pg> + QueryId + Send + '_ {
     use diesel::sql_types::{BigInt, Text};
-    FixedShape(
+    fixed_shape!(
         diesel::sql_query(
             "UPDATE budgets SET reserved_micros = CASE \
              WHEN spent_micros + reserved_micros + $2 <= limit_micros \
@@ -335,7 +331,7 @@ pub async fn settle_call(
         }
         DbConn::Sqlite(obj, _) => {
             let c: &mut super::SqliteConn = obj;
-            let settled = FixedShape(
+            let settled = fixed_shape!(
                 diesel::sql_query(concat!(
                     "UPDATE budgets AS b SET \
                      reserved_micros = b.reserved_micros - d.amount_micros, \
@@ -375,7 +371,7 @@ fn settle_statement_pg<'a>(
     tokens: i64,
 ) -> impl QueryFragment<Pg> + QueryId + Query<SqlType = diesel::sql_types::Untyped> + Send + 'a {
     use diesel::sql_types::{BigInt, Text};
-    FixedShape(
+    fixed_shape!(
         diesel::sql_query(concat!(
             "WITH d AS (DELETE FROM budget_reservations WHERE ai_call_id = $1 \
              RETURNING budget_id, amount_micros, tokens, requests) \
@@ -417,7 +413,7 @@ pub async fn expired(
 macro_rules! settle_statement {
     ($r:expr, $used:expr) => {{
         let (r, used): (&Reservation, (i64, i64, i64)) = ($r, $used);
-        FixedShape(
+        fixed_shape!(
             diesel::update(budgets::table.find(&r.budget_id))
                 .set((
                     budgets::reserved_micros.eq(budgets::reserved_micros - r.amount_micros),
@@ -456,7 +452,7 @@ pub async fn settle(
 /// Records that `threshold` was raised this period, once: returns whether this call did it.
 pub async fn mark_alerted(conn: &mut DbConn, id: &str, threshold: i64) -> QueryResult<bool> {
     db_run!(conn, |c| {
-        FixedShape(
+        fixed_shape!(
             diesel::update(
                 budgets::table
                     .find(id)
@@ -473,7 +469,7 @@ pub async fn mark_alerted(conn: &mut DbConn, id: &str, threshold: i64) -> QueryR
 /// The update that finishes call `$id` if it is still `PENDING`, returning the row.
 macro_rules! finish_statement {
     ($id:expr, $finish:expr) => {
-        FixedShape(
+        fixed_shape!(
             diesel::update(
                 ai_calls::table
                     .find($id)
@@ -490,7 +486,7 @@ macro_rules! finish_statement {
 macro_rules! rollup_statement {
     ($u:expr, $table:ident, [$($key:ident),+]) => {{
         let u = $u;
-        FixedShape(
+        fixed_shape!(
             diesel::insert_into($table::table)
                 .values((
                     $($table::$key.eq(u.$key),)+
@@ -565,17 +561,66 @@ pub async fn finish_and_add_to_daily(
         DbConn::Pg(obj) => finish_and_add_to_daily_pg(obj, id, finish, add_to, audit).await,
         DbConn::Sqlite(obj, _) => {
             let c: &mut super::SqliteConn = obj;
+            let finishing = sqlite_finish::Finishing {
+                id: id.to_owned(),
+                user_id: call.user_id.clone(),
+                api_key_id: call.api_key_id.clone().unwrap_or_default(),
+                day: day.to_owned(),
+                finish: finish.clone(),
+                token_counters: add_to.token_counters.to_vec(),
+                minute: add_to.minute,
+                audit: audit.map(super::models::OwnedAuditRow::from),
+            };
+            c.spawn_blocking(move |c| finishing.run(c)).await
+        }
+    }
+}
+
+/// SQLite: a call's finish as diesel's own statements on the connection, in one piece of work
+/// for the blocking wrapper (inline on the call path, `db::on_call_path`). Through the async
+/// wrapper each statement would build its SQL text and copy its values first; here the statement
+/// cache finds each by its static id ([`super::fixed`]), so that after the first call nothing is
+/// built but the values' binding.
+mod sqlite_finish {
+    use chrono::NaiveDateTime;
+    use diesel::prelude::*;
+    use diesel::sqlite::SqliteConnection;
+    use diesel::upsert::excluded;
+
+    use super::super::ai_calls::Finish;
+    use super::super::fixed::{fixed_shape, run_on_sqlite};
+    use super::super::models::{AiCall, DailyUsage, OwnedAuditRow};
+    use super::super::schema::{
+        ai_calls, audit_log, usage_daily, usage_daily_models, usage_daily_users,
+    };
+    use crate::domain::CallStatus;
+
+    /// What the finish writes, owned: the wrapper's work cannot borrow.
+    pub(super) struct Finishing {
+        pub(super) id: String,
+        pub(super) user_id: String,
+        pub(super) api_key_id: String,
+        pub(super) day: String,
+        pub(super) finish: Finish,
+        pub(super) token_counters: Vec<String>,
+        pub(super) minute: NaiveDateTime,
+        pub(super) audit: Option<OwnedAuditRow>,
+    }
+
+    impl Finishing {
+        /// As `finish_and_add_to_daily`, inside the caller's transaction.
+        pub(super) fn run(self, c: &mut SqliteConnection) -> QueryResult<Option<AiCall>> {
+            let (id, finish) = (self.id.as_str(), &self.finish);
             let Some(record) = finish_statement!(id, finish)
                 .get_result::<AiCall>(c)
-                .await
                 .optional()?
             else {
                 return Ok(None);
             };
             let u = &DailyUsage {
-                day,
-                user_id: &call.user_id,
-                api_key_id: call.api_key_id.as_deref().unwrap_or(""),
+                day: &self.day,
+                user_id: &self.user_id,
+                api_key_id: &self.api_key_id,
                 provider: &finish.provider,
                 model: &finish.model,
                 currency: finish.currency.as_deref().unwrap_or(""),
@@ -586,36 +631,39 @@ pub async fn finish_and_add_to_daily(
                 cost_micros: finish.cost_micros,
                 shard: 0, // one row per key on SQLite (see `shard`)
             };
-            rollup_statement!(
-                u,
-                usage_daily,
-                [day, user_id, api_key_id, provider, model, currency, shard]
-            )
-            .execute(c)
-            .await?;
-            rollup_statement!(u, usage_daily_users, [day, user_id, currency, shard])
-                .execute(c)
-                .await?;
-            rollup_statement!(
-                u,
-                usage_daily_models,
-                [day, provider, model, currency, shard]
-            )
-            .execute(c)
-            .await?;
+            run_on_sqlite(
+                c,
+                rollup_statement!(
+                    u,
+                    usage_daily,
+                    [day, user_id, api_key_id, provider, model, currency, shard]
+                ),
+            )?;
+            run_on_sqlite(
+                c,
+                rollup_statement!(u, usage_daily_users, [day, user_id, currency, shard]),
+            )?;
+            run_on_sqlite(
+                c,
+                rollup_statement!(
+                    u,
+                    usage_daily_models,
+                    [day, provider, model, currency, shard]
+                ),
+            )?;
             let tokens = finish.prompt_tokens + finish.completion_tokens;
             if tokens > 0 {
-                for counter in add_to.token_counters {
-                    super::rate_limits::add_statement(counter, add_to.minute, tokens)
-                        .execute(c)
-                        .await?;
+                for counter in &self.token_counters {
+                    let add =
+                        super::super::rate_limits::add_statement(counter, self.minute, tokens);
+                    diesel::query_dsl::methods::ExecuteDsl::execute(add, c)?;
                 }
             }
-            if let Some(row) = audit {
-                diesel::insert_into(audit_log::table)
-                    .values(row)
-                    .execute(c)
-                    .await?;
+            if let Some(row) = &self.audit {
+                run_on_sqlite(
+                    c,
+                    fixed_shape!(diesel::insert_into(audit_log::table).values(row)),
+                )?;
             }
             Ok(Some(record))
         }

@@ -7,7 +7,7 @@ use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
 
-use super::fixed::FixedShape;
+use super::fixed::fixed_shape;
 use super::models::{Conversation, Message};
 use super::schema::{conversations, messages};
 use super::{DbConn, db_run};
@@ -91,7 +91,9 @@ pub(super) fn touch_statement(
     id: &str,
     now: NaiveDateTime,
 ) -> impl QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + '_ {
-    FixedShape(diesel::update(conversations::table.find(id)).set(conversations::updated_at.eq(now)))
+    fixed_shape!(
+        diesel::update(conversations::table.find(id)).set(conversations::updated_at.eq(now))
+    )
 }
 
 /// Deletes a conversation and its messages (call records keep their data, unlinked).

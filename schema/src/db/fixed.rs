@@ -1,21 +1,51 @@
-//! Statements diesel would prepare again on every run, kept prepared instead.
+//! Statements diesel would prepare again on every run, kept prepared instead, and known by
+//! the place they are written.
 //!
 //! Diesel never caches an `UPDATE` or an upsert's `DO UPDATE` prepared statement, because a
 //! changeset of `Option` fields skips its `None`s and so changes shape from one run to the next.
 //! The statements of the call path have one shape (their changesets store `None` as `NULL`), and
 //! preparing them again was a fifth of the instructions of a call on SQLite (`bench/RESULTS.md`).
 //! [`FixedShape`] tells the statement cache so.
+//!
+//! It also gives the statement a static [`QueryId`], made from the place in the source where it
+//! is written ([`fixed_shape!`]), so that the cache finds it by that id: without one (diesel
+//! gives none to an `UPDATE`, an upsert or `sql_query`), every run builds the statement's SQL
+//! text and hashes it to find the prepared statement, on SQLite about a tenth of a call's
+//! instructions (`bench/instructions.sh`). On PostgreSQL diesel-async builds the text for every
+//! run anyway, and only the hashing is spared.
+
+use std::marker::PhantomData;
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 
-/// A statement whose SQL text depends on its type alone: never on its values (no changeset
-/// that skips `None` fields, no `IN` list, no batch of rows of varying length).
-#[derive(Debug, Clone, Copy)]
-pub struct FixedShape<Q>(pub Q);
+/// A statement whose SQL text depends on the place it is written (`K`, a type of its own made by
+/// [`fixed_shape!`]) alone: never on its values (no changeset that skips `None` fields, no `IN`
+/// list, no batch of rows of varying length), nor on a type parameter of the function around it.
+#[derive(Debug)]
+pub struct FixedShape<Q, K>(Q, PhantomData<fn() -> K>);
 
-impl<Q, DB> QueryFragment<DB> for FixedShape<Q>
+impl<Q, K> FixedShape<Q, K> {
+    /// Use [`fixed_shape!`], which makes `K`.
+    #[doc(hidden)]
+    pub fn at_site(statement: Q) -> Self {
+        Self(statement, PhantomData)
+    }
+}
+
+/// `fixed_shape!(statement)`: `statement`, kept prepared, known to the statement cache by where
+/// this is written (see [`FixedShape`]). Never inside a function generic over what the statement
+/// names: every instance would share the one place.
+macro_rules! fixed_shape {
+    ($statement:expr $(,)?) => {{
+        enum Site {}
+        $crate::db::fixed::FixedShape::<_, Site>::at_site($statement)
+    }};
+}
+pub(crate) use fixed_shape;
+
+impl<Q, K, DB> QueryFragment<DB> for FixedShape<Q, K>
 where
     DB: Backend,
     Q: QueryFragment<DB>,
@@ -29,13 +59,60 @@ where
     }
 }
 
-impl<Q: QueryId> QueryId for FixedShape<Q> {
-    type QueryId = FixedShape<Q::QueryId>;
-    const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;
+impl<Q: QueryId, K: 'static> QueryId for FixedShape<Q, K> {
+    type QueryId = (K, Q::QueryId);
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<Q: Query> Query for FixedShape<Q> {
+impl<Q: Query, K> Query for FixedShape<Q, K> {
     type SqlType = Q::SqlType;
+}
+
+/// Diesel's synchronous `RunQueryDsl`, for the statements run on SQLite's own connection
+/// (`crate::db::budgets`, inside the blocking wrapper).
+impl<Q, K, Conn> diesel::RunQueryDsl<Conn> for FixedShape<Q, K> {}
+
+/// Runs `statement`, which returns no rows, on SQLite's own connection (the work of the
+/// blocking wrapper), prepared once per connection.
+///
+/// Diesel's synchronous `execute` takes the statement by reference, and its `QueryFragment`
+/// for `&T` does not pass on [`FixedShape`]'s word that it may be kept: it walks the statement
+/// instead, an `UPDATE` or an upsert says no, and the statement would be prepared again on every
+/// run. Loaded by value (as a statement of no rows, its cursor run to the end), it is kept.
+pub(crate) fn run_on_sqlite<S>(
+    conn: &mut diesel::sqlite::SqliteConnection,
+    statement: S,
+) -> QueryResult<()>
+where
+    S: QueryFragment<diesel::sqlite::Sqlite> + QueryId,
+{
+    use diesel::connection::LoadConnection;
+    for row in conn.load(NoRows(statement))? {
+        row?;
+    }
+    Ok(())
+}
+
+/// A statement that returns no rows, as a query of none (see [`run_on_sqlite`]).
+struct NoRows<S>(S);
+
+impl<S: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for NoRows<S> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, backend: &DB) -> QueryResult<bool> {
+        self.0.is_safe_to_cache_prepared(backend)
+    }
+}
+
+impl<S: QueryId> QueryId for NoRows<S> {
+    type QueryId = S::QueryId;
+    const HAS_STATIC_QUERY_ID: bool = S::HAS_STATIC_QUERY_ID;
+}
+
+impl<S> Query for NoRows<S> {
+    type SqlType = diesel::sql_types::Untyped;
 }
 
 /// Whether diesel's statement cache keeps `statement` prepared on `backend` (for the tests of
@@ -80,6 +157,85 @@ mod tests {
         assert!(kept_prepared(&add, &Pg) && kept_prepared(&add, &Sqlite));
         assert!(kept_prepared(&touch, &Pg) && kept_prepared(&touch, &Sqlite));
         assert!(kept_prepared(&rate_limits::lock_statement("rpm:u"), &Pg));
+    }
+
+    /// The statement cache's key: diesel's `QueryId::query_id`.
+    fn key<Q: diesel::query_builder::QueryId>(_: &Q) -> Option<std::any::TypeId> {
+        Q::query_id()
+    }
+
+    #[test]
+    fn each_place_a_statement_is_written_is_a_prepared_statement_of_its_own() {
+        let (at, later) = (NaiveDateTime::default(), NaiveDateTime::MAX);
+        let add = rate_limits::add_statement("tpm:u", at, 10);
+        let bump = rate_limits::bump_statement("rpm:u", at, 1, 120);
+        // Found by a static id, never by building the text…
+        assert!(key(&add).is_some() && key(&bump).is_some());
+        // …one per place: two statements of one type (`sql_query`) are not confused…
+        assert_ne!(
+            key(&crate::db::flight::begin()),
+            key(&crate::db::flight::commit())
+        );
+        assert_ne!(key(&add), key(&bump));
+        // …and the values do not matter.
+        assert_eq!(
+            key(&add),
+            key(&rate_limits::add_statement("tpm:v", later, 1))
+        );
+        assert_eq!(
+            key(&conversations::touch_statement("c", at)),
+            key(&conversations::touch_statement("d", later))
+        );
+    }
+
+    #[test]
+    fn on_sqlite_a_fixed_statement_is_prepared_once_per_connection() {
+        use diesel::connection::{Instrumentation, InstrumentationEvent};
+        use std::sync::{Arc, Mutex};
+        let prepared = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = prepared.clone();
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut conn,
+            "CREATE TABLE rate_counters (key TEXT NOT NULL, window_start TIMESTAMP NOT NULL, \
+             count BIGINT NOT NULL, PRIMARY KEY (key, window_start))",
+        )
+        .unwrap();
+        struct Count(Arc<Mutex<Vec<String>>>);
+        impl Instrumentation for Count {
+            fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+                if let InstrumentationEvent::CacheQuery { sql, .. } = event {
+                    self.0.lock().unwrap().push(sql.to_owned());
+                }
+            }
+        }
+        conn.set_instrumentation(Count(seen));
+        let at = NaiveDateTime::default();
+        for (key, amount) in [("tpm:u", 1), ("tpm:v", 2), ("tpm:u", 3)] {
+            super::run_on_sqlite(&mut conn, rate_limits::add_statement(key, at, amount)).unwrap();
+            super::run_on_sqlite(&mut conn, rate_limits::bump_statement(key, at, 1, 100)).unwrap();
+        }
+        // Each prepared once (diesel's `execute` would have prepared each every time)…
+        assert_eq!(
+            prepared.lock().unwrap().len(),
+            2,
+            "{:?}",
+            prepared.lock().unwrap()
+        );
+        // …and each run: u got 1, +1, 3, +1; v got 2, +1.
+        let counts: Vec<(String, i64)> = rate_counters::table
+            .select((rate_counters::key, rate_counters::count))
+            .order(rate_counters::key)
+            .load(&mut conn)
+            .unwrap();
+        assert_eq!(counts, [("tpm:u".to_owned(), 6), ("tpm:v".to_owned(), 3)]);
+        // An error is the statement's, not lost with the rows it did not return.
+        let clash = diesel::insert_into(rate_counters::table).values((
+            rate_counters::key.eq("tpm:v"),
+            rate_counters::window_start.eq(at),
+            rate_counters::count.eq(1),
+        ));
+        assert!(super::run_on_sqlite(&mut conn, clash).is_err());
     }
 
     #[test]

@@ -19,22 +19,23 @@
 //! [`landed`] marks it sound again once the `COMMIT` (or the `ROLLBACK` it became) is done.
 
 use diesel::connection::TransactionManagerStatus;
-use diesel::query_builder::SqlQuery;
+use diesel::pg::Pg;
+use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::result::{Error as DieselError, QueryResult};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
 
-use super::fixed::FixedShape;
+use super::fixed::fixed_shape;
 
 /// The flight's first statement, kept prepared like the rest (a statement prepared again on
 /// every run is sent only once its preparation is answered: the flight would take two round
 /// trips).
-pub(crate) fn begin() -> FixedShape<SqlQuery> {
-    FixedShape(diesel::sql_query("BEGIN"))
+pub(crate) fn begin() -> impl QueryFragment<Pg> + QueryId + Send {
+    fixed_shape!(diesel::sql_query("BEGIN"))
 }
 
 /// The flight's last statement: it commits, or, after an error in the flight, rolls back.
-pub(crate) fn commit() -> FixedShape<SqlQuery> {
-    FixedShape(diesel::sql_query("COMMIT"))
+pub(crate) fn commit() -> impl QueryFragment<Pg> + QueryId + Send {
+    fixed_shape!(diesel::sql_query("COMMIT"))
 }
 
 fn status(conn: &mut AsyncPgConnection) -> &mut TransactionManagerStatus {

@@ -14,7 +14,7 @@ use diesel::sql_types::{BigInt, Nullable};
 use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
 
-use super::fixed::FixedShape;
+use super::fixed::fixed_shape;
 use super::schema::{rate_counters, user_limits};
 use super::{DbConn, db_run};
 
@@ -93,7 +93,7 @@ pub async fn lock(conn: &mut DbConn, key: &str) -> QueryResult<()> {
 
 /// `pg_advisory_xact_lock` on `key`'s id, prepared once per connection.
 pub(super) fn lock_statement(key: &str) -> impl QueryFragment<Pg> + QueryId + Send {
-    FixedShape(
+    fixed_shape!(
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<BigInt, _>(lock_id(key)),
     )
 }
@@ -168,7 +168,7 @@ pub(super) fn bump_statement<'a>(
     amount: i64,
     limit: i64,
 ) -> impl QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + 'a {
-    FixedShape(
+    fixed_shape!(
         diesel::update(
             rate_counters::table
                 .find((key, window))
@@ -184,7 +184,7 @@ pub(crate) fn add_statement(
     window: NaiveDateTime,
     amount: i64,
 ) -> impl QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + '_ {
-    FixedShape(
+    fixed_shape!(
         diesel::insert_into(rate_counters::table)
             .values((
                 rate_counters::key.eq(key),

@@ -64,3 +64,59 @@ pub struct NewAuditRow<'a> {
     /// The request's id.
     pub request_id: &'a str,
 }
+
+/// [`NewAuditRow`] owning its text, for a statement that cannot borrow: one run by SQLite's
+/// blocking wrapper, whose work must own what it writes (`db::budgets`, a call's finish).
+#[derive(Debug, Insertable)]
+#[diesel(table_name = audit_log, treat_none_as_default_value = false)]
+pub struct OwnedAuditRow {
+    /// As [`NewAuditRow::at`].
+    pub at: NaiveDateTime,
+    /// As [`NewAuditRow::actor_id`].
+    pub actor_id: Option<String>,
+    /// As [`NewAuditRow::actor_role`].
+    pub actor_role: Option<String>,
+    /// As [`NewAuditRow::operation_name`].
+    pub operation_name: Option<String>,
+    /// As [`NewAuditRow::field`].
+    pub field: String,
+    /// As [`NewAuditRow::arguments`].
+    pub arguments: String,
+    /// As [`NewAuditRow::outcome`].
+    pub outcome: String,
+    /// As [`NewAuditRow::client_ip`].
+    pub client_ip: Option<String>,
+    /// As [`NewAuditRow::user_agent`].
+    pub user_agent: Option<String>,
+    /// As [`NewAuditRow::request_id`].
+    pub request_id: String,
+}
+
+impl From<&NewAuditRow<'_>> for OwnedAuditRow {
+    fn from(row: &NewAuditRow<'_>) -> Self {
+        let NewAuditRow {
+            at,
+            actor_id,
+            actor_role,
+            operation_name,
+            field,
+            arguments,
+            outcome,
+            client_ip,
+            user_agent,
+            request_id,
+        } = *row;
+        Self {
+            at,
+            actor_id: actor_id.map(str::to_owned),
+            actor_role: actor_role.map(str::to_owned),
+            operation_name: operation_name.map(str::to_owned),
+            field: field.to_owned(),
+            arguments: arguments.to_owned(),
+            outcome: outcome.to_owned(),
+            client_ip: client_ip.map(str::to_owned),
+            user_agent: user_agent.map(str::to_owned),
+            request_id: request_id.to_owned(),
+        }
+    }
+}
