@@ -75,6 +75,7 @@ fn install(format: LogFormat, test: bool) {
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| default.to_owned());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let records = log_records_wanted(&filter);
     let ansi = !test && std::io::stdout().is_terminal();
     let store = StoreLayer.with_filter(filter_fn(stored));
     let registry = tracing_subscriber::registry().with(store);
@@ -107,6 +108,26 @@ fn install(format: LogFormat, test: bool) {
             )
             .try_init(),
     };
+    // `try_init` bridges the `log` records of dependencies (tokio-postgres, reqwest, mio) into
+    // tracing and lets every level through. Each record then went through the filters: on
+    // PostgreSQL some forty `trace!` records a call, 5% of its instructions, to print none
+    // (`bench/instructions.sh`). Records below what any layer wants now stop at the `log` macro.
+    log::set_max_level(records);
+}
+
+/// The least severe `log` record a layer could want: what `filter` prints, and warnings (kept by
+/// the store layer whatever the filter). All of them when the filter cannot say.
+fn log_records_wanted(filter: &EnvFilter) -> log::LevelFilter {
+    use tracing::level_filters::LevelFilter;
+    let printed = match filter.max_level_hint() {
+        Some(LevelFilter::OFF) => log::LevelFilter::Off,
+        Some(LevelFilter::ERROR) => log::LevelFilter::Error,
+        Some(LevelFilter::WARN) => log::LevelFilter::Warn,
+        Some(LevelFilter::INFO) => log::LevelFilter::Info,
+        Some(LevelFilter::DEBUG) => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    printed.max(log::LevelFilter::Warn)
 }
 
 /// Offers this instance's log entries to `sink` until the returned guard is dropped.
@@ -283,5 +304,22 @@ where
         for sink in &sinks {
             sink.offer(row.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EnvFilter, log_records_wanted};
+
+    #[test]
+    fn log_records_stop_below_what_is_printed_or_stored() {
+        let wanted = |f: &str| log_records_wanted(&EnvFilter::new(f));
+        assert_eq!(wanted("info,tower_http=warn"), log::LevelFilter::Info);
+        assert_eq!(wanted("debug"), log::LevelFilter::Debug);
+        // A directive for one crate is enough to let its records through.
+        assert_eq!(wanted("info,tokio_postgres=trace"), log::LevelFilter::Trace);
+        // Warnings are stored (and shown in `logs`) whatever is printed.
+        assert_eq!(wanted("error"), log::LevelFilter::Warn);
+        assert_eq!(wanted("off"), log::LevelFilter::Warn);
     }
 }
