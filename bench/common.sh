@@ -115,3 +115,18 @@ limits_budget() {
         -d '{"query":"mutation { createBudget(input: {period: MONTH, currency: \"CNY\", limitMicros: \"1000000000000000\"}) { id } }"}' \
         | python3 -c 'import json,sys; assert json.load(sys.stdin)["data"]["createBudget"]["id"]'
 }
+
+# run_call_paths PORT: calls the caller's `run NAME URL BODY TOKEN` for each path of a call: with
+# FLOOR=1 the floor's GraphQL `chat` and REST `/v1`, otherwise CloudBase's GraphQL `chat` (as
+# $token) and `/v1` (as $key).
+run_call_paths() {
+    if [ -n "${FLOOR:-}" ]; then
+        run floor "http://127.0.0.1:$1/graphql" '{"query":"mutation { chat(message: \"hi\") }"}' -
+        run floor-rest "http://127.0.0.1:$1/v1/chat/completions" '{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}' -
+    else
+        run graphql "http://127.0.0.1:$1/graphql" \
+            '{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}' "$token"
+        run v1 "http://127.0.0.1:$1/v1/chat/completions" \
+            '{"model":"bench/bench-model","messages":[{"role":"user","content":"hi"}]}' "$key"
+    fi
+}

@@ -83,12 +83,4 @@ PY
         | grep -E '^ *[0-9,]+ ' | head -n "$TOP" | cut -c1-200 || true
 }
 
-if [ -n "${FLOOR:-}" ]; then
-    run floor "http://127.0.0.1:$CB/graphql" '{"query":"mutation { chat(message: \"hi\") }"}' -
-    run floor-rest "http://127.0.0.1:$CB/v1/chat/completions" '{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}' -
-else
-    run graphql "http://127.0.0.1:$CB/graphql" \
-        '{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}' "$token"
-    run v1 "http://127.0.0.1:$CB/v1/chat/completions" \
-        '{"model":"bench/bench-model","messages":[{"role":"user","content":"hi"}]}' "$key"
-fi
+run_call_paths "$CB"

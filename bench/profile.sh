@@ -107,12 +107,4 @@ PY
         | grep -v '^#' | grep -v '^$' | sed 's/ *- *- *$//' | head -n "$TOP" || true
 }
 
-if [ -n "${FLOOR:-}" ]; then
-    run floor "http://127.0.0.1:$CB/graphql" '{"query":"mutation { chat(message: \"hi\") }"}' -
-    run floor-rest "http://127.0.0.1:$CB/v1/chat/completions" '{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}' -
-else
-    run graphql "http://127.0.0.1:$CB/graphql" \
-        '{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}' "$token"
-    run v1 "http://127.0.0.1:$CB/v1/chat/completions" \
-        '{"model":"bench/bench-model","messages":[{"role":"user","content":"hi"}]}' "$key"
-fi
+run_call_paths "$CB"

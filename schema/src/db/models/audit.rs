@@ -39,58 +39,39 @@ pub struct AuditRow {
     pub hash: Option<String>,
 }
 
-/// A row as a request writes it: content only, unchained.
+/// A row as a request writes it: content only, unchained; its text borrowed
+/// ([`NewAuditRow`]) or owned ([`OwnedAuditRow`]).
 #[derive(Debug, Insertable)]
 #[diesel(table_name = audit_log, treat_none_as_default_value = false)]
-pub struct NewAuditRow<'a> {
+pub struct AuditRowValues<S> {
     /// When the mutation ran (microseconds, as both databases store it).
     pub at: NaiveDateTime,
     /// Who ran it.
-    pub actor_id: Option<&'a str>,
+    pub actor_id: Option<S>,
     /// Their role then.
-    pub actor_role: Option<&'a str>,
+    pub actor_role: Option<S>,
     /// The operation's name.
-    pub operation_name: Option<&'a str>,
+    pub operation_name: Option<S>,
     /// The mutation field.
-    pub field: &'a str,
+    pub field: S,
     /// Its arguments as JSON, secrets redacted.
-    pub arguments: &'a str,
+    pub arguments: S,
     /// `OK` or the error code.
-    pub outcome: &'a str,
+    pub outcome: S,
     /// Client address.
-    pub client_ip: Option<&'a str>,
+    pub client_ip: Option<S>,
     /// Client user agent.
-    pub user_agent: Option<&'a str>,
+    pub user_agent: Option<S>,
     /// The request's id.
-    pub request_id: &'a str,
+    pub request_id: S,
 }
+
+/// A row as a request writes it, borrowing its text.
+pub type NewAuditRow<'a> = AuditRowValues<&'a str>;
 
 /// [`NewAuditRow`] owning its text, for a statement that cannot borrow: one run by SQLite's
 /// blocking wrapper, whose work must own what it writes (`db::budgets`, a call's finish).
-#[derive(Debug, Insertable)]
-#[diesel(table_name = audit_log, treat_none_as_default_value = false)]
-pub struct OwnedAuditRow {
-    /// As [`NewAuditRow::at`].
-    pub at: NaiveDateTime,
-    /// As [`NewAuditRow::actor_id`].
-    pub actor_id: Option<String>,
-    /// As [`NewAuditRow::actor_role`].
-    pub actor_role: Option<String>,
-    /// As [`NewAuditRow::operation_name`].
-    pub operation_name: Option<String>,
-    /// As [`NewAuditRow::field`].
-    pub field: String,
-    /// As [`NewAuditRow::arguments`].
-    pub arguments: String,
-    /// As [`NewAuditRow::outcome`].
-    pub outcome: String,
-    /// As [`NewAuditRow::client_ip`].
-    pub client_ip: Option<String>,
-    /// As [`NewAuditRow::user_agent`].
-    pub user_agent: Option<String>,
-    /// As [`NewAuditRow::request_id`].
-    pub request_id: String,
-}
+pub type OwnedAuditRow = AuditRowValues<String>;
 
 impl From<&NewAuditRow<'_>> for OwnedAuditRow {
     fn from(row: &NewAuditRow<'_>) -> Self {
