@@ -269,19 +269,30 @@ async fn two_hundred_concurrent_chats_on_two_instances(with_budget: bool) {
 /// limits and the audit row are one statement with no transaction around it; a second finish of
 /// the same record (the sweep of interrupted calls racing the call's own end) must add nothing:
 /// no second rollup, no second audit row, no tokens counted twice against the rate limits. The
-/// first returns the row as stored, column for column.
+/// first returns the row as stored, column for column (on SQLite it is not read back but made
+/// from the `PENDING` record and the finish: the call's conversation is deleted while it is in
+/// flight, which the database alone changes in the row).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_finished_twice_is_counted_and_audited_once() {
-    use cloudbase_schema::db::{ai_calls, budgets, models};
+    use cloudbase_schema::db::{ai_calls, budgets, conversations, models};
     let app = TestApp::spawn().await;
     let (_, _, user_id) = app
         .register("twice@example.com", "twice-told-password")
         .await;
     let pool = own_pool(&app).await;
     let now = chrono::Utc::now().naive_utc();
+    let conversation = models::Conversation {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user_id.clone(),
+        title: "gone while the call runs".into(),
+        provider: None,
+        model: None,
+        created_at: now,
+        updated_at: now,
+    };
     let call = models::AiCall::pending(
         user_id.clone(),
-        None,
+        Some(conversation.id.clone()),
         Some("req-twice".into()),
         ("mock".into(), "mock-fast".into()),
         false,
@@ -322,7 +333,13 @@ async fn a_call_finished_twice_is_counted_and_audited_once() {
         request_id: "req-twice",
     };
     let mut conn = pool.get().await.unwrap();
-    conn.write(async |c| Ok(ai_calls::insert(c, &call).await?))
+    conn.write(async |c| {
+        conversations::insert(c, &conversation).await?;
+        Ok(ai_calls::insert(c, &call).await?)
+    })
+    .await
+    .unwrap();
+    conn.write(async |c| Ok(conversations::delete(c, &conversation.id).await?))
         .await
         .unwrap();
     let day = "2031-01-02";
@@ -343,11 +360,18 @@ async fn a_call_finished_twice_is_counted_and_audited_once() {
             .unwrap(),
         );
     }
+    let read = ai_calls::find(&mut conn, &call.id).await.unwrap();
     drop(conn);
     let stored = finished[0]
         .as_ref()
         .expect("the first finish finds the call");
     assert!(finished[1].is_none(), "the second finds it finished");
+    assert_eq!(
+        format!("{stored:?}"),
+        format!("{read:?}"),
+        "the finished record returned is the row stored"
+    );
+    assert_eq!(stored.conversation_id, None, "its conversation was deleted");
     assert_eq!(
         (
             stored.id.as_str(),

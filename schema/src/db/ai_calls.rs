@@ -122,6 +122,58 @@ pub struct Finish {
     pub prompt_log: Option<serde_json::Value>,
 }
 
+impl Finish {
+    /// The record `call` (`PENDING`) becomes when this finish is written over it: each of these
+    /// columns is set, a `None` to null (`treat_none_as_null`), and the others kept.
+    pub fn applied_to(self, call: AiCall) -> AiCall {
+        let Finish {
+            provider,
+            model,
+            status,
+            error_code,
+            error_message,
+            prompt_tokens,
+            cached_prompt_tokens,
+            completion_tokens,
+            usage_source,
+            finished_at,
+            latency_ms,
+            ttft_ms,
+            upstream_ms,
+            price_id,
+            cost_micros,
+            currency,
+            priced,
+            cached,
+            attempts,
+            prompt_log,
+        } = self;
+        AiCall {
+            provider,
+            model,
+            status,
+            error_code,
+            error_message,
+            prompt_tokens,
+            cached_prompt_tokens,
+            completion_tokens,
+            usage_source,
+            finished_at,
+            latency_ms,
+            ttft_ms,
+            upstream_ms,
+            price_id,
+            cost_micros,
+            currency,
+            priced,
+            cached,
+            attempts,
+            prompt_log,
+            ..call
+        }
+    }
+}
+
 /// One call.
 pub async fn find(conn: &mut DbConn, id: &str) -> QueryResult<AiCall> {
     db_run!(conn, |c| {

@@ -562,9 +562,7 @@ pub async fn finish_and_add_to_daily(
         DbConn::Sqlite(obj, _) => {
             let c: &mut super::SqliteConn = obj;
             let finishing = sqlite_finish::Finishing {
-                id: id.to_owned(),
-                user_id: call.user_id.clone(),
-                api_key_id: call.api_key_id.clone().unwrap_or_default(),
+                call: call.clone(),
                 day: day.to_owned(),
                 finish: finish.clone(),
                 token_counters: add_to.token_counters.to_vec(),
@@ -581,6 +579,14 @@ pub async fn finish_and_add_to_daily(
 /// wrapper each statement would build its SQL text and copy its values first; here the statement
 /// cache finds each by its static id ([`super::fixed`]), so that after the first call nothing is
 /// built but the values' binding.
+///
+/// The update has no `RETURNING`: SQLite runs one as a trigger of the temporary schema that fills
+/// a table of its own, opened, written, committed and dropped for every call, and the row read
+/// back is decoded column by column (its JSON and timestamps parsed again). About a tenth of a
+/// call's instructions (`bench/RESULTS.md`). The finished record is the `PENDING` record the call
+/// inserted with the finish's columns set, which is what the update wrote: only the update
+/// changes a `PENDING` row, but for its `conversation_id`, set to null if the conversation is
+/// deleted meanwhile, which is read back with the count of rows the update changed.
 mod sqlite_finish {
     use chrono::NaiveDateTime;
     use diesel::prelude::*;
@@ -595,11 +601,16 @@ mod sqlite_finish {
     };
     use crate::domain::CallStatus;
 
+    diesel::define_sql_function! {
+        /// SQLite's `changes()`: the rows the connection's last `INSERT`, `UPDATE` or `DELETE`
+        /// changed.
+        fn changes() -> Integer;
+    }
+
     /// What the finish writes, owned: the wrapper's work cannot borrow.
     pub(super) struct Finishing {
-        pub(super) id: String,
-        pub(super) user_id: String,
-        pub(super) api_key_id: String,
+        /// The call's record as its `PENDING` insert wrote it.
+        pub(super) call: AiCall,
         pub(super) day: String,
         pub(super) finish: Finish,
         pub(super) token_counters: Vec<String>,
@@ -610,17 +621,32 @@ mod sqlite_finish {
     impl Finishing {
         /// As `finish_and_add_to_daily`, inside the caller's transaction.
         pub(super) fn run(self, c: &mut SqliteConnection) -> QueryResult<Option<AiCall>> {
-            let (id, finish) = (self.id.as_str(), &self.finish);
-            let Some(record) = finish_statement!(id, finish)
-                .get_result::<AiCall>(c)
-                .optional()?
-            else {
+            let (id, finish) = (self.call.id.as_str(), &self.finish);
+            run_on_sqlite(
+                c,
+                fixed_shape!(
+                    diesel::update(
+                        ai_calls::table
+                            .find(id)
+                            .filter(ai_calls::status.eq(CallStatus::Pending)),
+                    )
+                    .set(finish)
+                ),
+            )?;
+            let changed = fixed_shape!(
+                ai_calls::table
+                    .find(id)
+                    .select((changes(), ai_calls::conversation_id))
+            )
+            .get_result::<(i32, Option<String>)>(c)
+            .optional()?;
+            let Some((1, conversation_id)) = changed else {
                 return Ok(None);
             };
             let u = &DailyUsage {
                 day: &self.day,
-                user_id: &self.user_id,
-                api_key_id: &self.api_key_id,
+                user_id: &self.call.user_id,
+                api_key_id: self.call.api_key_id.as_deref().unwrap_or(""),
                 provider: &finish.provider,
                 model: &finish.model,
                 currency: finish.currency.as_deref().unwrap_or(""),
@@ -654,9 +680,11 @@ mod sqlite_finish {
             let tokens = finish.prompt_tokens + finish.completion_tokens;
             if tokens > 0 {
                 for counter in &self.token_counters {
-                    let add =
-                        super::super::rate_limits::add_statement(counter, self.minute, tokens);
-                    diesel::query_dsl::methods::ExecuteDsl::execute(add, c)?;
+                    // By value: run by reference, diesel would prepare the upsert every time.
+                    run_on_sqlite(
+                        c,
+                        super::super::rate_limits::add_statement(counter, self.minute, tokens),
+                    )?;
                 }
             }
             if let Some(row) = &self.audit {
@@ -665,7 +693,11 @@ mod sqlite_finish {
                     fixed_shape!(diesel::insert_into(audit_log::table).values(row)),
                 )?;
             }
-            Ok(Some(record))
+            let pending = AiCall {
+                conversation_id,
+                ..self.call
+            };
+            Ok(Some(self.finish.applied_to(pending)))
         }
     }
 }
