@@ -16,18 +16,52 @@
 //! - `cloudbase_audit_chained_rows_total`: audit rows this instance linked into the chain
 //! - read at scrape time: `cloudbase_db_pool_connections{state}`, `cloudbase_logs_total{outcome}`
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use metrics::{Counter, Histogram};
 
 /// Most distinct GraphQL operation names given their own label; later ones count as `other`,
 /// so clients cannot grow the series without bound.
 const MAX_OPERATION_NAMES: usize = 200;
+
+/// Most provider and model pairs whose call metrics' handles are kept ([`CallHandles`]); calls
+/// of others look theirs up each time, as before.
+const MAX_CALL_HANDLES: usize = 1024;
 
 /// The instance's recorder (or none: recording is then a no-op).
 #[derive(Default)]
 pub struct Metrics {
     recorder: Option<Arc<dyn metrics::Recorder + Send + Sync>>,
     operations: Mutex<HashSet<String>>,
+    /// By provider, then model.
+    calls: Mutex<HashMap<String, HashMap<String, Arc<CallHandles>>>>,
+}
+
+/// The handles of one provider and model's call metrics, each registered the first time it is
+/// used: by name and labels, a metric is found by building its key (the labels' strings copied)
+/// and hashing it in the recorder's registry, seven times a call (`bench/instructions.sh`).
+#[derive(Default)]
+struct CallHandles {
+    /// `cloudbase_ai_calls_total`, by status (in [`status_slot`]'s order).
+    calls: [OnceLock<Counter>; 4],
+    /// `cloudbase_ai_tokens_total`: prompt, cached prompt, completion.
+    tokens: [OnceLock<Counter>; 3],
+    /// `cloudbase_ai_cost_micros_total`, by currency.
+    cost: Mutex<Vec<(String, Counter)>>,
+    duration: OnceLock<Histogram>,
+    upstream: OnceLock<Histogram>,
+    overhead: OnceLock<Histogram>,
+}
+
+fn status_slot(status: crate::domain::CallStatus) -> usize {
+    use crate::domain::CallStatus;
+    match status {
+        CallStatus::Pending => 0,
+        CallStatus::Succeeded => 1,
+        CallStatus::Failed => 2,
+        CallStatus::Cancelled => 3,
+    }
 }
 
 impl Metrics {
@@ -36,6 +70,47 @@ impl Metrics {
         Self {
             recorder: Some(recorder),
             operations: Mutex::default(),
+            calls: Mutex::default(),
+        }
+    }
+
+    /// The kept handles of `provider` and `model`'s call metrics (fresh ones, registered anew,
+    /// past [`MAX_CALL_HANDLES`] pairs).
+    fn call_handles(&self, provider: &str, model: &str) -> Arc<CallHandles> {
+        let Ok(mut calls) = self.calls.lock() else {
+            return Arc::default();
+        };
+        if let Some(handles) = calls.get(provider).and_then(|models| models.get(model)) {
+            return Arc::clone(handles);
+        }
+        let kept: usize = calls.values().map(HashMap::len).sum();
+        if kept >= MAX_CALL_HANDLES {
+            return Arc::default();
+        }
+        let handles = Arc::new(CallHandles::default());
+        calls
+            .entry(provider.to_owned())
+            .or_default()
+            .insert(model.to_owned(), Arc::clone(&handles));
+        handles
+    }
+
+    /// The handle in `slot`, registered by `make` (under this instance's recorder) the first
+    /// time.
+    fn handle<'h, T>(
+        &self,
+        slot: &'h OnceLock<T>,
+        noop: fn() -> T,
+        make: impl FnOnce() -> T,
+    ) -> &'h T {
+        slot.get_or_init(|| self.register(noop, make))
+    }
+
+    /// A handle made by `make` under this instance's recorder (`noop()` without one).
+    fn register<T>(&self, noop: fn() -> T, make: impl FnOnce() -> T) -> T {
+        match self.recorder.as_deref() {
+            Some(recorder) => metrics::with_local_recorder(recorder, make),
+            None => noop(),
         }
     }
 
@@ -95,38 +170,71 @@ impl Drop for GaugeGuard {
 
 /// Counts a finished AI call: by status, its tokens and cost, and its timings.
 pub fn record_call(m: &Metrics, r: &crate::db::models::AiCall) {
-    let labels = [("provider", r.provider.clone()), ("model", r.model.clone())];
-    let with =
-        |name: &'static str, value: String| [labels[0].clone(), labels[1].clone(), (name, value)];
+    if m.recorder.is_none() {
+        return;
+    }
+    let h = m.call_handles(&r.provider, &r.model);
+    // The labels are built only when a handle is registered.
+    let labels = || [("provider", r.provider.clone()), ("model", r.model.clone())];
+    let with = |name: &'static str, value: String| {
+        let [provider, model] = labels();
+        [provider, model, (name, value)]
+    };
     let secs = |ms: i64| ms.max(0) as f64 / 1000.0;
-    m.record(|| {
-        metrics::counter!("cloudbase_ai_calls_total", &with("status", r.status.to_string()))
-            .increment(1);
-        for (kind, n) in [
-            ("prompt", r.prompt_tokens),
-            ("cached_prompt", r.cached_prompt_tokens),
-            ("completion", r.completion_tokens),
-        ] {
-            if n > 0 {
+    m.handle(&h.calls[status_slot(r.status)], Counter::noop, || {
+        metrics::counter!(
+            "cloudbase_ai_calls_total",
+            &with("status", r.status.to_string())
+        )
+    })
+    .increment(1);
+    for (slot, (kind, n)) in h.tokens.iter().zip([
+        ("prompt", r.prompt_tokens),
+        ("cached_prompt", r.cached_prompt_tokens),
+        ("completion", r.completion_tokens),
+    ]) {
+        if n > 0 {
+            m.handle(slot, Counter::noop, || {
                 metrics::counter!("cloudbase_ai_tokens_total", &with("kind", kind.to_owned()))
-                    .increment(n.unsigned_abs());
+            })
+            .increment(n.unsigned_abs());
+        }
+    }
+    if r.cost_micros > 0 {
+        let currency = r.currency.as_deref().unwrap_or_default();
+        let counter = h.cost.lock().ok().map(|mut kept| {
+            if let Some((_, counter)) = kept.iter().find(|(c, _)| c == currency) {
+                return counter.clone();
             }
+            let counter = m.register(Counter::noop, || {
+                metrics::counter!(
+                    "cloudbase_ai_cost_micros_total",
+                    &with("currency", currency.to_owned())
+                )
+            });
+            kept.push((currency.to_owned(), counter.clone()));
+            counter
+        });
+        if let Some(counter) = counter {
+            counter.increment(r.cost_micros.unsigned_abs());
         }
-        if r.cost_micros > 0 {
-            let currency = r.currency.clone().unwrap_or_default();
-            metrics::counter!("cloudbase_ai_cost_micros_total", &with("currency", currency))
-                .increment(r.cost_micros.unsigned_abs());
-        }
-        if let Some(latency) = r.latency_ms {
-            metrics::histogram!("cloudbase_ai_call_duration_seconds", &labels).record(secs(latency));
-            if let Some(upstream) = r.upstream_ms {
-                metrics::histogram!("cloudbase_ai_upstream_duration_seconds", &labels)
-                    .record(secs(upstream));
+    }
+    if let Some(latency) = r.latency_ms {
+        m.handle(&h.duration, Histogram::noop, || {
+            metrics::histogram!("cloudbase_ai_call_duration_seconds", &labels())
+        })
+        .record(secs(latency));
+        if let Some(upstream) = r.upstream_ms {
+            m.handle(&h.upstream, Histogram::noop, || {
+                metrics::histogram!("cloudbase_ai_upstream_duration_seconds", &labels())
+            })
+            .record(secs(upstream));
+            m.handle(&h.overhead, Histogram::noop, || {
                 metrics::histogram!("cloudbase_ai_overhead_duration_seconds", "provider" => r.provider.clone())
-                    .record(secs(latency - upstream));
-            }
+            })
+            .record(secs(latency - upstream));
         }
-    });
+    }
 }
 
 #[cfg(test)]
