@@ -12,6 +12,8 @@
 #   BACKEND=postgres N=500 bash bench/instructions.sh
 #   BINARY=/tmp/old/cloudbase-ai bash bench/instructions.sh # another build of the server
 #   FLOOR=1 bash bench/instructions.sh                      # the floor's two paths
+#   C=32 N=960 bash bench/instructions.sh                   # calls 32 at a time: the batched
+#                                                           # writes' share per call, as at load
 #
 # Prints one line per path (instructions per call) and the functions with the most inclusive
 # instructions; the callgrind.out files stay in bench/out/instructions/ for `callgrind_annotate`.
@@ -23,6 +25,7 @@ cd "$repo"
 BACKEND="${BACKEND:-sqlite}"
 N="${N:-300}"
 WARM="${WARM:-50}"
+C="${C:-1}"
 TOP="${TOP:-30}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 out="$repo/bench/out/instructions${FLOOR:+-floor}"
@@ -63,7 +66,7 @@ run() { # run NAME URL BODY TOKEN
     taskset -c 0 "$bin/load" http "$2" "$3" "$4" 1 600 "$WARM" > /dev/null
     callgrind_control -z "$vg_pid" > /dev/null
     local line
-    line=$(taskset -c 0 "$bin/load" http "$2" "$3" "$4" 1 600 "$N")
+    line=$(taskset -c 0 "$bin/load" http "$2" "$3" "$4" "$C" 600 "$N")
     callgrind_control -d "$1" "$vg_pid" > /dev/null
     sleep 1
     local file

@@ -11,6 +11,9 @@
 #                                               # call chains (frame pointers) of another build:
 #     RUSTFLAGS="-C force-frame-pointers=yes" CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
 #     CARGO_TARGET_DIR=/tmp/fp cargo build --release -p cloudbase-server
+#   CALLGRAPH=1 CALLGRAPH_MODE=dwarf,16384 bash bench/profile.sh
+#                                               # call chains of the usual build, unwound from
+#                                               # copies of the stack (large files; shallow chains)
 #
 # Prints, per path: requests per second, the server's and the upstream's CPU per request, how
 # busy core 1 was, the server's threads by name (CPU and context switches per request), and the
@@ -63,7 +66,7 @@ run() { # run NAME URL BODY TOKEN
     perf stat -x, -e task-clock -p "$up_pid" -o "$out/$name.up.txt" -- sleep "$SECONDS_PER_RUN" &
     local s2=$!
     local idle0; idle0=$(awk '$1 == "cpu1" {print $5}' /proc/stat)
-    perf record -q -F 1999 ${CALLGRAPH:+-g} -p "$cb_pid" -o "$data" -- sleep "$SECONDS_PER_RUN" 2> /dev/null &
+    perf record -q -F 1999 ${CALLGRAPH:+--call-graph ${CALLGRAPH_MODE:-fp}} -p "$cb_pid" -o "$data" -- sleep "$SECONDS_PER_RUN" 2> /dev/null &
     local s4=$!
     local line
     threads "$cb_pid" > "$out/$name.threads0"
