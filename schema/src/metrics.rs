@@ -41,6 +41,9 @@ pub struct Metrics {
 /// The handles of one provider and model's call metrics, each registered the first time it is
 /// used: by name and labels, a metric is found by building its key (the labels' strings copied)
 /// and hashing it in the recorder's registry, seven times a call (`bench/instructions.sh`).
+/// Kept handles rely on the recorder never dropping a series it has handed out: the server's
+/// sets no idle timeout (`server/src/http/metrics.rs`); with one, a series dropped while idle
+/// would go on counting in a handle kept here and no longer be rendered.
 #[derive(Default)]
 struct CallHandles {
     /// `cloudbase_ai_calls_total`, by status (in [`status_slot`]'s order).

@@ -43,7 +43,9 @@ pub struct MetricsEndpoint {
 pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A new recorder for one instance, and the handle that renders it. The recorder keeps every
-/// histogram sample (a few per request) until it is drained: [`upkeep`] must run beside it.
+/// histogram sample (a few per request) until it is drained: [`upkeep`] must run beside it. It
+/// drops no idle series (no `idle_timeout`): `cloudbase_schema::metrics` keeps the handles of the
+/// call metrics, which must go on being rendered.
 pub fn recorder() -> (Metrics, PrometheusHandle) {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), SECONDS)
