@@ -466,18 +466,24 @@ pub async fn mark_alerted(conn: &mut DbConn, id: &str, threshold: i64) -> QueryR
     })
 }
 
-/// The update that finishes call `$id` if it is still `PENDING`, returning the row.
+/// The update that finishes call `$id` if it is still `PENDING`: a call finishes once, whoever
+/// (its own close, the sweep of interrupted calls) gets there first.
+macro_rules! finish_update {
+    ($id:expr, $finish:expr) => {
+        diesel::update(
+            ai_calls::table
+                .find($id)
+                .filter(ai_calls::status.eq(CallStatus::Pending)),
+        )
+        .set($finish)
+    };
+}
+
+/// [`finish_update!`] returning the row (PostgreSQL; SQLite's finish makes the row itself,
+/// `sqlite_finish`).
 macro_rules! finish_statement {
     ($id:expr, $finish:expr) => {
-        fixed_shape!(
-            diesel::update(
-                ai_calls::table
-                    .find($id)
-                    .filter(ai_calls::status.eq(CallStatus::Pending)),
-            )
-            .set($finish)
-            .returning(AiCall::as_returning()),
-        )
+        fixed_shape!(finish_update!($id, $finish).returning(AiCall::as_returning()))
     };
 }
 
@@ -622,17 +628,7 @@ mod sqlite_finish {
         /// As `finish_and_add_to_daily`, inside the caller's transaction.
         pub(super) fn run(self, c: &mut SqliteConnection) -> QueryResult<Option<AiCall>> {
             let (id, finish) = (self.call.id.as_str(), &self.finish);
-            run_on_sqlite(
-                c,
-                fixed_shape!(
-                    diesel::update(
-                        ai_calls::table
-                            .find(id)
-                            .filter(ai_calls::status.eq(CallStatus::Pending)),
-                    )
-                    .set(finish)
-                ),
-            )?;
+            run_on_sqlite(c, fixed_shape!(finish_update!(id, finish)))?;
             let changed = fixed_shape!(
                 ai_calls::table
                     .find(id)
