@@ -32,15 +32,33 @@ CARGO_TARGET_DIR="$repo/target/external-plugin" cargo build --quiet --manifest-p
 cp "$repo/target/external-plugin/debug/libecho_provider.so" "$work/plugins/"
 
 cargo build --quiet -p cloudbase-server
-port=$((20000 + RANDOM % 20000))
+# A free loopback port, asked of the kernel (a random one could be taken).
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 (cd "$work" && CLOUDBASE_LISTEN="127.0.0.1:$port" CLOUDBASE_PLUGINS_DIR="$work/plugins" \
     CLOUDBASE_BOOTSTRAP_ADMIN_EMAIL=admin@example.com CLOUDBASE_BOOTSTRAP_ADMIN_PASSWORD=change-me-please \
     "$repo/target/debug/cloudbase-ai" > "$work/server.log" 2>&1) &
 server_pid=$!
 url="http://127.0.0.1:$port"
-for _ in $(seq 1 100); do curl -sf "$url/readyz" > /dev/null && break; sleep 0.1; done
+fail() { # fail <what>: say what failed and show the server's log
+    echo "external-plugin: $1" >&2
+    echo "--- server log ---" >&2
+    cat "$work/server.log" >&2 || true
+    exit 1
+}
+# A debug build on a busy machine can take a while to migrate and hash the bootstrap password:
+# wait up to 60 s, and stop at once if the server has exited.
+ready=""
+for _ in $(seq 1 600); do
+    if curl -sf "$url/readyz" > /dev/null; then ready=1; break; fi
+    kill -0 "$server_pid" 2>/dev/null || fail "the server exited before it was ready"
+    sleep 0.1
+done
+[ -n "$ready" ] || fail "the server was not ready within 60 s"
 
-gql() { curl -sf "$url/graphql" -H 'content-type: application/json' ${2:+-H "authorization: Bearer $2"} -d "$1"; }
+gql() { # gql <body> [token]: the response, or the server's log and exit 1
+    curl -sS --fail-with-body --max-time 60 "$url/graphql" -H 'content-type: application/json' \
+        ${2:+-H "authorization: Bearer $2"} -d "$1" || fail "POST /graphql failed: $1"
+}
 token=$(gql '{"query":"mutation { login(input: {email: \"admin@example.com\", password: \"change-me-please\"}) { accessToken } }"}' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["login"]["accessToken"])')
 plugins=$(gql '{"query":"{ plugins { name instance status reason } }"}' "$token")
