@@ -2,7 +2,7 @@
 //! a dedicated connection under an advisory lock, so instances that start together migrate once.
 
 use diesel_async::{
-    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, SimpleAsyncConnection,
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -19,10 +19,34 @@ pub(super) async fn migrate_sqlite(path: &str) -> Result<(), ConnectError> {
         .await
         .map_err(|e| ConnectError::Connect(format!("{path}: {e}")))?;
     let mut harness = AsyncMigrationHarness::new(conn);
-    harness
+    let ran = harness
         .run_pending_migrations(SQLITE_MIGRATIONS)
-        .map_err(|e| ConnectError::Migrate(e.to_string()))?;
+        .map_err(|e| ConnectError::Migrate(e.to_string()))?
+        .len();
+    if ran > 0 {
+        // Migrations that rebuild a table do it with foreign keys off (SQLite's twelve steps):
+        // nothing checked the references while they ran, so check them all now.
+        let mut conn = harness.into_inner();
+        let broken: ForeignKeyCheck =
+            diesel::sql_query("SELECT COUNT(*) AS n FROM pragma_foreign_key_check")
+                .get_result(&mut conn)
+                .await
+                .map_err(|e| ConnectError::Migrate(format!("foreign key check: {e}")))?;
+        if broken.n > 0 {
+            return Err(ConnectError::Migrate(format!(
+                "{} rows refer to rows that are gone after the migrations \
+                 (`PRAGMA foreign_key_check` lists them)",
+                broken.n
+            )));
+        }
+    }
     Ok(())
+}
+
+#[derive(diesel::QueryableByName)]
+struct ForeignKeyCheck {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }
 
 /// Runs the Postgres migrations on one dedicated connection that holds an advisory lock, so that
