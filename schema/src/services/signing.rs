@@ -66,10 +66,7 @@ fn new_row(
         }
         Err(_) => (None, None),
     };
-    let suffix: String = random_bytes::<4>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let suffix = hex::encode(random_bytes::<4>());
     let kid = format!("ed-{}-{suffix}", now.format("%Y%m%d"));
     SigningKeyRow {
         private_key: private.map(|p| app.sealer.seal(Column::SigningKey, &kid, &p)),

@@ -307,7 +307,7 @@ pub fn hash_presented(text: &str) -> String {
 
 fn sha256_hex(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 /// 256 random bits, URL-safe base64: for generated secrets.

@@ -99,11 +99,7 @@ pub fn digest(path: &Path) -> std::io::Result<(u64, String)> {
         hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = hex::encode(hasher.finalize());
     Ok((bytes, hex))
 }
 

@@ -93,7 +93,7 @@ fn copy_name(path: &Path, digest: &[u8; 32]) -> String {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hash = hex::encode(&digest[..8]);
     match path.extension() {
         Some(ext) => format!("{stem}-{hash}.{}", ext.to_string_lossy()),
         None => format!("{stem}-{hash}"),

@@ -87,11 +87,7 @@ pub fn chain_hash(seq: i64, prev_hash: &str, row: &AuditRow) -> String {
             None => hasher.update([0u8]),
         }
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 /// Links up to `limit` unchained rows, oldest first, in one transaction; returns how many.

@@ -131,7 +131,7 @@ async fn create(app: &App, meta: &RequestMeta, who: &WeChatIdentity) -> Result<U
     }
     rate_limits::take_registration(app, meta.client_ip.as_deref()).await?;
     let digest = Sha256::digest(format!("wechat:{}", who.openid).as_bytes());
-    let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let tag = hex::encode(&digest[..8]);
     let account = users::NewAccount {
         email: format!("wx_{tag}@{RESERVED_DOMAIN}"),
         display_name: format!("WeChat user {}", &tag[..6]),

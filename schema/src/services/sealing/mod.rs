@@ -122,7 +122,7 @@ impl MasterKey {
         h.update(b"cloudbase master key id\0");
         h.update(bytes);
         let digest = h.finalize();
-        let id = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let id = hex::encode(&digest[..8]);
         Self { id, bytes }
     }
 
