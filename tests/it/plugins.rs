@@ -474,6 +474,53 @@ async fn kimi_app(upstream: &Upstream) -> TestApp {
     .await
 }
 
+/// A provider that answers with a redirect fails the call: the prompt and the key go to the
+/// configured address only, never on to wherever a response points (here, a second upstream
+/// that would answer).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_redirect_is_a_failed_call_and_is_not_followed() {
+    use axum::http::{StatusCode, header};
+    let elsewhere = Upstream::start(Dialect::Kimi).await;
+    let location = format!("{}/chat/completions", elsewhere.base_url());
+    let redirector = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let location = location.clone();
+            async move {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(header::LOCATION, location)],
+                    "",
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirector).await.unwrap() });
+    let app = TestApp::spawn_with(move |c| {
+        c.plugins.insert(
+            "kimi".into(),
+            instance("kimi", json!({"base_url": base}), &[("api_key", "HOME")]),
+        );
+    })
+    .await;
+    let (user, _, _) = app
+        .register("redirected@example.com", "redirected-password")
+        .await;
+    let ask = json!({"input": {"provider": "kimi", "model": "kimi-k2-0905-preview", "message": "where to?"}});
+    let answer = app.gql(Some(&user), &chat_query(), ask).await;
+    assert_eq!(error_code(&answer), "UPSTREAM_FAILED", "{answer}");
+    let message = answer["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("HTTP 307"), "{answer}");
+    assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+    assert_eq!(
+        app.sql_number("SELECT COUNT(*) AS n FROM ai_calls WHERE status = 'FAILED'")
+            .await,
+        1
+    );
+}
+
 /// Prices the test Kimi model so costs are real numbers.
 async fn price_kimi(app: &TestApp) {
     let admin = app.admin_token().await;

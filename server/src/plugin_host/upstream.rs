@@ -20,9 +20,14 @@ pub fn builder(timeouts: &UpstreamTimeouts) -> reqwest::ClientBuilder {
         .user_agent(concat!("cloudbase-ai/", env!("CARGO_PKG_VERSION")))
 }
 
-/// A client with the instance's connect timeout.
+/// A client with the instance's connect timeout. It follows no redirect: a provider's 3xx is
+/// answered to the plugin like any other failure status (a failed call naming the status), so a
+/// request, its prompt and its key, goes to the configured address only, and a moved endpoint
+/// shows as the wrong `base_url` it is rather than as a call quietly re-sent elsewhere (or, after
+/// a 301 or 302, re-sent as a `GET`).
 pub fn client(timeouts: &UpstreamTimeouts) -> Result<reqwest::Client, String> {
     builder(timeouts)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("building the HTTP client: {e}"))
 }
