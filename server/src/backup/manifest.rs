@@ -99,8 +99,7 @@ pub fn digest(path: &Path) -> std::io::Result<(u64, String)> {
         hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    let hex = hex::encode(hasher.finalize());
-    Ok((bytes, hex))
+    Ok((bytes, hex::encode(hasher.finalize())))
 }
 
 impl Manifest {
