@@ -8,8 +8,10 @@
 //! outside every instance span (a thread the span did not follow), to every registered sink.
 //! With one instance per process, as in production, that is the one sink.
 //!
+//! - [`json`]: the JSON line format (`log_format = "json"`).
 //! - [`out`]: printed lines, written to standard output in batches by a thread of their own.
 
+mod json;
 mod out;
 
 use std::io::IsTerminal as _;
@@ -98,14 +100,13 @@ fn install(format: LogFormat, test: bool) {
             .try_init(),
         (LogFormat::Json, false) => registry
             .with(
+                // tracing's JSON format, flattened, with the current span (`span`) only:
+                // requests run in one span that names the instance and the request, and the
+                // list repeated it on every line.
                 tracing_subscriber::fmt::layer()
-                    .with_timer(Rfc3339Micros)
+                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                    .event_format(json::JsonLine(Rfc3339Micros))
                     .with_writer(output())
-                    .json()
-                    .flatten_event(true)
-                    // The current span (`span`) only: requests run in one span that names
-                    // the instance and the request, and the list repeated it on every line.
-                    .with_span_list(false)
                     .with_filter(filter),
             )
             .try_init(),
