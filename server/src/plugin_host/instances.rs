@@ -483,6 +483,8 @@ async fn start(
                 instance.to_owned(),
                 Arc::new(Provider {
                     name: instance.to_owned(),
+                    what: format!("provider `{instance}`"),
+                    url: upstream::UrlMemo::default(),
                     instance: live,
                     manifest: library.manifest.clone(),
                     models,

@@ -43,23 +43,29 @@ impl Notifier {
             .map_err(|f| failure(&self.name, f))?;
         match delivery {
             Delivery::Http { request } => {
-                let sent =
-                    match upstream::send(client, &request, &self.secrets, &self.timeouts, &what)
-                        .await
-                    {
-                        Ok(sent) => sent,
-                        // A plugin bug is an error; an unreachable channel is a failed delivery.
-                        Err(upstream::Failure {
-                            error: Error::Plugin(m),
-                            ..
-                        }) => return Err(Error::Plugin(m)),
-                        Err(failure) => {
-                            return Ok(DeliveryReport {
-                                ok: false,
-                                detail: failure.error.to_string(),
-                            });
-                        }
-                    };
+                let sent = match upstream::send(
+                    client,
+                    &request,
+                    &self.secrets,
+                    &self.timeouts,
+                    &what,
+                    None,
+                )
+                .await
+                {
+                    Ok(sent) => sent,
+                    // A plugin bug is an error; an unreachable channel is a failed delivery.
+                    Err(upstream::Failure {
+                        error: Error::Plugin(m),
+                        ..
+                    }) => return Err(Error::Plugin(m)),
+                    Err(failure) => {
+                        return Ok(DeliveryReport {
+                            ok: false,
+                            detail: failure.error.to_string(),
+                        });
+                    }
+                };
                 if destination == Destination::User && sent.status().is_redirection() {
                     return Ok(DeliveryReport {
                         ok: false,

@@ -21,6 +21,10 @@ use crate::config::UpstreamTimeouts;
 /// A live provider instance.
 pub(super) struct Provider {
     pub(super) name: String,
+    /// "provider `name`", for messages.
+    pub(super) what: String,
+    /// The endpoint the plugin builds, parsed once.
+    pub(super) url: upstream::UrlMemo,
     pub(super) instance: Callee,
     pub(super) manifest: Manifest,
     pub(super) models: Vec<ModelInfo>,
@@ -37,10 +41,6 @@ fn elapsed_ms(since: Instant) -> u64 {
 }
 
 impl Provider {
-    fn what(&self) -> String {
-        format!("provider `{}`", self.name)
-    }
-
     async fn call<I: serde::Serialize + ?Sized, O: serde::de::DeserializeOwned>(
         &self,
         method: &'static str,
@@ -64,7 +64,8 @@ impl Provider {
                 http,
                 &self.secrets,
                 &self.timeouts,
-                &self.what(),
+                &self.what,
+                Some(&self.url),
             )
             .await;
             let (retryable, asked) = match &outcome {
@@ -96,7 +97,7 @@ impl Provider {
     /// refusal (Moonshot answers a used-up balance with 429) ends the call instead, since waiting
     /// cannot clear it. Any other reading lets the retry go ahead.
     async fn refuse_billing(&self, response: reqwest::Response) -> Result<(), Error> {
-        let Ok(whole) = upstream::read_whole(response, &self.what()).await else {
+        let Ok(whole) = upstream::read_whole(response, &self.what).await else {
             return Ok(());
         };
         match self
@@ -115,7 +116,7 @@ impl Provider {
             Transport::Http => {
                 let http: HttpRequest = self.call("chat.build_request", &request).await?;
                 let (sent, attempts) = self.send_retrying(&http).await?;
-                let whole = upstream::read_whole(sent, &self.what()).await?;
+                let whole = upstream::read_whole(sent, &self.what).await?;
                 (self.call("chat.parse_response", &whole).await?, attempts)
             }
         };
@@ -143,7 +144,7 @@ impl Provider {
                 let (sent, http_attempts) = self.send_retrying(&http).await?;
                 if !sent.status().is_success() {
                     // The plugin turns the provider's error body into the right error.
-                    let whole: HttpResponse = upstream::read_whole(sent, &self.what()).await?;
+                    let whole: HttpResponse = upstream::read_whole(sent, &self.what).await?;
                     let status = whole.status;
                     return Err(
                         match self
@@ -152,12 +153,12 @@ impl Provider {
                         {
                             Err(e) => e,
                             Ok(_) => {
-                                Error::Upstream(format!("{} answered HTTP {status}", self.what()))
+                                Error::Upstream(format!("{} answered HTTP {status}", self.what))
                             }
                         },
                     );
                 }
-                let events = upstream::sse_events(sent, self.what());
+                let events = upstream::sse_events(sent, self.what.clone());
                 Ok(StreamStart {
                     events: http_events(events, self.instance.clone(), self.name.clone()),
                     http_attempts,

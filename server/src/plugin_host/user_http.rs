@@ -101,6 +101,7 @@ mod tests {
             &BTreeMap::new(),
             &UpstreamTimeouts::default(),
             "channel `hook`",
+            None,
         )
         .await
         .unwrap_err();
