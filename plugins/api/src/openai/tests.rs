@@ -1,6 +1,8 @@
 //! Unit tests of the OpenAI wire-format helpers, on hand-written bodies and chunks.
 
 use super::*;
+use serde_json::json;
+
 use crate::messages::ChatMessage;
 
 fn request(stream: bool) -> ChatRequest {
@@ -87,6 +89,15 @@ fn request_headers_and_url() {
     assert_eq!(h("x-title"), Some("cloudbase"));
     let body: Value = serde_json::from_str(req.body.as_deref().unwrap()).unwrap();
     assert_eq!(body["stream"], json!(true));
+    // The body sent is `chat_body`'s, option for option.
+    let mut with_all = request(true);
+    with_all.top_p = Some(0.9);
+    with_all.stop = vec!["END".into(), "\"quoted\"\n".into()];
+    for usage_option in [false, true] {
+        let sent = chat_request("http://u", &with_all, false, usage_option, &[]);
+        let sent: Value = serde_json::from_str(sent.body.as_deref().unwrap()).unwrap();
+        assert_eq!(sent, chat_body(&with_all, usage_option));
+    }
 
     let req = chat_request(
         "http://127.0.0.1:11434/v1",

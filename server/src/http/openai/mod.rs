@@ -95,8 +95,11 @@ pub async fn chat_completions(
     if !completion.stream {
         return match chat::chat(&state.app, &viewer, &meta, completion.input).await {
             Ok(outcome) => {
-                let mut response =
-                    Json(reply::completion(&completion.model, &outcome)).into_response();
+                let mut response = (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    reply::completion(&completion.model, &outcome),
+                )
+                    .into_response();
                 let headers = response.headers_mut();
                 insert(headers, "x-cloudbase-call-id", &outcome.call.id);
                 insert(

@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use axum::response::sse::Event;
 use cloudbase_schema::db::models::AiCall;
 use cloudbase_schema::services::chat::{ChatChunk, ChatOutcome};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
@@ -44,28 +45,25 @@ impl Frame {
         }
     }
 
-    fn chunk(&self, choices: Value, usage: Option<Value>) -> Event {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        });
-        if let Some(usage) = usage {
-            chunk["usage"] = usage;
-        }
-        Event::default().data(chunk.to_string())
-    }
-
-    fn choice(&self, delta: Value, finish_reason: Option<&str>) -> Value {
-        json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason }])
+    fn chunk(&self, choice: Option<ChunkChoice<'_>>, usage: Option<Usage>) -> Event {
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: choice.as_slice(),
+            usage,
+        };
+        Event::default().data(written(&chunk))
     }
 
     /// The first chunk: the assistant's role.
     pub fn opening(&self) -> Event {
         self.chunk(
-            self.choice(json!({ "role": "assistant", "content": "" }), None),
+            Some(ChunkChoice::with(Delta {
+                role: Some("assistant"),
+                content: Some(""),
+            })),
             None,
         )
     }
@@ -78,13 +76,21 @@ impl Frame {
         let events = match item {
             Ok(ChatChunk::Delta { content, .. }) if content.is_empty() => Vec::new(),
             Ok(ChatChunk::Delta { content, .. }) => {
-                vec![self.chunk(self.choice(json!({ "content": content }), None), None)]
+                let delta = Delta {
+                    role: None,
+                    content: Some(&content),
+                };
+                vec![self.chunk(Some(ChunkChoice::with(delta)), None)]
             }
             Ok(ChatChunk::Done(outcome)) => {
                 let finish = finish_reason(outcome.finish_reason.as_deref());
-                let mut events = vec![self.chunk(self.choice(json!({}), Some(finish)), None)];
+                let last = ChunkChoice {
+                    finish_reason: Some(finish),
+                    ..ChunkChoice::with(Delta::default())
+                };
+                let mut events = vec![self.chunk(Some(last), None)];
                 if self.include_usage {
-                    events.push(self.chunk(json!([]), Some(usage(&outcome.call))));
+                    events.push(self.chunk(None, Some(Usage::of(&outcome.call))));
                 }
                 events.push(Event::default().data("[DONE]"));
                 events
@@ -118,30 +124,122 @@ fn finish_reason(reason: Option<&str>) -> &'static str {
     }
 }
 
+/// A reply as JSON text. What is written here (strings, numbers, `null`s) cannot fail to be.
+fn written(reply: &impl Serialize) -> String {
+    serde_json::to_string(reply).unwrap_or_default()
+}
+
+/// A `chat.completion.chunk`; with no choice, the usage chunk.
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    choices: &'a [ChunkChoice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+impl<'a> ChunkChoice<'a> {
+    fn with(delta: Delta<'a>) -> Self {
+        Self {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason: None,
+        }
+    }
+}
+
+/// What a chunk adds; the last chunk's is empty (`{}`).
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
 /// The usage of a finished call.
-fn usage(call: &AiCall) -> Value {
-    json!({
-        "prompt_tokens": call.prompt_tokens,
-        "completion_tokens": call.completion_tokens,
-        "total_tokens": call.prompt_tokens + call.completion_tokens,
-        "prompt_tokens_details": { "cached_tokens": call.cached_prompt_tokens },
-    })
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    total_tokens: i64,
+    prompt_tokens_details: CachedTokens,
+}
+
+#[derive(Serialize)]
+struct CachedTokens {
+    cached_tokens: i64,
+}
+
+impl Usage {
+    fn of(call: &AiCall) -> Self {
+        Self {
+            prompt_tokens: call.prompt_tokens,
+            completion_tokens: call.completion_tokens,
+            total_tokens: call.prompt_tokens + call.completion_tokens,
+            prompt_tokens_details: CachedTokens {
+                cached_tokens: call.cached_prompt_tokens,
+            },
+        }
+    }
 }
 
 /// A whole `chat.completion`.
-pub fn completion(model: &str, outcome: &ChatOutcome) -> Value {
-    json!({
-        "id": completion_id(&outcome.call.id),
-        "object": "chat.completion",
-        "created": created(&outcome.call),
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": { "role": "assistant", "content": outcome.content, "refusal": null },
-            "logprobs": null,
-            "finish_reason": finish_reason(outcome.finish_reason.as_deref()),
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: String,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: Message<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+    refusal: Option<()>,
+}
+
+/// A whole `chat.completion`, as JSON text.
+pub fn completion(model: &str, outcome: &ChatOutcome) -> String {
+    written(&Completion {
+        id: completion_id(&outcome.call.id),
+        object: "chat.completion",
+        created: created(&outcome.call),
+        model,
+        choices: [Choice {
+            index: 0,
+            message: Message {
+                role: "assistant",
+                content: &outcome.content,
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason: finish_reason(outcome.finish_reason.as_deref()),
         }],
-        "usage": usage(&outcome.call),
+        usage: Usage::of(&outcome.call),
     })
 }
 
