@@ -130,15 +130,20 @@ pub async fn any_unchained(conn: &mut DbConn) -> QueryResult<bool> {
 }
 
 /// The statements of one chaining batch, as diesel builds them; the same for both backends and
-/// run by [`chain_batch`] with either diesel's or diesel-async's `RunQueryDsl`.
+/// run by [`chain_batch`] with either diesel's or diesel-async's `RunQueryDsl`. The `UPDATE`s
+/// are [`fixed_shape!`](super::fixed::fixed_shape)s: diesel would prepare them again on every
+/// run, on SQLite a link's update for every row chained, some 4% of a GraphQL call's
+/// instructions (`bench/instructions.sh`).
 mod batch {
     /// The head, locked until the transaction ends (a no-op update: a row lock on PostgreSQL,
     /// the write lock on SQLite), so two chainers never link from the same head.
     macro_rules! lock_head {
         () => {
-            diesel::update(audit_head::table.find(1_i64))
-                .set(audit_head::seq.eq(audit_head::seq))
-                .returning((audit_head::seq, audit_head::hash))
+            super::fixed::fixed_shape!(
+                diesel::update(audit_head::table.find(1_i64))
+                    .set(audit_head::seq.eq(audit_head::seq))
+                    .returning((audit_head::seq, audit_head::hash))
+            )
         };
     }
     /// Up to `limit` unchained rows, in insertion order.
@@ -154,15 +159,40 @@ mod batch {
     /// Moves the head from `from` to (`to`, `hash`); changes no row if it was not at `from`.
     macro_rules! move_head {
         ($from:expr, $to:expr, $hash:expr) => {
-            diesel::update(
-                audit_head::table
-                    .find(1_i64)
-                    .filter(audit_head::seq.eq($from)),
+            super::fixed::fixed_shape!(
+                diesel::update(
+                    audit_head::table
+                        .find(1_i64)
+                        .filter(audit_head::seq.eq($from)),
+                )
+                .set((audit_head::seq.eq($to), audit_head::hash.eq($hash)))
             )
-            .set((audit_head::seq.eq($to), audit_head::hash.eq($hash)))
         };
     }
-    pub(super) use {lock_head, move_head, unchained};
+    /// Links a row where it is still unchained.
+    macro_rules! link_row {
+        ($link:expr) => {
+            super::fixed::fixed_shape!(
+                diesel::update(
+                    audit_log::table
+                        .find($link.id)
+                        .filter(audit_log::seq.is_null()),
+                )
+                .set((
+                    audit_log::seq.eq($link.seq),
+                    audit_log::prev_hash.eq(&$link.prev_hash),
+                    audit_log::hash.eq(&$link.hash),
+                ))
+            )
+        };
+    }
+    pub(super) use {link_row, lock_head, move_head, unchained};
+
+    diesel::define_sql_function! {
+        /// SQLite's `total_changes()`: the rows the connection's `INSERT`s, `UPDATE`s and
+        /// `DELETE`s changed since it opened.
+        fn total_changes() -> BigInt;
+    }
 }
 
 /// What [`chain_batch`] did.
@@ -187,7 +217,7 @@ pub async fn chain_batch(
     limit: i64,
     plan: impl FnOnce(i64, String, &[AuditRow]) -> Vec<Link> + Send + 'static,
 ) -> QueryResult<Chained> {
-    use batch::{lock_head, move_head, unchained};
+    use batch::{link_row, lock_head, move_head, unchained};
     match conn {
         DbConn::Pg(c) => {
             let c = &mut **c;
@@ -229,6 +259,7 @@ pub async fn chain_batch(
         }
         DbConn::Sqlite(c, _) => {
             c.spawn_blocking(move |c| {
+                use super::fixed::run_on_sqlite;
                 use diesel::RunQueryDsl as Run;
                 let (head, prev_hash): (i64, String) = Run::get_result(lock_head!(), c)?;
                 let rows = Run::load(unchained!(limit), c)?;
@@ -239,22 +270,21 @@ pub async fn chain_batch(
                         ..Chained::default()
                     });
                 };
-                let mut linked = 0;
+                // The rows changed, counted by the connection: diesel's `execute`, which
+                // returns them, would prepare each statement again (`super::fixed`).
+                let changed = |c: &mut diesel::SqliteConnection| {
+                    Run::get_result::<i64>(diesel::select(batch::total_changes()), c)
+                };
+                let before = changed(c)?;
                 for l in &links {
-                    let link = diesel::update(
-                        audit_log::table.find(l.id).filter(audit_log::seq.is_null()),
-                    )
-                    .set((
-                        audit_log::seq.eq(l.seq),
-                        audit_log::prev_hash.eq(&l.prev_hash),
-                        audit_log::hash.eq(&l.hash),
-                    ));
-                    linked += Run::execute(link, c)?;
+                    run_on_sqlite(c, link_row!(l))?;
                 }
-                let moved = Run::execute(move_head!(head, last.seq, &last.hash), c)?;
+                let linked = changed(c)?;
+                run_on_sqlite(c, move_head!(head, last.seq, &last.hash))?;
+                let moved = changed(c)? - linked;
                 Ok(Chained {
                     planned: links.len(),
-                    linked,
+                    linked: usize::try_from(linked - before).unwrap_or(0),
                     head_moved: moved == 1,
                 })
             })
