@@ -905,8 +905,11 @@ pub(super) mod in_one {
         completion_tokens = r.completion_tokens + excluded.completion_tokens, \
         cost_micros = r.cost_micros + excluded.cost_micros)";
 
-    impl<U: QueryFragment<Pg>, S: QueryFragment<Pg>, A: QueryFragment<Pg>> QueryFragment<Pg>
-        for FinishInOne<'_, U, S, A>
+    impl<U, S, A> QueryFragment<Pg> for FinishInOne<'_, U, S, A>
+    where
+        U: QueryFragment<Pg>,
+        S: QueryFragment<Pg> + QueryId,
+        A: QueryFragment<Pg> + QueryId,
     {
         fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
             out.push_sql("WITH f AS (");
@@ -941,6 +944,10 @@ pub(super) mod in_one {
             self.audit.walk_ast(out.reborrow())?;
             out.push_sql(" SELECT * FROM f");
             Ok(())
+        }
+
+        fn to_sql(&self, out: &mut diesel::pg::PgQueryBuilder, backend: &Pg) -> QueryResult<()> {
+            super::super::fixed::write_kept(self, out, backend)
         }
 
         fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {

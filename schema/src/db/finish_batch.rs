@@ -347,6 +347,10 @@ impl QueryFragment<Pg> for Statement<'_, '_> {
         Ok(())
     }
 
+    fn to_sql(&self, out: &mut diesel::pg::PgQueryBuilder, backend: &Pg) -> QueryResult<()> {
+        super::fixed::write_kept(self, out, backend)
+    }
+
     fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
         // One text, whatever the batch's size: its columns are arrays.
         Ok(true)

@@ -11,14 +11,64 @@
 //! is written ([`fixed_shape!`]), so that the cache finds it by that id: without one (diesel
 //! gives none to an `UPDATE`, an upsert or `sql_query`), every run builds the statement's SQL
 //! text and hashes it to find the prepared statement, on SQLite about a tenth of a call's
-//! instructions (`bench/instructions.sh`). On PostgreSQL diesel-async builds the text for every
-//! run anyway, and only the hashing is spared.
+//! instructions (`bench/instructions.sh`).
+//!
+//! diesel-async builds a statement's text on every run even when its prepared statement is
+//! found by id: on PostgreSQL, and on SQLite through the async wrapper. Every identifier it
+//! writes is copied to double its quotes, and the text of a call's finish (its rollups, the
+//! rate limits' counters and the audit row in one statement) was a tenth of a call's
+//! instructions there. A statement whose text is fixed by its type writes it once per process
+//! and copies it after ([`write_kept`]).
 
+use std::any::TypeId;
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::{LazyLock, RwLock};
 
 use diesel::backend::Backend;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
 use diesel::result::QueryResult;
+
+/// The texts written so far, by statement id and backend.
+static TEXTS: LazyLock<RwLock<HashMap<(TypeId, TypeId), Box<str>>>> =
+    LazyLock::new(RwLock::default);
+
+/// Writes `statement`'s text into `out` (a fresh builder: `to_sql` is only ever called on a
+/// whole statement): the text written the first time for its id, else built and kept.
+///
+/// Only for a statement whose text its [`QueryId`] alone fixes, which is what diesel's statement
+/// cache assumes of a statement it keeps by id ([`FixedShape`], and the statements of the call
+/// path that declare it of themselves). One without a static id is built as usual.
+pub(crate) fn write_kept<T, DB>(
+    statement: &T,
+    out: &mut DB::QueryBuilder,
+    backend: &DB,
+) -> QueryResult<()>
+where
+    T: QueryFragment<DB> + QueryId,
+    DB: Backend + 'static,
+    DB::QueryBuilder: Default,
+{
+    // `&T`'s `to_sql` is diesel's own: it walks the statement.
+    let Some(id) = T::query_id() else {
+        return QueryFragment::<DB>::to_sql(&statement, out, backend);
+    };
+    let key = (id, TypeId::of::<DB>());
+    if let Ok(texts) = TEXTS.read()
+        && let Some(text) = texts.get(&key)
+    {
+        out.push_sql(text);
+        return Ok(());
+    }
+    let mut own = DB::QueryBuilder::default();
+    QueryFragment::<DB>::to_sql(&statement, &mut own, backend)?;
+    let text = own.finish();
+    out.push_sql(&text);
+    if let Ok(mut texts) = TEXTS.write() {
+        texts.entry(key).or_insert_with(|| text.into_boxed_str());
+    }
+    Ok(())
+}
 
 /// A statement whose SQL text depends on the place it is written (`K`, a type of its own made by
 /// [`fixed_shape!`]) alone: never on its values (no changeset that skips `None` fields, no `IN`
@@ -47,11 +97,17 @@ pub(crate) use fixed_shape;
 
 impl<Q, K, DB> QueryFragment<DB> for FixedShape<Q, K>
 where
-    DB: Backend,
-    Q: QueryFragment<DB>,
+    DB: Backend + 'static,
+    DB::QueryBuilder: Default,
+    Q: QueryFragment<DB> + QueryId,
+    K: 'static,
 {
     fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         self.0.walk_ast(pass)
+    }
+
+    fn to_sql(&self, out: &mut DB::QueryBuilder, backend: &DB) -> QueryResult<()> {
+        write_kept(self, out, backend)
     }
 
     fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
@@ -236,6 +292,52 @@ mod tests {
             rate_counters::count.eq(1),
         ));
         assert!(super::run_on_sqlite(&mut conn, clash).is_err());
+    }
+
+    /// `statement`'s text walked (`&T`'s `to_sql`, diesel's own), and as its `to_sql` writes it.
+    fn texts<DB>(
+        statement: &(impl diesel::query_builder::QueryFragment<DB> + diesel::query_builder::QueryId),
+        backend: &DB,
+    ) -> (String, String)
+    where
+        DB: diesel::backend::Backend + 'static,
+        DB::QueryBuilder: Default,
+    {
+        use diesel::query_builder::QueryBuilder as _;
+        let mut walked = DB::QueryBuilder::default();
+        diesel::query_builder::QueryFragment::<DB>::to_sql(&statement, &mut walked, backend)
+            .unwrap();
+        let mut written = DB::QueryBuilder::default();
+        statement.to_sql(&mut written, backend).unwrap();
+        (walked.finish(), written.finish())
+    }
+
+    #[test]
+    fn a_fixed_statements_text_is_written_once_per_place_and_backend_and_copied_after() {
+        let at = NaiveDateTime::default();
+        // The first run of a place writes the text, the second copies it: the same text, for
+        // other values…
+        for (key, amount) in [("tpm:u", 1), ("tpm:v", 2)] {
+            let (walked, written) = texts(&rate_limits::add_statement(key, at, amount), &Pg);
+            assert_eq!(written, walked);
+            assert!(walked.contains("$3"), "{walked}");
+            // …for each backend apart…
+            let (walked, written) = texts(&rate_limits::add_statement(key, at, amount), &Sqlite);
+            assert_eq!(written, walked);
+            assert!(walked.contains('?') && !walked.contains('$'), "{walked}");
+        }
+        // …and for each place apart: one type (`sql_query`), two texts.
+        for _ in 0..2 {
+            assert_eq!(texts(&crate::db::flight::begin(), &Pg).1, "BEGIN");
+            assert_eq!(texts(&crate::db::flight::commit(), &Pg).1, "COMMIT");
+        }
+        // What diesel's `debug_query` shows is that text.
+        let bump = rate_limits::bump_statement("rpm:u", at, 1, 120);
+        let shown = diesel::debug_query::<Pg, _>(&bump).to_string();
+        assert_eq!(
+            shown.split(" -- binds").next(),
+            Some(texts(&bump, &Pg).0.as_str())
+        );
     }
 
     #[test]
