@@ -29,9 +29,11 @@ use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 
-/// The texts written so far, by statement id and backend.
-static TEXTS: LazyLock<RwLock<HashMap<(TypeId, TypeId), Box<str>>>> =
-    LazyLock::new(RwLock::default);
+/// Statements' texts by statement id and backend.
+type Texts = HashMap<(TypeId, TypeId), Box<str>>;
+
+/// The texts written so far.
+static TEXTS: LazyLock<RwLock<Texts>> = LazyLock::new(RwLock::default);
 
 /// Writes `statement`'s text into `out` (a fresh builder: `to_sql` is only ever called on a
 /// whole statement): the text written the first time for its id, else built and kept.
