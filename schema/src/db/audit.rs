@@ -271,7 +271,9 @@ pub async fn chain_batch(
                     });
                 };
                 // The rows changed, counted by the connection: diesel's `execute`, which
-                // returns them, would prepare each statement again (`super::fixed`).
+                // returns them, would prepare each statement again (`super::fixed`). The count
+                // includes rows changed by triggers and foreign-key actions: `audit_log` and
+                // `audit_head` have none, and one added would miscount here.
                 let changed = |c: &mut diesel::SqliteConnection| {
                     Run::get_result::<i64>(diesel::select(batch::total_changes()), c)
                 };

@@ -75,6 +75,8 @@ where
 /// A statement whose SQL text depends on the place it is written (`K`, a type of its own made by
 /// [`fixed_shape!`]) alone: never on its values (no changeset that skips `None` fields, no `IN`
 /// list, no batch of rows of varying length), nor on a type parameter of the function around it.
+/// Its text is written once per process and backend ([`write_kept`]): one that varied would run
+/// its first text every time, on every path.
 #[derive(Debug)]
 pub struct FixedShape<Q, K>(Q, PhantomData<fn() -> K>);
 
