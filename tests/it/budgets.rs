@@ -417,7 +417,7 @@ async fn reservations_left_by_a_crash_are_released() {
     let admin_view = app
         .gql_ok(
             Some(&admin),
-            "query($id: ID!) { aiCall(id: $id) { status errorMessage } }",
+            "query($id: ID!) { aiCall(id: $id) { status errorCode errorMessage } }",
             json!({"id": call_id}),
         )
         .await;
@@ -425,6 +425,19 @@ async fn reservations_left_by_a_crash_are_released() {
         admin_view["aiCall"]["status"], "FAILED",
         "the orphaned call is closed as failed: {admin_view}"
     );
+    // As the interrupted-call sweep closes it, whichever sweep finds it first: the same code,
+    // and counted in the rollups as the request it was.
+    assert_eq!(
+        admin_view["aiCall"]["errorCode"], "INTERRUPTED",
+        "{admin_view}"
+    );
+    let counted = app
+        .sql_number(&format!(
+            "SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT) AS n FROM usage_daily \
+             WHERE user_id = '{user_id}'"
+        ))
+        .await;
+    assert_eq!(counted, 1, "the orphaned call is in the rollups");
 }
 
 #[tokio::test(flavor = "multi_thread")]

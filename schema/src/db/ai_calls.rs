@@ -287,25 +287,6 @@ pub async fn pending_among(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec
     })
 }
 
-/// Fails a call still `PENDING` whose reservation expired (its process died).
-pub async fn expire(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> QueryResult<usize> {
-    db_run!(conn, |c| {
-        diesel::update(
-            ai_calls::table
-                .find(id)
-                .filter(ai_calls::status.eq(CallStatus::Pending)),
-        )
-        .set((
-            ai_calls::status.eq(CallStatus::Failed),
-            ai_calls::error_code.eq("INTERNAL"),
-            ai_calls::error_message.eq("the call never finished; its budget reservation expired"),
-            ai_calls::finished_at.eq(now),
-        ))
-        .execute(c)
-        .await
-    })
-}
-
 /// Deletes up to `limit` finished calls that started before `cutoff`.
 pub async fn delete_finished_before(
     conn: &mut DbConn,

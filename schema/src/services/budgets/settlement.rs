@@ -77,22 +77,40 @@ async fn raise_threshold(conn: &mut DbConn, b: &Budget) -> Result<Option<Event>,
     Ok(None)
 }
 
-/// Releases reservations whose time is up (left by a crash) and fails their calls if they are
-/// still `PENDING`. Returns how many it released.
+/// Releases reservations whose time is up (left by a crash). A call still `PENDING` that holds
+/// one is past its deadline (a reservation lives as long as a call may run): it is finished as
+/// the interrupted-call sweep finishes it (`INTERRUPTED`, added to the rollups, its reservations
+/// released, in one transaction), so a call its server left ends the same way whichever sweep
+/// finds it first. Returns how many reservations it released.
 pub async fn sweep(app: &App) -> Result<usize, Error> {
     let now = app.now();
+    let (expired, pending) = {
+        let mut conn = app.db.get().await?;
+        let expired = queries::expired(&mut conn, now, 500).await?;
+        let ids: Vec<String> = expired.iter().map(|r| r.ai_call_id.clone()).collect();
+        let pending = if ids.is_empty() {
+            Vec::new()
+        } else {
+            ai_calls::pending_among(&mut conn, &ids).await?
+        };
+        (expired, pending)
+    };
+    let pending_ids: std::collections::HashSet<String> =
+        pending.iter().map(|c| c.id.clone()).collect();
+    let mut released = expired
+        .iter()
+        .filter(|r| pending_ids.contains(&r.ai_call_id))
+        .count();
+    crate::services::chat::interrupted::finish_abandoned(app, pending).await?;
     let mut conn = app.db.get().await?;
-    let expired = queries::expired(&mut conn, now, 500).await?;
-    let mut released = 0;
-    for r in &expired {
-        let done = conn
-            .transaction(async |tx| {
-                let settled = queries::settle(tx, r, (0, 0, 0)).await?.is_some();
-                ai_calls::expire(tx, &r.ai_call_id, now).await?;
-                Ok(settled)
-            })
+    for r in expired
+        .iter()
+        .filter(|r| !pending_ids.contains(&r.ai_call_id))
+    {
+        let settled = conn
+            .transaction(async |tx| Ok(queries::settle(tx, r, (0, 0, 0)).await?.is_some()))
             .await?;
-        released += usize::from(done);
+        released += usize::from(settled);
     }
     if released > 0 {
         tracing::warn!(released, "expired budget reservations released");

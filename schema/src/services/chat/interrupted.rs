@@ -31,9 +31,16 @@ pub async fn sweep(app: &App) -> Result<usize, Error> {
         let mut conn = app.db.get().await?;
         ai_calls::stale_pending(&mut conn, deadline, BATCH).await?
     };
+    finish_abandoned(app, stale).await
+}
+
+/// Finishes `calls`, left `PENDING` past their deadline, as interrupted (unless they finished
+/// meanwhile); returns how many it finished. The sweep of expired reservations finishes the
+/// calls it finds this way too.
+pub(crate) async fn finish_abandoned(app: &App, calls: Vec<AiCall>) -> Result<usize, Error> {
     let finished = finish(
         app,
-        stale,
+        calls,
         "the call never finished: its server stopped while it ran",
     )
     .await?;
