@@ -11,7 +11,7 @@
 use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
@@ -38,7 +38,7 @@ where
         let mut escaped = Escaped(&mut writer);
         self.0.format_time(&mut Writer::new(&mut escaped))?;
         writer.write_str("\",\"level\":\"")?;
-        writer.write_str(level(*meta.level()))?;
+        writer.write_str(meta.level().as_str())?;
         writer.write_char('"')?;
         let mut fields = Fields {
             out: &mut writer,
@@ -69,16 +69,6 @@ where
             writer.write_char('}')?;
         }
         writer.write_str("}\n")
-    }
-}
-
-fn level(level: Level) -> &'static str {
-    match level {
-        Level::ERROR => "ERROR",
-        Level::WARN => "WARN",
-        Level::INFO => "INFO",
-        Level::DEBUG => "DEBUG",
-        Level::TRACE => "TRACE",
     }
 }
 

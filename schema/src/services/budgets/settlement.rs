@@ -81,7 +81,8 @@ async fn raise_threshold(conn: &mut DbConn, b: &Budget) -> Result<Option<Event>,
 /// one is past its deadline (a reservation lives as long as a call may run): it is finished as
 /// the interrupted-call sweep finishes it (`INTERRUPTED`, added to the rollups, its reservations
 /// released, in one transaction), so a call its server left ends the same way whichever sweep
-/// finds it first. Returns how many reservations it released.
+/// finds it first (that sweep logs and counts them). Returns how many reservations of finished
+/// calls it released.
 pub async fn sweep(app: &App) -> Result<usize, Error> {
     let now = app.now();
     let (expired, pending) = {
@@ -97,11 +98,8 @@ pub async fn sweep(app: &App) -> Result<usize, Error> {
     };
     let pending_ids: std::collections::HashSet<String> =
         pending.iter().map(|c| c.id.clone()).collect();
-    let mut released = expired
-        .iter()
-        .filter(|r| pending_ids.contains(&r.ai_call_id))
-        .count();
     crate::services::chat::interrupted::finish_abandoned(app, pending).await?;
+    let mut released = 0;
     let mut conn = app.db.get().await?;
     for r in expired
         .iter()
