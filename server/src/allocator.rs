@@ -11,6 +11,18 @@
 //! - [`init`] makes freed memory go back to the system at once (`purge_delay` 0), an option
 //!   mimalloc reads each time it purges.
 //!
+//! SQLite's other process-wide settings are made here too, since they also must come before SQLite
+//! initialises ([`init`]):
+//! - **multi-thread mode** (`SQLITE_CONFIG_MULTITHREAD`): no mutex on each connection and
+//!   prepared statement. Every SQLite connection of this process is used by one thread at a time:
+//!   diesel's is not `Sync` and diesel-async keeps it behind a lock, rusqlite's (backups) is not
+//!   `Sync` and opens its connections without that mutex anyway. The bundled SQLite defaults to
+//!   serialized mode, which took and released a mutex some 180 times a call
+//!   (`bench/instructions.sh`, "2026-12-05, early morning" in `bench/RESULTS.md`);
+//! - **no memory statistics** (`SQLITE_CONFIG_MEMSTATUS` off): SQLite otherwise counts every
+//!   allocation under a global mutex, for `sqlite3_memory_used` and a soft heap limit, neither of
+//!   which this server uses (mimalloc's own figures and `/proc` tell the memory).
+//!
 //! Plugins loaded as libraries keep their own allocator (a `cdylib` links Rust's default one):
 //! memory never crosses the plugin boundary to be freed on the other side (`cloudbase-plugin-api`).
 
@@ -30,12 +42,34 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_purge_delay` in `mimalloc.h` (v3); the Rust bindings do not name it.
 const PURGE_DELAY: mi::mi_option_t = 15;
 
-/// Sets the allocator up. Call first in `main`, before any thread starts and before SQLite is
-/// used. Returns what could not be set, for the caller to report.
+/// Sets the allocator and SQLite's process-wide settings up. Call first in `main`, before any
+/// thread starts and before SQLite is used. Returns what could not be set, for the caller to
+/// report.
 pub(crate) fn init() -> Result<(), String> {
     // SAFETY: sets an integer option; mimalloc's options are safe to set from any thread.
     unsafe { mi::mi_option_set(PURGE_DELAY, 0) };
-    route_sqlite()
+    route_sqlite()?;
+    configure_sqlite()
+}
+
+/// Multi-thread mode and no memory statistics (see the module's documentation).
+fn configure_sqlite() -> Result<(), String> {
+    // SAFETY: both options are set before SQLite initialises (`init` runs first in `main`), as
+    // `sqlite3_config` requires; `SQLITE_CONFIG_MULTITHREAD` takes no argument and
+    // `SQLITE_CONFIG_MEMSTATUS` one `int`.
+    let (threads, memstatus) = unsafe {
+        (
+            sqlite::sqlite3_config(sqlite::SQLITE_CONFIG_MULTITHREAD),
+            sqlite::sqlite3_config(sqlite::SQLITE_CONFIG_MEMSTATUS, c_int::from(false)),
+        )
+    };
+    match (threads, memstatus) {
+        (sqlite::SQLITE_OK, sqlite::SQLITE_OK) => Ok(()),
+        _ => Err(format!(
+            "SQLite kept its threading mode or its memory statistics (sqlite3_config returned \
+             {threads} and {memstatus})"
+        )),
+    }
 }
 
 fn route_sqlite() -> Result<(), String> {
@@ -115,17 +149,38 @@ mod tests {
         assert_eq!(compiled, (0, 0));
     }
 
-    /// SQLite takes the hooks before it initialises, and then allocates through them.
+    /// SQLite takes the hooks before it initialises, and then allocates through them; its
+    /// connections have no mutex of their own, and it keeps no memory statistics.
     #[test]
-    fn sqlite_allocates_through_mimalloc() {
+    fn sqlite_allocates_through_mimalloc_without_mutexes_or_statistics() {
+        use libsqlite3_sys as sqlite;
         assert_eq!(super::init(), Ok(()));
         // SAFETY: plain allocation through SQLite's API, freed below.
-        let p = unsafe { libsqlite3_sys::sqlite3_malloc(100) };
+        let p = unsafe { sqlite::sqlite3_malloc(100) };
         assert!(!p.is_null());
         // SAFETY: `p` is a live allocation; the query only reads mimalloc's bookkeeping.
         assert!(unsafe { libmimalloc_sys::mi_is_in_heap_region(p) });
+        let (mut used, mut peak) = (-1_i64, -1_i64);
+        // SAFETY: reads a counter into two valid slots.
+        let rc = unsafe {
+            sqlite::sqlite3_status64(sqlite::SQLITE_STATUS_MEMORY_USED, &mut used, &mut peak, 0)
+        };
+        assert_eq!(
+            (rc, used),
+            (sqlite::SQLITE_OK, 0),
+            "SQLite counted its memory"
+        );
         // SAFETY: `p` came from `sqlite3_malloc`, freed once.
-        unsafe { libsqlite3_sys::sqlite3_free(p) };
+        unsafe { sqlite::sqlite3_free(p) };
+        // A connection opened the default way (no `SQLITE_OPEN_NOMUTEX`) has no mutex.
+        let mut db = std::ptr::null_mut();
+        // SAFETY: opens an in-memory database into a valid slot; closed below.
+        let rc = unsafe { sqlite::sqlite3_open(c":memory:".as_ptr(), &mut db) };
+        assert_eq!(rc, sqlite::SQLITE_OK);
+        // SAFETY: `db` is the open connection.
+        assert!(unsafe { sqlite::sqlite3_db_mutex(db) }.is_null());
+        // SAFETY: closes the connection opened above, once.
+        assert_eq!(unsafe { sqlite::sqlite3_close(db) }, sqlite::SQLITE_OK);
         // A second setup is refused (SQLite is initialised now), and says so.
         assert!(super::init().is_err());
     }

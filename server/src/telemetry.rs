@@ -104,7 +104,7 @@ fn install(format: LogFormat, test: bool) {
                 // requests run in one span that names the instance and the request, and the
                 // list repeated it on every line.
                 tracing_subscriber::fmt::layer()
-                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                    .fmt_fields(json::SpanFields)
                     .event_format(json::JsonLine(Rfc3339Micros))
                     .with_writer(output())
                     .with_filter(filter),

@@ -209,8 +209,57 @@ pub async fn read_whole(response: reqwest::Response, what: &str) -> Result<HttpR
     Ok(HttpResponse {
         status,
         headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body: text(body.into()),
     })
+}
+
+/// `bytes` as text, any bytes that are not UTF-8 replaced (U+FFFD). Valid text, the usual case,
+/// is checked by the fast validation and kept without a copy.
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned())
+}
+
+/// A streamed body's bytes as text, chunk by chunk. A character whose bytes a chunk boundary
+/// split waits for the rest of them in the next chunk (Chinese text is three bytes a character,
+/// and the network cuts where it likes); bytes that can never be UTF-8 are replaced (U+FFFD).
+#[derive(Default)]
+struct Utf8Stream {
+    /// The start of a character that the last chunk ended in.
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    /// Appends what `chunk` completes to `out`.
+    fn push(&mut self, chunk: &[u8], out: &mut String) {
+        self.pending.extend_from_slice(chunk);
+        let whole = self.pending.len() - unfinished(&self.pending);
+        let rest = self.pending.split_off(whole);
+        out.push_str(&text(std::mem::replace(&mut self.pending, rest)));
+    }
+
+    /// At the end of the body: a character left unfinished is replaced.
+    fn finish(&mut self, out: &mut String) {
+        out.push_str(&text(std::mem::take(&mut self.pending)));
+    }
+}
+
+/// How many bytes at the end of `bytes` begin a character that needs more bytes than follow.
+fn unfinished(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let byte = bytes[bytes.len() - back];
+        if byte & 0b1100_0000 == 0b1000_0000 {
+            continue; // a continuation byte: look further back for the lead
+        }
+        let needs = match byte {
+            0b1100_0000..=0b1101_1111 => 2,
+            0b1110_0000..=0b1110_1111 => 3,
+            0b1111_0000..=0b1111_0111 => 4,
+            _ => 1,
+        };
+        return if needs > back { back } else { 0 };
+    }
+    0
 }
 
 fn headers_of(response: &reqwest::Response) -> Vec<(String, String)> {
@@ -228,6 +277,7 @@ pub fn sse_events(
 ) -> BoxStream<'static, Result<SseEvent, Error>> {
     struct State {
         body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+        decoder: Utf8Stream,
         buffer: String,
         ready: VecDeque<SseEvent>,
         ended: bool,
@@ -235,6 +285,7 @@ pub fn sse_events(
     }
     let state = State {
         body: response.bytes_stream().boxed(),
+        decoder: Utf8Stream::default(),
         buffer: String::new(),
         ready: VecDeque::new(),
         ended: false,
@@ -250,7 +301,7 @@ pub fn sse_events(
             }
             match s.body.next().await {
                 Some(Ok(chunk)) => {
-                    s.buffer.push_str(&String::from_utf8_lossy(&chunk));
+                    s.decoder.push(&chunk, &mut s.buffer);
                     drain_events(&mut s.buffer, &mut s.ready, false);
                 }
                 Some(Err(e)) => {
@@ -260,6 +311,7 @@ pub fn sse_events(
                 }
                 None => {
                     s.ended = true;
+                    s.decoder.finish(&mut s.buffer);
                     drain_events(&mut s.buffer, &mut s.ready, true);
                 }
             }
@@ -269,14 +321,23 @@ pub fn sse_events(
 }
 
 /// Moves every complete event (ended by a blank line) from `buffer` to `out`; at the end of the
-/// body, the remainder counts as a last event.
+/// body, the remainder counts as a last event. Line ends may be `\r\n`, `\r` or `\n`: a `\r`
+/// that ends the buffer waits for the next chunk, which may begin with its `\n`.
 fn drain_events(buffer: &mut String, out: &mut VecDeque<SseEvent>, at_end: bool) {
+    let mut held = false;
     if buffer.contains('\r') {
+        held = !at_end && buffer.ends_with('\r');
+        if held {
+            buffer.pop();
+        }
         *buffer = buffer.replace("\r\n", "\n").replace('\r', "\n");
     }
     while let Some(end) = buffer.find("\n\n") {
         let block: String = buffer.drain(..end + 2).collect();
         parse_block(&block, out);
+    }
+    if held {
+        buffer.push('\r');
     }
     if at_end && !buffer.trim().is_empty() {
         let block = std::mem::take(buffer);
@@ -327,6 +388,53 @@ mod tests {
         assert_eq!(all[1].data, "[DONE]");
         assert_eq!(all[2].event.as_deref(), Some("x"));
         assert_eq!(all[2].data, "one\ntwo");
+    }
+
+    #[test]
+    fn a_line_end_split_between_chunks_is_one_line_end() {
+        let mut buffer = String::new();
+        let mut out = VecDeque::new();
+        for chunk in ["data: one\r", "\ndata: two\r", "\n\r", "\n"] {
+            buffer.push_str(chunk);
+            drain_events(&mut buffer, &mut out, false);
+        }
+        drain_events(&mut buffer, &mut out, true);
+        let all: Vec<_> = out.into_iter().map(|e| e.data).collect();
+        assert_eq!(all, ["one\ntwo"]);
+        // A lone `\r` is a line end too, also as the body's last byte.
+        let (mut buffer, mut out) = (String::from("data: a\r\rdata: b\r"), VecDeque::new());
+        drain_events(&mut buffer, &mut out, false);
+        drain_events(&mut buffer, &mut out, true);
+        let all: Vec<_> = out.into_iter().map(|e| e.data).collect();
+        assert_eq!(all, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_character_split_between_chunks_arrives_whole() {
+        let body = "data: 云端 AI ✓ 🚀 é\n\n";
+        let bytes = body.as_bytes();
+        // Every way of cutting the body in two, and one byte a chunk.
+        for cut in 0..=bytes.len() {
+            let (mut decoder, mut out) = (Utf8Stream::default(), String::new());
+            decoder.push(&bytes[..cut], &mut out);
+            decoder.push(&bytes[cut..], &mut out);
+            decoder.finish(&mut out);
+            assert_eq!(out, body, "cut at {cut}");
+        }
+        let (mut decoder, mut out) = (Utf8Stream::default(), String::new());
+        for byte in bytes {
+            decoder.push(std::slice::from_ref(byte), &mut out);
+        }
+        decoder.finish(&mut out);
+        assert_eq!(out, body);
+        // Bytes that are not UTF-8 are replaced, and so is a character the body ends inside.
+        let (mut decoder, mut out) = (Utf8Stream::default(), String::new());
+        decoder.push(b"a\xffb\xe4", &mut out);
+        decoder.push(b"\xba", &mut out);
+        decoder.finish(&mut out);
+        assert_eq!(out, "a\u{fffd}b\u{fffd}");
+        assert_eq!(text(b"ok \xc3\xa9".to_vec()), "ok é");
+        assert_eq!(text(b"\xc3".to_vec()), "\u{fffd}");
     }
 
     #[test]

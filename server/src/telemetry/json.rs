@@ -6,29 +6,36 @@
 //! tracing's format took a quarter of a call's log line re-parsing the span's stored fields as
 //! JSON for every line, and checked every byte it wrote for UTF-8 on the way into a `String`
 //! (`bench/instructions.sh`). This one writes straight into the line: the span's fields, stored
-//! as a JSON object by [`JsonFields`] when the span opened, are copied in as they are.
+//! as a JSON object by [`SpanFields`] when the span opened, are copied in as they are.
+//!
+//! [`SpanFields`] writes that object as tracing's [`JsonFields`] does (keys in order, a key given
+//! twice keeping its last value), without building a map of `serde_json::Value`s and serialising
+//! it: that was most of the cost of opening a request's span.
 
 use std::fmt::{self, Write as _};
+use std::ops::Range;
 
 use tracing::field::{Field, Visit};
+use tracing::span::Record;
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent as _;
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The line format; `T` writes the time.
 pub struct JsonLine<T>(pub T);
 
-impl<S, T> FormatEvent<S, JsonFields> for JsonLine<T>
+impl<S, T> FormatEvent<S, SpanFields> for JsonLine<T>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     T: FormatTime,
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, JsonFields>,
+        ctx: &FmtContext<'_, S, SpanFields>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -55,8 +62,8 @@ where
         if let Some(span) = span {
             writer.write_str(",\"span\":{")?;
             let extensions = span.extensions();
-            // `{"instance":"…"}` as `JsonFields` wrote it: its inside goes in as it is.
-            if let Some(stored) = extensions.get::<FormattedFields<JsonFields>>()
+            // `{"instance":"…"}` as `SpanFields` wrote it: its inside goes in as it is.
+            if let Some(stored) = extensions.get::<FormattedFields<SpanFields>>()
                 && let Some(inside) = stored.fields.strip_prefix('{')
                 && let Some(inside) = inside.strip_suffix('}')
                 && !inside.is_empty()
@@ -128,17 +135,135 @@ impl Visit for Fields<'_, '_> {
     }
 }
 
+/// A span's fields as one JSON object, as tracing's [`JsonFields`] writes them: keys in their
+/// order (a key recorded twice keeps its last value), numbers and booleans bare, `NaN` and the
+/// infinities as `null`, bytes as an array of numbers, everything else as a string (`Debug` for
+/// values recorded as such, with a leading `r#` cut from the key and `log.` fields left out).
+pub struct SpanFields;
+
+impl<'w> FormatFields<'w> for SpanFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut values = Values::default();
+        fields.record(&mut values);
+        values.state?;
+        // Stable: of the entries of one key, the last recorded stays last, and is kept.
+        values.entries.sort_by_key(|(key, _)| *key);
+        writer.write_char('{')?;
+        let mut first = true;
+        for (at, (key, range)) in values.entries.iter().enumerate() {
+            if values
+                .entries
+                .get(at + 1)
+                .is_some_and(|(next, _)| next == key)
+            {
+                continue;
+            }
+            if !first {
+                writer.write_char(',')?;
+            }
+            first = false;
+            string(&mut writer, key)?;
+            writer.write_char(':')?;
+            writer.write_str(&values.text[range.clone()])?;
+        }
+        writer.write_char('}')
+    }
+
+    /// Fields recorded after the span opened: merged as [`JsonFields`] merges them (a rare path:
+    /// no span of this server records fields late).
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &Record<'_>,
+    ) -> fmt::Result {
+        let mut merged = FormattedFields::<JsonFields>::new(std::mem::take(&mut current.fields));
+        let result = JsonFields::new().add_fields(&mut merged, fields);
+        current.fields = merged.fields;
+        result
+    }
+}
+
+/// A span's fields, each value written as JSON into one text.
+struct Values {
+    entries: Vec<(&'static str, Range<usize>)>,
+    text: String,
+    state: fmt::Result,
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            text: String::new(),
+            state: Ok(()),
+        }
+    }
+}
+
+impl Values {
+    fn push(&mut self, key: &'static str, write: impl FnOnce(&mut String) -> fmt::Result) {
+        if self.state.is_ok() {
+            let start = self.text.len();
+            self.state = write(&mut self.text);
+            self.entries.push((key, start..self.text.len()));
+        }
+    }
+}
+
+impl Visit for Values {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field.name(), |out| write!(out, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field.name(), |out| write!(out, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field.name(), |out| write!(out, "{value}"));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field.name(), |out| {
+            write!(out, "{}", serde_json::Value::from(value))
+        });
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field.name(), |out| string(out, value));
+    }
+
+    fn record_bytes(&mut self, field: &Field, value: &[u8]) {
+        self.push(field.name(), |out| {
+            write!(out, "{}", serde_json::Value::from(value))
+        });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let name = field.name();
+        if name.starts_with("log.") {
+            return;
+        }
+        let key = name.strip_prefix("r#").unwrap_or(name);
+        self.push(key, |out| {
+            out.write_char('"')?;
+            write!(Escaped(out), "{value:?}")?;
+            out.write_char('"')
+        });
+    }
+}
+
 /// `text` as a JSON string.
-fn string(out: &mut Writer<'_>, text: &str) -> fmt::Result {
+fn string(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
     out.write_char('"')?;
     Escaped(out).write_str(text)?;
     out.write_char('"')
 }
 
 /// Writes what it is given escaped for the inside of a JSON string.
-struct Escaped<'a, 'w>(&'a mut Writer<'w>);
+struct Escaped<'a, W: ?Sized>(&'a mut W);
 
-impl fmt::Write for Escaped<'_, '_> {
+impl<W: fmt::Write + ?Sized> fmt::Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         let mut plain = 0;
         for (at, byte) in text.bytes().enumerate() {
@@ -174,7 +299,7 @@ mod tests {
     use tracing_subscriber::fmt::MakeWriter;
     use tracing_subscriber::layer::SubscriberExt as _;
 
-    use super::JsonLine;
+    use super::{JsonLine, SpanFields};
 
     /// Lines collected in memory.
     #[derive(Clone, Default)]
@@ -221,7 +346,7 @@ mod tests {
             .flatten_event(true)
             .with_span_list(false);
         if ours {
-            let layer = layer.event_format(JsonLine(Fixed));
+            let layer = layer.fmt_fields(SpanFields).event_format(JsonLine(Fixed));
             tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), events);
         } else {
             tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), events);
@@ -229,11 +354,19 @@ mod tests {
         String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
     }
 
+    /// A text with everything JSON must escape, and more.
+    const QUOTE: &str = "a \"quoted\" word,\na back\\slash, a tab\t, a bell \u{7} and 雲";
+
     fn events() {
         {
             tracing::info!("outside every span");
-            let quote = "a \"quoted\" word,\na back\\slash, a tab\t, a bell \u{7} and 雲";
-            let span = tracing::info_span!("request", request.id = %"r-1", odd = quote);
+            let quote = QUOTE;
+            // Keys out of order, every kind of value, a raw identifier.
+            let span = tracing::info_span!(
+                "request", request.id = %"r-1", odd = quote, count = -7_i64, big = u64::MAX,
+                ok = false, ratio = f64::INFINITY, half = 0.5, shown = ?Some(quote),
+                r#type = ?"kind", answer = 42_u64
+            );
             let _in = span.enter();
             tracing::warn!(
                 ai_call.id = %"c-1", count = 3_i64, big = u64::MAX, ok = true, ratio = 0.5,
@@ -242,6 +375,15 @@ mod tests {
             let empty = tracing::debug_span!("empty");
             let _in = empty.enter();
             tracing::error!(target: "custom::target", "in a span without fields: {quote}");
+            // Fields recorded after the span opened, to a span with and without fields.
+            let late = tracing::info_span!("late", filled = tracing::field::Empty, first = 1_i64);
+            late.record("filled", quote);
+            let _in = late.enter();
+            tracing::info!("in a span filled late");
+            let bare = tracing::info_span!("bare", filled = tracing::field::Empty);
+            bare.record("filled", true);
+            let _in = bare.enter();
+            tracing::info!("in a span with nothing but a late field");
         }
     }
 
@@ -250,7 +392,7 @@ mod tests {
     #[test]
     fn a_line_is_what_tracings_json_format_printed() {
         let ours = printed(true);
-        assert_eq!(ours.lines().count(), 3, "{ours}");
+        assert_eq!(ours.lines().count(), 5, "{ours}");
         assert_eq!(ours, printed(false));
         let second: Value = serde_json::from_str(ours.lines().nth(1).unwrap()).unwrap();
         assert_eq!(second["message"], json!("the formatted message"));
@@ -261,5 +403,24 @@ mod tests {
         let third: Value = serde_json::from_str(ours.lines().nth(2).unwrap()).unwrap();
         assert_eq!(third["span"], json!({"name": "empty"}));
         assert_eq!(third["target"], json!("custom::target"));
+        let span = &second["span"];
+        assert_eq!(
+            (&span["count"], &span["big"], &span["ratio"], &span["type"]),
+            (
+                &json!(-7),
+                &json!(u64::MAX),
+                &Value::Null,
+                &json!("\"kind\"")
+            )
+        );
+        // In the order of the keys, as tracing's map writes them.
+        assert!(ours.lines().nth(1).unwrap().contains(
+            r#""span":{"answer":42,"big":18446744073709551615,"count":-7,"half":0.5,"odd":"#
+        ));
+        let fourth: Value = serde_json::from_str(ours.lines().nth(3).unwrap()).unwrap();
+        assert_eq!(fourth["span"]["filled"], json!(QUOTE));
+        assert_eq!(fourth["span"]["first"], json!(1));
+        let fifth: Value = serde_json::from_str(ours.lines().nth(4).unwrap()).unwrap();
+        assert_eq!(fifth["span"], json!({"filled": true, "name": "bare"}));
     }
 }
