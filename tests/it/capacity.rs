@@ -838,6 +838,207 @@ async fn sqlite_rewinds_its_log_between_calls() {
     );
 }
 
+/// SQLite: the finishes that share a write batch add to the daily rollups at the batch's commit,
+/// each rollup row once with the sums of the calls that share it (`db::budgets::Rollups`). The
+/// sums are each call's, a call finished twice adds once, and a finish whose transaction fails
+/// after it adds nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_finishes_in_one_batch_add_to_each_rollup_row_once() {
+    use cloudbase_schema::db::{ai_calls, budgets, models};
+    use cloudbase_schema::domain::CallStatus;
+    let app = TestApp::spawn().await;
+    if app.is_postgres() {
+        eprintln!("sqlite_finishes_in_one_batch_add_to_each_rollup_row_once: SQLite only");
+        return;
+    }
+    let (_, _, ann) = app.register("ann@example.com", "ann-rollup-password").await;
+    let (_, _, bob) = app.register("bob@example.com", "bob-rollup-password").await;
+    let pool = cloudbase_schema::db::DbPool::connect_and_migrate(&cloudbase_schema::db::DbConfig {
+        url: app.config.database_url.clone().unwrap(),
+        max_connections: 24,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let gate = pool.write_gate().unwrap();
+    let now = chrono::Utc::now().naive_utc();
+    // (user, model): Ann with mock-fast most of the time, Bob and mock-smart now and then.
+    let who = |n: usize| match n % 8 {
+        3 => (&bob, "mock-fast"),
+        6 => (&ann, "mock-smart"),
+        _ => (&ann, "mock-fast"),
+    };
+    let calls: Vec<models::AiCall> = (0..20)
+        .map(|n| {
+            let (user, model) = who(n);
+            models::AiCall::pending(
+                user.clone(),
+                None,
+                Some(format!("req-rollup-{n}")),
+                ("mock".into(), model.into()),
+                false,
+                now,
+            )
+        })
+        .collect();
+    let finish = |n: usize| {
+        let n64 = i64::try_from(n).unwrap();
+        ai_calls::Finish {
+            provider: "mock".into(),
+            model: who(n).1.into(),
+            status: CallStatus::Succeeded,
+            error_code: None,
+            error_message: None,
+            prompt_tokens: 10 + n64,
+            cached_prompt_tokens: n64 % 3,
+            completion_tokens: 100 + n64,
+            usage_source: Some(cloudbase_schema::domain::UsageSource::Reported),
+            finished_at: Some(now),
+            latency_ms: Some(20),
+            ttft_ms: None,
+            upstream_ms: Some(15),
+            price_id: None,
+            cost_micros: 1000 * (n64 + 1),
+            currency: Some("CNY".into()),
+            priced: true,
+            cached: false,
+            attempts: json!([{"provider": "mock", "model": who(n).1}]),
+            prompt_log: None,
+        }
+    };
+    let mut conn = pool.get().await.unwrap();
+    for call in &calls {
+        conn.write(async |c| Ok(ai_calls::insert(c, call).await?))
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    let day = "2032-03-04";
+    let before = gate.stats();
+    let held = gate.turn().await;
+    // Calls 0..18 finish; call 18's transaction fails after its finish; call 19 is finished
+    // twice (the second adds nothing).
+    let writers: Vec<_> = (0..21)
+        .map(|i| {
+            let (pool, n) = (pool.clone(), i.min(19));
+            let (call, done) = (calls[n].clone(), finish(n));
+            tokio::spawn(async move {
+                let mut conn = pool.get().await.unwrap();
+                let none: [String; 0] = [];
+                let add_to = budgets::AddTo {
+                    day,
+                    token_counters: &none,
+                    minute: now,
+                };
+                conn.transaction(async |c| {
+                    let record =
+                        budgets::finish_and_add_to_daily(c, &call, &done, &add_to, None).await?;
+                    if n == 18 {
+                        return Err(cloudbase_schema::Error::Conflict("fails after".into()));
+                    }
+                    Ok(record.is_some())
+                })
+                .await
+            })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gate.queued() < 21 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} queued",
+            gate.queued()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(held);
+    let mut finished = 0;
+    for (i, writer) in writers.into_iter().enumerate() {
+        match (i, writer.await.unwrap()) {
+            (18, outcome) => assert!(outcome.is_err(), "{outcome:?}"),
+            (_, Ok(true)) => finished += 1,
+            (_, Ok(false)) => {}
+            (i, Err(e)) => panic!("writer {i}: {e}"),
+        }
+    }
+    assert_eq!(finished, 19, "0..18 and 19 once");
+    let after = gate.stats();
+    let rows = after.rollup_rows - before.rollup_rows;
+    assert!(
+        rows < 3 * 19,
+        "{rows} rollup rows written for 19 finishes in {} commits",
+        after.commits - before.commits
+    );
+    let counted: Vec<usize> = (0..20).filter(|&n| n != 18).collect();
+    let sums = |pick: &dyn Fn(usize) -> bool| {
+        counted
+            .iter()
+            .filter(|&&n| pick(n))
+            .fold((0, 0, 0, 0, 0), |s, &n| {
+                let f = finish(n);
+                (
+                    s.0 + 1,
+                    s.1 + f.prompt_tokens,
+                    s.2 + f.cached_prompt_tokens,
+                    s.3 + f.completion_tokens,
+                    s.4 + f.cost_micros,
+                )
+            })
+    };
+    let read = async |table: &str, key: String| {
+        let mut got = Vec::new();
+        for column in [
+            "requests",
+            "prompt_tokens",
+            "cached_prompt_tokens",
+            "completion_tokens",
+            "cost_micros",
+        ] {
+            got.push(
+                app.sql_number(&format!(
+                    "SELECT CAST(COALESCE(SUM({column}), 0) AS BIGINT) AS n FROM {table} \
+                     WHERE day = '{day}' AND currency = 'CNY' AND {key}"
+                ))
+                .await,
+            );
+        }
+        (got[0], got[1], got[2], got[3], got[4])
+    };
+    for (user, model) in [
+        (&ann, "mock-fast"),
+        (&bob, "mock-fast"),
+        (&ann, "mock-smart"),
+    ] {
+        let key = format!("user_id = '{user}' AND model = '{model}' AND api_key_id = ''");
+        let expected = sums(&|n| who(n) == (user, model));
+        assert_eq!(read("usage_daily", key).await, expected, "{user} {model}");
+    }
+    for user in [&ann, &bob] {
+        let expected = sums(&|n| who(n).0 == user);
+        let key = format!("user_id = '{user}'");
+        assert_eq!(read("usage_daily_users", key).await, expected, "{user}");
+    }
+    for model in ["mock-fast", "mock-smart"] {
+        let expected = sums(&|n| who(n).1 == model);
+        let key = format!("model = '{model}'");
+        assert_eq!(read("usage_daily_models", key).await, expected, "{model}");
+    }
+    // One row per key, whatever the batches.
+    let keyed = app
+        .sql_number(&format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM usage_daily WHERE day = '{day}'"
+        ))
+        .await;
+    assert_eq!(keyed, 3);
+    let still = app
+        .sql_number(&format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ai_calls WHERE id = '{}' AND status = 'PENDING'",
+            calls[18].id
+        ))
+        .await;
+    assert_eq!(still, 1, "the failed transaction's finish was rolled back");
+}
+
 /// A SQLite pool of its own on a new file, with one table `t (i)`.
 async fn sqlite_pool_with_a_table(dir: &tempfile::TempDir) -> cloudbase_schema::db::DbPool {
     use diesel_async::RunQueryDsl;

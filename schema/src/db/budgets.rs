@@ -565,8 +565,7 @@ pub async fn finish_and_add_to_daily(
     let (id, day) = (call.id.as_str(), add_to.day);
     match conn {
         DbConn::Pg(obj) => finish_and_add_to_daily_pg(obj, id, finish, add_to, audit).await,
-        DbConn::Sqlite(obj, _) => {
-            let c: &mut super::SqliteConn = obj;
+        DbConn::Sqlite(slot, _) => {
             let finishing = sqlite_finish::Finishing {
                 call: call.clone(),
                 day: day.to_owned(),
@@ -575,10 +574,24 @@ pub async fn finish_and_add_to_daily(
                 minute: add_to.minute,
                 audit: audit.map(super::models::OwnedAuditRow::from),
             };
-            c.spawn_blocking(move |c| finishing.run(c)).await
+            let (record, addition) = slot.spawn_blocking(move |c| finishing.run(c)).await?;
+            if let Some(addition) = addition {
+                match slot {
+                    // Added to the rollups with the batch's commit (see `Rollups`).
+                    super::SqliteSlot::Writer(turn) => turn.stage(addition),
+                    super::SqliteSlot::Pooled(c) => {
+                        let mut rollups = Rollups::default();
+                        rollups.add(addition);
+                        c.spawn_blocking(move |c| rollups.write(c)).await?;
+                    }
+                }
+            }
+            Ok(record)
         }
     }
 }
+
+pub(super) use sqlite_finish::{Addition, Rollups};
 
 /// SQLite: a call's finish as diesel's own statements on the connection, in one piece of work
 /// for the blocking wrapper (inline on the call path, `db::on_call_path`). Through the async
@@ -624,9 +637,154 @@ mod sqlite_finish {
         pub(super) audit: Option<OwnedAuditRow>,
     }
 
+    /// What one finished call adds to the daily rollups, owned.
+    pub struct Addition {
+        day: String,
+        user_id: String,
+        api_key_id: String,
+        provider: String,
+        model: String,
+        currency: String,
+        prompt_tokens: i64,
+        cached_prompt_tokens: i64,
+        completion_tokens: i64,
+        cost_micros: i64,
+    }
+
+    /// The sums of some additions for one row of a rollup.
+    #[derive(Default, Clone, Copy)]
+    struct Sums {
+        requests: i64,
+        prompt_tokens: i64,
+        cached_prompt_tokens: i64,
+        completion_tokens: i64,
+        cost_micros: i64,
+    }
+
+    impl Sums {
+        fn add(&mut self, a: &Addition) {
+            self.requests += 1;
+            self.prompt_tokens += a.prompt_tokens;
+            self.cached_prompt_tokens += a.cached_prompt_tokens;
+            self.completion_tokens += a.completion_tokens;
+            self.cost_micros += a.cost_micros;
+        }
+    }
+
+    /// The rollups' additions of the calls that finished in one write batch
+    /// (`super::super::writer`), written when the batch commits: each row of each rollup once,
+    /// with the sums of the batch's calls that share its key. At 32 calls in flight a batch holds
+    /// about fifteen writes, half of them finishes, and most of those add to the same rows (the
+    /// day's row of a user and a model): written by each call, they were three upserts a call,
+    /// about a third of its finish (`bench/RESULTS.md`, "2026-12-05, early morning"). The
+    /// additions of a writer whose savepoint is rolled back are dropped with it; those of a
+    /// batch that fails, with the batch. Commit and rollups are one transaction, so a reader
+    /// never sees a call finished and not in the rollups, or the reverse.
+    #[derive(Default)]
+    pub struct Rollups(Vec<Addition>);
+
+    impl Rollups {
+        /// Whether there is nothing to write.
+        pub fn is_empty(&self) -> bool {
+            self.0.is_empty()
+        }
+
+        /// Adds one call's addition.
+        pub fn add(&mut self, addition: Addition) {
+            self.0.push(addition);
+        }
+
+        /// Adds another set's additions.
+        pub fn append(&mut self, other: &mut Rollups) {
+            self.0.append(&mut other.0);
+        }
+
+        /// Forgets every addition.
+        pub fn clear(&mut self) {
+            self.0.clear();
+        }
+
+        /// Writes the sums, inside the caller's transaction, in the order of the tables and of
+        /// the keys; returns the rows written.
+        pub fn write(self, c: &mut SqliteConnection) -> QueryResult<usize> {
+            use std::collections::BTreeMap;
+            type Key<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
+            let mut by_call: BTreeMap<Key<'_>, Sums> = BTreeMap::new();
+            let mut by_user: BTreeMap<(&str, &str, &str), Sums> = BTreeMap::new();
+            let mut by_model: BTreeMap<(&str, &str, &str, &str), Sums> = BTreeMap::new();
+            for a in &self.0 {
+                let (day, user, key) = (a.day.as_str(), a.user_id.as_str(), a.api_key_id.as_str());
+                let (provider, model, currency) =
+                    (a.provider.as_str(), a.model.as_str(), a.currency.as_str());
+                by_call
+                    .entry((day, user, key, provider, model, currency))
+                    .or_default()
+                    .add(a);
+                by_user.entry((day, user, currency)).or_default().add(a);
+                by_model
+                    .entry((day, provider, model, currency))
+                    .or_default()
+                    .add(a);
+            }
+            fn usage<'a>(
+                (day, user_id, api_key_id, provider, model, currency): Key<'a>,
+                s: Sums,
+            ) -> DailyUsage<'a> {
+                DailyUsage {
+                    day,
+                    user_id,
+                    api_key_id,
+                    provider,
+                    model,
+                    currency,
+                    requests: s.requests,
+                    prompt_tokens: s.prompt_tokens,
+                    cached_prompt_tokens: s.cached_prompt_tokens,
+                    completion_tokens: s.completion_tokens,
+                    cost_micros: s.cost_micros,
+                    shard: 0, // one row per key on SQLite (see `shard`)
+                }
+            }
+            for (key, sums) in &by_call {
+                let u = &usage(*key, *sums);
+                run_on_sqlite(
+                    c,
+                    rollup_statement!(
+                        u,
+                        usage_daily,
+                        [day, user_id, api_key_id, provider, model, currency, shard]
+                    ),
+                )?;
+            }
+            for ((day, user, currency), sums) in &by_user {
+                let u = &usage((day, user, "", "", "", currency), *sums);
+                run_on_sqlite(
+                    c,
+                    rollup_statement!(u, usage_daily_users, [day, user_id, currency, shard]),
+                )?;
+            }
+            for ((day, provider, model, currency), sums) in &by_model {
+                let u = &usage((day, "", "", provider, model, currency), *sums);
+                run_on_sqlite(
+                    c,
+                    rollup_statement!(
+                        u,
+                        usage_daily_models,
+                        [day, provider, model, currency, shard]
+                    ),
+                )?;
+            }
+            Ok(by_call.len() + by_user.len() + by_model.len())
+        }
+    }
+
     impl Finishing {
-        /// As `finish_and_add_to_daily`, inside the caller's transaction.
-        pub(super) fn run(self, c: &mut SqliteConnection) -> QueryResult<Option<AiCall>> {
+        /// As `finish_and_add_to_daily`, inside the caller's transaction, but for the rollups:
+        /// what the call adds to them is returned, to be written with its batch ([`Rollups`]).
+        pub(super) fn run(
+            self,
+            c: &mut SqliteConnection,
+        ) -> QueryResult<(Option<AiCall>, Option<Addition>)> {
             let (id, finish) = (self.call.id.as_str(), &self.finish);
             run_on_sqlite(c, fixed_shape!(finish_update!(id, finish)))?;
             let changed = fixed_shape!(
@@ -637,42 +795,20 @@ mod sqlite_finish {
             .get_result::<(i32, Option<String>)>(c)
             .optional()?;
             let Some((1, conversation_id)) = changed else {
-                return Ok(None);
+                return Ok((None, None));
             };
-            let u = &DailyUsage {
-                day: &self.day,
-                user_id: &self.call.user_id,
-                api_key_id: self.call.api_key_id.as_deref().unwrap_or(""),
-                provider: &finish.provider,
-                model: &finish.model,
-                currency: finish.currency.as_deref().unwrap_or(""),
-                requests: 1,
+            let addition = Addition {
+                day: self.day,
+                user_id: self.call.user_id.clone(),
+                api_key_id: self.call.api_key_id.clone().unwrap_or_default(),
+                provider: finish.provider.clone(),
+                model: finish.model.clone(),
+                currency: finish.currency.clone().unwrap_or_default(),
                 prompt_tokens: finish.prompt_tokens,
                 cached_prompt_tokens: finish.cached_prompt_tokens,
                 completion_tokens: finish.completion_tokens,
                 cost_micros: finish.cost_micros,
-                shard: 0, // one row per key on SQLite (see `shard`)
             };
-            run_on_sqlite(
-                c,
-                rollup_statement!(
-                    u,
-                    usage_daily,
-                    [day, user_id, api_key_id, provider, model, currency, shard]
-                ),
-            )?;
-            run_on_sqlite(
-                c,
-                rollup_statement!(u, usage_daily_users, [day, user_id, currency, shard]),
-            )?;
-            run_on_sqlite(
-                c,
-                rollup_statement!(
-                    u,
-                    usage_daily_models,
-                    [day, provider, model, currency, shard]
-                ),
-            )?;
             let tokens = finish.prompt_tokens + finish.completion_tokens;
             if tokens > 0 {
                 for counter in &self.token_counters {
@@ -693,7 +829,7 @@ mod sqlite_finish {
                 conversation_id,
                 ..self.call
             };
-            Ok(Some(self.finish.applied_to(pending)))
+            Ok((Some(self.finish.applied_to(pending)), Some(addition)))
         }
     }
 }

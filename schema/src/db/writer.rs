@@ -31,6 +31,11 @@
 //!
 //! Anyone who takes the turn to do something other than join ([`WriteGate::turn`], the
 //! checkpointer) commits the open batch first.
+//!
+//! What the batch's finished calls add to the daily rollups is written once, with the batch's
+//! commit, each rollup row with the sums of the calls that share it
+//! ([`super::budgets::Rollups`]): a writer stages its additions while it works, and they join the
+//! batch only when its savepoint is released (dropped with it otherwise).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -41,6 +46,7 @@ use diesel::connection::AnsiTransactionManager as SyncAnsiTransactionManager;
 use diesel_async::{AsyncConnection, TransactionManager};
 use tokio::sync::watch;
 
+use super::budgets::{Addition, Rollups};
 use super::{DbConn, SqliteConn, SqliteSlot, finish_tx};
 use crate::Error;
 
@@ -68,6 +74,8 @@ struct Inner {
     /// Commits of batches, and the writes they held, since start.
     commits: AtomicU64,
     written: AtomicU64,
+    /// Rollup rows written by commits since start.
+    rollup_rows: AtomicU64,
 }
 
 /// What the writers did since start (for metrics): writes committed, and the commits that held
@@ -78,6 +86,9 @@ pub struct WriterStats {
     pub writes: u64,
     /// Commits of batches.
     pub commits: u64,
+    /// Rows of the daily rollups written by those commits (each once per commit, however many
+    /// of its calls added to it).
+    pub rollup_rows: u64,
 }
 
 /// The writer connection, and the batch open on it.
@@ -85,6 +96,16 @@ pub struct Writer {
     /// The connection every write runs on.
     pub(super) conn: SqliteConn,
     batch: Option<Batch>,
+    /// The rollups' additions of the writer at work, until its savepoint is released.
+    staged: Rollups,
+}
+
+impl Writer {
+    /// Stages what a finished call adds to the rollups: written with the batch's commit if the
+    /// writer's work stays in the batch.
+    pub(super) fn stage(&mut self, addition: Addition) {
+        self.staged.add(addition);
+    }
 }
 
 /// SQLite's writer turn, holding the writer connection.
@@ -98,6 +119,8 @@ struct Batch {
     opened: Instant,
     /// `Some` once the batch is committed (or has failed); its writers wait for it.
     done: watch::Sender<Option<Result<(), String>>>,
+    /// What its writers' finished calls add to the rollups, written before its commit.
+    rollups: Rollups,
 }
 
 impl Batch {
@@ -107,6 +130,7 @@ impl Batch {
             bare: true,
             opened: Instant::now(),
             done: watch::Sender::new(None),
+            rollups: Rollups::default(),
         }
     }
 }
@@ -141,11 +165,13 @@ impl WriteGate {
             writer: Arc::new(tokio::sync::Mutex::new(Writer {
                 conn: writer,
                 batch: None,
+                staged: Rollups::default(),
             })),
             queued: AtomicUsize::new(0),
             path,
             commits: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            rollup_rows: AtomicU64::new(0),
         }))
     }
 
@@ -154,6 +180,7 @@ impl WriteGate {
         WriterStats {
             writes: self.0.written.load(Ordering::Relaxed),
             commits: self.0.commits.load(Ordering::Relaxed),
+            rollup_rows: self.0.rollup_rows.load(Ordering::Relaxed),
         }
     }
 
@@ -248,6 +275,13 @@ impl WriteGate {
                 "the database write failed; try again".into(),
             )));
         }
+        // Before any pause: the writer's work is in the batch now (or rolled back, on `Err`),
+        // and its additions to the rollups go with it.
+        let Writer { batch, staged, .. } = &mut *turn;
+        match batch.as_mut() {
+            Some(batch) if result.is_ok() => batch.rollups.append(staged),
+            _ => staged.clear(),
+        }
         let young = turn
             .batch
             .as_ref()
@@ -287,21 +321,34 @@ impl WriteGate {
 
     /// Commits the open batch and tells its writers.
     async fn commit(&self, turn: &mut Turn) -> Result<(), Error> {
-        let Some(batch) = turn.batch.take() else {
+        let Some(mut batch) = turn.batch.take() else {
             return Ok(());
         };
-        let committed = Tm::commit_transaction(&mut turn.conn).await;
-        if committed.is_ok() {
+        let rollups = std::mem::take(&mut batch.rollups);
+        let rows = if rollups.is_empty() {
+            Ok(0)
+        } else {
+            turn.conn.spawn_blocking(move |c| rollups.write(c)).await
+        };
+        // If the rollups failed, the transaction is still open: `settle` rolls it back.
+        let committed = match rows {
+            Ok(rows) => Tm::commit_transaction(&mut turn.conn).await.map(|()| rows),
+            Err(e) => Err(e),
+        };
+        if let Ok(rows) = committed {
             self.0.commits.fetch_add(1, Ordering::Relaxed);
             self.0
                 .written
                 .fetch_add(u64::try_from(batch.writers).unwrap_or(0), Ordering::Relaxed);
+            self.0
+                .rollup_rows
+                .fetch_add(u64::try_from(rows).unwrap_or(0), Ordering::Relaxed);
         }
         batch.done.send_replace(Some(
             committed.as_ref().map(|_| ()).map_err(|e| e.to_string()),
         ));
         self.settle(turn).await;
-        committed.map_err(|e| {
+        committed.map(drop).map_err(|e| {
             tracing::warn!(error = %e, "SQLite commit failed");
             Error::Unavailable("the database write failed; try again".into())
         })
@@ -335,6 +382,8 @@ impl WriteGate {
     /// rolling back savepoints left open; if it cannot, the batch is lost (its writers fail) and
     /// the connection is rolled back entirely, or opened again.
     async fn settle(&self, turn: &mut Turn) {
+        // Whoever staged these did not get its work into the batch (or it is settled now).
+        turn.staged.clear();
         if turn.batch.as_ref().is_some_and(|b| b.bare) {
             // Its first writer was dropped in the middle of its work: none of it stays.
             turn.batch = None;

@@ -128,6 +128,7 @@ pub async fn handler(
         if let Some(writer) = &writer {
             metrics::counter!("cloudbase_sqlite_writes_total").absolute(writer.writes);
             metrics::counter!("cloudbase_sqlite_commits_total").absolute(writer.commits);
+            metrics::counter!("cloudbase_sqlite_rollup_rows_total").absolute(writer.rollup_rows);
         }
         if let Some((pendings, finishes)) = &batches {
             metrics::counter!("cloudbase_pg_pending_batches_total").absolute(pendings.batches);
