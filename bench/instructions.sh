@@ -63,7 +63,9 @@ sleep 1
 vg_pid=$(pgrep -f "callgrind-out-file=$cg" | sort -n | tail -1)
 
 run() { # run NAME URL BODY TOKEN
-    taskset -c 0 "$bin/load" http "$2" "$3" "$4" 1 600 "$WARM" > /dev/null
+    # The warm-up runs at the measured concurrency, so that the pool has grown to what that
+    # needs before the count starts (at C=32, opening a dozen connections counted in the window).
+    taskset -c 0 "$bin/load" http "$2" "$3" "$4" "$C" 600 "$((WARM > 2 * C ? WARM : 2 * C))" > /dev/null
     callgrind_control -z "$vg_pid" > /dev/null
     local line
     line=$(taskset -c 0 "$bin/load" http "$2" "$3" "$4" "$C" 600 "$N")

@@ -69,9 +69,10 @@ for backend in sqlite postgres; do
     for c in $LEVELS; do load "cloudbase-$backend-v1" http "http://127.0.0.1:$CB/v1/chat/completions" "$V1_PLAIN" "$key" "$c"; done
     for c in $LEVELS; do load "cloudbase-$backend-v1-sse" sse "http://127.0.0.1:$CB/v1/chat/completions" "$V1_STREAM" "$key" "$c"; done
     echo "{\"label\":\"cloudbase-$backend-rss\",\"peak_rss_kb\":$(hwm_kb "$cb_pid")}" | tee -a "$out/results.jsonl"
-    # On PostgreSQL, how many calls shared each batched statement over the whole run.
+    # How many calls shared each batched statement over the whole run (PostgreSQL), or each
+    # commit and the rollup rows it wrote (SQLite).
     curl -s "http://127.0.0.1:$CB/metrics" | python3 -c 'import json, sys
-counts = {l.split()[0]: float(l.split()[1]) for l in sys.stdin if l.startswith("cloudbase_pg_")}
+counts = {l.split()[0]: float(l.split()[1]) for l in sys.stdin if l.startswith(("cloudbase_pg_", "cloudbase_sqlite_"))}
 print(json.dumps({"label": sys.argv[1], **counts}))' "cloudbase-$backend-batches" | tee -a "$out/results.jsonl"
     kill "$cb_pid"; wait "$cb_pid" 2>/dev/null || true
 done

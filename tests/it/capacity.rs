@@ -942,15 +942,7 @@ async fn sqlite_finishes_in_one_batch_add_to_each_rollup_row_once() {
             })
         })
         .collect();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while gate.queued() < 21 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} queued",
-            gate.queued()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_queued(&gate, 21).await;
     drop(held);
     let mut finished = 0;
     for (i, writer) in writers.into_iter().enumerate() {
@@ -1124,15 +1116,7 @@ async fn sqlite_writers_queued_together_share_commits_and_fail_alone() {
         })
         .collect();
     // Every pooled connection (16) is taken by a writer waiting for the turn.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while gate.queued() < 16 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} queued",
-            gate.queued()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_queued(&gate, 16).await;
     drop(held);
     let mut committed = Vec::new();
     for writer in writers {
@@ -1216,11 +1200,22 @@ async fn queue_writers(
         writers.push(tokio::spawn(async move {
             insert_into_t(&pool, i, false, hangs).await
         }));
-        while gate.queued() <= n {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        until_queued(&gate, n + 1).await;
     }
     writers
+}
+
+/// Waits (10 s at most) until `n` writers queue for the turn.
+async fn until_queued(gate: &cloudbase_schema::db::WriteGate, n: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gate.queued() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} queued of {n}",
+            gate.queued()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 /// A writer dropped in the middle of its turn (its request went away) leaves its work open on
