@@ -841,7 +841,7 @@ async fn sqlite_rewinds_its_log_between_calls() {
 /// SQLite: the finishes that share a write batch add to the daily rollups at the batch's commit,
 /// each rollup row once with the sums of the calls that share it (`db::budgets::Rollups`). The
 /// sums are each call's, a call finished twice adds once, and a finish whose transaction fails
-/// after it adds nothing.
+/// after it adds nothing. Outside the writers' turn a finish writes its own rollups.
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_finishes_in_one_batch_add_to_each_rollup_row_once() {
     use cloudbase_schema::db::{ai_calls, budgets, models};
@@ -1029,6 +1029,32 @@ async fn sqlite_finishes_in_one_batch_add_to_each_rollup_row_once() {
         ))
         .await;
     assert_eq!(still, 1, "the failed transaction's finish was rolled back");
+    // Outside the writers' turn (a pooled connection, no transaction), a finish writes its own
+    // rollups at once.
+    let mut conn = pool.get().await.unwrap();
+    let none: [String; 0] = [];
+    let add_to = budgets::AddTo {
+        day,
+        token_counters: &none,
+        minute: now,
+    };
+    let (lone, done) = (&calls[18], finish(18));
+    let record = budgets::finish_and_add_to_daily(&mut conn, lone, &done, &add_to, None)
+        .await
+        .unwrap();
+    assert!(record.is_some());
+    let key = format!("user_id = '{ann}' AND model = 'mock-fast' AND api_key_id = ''");
+    let before = sums(&|n| who(n) == (&ann, "mock-fast"));
+    let expected = (
+        before.0 + 1,
+        before.1 + done.prompt_tokens,
+        before.2 + done.cached_prompt_tokens,
+        before.3 + done.completion_tokens,
+        before.4 + done.cost_micros,
+    );
+    assert_eq!(read("usage_daily", key).await, expected);
+    let models = read("usage_daily_models", "model = 'mock-fast'".to_owned()).await;
+    assert_eq!(models.0, sums(&|n| who(n).1 == "mock-fast").0 + 1);
 }
 
 /// A SQLite pool of its own on a new file, with one table `t (i)`.
