@@ -914,6 +914,11 @@ async fn sqlite_finishes_in_one_batch_add_to_each_rollup_row_once() {
     }
     drop(conn);
     let day = "2032-03-04";
+    let add_to = budgets::AddTo {
+        day,
+        token_counters: &[],
+        minute: now,
+    };
     let before = gate.stats();
     let held = gate.turn().await;
     // Calls 0..18 finish; call 18's transaction fails after its finish; call 19 is finished
@@ -924,12 +929,6 @@ async fn sqlite_finishes_in_one_batch_add_to_each_rollup_row_once() {
             let (call, done) = (calls[n].clone(), finish(n));
             tokio::spawn(async move {
                 let mut conn = pool.get().await.unwrap();
-                let none: [String; 0] = [];
-                let add_to = budgets::AddTo {
-                    day,
-                    token_counters: &none,
-                    minute: now,
-                };
                 conn.transaction(async |c| {
                     let record =
                         budgets::finish_and_add_to_daily(c, &call, &done, &add_to, None).await?;
@@ -1032,12 +1031,6 @@ async fn sqlite_finishes_in_one_batch_add_to_each_rollup_row_once() {
     // Outside the writers' turn (a pooled connection, no transaction), a finish writes its own
     // rollups at once.
     let mut conn = pool.get().await.unwrap();
-    let none: [String; 0] = [];
-    let add_to = budgets::AddTo {
-        day,
-        token_counters: &none,
-        minute: now,
-    };
     let (lone, done) = (&calls[18], finish(18));
     let record = budgets::finish_and_add_to_daily(&mut conn, lone, &done, &add_to, None)
         .await
