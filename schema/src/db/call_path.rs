@@ -3,6 +3,7 @@
 
 use diesel_async::sync_connection_wrapper::SpawnBlocking;
 use futures_util::FutureExt;
+use tokio::task::futures::TaskLocalFuture;
 
 tokio::task_local! {
     /// Set while a future runs [`on_call_path`].
@@ -16,8 +17,12 @@ tokio::task_local! {
 /// takes microseconds, reads never wait in WAL mode, and this process's writers take turns
 /// before they write ([`super::WriteGate`]), so none of them waits in SQLite's busy handler. Reports,
 /// exports, sweeps and everything else keep the blocking pool. PostgreSQL is not affected.
-pub async fn on_call_path<F: std::future::Future>(work: F) -> F::Output {
-    ON_CALL_PATH.scope((), work).await
+///
+/// Not an `async fn`: its state would keep `work` beside the scope it is moved into, twice the
+/// size of `work` (6 KB more in a call's finish), and every future around it would carry that
+/// and copy it (`rustc -Zprint-type-sizes`, `bench/RESULTS.md`).
+pub fn on_call_path<F: std::future::Future>(work: F) -> TaskLocalFuture<(), F> {
+    ON_CALL_PATH.scope((), work)
 }
 
 /// Where the SQLite wrapper runs a statement: inline inside [`on_call_path`] (or when the
