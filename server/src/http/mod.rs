@@ -45,9 +45,21 @@ use tracing::Instrument as _;
 use self::client_addr::ClientAddress;
 use crate::config::{Config, ConfigError, Environment};
 
-/// What handlers share.
+/// What handlers share: one pointer, since axum clones the state for every extractor and layer
+/// of every request (a clone of the fields was a reference count each).
 #[derive(Clone)]
-pub struct HttpState {
+pub struct HttpState(Arc<Shared>);
+
+impl std::ops::Deref for HttpState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`HttpState`].
+pub struct Shared {
     /// The executable schema (holds the `App`).
     pub schema: AppSchema,
     /// The services.
@@ -103,7 +115,7 @@ pub fn router(
         loopback: config.metrics.loopback,
         token: config.metrics.token.as_ref().map(|t| Arc::from(t.expose())),
     });
-    let state = HttpState {
+    let state = HttpState(Arc::new(Shared {
         schema: build_schema(app.clone(), config.limits()),
         app,
         env: config.env,
@@ -123,7 +135,7 @@ pub fn router(
         },
         sockets,
         console_dir: config.http.console_dir.as_deref().map(Arc::from),
-    };
+    }));
     // What pages of other origins may call from the browser, when `[http] cors_origins` lets them.
     let api = Router::new()
         .route(
