@@ -47,26 +47,36 @@ pub const REDACTED: &str = "[REDACTED]";
 /// Replaces the value of every secret-named key, at any depth, with [`REDACTED`], and of every
 /// prompt-named key too unless `keep_prompts`.
 pub fn redact(value: &mut Value, keep_prompts: bool) {
+    // Every key's normalised name is made in this one buffer: one allocation for the whole
+    // value (each mutation's arguments pass here), not one per key.
+    redact_with(value, keep_prompts, &mut String::new());
+}
+
+fn redact_with(value: &mut Value, keep_prompts: bool, scratch: &mut String) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                let name: String = key
-                    .chars()
-                    .filter(|c| *c != '_' && *c != '-')
-                    .flat_map(char::to_lowercase)
-                    .collect();
-                let prompt = !keep_prompts && PROMPT_NAMES.contains(&name.as_str());
-                let secret = !PUBLIC_NAMES.contains(&name.as_str())
-                    && !is_count(&name, v)
+                scratch.clear();
+                scratch.extend(
+                    key.chars()
+                        .filter(|c| *c != '_' && *c != '-')
+                        .flat_map(char::to_lowercase),
+                );
+                let name = scratch.as_str();
+                let prompt = !keep_prompts && PROMPT_NAMES.contains(&name);
+                let secret = !PUBLIC_NAMES.contains(&name)
+                    && !is_count(name, v)
                     && SECRET_PARTS.iter().any(|part| name.contains(part));
-                if prompt || secret || ADDRESS_NAMES.contains(&name.as_str()) {
+                if prompt || secret || ADDRESS_NAMES.contains(&name) {
                     *v = Value::String(REDACTED.into());
                 } else {
-                    redact(v, keep_prompts);
+                    redact_with(v, keep_prompts, scratch);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| redact(v, keep_prompts)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| redact_with(v, keep_prompts, scratch)),
         Value::String(text) => {
             if let Some(url) = redact_url(text) {
                 *text = url;
