@@ -134,6 +134,9 @@ struct Completion {
     model: Option<String>,
     choices: Vec<Choice>,
     usage: Option<Value>,
+    /// Read by the typed pass only ([`parse_response`]); the other pass reads it from the value.
+    #[serde(default)]
+    error: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -162,14 +165,28 @@ pub fn parse_response(resp: &HttpResponse) -> Result<ChatResponse, PluginError> 
     if !(200..300).contains(&resp.status) {
         return Err(http_error(resp.status, &resp.body));
     }
+    // One typed pass reads the usual body without building a `Value` of it first (a tree of
+    // maps and strings, about half the plugin's work on a call). A body it cannot read (no
+    // `choices`, a field of another type, a key twice) goes the way that also reads odd bodies,
+    // with the same outcome as before: a typed read succeeds only where that one would.
+    let completion = match serde_json::from_str::<Completion>(&resp.body) {
+        Ok(completion) => {
+            // With `choices` read, only `error` can make this an error ([`error_message`]).
+            let message = match &completion.error {
+                Some(Value::String(s)) => Some(s.as_str()),
+                Some(Value::Object(e)) => e.get("message").and_then(Value::as_str),
+                _ => None,
+            };
+            if let Some(message) = message.filter(|m| !m.is_empty()) {
+                return Err(PluginError::upstream(message));
+            }
+            completion
+        }
+        Err(_) => completion_of_value(&resp.body)?,
+    };
     let invalid = |e: &dyn std::fmt::Display| {
         PluginError::upstream(format!("invalid response from provider: {e}"))
     };
-    let value: Value = serde_json::from_str(&resp.body).map_err(|e| invalid(&e))?;
-    if let Some(message) = error_message(&value) {
-        return Err(PluginError::upstream(message));
-    }
-    let completion: Completion = serde_json::from_value(value).map_err(|e| invalid(&e))?;
     let Some(choice) = completion.choices.into_iter().next() else {
         return Err(invalid(&"no choices"));
     };
@@ -181,6 +198,19 @@ pub fn parse_response(resp: &HttpResponse) -> Result<ChatResponse, PluginError> 
         finish_reason: choice.finish_reason,
         usage: completion.usage.as_ref().and_then(parse_usage),
     })
+}
+
+/// A 2xx `body` read as any JSON first: its error if it carries one ([`error_message`]), else
+/// the completion it holds, or why it holds none.
+fn completion_of_value(body: &str) -> Result<Completion, PluginError> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        PluginError::upstream(format!("invalid response from provider: {e}"))
+    };
+    let value: Value = serde_json::from_str(body).map_err(|e| invalid(&e))?;
+    if let Some(message) = error_message(&value) {
+        return Err(PluginError::upstream(message));
+    }
+    serde_json::from_value(value).map_err(|e| invalid(&e))
 }
 
 /// The error for a non-2xx `status` with `body`.

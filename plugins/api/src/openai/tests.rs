@@ -160,6 +160,47 @@ fn bad_2xx_bodies_are_upstream_errors() {
 }
 
 #[test]
+fn the_typed_pass_reads_bodies_as_the_value_pass_does() {
+    let bodies = [
+        r#"{"id":"c1","model":"m1","choices":[{"message":{"content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"cached_tokens":1}}"#,
+        r#"{"choices":[{"message":{"content":"hi"}}],"error":{"message":"boom"}}"#,
+        r#"{"choices":[{"message":{"content":"hi"}}],"error":"flat"}"#,
+        r#"{"choices":[{"message":{"content":"hi"}}],"error":{"message":""}}"#,
+        r#"{"choices":[{"message":{"content":"hi"}}],"error":null,"message":"ignored"}"#,
+        r#"{"choices":[{"message":{"content":"hi"}}],"error":{"code":5}}"#,
+        r#"{"choices":[{"message":{"content":"a"}}],"choices":[{"message":{"content":"b"}}]}"#,
+        r#"{"choices":null,"message":"with null choices"}"#,
+        r#"{"message":"no choices"}"#,
+        r#"{"choices":[{"message":{"content":7}}],"error":"typed read fails, error wins"}"#,
+        r#"{"id":5,"choices":[{"message":{"content":"hi"}}]}"#,
+        r#"{"choices":[{"message":{"content":"hi"}}],"usage":null}"#,
+    ];
+    for body in bodies {
+        let by_value = completion_of_value(body).and_then(|completion| {
+            let choice = completion.choices.into_iter().next().ok_or_else(|| {
+                PluginError::upstream("invalid response from provider: no choices")
+            })?;
+            Ok((
+                completion.id,
+                choice.message.content,
+                completion.usage.as_ref().and_then(parse_usage),
+            ))
+        });
+        let typed = parse_response(&http(200, body))
+            .map(|r| (r.id, Some(r.content).filter(|c| !c.is_empty()), r.usage));
+        match (&typed, &by_value) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{body}"),
+            (Err(a), Err(b)) => {
+                assert_eq!(a.code, b.code, "{body}");
+                // Where the typed read fails, the message is the value pass's own.
+                assert_eq!(a.message, b.message, "{body}");
+            }
+            _ => panic!("{body}: typed {typed:?}, by value {by_value:?}"),
+        }
+    }
+}
+
+#[test]
 fn maps_error_statuses() {
     let body = r#"{"error":{"message":"model not found","type":"invalid_request_error"}}"#;
     for status in [400, 404, 413, 422] {
