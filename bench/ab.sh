@@ -10,6 +10,9 @@
 #   OLD_WITHOUT_MASTER_KEY=1 bash bench/ab.sh OLD         # OLD predates `CLOUDBASE_MASTER_KEY`
 #   LIMITS=1 bash bench/ab.sh OLD                         # with rate limits and a budget in force
 #
+# A `libcloudbase_plugin_openai_compatible.so` beside OLD is the plugin OLD runs with (copy it
+# there with the binary); without one, both builds run this tree's plugin.
+#
 # For each round, backend and concurrency: the floor, then OLD, then this tree's release build (or
 # the other way round, ORDER), over GraphQL `chat` and over `/v1` (the REST floor beside it), and
 # the server's CPU per call at c=1 (`perf stat`, when perf is installed). Both builds get the
@@ -31,6 +34,15 @@ out="$repo/bench/out/ab"
 UP=18921; FLOOR=18922; CB=18923
 prepare "$out" "$UP"
 results="$repo/bench/out/ab.jsonl"
+# OLD's own `openai-compatible` plugin, when one sits beside it: the plugin SDK's code (building
+# requests, reading answers) runs in the plugin, so a change there is measured only if each build
+# loads its own. Without one, both builds load this tree's.
+old_plugins=""
+if [ -f "$(dirname "$old")/libcloudbase_plugin_openai_compatible.so" ]; then
+    old_plugins="$out/plugins-old"
+    rm -rf "$old_plugins" && mkdir -p "$old_plugins"
+    cp "$(dirname "$old")/libcloudbase_plugin_openai_compatible.so" "$old_plugins/"
+fi
 
 # measure LABEL MODE URL BODY TOKEN C PID: one bounded run; at c=1 also the CPU PID used per request.
 measure() {
@@ -68,6 +80,11 @@ for round in $(seq 1 "$ROUNDS"); do
         for which in ${ORDER:-old new}; do
             server="$bin/cloudbase-ai"; [ "$which" = old ] && server="$old"
             rm -rf "$out/data-$which-$backend"
+            if [ "$which" = old ] && [ -n "$old_plugins" ]; then
+                export CLOUDBASE_PLUGINS_DIR="$old_plugins"
+            else
+                unset CLOUDBASE_PLUGINS_DIR
+            fi
             start_cloudbase "$out" "$which-$backend" "$(fresh_db "$backend" "ab_$which")" "$CB" "$server"
             token=$(login_token "$CB"); key=$(api_key "$CB" "$token"); limits_budget "$CB" "$token"
             for c in $LEVELS; do

@@ -10,7 +10,8 @@
 #
 #   bash bench/instructions.sh                              # sqlite, GraphQL `chat` and `/v1`
 #   BACKEND=postgres N=500 bash bench/instructions.sh
-#   BINARY=/tmp/old/cloudbase-ai bash bench/instructions.sh # another build of the server
+#   BINARY=/tmp/old/cloudbase-ai bash bench/instructions.sh # another build of the server (with
+#                                                           # the plugin beside it, if there is one)
 #   FLOOR=1 bash bench/instructions.sh                      # the floor's two paths
 #   C=32 N=960 bash bench/instructions.sh                   # calls 32 at a time: the batched
 #                                                           # writes' share per call, as at load
@@ -32,6 +33,10 @@ out="$repo/bench/out/instructions${FLOOR:+-floor}"
 UP=18941; CB=18943
 command -v valgrind > /dev/null || { echo "valgrind is not installed"; exit 1; }
 prepare "$out" "$UP"
+# BINARY's own `openai-compatible` plugin, when one sits beside it (as in `ab.sh`).
+if [ -n "${BINARY:-}" ] && [ -f "$(dirname "$BINARY")/libcloudbase_plugin_openai_compatible.so" ]; then
+    cp "$(dirname "$BINARY")/libcloudbase_plugin_openai_compatible.so" "$out/plugins/"
+fi
 db=$(fresh_db "$BACKEND" cb_instructions)
 cg="$out/callgrind.out"
 # The server runs under callgrind through this wrapper (start_cloudbase takes one program).
