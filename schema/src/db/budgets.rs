@@ -1043,7 +1043,7 @@ pub(super) mod in_one {
 
     impl<U, S, A> QueryFragment<Pg> for FinishInOne<'_, U, S, A>
     where
-        U: QueryFragment<Pg>,
+        U: QueryFragment<Pg> + QueryId,
         S: QueryFragment<Pg> + QueryId,
         A: QueryFragment<Pg> + QueryId,
     {
@@ -1167,9 +1167,12 @@ pub(super) mod in_one {
     /// One prepared statement per variant: the text depends on the audit part's type alone. The
     /// finish's type is not in the id, so this is sound only while [`FinishInOne`] is built in
     /// one place, always around [`finish_statement!`] (`finish_and_add_to_daily`).
-    impl<U, S: QueryId, A: QueryId> QueryId for FinishInOne<'_, U, S, A> {
-        type QueryId = (FinishInOneId, S::QueryId, A::QueryId);
-        const HAS_STATIC_QUERY_ID: bool = true;
+    // Every part that shapes the text is in the id: two statements that share an id share one
+    // prepared statement in diesel's cache.
+    impl<U: QueryId, S: QueryId, A: QueryId> QueryId for FinishInOne<'_, U, S, A> {
+        type QueryId = (FinishInOneId, U::QueryId, S::QueryId, A::QueryId);
+        const HAS_STATIC_QUERY_ID: bool =
+            U::HAS_STATIC_QUERY_ID && S::HAS_STATIC_QUERY_ID && A::HAS_STATIC_QUERY_ID;
     }
 
     /// [`FinishInOne`]'s id in the statement cache.

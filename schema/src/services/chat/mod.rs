@@ -135,7 +135,14 @@ pub async fn chat(
     // moved several times before they run (async-graphql's resolver sets, axum's layers): boxed
     // once here, each of those moves copies a pointer instead of kilobytes
     // (`bench/instructions.sh`).
-    Box::pin(chat_flow(app, viewer, meta, input)).await
+    in_box(|| chat_flow(app, viewer, meta, input)).await
+}
+
+/// `make`'s future in a box allocated before the future is made, so that the compiler may build
+/// it in its place, not build it on the stack and copy all of it (kilobytes of state not yet in
+/// use) as `Box::pin(make())` does.
+fn in_box<F: Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
 async fn chat_flow(
@@ -217,7 +224,7 @@ pub async fn chat_stream(
     input: ChatInput,
 ) -> Result<BoxStream<'static, Result<ChatChunk, Error>>, Error> {
     // Boxed as [`chat`]'s flow is.
-    Box::pin(chat_stream_flow(app, viewer, meta, input)).await
+    in_box(|| chat_stream_flow(app, viewer, meta, input)).await
 }
 
 async fn chat_stream_flow(
