@@ -1164,11 +1164,9 @@ pub(super) mod in_one {
         }
     }
 
-    /// One prepared statement per variant: the text depends on the audit part's type alone. The
-    /// finish's type is not in the id, so this is sound only while [`FinishInOne`] is built in
-    /// one place, always around [`finish_statement!`] (`finish_and_add_to_daily`).
-    // Every part that shapes the text is in the id: two statements that share an id share one
-    // prepared statement in diesel's cache.
+    /// One prepared statement per variant: the text depends on the types of the finish, the
+    /// settlement and the audit part, and each of them is in the id (statements with one id
+    /// would share one prepared statement in diesel's cache).
     impl<U: QueryId, S: QueryId, A: QueryId> QueryId for FinishInOne<'_, U, S, A> {
         type QueryId = (FinishInOneId, U::QueryId, S::QueryId, A::QueryId);
         const HAS_STATIC_QUERY_ID: bool =
