@@ -15,6 +15,10 @@
 
 #define CLOUDBASE_ABI_VERSION 1u
 #define CLOUDBASE_FLAG_PANIC_UNWIND 1u
+/* The plugin reads a response's body and an event's data either as a JSON string ("body",
+ * "data") or, when they are JSON, as the JSON value itself ("body_json", "data_json"). A host
+ * sends the second form only to plugins that set this flag. */
+#define CLOUDBASE_FLAG_RAW_JSON_BODIES 2u
 
 #define CLOUDBASE_OK 0
 #define CLOUDBASE_ERROR 1

@@ -23,6 +23,12 @@ pub const ENTRY_SYMBOL: &str = "cloudbase_plugin_entry_v1";
 /// only with `isolation = "process"`, where an abort takes only the runner.
 pub const FLAG_PANIC_UNWIND: u32 = 1;
 
+/// Set in [`PluginVTable::flags`] when the plugin reads a response's body and an event's data
+/// either as a JSON string (`body`, `data`) or, when they are JSON, as the JSON itself
+/// (`body_json`, `data_json`; see [`crate::messages::ResponseFor`]). A host writes the second
+/// form only to plugins with this flag. This SDK sets it.
+pub const FLAG_RAW_JSON_BODIES: u32 = 2;
+
 /// Return codes of `manifest`, `create`, `call` and `call_stream`.
 pub mod status {
     /// Success; the output buffer holds the result JSON.

@@ -13,7 +13,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::abi::{ABI_VERSION, EmitFn, FLAG_PANIC_UNWIND, PluginVTable, RBuf, RStr, status};
+use crate::abi::{
+    ABI_VERSION, EmitFn, FLAG_PANIC_UNWIND, FLAG_RAW_JSON_BODIES, PluginVTable, RBuf, RStr, status,
+};
 use crate::messages::{
     ChatRequest, ErrorCode, HttpResponse, Manifest, Notification, PluginConfig, PluginError,
     SseEvent, StreamEvent,
@@ -302,7 +304,7 @@ pub const fn vtable<D: Dispatch>(panic_unwind: bool, streaming: bool) -> PluginV
     PluginVTable {
         abi_version: ABI_VERSION,
         struct_size: std::mem::size_of::<PluginVTable>() as u32,
-        flags: if panic_unwind { FLAG_PANIC_UNWIND } else { 0 },
+        flags: FLAG_RAW_JSON_BODIES | if panic_unwind { FLAG_PANIC_UNWIND } else { 0 },
         name: name_shim::<D>,
         manifest: manifest_shim::<D>,
         create: create_shim::<D>,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use cloudbase_plugin_api::abi::{PluginVTable, RBuf, RStr, status};
+use cloudbase_plugin_api::abi::{FLAG_RAW_JSON_BODIES, PluginVTable, RBuf, RStr, status};
 use cloudbase_plugin_api::host;
 use cloudbase_plugin_api::{ErrorCode, Manifest, PluginError};
 use serde::Serialize;
@@ -282,6 +282,11 @@ impl Instance {
     /// The per-call deadline.
     pub fn deadline(&self) -> Duration {
         self.deadline
+    }
+
+    /// Whether the plugin reads a body that is JSON as the JSON itself ([`FLAG_RAW_JSON_BODIES`]).
+    pub fn raw_json_bodies(&self) -> bool {
+        self.vtable.flags & FLAG_RAW_JSON_BODIES != 0
     }
 }
 

@@ -51,6 +51,16 @@ impl Callee {
         }
     }
 
+    /// Whether the plugin reads a body that is JSON as the JSON itself
+    /// (`cloudbase_plugin_api::abi::FLAG_RAW_JSON_BODIES`). An isolated plugin is always sent
+    /// the string form: its runner does not report the flag.
+    pub fn raw_json_bodies(&self) -> bool {
+        match self {
+            Callee::InProcess(instance) => instance.raw_json_bodies(),
+            Callee::Isolated(_) => false,
+        }
+    }
+
     /// The per-call deadline.
     pub fn deadline(&self) -> Duration {
         match self {

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use cloudbase_plugin_api::{
-    ChatRequest, ChatResponse, HttpRequest, HttpResponse, Manifest, ModelInfo, SseEvent,
-    StreamEvent, Transport,
+    ChatRequest, ChatResponse, EventFor, HttpRequest, HttpResponse, Manifest, ModelInfo,
+    ResponseFor, SseEvent, StreamEvent, Transport,
 };
 use cloudbase_schema::Error;
 use cloudbase_schema::ports::{EventStream, ProviderReply, StreamStart};
@@ -93,6 +93,20 @@ impl Provider {
         }
     }
 
+    /// The plugin's reading of a whole answer (its body as JSON itself when the plugin reads
+    /// that form: `cloudbase_plugin_api::messages::ResponseFor`).
+    async fn parse_response(&self, whole: &HttpResponse) -> Result<ChatResponse, Error> {
+        let raw_json = self.instance.raw_json_bodies();
+        self.call(
+            "chat.parse_response",
+            &ResponseFor {
+                response: whole,
+                raw_json,
+            },
+        )
+        .await
+    }
+
     /// Before a retryable answer (a 429 or 5xx) is retried, lets the plugin read it: a billing
     /// refusal (Moonshot answers a used-up balance with 429) ends the call instead, since waiting
     /// cannot clear it. Any other reading lets the retry go ahead.
@@ -100,10 +114,7 @@ impl Provider {
         let Ok(whole) = upstream::read_whole(response, &self.what).await else {
             return Ok(());
         };
-        match self
-            .call::<_, ChatResponse>("chat.parse_response", &whole)
-            .await
-        {
+        match self.parse_response(&whole).await {
             Err(billing @ Error::UpstreamBilling(_)) => Err(billing),
             _ => Ok(()),
         }
@@ -117,7 +128,7 @@ impl Provider {
                 let http: HttpRequest = self.call("chat.build_request", &request).await?;
                 let (sent, attempts) = self.send_retrying(&http).await?;
                 let whole = upstream::read_whole(sent, &self.what).await?;
-                (self.call("chat.parse_response", &whole).await?, attempts)
+                (self.parse_response(&whole).await?, attempts)
             }
         };
         Ok(ProviderReply {
@@ -146,17 +157,10 @@ impl Provider {
                     // The plugin turns the provider's error body into the right error.
                     let whole: HttpResponse = upstream::read_whole(sent, &self.what).await?;
                     let status = whole.status;
-                    return Err(
-                        match self
-                            .call::<_, ChatResponse>("chat.parse_response", &whole)
-                            .await
-                        {
-                            Err(e) => e,
-                            Ok(_) => {
-                                Error::Upstream(format!("{} answered HTTP {status}", self.what))
-                            }
-                        },
-                    );
+                    return Err(match self.parse_response(&whole).await {
+                        Err(e) => e,
+                        Ok(_) => Error::Upstream(format!("{} answered HTTP {status}", self.what)),
+                    });
                 }
                 let events = upstream::sse_events(sent, self.what.clone());
                 Ok(StreamStart {
@@ -229,7 +233,13 @@ fn http_events(
                 }
                 match events.next().await? {
                     Ok(sse) => match instance
-                        .call::<_, Vec<StreamEvent>>("chat.parse_stream_event", &sse)
+                        .call::<_, Vec<StreamEvent>>(
+                            "chat.parse_stream_event",
+                            &EventFor {
+                                event: &sse,
+                                raw_json: instance.raw_json_bodies(),
+                            },
+                        )
                         .await
                     {
                         Ok(parsed) => ready.extend(parsed),
