@@ -17,7 +17,9 @@
 #define CLOUDBASE_FLAG_PANIC_UNWIND 1u
 /* The plugin reads a response's body and an event's data either as a JSON string ("body",
  * "data") or, when they are JSON, as the JSON value itself ("body_json", "data_json"). A host
- * sends the second form only to plugins that set this flag. */
+ * sends the second form only to plugins that set this flag. The other way, a plugin may write a
+ * request's JSON body as "body_json" when the config `create` received has
+ * "raw_json_bodies": true. */
 #define CLOUDBASE_FLAG_RAW_JSON_BODIES 2u
 
 #define CLOUDBASE_OK 0

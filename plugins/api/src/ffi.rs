@@ -17,8 +17,8 @@ use crate::abi::{
     ABI_VERSION, EmitFn, FLAG_PANIC_UNWIND, FLAG_RAW_JSON_BODIES, PluginVTable, RBuf, RStr, status,
 };
 use crate::messages::{
-    ChatRequest, ErrorCode, HttpResponse, Manifest, Notification, PluginConfig, PluginError,
-    SseEvent, StreamEvent,
+    ChatRequest, ErrorCode, HostOffers, HttpResponse, Manifest, Notification, PluginConfig,
+    PluginError, RequestFor, SseEvent, StreamEvent,
 };
 use crate::traits::{Notifier, Provider};
 
@@ -29,8 +29,8 @@ pub trait Dispatch: Send + Sync + Sized + 'static {
     const NAME: &'static str;
     /// The manifest.
     fn manifest() -> Manifest;
-    /// A new instance.
-    fn create(config: PluginConfig) -> Result<Self, PluginError>;
+    /// A new instance, for a host that offers `offers`.
+    fn create(config: PluginConfig, offers: HostOffers) -> Result<Self, PluginError>;
     /// One request, one answer.
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError>;
     /// One request, many events, then a final answer.
@@ -52,12 +52,22 @@ fn decode<T: DeserializeOwned>(method: &str, input: &[u8]) -> Result<T, PluginEr
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PluginError> {
-    serde_json::to_vec(value)
-        .map_err(|e| PluginError::new(ErrorCode::Internal, format!("encoding output: {e}")))
+    // Room for the usual answer at once (`to_vec` starts at 128 bytes and doubles).
+    let mut out = Vec::with_capacity(ENCODED);
+    serde_json::to_writer(&mut out, value)
+        .map_err(|e| PluginError::new(ErrorCode::Internal, format!("encoding output: {e}")))?;
+    Ok(out)
 }
 
+/// The room an encoded answer starts with: a chat request or response of a few messages fits.
+const ENCODED: usize = 1024;
+
 /// Adapts a [`Provider`] to [`Dispatch`].
-pub struct ProviderPlugin<T>(T);
+pub struct ProviderPlugin<T> {
+    provider: T,
+    /// Whether the host reads a request's JSON body as JSON itself ([`HostOffers`]).
+    raw_json: bool,
+}
 
 impl<T: Provider> Dispatch for ProviderPlugin<T> {
     const NAME: &'static str = T::NAME;
@@ -66,29 +76,28 @@ impl<T: Provider> Dispatch for ProviderPlugin<T> {
         T::manifest()
     }
 
-    fn create(config: PluginConfig) -> Result<Self, PluginError> {
-        T::create(config).map(ProviderPlugin)
+    fn create(config: PluginConfig, offers: HostOffers) -> Result<Self, PluginError> {
+        T::create(config).map(|provider| ProviderPlugin {
+            provider,
+            raw_json: offers.raw_json_bodies,
+        })
     }
 
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        let provider = &self.provider;
         match method {
-            "models" => encode(&self.0.models()),
-            "chat.build_request" => encode(
-                &self
-                    .0
-                    .build_request(&decode::<ChatRequest>(method, input)?)?,
-            ),
-            "chat.parse_response" => encode(
-                &self
-                    .0
-                    .parse_response(&decode::<HttpResponse>(method, input)?)?,
-            ),
-            "chat.parse_stream_event" => encode(
-                &self
-                    .0
-                    .parse_stream_event(&decode::<SseEvent>(method, input)?)?,
-            ),
-            "chat.complete" => encode(&self.0.complete(&decode::<ChatRequest>(method, input)?)?),
+            "models" => encode(&provider.models()),
+            "chat.build_request" => encode(&RequestFor {
+                request: &provider.build_request(&decode::<ChatRequest>(method, input)?)?,
+                raw_json: self.raw_json,
+            }),
+            "chat.parse_response" => {
+                encode(&provider.parse_response(&decode::<HttpResponse>(method, input)?)?)
+            }
+            "chat.parse_stream_event" => {
+                encode(&provider.parse_stream_event(&decode::<SseEvent>(method, input)?)?)
+            }
+            "chat.complete" => encode(&provider.complete(&decode::<ChatRequest>(method, input)?)?),
             other => Err(PluginError::unsupported(other)),
         }
     }
@@ -104,7 +113,7 @@ impl<T: Provider> Dispatch for ProviderPlugin<T> {
         }
         let request = decode::<ChatRequest>(method, input)?;
         let mut failed = None;
-        self.0
+        self.provider
             .stream(&request, &mut |event: StreamEvent| match encode(&event) {
                 Ok(bytes) => emit(&bytes),
                 Err(e) => {
@@ -129,7 +138,7 @@ impl<T: Notifier> Dispatch for NotifierPlugin<T> {
         T::manifest()
     }
 
-    fn create(config: PluginConfig) -> Result<Self, PluginError> {
+    fn create(config: PluginConfig, _: HostOffers) -> Result<Self, PluginError> {
         T::create(config).map(NotifierPlugin)
     }
 
@@ -231,8 +240,10 @@ unsafe extern "C" fn create_shim<D: Dispatch>(
 ) -> i32 {
     guard(out, || {
         // SAFETY: the host keeps `config` alive during the call.
-        let config: PluginConfig = decode("create", unsafe { bytes(config) })?;
-        let instance = Box::into_raw(Box::new(D::create(config)?));
+        let input = unsafe { bytes(config) };
+        let config: PluginConfig = decode("create", input)?;
+        let offers: HostOffers = decode("create", input)?;
+        let instance = Box::into_raw(Box::new(D::create(config, offers)?));
         if !out_instance.is_null() {
             // SAFETY: the host passes a valid, writable pointer slot.
             unsafe { out_instance.write(instance.cast()) };

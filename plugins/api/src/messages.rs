@@ -23,10 +23,10 @@ pub use chat::{
     ChatMessage, ChatRequest, ChatResponse, ChatRole, ListPrice, ModelInfo, StreamEvent, Usage,
 };
 pub use error::{ErrorCode, PluginError};
-pub use http::{EventFor, HttpRequest, HttpResponse, ResponseFor, SseEvent};
+pub use http::{EventFor, HttpRequest, HttpResponse, RequestFor, ResponseFor, SseEvent};
 pub use manifest::{
-    Manifest, PluginConfig, PluginKind, SecretSpec, Transport, parse_settings,
-    schema_lists_settings,
+    CreateInput, HostOffers, Manifest, PluginConfig, PluginKind, SecretSpec, Transport,
+    parse_settings, schema_lists_settings,
 };
 pub use notify::{
     Delivery, DeliveryReport, EmailMessage, Notification, Severity, SmtpTarget, SmtpTls,

@@ -177,8 +177,11 @@ impl Instance {
         method: &'static str,
         input: &I,
     ) -> Result<O, CallFailure> {
-        let input = serde_json::to_vec(input)
+        // Room for the usual input at once (`to_vec` starts at 128 bytes and doubles).
+        let mut encoded = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut encoded, input)
             .map_err(|e| CallFailure::Garbage(format!("encoding the input: {e}")))?;
+        let input = encoded;
         if PURE_METHODS.contains(&method) && self.inline.load(Ordering::Relaxed) {
             let (started, cpu) = (Instant::now(), thread_cpu_time());
             let (code, bytes) = self.raw_call(method, &input);

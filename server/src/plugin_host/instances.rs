@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudbase_plugin_api::abi::PluginVTable;
-use cloudbase_plugin_api::{Manifest, ModelInfo, PluginConfig, PluginKind as ApiKind};
+use cloudbase_plugin_api::{
+    CreateInput, HostOffers, Manifest, ModelInfo, PluginConfig, PluginKind as ApiKind,
+};
 use cloudbase_schema::ports::{PluginKind, PluginRow, PluginStatus};
 use sha2::Digest as _;
 
@@ -444,7 +446,15 @@ async fn start(
         settings: config.settings.clone(),
         secrets: secrets.clone(),
     };
-    let bytes = serde_json::to_vec(&plugin_config).map_err(|e| NotLive::Failed(e.to_string()))?;
+    // The host reads a request's JSON body as JSON itself (`body_json`), in its process and from
+    // a runner alike (a runner relays a plugin's answers as they are).
+    let input = CreateInput {
+        config: &plugin_config,
+        offers: HostOffers {
+            raw_json_bodies: true,
+        },
+    };
+    let bytes = serde_json::to_vec(&input).map_err(|e| NotLive::Failed(e.to_string()))?;
     let live = match (config.isolation, library.vtable) {
         (Isolation::None, Some(vtable)) => Callee::InProcess(
             Instance::create(vtable, bytes, deadline)

@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 /// An HTTP request for the host to send. Header values may contain `${secret:NAME}`, which the
 /// host replaces with the secret's value just before sending.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RequestWire")]
 pub struct HttpRequest {
     /// `GET`, `POST`, ...
     pub method: String,
@@ -51,6 +52,37 @@ pub struct SseEvent {
     pub event: Option<String>,
     /// The `data:` lines joined with `\n`.
     pub data: String,
+}
+
+/// An [`HttpRequest`] as it may arrive: its body as a string (`body`) or, when it is JSON, as
+/// the JSON itself (`body_json`).
+#[derive(Deserialize)]
+struct RequestWire {
+    method: String,
+    url: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    body_json: Option<Box<RawValue>>,
+}
+
+impl TryFrom<RequestWire> for HttpRequest {
+    type Error = &'static str;
+
+    fn try_from(wire: RequestWire) -> Result<Self, Self::Error> {
+        let body = match (wire.body, wire.body_json) {
+            (None, None) => None,
+            (body, json) => Some(text(body, json, "`body` or `body_json`, not both")?),
+        };
+        Ok(HttpRequest {
+            method: wire.method,
+            url: wire.url,
+            headers: wire.headers,
+            body,
+        })
+    }
 }
 
 /// An [`HttpResponse`] as it may arrive: its body as a string (`body`) or, when it is JSON, as
@@ -143,6 +175,37 @@ impl Serialize for ResponseFor<'_> {
         out.serialize_field("status", status)?;
         out.serialize_field("headers", headers)?;
         match self.raw_json.then(|| as_json(body)).flatten() {
+            Some(json) => out.serialize_field("body_json", json)?,
+            None => out.serialize_field("body", body)?,
+        }
+        out.end()
+    }
+}
+
+/// An [`HttpRequest`] as a plugin writes it for its host: with `raw_json`, a body that is JSON
+/// goes as the JSON itself (`body_json`). Only to a host that said it reads that form (the
+/// `raw_json_bodies` key of what `create` receives, [`crate::CreateInput`]); without `raw_json`
+/// it is written as the request itself.
+pub struct RequestFor<'a> {
+    /// The request.
+    pub request: &'a HttpRequest,
+    /// Whether the host reads `body_json`.
+    pub raw_json: bool,
+}
+
+impl Serialize for RequestFor<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let HttpRequest {
+            method,
+            url,
+            headers,
+            body,
+        } = self.request;
+        let mut out = serializer.serialize_struct("HttpRequest", 4)?;
+        out.serialize_field("method", method)?;
+        out.serialize_field("url", url)?;
+        out.serialize_field("headers", headers)?;
+        match body.as_deref().filter(|_| self.raw_json).and_then(as_json) {
             Some(json) => out.serialize_field("body_json", json)?,
             None => out.serialize_field("body", body)?,
         }
@@ -256,6 +319,43 @@ mod tests {
             assert_eq!(read.data, if is_json { data.trim() } else { data });
             assert_eq!(serde_json::from_str::<SseEvent>(&as_string).unwrap(), sent);
         }
+    }
+
+    #[test]
+    fn a_request_body_arrives_as_the_same_text_in_either_form() {
+        for body in BODIES.iter().map(|b| Some(b.to_string())).chain([None]) {
+            let sent = HttpRequest {
+                method: "POST".into(),
+                url: "http://127.0.0.1:9/v1/chat/completions".into(),
+                headers: vec![("authorization".into(), "Bearer ${secret:api_key}".into())],
+                body: body.clone(),
+            };
+            let write = |raw_json| {
+                serde_json::to_string(&RequestFor {
+                    request: &sent,
+                    raw_json,
+                })
+                .unwrap()
+            };
+            assert_eq!(write(false), serde_json::to_string(&sent).unwrap());
+            assert_eq!(
+                serde_json::from_str::<HttpRequest>(&write(false)).unwrap(),
+                sent
+            );
+            let read: HttpRequest = serde_json::from_str(&write(true)).unwrap();
+            let is_json = body.as_deref().is_some_and(|b| {
+                serde_json::from_str::<serde_json::Value>(b).is_ok_and(|v| !v.is_null())
+            });
+            assert_eq!(write(true).contains("\"body_json\":"), is_json);
+            let expected = body.as_deref().map(|b| if is_json { b.trim() } else { b });
+            assert_eq!(read.body.as_deref(), expected);
+            assert_eq!(
+                (&read.method, &read.url, &read.headers),
+                (&sent.method, &sent.url, &sent.headers)
+            );
+        }
+        let both = r#"{"method": "POST", "url": "http://x/", "body": "{}", "body_json": {}}"#;
+        assert!(serde_json::from_str::<HttpRequest>(both).is_err());
     }
 
     #[test]

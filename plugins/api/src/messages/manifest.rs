@@ -83,6 +83,27 @@ pub struct PluginConfig {
     pub secrets: BTreeMap<String, String>,
 }
 
+/// What a host sends to `create`: the instance's [`PluginConfig`], and what the host can read
+/// besides (as top-level keys, which a plugin of an earlier SDK ignores).
+#[derive(Debug, Serialize)]
+pub struct CreateInput<'a> {
+    /// The instance's settings and secrets.
+    #[serde(flatten)]
+    pub config: &'a PluginConfig,
+    /// What the host offers.
+    #[serde(flatten)]
+    pub offers: HostOffers,
+}
+
+/// What a host tells a plugin it can read, in what `create` receives ([`CreateInput`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostOffers {
+    /// The host reads an [`crate::HttpRequest`]'s body that is JSON as the JSON itself
+    /// (`body_json`, [`crate::RequestFor`]). Absent (an earlier host): it does not.
+    #[serde(default)]
+    pub raw_json_bodies: bool,
+}
+
 /// Deserializes instance `settings` (null counts as `{}`) into a plugin's settings type. A bad
 /// value is reported as a `config` error naming the setting at fault, where it can be found.
 pub fn parse_settings<T: serde::de::DeserializeOwned>(settings: &Value) -> Result<T, PluginError> {
@@ -173,6 +194,35 @@ mod tests {
         assert!(
             schema_lists_settings::<Open>(&one).is_err(),
             "unknown keys must be denied"
+        );
+    }
+
+    #[test]
+    fn what_create_receives_reads_as_before_and_says_what_the_host_offers() {
+        let config = PluginConfig {
+            settings: serde_json::json!({"base_url": "http://127.0.0.1:9/v1"}),
+            secrets: [("api_key".to_owned(), "sk-test".to_owned())].into(),
+        };
+        for raw_json_bodies in [true, false] {
+            let offers = HostOffers { raw_json_bodies };
+            let sent = serde_json::to_vec(&CreateInput {
+                config: &config,
+                offers,
+            })
+            .unwrap();
+            // A plugin of an earlier SDK reads only its config, and ignores the rest.
+            let read: PluginConfig = serde_json::from_slice(&sent).unwrap();
+            assert_eq!(
+                (&read.settings, &read.secrets),
+                (&config.settings, &config.secrets)
+            );
+            assert_eq!(serde_json::from_slice::<HostOffers>(&sent).unwrap(), offers);
+        }
+        // What an earlier host sends offers nothing.
+        let earlier = serde_json::to_vec(&config).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<HostOffers>(&earlier).unwrap(),
+            HostOffers::default()
         );
     }
 }
