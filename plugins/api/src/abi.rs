@@ -25,7 +25,7 @@ pub const FLAG_PANIC_UNWIND: u32 = 1;
 
 /// Set in [`PluginVTable::flags`] when the plugin reads a response's body and an event's data
 /// either as a JSON string (`body`, `data`) or, when they are JSON, as the JSON itself
-/// (`body_json`, `data_json`; see [`crate::messages::ResponseFor`]). A host writes the second
+/// (`body_json`, `data_json`; see [`crate::messages::JsonBodies`]). A host writes the second
 /// form only to plugins with this flag. This SDK sets it.
 pub const FLAG_RAW_JSON_BODIES: u32 = 2;
 

@@ -17,8 +17,8 @@ use crate::abi::{
     ABI_VERSION, EmitFn, FLAG_PANIC_UNWIND, FLAG_RAW_JSON_BODIES, PluginVTable, RBuf, RStr, status,
 };
 use crate::messages::{
-    ChatRequest, ErrorCode, HostOffers, HttpResponse, Manifest, Notification, PluginConfig,
-    PluginError, RequestFor, SseEvent, StreamEvent,
+    ChatRequest, ErrorCode, HostOffers, HttpResponse, JsonBodies, Manifest, Notification,
+    PluginConfig, PluginError, SseEvent, StreamEvent,
 };
 use crate::traits::{Notifier, Provider};
 
@@ -87,8 +87,8 @@ impl<T: Provider> Dispatch for ProviderPlugin<T> {
         let provider = &self.provider;
         match method {
             "models" => encode(&provider.models()),
-            "chat.build_request" => encode(&RequestFor {
-                request: &provider.build_request(&decode::<ChatRequest>(method, input)?)?,
+            "chat.build_request" => encode(&JsonBodies {
+                message: &provider.build_request(&decode::<ChatRequest>(method, input)?)?,
                 raw_json: self.raw_json,
             }),
             "chat.parse_response" => {

@@ -23,7 +23,7 @@ pub use chat::{
     ChatMessage, ChatRequest, ChatResponse, ChatRole, ListPrice, ModelInfo, StreamEvent, Usage,
 };
 pub use error::{ErrorCode, PluginError};
-pub use http::{EventFor, HttpRequest, HttpResponse, RequestFor, ResponseFor, SseEvent};
+pub use http::{HttpRequest, HttpResponse, JsonBodies, SseEvent};
 pub use manifest::{
     CreateInput, HostOffers, Manifest, PluginConfig, PluginKind, SecretSpec, Transport,
     parse_settings, schema_lists_settings,

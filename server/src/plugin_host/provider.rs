@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use cloudbase_plugin_api::{
-    ChatRequest, ChatResponse, EventFor, HttpRequest, HttpResponse, Manifest, ModelInfo,
-    ResponseFor, SseEvent, StreamEvent, Transport,
+    ChatRequest, ChatResponse, HttpRequest, HttpResponse, JsonBodies, Manifest, ModelInfo,
+    SseEvent, StreamEvent, Transport,
 };
 use cloudbase_schema::Error;
 use cloudbase_schema::ports::{EventStream, ProviderReply, StreamStart};
@@ -94,13 +94,13 @@ impl Provider {
     }
 
     /// The plugin's reading of a whole answer (its body as JSON itself when the plugin reads
-    /// that form: `cloudbase_plugin_api::messages::ResponseFor`).
+    /// that form: `cloudbase_plugin_api::JsonBodies`).
     async fn parse_response(&self, whole: &HttpResponse) -> Result<ChatResponse, Error> {
         let raw_json = self.instance.raw_json_bodies();
         self.call(
             "chat.parse_response",
-            &ResponseFor {
-                response: whole,
+            &JsonBodies {
+                message: whole,
                 raw_json,
             },
         )
@@ -235,8 +235,8 @@ fn http_events(
                     Ok(sse) => match instance
                         .call::<_, Vec<StreamEvent>>(
                             "chat.parse_stream_event",
-                            &EventFor {
-                                event: &sse,
+                            &JsonBodies {
+                                message: &sse,
                                 raw_json: instance.raw_json_bodies(),
                             },
                         )

@@ -5,8 +5,7 @@
 //! text is escaped quote by quote on one side and unescaped on the other: for a small answer that
 //! was about a tenth of a call's work (`bench/RESULTS.md`, "2026-12-05, forenoon"). So a host
 //! may write JSON text as the JSON itself instead, under `body_json` (`data_json` for an event),
-//! to a plugin whose flags include [`crate::abi::FLAG_RAW_JSON_BODIES`] ([`ResponseFor`],
-//! [`EventFor`]). This SDK sets that flag and reads either form into the same `String`; only
+//! to a plugin whose flags include [`crate::abi::FLAG_RAW_JSON_BODIES`] ([`JsonBodies`]). This SDK sets that flag and reads either form into the same `String`; only
 //! whitespace around the JSON text is not kept.
 
 use serde::ser::SerializeStruct;
@@ -154,82 +153,71 @@ fn as_json(text: &str) -> Option<&RawValue> {
         .filter(|json| json.get() != "null")
 }
 
-/// An [`HttpResponse`] as a host writes it for a plugin: with `raw_json`, a body that is JSON goes
-/// as the JSON itself (`body_json`). Only for a plugin whose flags include
-/// [`crate::abi::FLAG_RAW_JSON_BODIES`]; without `raw_json` it is written as the response itself.
-pub struct ResponseFor<'a> {
-    /// The response.
-    pub response: &'a HttpResponse,
-    /// Whether the plugin reads `body_json`.
+/// A message with a body as its writer sends it to the other side: with `raw_json`, a body (or
+/// an event's data) that is JSON goes as the JSON itself (`body_json`, `data_json`); without, the
+/// message is written as it is. `raw_json` only for a side that reads that form: a plugin whose
+/// flags include [`crate::abi::FLAG_RAW_JSON_BODIES`] (an [`HttpResponse`], an [`SseEvent`]), or a
+/// host that offered `raw_json_bodies` to `create` (an [`HttpRequest`], [`crate::HostOffers`]).
+pub struct JsonBodies<'a, T> {
+    /// The message.
+    pub message: &'a T,
+    /// Whether the reader takes the JSON form.
     pub raw_json: bool,
 }
 
-impl Serialize for ResponseFor<'_> {
+impl<T> JsonBodies<'_, T> {
+    /// Writes `text` as the field `name`, or as `{name}_json` when it goes as JSON.
+    fn text<S: SerializeStruct>(
+        &self,
+        out: &mut S,
+        names: [&'static str; 2],
+        text: Option<&str>,
+    ) -> Result<(), S::Error> {
+        match text.filter(|_| self.raw_json).and_then(as_json) {
+            Some(json) => out.serialize_field(names[1], json),
+            None => out.serialize_field(names[0], &text),
+        }
+    }
+}
+
+impl Serialize for JsonBodies<'_, HttpResponse> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let HttpResponse {
             status,
             headers,
             body,
-        } = self.response;
+        } = self.message;
         let mut out = serializer.serialize_struct("HttpResponse", 3)?;
         out.serialize_field("status", status)?;
         out.serialize_field("headers", headers)?;
-        match self.raw_json.then(|| as_json(body)).flatten() {
-            Some(json) => out.serialize_field("body_json", json)?,
-            None => out.serialize_field("body", body)?,
-        }
+        self.text(&mut out, ["body", "body_json"], Some(body))?;
         out.end()
     }
 }
 
-/// An [`HttpRequest`] as a plugin writes it for its host: with `raw_json`, a body that is JSON
-/// goes as the JSON itself (`body_json`). Only to a host that said it reads that form (the
-/// `raw_json_bodies` key of what `create` receives, [`crate::CreateInput`]); without `raw_json`
-/// it is written as the request itself.
-pub struct RequestFor<'a> {
-    /// The request.
-    pub request: &'a HttpRequest,
-    /// Whether the host reads `body_json`.
-    pub raw_json: bool,
-}
-
-impl Serialize for RequestFor<'_> {
+impl Serialize for JsonBodies<'_, HttpRequest> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let HttpRequest {
             method,
             url,
             headers,
             body,
-        } = self.request;
+        } = self.message;
         let mut out = serializer.serialize_struct("HttpRequest", 4)?;
         out.serialize_field("method", method)?;
         out.serialize_field("url", url)?;
         out.serialize_field("headers", headers)?;
-        match body.as_deref().filter(|_| self.raw_json).and_then(as_json) {
-            Some(json) => out.serialize_field("body_json", json)?,
-            None => out.serialize_field("body", body)?,
-        }
+        self.text(&mut out, ["body", "body_json"], body.as_deref())?;
         out.end()
     }
 }
 
-/// An [`SseEvent`] as a host writes it for a plugin; as [`ResponseFor`], with `data_json`.
-pub struct EventFor<'a> {
-    /// The event.
-    pub event: &'a SseEvent,
-    /// Whether the plugin reads `data_json`.
-    pub raw_json: bool,
-}
-
-impl Serialize for EventFor<'_> {
+impl Serialize for JsonBodies<'_, SseEvent> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let SseEvent { event, data } = self.event;
+        let SseEvent { event, data } = self.message;
         let mut out = serializer.serialize_struct("SseEvent", 2)?;
         out.serialize_field("event", event)?;
-        match self.raw_json.then(|| as_json(data)).flatten() {
-            Some(json) => out.serialize_field("data_json", json)?,
-            None => out.serialize_field("data", data)?,
-        }
+        self.text(&mut out, ["data", "data_json"], Some(data))?;
         out.end()
     }
 }
@@ -262,13 +250,13 @@ mod tests {
     fn a_json_body_arrives_as_the_same_text_in_either_form() {
         for body in BODIES {
             let sent = response(body);
-            let as_string = serde_json::to_string(&ResponseFor {
-                response: &sent,
+            let as_string = serde_json::to_string(&JsonBodies {
+                message: &sent,
                 raw_json: false,
             })
             .unwrap();
-            let as_json = serde_json::to_string(&ResponseFor {
-                response: &sent,
+            let as_json = serde_json::to_string(&JsonBodies {
+                message: &sent,
                 raw_json: true,
             })
             .unwrap();
@@ -301,14 +289,14 @@ mod tests {
                 event: Some("message".into()),
                 data: data.into(),
             };
-            let as_string = serde_json::to_string(&EventFor {
-                event: &sent,
+            let as_string = serde_json::to_string(&JsonBodies {
+                message: &sent,
                 raw_json: false,
             })
             .unwrap();
             assert_eq!(as_string, serde_json::to_string(&sent).unwrap());
-            let as_json = serde_json::to_string(&EventFor {
-                event: &sent,
+            let as_json = serde_json::to_string(&JsonBodies {
+                message: &sent,
                 raw_json: true,
             })
             .unwrap();
@@ -331,8 +319,8 @@ mod tests {
                 body: body.clone(),
             };
             let write = |raw_json| {
-                serde_json::to_string(&RequestFor {
-                    request: &sent,
+                serde_json::to_string(&JsonBodies {
+                    message: &sent,
                     raw_json,
                 })
                 .unwrap()

@@ -99,7 +99,7 @@ pub struct CreateInput<'a> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostOffers {
     /// The host reads an [`crate::HttpRequest`]'s body that is JSON as the JSON itself
-    /// (`body_json`, [`crate::RequestFor`]). Absent (an earlier host): it does not.
+    /// (`body_json`, [`crate::JsonBodies`]). Absent (an earlier host): it does not.
     #[serde(default)]
     pub raw_json_bodies: bool,
 }
