@@ -52,14 +52,19 @@ fn decode<T: DeserializeOwned>(method: &str, input: &[u8]) -> Result<T, PluginEr
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PluginError> {
-    // Room for the usual answer at once (`to_vec` starts at 128 bytes and doubles).
+    to_json(value)
+        .map_err(|e| PluginError::new(ErrorCode::Internal, format!("encoding output: {e}")))
+}
+
+/// `value` as JSON, in a buffer with room for a usual message at once (`serde_json::to_vec`
+/// starts at 128 bytes and doubles): what both sides of a call encode with.
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(ENCODED);
-    serde_json::to_writer(&mut out, value)
-        .map_err(|e| PluginError::new(ErrorCode::Internal, format!("encoding output: {e}")))?;
+    serde_json::to_writer(&mut out, value)?;
     Ok(out)
 }
 
-/// The room an encoded answer starts with: a chat request or response of a few messages fits.
+/// The room an encoded message starts with: a chat request or response of a few messages fits.
 const ENCODED: usize = 1024;
 
 /// Adapts a [`Provider`] to [`Dispatch`].

@@ -172,11 +172,7 @@ pub fn parse_response(resp: &HttpResponse) -> Result<ChatResponse, PluginError> 
     let completion = match serde_json::from_str::<Completion>(&resp.body) {
         Ok(completion) => {
             // With `choices` read, only `error` can make this an error ([`error_message`]).
-            let message = match &completion.error {
-                Some(Value::String(s)) => Some(s.as_str()),
-                Some(Value::Object(e)) => e.get("message").and_then(Value::as_str),
-                _ => None,
-            };
+            let message = completion.error.as_ref().and_then(error_field_message);
             if let Some(message) = message.filter(|m| !m.is_empty()) {
                 return Err(PluginError::upstream(message));
             }
@@ -232,12 +228,21 @@ fn http_error(status: u16, body: &str) -> PluginError {
 /// `{"error": ".."}` (Ollama) or `{"message": ..}` without `choices`.
 fn error_message(v: &Value) -> Option<String> {
     let message = match &v["error"] {
-        Value::String(s) => Some(s.as_str()),
-        Value::Object(e) => e.get("message").and_then(Value::as_str),
+        error @ (Value::String(_) | Value::Object(_)) => error_field_message(error),
         _ if v.get("choices").is_none() => v["message"].as_str(),
         _ => None,
     };
     message.filter(|m| !m.is_empty()).map(str::to_owned)
+}
+
+/// The message an `error` field carries: the field itself when it is a string, else its
+/// `message`.
+fn error_field_message(error: &Value) -> Option<&str> {
+    match error {
+        Value::String(s) => Some(s),
+        Value::Object(e) => e.get("message").and_then(Value::as_str),
+        _ => None,
+    }
 }
 
 /// Token counts from a `usage` object: `prompt_tokens`, `completion_tokens` (0 if absent) and

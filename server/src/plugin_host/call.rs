@@ -22,8 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use cloudbase_plugin_api::abi::{FLAG_RAW_JSON_BODIES, PluginVTable, RBuf, RStr, status};
-use cloudbase_plugin_api::host;
-use cloudbase_plugin_api::{ErrorCode, Manifest, PluginError};
+use cloudbase_plugin_api::{ErrorCode, Manifest, PluginError, ffi, host};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -177,11 +176,8 @@ impl Instance {
         method: &'static str,
         input: &I,
     ) -> Result<O, CallFailure> {
-        // Room for the usual input at once (`to_vec` starts at 128 bytes and doubles).
-        let mut encoded = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut encoded, input)
+        let input = ffi::to_json(input)
             .map_err(|e| CallFailure::Garbage(format!("encoding the input: {e}")))?;
-        let input = encoded;
         if PURE_METHODS.contains(&method) && self.inline.load(Ordering::Relaxed) {
             let (started, cpu) = (Instant::now(), thread_cpu_time());
             let (code, bytes) = self.raw_call(method, &input);

@@ -142,7 +142,7 @@ impl Provider {
         request.stream = true;
         match self.manifest.transport {
             Transport::Local => {
-                let input = serde_json::to_vec(&request)
+                let input = cloudbase_plugin_api::ffi::to_json(&request)
                     .map_err(|e| Error::Internal(format!("encoding a chat request: {e}")))?;
                 let (events, done) = self.instance.start_stream("chat.stream", input);
                 Ok(StreamStart {

@@ -220,7 +220,7 @@ impl Isolated {
         method: &'static str,
         input: &I,
     ) -> Result<O, CallFailure> {
-        let input = serde_json::to_vec(input)
+        let input = cloudbase_plugin_api::ffi::to_json(input)
             .map_err(|e| CallFailure::Garbage(format!("encoding the input: {e}")))?;
         let (code, bytes) = self
             .conn()?
