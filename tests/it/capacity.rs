@@ -269,9 +269,10 @@ async fn two_hundred_concurrent_chats_on_two_instances(with_budget: bool) {
 /// limits and the audit row are one statement with no transaction around it; a second finish of
 /// the same record (the sweep of interrupted calls racing the call's own end) must add nothing:
 /// no second rollup, no second audit row, no tokens counted twice against the rate limits. The
-/// first returns the row as stored, column for column (on SQLite it is not read back but made
-/// from the `PENDING` record and the finish: the call's conversation is deleted while it is in
-/// flight, which the database alone changes in the row).
+/// first returns the row as stored, column for column (on neither backend is it read back whole:
+/// it is made from the `PENDING` record and the finish, with the `conversation_id` the row has;
+/// the call's conversation is deleted while it is in flight, which the database alone changes in
+/// the row).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_finished_twice_is_counted_and_audited_once() {
     use cloudbase_schema::db::{ai_calls, budgets, conversations, models};
@@ -280,7 +281,8 @@ async fn a_call_finished_twice_is_counted_and_audited_once() {
         .register("twice@example.com", "twice-told-password")
         .await;
     let pool = own_pool(&app).await;
-    let now = chrono::Utc::now().naive_utc();
+    // As the server's clock gives it, in microseconds, as both databases keep it.
+    let now = cloudbase_schema::clock::truncate_micros(chrono::Utc::now()).naive_utc();
     let conversation = models::Conversation {
         id: uuid::Uuid::now_v7().to_string(),
         user_id: user_id.clone(),
@@ -446,7 +448,8 @@ async fn a_call_finished_twice_is_counted_and_audited_once() {
 }
 
 /// PostgreSQL's batch of finishes (`db::finish_batch`): each call `PENDING` is finished, with
-/// its own columns; a call already finished and a call with no row are left out and add nothing
+/// its own columns (the record its caller makes from what the batch answers is the row stored,
+/// column for column); a call already finished and a call with no row are left out and add nothing
 /// anywhere; each rollup row gains the sums of the batch's calls with its key, each token counter
 /// the sum of its calls' tokens, and the audit rows of the calls finished are written, those of
 /// the others not. The same batch again finishes nothing and adds nothing.
@@ -464,7 +467,8 @@ async fn a_batch_of_finishes_finishes_each_pending_call_once_and_sums_its_rollup
     let (_, _, ann) = app.register("ann@example.com", "ann-batch-password").await;
     let (_, _, bob) = app.register("bob@example.com", "bob-batch-password").await;
     let pool = own_pool(&app).await;
-    let now = chrono::Utc::now().naive_utc();
+    // As the server's clock gives it, in microseconds, as both databases keep it.
+    let now = cloudbase_schema::clock::truncate_micros(chrono::Utc::now()).naive_utc();
     let pending = |user: &str, n: u32| {
         models::AiCall::pending(
             user.to_owned(),
@@ -569,13 +573,28 @@ async fn a_batch_of_finishes_finishes_each_pending_call_once_and_sums_its_rollup
     let DbConn::Pg(pg) = &mut conn else {
         unreachable!("PostgreSQL only")
     };
-    let mut finished = finish_batch::finish(pg, &batch()).await.unwrap();
-    finished.sort_by_key(|r| r.request_id.clone());
-    let names: Vec<_> = finished
-        .iter()
-        .map(|r| r.request_id.as_deref().unwrap())
-        .collect();
-    assert_eq!(names, ["req-batch-0", "req-batch-1", "req-batch-2"]);
+    let mut answered = finish_batch::finish(pg, &batch()).await.unwrap();
+    answered.sort();
+    assert_eq!(
+        answered,
+        [0, 1, 2].map(|n: usize| (ids[n].clone(), None)),
+        "calls 0, 1 and 2 finished, none in a conversation"
+    );
+    let mut finished = Vec::new();
+    for (n, (_, conversation_id)) in answered.into_iter().enumerate() {
+        let record =
+            budgets::finished_record(calls[n].clone(), conversation_id, finishes[n].clone());
+        let stored = ai_calls::find(&mut conn, &ids[n]).await.unwrap();
+        assert_eq!(
+            format!("{record:?}"),
+            format!("{stored:?}"),
+            "the record made of call {n}'s answer is its row"
+        );
+        finished.push(record);
+    }
+    let DbConn::Pg(pg) = &mut conn else {
+        unreachable!("PostgreSQL only")
+    };
     for (record, n) in finished.iter().zip([0_i64, 1, 2]) {
         let expected = &finishes[usize::try_from(n).unwrap()];
         assert_eq!(record.id, ids[usize::try_from(n).unwrap()]);
@@ -743,6 +762,42 @@ async fn a_pending_insert_changes_the_commit_of_its_own_statement_only() {
             ))
             .await;
         assert_eq!(n, 1, "both rows committed");
+    }
+}
+
+/// A new call's `PENDING` insert writes the call's own columns and leaves the others to the
+/// table's defaults (`AiCall::pending_row`): the row reads back as the record the call holds,
+/// column for column, alone and inside a transaction, on either backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_calls_pending_record_reads_back_as_the_call_holds_it() {
+    use cloudbase_schema::db::{ai_calls, models};
+    let app = TestApp::spawn().await;
+    let (pool, user_id) = app.pool_of_one().await;
+    // Both databases keep microseconds.
+    let now = chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros())
+        .unwrap()
+        .naive_utc();
+    let call = |n: i64| {
+        models::AiCall::pending(
+            user_id.clone(),
+            None,
+            (n == 0).then(|| format!("req-new-{n}")),
+            (format!("provider-{n}"), format!("model-{n}")),
+            n == 1,
+            now + chrono::Duration::milliseconds(n),
+        )
+    };
+    let (alone, inside) = (call(0), call(1));
+    let mut conn = pool.get().await.unwrap();
+    conn.write(async |c| Ok(ai_calls::insert_pending(c, &alone).await?))
+        .await
+        .unwrap();
+    conn.transaction(async |tx| Ok(ai_calls::insert_pending(tx, &inside).await?))
+        .await
+        .unwrap();
+    for made in [&alone, &inside] {
+        let read = ai_calls::find(&mut conn, &made.id).await.unwrap();
+        assert_eq!(format!("{read:?}"), format!("{made:?}"));
     }
 }
 
@@ -1323,14 +1378,14 @@ async fn a_write_waiting_for_another_process_lock_leaves_the_runtime_running() {
 }
 
 /// PostgreSQL's batch of `PENDING` records (`db::pending_batch`): every call of the batch is
-/// inserted with every one of its columns as given, and its id comes back; the statement commits
-/// without waiting for the disk, and that setting stays its own (the connection's is untouched
-/// after it); a batch
-/// with one call already recorded inserts none of the others (one statement); an empty batch
-/// inserts nothing.
+/// inserted as given (the columns of a new call, each call's own, and the rest the table's
+/// defaults, which read back as `AiCall::pending` sets them), and its id comes back; the
+/// statement commits without waiting for the disk, and that setting stays its own (the
+/// connection's is untouched after it); a batch with one call already recorded inserts none of
+/// the others (one statement); an empty batch inserts nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_of_pending_records_inserts_every_column_of_every_call_or_none() {
-    use cloudbase_schema::db::{DbConn, ai_calls, models, pending_batch};
+    use cloudbase_schema::db::{DbConn, ai_calls, conversations, models, pending_batch};
     use diesel_async::RunQueryDsl;
     if crate::support::skip_without_postgres(
         "a_batch_of_pending_records_inserts_every_column_of_every_call_or_none",
@@ -1338,46 +1393,53 @@ async fn a_batch_of_pending_records_inserts_every_column_of_every_call_or_none()
         return;
     }
     let app = TestApp::spawn().await;
-    let (_, _, ann) = app
+    let (token, _, ann) = app
         .register("ann@example.com", "ann-pending-password")
         .await;
+    let made = app
+        .gql_ok(
+            Some(&token),
+            "mutation { createApiKey(input: {name: \"batch\", scope: CHAT}) { apiKey { id } } }",
+            json!({}),
+        )
+        .await;
+    let key_id = made["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let pool = own_pool(&app).await;
     // PostgreSQL keeps microseconds.
     let now = chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros())
         .unwrap()
         .naive_utc();
+    let conversation = models::Conversation {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: ann.clone(),
+        title: "a call's turn".into(),
+        provider: None,
+        model: None,
+        created_at: now,
+        updated_at: now,
+    };
     let call = |n: i64| {
         models::AiCall::pending(
             ann.clone(),
             None,
             (n != 1).then(|| format!("req-pending-{n}")),
-            ("mock".into(), format!("mock-{n}")),
+            (format!("provider-{n}"), format!("mock-{n}")),
             n == 1,
             now + chrono::Duration::milliseconds(n),
         )
     };
     let mut calls: Vec<models::AiCall> = (0..3).map(call).collect();
-    // Every column that has no foreign key set apart from its neighbours of the same type, so
-    // that two columns swapped in the statement would show.
-    let c = &mut calls[2];
-    c.attempts = json!([{"provider": "mock", "model": "mock-2", "n": 2}]);
-    c.prompt_log = Some(json!({"sealed": "prompt"}));
-    (
-        c.prompt_tokens,
-        c.cached_prompt_tokens,
-        c.completion_tokens,
-        c.cost_micros,
-    ) = (7, 3, 11, 13);
-    c.status = cloudbase_schema::domain::CallStatus::Failed;
-    c.error_code = Some("UPSTREAM".into());
-    c.error_message = Some("the upstream said no".into());
-    c.usage_source = Some(cloudbase_schema::domain::UsageSource::Estimated);
-    c.finished_at = Some(now + chrono::Duration::seconds(1));
-    (c.latency_ms, c.ttft_ms, c.upstream_ms) = (Some(17), Some(19), Some(23));
-    c.currency = Some("CNY".into());
-    (c.priced, c.cached) = (true, false);
-    calls[1].cached = true;
+    // Each optional column set on one call and not the others, so that two columns swapped in
+    // the statement would show.
+    calls[1].api_key_id = Some(key_id);
+    calls[2].conversation_id = Some(conversation.id.clone());
     let mut conn = pool.get().await.unwrap();
+    conn.write(async |c| Ok(conversations::insert(c, &conversation).await?))
+        .await
+        .unwrap();
     let DbConn::Pg(pg) = &mut conn else {
         unreachable!("PostgreSQL only")
     };

@@ -36,7 +36,12 @@ pub async fn insert_pending(conn: &mut DbConn, call: &AiCall) -> QueryResult<()>
             let c: &mut diesel_async::AsyncPgConnection = c;
             if super::flight::in_transaction(c) {
                 // The setting would last until that transaction's commit: not ours to change.
-                return insert(conn, call).await.map(drop);
+                return fixed_shape!(
+                    diesel::insert_into(ai_calls::table).values(call.pending_row())
+                )
+                .execute(c)
+                .await
+                .map(drop);
             }
             insert_pending_statement(call)
                 .get_result::<String>(c)
@@ -49,7 +54,8 @@ pub async fn insert_pending(conn: &mut DbConn, call: &AiCall) -> QueryResult<()>
             let c: &mut super::SqliteConn = obj;
             let call = call.clone();
             c.spawn_blocking(move |c| {
-                let insert = fixed_shape!(diesel::insert_into(ai_calls::table).values(&call));
+                let insert =
+                    fixed_shape!(diesel::insert_into(ai_calls::table).values(call.pending_row()));
                 super::fixed::run_on_sqlite(c, insert)
             })
             .await
@@ -68,7 +74,7 @@ pub(crate) fn insert_pending_statement(
 + '_ {
     fixed_shape!(
         diesel::insert_into(ai_calls::table)
-            .values(call)
+            .values(call.pending_row())
             .returning(diesel::dsl::sql::<diesel::sql_types::Text>(ASYNC_COMMIT)),
     )
 }

@@ -196,7 +196,7 @@ pub async fn insert_and_reserve(
     wanted: &[Reservation],
 ) -> QueryResult<Option<usize>> {
     diesel::insert_into(ai_calls::table)
-        .values(call)
+        .values(call.pending_row())
         .execute(c)
         .await?;
     for (i, r) in wanted.iter().enumerate() {
@@ -230,7 +230,7 @@ pub async fn insert_and_reserve_in_one_flight(
     let mut c: &AsyncPgConnection = conn;
     let begun = flight::begin().execute(&mut c);
     let inserted = diesel::insert_into(ai_calls::table)
-        .values(call)
+        .values(call.pending_row())
         .execute(&mut c);
     let held = futures_util::future::join_all(wanted.iter().map(|r| {
         diesel::insert_into(budget_reservations::table)
@@ -479,13 +479,45 @@ macro_rules! finish_update {
     };
 }
 
-/// [`finish_update!`] returning the row (PostgreSQL; SQLite's finish makes the row itself,
-/// `sqlite_finish`).
+/// [`finish_update!`] returning [`FINISHED_COLUMNS`] (PostgreSQL).
 macro_rules! finish_statement {
     ($id:expr, $finish:expr) => {
-        fixed_shape!(finish_update!($id, $finish).returning(AiCall::as_returning()))
+        fixed_shape!(finish_update!($id, $finish).returning(FINISHED_COLUMNS))
     };
 }
+
+/// PostgreSQL: what the finish's `UPDATE … RETURNING` hands the rest of its statement (`f`):
+/// the columns the rollups, the token counters and the settlement read. Not the record: the
+/// client has it already (the `PENDING` record with the finish's columns set, as on SQLite,
+/// `sqlite_finish`), and the statement answers only the row's `conversation_id`, the one column
+/// something else may have changed meanwhile. Read back whole, a record cost PostgreSQL its
+/// 27 columns' output (the attempts' `jsonb` printed) and the client their decoding, about 10 k
+/// instructions a call (`bench/RESULTS.md`, "2026-12-05, midday").
+pub(super) const FINISHED_COLUMNS: (
+    ai_calls::id,
+    ai_calls::user_id,
+    ai_calls::conversation_id,
+    ai_calls::api_key_id,
+    ai_calls::provider,
+    ai_calls::model,
+    ai_calls::currency,
+    ai_calls::prompt_tokens,
+    ai_calls::cached_prompt_tokens,
+    ai_calls::completion_tokens,
+    ai_calls::cost_micros,
+) = (
+    ai_calls::id,
+    ai_calls::user_id,
+    ai_calls::conversation_id,
+    ai_calls::api_key_id,
+    ai_calls::provider,
+    ai_calls::model,
+    ai_calls::currency,
+    ai_calls::prompt_tokens,
+    ai_calls::cached_prompt_tokens,
+    ai_calls::completion_tokens,
+    ai_calls::cost_micros,
+);
 
 /// The statement that adds `$u`'s sums to the row of rollup `$table` keyed by the `$key`
 /// columns (inserted when the day has none yet): the same shape for every call.
@@ -564,7 +596,9 @@ pub async fn finish_and_add_to_daily(
 ) -> QueryResult<Option<AiCall>> {
     let (id, day) = (call.id.as_str(), add_to.day);
     match conn {
-        DbConn::Pg(obj) => finish_and_add_to_daily_pg(obj, id, finish, add_to, audit).await,
+        DbConn::Pg(obj) => Ok(finish_and_add_to_daily_pg(obj, id, finish, add_to, audit)
+            .await?
+            .map(|conversation_id| finished_record(call.clone(), conversation_id, finish.clone()))),
         DbConn::Sqlite(slot, _) => {
             let finishing = sqlite_finish::Finishing {
                 call: call.clone(),
@@ -593,6 +627,17 @@ pub async fn finish_and_add_to_daily(
 
 pub(super) use sqlite_finish::{Addition, Rollups};
 
+/// The record a finish leaves: `call` as its `PENDING` insert wrote it, with `finish`'s columns
+/// set (what the finish's update writes), and `conversation_id` as the row has it now: nothing
+/// but a finish changes a `PENDING` row, except that column, set to null if the conversation is
+/// deleted meanwhile, which the finish reads back.
+pub fn finished_record(call: AiCall, conversation_id: Option<String>, finish: Finish) -> AiCall {
+    finish.applied_to(AiCall {
+        conversation_id,
+        ..call
+    })
+}
+
 /// SQLite: a call's finish as diesel's own statements on the connection, in one piece of work
 /// for the blocking wrapper (inline on the call path, `db::on_call_path`). Through the async
 /// wrapper each statement would build its SQL text and copy its values first; here the statement
@@ -602,10 +647,9 @@ pub(super) use sqlite_finish::{Addition, Rollups};
 /// The update has no `RETURNING`: SQLite runs one as a trigger of the temporary schema that fills
 /// a table of its own, opened, written, committed and dropped for every call, and the row read
 /// back is decoded column by column (its JSON and timestamps parsed again). About a tenth of a
-/// call's instructions (`bench/RESULTS.md`). The finished record is the `PENDING` record the call
-/// inserted with the finish's columns set, which is what the update wrote: only the update
-/// changes a `PENDING` row, but for its `conversation_id`, set to null if the conversation is
-/// deleted meanwhile, which is read back with the count of rows the update changed.
+/// call's instructions (`bench/RESULTS.md`). The finished record is made by the client
+/// ([`finished_record`]), with the `conversation_id` read back with the count of rows the update
+/// changed.
 mod sqlite_finish {
     use chrono::NaiveDateTime;
     use diesel::prelude::*;
@@ -825,11 +869,8 @@ mod sqlite_finish {
                     fixed_shape!(diesel::insert_into(audit_log::table).values(row)),
                 )?;
             }
-            let pending = AiCall {
-                conversation_id,
-                ..self.call
-            };
-            Ok((Some(self.finish.applied_to(pending)), Some(addition)))
+            let record = super::finished_record(self.call, conversation_id, self.finish);
+            Ok((Some(record), Some(addition)))
         }
     }
 }
@@ -882,7 +923,9 @@ pub async fn finish_and_settle(
     // Sent in the order written (see `insert_and_reserve_in_one_flight`).
     let (finished, spent, read) = futures_util::join!(finished, spent, read);
     Ok(FinishedAndSettled {
-        record: finished.optional()?,
+        record: finished
+            .optional()?
+            .map(|conversation_id| finished_record(call.clone(), conversation_id, finish.clone())),
         watched: read?,
         tokens_counted: spent.into_iter().try_for_each(|n| n.map(drop)),
     })
@@ -901,14 +944,16 @@ pub struct FinishedAndSettled {
     pub tokens_counted: QueryResult<()>,
 }
 
-/// [`finish_and_add_to_daily`] on PostgreSQL, by the call's id: its one statement.
+/// [`finish_and_add_to_daily`] on PostgreSQL, by the call's id: its one statement. Returns the
+/// `conversation_id` of the row it finished (for [`finished_record`]), or `None`, having added
+/// nothing anywhere, if the call was not `PENDING`.
 pub async fn finish_and_add_to_daily_pg(
     c: &AsyncPgConnection,
     id: &str,
     finish: &Finish,
     add_to: &AddTo<'_>,
     audit: Option<&NewAuditRow<'_>>,
-) -> QueryResult<Option<AiCall>> {
+) -> QueryResult<Option<Option<String>>> {
     finish_in_one(c, id, finish, add_to, audit, in_one::NoSettle)
         .await
         .optional()
@@ -923,7 +968,7 @@ fn finish_in_one<'a, S>(
     add_to: &'a AddTo<'a>,
     audit: Option<&'a NewAuditRow<'a>>,
     settle: S,
-) -> futures_util::future::BoxFuture<'a, QueryResult<AiCall>>
+) -> futures_util::future::BoxFuture<'a, QueryResult<Option<String>>>
 where
     S: QueryFragment<Pg> + QueryId + Send + 'a,
 {
@@ -937,7 +982,7 @@ where
             settle,
             audit: in_one::Audited(row),
         }
-        .get_result::<AiCall>(&mut c)
+        .get_result::<Option<String>>(&mut c)
         .boxed(),
         None => in_one::FinishInOne {
             finish,
@@ -946,7 +991,7 @@ where
             settle,
             audit: in_one::NoAudit,
         }
-        .get_result::<AiCall>(&mut c)
+        .get_result::<Option<String>>(&mut c)
         .boxed(),
     }
 }
@@ -1078,7 +1123,7 @@ pub(super) mod in_one {
                  ON CONFLICT (key, window_start) DO UPDATE SET count = r.count + excluded.count)",
             );
             self.audit.walk_ast(out.reborrow())?;
-            out.push_sql(" SELECT * FROM f");
+            out.push_sql(" SELECT f.conversation_id FROM f");
             Ok(())
         }
 
@@ -1196,8 +1241,8 @@ pub(super) mod in_one {
         const HAS_STATIC_QUERY_ID: bool = true;
     }
 
-    impl<U: Query, S, A> Query for FinishInOne<'_, U, S, A> {
-        type SqlType = U::SqlType;
+    impl<U, S, A> Query for FinishInOne<'_, U, S, A> {
+        type SqlType = Nullable<Text>;
     }
 }
 

@@ -23,12 +23,12 @@ use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, SmallInt, Text, Timestamp};
-use diesel::{Expression, SelectableHelper};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::ai_calls::Finish;
+use super::budgets::FINISHED_COLUMNS;
 use super::budgets::in_one::{ROLLUPS, SUMS};
-use super::models::{AiCall, NewAuditRow};
+use super::models::NewAuditRow;
 use crate::domain::{CallStatus, UsageSource};
 
 /// The finishes of a batch of calls, a column each (see the module's documentation).
@@ -189,24 +189,22 @@ impl<'a> FinishBatch<'a> {
     }
 }
 
-/// Writes the batch; returns the records it finished, in no particular order. A call missing
-/// from them was not `PENDING` (already finished, or its `PENDING` row lost) and was written
-/// nowhere.
+/// Writes the batch; returns the id and the `conversation_id` of each row it finished (for
+/// [`super::budgets::finished_record`]), in no particular order. A call missing from them was
+/// not `PENDING` (already finished, or its `PENDING` row lost) and was written nowhere.
 pub async fn finish(
     conn: &mut AsyncPgConnection,
     batch: &FinishBatch<'_>,
-) -> QueryResult<Vec<AiCall>> {
+) -> QueryResult<Vec<(String, Option<String>)>> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    Statement(batch, AiCall::as_select())
-        .load::<AiCall>(conn)
-        .await
+    Statement(batch).load(conn).await
 }
 
 /// The statement: `WITH v AS (<the finishes, from unnest>), f AS (<the update>), <rollups>,
-/// <token counters>, <audit rows> SELECT * FROM f`.
-struct Statement<'s, 'a>(&'s FinishBatch<'a>, diesel::dsl::AsSelect<AiCall, Pg>);
+/// <token counters>, <audit rows> SELECT f.id, f.conversation_id FROM f`.
+struct Statement<'s, 'a>(&'s FinishBatch<'a>);
 
 /// Binds each listed column of the batch as an array and names them for `unnest`'s alias.
 macro_rules! unnest_columns {
@@ -287,7 +285,7 @@ impl QueryFragment<Pg> for Statement<'_, '_> {
         out.push_sql(" FROM v WHERE ai_calls.id = v.id AND ai_calls.status = ");
         out.push_bind_param::<Text, _>(&CallStatus::Pending)?;
         out.push_sql(" RETURNING ");
-        self.1.walk_ast(out.reborrow())?;
+        FINISHED_COLUMNS.walk_ast(out.reborrow())?;
         out.push_sql(")");
         // In the order of `budgets::in_one`'s statement, so that the tables are written in the
         // same order (PostgreSQL runs these the last first).
@@ -343,7 +341,9 @@ impl QueryFragment<Pg> for Statement<'_, '_> {
             user_agent: Nullable<Text>,
             request_id: Text,
         );
-        out.push_sql(" JOIN f ON f.id = a.audit_call ORDER BY a.audit_at) SELECT * FROM f");
+        out.push_sql(
+            " JOIN f ON f.id = a.audit_call ORDER BY a.audit_at) SELECT f.id, f.conversation_id FROM f",
+        );
         Ok(())
     }
 
@@ -366,5 +366,5 @@ impl QueryId for Statement<'_, '_> {
 struct StatementId;
 
 impl Query for Statement<'_, '_> {
-    type SqlType = <diesel::dsl::AsSelect<AiCall, Pg> as Expression>::SqlType;
+    type SqlType = (Text, Nullable<Text>);
 }

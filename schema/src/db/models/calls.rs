@@ -115,6 +115,93 @@ impl AiCall {
             api_key_id: None,
         }
     }
+
+    /// The columns of this `PENDING` record that a new call's insert writes: the rest are the
+    /// table's defaults, which are what [`AiCall::pending`] sets (nothing used or spent yet). One
+    /// insert serves every place a call is opened, with 10 values to bind where a whole record
+    /// has 27 (on PostgreSQL a value is encoded, copied and decoded again on each side).
+    pub fn pending_row(&self) -> PendingRow<'_> {
+        debug_assert!(self.is_new(), "not a new call's PENDING record: {self:?}");
+        PendingRow {
+            id: &self.id,
+            user_id: &self.user_id,
+            conversation_id: self.conversation_id.as_deref(),
+            request_id: self.request_id.as_deref(),
+            provider: &self.provider,
+            model: &self.model,
+            stream: self.stream,
+            status: self.status,
+            started_at: self.started_at,
+            api_key_id: self.api_key_id.as_deref(),
+        }
+    }
+
+    /// Whether every column [`PendingRow`] leaves to the table's defaults holds what
+    /// [`AiCall::pending`] sets.
+    fn is_new(&self) -> bool {
+        // Every field named: a column added to the record fails to compile here until it is
+        // placed on one side or the other.
+        let AiCall {
+            id: _,
+            user_id: _,
+            conversation_id: _,
+            request_id: _,
+            provider: _,
+            model: _,
+            stream: _,
+            status,
+            error_code,
+            error_message,
+            prompt_tokens,
+            cached_prompt_tokens,
+            completion_tokens,
+            usage_source,
+            started_at: _,
+            finished_at,
+            latency_ms,
+            ttft_ms,
+            upstream_ms,
+            price_id,
+            cost_micros,
+            currency,
+            priced,
+            cached,
+            attempts,
+            prompt_log,
+            api_key_id: _,
+        } = self;
+        *status == CallStatus::Pending
+            && error_code.is_none()
+            && error_message.is_none()
+            && (*prompt_tokens, *cached_prompt_tokens, *completion_tokens) == (0, 0, 0)
+            && usage_source.is_none()
+            && finished_at.is_none()
+            && (latency_ms, ttft_ms, upstream_ms) == (&None, &None, &None)
+            && price_id.is_none()
+            && *cost_micros == 0
+            && currency.is_none()
+            && !priced
+            && !cached
+            && attempts.as_array().is_some_and(Vec::is_empty)
+            && prompt_log.is_none()
+    }
+}
+
+/// What the insert of a new call's `PENDING` record writes ([`AiCall::pending_row`]): the
+/// fields of [`AiCall`] of the same names.
+#[derive(Debug, Clone, Copy, Insertable)]
+#[diesel(table_name = crate::db::schema::ai_calls, treat_none_as_default_value = false)]
+pub struct PendingRow<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub conversation_id: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub stream: bool,
+    pub status: CallStatus,
+    pub started_at: NaiveDateTime,
+    pub api_key_id: Option<&'a str>,
 }
 
 /// A row of `ai_calls`: one attempt to call a provider, whatever its outcome.
@@ -283,4 +370,57 @@ pub struct DailyUsage<'a> {
     pub cost_micros: i64,
     /// Which of the day's rows for the same key it is added to (see [`crate::db::budgets::shard`]).
     pub shard: i16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record is a new call's only as `AiCall::pending` makes it: any column that
+    /// `PendingRow` leaves to the table's defaults, set otherwise, makes it not one.
+    #[test]
+    fn only_a_record_as_pending_makes_it_is_a_new_calls() {
+        let new = || {
+            AiCall::pending(
+                "u".into(),
+                Some("c".into()),
+                Some("r".into()),
+                ("p".into(), "m".into()),
+                true,
+                NaiveDateTime::default(),
+            )
+        };
+        let made = AiCall {
+            api_key_id: Some("k".into()),
+            ..new()
+        };
+        assert!(made.is_new(), "its own columns are the call's to set");
+        let changes: [fn(&mut AiCall); 17] = [
+            |c| c.status = CallStatus::Succeeded,
+            |c| c.error_code = Some("E".into()),
+            |c| c.error_message = Some("e".into()),
+            |c| c.prompt_tokens = 1,
+            |c| c.cached_prompt_tokens = 1,
+            |c| c.completion_tokens = 1,
+            |c| c.usage_source = Some(UsageSource::Reported),
+            |c| c.finished_at = Some(NaiveDateTime::default()),
+            |c| c.latency_ms = Some(0),
+            |c| c.ttft_ms = Some(0),
+            |c| c.upstream_ms = Some(0),
+            |c| c.price_id = Some("p".into()),
+            |c| c.cost_micros = 1,
+            |c| c.currency = Some("CNY".into()),
+            |c| c.priced = true,
+            |c| c.cached = true,
+            |c| c.attempts = serde_json::json!([{}]),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut call = new();
+            change(&mut call);
+            assert!(!call.is_new(), "change {i}");
+        }
+        let mut logged = new();
+        logged.prompt_log = Some(serde_json::json!({}));
+        assert!(!logged.is_new(), "a prompt log");
+    }
 }

@@ -4,7 +4,9 @@
 //! statement ([`crate::db::budgets::finish_and_add_to_daily`]) and one durable commit. Calls that
 //! finish at the same moment each paid for their own commit and updated the same rollup rows one
 //! after another. Here they queue instead, and a batch is written as one statement
-//! ([`crate::db::finish_batch`]) that hands each caller its record. A call the batch did not
+//! ([`crate::db::finish_batch`]) that tells each caller its call was finished, with the row's
+//! `conversation_id` (the caller makes the record: [`crate::db::budgets::finished_record`]).
+//! A call the batch did not
 //! finish (the batch failed, or the call was not `PENDING`) comes back to its caller, which
 //! finishes it on its own as before.
 
@@ -14,7 +16,6 @@ use diesel_async::AsyncPgConnection;
 
 use super::batches::{Batch, Queue};
 use crate::db::finish_batch::{self, FinishBatch, Finishing};
-use crate::db::models::AiCall;
 use crate::db::{ai_calls, budgets};
 use crate::services::audit;
 
@@ -42,7 +43,8 @@ pub struct Queued {
 
 impl Batch for Finish {
     type Item = Queued;
-    type Out = AiCall;
+    /// The finished row's `conversation_id`.
+    type Out = Option<String>;
     const WHAT: &'static str = "finishes";
 
     fn key(item: &Queued) -> &str {
@@ -52,7 +54,7 @@ impl Batch for Finish {
     async fn write(
         conn: &mut AsyncPgConnection,
         items: &[&Queued],
-    ) -> QueryResult<Vec<(String, AiCall)>> {
+    ) -> QueryResult<Vec<(String, Option<String>)>> {
         let mut batch = FinishBatch::new(budgets::shard());
         for call in items {
             batch.push(Finishing {
@@ -64,11 +66,13 @@ impl Batch for Finish {
                 audit: call.audit.as_ref().map(audit::Stored::row),
             });
         }
-        let records = finish_batch::finish(conn, &batch).await?;
-        Ok(records.into_iter().map(|r| (r.id.clone(), r)).collect())
+        finish_batch::finish(conn, &batch).await
     }
 
-    async fn write_one(conn: &mut AsyncPgConnection, call: &Queued) -> QueryResult<Option<AiCall>> {
+    async fn write_one(
+        conn: &mut AsyncPgConnection,
+        call: &Queued,
+    ) -> QueryResult<Option<Option<String>>> {
         let add_to = budgets::AddTo {
             day: &call.day,
             token_counters: &call.token_counters,

@@ -327,7 +327,12 @@ pub(super) async fn close(
                 audit: closing.audited.take(),
             };
             match app.finishes.write(queued).await {
-                Ok((_, record)) => {
+                Ok((queued, conversation_id)) => {
+                    let record = budget_queries::finished_record(
+                        opened.call.clone(),
+                        conversation_id,
+                        queued.finish,
+                    );
                     publish(app, &record, Vec::new());
                     return Ok(record);
                 }
