@@ -143,14 +143,16 @@ impl Event {
     }
 }
 
+/// An event as it goes to the other instances: written from borrowed parts (`Envelope<&str,
+/// &Event>`, nothing cloned to be written), read into owned ones.
 #[derive(Serialize, Deserialize)]
-struct Envelope {
-    origin: String,
+struct Envelope<O = String, E = Event> {
+    origin: O,
     /// This instance's count: PostgreSQL folds identical payloads sent in one transaction into
     /// one, and two events of one call can be identical.
     #[serde(default)]
     seq: u64,
-    event: Event,
+    event: E,
 }
 
 /// Events waiting for the notifier at most; past that, other instances miss events (logged).
@@ -316,9 +318,9 @@ impl EventBus {
 
     fn envelope(&self, event: &Event) -> serde_json::Result<String> {
         serde_json::to_string(&Envelope {
-            origin: self.origin.clone(),
+            origin: self.origin.as_str(),
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
-            event: event.clone(),
+            event,
         })
     }
 
