@@ -486,6 +486,25 @@ macro_rules! finish_statement {
     };
 }
 
+/// [`FINISHED_COLUMNS`]' columns, as its type and as its value.
+macro_rules! finished_columns {
+    () => {
+        (
+            ai_calls::id,
+            ai_calls::user_id,
+            ai_calls::conversation_id,
+            ai_calls::api_key_id,
+            ai_calls::provider,
+            ai_calls::model,
+            ai_calls::currency,
+            ai_calls::prompt_tokens,
+            ai_calls::cached_prompt_tokens,
+            ai_calls::completion_tokens,
+            ai_calls::cost_micros,
+        )
+    };
+}
+
 /// PostgreSQL: what the finish's `UPDATE … RETURNING` hands the rest of its statement (`f`):
 /// the columns the rollups, the token counters and the settlement read. Not the record: the
 /// client has it already (the `PENDING` record with the finish's columns set, as on SQLite,
@@ -493,31 +512,7 @@ macro_rules! finish_statement {
 /// something else may have changed meanwhile. Read back whole, a record cost PostgreSQL its
 /// 27 columns' output (the attempts' `jsonb` printed) and the client their decoding, about 10 k
 /// instructions a call (`bench/RESULTS.md`, "2026-12-05, midday").
-pub(super) const FINISHED_COLUMNS: (
-    ai_calls::id,
-    ai_calls::user_id,
-    ai_calls::conversation_id,
-    ai_calls::api_key_id,
-    ai_calls::provider,
-    ai_calls::model,
-    ai_calls::currency,
-    ai_calls::prompt_tokens,
-    ai_calls::cached_prompt_tokens,
-    ai_calls::completion_tokens,
-    ai_calls::cost_micros,
-) = (
-    ai_calls::id,
-    ai_calls::user_id,
-    ai_calls::conversation_id,
-    ai_calls::api_key_id,
-    ai_calls::provider,
-    ai_calls::model,
-    ai_calls::currency,
-    ai_calls::prompt_tokens,
-    ai_calls::cached_prompt_tokens,
-    ai_calls::completion_tokens,
-    ai_calls::cost_micros,
-);
+pub(super) const FINISHED_COLUMNS: finished_columns!() = finished_columns!();
 
 /// The statement that adds `$u`'s sums to the row of rollup `$table` keyed by the `$key`
 /// columns (inserted when the day has none yet): the same shape for every call.
