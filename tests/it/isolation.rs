@@ -272,6 +272,34 @@ async fn a_hung_isolated_plugin_is_killed_and_restarted() {
     answers_again(&app, &user, "cprovider", "c-echo", "hello from C").await;
 }
 
+/// A runner reports, with the library's name, whether it reads a body that is JSON as the JSON
+/// itself: a plugin of this SDK does (and is then sent that form isolated too, as in the server's
+/// process: the test below), the C plugin, which does not set the flag, does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_reports_whether_its_library_reads_json_bodies_as_json() {
+    use cloudbase_server::plugin_host::isolated::{RunnerCommand, describe};
+
+    use crate::support::{link_first_party_plugins, plugin_runner};
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    link_first_party_plugins(&plugins);
+    let c = dir.path().join("libcprovider.so");
+    build_c_plugin(&c, &[]);
+    let runner = RunnerCommand::at(plugin_runner());
+    let kimi = plugins.join(format!(
+        "{}cloudbase_plugin_kimi{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    for (library, name, raw_json_bodies) in [(&kimi, "kimi", true), (&c, "cprovider", false)] {
+        let described = describe(&runner, library, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(described.name, name);
+        assert_eq!(described.raw_json_bodies, raw_json_bodies, "{name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_isolated_plugin_answers_as_it_does_in_process() {
     let upstream = Upstream::start(Dialect::Kimi).await;

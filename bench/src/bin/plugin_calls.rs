@@ -1,8 +1,9 @@
 //! `plugin_calls LIBRARY RUNNER [CALLS]`: the cost of one call into a provider plugin in the
 //! server's process against the same call through a runner process (`isolation = "process"`).
 //! Creates the `openai-compatible` plugin both ways and times `CALLS` sequential calls of
-//! `chat.parse_stream_event` (what every streamed event costs) and of `chat.build_request` (once
-//! per chat), then the same calls 8 at a time. Prints one JSON line per (mode, method,
+//! `chat.parse_stream_event` (what every streamed event costs; the event written as the host
+//! writes it, its data as JSON to a plugin that reads that form) and of `chat.build_request`
+//! (once per chat), then the same calls 8 at a time. Prints one JSON line per (mode, method,
 //! concurrency): calls, total seconds, calls per second, and p50/p99/mean microseconds per call.
 //! `RUNNER` is the program started as `RUNNER plugin-runner LIBRARY`: the release `cloudbase-ai`.
 //! Run by `bench/plugin-calls.sh`.
@@ -12,26 +13,58 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use cloudbase_bench::percentile;
+use cloudbase_plugin_api::{JsonBodies, SseEvent};
 use cloudbase_server::plugin_host::call::Instance;
 use cloudbase_server::plugin_host::callee::Callee;
 use cloudbase_server::plugin_host::isolated::{Isolated, RunnerCommand, Spec};
 use cloudbase_server::plugin_host::library;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 /// The concurrency of the second round.
 const PARALLEL: usize = 8;
 
 /// One SSE chunk of an OpenAI-compatible stream, as the plugin parses it per event.
-fn sse_event() -> Value {
+fn sse_event() -> SseEvent {
     let chunk = json!({
         "id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1, "model": "bench-model",
         "choices": [{"index": 0, "delta": {"content": "quick"}, "finish_reason": null}]
     });
-    json!({"event": null, "data": chunk.to_string()})
+    SseEvent {
+        event: None,
+        data: chunk.to_string(),
+    }
 }
 
 fn chat_request() -> Value {
     json!({"model": "bench-model", "messages": [{"role": "user", "content": "hi"}], "stream": true})
+}
+
+/// A call's input: a JSON value, or an event written as the host writes it for `callee`
+/// (`plugin_host::provider`).
+#[derive(Clone)]
+enum Input {
+    Value(Value),
+    Event(SseEvent, bool),
+}
+
+impl Input {
+    fn event(event: &SseEvent, callee: &Callee) -> Self {
+        Input::Event(event.clone(), callee.raw_json_bodies())
+    }
+}
+
+impl Serialize for Input {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Input::Value(v) => v.serialize(s),
+            Input::Event(event, raw_json) => JsonBodies {
+                message: event,
+                raw_json: *raw_json,
+            }
+            .serialize(s),
+        }
+    }
 }
 
 /// Times `calls` calls of `method` with `input`, `parallel` at a time; prints the JSON line.
@@ -39,7 +72,7 @@ async fn measure(
     mode: &str,
     callee: &Callee,
     method: &'static str,
-    input: &Value,
+    input: &Input,
     calls: usize,
     parallel: usize,
 ) -> anyhow::Result<()> {
@@ -111,18 +144,20 @@ async fn main() -> anyhow::Result<()> {
             instance: "bench".into(),
             config,
             deadline,
+            raw_json_bodies: in_process.raw_json_bodies(),
         })
         .await
         .map_err(|f| anyhow::anyhow!("create in a runner: {f}"))?,
     );
-    let inputs: [(&'static str, Value); 2] = [
-        ("chat.parse_stream_event", sse_event()),
-        ("chat.build_request", chat_request()),
-    ];
+    let event = sse_event();
     for parallel in [1, PARALLEL] {
-        for (method, input) in &inputs {
+        for method in ["chat.parse_stream_event", "chat.build_request"] {
             for (mode, callee) in [("in_process", &in_process), ("isolated", &isolated)] {
-                measure(mode, callee, method, input, calls, parallel).await?;
+                let input = match method {
+                    "chat.parse_stream_event" => Input::event(&event, callee),
+                    _ => Input::Value(chat_request()),
+                };
+                measure(mode, callee, method, &input, calls, parallel).await?;
             }
         }
     }

@@ -16,7 +16,8 @@ use std::io::{self, Read, Write};
 
 /// What a frame is.
 pub mod kind {
-    /// Host → runner: name and flags of the library (reply payload: `{"name", "panic_unwind"}`,
+    /// Host → runner: name and flags of the library (reply payload: `{"name", "panic_unwind",
+    /// "raw_json_bodies"}`,
     /// or a `PluginError` with status `ERROR` when the library cannot be used).
     pub const DESCRIBE: u8 = 1;
     /// Host → runner: the library's manifest (reply: status and manifest JSON, as `manifest`).

@@ -18,7 +18,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cloudbase_plugin_api::abi::{FLAG_PANIC_UNWIND, PluginVTable, RBuf, RStr, status};
+use cloudbase_plugin_api::abi::{
+    FLAG_PANIC_UNWIND, FLAG_RAW_JSON_BODIES, PluginVTable, RBuf, RStr, status,
+};
 use cloudbase_plugin_api::host::{self, Panics};
 use cloudbase_plugin_api::{ErrorCode, PluginError};
 
@@ -132,6 +134,7 @@ impl Runner {
                 let answer = serde_json::json!({
                     "name": host::name(vtable).unwrap_or_default(),
                     "panic_unwind": vtable.flags & FLAG_PANIC_UNWIND != 0,
+                    "raw_json_bodies": vtable.flags & FLAG_RAW_JSON_BODIES != 0,
                 });
                 self.reply(frame.id, status::OK, answer.to_string().into_bytes());
             }

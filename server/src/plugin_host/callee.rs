@@ -52,12 +52,12 @@ impl Callee {
     }
 
     /// Whether the plugin reads a body that is JSON as the JSON itself
-    /// (`cloudbase_plugin_api::abi::FLAG_RAW_JSON_BODIES`). An isolated plugin is always sent
-    /// the string form: its runner does not report the flag.
+    /// (`cloudbase_plugin_api::abi::FLAG_RAW_JSON_BODIES`), in the server or in its runner
+    /// (which reports the flag when it describes the library).
     pub fn raw_json_bodies(&self) -> bool {
         match self {
             Callee::InProcess(instance) => instance.raw_json_bodies(),
-            Callee::Isolated(_) => false,
+            Callee::Isolated(isolated) => isolated.raw_json_bodies(),
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloudbase_plugin_api::abi::PluginVTable;
+use cloudbase_plugin_api::abi::{FLAG_RAW_JSON_BODIES, PluginVTable};
 use cloudbase_plugin_api::{
     CreateInput, HostOffers, Manifest, ModelInfo, PluginConfig, PluginKind as ApiKind,
 };
@@ -29,6 +29,9 @@ pub struct Library {
     /// function table in the server, or the hash of the file for one described in a runner.
     path: PathBuf,
     pub(super) identity: String,
+    /// Whether it reads a body that is JSON as the JSON itself (its function table's flags, read
+    /// in the server or reported by a runner): an isolated instance is sent that form too.
+    raw_json_bodies: bool,
     manifest: Manifest,
     validator: jsonschema::Validator,
     file: String,
@@ -168,7 +171,15 @@ async fn load_library(path: &Path, copies: &Copies, deadline: Duration) -> Resul
         .await
         .map_err(|f| format!("manifest: {f}"))?;
     let identity = format!("table:{:x}", std::ptr::from_ref(vtable).addr());
-    checked(path, Some(vtable), identity, &name, manifest)
+    let raw_json_bodies = vtable.flags & FLAG_RAW_JSON_BODIES != 0;
+    checked(
+        path,
+        Some(vtable),
+        identity,
+        raw_json_bodies,
+        &name,
+        manifest,
+    )
 }
 
 /// Describes `path` in a runner; opens it in the server only if an in-process instance (or a
@@ -190,7 +201,15 @@ async fn probe_library(
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
     let identity = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
-    checked(path, None, identity, &described.name, described.manifest)
+    let raw_json_bodies = described.raw_json_bodies;
+    checked(
+        path,
+        None,
+        identity,
+        raw_json_bodies,
+        &described.name,
+        described.manifest,
+    )
 }
 
 /// The checks on a library's manifest, wherever it was read.
@@ -198,6 +217,7 @@ fn checked(
     path: &Path,
     vtable: Option<&'static PluginVTable>,
     identity: String,
+    raw_json_bodies: bool,
     name: &str,
     manifest: Manifest,
 ) -> Result<Library, String> {
@@ -215,6 +235,7 @@ fn checked(
     Ok(Library {
         vtable,
         identity,
+        raw_json_bodies,
         path: path.to_path_buf(),
         manifest,
         validator,
@@ -474,6 +495,7 @@ async fn start(
                 instance: instance.to_owned(),
                 config: bytes,
                 deadline,
+                raw_json_bodies: library.raw_json_bodies,
             };
             Callee::Isolated(
                 Isolated::start(spec)

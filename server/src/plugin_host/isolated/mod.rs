@@ -66,6 +66,9 @@ pub struct Described {
     pub manifest: Manifest,
     /// Whether it was built to catch panics (`false`: it may only run isolated).
     pub panic_unwind: bool,
+    /// Whether it reads a body that is JSON as the JSON itself
+    /// (`cloudbase_plugin_api::abi::FLAG_RAW_JSON_BODIES`).
+    pub raw_json_bodies: bool,
 }
 
 /// Opens `library` in a short-lived runner and reads its name and manifest.
@@ -85,6 +88,9 @@ pub async fn describe(
         struct Description {
             name: String,
             panic_unwind: bool,
+            /// A runner from before the flag was reported says nothing: the string form.
+            #[serde(default)]
+            raw_json_bodies: bool,
         }
         let description: Description = match call::decode(code, &bytes) {
             Ok(d) => d,
@@ -101,6 +107,7 @@ pub async fn describe(
             name: description.name,
             manifest,
             panic_unwind: description.panic_unwind,
+            raw_json_bodies: description.raw_json_bodies,
         })
     }
     .await;
@@ -129,6 +136,8 @@ pub struct Spec {
     pub config: Vec<u8>,
     /// The per-call deadline.
     pub deadline: Duration,
+    /// Whether the library reads a body that is JSON as the JSON itself ([`Described`]).
+    pub raw_json_bodies: bool,
 }
 
 /// Whether the runner is up, or why not and until when it waits.
@@ -140,6 +149,7 @@ enum State {
 /// A live isolated instance: its runner, restarted by a supervisor task while this lives.
 pub struct Isolated {
     deadline: Duration,
+    raw_json_bodies: bool,
     state: Arc<Mutex<State>>,
     /// Dropped with the instance: tells the supervisor to stop and kill the runner.
     _stop: watch::Sender<()>,
@@ -178,10 +188,11 @@ impl Isolated {
         let conn = start_runner(&spec).await?;
         let state = Arc::new(Mutex::new(State::Up(conn)));
         let (stop, stopped) = watch::channel(());
-        let deadline = spec.deadline;
+        let (deadline, raw_json_bodies) = (spec.deadline, spec.raw_json_bodies);
         tokio::spawn(supervise(spec, Arc::clone(&state), stopped));
         Ok(Arc::new(Isolated {
             deadline,
+            raw_json_bodies,
             state,
             _stop: stop,
         }))
@@ -204,6 +215,12 @@ impl Isolated {
                 )))
             }
         }
+    }
+
+    /// Whether the plugin reads a body that is JSON as the JSON itself: its runner passes the
+    /// host's messages to it as they are.
+    pub fn raw_json_bodies(&self) -> bool {
+        self.raw_json_bodies
     }
 
     /// Why the runner is down, while it is.
