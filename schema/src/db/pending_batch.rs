@@ -46,11 +46,11 @@ impl<'a> Columns<'a> {
             provider,
             model,
             stream,
-            status,
+            // `PENDING` for every new call: written as a literal.
+            status: _,
             started_at,
             api_key_id,
         } = call.pending_row();
-        debug_assert_eq!(status, CallStatus::Pending);
         self.id.push(id);
         self.user_id.push(user_id);
         self.conversation_id.push(conversation_id);

@@ -201,12 +201,11 @@ async fn probe_library(
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
     let identity = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
-    let raw_json_bodies = described.raw_json_bodies;
     checked(
         path,
         None,
         identity,
-        raw_json_bodies,
+        described.raw_json_bodies,
         &described.name,
         described.manifest,
     )

@@ -5,8 +5,9 @@
 //! text is escaped quote by quote on one side and unescaped on the other: for a small answer that
 //! was about a tenth of a call's work (`bench/RESULTS.md`, "2026-12-05, forenoon"). So a host
 //! may write JSON text as the JSON itself instead, under `body_json` (`data_json` for an event),
-//! to a plugin whose flags include [`crate::abi::FLAG_RAW_JSON_BODIES`] ([`JsonBodies`]). This SDK sets that flag and reads either form into the same `String`; only
-//! whitespace around the JSON text is not kept.
+//! to a plugin whose flags include [`crate::abi::FLAG_RAW_JSON_BODIES`] ([`JsonBodies`]). This
+//! SDK sets that flag and reads either form into the same `String`; only whitespace around the
+//! JSON text is not kept.
 
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};

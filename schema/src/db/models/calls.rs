@@ -136,54 +136,22 @@ impl AiCall {
         }
     }
 
-    /// Whether every column [`PendingRow`] leaves to the table's defaults holds what
-    /// [`AiCall::pending`] sets.
+    /// Whether this is the record [`AiCall::pending`] makes from this one's own columns (those of
+    /// [`PendingRow`]): every other column holds what a new call's does.
     fn is_new(&self) -> bool {
-        // Every field named: a column added to the record fails to compile here until it is
-        // placed on one side or the other.
-        let AiCall {
-            id: _,
-            user_id: _,
-            conversation_id: _,
-            request_id: _,
-            provider: _,
-            model: _,
-            stream: _,
-            status,
-            error_code,
-            error_message,
-            prompt_tokens,
-            cached_prompt_tokens,
-            completion_tokens,
-            usage_source,
-            started_at: _,
-            finished_at,
-            latency_ms,
-            ttft_ms,
-            upstream_ms,
-            price_id,
-            cost_micros,
-            currency,
-            priced,
-            cached,
-            attempts,
-            prompt_log,
-            api_key_id: _,
-        } = self;
-        *status == CallStatus::Pending
-            && error_code.is_none()
-            && error_message.is_none()
-            && (*prompt_tokens, *cached_prompt_tokens, *completion_tokens) == (0, 0, 0)
-            && usage_source.is_none()
-            && finished_at.is_none()
-            && (latency_ms, ttft_ms, upstream_ms) == (&None, &None, &None)
-            && price_id.is_none()
-            && *cost_micros == 0
-            && currency.is_none()
-            && !priced
-            && !cached
-            && attempts.as_array().is_some_and(Vec::is_empty)
-            && prompt_log.is_none()
+        let made = AiCall {
+            id: self.id.clone(),
+            api_key_id: self.api_key_id.clone(),
+            ..AiCall::pending(
+                self.user_id.clone(),
+                self.conversation_id.clone(),
+                self.request_id.clone(),
+                (self.provider.clone(), self.model.clone()),
+                self.stream,
+                self.started_at,
+            )
+        };
+        *self == made
     }
 }
 
@@ -205,7 +173,7 @@ pub struct PendingRow<'a> {
 }
 
 /// A row of `ai_calls`: one attempt to call a provider, whatever its outcome.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = crate::db::schema::ai_calls, treat_none_as_default_value = false)]
 pub struct AiCall {
     /// UUIDv7.
