@@ -369,6 +369,9 @@ impl EventBus {
             }
             return;
         }
+        if self.is_own(payload) {
+            return;
+        }
         match serde_json::from_str::<Envelope>(payload) {
             Ok(envelope) if envelope.origin != self.origin => {
                 self.invalidate(&envelope.event);
@@ -377,6 +380,19 @@ impl EventBus {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "an event from another instance did not parse"),
         }
+    }
+
+    /// Whether `payload` is an envelope this instance wrote, told by its first bytes: every
+    /// event this instance sends comes back through its own LISTEN, and reading one whole (the
+    /// event parsed, to be dropped) cost about 4 k instructions, three times a call
+    /// (`bench/RESULTS.md`, "2026-12-05, afternoon"). [`Envelope`] is written with its `origin`
+    /// first, and an origin (a UUID) has nothing to escape; a payload written otherwise is read
+    /// whole and its origin compared there.
+    fn is_own(&self, payload: &str) -> bool {
+        payload
+            .strip_prefix(r#"{"origin":""#)
+            .and_then(|rest| rest.strip_prefix(self.origin.as_str()))
+            .is_some_and(|rest| rest.starts_with(r#"","#))
     }
 
     /// A new subscription to every event from now on.
@@ -482,8 +498,45 @@ async fn notify(conn: &mut AsyncPgConnection, payloads: &[String]) -> QueryResul
 mod tests {
     use diesel::pg::Pg;
 
-    use super::notify_statement;
+    use super::{Envelope, Event, EventBus, notify_statement};
     use crate::db::fixed::kept_prepared;
+
+    /// What `bus` re-broadcasts of `payload`, as if it came through LISTEN.
+    fn heard(bus: &EventBus, payload: &str) -> Option<Event> {
+        let mut rx = bus.subscribe();
+        bus.receive_remote(payload);
+        rx.try_recv().ok().map(|e| (*e).clone())
+    }
+
+    #[test]
+    fn an_instance_skips_its_own_events_by_their_first_bytes_and_only_its_own() {
+        let bus = EventBus::new(16, None);
+        let event = Event::UsageUpdated {
+            user_id: "u1".into(),
+        };
+        let own = bus.envelope(&event).unwrap();
+        assert!(bus.is_own(&own), "{own}");
+        assert_eq!(heard(&bus, &own), None);
+        // Written with another field order, it is read whole and still skipped.
+        let reordered = format!(
+            r#"{{"seq":7,"event":{},"origin":"{}"}}"#,
+            serde_json::to_string(&event).unwrap(),
+            bus.origin()
+        );
+        assert!(!bus.is_own(&reordered));
+        assert_eq!(heard(&bus, &reordered), None);
+        // Another instance's, even one whose origin starts with this one's, is delivered.
+        for origin in ["0190-other".to_owned(), format!("{}0", bus.origin())] {
+            let theirs = serde_json::to_string(&Envelope {
+                origin: origin.as_str(),
+                seq: 1,
+                event: &event,
+            })
+            .unwrap();
+            assert!(!bus.is_own(&theirs), "{theirs}");
+            assert_eq!(heard(&bus, &theirs), Some(event.clone()), "{theirs}");
+        }
+    }
 
     #[test]
     fn the_notifiers_statement_stays_prepared() {
