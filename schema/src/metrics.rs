@@ -36,7 +36,23 @@ pub struct Metrics {
     operations: Mutex<HashSet<String>>,
     /// By provider, then model.
     calls: Mutex<HashMap<String, HashMap<String, Arc<CallHandles>>>>,
+    /// The per-request metrics' handles ([`Metrics::request`]): by histogram, then its two
+    /// labels' values.
+    requests: Mutex<RequestHandles>,
 }
+
+/// [`Metrics::request`]'s kept handles, by histogram name, then its labels' values.
+type RequestHandles = HashMap<&'static str, HashMap<String, HashMap<String, KeptRequest>>>;
+
+/// One series of a per-request histogram, and its counter's series by the last label's value.
+struct KeptRequest {
+    duration: Histogram,
+    counts: Vec<(String, Counter)>,
+}
+
+/// Most series of per-request metrics whose handles are kept; requests of others register
+/// theirs each time, as before.
+const MAX_REQUEST_HANDLES: usize = 1024;
 
 /// The handles of one provider and model's call metrics, each registered the first time it is
 /// used: by name and labels, a metric is found by building its key (the labels' strings copied)
@@ -74,6 +90,7 @@ impl Metrics {
             recorder: Some(recorder),
             operations: Mutex::default(),
             calls: Mutex::default(),
+            requests: Mutex::default(),
         }
     }
 
@@ -122,6 +139,74 @@ impl Metrics {
     pub fn record(&self, f: impl FnOnce()) {
         if let Some(recorder) = self.recorder.as_deref() {
             metrics::with_local_recorder(recorder, f);
+        }
+    }
+
+    /// Counts a request in `counter` (labelled `labels`, then `last`) and records its `seconds`
+    /// in `histogram` (labelled `labels`), through handles kept by the labels' values: by name
+    /// and labels a metric is found by copying its labels into a key and hashing it in the
+    /// recorder's registry, twice a request (`bench/RESULTS.md`, "2026-12-05, afternoon").
+    /// Callers bound the labels' values (routes, methods, statuses, [`Metrics::operation_label`]).
+    pub fn request(
+        &self,
+        (counter, histogram): (&'static str, &'static str),
+        labels: [(&'static str, &str); 2],
+        last: (&'static str, &str),
+        seconds: f64,
+    ) {
+        if self.recorder.is_none() {
+            return;
+        }
+        let owned = || labels.map(|(k, v)| (k, v.to_owned()));
+        let register_count = || {
+            self.register(Counter::noop, || {
+                let [a, b] = owned();
+                metrics::counter!(counter, &[a, b, (last.0, last.1.to_owned())])
+            })
+        };
+        let register_duration =
+            || self.register(Histogram::noop, || metrics::histogram!(histogram, &owned()));
+        let Ok(mut kept) = self.requests.lock() else {
+            return;
+        };
+        let [(_, a), (_, b)] = labels;
+        if let Some(series) = kept
+            .get_mut(histogram)
+            .and_then(|by_a| by_a.get_mut(a))
+            .and_then(|by_b| by_b.get_mut(b))
+        {
+            series.duration.record(seconds);
+            match series.counts.iter().find(|(v, _)| v == last.1) {
+                Some((_, count)) => count.increment(1),
+                None if series.counts.len() < 64 => {
+                    let count = register_count();
+                    count.increment(1);
+                    series.counts.push((last.1.to_owned(), count));
+                }
+                None => register_count().increment(1),
+            }
+            return;
+        }
+        let (duration, count) = (register_duration(), register_count());
+        duration.record(seconds);
+        count.increment(1);
+        let series: usize = kept
+            .values()
+            .flat_map(HashMap::values)
+            .map(HashMap::len)
+            .sum();
+        if series < MAX_REQUEST_HANDLES {
+            kept.entry(histogram)
+                .or_default()
+                .entry(a.to_owned())
+                .or_default()
+                .insert(
+                    b.to_owned(),
+                    KeptRequest {
+                        duration,
+                        counts: vec![(last.1.to_owned(), count)],
+                    },
+                );
         }
     }
 

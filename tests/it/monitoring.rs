@@ -338,6 +338,23 @@ async fn metrics_parse_and_move_with_the_traffic() {
         &[("method", "POST"), ("route", "/graphql"), ("status", "200")],
     );
     assert!(posts >= 4.0, "{posts}");
+    // Each request is counted once under its status and timed once under its route, from the
+    // first request of a series on (the handles are kept after it).
+    let models = [("method", "GET"), ("route", "/v1/models")];
+    for expected in 1..=3 {
+        let refused = app.client.get(app.url("/v1/models")).send().await.unwrap();
+        assert_eq!(refused.status(), 401);
+        let now = scrape(&app).await;
+        let count = [models[0], models[1], ("status", "401")];
+        assert_eq!(
+            value(&now, "cloudbase_http_requests_total", &count),
+            f64::from(expected)
+        );
+        assert_eq!(
+            value(&now, "cloudbase_http_request_duration_seconds", &models),
+            f64::from(expected)
+        );
+    }
     assert_eq!(value(&after, "cloudbase_websocket_connections", &[]), 1.0);
     assert_eq!(value(&after, "cloudbase_subscriptions_active", &[]), 1.0);
     assert!(value(&after, "cloudbase_db_pool_connections", &[("state", "max")]) >= 1.0);

@@ -57,21 +57,16 @@ impl Extension for OperationMetricsExtension {
             let op = self.operation.lock().unwrap_or_else(|p| p.into_inner());
             (op.name.clone(), op.kind.unwrap_or("unknown"))
         };
-        let labels = [
-            ("operation", app.metrics.operation_label(name.as_deref())),
-            ("type", kind.to_owned()),
-        ];
-        let seconds = started.elapsed().as_secs_f64();
-        app.metrics.record(|| {
-            let outcome = ("outcome", outcome);
-            metrics::counter!(
+        let operation = app.metrics.operation_label(name.as_deref());
+        app.metrics.request(
+            (
                 "cloudbase_graphql_operations_total",
-                &[labels[0].clone(), labels[1].clone(), outcome]
-            )
-            .increment(1);
-            metrics::histogram!("cloudbase_graphql_operation_duration_seconds", &labels)
-                .record(seconds);
-        });
+                "cloudbase_graphql_operation_duration_seconds",
+            ),
+            [("operation", &operation), ("type", kind)],
+            ("outcome", &outcome),
+            started.elapsed().as_secs_f64(),
+        );
         response
     }
 

@@ -233,12 +233,9 @@ async fn request_id(State(state): State<HttpState>, mut request: Request, next: 
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let uri = request.uri().clone();
     request.extensions_mut().insert(RequestId(id.clone()));
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let started = std::time::Instant::now();
     let span =
         tracing::info_span!("request", instance = %state.app.events.origin(), request.id = %id);
@@ -246,23 +243,28 @@ async fn request_id(State(state): State<HttpState>, mut request: Request, next: 
     let mut response = cloudbase_schema::db::held::scope(next.run(request).instrument(span)).await;
     let elapsed = started.elapsed().as_secs_f64();
     let latency_ms = elapsed * 1000.0;
-    let status = response.status().as_u16();
-    state.app.metrics.record(|| {
-        // Only the standard methods get a label of their own: clients may send any token.
-        let method = match method.as_str() {
-            m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
-            _ => "OTHER",
-        };
-        let labels = [("method", method.to_owned()), ("route", route)];
-        let status = ("status", status.to_string());
-        ::metrics::counter!(
+    let status = response.status();
+    // Only the standard methods get a label of their own: clients may send any token.
+    let method_label = match method.as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "OTHER",
+    };
+    state.app.metrics.request(
+        (
             "cloudbase_http_requests_total",
-            &[labels[0].clone(), labels[1].clone(), status]
-        )
-        .increment(1);
-        ::metrics::histogram!("cloudbase_http_request_duration_seconds", &labels).record(elapsed);
-    });
-    tracing::debug!(request.id = %id, %method, %path, status, latency_ms, "request");
+            "cloudbase_http_request_duration_seconds",
+        ),
+        [
+            ("method", method_label),
+            (
+                "route",
+                route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            ),
+        ],
+        ("status", status.as_str()),
+        elapsed,
+    );
+    tracing::debug!(request.id = %id, %method, path = %uri.path(), status = status.as_u16(), latency_ms, "request");
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
