@@ -1653,3 +1653,29 @@ async fn the_batch_queue_gives_each_caller_its_own_outcome_whatever_the_statemen
     drop(held);
     assert_eq!(write("k", Probe::Write).await.unwrap(), Got::Written(1));
 }
+
+/// A lazy connection takes none from its pool until it is first used, then keeps the one it took
+/// (a second use takes no other), and gives it back when dropped: a call whose price and budgets
+/// are known opens without checking one out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lazy_connection_is_taken_on_first_use_only_and_once() {
+    use diesel_async::RunQueryDsl;
+    let app = TestApp::spawn().await;
+    let pool = own_pool(&app).await;
+    let in_use = || pool.usage().in_use;
+    let mut lazy = pool.lazy();
+    assert_eq!(in_use(), 0, "nothing is taken before it is used");
+    for _ in 0..2 {
+        let conn = lazy.get().await.unwrap();
+        cloudbase_schema::db_run!(conn, |c| {
+            diesel::sql_query("SELECT 1").execute(c).await.unwrap();
+        });
+        assert_eq!(
+            in_use(),
+            1,
+            "the first use takes one, the second the same one"
+        );
+    }
+    drop(lazy);
+    assert_eq!(in_use(), 0, "given back when dropped");
+}

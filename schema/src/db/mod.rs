@@ -127,6 +127,24 @@ pub enum DbConn {
     Sqlite(SqliteSlot, WriteGate),
 }
 
+/// A connection checked out of its pool on first use, for lookups most often answered from
+/// memory: a call whose price and budgets are known takes none to open when it has none to write.
+pub struct Lazy<'a> {
+    pool: &'a DbPool,
+    conn: Option<DbConn>,
+}
+
+impl Lazy<'_> {
+    /// The connection, checked out now if it was not yet.
+    pub async fn get(&mut self) -> Result<&mut DbConn, Error> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.pool.get().await?,
+        };
+        Ok(self.conn.insert(conn))
+    }
+}
+
 /// Where a SQLite [`DbConn`]'s connection is: checked out of the pool, or, for the length of a
 /// write, the writers' turn with the writer connection ([`WriteGate`]).
 pub enum SqliteSlot {
@@ -281,6 +299,14 @@ impl DbPool {
                     gate.clone(),
                 ))
             }
+        }
+    }
+
+    /// A connection to be checked out on first use ([`Lazy`]).
+    pub fn lazy(&self) -> Lazy<'_> {
+        Lazy {
+            pool: self,
+            conn: None,
         }
     }
 

@@ -8,17 +8,18 @@ use serde::Deserialize;
 use super::{App, Viewer, call_reads};
 use crate::Error;
 use crate::db::models::Price;
-use crate::db::{DbConn, prices};
+use crate::db::{Lazy, prices};
 use crate::events::Event;
 
 /// The prices shipped with the server (`schema/data/prices.toml`).
 pub const SEED: &str = include_str!("../../data/prices.toml");
 
 /// The price of `provider`/`model` in force at `at`, from the model's price history (read once,
-/// then kept until a price is added: [`call_reads`]), on the caller's connection.
+/// then kept until a price is added: [`call_reads`]), on the caller's connection (checked out
+/// only to read it).
 pub async fn in_force(
     app: &App,
-    conn: &mut DbConn,
+    conn: &mut Lazy<'_>,
     provider: &str,
     model: &str,
     at: chrono::NaiveDateTime,
@@ -27,7 +28,7 @@ pub async fn in_force(
     let key = (provider.to_owned(), model.to_owned());
     let history = call_reads::through(memo, key, async || {
         Ok::<_, Error>(std::sync::Arc::new(
-            prices::history_of(conn, provider, model).await?,
+            prices::history_of(conn.get().await?, provider, model).await?,
         ))
     })
     .await?;

@@ -7,18 +7,19 @@ use chrono::NaiveDateTime;
 
 use super::periods::{Period, window};
 use crate::Error;
-use crate::db::DbConn;
 use crate::db::budgets as queries;
 use crate::db::models::{AiCall, Budget, Reservation};
+use crate::db::{DbConn, Lazy};
 use crate::events::Event;
 use crate::services::{App, call_reads};
 
 /// The budgets that apply to a call of `user_id` (made with a key of `key_family`): read once on
-/// the caller's connection, then kept until a budget changes ([`call_reads`]). Only their ids,
-/// periods and currencies are used from here: every limit is checked by the database.
+/// the caller's connection (checked out only to read them), then kept until a budget changes
+/// ([`call_reads`]). Only their ids, periods and currencies are used from here: every limit is
+/// checked by the database.
 pub async fn applicable(
     app: &App,
-    conn: &mut DbConn,
+    conn: &mut Lazy<'_>,
     user_id: &str,
     key_family: Option<&str>,
 ) -> Result<Arc<Vec<Budget>>, Error> {
@@ -26,7 +27,7 @@ pub async fn applicable(
     let key = (user_id.to_owned(), key_family.unwrap_or("").to_owned());
     call_reads::through(memo, key, async || {
         Ok::<_, Error>(Arc::new(
-            queries::applicable(conn, user_id, key_family).await?,
+            queries::applicable(conn.get().await?, user_id, key_family).await?,
         ))
     })
     .await

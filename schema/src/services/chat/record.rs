@@ -126,10 +126,11 @@ pub(super) async fn open(
                 app.now(),
             )
         };
-        // One connection for the lookups and the insert (never two at once: DESIGN §9). A call with
-        // no budget is then one INSERT (on PostgreSQL, in a batch's, with this connection given
-        // back first); a call with budgets reserves in the same transaction (`budgets::admit`).
-        let mut conn = app.db.get().await?;
+        // One connection for the lookups and the insert (never two at once: DESIGN §9), checked
+        // out when first needed: the lookups are most often answered from memory. A call with no
+        // budget is then one INSERT (on PostgreSQL, in a batch's, with no connection of its own
+        // held while it waits); a call with budgets reserves in a transaction (`budgets::admit`).
+        let mut conn = app.db.lazy();
         let mut prices_by_target = Vec::with_capacity(p.targets.len());
         for (provider, model) in &p.targets {
             prices_by_target
@@ -142,7 +143,7 @@ pub(super) async fn open(
             let worst = worst_case(&p.request, p.max_output, &prices_by_target);
             let currency = price.as_ref().map(|p| p.currency.clone());
             budgets::admit(
-                &mut conn,
+                conn.get().await?,
                 app,
                 &call,
                 &applicable,
@@ -168,7 +169,9 @@ pub(super) async fn open(
                 }
             }
         } else {
-            conn.write(async |c| Ok(ai_calls::insert_pending(c, &call).await?))
+            conn.get()
+                .await?
+                .write(async |c| Ok(ai_calls::insert_pending(c, &call).await?))
                 .await?;
             drop(conn);
             call
@@ -392,10 +395,9 @@ async fn price(app: &App, opened: &Opened, ending: &Ending) -> Result<Option<Pri
         known.price.clone()
     } else {
         // A fallback answered: its own price in force at the call's start.
-        let mut conn = app.db.get().await?;
         pricing::in_force(
             app,
-            &mut conn,
+            &mut app.db.lazy(),
             &ending.provider,
             &ending.model,
             opened.call.started_at,
