@@ -54,6 +54,9 @@ struct KeptRequest {
 /// theirs each time, as before.
 const MAX_REQUEST_HANDLES: usize = 1024;
 
+/// Most values of a request counter's last label (statuses, outcomes) kept for one series.
+const MAX_REQUEST_OUTCOMES: usize = 64;
+
 /// The handles of one provider and model's call metrics, each registered the first time it is
 /// used: by name and labels, a metric is found by building its key (the labels' strings copied)
 /// and hashing it in the recorder's registry, seven times a call (`bench/instructions.sh`).
@@ -178,7 +181,7 @@ impl Metrics {
             series.duration.record(seconds);
             match series.counts.iter().find(|(v, _)| v == last.1) {
                 Some((_, count)) => count.increment(1),
-                None if series.counts.len() < 64 => {
+                None if series.counts.len() < MAX_REQUEST_OUTCOMES => {
                     let count = register_count();
                     count.increment(1);
                     series.counts.push((last.1.to_owned(), count));
