@@ -9,6 +9,7 @@
 #   ORDER="new old" bash bench/ab.sh OLD                  # this tree's build first in each round
 #   OLD_WITHOUT_MASTER_KEY=1 bash bench/ab.sh OLD         # OLD predates `CLOUDBASE_MASTER_KEY`
 #   LIMITS=1 bash bench/ab.sh OLD                         # with rate limits and a budget in force
+#   LIMITS=2 bash bench/ab.sh OLD                         # ... and the caller's own budget too
 #
 # A `libcloudbase_plugin_openai_compatible.so` beside OLD is the plugin OLD runs with (copy it
 # there with the binary); without one, both builds run this tree's plugin.
@@ -59,7 +60,7 @@ measure() {
         requests=$(echo "$line" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
         cpu=$(python3 -c "print(round($ms / $requests, 4))")
     fi
-    echo "{\"label\":\"$1${LIMITS:+-limits}\",\"round\":$round,\"cpu_ms_per_request_c1\":$cpu,${line#\{}" | tee -a "$results"
+    echo "{\"label\":\"$1${LIMITS:+-limits${LIMITS#1}}\",\"round\":$round,\"cpu_ms_per_request_c1\":$cpu,${line#\{}" | tee -a "$results"
 }
 
 CB_PLAIN='{"query":"mutation { chat(input: {provider: \"bench\", model: \"bench-model\", message: \"hi\"}) { content } }"}'

@@ -108,12 +108,21 @@ api_key() {
 }
 
 # limits_budget PORT TOKEN: with LIMITS=1, a monthly budget on everyone's calls far above what a
-# run spends (every call then reserves and settles); nothing otherwise.
+# run spends (every call then reserves and settles); with LIMITS=2, also one of the bench admin's
+# own (every call then reserves and settles in two budgets); nothing otherwise.
 limits_budget() {
     [ -n "${LIMITS:-}" ] || return 0
-    curl -s "http://127.0.0.1:$1/graphql" -H 'content-type: application/json' -H "authorization: Bearer $2" \
-        -d '{"query":"mutation { createBudget(input: {period: MONTH, currency: \"CNY\", limitMicros: \"1000000000000000\"}) { id } }"}' \
-        | python3 -c 'import json,sys; assert json.load(sys.stdin)["data"]["createBudget"]["id"]'
+    local owners=null
+    if [ "$LIMITS" = 2 ]; then
+        owners="null \\\"$(curl -s "http://127.0.0.1:$1/graphql" -H 'content-type: application/json' \
+            -H "authorization: Bearer $2" -d '{"query":"{ me { id } }"}' \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["me"]["id"])')\\\""
+    fi
+    for owner in $owners; do
+        curl -s "http://127.0.0.1:$1/graphql" -H 'content-type: application/json' -H "authorization: Bearer $2" \
+            -d "{\"query\":\"mutation { createBudget(input: {userId: $owner, period: MONTH, currency: \\\"CNY\\\", limitMicros: \\\"1000000000000000\\\"}) { id } }\"}" \
+            | python3 -c 'import json,sys; assert json.load(sys.stdin)["data"]["createBudget"]["id"]'
+    done
 }
 
 # run_call_paths PORT: calls the caller's `run NAME URL BODY TOKEN` for each path of a call: with

@@ -213,6 +213,111 @@ async fn a_call_under_several_budgets_settles_each_in_its_own_currency() {
     assert_eq!(counted, tokens * (calls + 1), "every call's tokens counted");
 }
 
+/// Calls under the same several budgets lock them in one order (by id) wherever they take more
+/// than one: admission, a call's finish with its settlement, and a finish inside a conversation's
+/// turn. Otherwise, on PostgreSQL, one call's admission and another's settlement can each hold one
+/// budget's row while waiting for the other's, until the database breaks the cycle by failing
+/// one of them (after its `deadlock_timeout`): an internal error. So all of these, at once, succeed,
+/// and every budget counts each of them once.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_under_the_same_budgets_at_once_never_wait_for_each_other_in_a_cycle() {
+    let app = TestApp::spawn_with(|c| {
+        c.rate_limits.requests_per_minute = 0;
+        c.rate_limits.tokens_per_minute = 1_000_000_000;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let (user, _, user_id) = app
+        .register("three-budgets@example.com", "quartz lantern ferry budget")
+        .await;
+    for (owner, currency) in [
+        (Some(user_id.as_str()), "CNY"),
+        (None, "CNY"),
+        (None, "USD"),
+    ] {
+        app.gql_ok(
+            Some(&admin),
+            CREATE,
+            json!({"i": {"userId": owner, "period": "MONTH", "currency": currency, "limitMicros": "1000000000000"}}),
+        )
+        .await;
+    }
+    // Calls inside a conversation settle inside their turn's transaction, the others in their
+    // finish's own statement: both ways at once.
+    let mut conversations = Vec::new();
+    for i in 0..30 {
+        let id = app
+            .gql_ok(
+                Some(&user),
+                "mutation($t: String) { createConversation(title: $t, provider: \"mock\", model: \"mock-echo\") { id } }",
+                json!({"t": format!("budgets {i}")}),
+            )
+            .await["createConversation"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        conversations.push(id);
+    }
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    // 120: fewer than the calls an instance takes at once with the tests' pool.
+    for i in 0..120 {
+        // Every fourth call a turn, each in a conversation of its own.
+        let variables = match (i % 4, conversations.get(i / 4)) {
+            (0, Some(id)) => {
+                json!({"input": {"conversationId": id, "message": "a turn", "maxTokens": 3}})
+            }
+            _ => ask(),
+        };
+        let (client, url, token) = (client.clone(), app.url("/graphql"), user.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"query": chat_query(), "variables": variables}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }));
+    }
+    let (mut spent, mut tokens) = (0, 0);
+    let calls = tasks.len() as i64;
+    for t in tasks {
+        let body = t.await.unwrap();
+        assert!(body.get("errors").is_none(), "{body}");
+        let call = &body["data"]["chat"]["aiCall"];
+        assert_eq!(call["status"], "SUCCEEDED", "{body}");
+        spent += micros(&call["costMicros"]);
+        tokens +=
+            call["promptTokens"].as_i64().unwrap() + call["completionTokens"].as_i64().unwrap();
+    }
+    let all = app
+        .gql_ok(
+            Some(&admin),
+            "{ budgets { currency spentMicros reservedMicros spentTokens spentRequests reservedRequests } }",
+            json!({}),
+        )
+        .await;
+    let budgets = all["budgets"].as_array().unwrap();
+    assert_eq!(budgets.len(), 3, "{all}");
+    for b in budgets {
+        let cost = if b["currency"] == "CNY" { spent } else { 0 };
+        assert_eq!(micros(&b["spentMicros"]), cost, "{b}");
+        assert_eq!(b["spentTokens"], tokens, "{b}");
+        assert_eq!(b["spentRequests"], calls, "{b}");
+        assert_eq!(b["reservedMicros"], "0", "{b}");
+        assert_eq!(b["reservedRequests"], 0, "{b}");
+    }
+    assert_eq!(
+        app.sql_number("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM budget_reservations")
+            .await,
+        0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn records_rollups_and_spend_agree_to_the_micro_unit() {
     let app = TestApp::spawn_with(|c| {
@@ -724,7 +829,7 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_
         late.id
     ))
     .await;
-    let done = budgets::finish_and_settle(c, &late, &finish, &add_to, None, &watched)
+    let done = budgets::finish_and_settle(c, &late, &finish, &add_to, None, &watched, false)
         .await
         .unwrap();
     assert!(
@@ -753,7 +858,7 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_
         .await
         .unwrap();
     assert_eq!(app.sql_number(&budget("reserved_micros")).await, 10_000);
-    let done = budgets::finish_and_settle(c, &timely, &finish, &add_to, None, &watched)
+    let done = budgets::finish_and_settle(c, &timely, &finish, &add_to, None, &watched, false)
         .await
         .unwrap();
     let record = done
@@ -800,7 +905,7 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_
         day: "2031-01-03",
         ..add_to
     };
-    let finishing = budgets::finish_and_settle(c, &third, &finish, &later, None, &watched);
+    let finishing = budgets::finish_and_settle(c, &third, &finish, &later, None, &watched, false);
     let probe = async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let waiting = "SELECT count(*) AS n FROM pg_stat_activity \

@@ -8,6 +8,7 @@ use diesel::query_builder::{Query, QueryFragment, QueryId};
 use diesel::sqlite::Sqlite;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
+use futures_util::future::OptionFuture;
 
 use super::ai_calls::Finish;
 use super::fixed::fixed_shape;
@@ -309,11 +310,12 @@ macro_rules! budget_columns {
 /// request everywhere). Returns the budgets as they now are. A reservation the sweeper already
 /// released is not there, and its budget is left alone. Inside the caller's transaction.
 ///
-/// On PostgreSQL this is one statement (the delete and the updates, one round trip however many
-/// budgets apply). Locking the budgets in id order first, inside this statement (a `FOR NO KEY
-/// UPDATE` in a `WITH`), was tried: settlements of one budget then deadlocked each other (the
-/// lock and the update's recheck of the same row in one statement; `bench/RESULTS.md`). On
-/// SQLite, which has no `DELETE` in a `WITH` and runs one writer at a time, an update from the
+/// On PostgreSQL its budgets' rows are first locked in id order ([`lock_budgets_statement`]), then
+/// one statement releases the reservations and updates the budgets, both sent at once (one round
+/// trip however many budgets apply). The update alone would take its rows' locks in the order of
+/// its join (the budgets' physical order, which every update of a row changes), and two
+/// transactions that each hold one of two budgets' rows and wait for the other's would deadlock.
+/// On SQLite, which has no `DELETE` in a `WITH` and runs one writer at a time, an update from the
 /// reservations and then their delete.
 pub async fn settle_call(
     conn: &mut DbConn,
@@ -325,9 +327,14 @@ pub async fn settle_call(
     use diesel::sql_types::{BigInt, Text};
     match conn {
         DbConn::Pg(c) => {
-            settle_statement_pg(call_id, currency, micros, tokens)
-                .load::<Budget>(&mut **c)
-                .await
+            let mut c: &AsyncPgConnection = c;
+            // Sent in the order written (see `insert_and_reserve_in_one_flight`).
+            let (locked, settled) = futures_util::join!(
+                lock_budgets_statement(call_id).execute(&mut c),
+                settle_statement_pg(call_id, currency, micros, tokens).load::<Budget>(&mut c)
+            );
+            locked?;
+            settled
         }
         DbConn::Sqlite(obj, _) => {
             let c: &mut super::SqliteConn = obj;
@@ -360,6 +367,26 @@ pub async fn settle_call(
             Ok(settled)
         }
     }
+}
+
+/// PostgreSQL: locks the rows of the budgets in which call `call_id` holds reservations, **in
+/// id order**, the order in which a call's admission updates them
+/// ([`insert_and_reserve_in_one_flight`], its budgets from [`applicable`]). Every transaction
+/// that holds more than one budget's row takes them in this order (a settlement takes them here
+/// first), so no two of them ever wait for each other in a cycle. The `ORDER BY` comes before the
+/// locks: each row is locked as the sorted rows are returned.
+fn lock_budgets_statement(call_id: &str) -> impl QueryFragment<Pg> + QueryId + Send + '_ {
+    budgets::table
+        .filter(
+            budgets::id.eq_any(
+                budget_reservations::table
+                    .filter(budget_reservations::ai_call_id.eq(call_id))
+                    .select(budget_reservations::budget_id),
+            ),
+        )
+        .select(budgets::id)
+        .order(budgets::id.asc())
+        .for_no_key_update()
 }
 
 /// [`settle_call`]'s one statement on PostgreSQL: the reservations' delete and the budgets'
@@ -877,6 +904,15 @@ mod sqlite_finish {
 /// nothing. One statement needs no transaction: a budget's row lock, taken by the settlement, is
 /// held for the statement's own commit and no round trip of the client.
 ///
+/// A call that holds reservations in `several` budgets first locks their rows in id order
+/// ([`lock_budgets_statement`]): in a transaction sent in one flight ([`flight`]), `BEGIN`, the
+/// call's row locked, its budgets' rows locked, the statement and `COMMIT`. Within the one
+/// statement the budgets' rows would be locked in the order of its join, not of their ids
+/// ([`settle_call`]). The call's row comes first because a finish of the same call by the sweep
+/// of interrupted calls holds it before its budgets' (`services::chat::interrupted`). The
+/// budgets then stay locked while the statement's rollups wait for their rows: the price of not
+/// deadlocking, paid by calls under more than one budget only.
+///
 /// In the same flight, after it (pipelined, each statement on its own): the tokens to the rate
 /// limits' counters (in the statement, a user's counter would stay locked while the settlement
 /// waits for a budget's row, and a user's calls would finish one after another: measured,
@@ -889,7 +925,11 @@ pub async fn finish_and_settle(
     add_to: &AddTo<'_>,
     audit: Option<&NewAuditRow<'_>>,
     watched: &[String],
+    several: bool,
 ) -> QueryResult<FinishedAndSettled> {
+    if several {
+        flight::take_off(conn)?;
+    }
     let tokens = finish.prompt_tokens + finish.completion_tokens;
     let counters = if tokens > 0 {
         add_to.token_counters
@@ -901,7 +941,18 @@ pub async fn finish_and_settle(
         ..*add_to
     };
     let mut c: &AsyncPgConnection = conn;
+    let begun = OptionFuture::from(several.then(|| flight::begin().execute(&mut c)));
+    let locked_call = OptionFuture::from(several.then(|| {
+        ai_calls::table
+            .find(&call.id)
+            .select(ai_calls::id)
+            .for_no_key_update()
+            .execute(&mut c)
+    }));
+    let locked_budgets =
+        OptionFuture::from(several.then(|| lock_budgets_statement(&call.id).execute(&mut c)));
     let finished = finish_in_one(c, &call.id, finish, &in_statement, audit, in_one::Settle);
+    let committed = OptionFuture::from(several.then(|| flight::commit().execute(&mut c)));
     let spent = futures_util::future::join_all(counters.iter().map(|counter| {
         super::rate_limits::add_statement(counter, add_to.minute, tokens).execute(&mut c)
     }));
@@ -916,7 +967,21 @@ pub async fn finish_and_settle(
             .await
     };
     // Sent in the order written (see `insert_and_reserve_in_one_flight`).
-    let (finished, spent, read) = futures_util::join!(finished, spent, read);
+    let (begun, locked_call, locked_budgets, finished, committed, spent, read) = futures_util::join!(
+        begun,
+        locked_call,
+        locked_budgets,
+        finished,
+        committed,
+        spent,
+        read
+    );
+    if let Some(committed) = committed {
+        flight::landed(conn, &committed);
+        for step in [begun, locked_call, locked_budgets, Some(committed)] {
+            step.transpose()?;
+        }
+    }
     Ok(FinishedAndSettled {
         record: finished
             .optional()?

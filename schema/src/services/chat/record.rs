@@ -33,8 +33,8 @@ struct KnownPrice {
 pub(super) struct Opened {
     pub(super) call: AiCall,
     price: KnownPrice,
-    /// Whether budgets hold reservations for it (to settle).
-    reserved: bool,
+    /// How many budgets hold reservations for it (to settle).
+    reserved_in: usize,
     /// The budgets it reserved in that have alert thresholds (read again after settling).
     watched: Vec<String>,
     /// The token counters its tokens are added to (where a token limit applied at admission).
@@ -183,7 +183,7 @@ pub(super) async fn open(
                 model: call.model.clone(),
                 price,
             },
-            reserved: !applicable.is_empty(),
+            reserved_in: applicable.len(),
             watched: applicable
                 .iter()
                 .filter(|b| !b.threshold_list().is_empty())
@@ -320,7 +320,7 @@ pub(super) async fn close(
         let mut closing = closing(app, opened, prepared, &ending, price.as_ref());
         // On PostgreSQL, a call with nothing to settle and no turn to append finishes with the
         // calls finishing beside it (`finishes`), holding no connection while it waits.
-        if app.finishes.batched() && !opened.reserved && closing.turn.is_none() {
+        if app.finishes.batched() && opened.reserved_in == 0 && closing.turn.is_none() {
             let queued = super::finishes::Queued {
                 id: opened.call.id.clone(),
                 finish: closing.finish,
@@ -519,7 +519,7 @@ async fn finish_and_settle(
         token_counters: opened.tokens_per_minute.keys(),
         minute: *minute,
     };
-    let reserved = opened.reserved;
+    let reserved = opened.reserved_in > 0;
     match conn {
         // On PostgreSQL, a call with budgets to settle and no turn to append: one statement.
         DbConn::Pg(c) if reserved && turn.is_none() => {
@@ -531,6 +531,7 @@ async fn finish_and_settle(
                 &add_to,
                 audit_row.as_ref(),
                 &opened.watched,
+                opened.reserved_in > 1,
             )
             .await
             {
@@ -637,7 +638,7 @@ async fn insert_pending_given_back(app: &App, call: &AiCall) -> Result<(), Error
 /// call is recorded, counted and priced like any other; `true` then, and the finish runs again.
 /// A call with budgets was admitted synchronously and never needs this.
 async fn write_lost_pending_again(conn: &mut DbConn, opened: &Opened) -> Result<bool, Error> {
-    if opened.reserved {
+    if opened.reserved_in > 0 {
         return Ok(false);
     }
     let call = &opened.call;
