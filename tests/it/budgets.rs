@@ -942,4 +942,37 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_
         5_000,
         "only the late call's"
     );
+
+    // The flights' transactions commit without waiting for the disk (and then wait for it apart),
+    // and so does a rate counter's step: the setting is the transaction's own, and the pooled
+    // connection they ran on commits as usual afterwards.
+    let DbConn::Pg(c) = &mut conn else {
+        unreachable!("PostgreSQL only")
+    };
+    let still_waiting = "DO $$ BEGIN IF current_setting('synchronous_commit') <> 'on' THEN \
+         RAISE EXCEPTION 'synchronous_commit is %', current_setting('synchronous_commit'); \
+         END IF; END $$";
+    c.batch_execute(still_waiting).await.unwrap();
+    assert!(
+        cloudbase_schema::db::rate_limits::take(&mut conn, "rpm:probe", now, 1, 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        cloudbase_schema::db::rate_limits::take(&mut conn, "rpm:probe", now, 1, 5)
+            .await
+            .unwrap()
+    );
+    let DbConn::Pg(c) = &mut conn else {
+        unreachable!("PostgreSQL only")
+    };
+    c.batch_execute(still_waiting).await.unwrap();
+    assert_eq!(
+        app.sql_number(
+            "SELECT CAST(count AS BIGINT) AS n FROM rate_counters WHERE key = 'rpm:probe'"
+        )
+        .await,
+        2,
+        "both steps committed"
+    );
 }

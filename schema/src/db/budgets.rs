@@ -218,8 +218,11 @@ pub async fn insert_and_reserve(
 
 /// PostgreSQL: the same as [`insert_and_reserve`] as a transaction of its own, sent in one flight
 /// ([`flight`]): `BEGIN`, the call's insert, its reservations, the budgets' updates (last, so
-/// that their row locks are held only for the commit that follows at once) and `COMMIT`, in one
-/// round trip. A budget without room raises `cloudbase_budget_full` inside its update, and the
+/// that their row locks are held only for the commit that follows at once), `COMMIT` and the wait
+/// for it to be on disk, in one round trip. The commit releases the budgets' rows without waiting
+/// for the disk ([`flight::commit_without_waiting`]); the wait comes after ([`flight::flushed`]),
+/// so the call is admitted durably all the same, and the next call's reservation does not wait
+/// for this one's flush. A budget without room raises `cloudbase_budget_full` inside its update, and the
 /// flight's `COMMIT` then rolls everything back. Returns the index in `wanted` of the first
 /// budget that had no room, or `None` when the call is admitted and committed.
 pub async fn insert_and_reserve_in_one_flight(
@@ -230,6 +233,7 @@ pub async fn insert_and_reserve_in_one_flight(
     flight::take_off(conn)?;
     let mut c: &AsyncPgConnection = conn;
     let begun = flight::begin().execute(&mut c);
+    let unflushed = flight::commit_without_waiting().execute(&mut c);
     let inserted = diesel::insert_into(ai_calls::table)
         .values(call.pending_row())
         .execute(&mut c);
@@ -242,15 +246,18 @@ pub async fn insert_and_reserve_in_one_flight(
         reserve_or_raise_statement(&r.budget_id, r.amount_micros, r.tokens).execute(&mut c)
     }));
     let committed = flight::commit().execute(&mut c);
+    let flushed = flight::flushed().execute(&mut c);
     // The statements reach PostgreSQL in the order their futures are first polled (as written):
     // diesel-async sends each in the poll that finds it prepared, and a first prepare holds the
     // statement cache's lock, which waiters take in turn. So the reservations (whose foreign key
     // names the call) never arrive before the call, nor the `COMMIT` before the updates. Every
     // statement is waited for, also after a failure: none is left in flight.
-    let (begun, inserted, held, reserved, committed) =
-        futures_util::join!(begun, inserted, held, reserved, committed);
-    flight::landed(conn, &committed);
+    let (begun, unflushed, inserted, held, reserved, committed, flushed) = futures_util::join!(
+        begun, unflushed, inserted, held, reserved, committed, flushed
+    );
+    flight::landed(conn, [&committed]);
     begun?;
+    unflushed?;
     inserted?;
     for h in held {
         h?;
@@ -265,7 +272,9 @@ pub async fn insert_and_reserve_in_one_flight(
             Err(e) => return Err(e),
         }
     }
-    committed.map(|_| None)
+    committed?;
+    // Admitted once it is on disk: the call may spend then.
+    flushed.map(|_| None)
 }
 
 /// PostgreSQL: [`reserve_statement`]'s checks and reservation, raising `cloudbase_budget_full`
@@ -901,21 +910,25 @@ mod sqlite_finish {
 /// and its settlement, **one statement** ([`in_one::Settle`]): the reservations released are
 /// those of the row the finish updated, so a call already finished (by the sweep of expired
 /// reservations, which may release a call's reservations one transaction at a time) settles
-/// nothing. One statement needs no transaction: a budget's row lock, taken by the settlement, is
-/// held for the statement's own commit and no round trip of the client.
+/// nothing.
+///
+/// The statement is a transaction sent in one flight ([`flight`]) with the wait for its commit
+/// to reach the disk after it: `BEGIN`, [`flight::commit_without_waiting`], the statement,
+/// `COMMIT`, [`flight::flushed`]. So a budget's row lock, taken by the settlement, is held for
+/// the statement's run only, not for the flush of its commit, and the call is still recorded and
+/// settled on disk before it is answered.
 ///
 /// A call that holds reservations in `several` budgets first locks their rows in id order
-/// ([`lock_budgets_statement`]): in a transaction sent in one flight ([`flight`]), `BEGIN`, the
-/// call's row locked, its budgets' rows locked, the statement and `COMMIT`. Within the one
-/// statement the budgets' rows would be locked in the order of its join, not of their ids
+/// ([`lock_budgets_statement`]), after the call's own row, in the same transaction. Within the
+/// one statement the budgets' rows would be locked in the order of its join, not of their ids
 /// ([`settle_call`]). The call's row comes first because a finish of the same call by the sweep
 /// of interrupted calls holds it before its budgets' (`services::chat::interrupted`). The
 /// budgets then stay locked while the statement's rollups wait for their rows: the price of not
 /// deadlocking, paid by calls under more than one budget only.
 ///
-/// In the same flight, after it (pipelined, each statement on its own): the tokens to the rate
-/// limits' counters (in the statement, a user's counter would stay locked while the settlement
-/// waits for a budget's row, and a user's calls would finish one after another: measured,
+/// In the same flight, after it: the tokens to the rate limits' counters, a transaction of their
+/// own (in the statement, a user's counter would stay locked while the settlement waits for a
+/// budget's row, and a user's calls would finish one after another: measured,
 /// `bench/RESULTS.md`), and, when `watched` names budgets (those with alert thresholds), those
 /// budgets as they now stand.
 pub async fn finish_and_settle(
@@ -927,9 +940,6 @@ pub async fn finish_and_settle(
     watched: &[String],
     several: bool,
 ) -> QueryResult<FinishedAndSettled> {
-    if several {
-        flight::take_off(conn)?;
-    }
     let tokens = finish.prompt_tokens + finish.completion_tokens;
     let counters = if tokens > 0 {
         add_to.token_counters
@@ -940,8 +950,11 @@ pub async fn finish_and_settle(
         token_counters: &[],
         ..*add_to
     };
+    let counting = !counters.is_empty();
+    flight::take_off(conn)?;
     let mut c: &AsyncPgConnection = conn;
-    let begun = OptionFuture::from(several.then(|| flight::begin().execute(&mut c)));
+    let begun = flight::begin().execute(&mut c);
+    let unflushed = flight::commit_without_waiting().execute(&mut c);
     let locked_call = OptionFuture::from(several.then(|| {
         ai_calls::table
             .find(&call.id)
@@ -952,10 +965,17 @@ pub async fn finish_and_settle(
     let locked_budgets =
         OptionFuture::from(several.then(|| lock_budgets_statement(&call.id).execute(&mut c)));
     let finished = finish_in_one(c, &call.id, finish, &in_statement, audit, in_one::Settle);
-    let committed = OptionFuture::from(several.then(|| flight::commit().execute(&mut c)));
+    let committed = flight::commit().execute(&mut c);
+    // The tokens: a transaction of their own, not waited for on disk either (a crash may lose a
+    // minute's count of them, never a record).
+    let counting_begun = OptionFuture::from(counting.then(|| flight::begin().execute(&mut c)));
+    let counting_unflushed =
+        OptionFuture::from(counting.then(|| flight::commit_without_waiting().execute(&mut c)));
     let spent = futures_util::future::join_all(counters.iter().map(|counter| {
         super::rate_limits::add_statement(counter, add_to.minute, tokens).execute(&mut c)
     }));
+    let counted = OptionFuture::from(counting.then(|| flight::commit().execute(&mut c)));
+    let flushed = flight::flushed().execute(&mut c);
     let read = async {
         if watched.is_empty() {
             return Ok(Vec::new());
@@ -967,27 +987,46 @@ pub async fn finish_and_settle(
             .await
     };
     // Sent in the order written (see `insert_and_reserve_in_one_flight`).
-    let (begun, locked_call, locked_budgets, finished, committed, spent, read) = futures_util::join!(
-        begun,
-        locked_call,
-        locked_budgets,
-        finished,
-        committed,
-        spent,
-        read
+    let (
+        (begun, unflushed, locked_call, locked_budgets, finished, committed),
+        (counting_begun, counting_unflushed, spent, counted),
+        (flushed, read),
+    ) = futures_util::join!(
+        async {
+            futures_util::join!(
+                begun,
+                unflushed,
+                locked_call,
+                locked_budgets,
+                finished,
+                committed
+            )
+        },
+        async { futures_util::join!(counting_begun, counting_unflushed, spent, counted) },
+        async { futures_util::join!(flushed, read) },
     );
-    if let Some(committed) = committed {
-        flight::landed(conn, &committed);
-        for step in [begun, locked_call, locked_budgets, Some(committed)] {
-            step.transpose()?;
+    flight::landed(conn, std::iter::once(&committed).chain(&counted));
+    begun?;
+    unflushed?;
+    locked_call.transpose()?;
+    locked_budgets.transpose()?;
+    let record = finished.optional()?;
+    committed?;
+    // Finished once it is on disk.
+    flushed?;
+    let tokens_counted = (|| {
+        counting_begun.transpose()?;
+        counting_unflushed.transpose()?;
+        for n in spent {
+            n?;
         }
-    }
+        counted.transpose().map(drop)
+    })();
     Ok(FinishedAndSettled {
-        record: finished
-            .optional()?
+        record: record
             .map(|conversation_id| finished_record(call.clone(), conversation_id, finish.clone())),
         watched: read?,
-        tokens_counted: spent.into_iter().try_for_each(|n| n.map(drop)),
+        tokens_counted,
     })
 }
 
@@ -1345,5 +1384,8 @@ mod tests {
             &Pg
         ));
         assert!(kept_prepared(&flight::commit(), &Pg));
+        assert!(kept_prepared(&flight::commit_without_waiting(), &Pg));
+        assert!(kept_prepared(&flight::flushed(), &Pg));
+        assert!(kept_prepared(&lock_budgets_statement("c"), &Pg));
     }
 }

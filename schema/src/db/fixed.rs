@@ -334,6 +334,10 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(texts(&crate::db::flight::begin(), &Pg).1, "BEGIN");
             assert_eq!(texts(&crate::db::flight::commit(), &Pg).1, "COMMIT");
+            assert_eq!(
+                texts(&crate::db::flight::commit_without_waiting(), &Pg).1,
+                "SET LOCAL synchronous_commit TO off"
+            );
         }
         // What diesel's `debug_query` shows is that text.
         let bump = rate_limits::bump_statement("rpm:u", at, 1, 120);

@@ -120,14 +120,8 @@ pub async fn take(
     if amount > limit {
         return Ok(false);
     }
-    for _ in 0..2 {
-        let bumped = db_run!(conn, |c| {
-            bump_statement(key, window, amount, limit).execute(c).await
-        })?;
-        if bumped == 1 {
-            return Ok(true);
-        }
-        let created = db_run!(conn, |c| {
+    let create = || {
+        fixed_shape!(
             diesel::insert_into(rate_counters::table)
                 .values((
                     rate_counters::key.eq(key),
@@ -136,9 +130,24 @@ pub async fn take(
                 ))
                 .on_conflict((rate_counters::key, rate_counters::window_start))
                 .do_nothing()
-                .execute(c)
-                .await
-        })?;
+        )
+    };
+    // On PostgreSQL each step commits without waiting for the disk (`flight::without_waiting`):
+    // a counter is one row for all of a user's calls, which would otherwise wait for each other's
+    // flushes. A crash of the database may forget the last moment's requests.
+    for _ in 0..2 {
+        let bump = bump_statement(key, window, amount, limit);
+        let bumped = match conn {
+            DbConn::Pg(c) => super::flight::without_waiting(c, bump).await?,
+            DbConn::Sqlite(c, _) => bump.execute(&mut **c).await?,
+        };
+        if bumped == 1 {
+            return Ok(true);
+        }
+        let created = match conn {
+            DbConn::Pg(c) => super::flight::without_waiting(c, create()).await?,
+            DbConn::Sqlite(c, _) => create().execute(&mut **c).await?,
+        };
         if created == 1 {
             return Ok(true);
         }
