@@ -109,7 +109,8 @@ fn lock_id(key: &str) -> i64 {
 
 /// Adds `amount` to the counter `key` of the window starting at `window` if it stays within
 /// `limit`. Returns whether it did. Each step is one conditional statement, so concurrent
-/// callers on any number of instances never push a counter past its limit.
+/// callers on any number of instances never push a counter past its limit. On PostgreSQL each
+/// step is a transaction of its own: not for use inside another.
 pub async fn take(
     conn: &mut DbConn,
     key: &str,
