@@ -214,13 +214,24 @@ async fn a_call_under_several_budgets_settles_each_in_its_own_currency() {
 }
 
 /// Calls under the same several budgets lock them in one order (by id) wherever they take more
-/// than one: admission, a call's finish with its settlement, and a finish inside a conversation's
+/// than one: admission, a call's finish with its settlement (one update a budget, or, past
+/// `SETTLED_EACH_UP_TO` budgets, the rows locked first), and a finish inside a conversation's
 /// turn. Otherwise, on PostgreSQL, one call's admission and another's settlement can each hold one
 /// budget's row while waiting for the other's, until the database breaks the cycle by failing
 /// one of them (after its `deadlock_timeout`): an internal error. So all of these, at once, succeed,
 /// and every budget counts each of them once.
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_under_the_same_budgets_at_once_never_wait_for_each_other_in_a_cycle() {
+    calls_at_once_under(3).await;
+}
+
+/// The same past the budgets a finish settles one update each.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_under_many_budgets_at_once_never_wait_for_each_other_in_a_cycle() {
+    calls_at_once_under(cloudbase_schema::db::budgets::SETTLED_EACH_UP_TO + 2).await;
+}
+
+async fn calls_at_once_under(budgets: usize) {
     let app = TestApp::spawn_with(|c| {
         c.rate_limits.requests_per_minute = 0;
         c.rate_limits.tokens_per_minute = 1_000_000_000;
@@ -228,13 +239,12 @@ async fn calls_under_the_same_budgets_at_once_never_wait_for_each_other_in_a_cyc
     .await;
     let admin = app.admin_token().await;
     let (user, _, user_id) = app
-        .register("three-budgets@example.com", "quartz lantern ferry budget")
+        .register("many-budgets@example.com", "quartz lantern ferry budget")
         .await;
-    for (owner, currency) in [
-        (Some(user_id.as_str()), "CNY"),
-        (None, "CNY"),
-        (None, "USD"),
-    ] {
+    // The user's and global ones, in both currencies, in turn.
+    for i in 0..budgets {
+        let owner = (i % 2 == 0).then_some(user_id.as_str());
+        let currency = if i % 3 == 2 { "USD" } else { "CNY" };
         app.gql_ok(
             Some(&admin),
             CREATE,
@@ -301,9 +311,9 @@ async fn calls_under_the_same_budgets_at_once_never_wait_for_each_other_in_a_cyc
             json!({}),
         )
         .await;
-    let budgets = all["budgets"].as_array().unwrap();
-    assert_eq!(budgets.len(), 3, "{all}");
-    for b in budgets {
+    let listed = all["budgets"].as_array().unwrap();
+    assert_eq!(listed.len(), budgets, "{all}");
+    for b in listed {
         let cost = if b["currency"] == "CNY" { spent } else { 0 };
         assert_eq!(micros(&b["spentMicros"]), cost, "{b}");
         assert_eq!(b["spentTokens"], tokens, "{b}");
@@ -829,7 +839,7 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_
         late.id
     ))
     .await;
-    let done = budgets::finish_and_settle(c, &late, &finish, &add_to, None, &watched, false)
+    let done = budgets::finish_and_settle(c, &late, &finish, &add_to, None, &watched, 1)
         .await
         .unwrap();
     assert!(
@@ -858,7 +868,7 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_
         .await
         .unwrap();
     assert_eq!(app.sql_number(&budget("reserved_micros")).await, 10_000);
-    let done = budgets::finish_and_settle(c, &timely, &finish, &add_to, None, &watched, false)
+    let done = budgets::finish_and_settle(c, &timely, &finish, &add_to, None, &watched, 1)
         .await
         .unwrap();
     let record = done
@@ -905,7 +915,7 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_
         day: "2031-01-03",
         ..add_to
     };
-    let finishing = budgets::finish_and_settle(c, &third, &finish, &later, None, &watched, false);
+    let finishing = budgets::finish_and_settle(c, &third, &finish, &later, None, &watched, 1);
     let probe = async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let waiting = "SELECT count(*) AS n FROM pg_stat_activity \

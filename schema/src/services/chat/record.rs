@@ -531,7 +531,7 @@ async fn finish_and_settle(
                 &add_to,
                 audit_row.as_ref(),
                 &opened.watched,
-                opened.reserved_in > 1,
+                opened.reserved_in,
             )
             .await
             {
