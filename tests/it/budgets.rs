@@ -42,28 +42,33 @@ async fn budget_of(app: &TestApp, admin: &str, user_id: &str) -> Value {
         .clone()
 }
 
+/// A `chat` with `variables`, posted as `token` to `url` on a task of its own: its answer.
+fn spawn_chat(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    variables: Value,
+) -> tokio::task::JoinHandle<Value> {
+    let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+    tokio::spawn(async move {
+        client
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({"query": chat_query(), "variables": variables}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    })
+}
+
 async fn fire(urls: &[String], token: &str, n: usize) -> (Vec<i64>, usize) {
     let client = reqwest::Client::new();
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let (client, url, token) = (
-            client.clone(),
-            urls[i % urls.len()].clone(),
-            token.to_owned(),
-        );
-        tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"query": chat_query(), "variables": ask()}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }));
-    }
+    let tasks: Vec<_> = (0..n)
+        .map(|i| spawn_chat(&client, &urls[i % urls.len()], token, ask()))
+        .collect();
     let (mut costs, mut refused) = (Vec::new(), 0);
     for t in tasks {
         let body = t.await.unwrap();
@@ -177,33 +182,8 @@ async fn a_call_under_several_budgets_settles_each_in_its_own_currency() {
     let (costs, refused) = fire(&[app.url("/graphql")], &user, 40).await;
     assert_eq!((costs.len(), refused), (40, 0));
     let calls = 41;
-    let all = app
-        .gql_ok(
-            Some(&admin),
-            "{ budgets { scope currency spentMicros reservedMicros spentTokens spentRequests reservedRequests } }",
-            json!({}),
-        )
-        .await;
-    let budgets = all["budgets"].as_array().unwrap();
-    assert_eq!(budgets.len(), 2, "{all}");
-    for b in budgets {
-        let own_currency = b["currency"] == "CNY";
-        let spent = cost + costs.iter().sum::<i64>();
-        assert_eq!(
-            micros(&b["spentMicros"]),
-            if own_currency { spent } else { 0 },
-            "{b}"
-        );
-        assert_eq!(b["spentTokens"], tokens * calls, "{b}");
-        assert_eq!(b["spentRequests"], calls, "{b}");
-        assert_eq!(b["reservedMicros"], "0", "{b}");
-        assert_eq!(b["reservedRequests"], 0, "{b}");
-    }
-    assert_eq!(
-        app.sql_number("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM budget_reservations")
-            .await,
-        0
-    );
+    let spent = cost + costs.iter().sum::<i64>();
+    check_each_counts(&app, &admin, 2, spent, tokens * calls, calls).await;
     // The first call (before any budget) and the 41 under budgets, all counted once.
     let counted = app
         .sql_number(&format!(
@@ -279,19 +259,7 @@ async fn calls_at_once_under(budgets: usize) {
             }
             _ => ask(),
         };
-        let (client, url, token) = (client.clone(), app.url("/graphql"), user.clone());
-        tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"query": chat_query(), "variables": variables}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }));
+        tasks.push(spawn_chat(&client, &app.url("/graphql"), &user, variables));
     }
     let (mut spent, mut tokens) = (0, 0);
     let calls = tasks.len() as i64;
@@ -304,15 +272,29 @@ async fn calls_at_once_under(budgets: usize) {
         tokens +=
             call["promptTokens"].as_i64().unwrap() + call["completionTokens"].as_i64().unwrap();
     }
+    check_each_counts(&app, &admin, budgets, spent, tokens, calls).await;
+}
+
+/// Each of the `n` budgets counts `calls` calls once: the `spent` micro-units in those in CNY (the
+/// price's currency; nothing in the others), `tokens` and `calls` requests in every one, and
+/// nothing stays reserved.
+async fn check_each_counts(
+    app: &TestApp,
+    admin: &str,
+    n: usize,
+    spent: i64,
+    tokens: i64,
+    calls: i64,
+) {
     let all = app
         .gql_ok(
-            Some(&admin),
+            Some(admin),
             "{ budgets { currency spentMicros reservedMicros spentTokens spentRequests reservedRequests } }",
             json!({}),
         )
         .await;
     let listed = all["budgets"].as_array().unwrap();
-    assert_eq!(listed.len(), budgets, "{all}");
+    assert_eq!(listed.len(), n, "{all}");
     for b in listed {
         let cost = if b["currency"] == "CNY" { spent } else { 0 };
         assert_eq!(micros(&b["spentMicros"]), cost, "{b}");
