@@ -9,7 +9,7 @@ use chrono::{TimeZone, Timelike};
 use cloudbase_schema::clock::{Clock, ManualClock};
 use serde_json::{Value, json};
 
-use crate::chat::{CALL_FIELDS, chat_query};
+use crate::chat::{CALL_FIELDS, chat_query, spawn_chat};
 use crate::support::{TestApp, error_code, instance};
 
 const BUDGETS: &str = "query($u: ID) { budgets(userId: $u) { id scope period currency limitMicros spentMicros reservedMicros remainingMicros spentRequests reservedRequests resetAt } }";
@@ -40,28 +40,6 @@ async fn budget_of(app: &TestApp, admin: &str, user_id: &str) -> Value {
         .find(|b| b["scope"] == "USER")
         .unwrap()
         .clone()
-}
-
-/// A `chat` with `variables`, posted as `token` to `url` on a task of its own: its answer.
-fn spawn_chat(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    variables: Value,
-) -> tokio::task::JoinHandle<Value> {
-    let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
-    tokio::spawn(async move {
-        client
-            .post(url)
-            .bearer_auth(token)
-            .json(&json!({"query": chat_query(), "variables": variables}))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    })
 }
 
 async fn fire(urls: &[String], token: &str, n: usize) -> (Vec<i64>, usize) {

@@ -16,6 +16,28 @@ pub fn chat_query() -> String {
     )
 }
 
+/// A `chat` with `variables`, posted as `token` to `url` on a task of its own: its answer.
+pub fn spawn_chat(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    variables: Value,
+) -> tokio::task::JoinHandle<Value> {
+    let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+    tokio::spawn(async move {
+        client
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({"query": chat_query(), "variables": variables}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    })
+}
+
 pub fn stream_query() -> String {
     format!(
         "subscription($input: ChatInput!) {{ chatStream(input: $input) {{ aiCallId delta reasoningDelta done finishReason aiCall {{ {CALL_FIELDS} }} }} }}"

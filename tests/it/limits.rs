@@ -9,7 +9,7 @@ use chrono::{DurationRound, TimeDelta};
 use cloudbase_schema::clock::ManualClock;
 use serde_json::{Value, json};
 
-use crate::chat::chat_query;
+use crate::chat::{chat_query, spawn_chat};
 use crate::support::{TestApp, error_code};
 
 fn clock_at_minute_start() -> Arc<ManualClock> {
@@ -344,22 +344,9 @@ async fn request_limits_hold_across_two_instances_on_postgres() {
     let (user, _, _) = app.register("spread@example.com", "spread-password").await;
     let urls = [app.url("/graphql"), peers[0].url("/graphql")];
     let client = reqwest::Client::new();
-    let mut tasks = Vec::new();
-    for i in 0..12 {
-        let (client, url, user) = (client.clone(), urls[i % 2].clone(), user.clone());
-        tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(user)
-                .json(&json!({"query": chat_query(), "variables": hi()}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }));
-    }
+    let tasks: Vec<_> = (0..12)
+        .map(|i| spawn_chat(&client, &urls[i % 2], &user, hi()))
+        .collect();
     let mut ok = 0;
     for t in tasks {
         let body = t.await.unwrap();
