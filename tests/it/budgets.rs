@@ -937,12 +937,26 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_
         unreachable!("PostgreSQL only")
     };
     c.batch_execute(still_waiting).await.unwrap();
+    // Inside a transaction a step would turn off the commit's wait for that whole transaction:
+    // it refuses, and the transaction commits as usual.
+    let inside = conn
+        .transaction(async |tx| {
+            let step = cloudbase_schema::db::rate_limits::take(tx, "rpm:probe", now, 1, 5).await;
+            Ok(format!("{step:?}"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(inside, "Err(AlreadyInTransaction)");
+    let DbConn::Pg(c) = &mut conn else {
+        unreachable!("PostgreSQL only")
+    };
+    c.batch_execute(still_waiting).await.unwrap();
     assert_eq!(
         app.sql_number(
             "SELECT CAST(count AS BIGINT) AS n FROM rate_counters WHERE key = 'rpm:probe'"
         )
         .await,
         2,
-        "both steps committed"
+        "both steps committed, and not the refused one"
     );
 }

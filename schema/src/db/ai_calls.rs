@@ -75,12 +75,11 @@ pub(crate) fn insert_pending_statement(
     fixed_shape!(
         diesel::insert_into(ai_calls::table)
             .values(call.pending_row())
-            .returning(diesel::dsl::sql::<diesel::sql_types::Text>(ASYNC_COMMIT)),
+            .returning(diesel::dsl::sql::<diesel::sql_types::Text>(
+                super::flight::ASYNC_COMMIT
+            )),
     )
 }
-
-/// Turns `synchronous_commit` off until the end of the current transaction.
-const ASYNC_COMMIT: &str = "set_config('synchronous_commit', 'off', true)";
 
 /// How a call ended.
 #[derive(Debug, Clone, AsChangeset)]

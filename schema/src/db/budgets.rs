@@ -217,14 +217,20 @@ pub async fn insert_and_reserve(
 }
 
 /// PostgreSQL: the same as [`insert_and_reserve`] as a transaction of its own, sent in one flight
-/// ([`flight`]): `BEGIN`, the call's insert, its reservations, the budgets' updates (last, so
-/// that their row locks are held only for the commit that follows at once), `COMMIT` and the wait
-/// for it to be on disk, in one round trip. The commit releases the budgets' rows without waiting
-/// for the disk ([`flight::commit_without_waiting`]); the wait comes after ([`flight::flushed`]),
-/// so the call is admitted durably all the same, and the next call's reservation does not wait
-/// for this one's flush. A budget without room raises `cloudbase_budget_full` inside its update, and the
-/// flight's `COMMIT` then rolls everything back. Returns the index in `wanted` of the first
-/// budget that had no room, or `None` when the call is admitted and committed.
+/// ([`flight`]): `BEGIN`, the call's insert, the budgets' updates, its reservations, `COMMIT` and
+/// the wait for it to be on disk, in one round trip. The commit releases the budgets' rows
+/// without waiting for the disk (the insert returns [`flight::ASYNC_COMMIT`]); the wait comes
+/// after ([`flight::flushed`]), so the call is admitted durably all the same, and the next call's
+/// reservation does not wait for this one's flush. A budget without room raises
+/// `cloudbase_budget_full` inside its update, and the flight's `COMMIT` then rolls everything
+/// back. Returns the index in `wanted` of the first budget that had no room, or `None` when the
+/// call is admitted and committed.
+///
+/// The updates come before the reservations' inserts: each insert's foreign key then locks
+/// (`FOR KEY SHARE`) a budget row this transaction already holds, which costs nothing. Inserted
+/// first, every call's check would share the row of a budget all calls update with the call
+/// updating it at that moment, a multixact each time, and its own update would then wait on
+/// that one and check the row again.
 pub async fn insert_and_reserve_in_one_flight(
     conn: &mut AsyncPgConnection,
     call: &AiCall,
@@ -233,44 +239,40 @@ pub async fn insert_and_reserve_in_one_flight(
     flight::take_off(conn)?;
     let mut c: &AsyncPgConnection = conn;
     let begun = flight::begin().execute(&mut c);
-    let unflushed = flight::commit_without_waiting().execute(&mut c);
-    let inserted = diesel::insert_into(ai_calls::table)
-        .values(call.pending_row())
-        .execute(&mut c);
+    let inserted = super::ai_calls::insert_pending_statement(call).get_result::<String>(&mut c);
+    let reserved = futures_util::future::join_all(wanted.iter().map(|r| {
+        reserve_or_raise_statement(&r.budget_id, r.amount_micros, r.tokens).execute(&mut c)
+    }));
     let held = futures_util::future::join_all(wanted.iter().map(|r| {
         diesel::insert_into(budget_reservations::table)
             .values(r)
             .execute(&mut c)
     }));
-    let reserved = futures_util::future::join_all(wanted.iter().map(|r| {
-        reserve_or_raise_statement(&r.budget_id, r.amount_micros, r.tokens).execute(&mut c)
-    }));
     let committed = flight::commit().execute(&mut c);
     let flushed = flight::flushed().execute(&mut c);
     // The statements reach PostgreSQL in the order their futures are first polled (as written):
     // diesel-async sends each in the poll that finds it prepared, and a first prepare holds the
-    // statement cache's lock, which waiters take in turn. So the reservations (whose foreign key
-    // names the call) never arrive before the call, nor the `COMMIT` before the updates. Every
-    // statement is waited for, also after a failure: none is left in flight.
-    let (begun, unflushed, inserted, held, reserved, committed, flushed) = futures_util::join!(
-        begun, unflushed, inserted, held, reserved, committed, flushed
-    );
+    // statement cache's lock, which waiters take in turn. So the reservations (whose foreign keys
+    // name the call and the budget) never arrive before the call and the updates, nor the
+    // `COMMIT` before them. Every statement is waited for, also after a failure: none is left in
+    // flight.
+    let (begun, inserted, reserved, held, committed, flushed) =
+        futures_util::join!(begun, inserted, reserved, held, committed, flushed);
     flight::landed(conn, [&committed]);
     begun?;
-    unflushed?;
     inserted?;
-    for h in held {
-        h?;
-    }
+    // The updates first: after a refusal, the statements behind it fail as the transaction's.
     for (i, r) in reserved.into_iter().enumerate() {
         match r {
             Ok(1) => {}
-            // The budget is gone: impossible once its reservation was inserted (the foreign
-            // key's lock keeps it until the commit).
+            // The budget is gone (deleted since it was read).
             Ok(_) => return Err(diesel::result::Error::NotFound),
             Err(e) if flight::budget_full(&e) => return Ok(Some(i)),
             Err(e) => return Err(e),
         }
+    }
+    for h in held {
+        h?;
     }
     committed?;
     // Admitted once it is on disk: the call may spend then.
@@ -927,8 +929,9 @@ mod sqlite_finish {
 /// one, `bench/RESULTS.md`). The call's row comes first because a finish of the same call by the
 /// sweep of interrupted calls holds it before its budgets' (`services::chat::interrupted`).
 ///
-/// In the same flight, after it: the tokens to the rate limits' counters, a transaction of their
-/// own (in the statement, a user's counter would stay locked while the settlement waits for a
+/// In the same flight, after it: the tokens to the rate limits' counters, each a statement and
+/// transaction of its own that does not wait for the disk either
+/// ([`super::rate_limits::add_statement_pg`]; in the finish's statement, a user's counter would stay locked while the settlement waits for a
 /// budget's row, and a user's calls would finish one after another: measured,
 /// `bench/RESULTS.md`), and, when `watched` names budgets (those with alert thresholds), those
 /// budgets as they now stand.
@@ -951,7 +954,6 @@ pub async fn finish_and_settle(
         token_counters: &[],
         ..*add_to
     };
-    let counting = !counters.is_empty();
     let several = reserved_in > SETTLED_EACH_UP_TO;
     flight::take_off(conn)?;
     let mut c: &AsyncPgConnection = conn;
@@ -976,15 +978,11 @@ pub async fn finish_and_settle(
         _ => finish_in_one(c, id, finish, add_to, audit, in_one::Settle),
     };
     let committed = flight::commit().execute(&mut c);
-    // The tokens: a transaction of their own, not waited for on disk either (a crash may lose a
-    // minute's count of them, never a record).
-    let counting_begun = OptionFuture::from(counting.then(|| flight::begin().execute(&mut c)));
-    let counting_unflushed =
-        OptionFuture::from(counting.then(|| flight::commit_without_waiting().execute(&mut c)));
+    // The tokens: each counter's a statement of its own, not waited for on disk either (a crash
+    // may lose a minute's count of them, never a record).
     let spent = futures_util::future::join_all(counters.iter().map(|counter| {
-        super::rate_limits::add_statement(counter, add_to.minute, tokens).execute(&mut c)
+        super::rate_limits::add_statement_pg(counter, add_to.minute, tokens).load::<String>(&mut c)
     }));
-    let counted = OptionFuture::from(counting.then(|| flight::commit().execute(&mut c)));
     let flushed = flight::flushed().execute(&mut c);
     let read = async {
         if watched.is_empty() {
@@ -999,7 +997,7 @@ pub async fn finish_and_settle(
     // Sent in the order written (see `insert_and_reserve_in_one_flight`).
     let (
         (begun, unflushed, locked_call, locked_budgets, finished, committed),
-        (counting_begun, counting_unflushed, spent, counted),
+        spent,
         (flushed, read),
     ) = futures_util::join!(
         async {
@@ -1012,10 +1010,10 @@ pub async fn finish_and_settle(
                 committed
             )
         },
-        async { futures_util::join!(counting_begun, counting_unflushed, spent, counted) },
+        spent,
         async { futures_util::join!(flushed, read) },
     );
-    flight::landed(conn, std::iter::once(&committed).chain(&counted));
+    flight::landed(conn, [&committed]);
     begun?;
     unflushed?;
     locked_call.transpose()?;
@@ -1024,14 +1022,7 @@ pub async fn finish_and_settle(
     committed?;
     // Finished once it is on disk.
     flushed?;
-    let tokens_counted = (|| {
-        counting_begun.transpose()?;
-        counting_unflushed.transpose()?;
-        for n in spent {
-            n?;
-        }
-        counted.transpose().map(drop)
-    })();
+    let tokens_counted = spent.into_iter().try_for_each(|n| n.map(drop));
     Ok(FinishedAndSettled {
         record: record
             .map(|conversation_id| finished_record(call.clone(), conversation_id, finish.clone())),

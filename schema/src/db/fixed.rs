@@ -217,6 +217,32 @@ mod tests {
         assert!(kept_prepared(&add, &Pg) && kept_prepared(&add, &Sqlite));
         assert!(kept_prepared(&touch, &Pg) && kept_prepared(&touch, &Sqlite));
         assert!(kept_prepared(&rate_limits::lock_statement("rpm:u"), &Pg));
+        // On PostgreSQL each of a counter's steps is a statement alone that says how it commits
+        // (`flight::ASYNC_COMMIT`).
+        let alone = [
+            texts(&rate_limits::bump_statement_pg("rpm:u", at, 1, 120), &Pg),
+            texts(&rate_limits::create_statement_pg("rpm:u", at, 1), &Pg),
+            texts(&rate_limits::add_statement_pg("tpm:u", at, 10), &Pg),
+        ];
+        for (walked, written) in alone {
+            assert_eq!(written, walked);
+            assert!(
+                written.ends_with(&format!("RETURNING {}", crate::db::flight::ASYNC_COMMIT)),
+                "{written}"
+            );
+        }
+        assert!(kept_prepared(
+            &rate_limits::bump_statement_pg("rpm:u", at, 1, 120),
+            &Pg
+        ));
+        assert!(kept_prepared(
+            &rate_limits::create_statement_pg("rpm:u", at, 1),
+            &Pg
+        ));
+        assert!(kept_prepared(
+            &rate_limits::add_statement_pg("tpm:u", at, 10),
+            &Pg
+        ));
     }
 
     /// The statement cache's key: diesel's `QueryId::query_id`.

@@ -98,33 +98,34 @@ pub(crate) fn landed<'a>(
     }
 }
 
-/// `statement` as a transaction of its own, in one flight, whose commit does not wait for the disk
-/// ([`commit_without_waiting`]): for a counter that many calls update (a user's requests this
-/// minute), whose row would otherwise stay locked for each update's flush. A crash of the
-/// database may lose the last moment's updates of it, never anything else. Returns the rows
-/// `statement` changed.
+/// In a statement's `RETURNING` (or select list): turns `synchronous_commit` off until the end of
+/// the current transaction. A statement sent on its own is its own (implicit) transaction, so its
+/// commit then does not wait for the disk; inside a flight's transaction it does what
+/// [`commit_without_waiting`] does, without a statement of its own. Evaluated for each row
+/// returned: a statement that changes no row leaves the setting alone, and has nothing to flush.
+pub(crate) const ASYNC_COMMIT: &str = "set_config('synchronous_commit', 'off', true)";
+
+/// `statement` (which returns [`ASYNC_COMMIT`] for each row it changes) as a transaction of its
+/// own, one statement whose commit does not wait for the disk: for a counter that many calls
+/// update (a user's requests this minute), whose row would otherwise stay locked for each
+/// update's flush. A crash of the database may lose the last moment's updates of it, never
+/// anything else. Returns the rows `statement` changed. Not inside a transaction: the setting
+/// would last until that one's commit.
 pub(crate) async fn without_waiting<S>(
     conn: &mut AsyncPgConnection,
     statement: S,
 ) -> QueryResult<usize>
 where
-    S: QueryFragment<Pg> + QueryId + Send,
+    S: diesel::query_builder::Query<SqlType = diesel::sql_types::Text>
+        + QueryFragment<Pg>
+        + QueryId
+        + Send,
 {
     use diesel_async::RunQueryDsl;
-    take_off(conn)?;
-    let mut c: &AsyncPgConnection = conn;
-    let (begun, unflushed, changed, committed) = futures_util::join!(
-        begin().execute(&mut c),
-        commit_without_waiting().execute(&mut c),
-        statement.execute(&mut c),
-        commit().execute(&mut c)
-    );
-    landed(conn, [&committed]);
-    begun?;
-    unflushed?;
-    let changed = changed?;
-    committed?;
-    Ok(changed)
+    if in_transaction(conn) {
+        return Err(DieselError::AlreadyInTransaction);
+    }
+    Ok(statement.load::<String>(conn).await?.len())
 }
 
 /// Whether `error` is a budget's refusal raised inside a flight (`cloudbase_budget_full`).

@@ -111,7 +111,8 @@ impl QueryFragment<Pg> for Statement<'_, '_> {
             api_key_id: Nullable<Text>,
         );
         // Read at the commit of the statement's own transaction (`ai_calls::insert_pending`).
-        out.push_sql(" RETURNING id, set_config('synchronous_commit', 'off', true)");
+        out.push_sql(" RETURNING id, ");
+        out.push_sql(super::flight::ASYNC_COMMIT);
         Ok(())
     }
 

@@ -9,8 +9,8 @@ use chrono::NaiveDateTime;
 use diesel::dsl::{max, min, sql};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Nullable};
+use diesel::query_builder::{Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
 
@@ -121,33 +121,34 @@ pub async fn take(
     if amount > limit {
         return Ok(false);
     }
-    let create = || {
-        fixed_shape!(
-            diesel::insert_into(rate_counters::table)
-                .values((
-                    rate_counters::key.eq(key),
-                    rate_counters::window_start.eq(window),
-                    rate_counters::count.eq(amount),
-                ))
-                .on_conflict((rate_counters::key, rate_counters::window_start))
-                .do_nothing()
-        )
-    };
-    // On PostgreSQL each step commits without waiting for the disk (`flight::without_waiting`):
-    // a counter is one row for all of a user's calls, which would otherwise wait for each other's
-    // flushes. A crash of the database may forget the last moment's requests.
+    // On PostgreSQL each step is one statement that commits without waiting for the disk
+    // (`flight::without_waiting`): a counter is one row for all of a user's calls, which would
+    // otherwise wait for each other's flushes. A crash of the database may forget the last
+    // moment's requests.
     for _ in 0..2 {
-        let bump = bump_statement(key, window, amount, limit);
         let bumped = match conn {
-            DbConn::Pg(c) => super::flight::without_waiting(c, bump).await?,
-            DbConn::Sqlite(c, _) => bump.execute(&mut **c).await?,
+            DbConn::Pg(c) => {
+                super::flight::without_waiting(c, bump_statement_pg(key, window, amount, limit))
+                    .await?
+            }
+            DbConn::Sqlite(c, _) => {
+                bump_statement(key, window, amount, limit)
+                    .execute(&mut **c)
+                    .await?
+            }
         };
         if bumped == 1 {
             return Ok(true);
         }
         let created = match conn {
-            DbConn::Pg(c) => super::flight::without_waiting(c, create()).await?,
-            DbConn::Sqlite(c, _) => create().execute(&mut **c).await?,
+            DbConn::Pg(c) => {
+                super::flight::without_waiting(c, create_statement_pg(key, window, amount)).await?
+            }
+            DbConn::Sqlite(c, _) => {
+                fixed_shape!(create_statement(key, window, amount))
+                    .execute(&mut **c)
+                    .await?
+            }
         };
         if created == 1 {
             return Ok(true);
@@ -156,6 +157,26 @@ pub async fn take(
         // statements; the second round tells which.
     }
     Ok(false)
+}
+
+/// The step of [`take`] that creates a window's counter with `amount`, unless it exists.
+fn create_statement(
+    key: &str,
+    window: NaiveDateTime,
+    amount: i64,
+) -> impl diesel::query_builder::QueryFragment<Sqlite>
++ diesel::query_builder::QueryFragment<Pg>
++ QueryId
++ Send
++ '_ {
+    diesel::insert_into(rate_counters::table)
+        .values((
+            rate_counters::key.eq(key),
+            rate_counters::window_start.eq(window),
+            rate_counters::count.eq(amount),
+        ))
+        .on_conflict((rate_counters::key, rate_counters::window_start))
+        .do_nothing()
 }
 
 /// Adds `amount` to a counter without a limit (usage already spent), or logs an event at `window`.
@@ -185,6 +206,65 @@ pub(super) fn bump_statement<'a>(
                 .filter((rate_counters::count + amount).le(limit)),
         )
         .set(rate_counters::count.eq(rate_counters::count + amount)),
+    )
+}
+
+/// [`bump_statement`] on PostgreSQL, as a transaction of its own that does not wait for the disk
+/// ([`super::flight::without_waiting`]).
+pub(super) fn bump_statement_pg<'a>(
+    key: &'a str,
+    window: NaiveDateTime,
+    amount: i64,
+    limit: i64,
+) -> impl Query<SqlType = Text> + QueryFragment<Pg> + QueryId + Send + 'a {
+    fixed_shape!(
+        diesel::update(
+            rate_counters::table
+                .find((key, window))
+                .filter((rate_counters::count + amount).le(limit)),
+        )
+        .set(rate_counters::count.eq(rate_counters::count + amount))
+        .returning(sql::<Text>(super::flight::ASYNC_COMMIT)),
+    )
+}
+
+/// [`take`]'s creating step on PostgreSQL, as [`bump_statement_pg`].
+pub(super) fn create_statement_pg(
+    key: &str,
+    window: NaiveDateTime,
+    amount: i64,
+) -> impl Query<SqlType = Text> + QueryFragment<Pg> + QueryId + Send + '_ {
+    fixed_shape!(
+        diesel::insert_into(rate_counters::table)
+            .values((
+                rate_counters::key.eq(key),
+                rate_counters::window_start.eq(window),
+                rate_counters::count.eq(amount),
+            ))
+            .on_conflict((rate_counters::key, rate_counters::window_start))
+            .do_nothing()
+            .returning(sql::<Text>(super::flight::ASYNC_COMMIT)),
+    )
+}
+
+/// [`add_statement`] on PostgreSQL, as [`bump_statement_pg`]: a finished call's tokens, sent on
+/// their own after its finish (`db::budgets::finish_and_settle`).
+pub(crate) fn add_statement_pg(
+    key: &str,
+    window: NaiveDateTime,
+    amount: i64,
+) -> impl Query<SqlType = Text> + QueryFragment<Pg> + QueryId + Send + '_ {
+    fixed_shape!(
+        diesel::insert_into(rate_counters::table)
+            .values((
+                rate_counters::key.eq(key),
+                rate_counters::window_start.eq(window),
+                rate_counters::count.eq(amount),
+            ))
+            .on_conflict((rate_counters::key, rate_counters::window_start))
+            .do_update()
+            .set(rate_counters::count.eq(rate_counters::count + amount))
+            .returning(sql::<Text>(super::flight::ASYNC_COMMIT)),
     )
 }
 
