@@ -29,7 +29,8 @@ pub async fn insert(conn: &mut DbConn, call: &AiCall) -> QueryResult<usize> {
 /// the log is flushed in order, so a finished record is durable with its insert. What a crash of
 /// the database can lose is the `PENDING` row of a call still in flight, and its finish then
 /// writes it again (`services::chat::record`). A call with budgets is admitted in a transaction
-/// of its own, synchronously (`db::budgets`): a reservation is never lost.
+/// of its own whose flush to disk it waits for before it goes on (`db::budgets`): a reservation
+/// is never lost.
 pub async fn insert_pending(conn: &mut DbConn, call: &AiCall) -> QueryResult<()> {
     match conn {
         DbConn::Pg(c) => {
