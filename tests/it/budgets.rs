@@ -960,3 +960,114 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_
         "both steps committed, and not the refused one"
     );
 }
+
+/// On PostgreSQL, calls admitted together (`db::admission_batch`, through each instance's queue
+/// `services::chat::admissions`): one transaction updates each budget once by the sum of its
+/// calls' reservations, and keeps every call of the batch, or none when a budget has no room for
+/// the sum. Each call is then admitted on its own, which says exactly which ones fit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_admissions_keeps_all_its_calls_or_none() {
+    use cloudbase_schema::db::admission_batch::{self, Admitting};
+    use cloudbase_schema::db::models::Reservation;
+    use cloudbase_schema::db::{DbConn, budgets};
+
+    use crate::support::pending_call;
+
+    if crate::support::skip_without_postgres("a_batch_of_admissions_keeps_all_its_calls_or_none") {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let created = app
+        .gql_ok(
+            Some(&admin),
+            CREATE,
+            json!({"i": {"period": "TOTAL", "currency": "CNY", "limitMicros": "1000", "limitRequests": 3}}),
+        )
+        .await;
+    let budget_id = created["createBudget"]["id"].as_str().unwrap().to_owned();
+    let (pool, user_id) = app.pool_of_one().await;
+    let calls: Vec<_> = (0..4).map(|_| pending_call(&user_id)).collect();
+    let wanted: Vec<Vec<Reservation>> = calls
+        .iter()
+        .map(|call| {
+            vec![Reservation {
+                ai_call_id: call.id.clone(),
+                budget_id: budget_id.clone(),
+                amount_micros: 400,
+                tokens: 10,
+                requests: 1,
+                expires_at: chrono::Utc::now().naive_utc() + chrono::Duration::hours(1),
+            }]
+        })
+        .collect();
+    let batch = |range: std::ops::Range<usize>| -> Vec<Admitting<'_>> {
+        range
+            .map(|i| Admitting {
+                call: &calls[i],
+                wanted: &wanted[i],
+            })
+            .collect()
+    };
+    let state = async || {
+        let held = app
+            .sql_number(&format!(
+                "SELECT reserved_micros * 10000 + reserved_tokens * 10 + reserved_requests AS n \
+                 FROM budgets WHERE id = '{budget_id}'"
+            ))
+            .await;
+        let records = app
+            .sql_number("SELECT count(*) AS n FROM ai_calls WHERE status = 'PENDING'")
+            .await;
+        let rows = app
+            .sql_number("SELECT count(*) AS n FROM budget_reservations")
+            .await;
+        (held, records, rows)
+    };
+    let mut conn = pool.get().await.unwrap();
+    let DbConn::Pg(pg) = &mut conn else {
+        unreachable!("PostgreSQL only")
+    };
+    // Three calls' 1,200 micros do not fit in 1,000: nothing is kept.
+    assert!(
+        !admission_batch::insert_and_reserve(pg, &batch(0..3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(state().await, (0, 0, 0), "a refused batch keeps nothing");
+    // Two calls' 800 do: both recorded and reserved, the budget updated by the sums.
+    assert!(
+        admission_batch::insert_and_reserve(pg, &batch(0..2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(state().await, (800 * 10000 + 20 * 10 + 2, 2, 2));
+    // The third alone finds 200 micros left: refused by the budget, as one call.
+    assert_eq!(
+        budgets::insert_and_reserve_in_one_flight(pg, &calls[2], &wanted[2])
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    // The requests limit counts a batch's requests too: with room in micros for two more but
+    // a request for one only, a batch of two is refused.
+    app.gql_ok(
+        Some(&admin),
+        "mutation($id: ID!) { updateBudget(id: $id, limitMicros: \"2000\", limitRequests: 3) { id } }",
+        json!({"id": budget_id}),
+    )
+    .await;
+    assert!(
+        !admission_batch::insert_and_reserve(pg, &batch(2..4))
+            .await
+            .unwrap()
+    );
+    assert_eq!(state().await, (800 * 10000 + 20 * 10 + 2, 2, 2));
+    // The connection is sound after the flights, and commits as usual.
+    let setting = crate::support::pg_text(
+        &mut conn,
+        "SELECT current_setting('synchronous_commit') AS t",
+    )
+    .await;
+    assert_eq!(setting, "on");
+}

@@ -194,6 +194,25 @@ async fn two_hundred_concurrent_chats_on_two_instances(with_budget: bool) {
     if with_budget {
         assert_eq!(spent, records, "budget spend = records");
         assert_eq!(reserved, 0, "every reservation came back");
+        // Calls under the budget are admitted through each instance's queue, and calls that
+        // arrive together share a transaction (the budget had room for every batch).
+        let mut admitted = 0.0;
+        let mut batches = 0.0;
+        for url in [app.url("/metrics"), peers[0].url("/metrics")] {
+            let scrape = crate::monitoring::scrape_at(&app.client, url).await;
+            admitted +=
+                crate::monitoring::value(&scrape, "cloudbase_pg_admissions_batched_total", &[]);
+            batches +=
+                crate::monitoring::value(&scrape, "cloudbase_pg_admission_batches_total", &[]);
+        }
+        assert_eq!(
+            admitted, succeeded as f64,
+            "every call admitted through the queue"
+        );
+        assert!(
+            batches >= 1.0 && batches < admitted,
+            "{batches} admission batches for {admitted} calls: none shared"
+        );
     } else {
         // Calls with no budget are opened and finished in batches on each instance, every one
         // of them.

@@ -241,7 +241,8 @@ pub async fn insert_and_reserve_in_one_flight(
     let begun = flight::begin().execute(&mut c);
     let inserted = super::ai_calls::insert_pending_statement(call).get_result::<String>(&mut c);
     let reserved = futures_util::future::join_all(wanted.iter().map(|r| {
-        reserve_or_raise_statement(&r.budget_id, r.amount_micros, r.tokens).execute(&mut c)
+        reserve_or_raise_statement(&r.budget_id, r.amount_micros, r.tokens, r.requests)
+            .execute(&mut c)
     }));
     let held = futures_util::future::join_all(wanted.iter().map(|r| {
         diesel::insert_into(budget_reservations::table)
@@ -281,10 +282,12 @@ pub async fn insert_and_reserve_in_one_flight(
 
 /// PostgreSQL: [`reserve_statement`]'s checks and reservation, raising `cloudbase_budget_full`
 /// where the budget has no room (instead of updating no row), for [`insert_and_reserve_in_one_flight`].
-fn reserve_or_raise_statement(
+/// Also for a batch of calls' reservations in one budget, their sums (`db::admission_batch`).
+pub(super) fn reserve_or_raise_statement(
     id: &str,
     amount: i64,
     tokens: i64,
+    requests: i64,
 ) -> impl QueryFragment<Pg> + QueryId + Send + '_ {
     use diesel::sql_types::{BigInt, Text};
     fixed_shape!(
@@ -292,15 +295,16 @@ fn reserve_or_raise_statement(
             "UPDATE budgets SET reserved_micros = CASE \
              WHEN spent_micros + reserved_micros + $2 <= limit_micros \
              AND (limit_tokens IS NULL OR spent_tokens + reserved_tokens + $3 <= limit_tokens) \
-             AND (limit_requests IS NULL OR spent_requests + reserved_requests + 1 <= limit_requests) \
+             AND (limit_requests IS NULL OR spent_requests + reserved_requests + $4 <= limit_requests) \
              THEN reserved_micros + $2 ELSE cloudbase_budget_full(id) END, \
              reserved_tokens = reserved_tokens + $3, \
-             reserved_requests = reserved_requests + 1 \
+             reserved_requests = reserved_requests + $4 \
              WHERE id = $1",
         )
         .bind::<Text, _>(id)
         .bind::<BigInt, _>(amount)
-        .bind::<BigInt, _>(tokens),
+        .bind::<BigInt, _>(tokens)
+        .bind::<BigInt, _>(requests),
     )
 }
 
@@ -1413,7 +1417,7 @@ mod tests {
         // before it is sent, and the flight behind it with it: two round trips instead of one.
         assert!(kept_prepared(&flight::begin(), &Pg));
         assert!(kept_prepared(
-            &reserve_or_raise_statement("b", 1_000, 50),
+            &reserve_or_raise_statement("b", 1_000, 50, 1),
             &Pg
         ));
         assert!(kept_prepared(

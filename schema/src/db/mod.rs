@@ -23,6 +23,7 @@
 //!   [`keys`]:
 //!   the query functions, returning `QueryResult`.
 
+pub mod admission_batch;
 pub mod ai_calls;
 pub mod alerts;
 pub mod api_keys;

@@ -73,11 +73,30 @@ pub async fn insert(
     if calls.is_empty() {
         return Ok(Vec::new());
     }
-    let mut columns = Columns::default();
-    for call in calls {
-        columns.push(call);
+    let records = Records::of(calls);
+    records.statement().load(conn).await
+}
+
+/// The columns of a batch of calls' records, for [`Records::statement`].
+pub(crate) struct Records<'a>(Columns<'a>);
+
+impl<'a> Records<'a> {
+    /// `calls`' records, a column each.
+    pub(crate) fn of(calls: &[&'a AiCall]) -> Self {
+        let mut columns = Columns::default();
+        for call in calls {
+            columns.push(call);
+        }
+        Self(columns)
     }
-    Statement(&columns).load(conn).await
+
+    /// [`insert`]'s statement, for a flight of its own (`db::admission_batch`): inside a
+    /// transaction, the setting it returns lasts until that transaction's commit.
+    pub(crate) fn statement(
+        &self,
+    ) -> impl Query<SqlType = (Text, Text)> + QueryFragment<Pg> + QueryId + Send + '_ {
+        Statement(&self.0)
+    }
 }
 
 /// `INSERT INTO ai_calls (<columns>) SELECT <columns> FROM unnest(<arrays>) RETURNING id`, with

@@ -125,6 +125,8 @@ pub struct App {
     pub breakers: breakers::Breakers,
     /// On PostgreSQL, the `PENDING` records of concurrent calls, written together.
     pub pendings: chat::pendings::Pendings,
+    /// On PostgreSQL, concurrent calls' admissions under budgets, written together.
+    pub admissions: chat::admissions::Admissions,
     /// On PostgreSQL, the finishes of concurrent calls, written together.
     pub finishes: chat::finishes::Finishes,
     passwords: passwords::Passwords,
@@ -145,6 +147,7 @@ impl App {
         Self {
             breakers: breakers::Breakers::new(parts.chat.breaker.clone()),
             pendings: chat::pendings::Pendings::new(parts.db.clone()),
+            admissions: chat::admissions::Admissions::new(parts.db.clone()),
             finishes: chat::finishes::Finishes::new(parts.db.clone()),
             parts,
             cache: cache::ResponseCache::default(),

@@ -110,10 +110,13 @@ pub async fn handler(
     let app = &state.app;
     let pool = app.db.usage();
     let writer = app.db.write_gate().map(|gate| gate.stats());
-    let batches = app
-        .finishes
-        .batched()
-        .then(|| (app.pendings.stats(), app.finishes.stats()));
+    let batches = app.finishes.batched().then(|| {
+        (
+            app.pendings.stats(),
+            app.finishes.stats(),
+            app.admissions.stats(),
+        )
+    });
     let (accepted, dropped, written) =
         (app.logs.accepted(), app.logs.dropped(), app.logs.written());
     app.metrics.record(|| {
@@ -130,11 +133,13 @@ pub async fn handler(
             metrics::counter!("cloudbase_sqlite_commits_total").absolute(writer.commits);
             metrics::counter!("cloudbase_sqlite_rollup_rows_total").absolute(writer.rollup_rows);
         }
-        if let Some((pendings, finishes)) = &batches {
+        if let Some((pendings, finishes, admissions)) = &batches {
             metrics::counter!("cloudbase_pg_pending_batches_total").absolute(pendings.batches);
             metrics::counter!("cloudbase_pg_pendings_batched_total").absolute(pendings.written);
             metrics::counter!("cloudbase_pg_finish_batches_total").absolute(finishes.batches);
             metrics::counter!("cloudbase_pg_finishes_batched_total").absolute(finishes.written);
+            metrics::counter!("cloudbase_pg_admission_batches_total").absolute(admissions.batches);
+            metrics::counter!("cloudbase_pg_admissions_batched_total").absolute(admissions.written);
         }
         for (outcome, n) in [
             ("queued", accepted),

@@ -24,7 +24,7 @@ pub use manage::{
     BudgetInput, create, delete, key_budget, list, new_user_budget, thresholds, update,
 };
 pub use periods::{Period, report_day, window};
-pub use reserve::{Worst, admit, applicable};
+pub use reserve::{Planned, Worst, admit, applicable, plan, refused};
 pub use settlement::{raise_thresholds, settle, sweep};
 
 /// Budget settings, from config.

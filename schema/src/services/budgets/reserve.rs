@@ -49,19 +49,28 @@ fn describe(b: &Budget) -> String {
     }
 }
 
-/// Admits a call: starts new periods where due, then inserts the call's `PENDING` record and
-/// reserves the worst case in every budget that applies, in one transaction of its own (on
-/// PostgreSQL sent in one flight: [`queries::insert_and_reserve_in_one_flight`]; on SQLite on the
-/// writer connection). Fails with `BUDGET_EXCEEDED`, having kept nothing of it, if any budget
-/// has no room. A budget that starts a new period publishes `BudgetsChanged`, admitted or not.
-pub async fn admit(
+/// What a call wants of each budget that applies, once the periods that ended were rolled over
+/// ([`plan`]): admitted by [`admit`], or with the calls beside it (`services::chat::admissions`).
+#[derive(Debug)]
+pub struct Planned {
+    /// One reservation per budget, in the budgets' order (by id).
+    pub wanted: Vec<Reservation>,
+    /// Each budget's current period's end.
+    ends: Vec<Option<NaiveDateTime>>,
+}
+
+/// Starts new periods where due (each its own statement, which only one instance's matches; a
+/// budget that starts a new period publishes `BudgetsChanged`, whether the call is admitted or
+/// not) and says what the call reserves in each of `budgets`: its worst case, the cost only
+/// where the budget counts in the price's `currency`.
+pub async fn plan(
     conn: &mut DbConn,
     app: &App,
     call: &AiCall,
     budgets: &[Budget],
     worst: Worst,
     currency: Option<&str>,
-) -> Result<(), Error> {
+) -> Result<Planned, Error> {
     let now = app.clock.now();
     let mut ends = Vec::with_capacity(budgets.len());
     let mut wanted = Vec::with_capacity(budgets.len());
@@ -95,8 +104,17 @@ pub async fn admit(
             expires_at: (now + app.budgets.reservation_ttl).naive_utc(),
         });
     }
+    Ok(Planned { wanted, ends })
+}
+
+/// Admits a call on its own: inserts its `PENDING` record and reserves what it wants
+/// ([`plan`]) in every budget, in one transaction of its own (on PostgreSQL sent in one flight:
+/// [`queries::insert_and_reserve_in_one_flight`]; on SQLite on the writer connection). Fails
+/// with `BUDGET_EXCEEDED`, having kept nothing of it, if any budget has no room.
+pub async fn admit(conn: &mut DbConn, call: &AiCall, planned: &Planned) -> Result<(), Error> {
+    let wanted = &planned.wanted;
     let full = match conn {
-        DbConn::Pg(c) => queries::insert_and_reserve_in_one_flight(c, call, &wanted).await?,
+        DbConn::Pg(c) => queries::insert_and_reserve_in_one_flight(c, call, wanted).await?,
         DbConn::Sqlite(..) => {
             // Refused inside the transaction, so that it rolls back; the budget is read there.
             conn.transaction(async |tx| {
@@ -105,8 +123,8 @@ pub async fn admit(
                         "a SQLite transaction changed backend".into(),
                     ));
                 };
-                match queries::insert_and_reserve(c, call, &wanted).await? {
-                    Some(full) => Err(no_room(tx, &wanted[full], ends[full]).await),
+                match queries::insert_and_reserve(c, call, wanted).await? {
+                    Some(full) => Err(refused(tx, planned, full).await),
                     None => Ok(()),
                 }
             })
@@ -115,9 +133,14 @@ pub async fn admit(
         }
     };
     match full {
-        Some(full) => Err(no_room(conn, &wanted[full], ends[full]).await),
+        Some(full) => Err(refused(conn, planned, full).await),
         None => Ok(()),
     }
+}
+
+/// The refusal of a call by the budget of `planned.wanted[full]`, which had no room for it.
+pub async fn refused(conn: &mut DbConn, planned: &Planned, full: usize) -> Error {
+    no_room(conn, &planned.wanted[full], planned.ends[full]).await
 }
 
 /// The refusal of a call by the budget it wanted `r` in (read as it now stands), whose period

@@ -12,6 +12,7 @@
 //! - [`stream`]: the state of a stream in progress and its cancellation.
 //! - [`interrupted`]: calls whose server died before they finished, recorded as such.
 
+pub mod admissions;
 pub mod batches;
 pub mod finishes;
 pub mod interrupted;

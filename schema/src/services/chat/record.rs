@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use cloudbase_plugin_api::{ChatRequest, Usage};
 
+use super::admissions::ToAdmit;
 use super::batches::Unwritten;
 use super::prepare::Prepared;
 use crate::Error;
@@ -142,7 +143,7 @@ pub(super) async fn open(
         let call = if !applicable.is_empty() {
             let worst = worst_case(&p.request, p.max_output, &prices_by_target);
             let currency = price.as_ref().map(|p| p.currency.clone());
-            budgets::admit(
+            let planned = budgets::plan(
                 conn.get().await?,
                 app,
                 &call,
@@ -151,8 +152,16 @@ pub(super) async fn open(
                 currency.as_deref(),
             )
             .await?;
-            drop(conn);
-            call
+            if app.admissions.batched() {
+                // On PostgreSQL, with the calls admitted beside it (`admissions`), holding no
+                // connection while it waits; on its own if the batch did not admit it.
+                drop(conn);
+                admit_batched(app, ToAdmit { call, planned }).await?
+            } else {
+                budgets::admit(conn.get().await?, &call, &planned).await?;
+                drop(conn);
+                call
+            }
         } else if app.pendings.batched() {
             // On PostgreSQL, with the calls opening beside it (`pendings`), holding no
             // connection while it waits; on its own, as below, if the batch did not insert it.
@@ -194,6 +203,25 @@ pub(super) async fn open(
         })
     })
     .await
+}
+
+/// Admits a call under budgets with the calls queued beside it ([`super::admissions`]); alone
+/// (a connection of its own, taken now) if the batch gave it back.
+async fn admit_batched(app: &App, item: ToAdmit) -> Result<AiCall, Error> {
+    match app.admissions.write(item).await {
+        Ok((admitted, None)) => Ok(admitted.call),
+        Ok((refused, Some(full))) => {
+            let mut conn = app.db.get().await?;
+            Err(budgets::refused(&mut conn, &refused.planned, full).await)
+        }
+        Err(Unwritten::Alone(item)) => {
+            let mut conn = app.db.get().await?;
+            budgets::admit(&mut conn, &item.call, &item.planned).await?;
+            Ok(item.call)
+        }
+        Err(Unwritten::Failed(_, e)) => Err(e),
+        Err(Unwritten::Gone) => Err(Error::Unavailable("the server is shutting down".into())),
+    }
 }
 
 /// A call opened and not yet closed by its own future. Dropped armed (its client went away: a
