@@ -1,7 +1,8 @@
 //! PostgreSQL: the writes of concurrent calls gathered into one statement.
 //!
 //! A call on PostgreSQL writes its record twice: the `PENDING` insert before the provider is
-//! asked ([`super::pendings`]) and the finish after ([`super::finishes`]). Calls that do either
+//! asked ([`super::pendings`], or with its reservations under budgets: [`super::admissions`])
+//! and the finish after ([`super::finishes`]). Calls that do either
 //! at the same moment each paid for their own statement (and, for a finish, its own commit).
 //! Here they queue instead: one task per kind of write takes every item queued (up to
 //! [`MAX_BATCH`]), writes them as one statement on one pooled connection and hands each caller

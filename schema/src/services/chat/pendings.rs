@@ -4,7 +4,8 @@
 //! ([`crate::db::ai_calls::insert_pending`]). Calls that open at the same moment queue here
 //! instead, and a batch is one statement ([`crate::db::pending_batch`]) under the same rule. A
 //! call the batch did not insert (the batch failed) comes back to its caller, which inserts it
-//! on its own as before. A call with budgets is admitted in a transaction of its own, as before.
+//! on its own as before. A call with budgets is admitted with its reservations instead
+//! ([`super::admissions`]).
 
 use diesel::QueryResult;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
