@@ -15,6 +15,7 @@
 //! - [`flight`]: a PostgreSQL transaction sent in one flight, `BEGIN` to `COMMIT`.
 //! - [`finish_batch`]: PostgreSQL's finishes of concurrent calls as one statement and one commit.
 //! - [`pending_batch`]: PostgreSQL's `PENDING` records of concurrent calls as one statement.
+//! - [`admission_batch`]: PostgreSQL's admissions of concurrent calls under budgets as one flight.
 //! - [`inventory`]: a PostgreSQL database's tables, row counts and schema version, in a snapshot
 //!   `pg_dump` can share (what a backup records).
 //! - [`users`], [`sessions`], [`mfa`], [`password_resets`], [`identities`], [`api_keys`],

@@ -8,7 +8,8 @@
 //! - [`prepare`]: ownership, history, parameter checks and the targets to try.
 //! - [`record`]: opening the `PENDING` record and closing it, step by step.
 //! - [`batches`]: on PostgreSQL, the writes of concurrent calls gathered into one statement:
-//!   [`pendings`], their `PENDING` records, and [`finishes`], their finishes.
+//!   [`pendings`], their `PENDING` records, [`admissions`], their records and reservations under
+//!   budgets, and [`finishes`], their finishes.
 //! - [`stream`]: the state of a stream in progress and its cancellation.
 //! - [`interrupted`]: calls whose server died before they finished, recorded as such.
 
