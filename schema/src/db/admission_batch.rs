@@ -54,7 +54,25 @@ pub async fn insert_and_reserve(
     conn: &mut AsyncPgConnection,
     calls: &[Admitting<'_>],
 ) -> QueryResult<bool> {
-    let mut sums: BTreeMap<&str, Sum> = BTreeMap::new();
+    Ok(in_one_flight(conn, calls).await?.is_none())
+}
+
+/// The flight of [`insert_and_reserve`], and of a call admitted alone
+/// ([`super::budgets::insert_and_reserve_in_one_flight`], whose record is inserted by its own
+/// one-row statement): `BEGIN`, the records, each budget's update by the sum of what the calls
+/// want of it, the reservations, `COMMIT`, the flush. Returns the id of the budget that had no
+/// room for its sum (and nothing was kept), or `None` when all of it is committed and on disk.
+///
+/// The updates come before the reservations' inserts: each insert's foreign key then locks
+/// (`FOR KEY SHARE`) a budget row this transaction already holds, which costs nothing. Inserted
+/// first, every call's check would share the row of a budget all calls update with the call
+/// updating it at that moment, a multixact each time, and its own update would then wait on
+/// that one and check the row again.
+pub(super) async fn in_one_flight<'c>(
+    conn: &mut AsyncPgConnection,
+    calls: &[Admitting<'c>],
+) -> QueryResult<Option<&'c str>> {
+    let mut sums: BTreeMap<&'c str, Sum> = BTreeMap::new();
     let mut reservations = Reservations::default();
     for admitting in calls {
         for r in admitting.wanted {
@@ -67,13 +85,22 @@ pub async fn insert_and_reserve(
             reservations.push(r);
         }
     }
-    let records: Vec<&AiCall> = calls.iter().map(|a| a.call).collect();
-    let records = Records::of(&records);
+    // A batch's records as one statement; one call's by its own one-row statement, cheaper for
+    // the database.
+    let records = (calls.len() != 1)
+        .then(|| Records::of(&calls.iter().map(|a| a.call).collect::<Vec<&AiCall>>()));
     flight::take_off(conn)?;
     let mut c: &AsyncPgConnection = conn;
     let begun = flight::begin().execute(&mut c);
-    // Its `RETURNING` turns the transaction's wait for the disk off (`flight::ASYNC_COMMIT`).
-    let inserted = records.statement().load::<(String, String)>(&mut c);
+    // Either returns the setting that turns the transaction's wait for the disk off
+    // (`flight::ASYNC_COMMIT`).
+    let inserted: futures_util::future::BoxFuture<'_, QueryResult<usize>> = match (calls, &records)
+    {
+        ([one], _) => Box::pin(super::ai_calls::insert_pending_statement(one.call).execute(&mut c)),
+        (_, Some(records)) => Box::pin(records.statement().execute(&mut c)),
+        // Not reached (one call or a batch); were it, the count below would refuse the flight.
+        (_, None) => Box::pin(std::future::ready(Ok(0))),
+    };
     // In id order (a `BTreeMap`), the order every other admission and settlement locks them in.
     let reserved = futures_util::future::join_all(sums.iter().map(|(id, sum)| {
         reserve_or_raise_statement(id, sum.micros, sum.tokens, sum.requests).execute(&mut c)
@@ -81,31 +108,36 @@ pub async fn insert_and_reserve(
     let held = InsertReservations(&reservations).execute(&mut c);
     let committed = flight::commit().execute(&mut c);
     let flushed = flight::flushed().execute(&mut c);
-    // Sent in the order written (`budgets::insert_and_reserve_in_one_flight` says why), and
-    // every statement waited for.
+    // The statements reach PostgreSQL in the order their futures are first polled (as written):
+    // diesel-async sends each in the poll that finds it prepared, and a first prepare holds the
+    // statement cache's lock, which waiters take in turn. So the reservations (whose foreign keys
+    // name the calls and the budgets) never arrive before the records and the updates, nor the
+    // `COMMIT` before them. Every statement is waited for, also after a failure: none is left in
+    // flight.
     let (begun, inserted, reserved, held, committed, flushed) =
         futures_util::join!(begun, inserted, reserved, held, committed, flushed);
     flight::landed(conn, [&committed]);
     begun?;
     let inserted = inserted?;
     // The updates first: after a refusal, the statements behind it fail as the transaction's.
-    for r in reserved {
+    for (r, id) in reserved.into_iter().zip(sums.keys()) {
         match r {
             Ok(1) => {}
-            // A budget is gone (deleted since it was read): each call finds out on its own.
-            Ok(_) => return Ok(false),
-            Err(e) if flight::budget_full(&e) => return Ok(false),
+            // The budget is gone (deleted since it was read).
+            Ok(_) => return Err(diesel::result::Error::NotFound),
+            Err(e) if flight::budget_full(&e) => return Ok(Some(id)),
             Err(e) => return Err(e),
         }
     }
     held?;
     committed?;
-    if inserted.len() != calls.len() {
+    if inserted != calls.len() {
         // Cannot happen (the insert writes every row or fails); were it so, the commit kept the
         // reservations of calls without a record: report it rather than admit them.
         return Err(diesel::result::Error::NotFound);
     }
-    flushed.map(|_| true)
+    // Admitted once it is on disk: the calls may spend then.
+    flushed.map(|_| None)
 }
 
 fn checked(sum: Option<i64>) -> QueryResult<i64> {

@@ -218,66 +218,27 @@ pub async fn insert_and_reserve(
 
 /// PostgreSQL: the same as [`insert_and_reserve`] as a transaction of its own, sent in one flight
 /// ([`flight`]): `BEGIN`, the call's insert, the budgets' updates, its reservations, `COMMIT` and
-/// the wait for it to be on disk, in one round trip. The commit releases the budgets' rows
-/// without waiting for the disk (the insert returns [`flight::ASYNC_COMMIT`]); the wait comes
-/// after ([`flight::flushed`]), so the call is admitted durably all the same, and the next call's
-/// reservation does not wait for this one's flush. A budget without room raises
-/// `cloudbase_budget_full` inside its update, and the flight's `COMMIT` then rolls everything
-/// back. Returns the index in `wanted` of the first budget that had no room, or `None` when the
-/// call is admitted and committed.
-///
-/// The updates come before the reservations' inserts: each insert's foreign key then locks
-/// (`FOR KEY SHARE`) a budget row this transaction already holds, which costs nothing. Inserted
-/// first, every call's check would share the row of a budget all calls update with the call
-/// updating it at that moment, a multixact each time, and its own update would then wait on
-/// that one and check the row again.
+/// the wait for it to be on disk, in one round trip (the flight of a batch of one,
+/// [`super::admission_batch`]). The commit releases the budgets' rows without waiting for the
+/// disk; the wait comes after ([`flight::flushed`]), so the call is admitted durably all the
+/// same, and the next call's reservation does not wait for this one's flush. A budget without
+/// room raises `cloudbase_budget_full` inside its update, and the flight's `COMMIT` then rolls
+/// everything back. Returns the index in `wanted` of the budget that had no room, or `None` when
+/// the call is admitted and committed.
 pub async fn insert_and_reserve_in_one_flight(
     conn: &mut AsyncPgConnection,
     call: &AiCall,
     wanted: &[Reservation],
 ) -> QueryResult<Option<usize>> {
-    flight::take_off(conn)?;
-    let mut c: &AsyncPgConnection = conn;
-    let begun = flight::begin().execute(&mut c);
-    let inserted = super::ai_calls::insert_pending_statement(call).get_result::<String>(&mut c);
-    let reserved = futures_util::future::join_all(wanted.iter().map(|r| {
-        reserve_or_raise_statement(&r.budget_id, r.amount_micros, r.tokens, r.requests)
-            .execute(&mut c)
-    }));
-    let held = futures_util::future::join_all(wanted.iter().map(|r| {
-        diesel::insert_into(budget_reservations::table)
-            .values(r)
-            .execute(&mut c)
-    }));
-    let committed = flight::commit().execute(&mut c);
-    let flushed = flight::flushed().execute(&mut c);
-    // The statements reach PostgreSQL in the order their futures are first polled (as written):
-    // diesel-async sends each in the poll that finds it prepared, and a first prepare holds the
-    // statement cache's lock, which waiters take in turn. So the reservations (whose foreign keys
-    // name the call and the budget) never arrive before the call and the updates, nor the
-    // `COMMIT` before them. Every statement is waited for, also after a failure: none is left in
-    // flight.
-    let (begun, inserted, reserved, held, committed, flushed) =
-        futures_util::join!(begun, inserted, reserved, held, committed, flushed);
-    flight::landed(conn, [&committed]);
-    begun?;
-    inserted?;
-    // The updates first: after a refusal, the statements behind it fail as the transaction's.
-    for (i, r) in reserved.into_iter().enumerate() {
-        match r {
-            Ok(1) => {}
-            // The budget is gone (deleted since it was read).
-            Ok(_) => return Err(diesel::result::Error::NotFound),
-            Err(e) if flight::budget_full(&e) => return Ok(Some(i)),
-            Err(e) => return Err(e),
-        }
-    }
-    for h in held {
-        h?;
-    }
-    committed?;
-    // Admitted once it is on disk: the call may spend then.
-    flushed.map(|_| None)
+    let alone = [super::admission_batch::Admitting { call, wanted }];
+    Ok(super::admission_batch::in_one_flight(conn, &alone)
+        .await?
+        .map(|full| {
+            wanted
+                .iter()
+                .position(|r| r.budget_id == full)
+                .unwrap_or_default()
+        }))
 }
 
 /// PostgreSQL: [`reserve_statement`]'s checks and reservation, raising `cloudbase_budget_full`

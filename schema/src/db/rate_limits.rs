@@ -159,6 +159,22 @@ pub async fn take(
     Ok(false)
 }
 
+/// The values of a counter's row, as [`counter_row`] writes them.
+type CounterRow<'a> = (
+    diesel::dsl::Eq<rate_counters::key, &'a str>,
+    diesel::dsl::Eq<rate_counters::window_start, NaiveDateTime>,
+    diesel::dsl::Eq<rate_counters::count, i64>,
+);
+
+/// A counter's row: `key`'s window starting at `window`, counting `amount`.
+fn counter_row(key: &str, window: NaiveDateTime, amount: i64) -> CounterRow<'_> {
+    (
+        rate_counters::key.eq(key),
+        rate_counters::window_start.eq(window),
+        rate_counters::count.eq(amount),
+    )
+}
+
 /// The step of [`take`] that creates a window's counter with `amount`, unless it exists.
 fn create_statement(
     key: &str,
@@ -170,11 +186,7 @@ fn create_statement(
 + Send
 + '_ {
     diesel::insert_into(rate_counters::table)
-        .values((
-            rate_counters::key.eq(key),
-            rate_counters::window_start.eq(window),
-            rate_counters::count.eq(amount),
-        ))
+        .values(counter_row(key, window, amount))
         .on_conflict((rate_counters::key, rate_counters::window_start))
         .do_nothing()
 }
@@ -236,11 +248,7 @@ pub(super) fn create_statement_pg(
 ) -> impl Query<SqlType = Text> + QueryFragment<Pg> + QueryId + Send + '_ {
     fixed_shape!(
         diesel::insert_into(rate_counters::table)
-            .values((
-                rate_counters::key.eq(key),
-                rate_counters::window_start.eq(window),
-                rate_counters::count.eq(amount),
-            ))
+            .values(counter_row(key, window, amount))
             .on_conflict((rate_counters::key, rate_counters::window_start))
             .do_nothing()
             .returning(sql::<Text>(super::flight::ASYNC_COMMIT)),
@@ -256,11 +264,7 @@ pub(crate) fn add_statement_pg(
 ) -> impl Query<SqlType = Text> + QueryFragment<Pg> + QueryId + Send + '_ {
     fixed_shape!(
         diesel::insert_into(rate_counters::table)
-            .values((
-                rate_counters::key.eq(key),
-                rate_counters::window_start.eq(window),
-                rate_counters::count.eq(amount),
-            ))
+            .values(counter_row(key, window, amount))
             .on_conflict((rate_counters::key, rate_counters::window_start))
             .do_update()
             .set(rate_counters::count.eq(rate_counters::count + amount))
@@ -276,11 +280,7 @@ pub(crate) fn add_statement(
 ) -> impl QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + '_ {
     fixed_shape!(
         diesel::insert_into(rate_counters::table)
-            .values((
-                rate_counters::key.eq(key),
-                rate_counters::window_start.eq(window),
-                rate_counters::count.eq(amount),
-            ))
+            .values(counter_row(key, window, amount))
             .on_conflict((rate_counters::key, rate_counters::window_start))
             .do_update()
             .set(rate_counters::count.eq(rate_counters::count + amount)),
