@@ -59,12 +59,12 @@ pub struct Planned {
     ends: Vec<Option<NaiveDateTime>>,
 }
 
-/// Starts new periods where due (each its own statement, which only one instance's matches; a
-/// budget that starts a new period publishes `BudgetsChanged`, whether the call is admitted or
-/// not) and says what the call reserves in each of `budgets`: its worst case, the cost only
+/// Starts new periods where due (each its own statement, which only one instance's matches, on
+/// `conn` checked out only then; a budget that starts a new period publishes `BudgetsChanged`,
+/// whether the call is admitted or not) and says what the call reserves in each of `budgets`: its worst case, the cost only
 /// where the budget counts in the price's `currency`.
 pub async fn plan(
-    conn: &mut DbConn,
+    conn: &mut Lazy<'_>,
     app: &App,
     call: &AiCall,
     budgets: &[Budget],
@@ -83,7 +83,9 @@ pub async fn plan(
             // The period ended whether or not this call is admitted: its own statement, which
             // only one instance's matches.
             let (start, next_end) = window(period, app.budgets.timezone, now, budget.created_at);
-            conn.write(async |c| Ok(queries::roll(c, &budget.id, end, start, next_end).await?))
+            conn.get()
+                .await?
+                .write(async |c| Ok(queries::roll(c, &budget.id, end, start, next_end).await?))
                 .await?;
             app.events.publish(Event::BudgetsChanged);
             current_end = next_end;

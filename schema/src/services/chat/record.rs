@@ -144,7 +144,7 @@ pub(super) async fn open(
             let worst = worst_case(&p.request, p.max_output, &prices_by_target);
             let currency = price.as_ref().map(|p| p.currency.clone());
             let planned = budgets::plan(
-                conn.get().await?,
+                &mut conn,
                 app,
                 &call,
                 &applicable,
