@@ -967,7 +967,7 @@ async fn a_late_finish_settles_nothing_and_a_timely_one_settles_all_locking_its_
 /// the sum. Each call is then admitted on its own, which says exactly which ones fit.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_of_admissions_keeps_all_its_calls_or_none() {
-    use cloudbase_schema::db::admission_batch::{self, Admitting};
+    use cloudbase_schema::db::admission_batch::{self, Admitting, Flown};
     use cloudbase_schema::db::models::Reservation;
     use cloudbase_schema::db::{DbConn, budgets};
 
@@ -1028,19 +1028,17 @@ async fn a_batch_of_admissions_keeps_all_its_calls_or_none() {
     let DbConn::Pg(pg) = &mut conn else {
         unreachable!("PostgreSQL only")
     };
+    let refused_by = |flown: Flown<'_>| match flown {
+        Flown::Refused(id) => id.to_owned(),
+        other => panic!("not refused: {other:?}"),
+    };
     // Three calls' 1,200 micros do not fit in 1,000: nothing is kept.
-    assert!(
-        !admission_batch::insert_and_reserve(pg, &batch(0..3))
-            .await
-            .unwrap()
-    );
+    let flown = admission_batch::insert_and_reserve(pg, &batch(0..3)).await;
+    assert_eq!(refused_by(flown.unwrap()), budget_id);
     assert_eq!(state().await, (0, 0, 0), "a refused batch keeps nothing");
     // Two calls' 800 do: both recorded and reserved, the budget updated by the sums.
-    assert!(
-        admission_batch::insert_and_reserve(pg, &batch(0..2))
-            .await
-            .unwrap()
-    );
+    let flown = admission_batch::insert_and_reserve(pg, &batch(0..2)).await;
+    assert!(matches!(flown, Ok(Flown::Admitted)), "{flown:?}");
     assert_eq!(state().await, (800 * 10000 + 20 * 10 + 2, 2, 2));
     // The third alone finds 200 micros left: refused by the budget, as one call.
     assert_eq!(
@@ -1057,10 +1055,32 @@ async fn a_batch_of_admissions_keeps_all_its_calls_or_none() {
         json!({"id": budget_id}),
     )
     .await;
-    assert!(
-        !admission_batch::insert_and_reserve(pg, &batch(2..4))
+    let flown = admission_batch::insert_and_reserve(pg, &batch(2..4)).await;
+    assert_eq!(refused_by(flown.unwrap()), budget_id);
+    assert_eq!(state().await, (800 * 10000 + 20 * 10 + 2, 2, 2));
+    // Under two budgets, the one refused is named, here the second in id order: a call alone
+    // is told its index among its reservations.
+    let other = app
+        .gql_ok(
+            Some(&admin),
+            CREATE,
+            json!({"i": {"period": "TOTAL", "currency": "CNY", "limitMicros": "100"}}),
+        )
+        .await["createBudget"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(other > budget_id, "ids in creation order");
+    let mut both = wanted[3].clone();
+    both.push(Reservation {
+        budget_id: other.clone(),
+        ..wanted[3][0].clone()
+    });
+    assert_eq!(
+        budgets::insert_and_reserve_in_one_flight(pg, &calls[3], &both)
             .await
-            .unwrap()
+            .unwrap(),
+        Some(1)
     );
     assert_eq!(state().await, (800 * 10000 + 20 * 10 + 2, 2, 2));
     // The connection is sound after the flights, and commits as usual.

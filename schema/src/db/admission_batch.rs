@@ -45,23 +45,34 @@ struct Sum {
     requests: i64,
 }
 
-/// Admits `calls` in one transaction sent in one flight, or none of them: `Ok(true)` when every
-/// call is recorded and reserved and the commit is on disk; `Ok(false)` when a budget had no room
-/// for the batch's sum (nothing was kept). The commit does not wait for the disk, so the budgets'
+/// Admits `calls` in one transaction sent in one flight, or none of them ([`Flown`]); an error is
+/// a flight that kept nothing. The commit does not wait for the disk, so the budgets'
 /// rows are released at once; the flush is waited for after it ([`flight::flushed`]), as for a
 /// call admitted alone.
-pub async fn insert_and_reserve(
+pub async fn insert_and_reserve<'c>(
     conn: &mut AsyncPgConnection,
-    calls: &[Admitting<'_>],
-) -> QueryResult<bool> {
-    Ok(in_one_flight(conn, calls).await?.is_none())
+    calls: &[Admitting<'c>],
+) -> QueryResult<Flown<'c>> {
+    in_one_flight(conn, calls).await
+}
+
+/// How a flight of admissions ended, when it did not fail with nothing kept.
+#[derive(Debug)]
+pub enum Flown<'c> {
+    /// Every call is recorded and reserved, and on disk.
+    Admitted,
+    /// The budget with this id had no room for what the calls want of it: nothing was kept.
+    Refused(&'c str),
+    /// The transaction was committed (or may have been), but the wait for it to reach the disk
+    /// failed: the calls must not go on, nor be admitted again (their records may exist). What
+    /// it kept is released by the sweep of expired reservations.
+    Unsure(diesel::result::Error),
 }
 
 /// The flight of [`insert_and_reserve`], and of a call admitted alone
 /// ([`super::budgets::insert_and_reserve_in_one_flight`], whose record is inserted by its own
 /// one-row statement): `BEGIN`, the records, each budget's update by the sum of what the calls
-/// want of it, the reservations, `COMMIT`, the flush. Returns the id of the budget that had no
-/// room for its sum (and nothing was kept), or `None` when all of it is committed and on disk.
+/// want of it, the reservations, `COMMIT`, the flush.
 ///
 /// The updates come before the reservations' inserts: each insert's foreign key then locks
 /// (`FOR KEY SHARE`) a budget row this transaction already holds, which costs nothing. Inserted
@@ -71,7 +82,7 @@ pub async fn insert_and_reserve(
 pub(super) async fn in_one_flight<'c>(
     conn: &mut AsyncPgConnection,
     calls: &[Admitting<'c>],
-) -> QueryResult<Option<&'c str>> {
+) -> QueryResult<Flown<'c>> {
     let mut sums: BTreeMap<&'c str, Sum> = BTreeMap::new();
     let mut reservations = Reservations::default();
     for admitting in calls {
@@ -125,19 +136,25 @@ pub(super) async fn in_one_flight<'c>(
             Ok(1) => {}
             // The budget is gone (deleted since it was read).
             Ok(_) => return Err(diesel::result::Error::NotFound),
-            Err(e) if flight::budget_full(&e) => return Ok(Some(id)),
+            Err(e) if flight::budget_full(&e) => return Ok(Flown::Refused(id)),
             Err(e) => return Err(e),
         }
     }
     held?;
-    committed?;
+    // Every statement ran: from here on the transaction is, or may be, committed.
+    if let Err(e) = committed {
+        return Ok(Flown::Unsure(e));
+    }
     if inserted != calls.len() {
         // Cannot happen (the insert writes every row or fails); were it so, the commit kept the
         // reservations of calls without a record: report it rather than admit them.
-        return Err(diesel::result::Error::NotFound);
+        return Ok(Flown::Unsure(diesel::result::Error::NotFound));
     }
     // Admitted once it is on disk: the calls may spend then.
-    flushed.map(|_| None)
+    Ok(match flushed {
+        Ok(_) => Flown::Admitted,
+        Err(e) => Flown::Unsure(e),
+    })
 }
 
 fn checked(sum: Option<i64>) -> QueryResult<i64> {

@@ -224,21 +224,27 @@ pub async fn insert_and_reserve(
 /// same, and the next call's reservation does not wait for this one's flush. A budget without
 /// room raises `cloudbase_budget_full` inside its update, and the flight's `COMMIT` then rolls
 /// everything back. Returns the index in `wanted` of the budget that had no room, or `None` when
-/// the call is admitted and committed.
+/// the call is admitted and committed. An error after the commit (its flush not confirmed) is an
+/// error too: the call does not go on.
 pub async fn insert_and_reserve_in_one_flight(
     conn: &mut AsyncPgConnection,
     call: &AiCall,
     wanted: &[Reservation],
 ) -> QueryResult<Option<usize>> {
-    let alone = [super::admission_batch::Admitting { call, wanted }];
-    Ok(super::admission_batch::in_one_flight(conn, &alone)
-        .await?
-        .map(|full| {
-            wanted
-                .iter()
-                .position(|r| r.budget_id == full)
-                .unwrap_or_default()
-        }))
+    use super::admission_batch::{Admitting, Flown, in_one_flight};
+    match in_one_flight(conn, &[Admitting { call, wanted }]).await? {
+        Flown::Admitted => Ok(None),
+        Flown::Refused(full) => Ok(Some(refused_index(wanted, full))),
+        Flown::Unsure(e) => Err(e),
+    }
+}
+
+/// The index in `wanted` of the reservation in budget `full`.
+pub(crate) fn refused_index(wanted: &[Reservation], full: &str) -> usize {
+    wanted
+        .iter()
+        .position(|r| r.budget_id == full)
+        .unwrap_or_default()
 }
 
 /// PostgreSQL: [`reserve_statement`]'s checks and reservation, raising `cloudbase_budget_full`

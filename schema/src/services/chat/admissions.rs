@@ -13,8 +13,8 @@ use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
 use super::batches::{Batch, Queue};
-use crate::db::admission_batch::{self, Admitting};
-use crate::db::budgets::insert_and_reserve_in_one_flight;
+use crate::db::admission_batch::{self, Admitting, Flown};
+use crate::db::budgets::refused_index;
 use crate::db::models::AiCall;
 use crate::services::budgets::Planned;
 
@@ -33,20 +33,35 @@ pub struct ToAdmit {
     pub planned: Planned,
 }
 
+/// How a call's admission through the queue ended.
+#[derive(Debug)]
+pub enum Admitted {
+    /// Recorded and reserved, on disk.
+    Yes,
+    /// Refused for lack of room in `planned.wanted[i]` (a call admitted alone).
+    Refused(usize),
+    /// Committed, or perhaps so, without the flush confirmed: the call fails, and is not admitted
+    /// again (its record may exist; the sweep of expired reservations releases what it holds).
+    Unsure(String),
+}
+
 impl Batch for Admission {
     type Item = ToAdmit;
-    /// `Some(i)`: refused for lack of room in `planned.wanted[i]` (a call admitted alone).
-    type Out = Option<usize>;
+    type Out = Admitted;
     const WHAT: &'static str = "admissions under budgets";
 
     fn key(item: &ToAdmit) -> &str {
         &item.call.id
     }
 
+    fn written(out: &Admitted) -> bool {
+        !matches!(out, Admitted::Refused(_))
+    }
+
     async fn write(
         conn: &mut AsyncPgConnection,
         items: &[&ToAdmit],
-    ) -> QueryResult<Vec<(String, Option<usize>)>> {
+    ) -> QueryResult<Vec<(String, Admitted)>> {
         let calls: Vec<Admitting<'_>> = items
             .iter()
             .map(|item| Admitting {
@@ -54,15 +69,19 @@ impl Batch for Admission {
                 wanted: &item.planned.wanted,
             })
             .collect();
+        let each = |out: &dyn Fn() -> Admitted| {
+            items
+                .iter()
+                .map(|item| (item.call.id.clone(), out()))
+                .collect()
+        };
         Ok(
-            if admission_batch::insert_and_reserve(conn, &calls).await? {
-                items
-                    .iter()
-                    .map(|item| (item.call.id.clone(), None))
-                    .collect()
-            } else {
+            match admission_batch::insert_and_reserve(conn, &calls).await? {
+                Flown::Admitted => each(&|| Admitted::Yes),
                 // A budget had no room for the batch: each call on its own.
-                Vec::new()
+                Flown::Refused(_) => Vec::new(),
+                // Not given back: the calls may be recorded already.
+                Flown::Unsure(e) => each(&|| Admitted::Unsure(e.to_string())),
             },
         )
     }
@@ -70,9 +89,18 @@ impl Batch for Admission {
     async fn write_one(
         conn: &mut AsyncPgConnection,
         item: &ToAdmit,
-    ) -> QueryResult<Option<Option<usize>>> {
-        insert_and_reserve_in_one_flight(conn, &item.call, &item.planned.wanted)
-            .await
-            .map(Some)
+    ) -> QueryResult<Option<Admitted>> {
+        let wanted = &item.planned.wanted;
+        let alone = [Admitting {
+            call: &item.call,
+            wanted,
+        }];
+        Ok(Some(
+            match admission_batch::insert_and_reserve(conn, &alone).await? {
+                Flown::Admitted => Admitted::Yes,
+                Flown::Refused(full) => Admitted::Refused(refused_index(wanted, full)),
+                Flown::Unsure(e) => Admitted::Unsure(e.to_string()),
+            },
+        ))
     }
 }

@@ -56,6 +56,11 @@ pub trait Batch: 'static {
         conn: &mut AsyncPgConnection,
         items: &[&Self::Item],
     ) -> impl Future<Output = QueryResult<Vec<(String, Self::Out)>>> + Send;
+    /// Whether `out` says its item was written (counted in [`BatchStats::written`]); an item
+    /// answered without being written (a refusal) is not.
+    fn written(_out: &Self::Out) -> bool {
+        true
+    }
     /// Writes one item alone, by a single call's own statement: for a batch of one, cheaper on
     /// the database than the batch's (`bench/RESULTS.md`, "2026-12-04"). `None`: not written.
     fn write_one(
@@ -181,11 +186,10 @@ async fn write_batches<B: Batch>(
         drop((items, conn));
         let mut written: HashMap<String, B::Out> = match written {
             Ok(Ok(written)) => {
-                if !written.is_empty() {
+                let n = written.iter().filter(|(_, out)| B::written(out)).count();
+                if n > 0 {
                     counts.batches.fetch_add(1, Ordering::Relaxed);
-                    counts
-                        .written
-                        .fetch_add(written.len() as u64, Ordering::Relaxed);
+                    counts.written.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 written.into_iter().collect()
             }

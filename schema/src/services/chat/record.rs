@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use cloudbase_plugin_api::{ChatRequest, Usage};
 
-use super::admissions::ToAdmit;
+use super::admissions::{Admitted, ToAdmit};
 use super::batches::Unwritten;
 use super::prepare::Prepared;
 use crate::Error;
@@ -209,11 +209,14 @@ pub(super) async fn open(
 /// (a connection of its own, taken now) if the batch gave it back.
 async fn admit_batched(app: &App, item: ToAdmit) -> Result<AiCall, Error> {
     match app.admissions.write(item).await {
-        Ok((admitted, None)) => Ok(admitted.call),
-        Ok((refused, Some(full))) => {
+        Ok((admitted, Admitted::Yes)) => Ok(admitted.call),
+        Ok((refused, Admitted::Refused(full))) => {
             let mut conn = app.db.get().await?;
             Err(budgets::refused(&mut conn, &refused.planned, full).await)
         }
+        Ok((_, Admitted::Unsure(e))) => Err(Error::Internal(format!(
+            "a call's admission was not confirmed on disk: {e}"
+        ))),
         Err(Unwritten::Alone(item)) => {
             let mut conn = app.db.get().await?;
             budgets::admit(&mut conn, &item.call, &item.planned).await?;
