@@ -173,7 +173,7 @@ async fn a_call_under_several_budgets_settles_each_in_its_own_currency() {
 
 /// Calls under the same several budgets lock them in one order (by id) wherever they take more
 /// than one: admission, a call's finish with its settlement (one update a budget, or, past
-/// `SETTLED_EACH_UP_TO` budgets, the rows locked first), and a finish inside a conversation's
+/// `SETTLED_EACH_UP_TO` budgets, the rows locked after the rollups), and a finish inside a conversation's
 /// turn. Otherwise, on PostgreSQL, one call's admission and another's settlement can each hold one
 /// budget's row while waiting for the other's, until the database breaks the cycle by failing
 /// one of them (after its `deadlock_timeout`): an internal error. So all of these, at once, succeed,
@@ -183,7 +183,9 @@ async fn calls_under_the_same_budgets_at_once_never_wait_for_each_other_in_a_cyc
     calls_at_once_under(3).await;
 }
 
-/// The same past the budgets a finish settles one update each.
+/// The same past the budgets a finish settles one update each: there a finish settles after
+/// its rollups, budgets locked in id order, as a conversation turn does (taking the budgets
+/// first deadlocked with a turn holding a new rollup row, once in CI).
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_under_many_budgets_at_once_never_wait_for_each_other_in_a_cycle() {
     calls_at_once_under(cloudbase_schema::db::budgets::SETTLED_EACH_UP_TO + 2).await;

@@ -893,12 +893,14 @@ mod sqlite_finish {
 ///
 /// A call that holds reservations in several budgets (`reserved_in`, counted at admission)
 /// settles each with an `UPDATE` of its own in the statement, in id order
-/// ([`in_one::SettleEach`]), up to [`SETTLED_EACH_UP_TO`] budgets. Beyond that, the transaction
-/// first locks the call's row and then its budgets' rows in id order
-/// ([`lock_budgets_statement`]), and they then stay locked while the statement's rollups wait
-/// for their rows (measured: at c=32 under two budgets, 429 calls a second against 659 under
-/// one, `bench/RESULTS.md`). The call's row comes first because a finish of the same call by the
-/// sweep of interrupted calls holds it before its budgets' (`services::chat::interrupted`).
+/// ([`in_one::SettleEach`]), up to [`SETTLED_EACH_UP_TO`] budgets; PostgreSQL runs them after
+/// the rollups. Beyond that, the statement finishes the call without its settlement, and the
+/// transaction then locks its budgets' rows in id order ([`lock_budgets_statement`]) and
+/// settles them ([`settle_statement_pg`]), as a conversation turn's settlement does
+/// ([`settle_call`]). So every finish takes the call's row, then the rollups' rows, then the
+/// budgets' rows in id order: two finishes never wait for each other in a cycle. (Taking the
+/// budgets first, as this did before, deadlocked with a conversation turn that held a new
+/// rollup row and waited for a budget: `bench/RESULTS.md`, "2026-12-05, night".)
 ///
 /// In the same flight, after it: the tokens to the rate limits' counters, each a statement and
 /// transaction of its own that does not wait for the disk either
@@ -930,15 +932,6 @@ pub async fn finish_and_settle(
     let mut c: &AsyncPgConnection = conn;
     let begun = flight::begin().execute(&mut c);
     let unflushed = flight::commit_without_waiting().execute(&mut c);
-    let locked_call = OptionFuture::from(several.then(|| {
-        ai_calls::table
-            .find(&call.id)
-            .select(ai_calls::id)
-            .for_no_key_update()
-            .execute(&mut c)
-    }));
-    let locked_budgets =
-        OptionFuture::from(several.then(|| lock_budgets_statement(&call.id).execute(&mut c)));
     let (id, add_to) = (&call.id, &in_statement);
     let finished = match reserved_in {
         2 => finish_in_one(c, id, finish, add_to, audit, in_one::SettleEach::<2>),
@@ -946,8 +939,17 @@ pub async fn finish_and_settle(
         4 => finish_in_one(c, id, finish, add_to, audit, in_one::SettleEach::<4>),
         5 => finish_in_one(c, id, finish, add_to, audit, in_one::SettleEach::<5>),
         6 => finish_in_one(c, id, finish, add_to, audit, in_one::SettleEach::<6>),
+        _ if several => finish_in_one(c, id, finish, add_to, audit, in_one::NoSettle),
         _ => finish_in_one(c, id, finish, add_to, audit, in_one::Settle),
     };
+    // Past six budgets: after the statement (and its rollups), the budgets' rows in id order,
+    // then their settlement, as a conversation turn's settlement does (`settle_call`).
+    let locked_budgets =
+        OptionFuture::from(several.then(|| lock_budgets_statement(&call.id).execute(&mut c)));
+    let currency = finish.currency.as_deref().unwrap_or("");
+    let settled = OptionFuture::from(several.then(|| {
+        settle_statement_pg(&call.id, currency, finish.cost_micros, tokens).execute(&mut c)
+    }));
     let committed = flight::commit().execute(&mut c);
     // The tokens: each counter's a statement of its own, not waited for on disk either (a crash
     // may lose a minute's count of them, never a record).
@@ -966,18 +968,14 @@ pub async fn finish_and_settle(
             .await
     };
     // Sent in the order written (see `insert_and_reserve_in_one_flight`).
-    let (
-        (begun, unflushed, locked_call, locked_budgets, finished, committed),
-        spent,
-        (flushed, read),
-    ) = futures_util::join!(
+    let ((begun, unflushed, finished, locked_budgets, settled, committed), spent, (flushed, read)) = futures_util::join!(
         async {
             futures_util::join!(
                 begun,
                 unflushed,
-                locked_call,
-                locked_budgets,
                 finished,
+                locked_budgets,
+                settled,
                 committed
             )
         },
@@ -987,9 +985,9 @@ pub async fn finish_and_settle(
     flight::landed(conn, [&committed]);
     begun?;
     unflushed?;
-    locked_call.transpose()?;
-    locked_budgets.transpose()?;
     let record = finished.optional()?;
+    locked_budgets.transpose()?;
+    settled.transpose()?;
     committed?;
     // Finished once it is on disk.
     flushed?;
